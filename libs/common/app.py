@@ -1,0 +1,108 @@
+"""The app factory every service's `main.py` calls, so all services start, check their
+schema, connect, verify tokens, expose health and metrics the same way."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import ORJSONResponse
+from starlette.requests import Request
+from starlette.responses import Response
+
+from libs.common import nats as nats_kernel
+from libs.common.db import Database
+from libs.common.logging import configure_logging
+from libs.common.metrics import metrics_response
+from libs.common.middleware import ObservabilityMiddleware
+from libs.common.migrations import assert_current
+from libs.common.problems import install_problem_handlers
+from libs.common.security import JwtVerifier, KeysFetcher, RevocationList, http_jwks_fetcher
+from libs.common.settings import ServiceSettings
+from libs.common.telemetry import configure_tracing
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter],
+    migrations_dir: Path | None,
+    keys_fetcher: KeysFetcher | None = None,
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+) -> FastAPI:
+    service = settings.service_name
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(service, settings.log_level)
+        configure_tracing(service, settings.otlp_endpoint)
+        if migrations_dir is not None:
+            assert_current(migrations_dir, settings.database_url)
+        app.state.settings = settings
+        app.state.db = Database(settings.database_url, pool_size=settings.db_pool_size,
+                                max_overflow=settings.db_max_overflow)
+        app.state.nc = await nats_kernel.connect(settings.nats_url, f"{service}-api")
+        app.state.js = app.state.nc.jetstream()
+        app.state.buckets = await nats_kernel.ensure_platform(app.state.js, service)
+        revocations = RevocationList()
+        await revocations.start(app.state.buckets[nats_kernel.REVOCATIONS_BUCKET])
+        app.state.verifier = JwtVerifier(
+            keys_fetcher or http_jwks_fetcher(settings.jwks_url),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway=settings.jwt_leeway_seconds,
+            revocations=revocations,
+        )
+        for hook in on_startup:
+            await hook(app)
+        await app.state.verifier.start()
+        try:
+            yield
+        finally:
+            for hook in on_shutdown:
+                with contextlib.suppress(Exception):
+                    await hook(app)
+            await app.state.verifier.stop()
+            await revocations.stop()
+            with contextlib.suppress(Exception):
+                await app.state.nc.drain()
+            await app.state.db.dispose()
+
+    app = FastAPI(
+        title=title,
+        version="1.0.0",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_problem_handlers(app)
+    for router in routers:
+        app.include_router(router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        db_ok = await request.app.state.db.ping()
+        nats_ok = bool(request.app.state.nc.is_connected)
+        body = {"database": "ok" if db_ok else "down", "nats": "ok" if nats_ok else "down"}
+        return ORJSONResponse(body, status_code=200 if db_ok and nats_ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return metrics_response()
+
+    app.add_middleware(ObservabilityMiddleware, service=service)
+    return app

@@ -1,0 +1,181 @@
+"""Idempotent durable consumers: each event changes state once, however often it arrives.
+
+In one transaction the consumer records `(consumer, event_id)` in `processed_events`
+(`ON CONFLICT DO NOTHING`), applies the handler only when that row is new, and commits;
+only then does it ack (synchronously). Transient failures are nak'ed with a delay;
+a message that cannot be parsed, raises `PermanentError`, or exhausts its deliveries is
+written to `dead_letters` and terminated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
+from sqlalchemy import insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.common.aio import sleep_or_stop
+from libs.common.db import Database, TenantScope
+from libs.common.events import Event
+from libs.common.metrics import EVENTS_CONSUMED
+from libs.common.models import dead_letters, processed_events
+from libs.common.telemetry import context_from_headers, tracer
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, Event], Awaitable[None]]
+
+
+class PermanentError(Exception):
+    """The event can never be applied; retrying is pointless (dead-lettered at once)."""
+
+
+def default_scope(event: Event) -> TenantScope:
+    return TenantScope.account(event.account_id) if event.account_id else TenantScope.system()
+
+
+@dataclass
+class EventConsumer:
+    """A durable pull consumer on `stream` for `subjects`, applying `handler` once per event."""
+
+    name: str
+    stream: str
+    subjects: Sequence[str]
+    handler: Handler
+    db: Database
+    js: JetStreamContext
+    service: str = "service"
+    max_deliver: int = 8
+    ack_wait: float = 30.0
+    batch: int = 64
+    scope: Callable[[Event], TenantScope] = default_scope
+    nak_delays: Sequence[float] = field(default_factory=lambda: (0.5, 1, 2, 5, 10, 30))
+
+    async def provision(self) -> None:
+        config = ConsumerConfig(
+            durable_name=self.name,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            max_deliver=self.max_deliver,
+            ack_wait=self.ack_wait,
+            filter_subjects=list(self.subjects),
+            max_ack_pending=1000,
+        )
+        await self.js.add_consumer(self.stream, config)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.provision()
+        while not stop.is_set():
+            try:
+                sub = await self.js.pull_subscribe_bind(durable=self.name, stream=self.stream)
+            except Exception as exc:
+                log.warning("consumer %s: cannot bind (%s); retrying", self.name, exc)
+                await sleep_or_stop(stop, 1.0)
+                with contextlib.suppress(Exception):
+                    await self.provision()
+                continue
+            try:
+                await self._pull(sub, stop)
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def _pull(self, sub: object, stop: asyncio.Event) -> None:
+        """Fetch with heartbeats; return (to re-subscribe) when the subscription goes quiet
+        in a way that means it is broken rather than idle."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                msgs: list[Msg] = await sub.fetch(self.batch, timeout=2.0, heartbeat=0.5)  # type: ignore[attr-defined]
+            except TimeoutError:
+                failures = 0
+                continue
+            except Exception as exc:
+                failures += 1
+                log.info("consumer %s: fetch failed (%s)", self.name, exc)
+                if failures >= 3:
+                    return
+                await sleep_or_stop(stop, 0.5)
+                continue
+            failures = 0
+            for msg in msgs:
+                await self.handle(msg)
+
+    async def handle(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        span_ctx = context_from_headers(headers)
+        with tracer("igny8.consumer").start_as_current_span(
+            f"consume {msg.subject}", context=span_ctx, attributes={"consumer": self.name}
+        ):
+            try:
+                event = Event.model_validate_json(msg.data)
+            except ValidationError as exc:
+                await self._dead_letter(msg, None, f"unparseable event: {exc}")
+                return
+            try:
+                async with self.db.session(self.scope(event)) as session:
+                    first_time = (
+                        await session.execute(
+                            pg_insert(processed_events)
+                            .values(consumer=self.name, event_id=event.id)
+                            .on_conflict_do_nothing()
+                            .returning(processed_events.c.event_id)
+                        )
+                    ).first()
+                    if first_time is not None:
+                        await self.handler(session, event)
+                    await session.commit()
+            except PermanentError as exc:
+                await self._dead_letter(msg, event, str(exc))
+                return
+            except Exception as exc:
+                deliveries = _deliveries(msg)
+                if deliveries >= self.max_deliver:
+                    await self._dead_letter(msg, event, f"gave up after {deliveries}: {exc!r}")
+                    return
+                delay = self.nak_delays[min(deliveries - 1, len(self.nak_delays) - 1)]
+                log.warning("consumer %s: %s failed (delivery %d), retry in %.1fs: %r",
+                            self.name, event.type, deliveries, delay, exc)
+                EVENTS_CONSUMED.labels(self.service, self.name, "retry").inc()
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=delay)
+                return
+            await msg.ack_sync()
+            EVENTS_CONSUMED.labels(
+                self.service, self.name, "applied" if first_time else "duplicate"
+            ).inc()
+
+    async def _dead_letter(self, msg: Msg, event: Event | None, error: str) -> None:
+        log.error("consumer %s: dead-lettering %s: %s", self.name, msg.subject, error)
+        async with self.db.session(TenantScope.system()) as session:
+            await session.execute(
+                insert(dead_letters).values(
+                    consumer=self.name,
+                    subject=msg.subject,
+                    event_id=str(event.id) if event else None,
+                    payload=msg.data.decode("utf-8", "replace"),
+                    error=error[:4000],
+                    deliveries=_deliveries(msg),
+                )
+            )
+            await session.commit()
+        EVENTS_CONSUMED.labels(self.service, self.name, "dead_letter").inc()
+        with contextlib.suppress(Exception):
+            await msg.term()
+
+
+def _deliveries(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:
+        return 1
+

@@ -1,0 +1,107 @@
+"""Async database access: one engine per service, sessions bound to a tenant scope.
+
+Row-level security is the second wall behind the repositories' `account_id` filters:
+every transaction starts by setting `igny8.account_id` (or `igny8.all_accounts`), and the
+policies on tenant tables compare rows against it. The setting is transaction-local, so
+it is applied again at the start of every transaction a session opens (`after_begin`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import Session, SessionTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class TenantScope:
+    """Which rows a transaction may see. `all_accounts` is for platform staff and sweepers."""
+
+    account_id: int | None = None
+    all_accounts: bool = False
+
+    @classmethod
+    def account(cls, account_id: int) -> TenantScope:
+        return cls(account_id=account_id)
+
+    @classmethod
+    def system(cls) -> TenantScope:
+        return cls(all_accounts=True)
+
+
+NO_TENANT = TenantScope()
+
+
+def _apply_scope(session: Session, _tx: SessionTransaction, connection: Connection) -> None:
+    scope: TenantScope | None = session.info.get("tenant")
+    if scope is None or scope == NO_TENANT:
+        return
+    connection.exec_driver_sql(
+        "SELECT set_config('igny8.account_id', %s, true),"
+        " set_config('igny8.all_accounts', %s, true)",
+        ("" if scope.account_id is None else str(scope.account_id),
+         "on" if scope.all_accounts else "off"),
+    )
+
+
+event.listen(Session, "after_begin", _apply_scope)
+
+
+def async_url(url: str) -> str:
+    """Accept `postgresql://` URLs from operators and use the psycopg 3 async driver."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def libpq_url(url: str) -> str:
+    """The same URL as plain libpq understands it (for psycopg connections and COPY)."""
+    return "postgresql://" + async_url(url)[len("postgresql+psycopg://"):]
+
+
+class Database:
+    """The engine and session factory of one service."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10, **kw: Any):
+        self.url = async_url(url)
+        self.engine: AsyncEngine = create_async_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=True,
+            **kw,
+        )
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def session(self, scope: TenantScope = NO_TENANT) -> AsyncIterator[AsyncSession]:
+        """A session that rolls back whatever was not committed when it closes."""
+        async with self.sessionmaker() as session:
+            session.info["tenant"] = scope
+            try:
+                yield session
+            finally:
+                await session.rollback()
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

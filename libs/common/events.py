@@ -1,0 +1,59 @@
+"""The event document every service publishes, and the subjects and streams it lives on.
+
+Subjects: `igny8.<service>.<entity>.<verb>` for domain events (one stream per publishing
+service), `igny8.jobs.<service>.<function>` for the work queue, and
+`igny8.cmd.<service>.<command>` for request-reply commands (kept outside every stream:
+a stream capturing a command subject would answer the request with its own PubAck).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, Field
+
+EVENT_PREFIX = "igny8"
+JOBS_STREAM = "IGNY8_JOBS"
+JOBS_PREFIX = "igny8.jobs"
+COMMAND_PREFIX = "igny8.cmd"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """A versioned fact. `type` is `<service>.<entity>.<verb>`, e.g. `auth.site.created`."""
+
+    id: UUID = Field(default_factory=uuid4)
+    type: str
+    version: int = 1
+    occurred_at: datetime = Field(default_factory=utcnow)
+    account_id: int | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def subject(self) -> str:
+        return f"{EVENT_PREFIX}.{self.type}"
+
+    @property
+    def service(self) -> str:
+        return self.type.split(".", 1)[0]
+
+
+def stream_name(service: str) -> str:
+    return f"IGNY8_{service.upper()}"
+
+
+def stream_subjects(service: str) -> list[str]:
+    return [f"{EVENT_PREFIX}.{service}.>"]
+
+
+def job_subject(service: str, function: str) -> str:
+    return f"{JOBS_PREFIX}.{service}.{function}"
+
+
+def command_subject(service: str, command: str) -> str:
+    return f"{COMMAND_PREFIX}.{service}.{command}"

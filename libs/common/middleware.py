@@ -1,0 +1,96 @@
+"""One pure-ASGI middleware for what every request needs: a request id, a server span,
+RED metrics per route template, the log context, and a `Server-Timing` header the
+gateway folds into its request metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from libs.common.logging import account_id_var, request_id_var, user_id_var
+from libs.common.metrics import HTTP_DURATION, HTTP_REQUESTS
+from libs.common.telemetry import context_from_headers
+
+log = logging.getLogger("igny8.http")
+
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def request_id_from(value: str | None) -> str:
+    """Keep the caller's id when it is sane; otherwise mint one."""
+    if value and _SANE_REQUEST_ID.match(value):
+        return value
+    return str(uuid.uuid4())
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+        self.tracer = trace.get_tracer("igny8.http")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = request_id_from(headers.get("x-request-id"))
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        account_token = account_id_var.set(None)
+        user_token = user_id_var.set(None)
+        started = time.perf_counter()
+        status_holder: dict[str, Any] = {"status": 500}
+        method = scope["method"]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                extra = [
+                    (b"x-request-id", request_id.encode()),
+                    (b"server-timing", f"app;dur={elapsed_ms:.2f}".encode()),
+                ]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        with self.tracer.start_as_current_span(
+            f"{method} {scope['path']}",
+            context=context_from_headers(headers),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": scope["path"],
+                        "igny8.request_id": request_id},
+        ) as span:
+            try:
+                await self.app(scope, receive, send_wrapper)
+            except Exception:
+                log.exception("unhandled error")
+                span.set_status(Status(StatusCode.ERROR))
+                raise
+            finally:
+                status = status_holder["status"]
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                span.update_name(f"{method} {template}")
+                span.set_attribute("http.route", template)
+                span.set_attribute("http.response.status_code", status)
+                elapsed = time.perf_counter() - started
+                HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
+                HTTP_DURATION.labels(self.service, method, template).observe(elapsed)
+                if status >= 500:
+                    log.error("%s %s -> %d", method, scope["path"], status,
+                              extra={"fields": {"status": status, "ms": round(elapsed * 1e3, 2)}})
+                elif status >= 400:
+                    log.warning("%s %s -> %d", method, scope["path"], status,
+                                extra={"fields": {"status": status,
+                                                  "ms": round(elapsed * 1e3, 2)}})
+                request_id_var.reset(token)
+                account_id_var.reset(account_token)
+                user_id_var.reset(user_token)

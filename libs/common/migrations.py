@@ -1,0 +1,107 @@
+"""Alembic, one history per service, driven from code (no alembic.ini).
+
+Each service's `migrations/env.py` calls `run_env(metadata)`. `upgrade` runs a service's
+migrations as the owner role, then grants the service's runtime role what it needs and no
+more. Services refuse to start on a schema older than their code (`assert_current`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, create_engine, pool, text
+
+from libs.common.db import async_url
+from libs.common.models import kernel_metadata
+
+
+def alembic_config(migrations_dir: Path, url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.set_main_option("sqlalchemy.url", async_url(url).replace("%", "%%"))
+    return cfg
+
+
+def run_env(target_metadata: MetaData) -> None:
+    """Body of every service's `env.py`: online migrations with the sync psycopg driver."""
+    cfg = context.config
+    engine = create_engine(cfg.get_main_option("sqlalchemy.url") or "", poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=[target_metadata, kernel_metadata],
+            compare_type=True,
+            transaction_per_migration=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+def upgrade(migrations_dir: Path, owner_url: str, app_role: str | None = None) -> None:
+    command.upgrade(alembic_config(migrations_dir, owner_url), "head")
+    if app_role:
+        grant_runtime_role(owner_url, app_role)
+
+
+def revision(migrations_dir: Path, owner_url: str, message: str) -> None:
+    """Autogenerate a revision against an up-to-date database."""
+    command.revision(alembic_config(migrations_dir, owner_url), message=message,
+                     autogenerate=True)
+
+
+def head_revision(migrations_dir: Path) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(migrations_dir, "postgresql://")).get_current_head()
+
+
+def current_revision(url: str) -> str | None:
+    engine = create_engine(async_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+class SchemaOutdated(RuntimeError):
+    pass
+
+
+def assert_current(migrations_dir: Path, url: str) -> None:
+    head, current = head_revision(migrations_dir), current_revision(url)
+    if head != current:
+        raise SchemaOutdated(
+            f"database is at {current!r} but the code expects {head!r}: run `igny8 migrate`"
+        )
+
+
+def grant_runtime_role(owner_url: str, role: str) -> None:
+    engine = create_engine(async_url(owner_url), poolclass=pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
+        conn.execute(text(
+            f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"'))
+        conn.execute(text(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
+        conn.execute(text(f'REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM "{role}"'))
+    engine.dispose()
+
+
+def tenant_rls(table: str, column: str = "account_id") -> list[str]:
+    """Statements that put a tenant table behind row-level security (for migrations).
+
+    Rows are visible when they belong to the transaction's account, or when the
+    transaction runs in the system scope (platform staff, sweepers).
+    """
+    predicate = (
+        f"current_setting('igny8.all_accounts', true) = 'on' OR {column} = "
+        f"NULLIF(current_setting('igny8.account_id', true), '')::bigint"
+    )
+    return [
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
+        f"CREATE POLICY tenant_isolation ON {table} USING ({predicate}) WITH CHECK ({predicate})",
+    ]

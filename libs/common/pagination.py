@@ -1,0 +1,94 @@
+"""Page-number pagination as the reference defines it: `page`, `page_size` (default 10,
+at most 100), answering `count/next/previous/results` with absolute public URLs.
+
+Services answer the page object with `X-Igny8-Envelope: inline`; the gateway splices its
+members into the envelope without re-parsing them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from fastapi import Query, Request
+from starlette.responses import Response
+
+from libs.common.problems import NotFound
+
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 100
+ENVELOPE_HEADER = "x-igny8-envelope"
+
+
+@dataclass(frozen=True, slots=True)
+class PageParams:
+    page: int
+    page_size: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+    @property
+    def limit(self) -> int:
+        return self.page_size
+
+
+def page_params(
+    page: int = Query(1, ge=1, description="Page number, from 1."),
+    page_size: int = Query(DEFAULT_PAGE_SIZE, ge=1, description="Items per page, at most 100."),
+) -> PageParams:
+    return PageParams(page=page, page_size=min(page_size, MAX_PAGE_SIZE))
+
+
+def public_url(request: Request) -> str:
+    """The URL the caller used, as seen through the gateway when there is one."""
+    host = request.headers.get("x-forwarded-host")
+    proto = request.headers.get("x-forwarded-proto", request.url.scheme)
+    base = f"{proto}://{host}" if host else f"{request.url.scheme}://{request.url.netloc}"
+    return base + request.url.path
+
+
+def _page_link(request: Request, page: int | None) -> str | None:
+    if page is None:
+        return None
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "page"]
+    if page > 1:
+        query.append(("page", str(page)))
+    encoded = urlencode(query)
+    return public_url(request) + (f"?{encoded}" if encoded else "")
+
+
+def page_response(request: Request, params: PageParams, count: int, results: list[Any]) -> Response:
+    if params.page > 1 and params.offset >= count:
+        raise NotFound("Invalid page.")
+    has_next = params.offset + len(results) < count
+    body = {
+        "count": count,
+        "next": _page_link(request, params.page + 1 if has_next else None),
+        "previous": _page_link(request, params.page - 1 if params.page > 1 else None),
+        "results": results,
+    }
+    return inline_response(body)
+
+
+def inline_response(body: dict[str, Any], status_code: int = 200) -> Response:
+    """A body whose members belong directly in the envelope (pages, `data` + `message`)."""
+    return Response(
+        orjson.dumps(body, default=_default),
+        status_code=status_code,
+        media_type="application/json",
+        headers={ENVELOPE_HEADER: "inline"},
+    )
+
+
+def message_response(data: Any, message: str, status_code: int = 200) -> Response:
+    return inline_response({"data": data, "message": message}, status_code)
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,139 @@
+"""Domain errors and their single mapping to RFC 9457 problem details.
+
+Domain code raises these; only the handler installed by `install_problem_handlers`
+knows about HTTP. The gateway turns problem documents into the public error envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class DomainError(Exception):
+    """An error the caller can act on. `status` is the HTTP status it maps to."""
+
+    status: int = 400
+    title: str = "Bad request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: Mapping[str, Sequence[str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.detail = detail or self.title
+        self.errors = {k: list(v) for k, v in errors.items()} if errors else None
+        self.headers = dict(headers or {})
+        super().__init__(self.detail)
+
+
+class ValidationFailed(DomainError):
+    status = 400
+    title = "Validation failed"
+
+    @classmethod
+    def field(cls, name: str, message: str) -> ValidationFailed:
+        return cls(errors={name: [message]})
+
+
+class NotAuthenticated(DomainError):
+    status = 401
+    title = "Authentication required"
+
+
+class PaymentRequired(DomainError):
+    status = 402
+    title = "Insufficient credits"
+
+
+class PermissionDenied(DomainError):
+    status = 403
+    title = "Permission denied"
+
+
+class NotFound(DomainError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(DomainError):
+    status = 409
+    title = "Conflict"
+
+
+class Unprocessable(DomainError):
+    status = 422
+    title = "Unprocessable entity"
+
+
+class TooManyRequests(DomainError):
+    status = 429
+    title = "Rate limit exceeded"
+
+
+class ServiceUnavailable(DomainError):
+    status = 503
+    title = "Service unavailable"
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    errors: Mapping[str, Sequence[str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail and detail != title:
+        body["detail"] = detail
+    if errors:
+        body["errors"] = {k: list(v) for k, v in errors.items()}
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers
+    )
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    """`("body", "email")` → `email`; `("query", "page")` → `page`; nested → dotted."""
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
+    return ".".join(parts) or "non_field_errors"
+
+
+def validation_errors(exc: RequestValidationError) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    for err in exc.errors():
+        message = str(err.get("msg", "Invalid value"))
+        if err.get("type") == "missing":
+            message = "This field is required."
+        errors.setdefault(_field_name(err.get("loc", ())), []).append(message)
+    return errors
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_domain_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DomainError)
+        return problem_response(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
+
+    async def on_validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(400, "Validation failed", errors=validation_errors(exc))
+
+    async def on_http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        titles = {404: "Not found", 405: "Method not allowed", 401: "Authentication required"}
+        title = titles.get(exc.status_code, str(exc.detail))
+        return problem_response(exc.status_code, title, str(exc.detail), headers=exc.headers)
+
+    app.add_exception_handler(DomainError, on_domain_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)

@@ -1,0 +1,53 @@
+"""Settings shared by every process; each service subclasses `ServiceSettings`.
+
+Settings are built in the app factory (never at import) so tests and `igny8 up` can hand
+each process its own environment.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_SECRET = "igny8-development-only-secret-change-me"
+
+
+class PlatformSettings(BaseSettings):
+    """What every process needs: where NATS is, who signs tokens, how to log and trace."""
+
+    model_config = SettingsConfigDict(env_prefix="IGNY8_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    nats_url: str = "nats://127.0.0.1:4222"
+    jwt_issuer: str = "igny8-auth"
+    jwt_audience: str = "igny8-api"
+    jwt_leeway_seconds: int = 30
+    # Where verifiers fetch the public keys (auth's JWKS endpoint).
+    jwks_url: str = "http://127.0.0.1:8101/api/v1/auth/jwks/"
+    secret_key: str = DEVELOPMENT_SECRET
+    log_level: str = "INFO"
+    otlp_endpoint: str | None = None
+    # Public base URL of the gateway, used for absolute links (pagination, file URLs).
+    public_url: str = "http://localhost:8000"
+
+    @model_validator(mode="after")
+    def _refuse_default_secret_in_production(self) -> PlatformSettings:
+        if self.environment == "production" and self.secret_key == DEVELOPMENT_SECRET:
+            raise ValueError("IGNY8_SECRET_KEY must be set to a real secret in production")
+        return self
+
+
+class ServiceSettings(PlatformSettings):
+    """A service with its own database. `service_name` is fixed by each subclass."""
+
+    service_name: str = "service"
+    # The role the service runs as: cannot bypass row-level security.
+    database_url: str = Field(default="postgresql+psycopg://igny8_app@127.0.0.1:5432/igny8")
+    # The owner role, used only to run migrations.
+    migration_database_url: str | None = None
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    http_port: int = 8100
+    metrics_port: int | None = None

@@ -1,0 +1,53 @@
+"""OpenTelemetry setup and W3C trace-context propagation across HTTP and NATS.
+
+Set up inside each process's lifespan (never before a fork). Exports over OTLP/HTTP when
+`IGNY8_OTLP_ENDPOINT` is set; otherwise spans are still created, so trace ids reach the
+logs and the event headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+_configured = False
+
+
+def configure_tracing(service: str, otlp_endpoint: str | None = None,
+                      exporter: SpanExporter | None = None) -> TracerProvider:
+    """Install the tracer provider once per process; later calls only add an exporter."""
+    global _configured
+    provider = trace.get_tracer_provider()
+    if not _configured or not isinstance(provider, TracerProvider):
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        trace.set_tracer_provider(provider)
+        _configured = True
+    assert isinstance(provider, TracerProvider)
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/traces"))
+        )
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def current_trace_headers() -> dict[str, str]:
+    """`traceparent`/`tracestate` of the current span, to carry on an event or request."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def context_from_headers(headers: Mapping[str, str] | None) -> context.Context:
+    return propagate.extract(dict(headers or {}))

@@ -1,0 +1,107 @@
+"""The layered checks every endpoint runs: authenticated → tenant → role → site.
+
+`CurrentPrincipal` verifies the bearer token (the gateway already did; services check
+again, defence in depth). `UoW` opens a unit of work whose transactions are bound to the
+caller's tenant, so row-level security backs up the repositories' own filters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.common import outbox
+from libs.common.db import NO_TENANT, Database, TenantScope
+from libs.common.events import Event
+from libs.common.logging import account_id_var, user_id_var
+from libs.common.problems import NotAuthenticated, PermissionDenied
+from libs.common.security import InvalidToken, JwtVerifier, Principal, bearer_token
+
+
+class UnitOfWork:
+    """One request's transaction. Nothing is kept unless `commit` is called; services
+    never commit, endpoints do (before the response is sent)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def publish(self, *events: Event) -> None:
+        await outbox.add(self.session, *events)
+
+    async def commit(self) -> None:
+        await self.session.commit()
+
+    async def rollback(self) -> None:
+        await self.session.rollback()
+
+
+async def get_principal(request: Request) -> Principal:
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        raise NotAuthenticated("Authentication credentials were not provided.")
+    verifier: JwtVerifier = request.app.state.verifier
+    try:
+        principal = await verifier.verify(token)
+    except InvalidToken as exc:
+        raise NotAuthenticated("Invalid or expired token.") from exc
+    account_id_var.set(principal.account_id)
+    user_id_var.set(principal.user_id)
+    request.state.principal = principal
+    return principal
+
+
+async def get_optional_principal(request: Request) -> Principal | None:
+    if request.headers.get("authorization") is None:
+        return None
+    return await get_principal(request)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
+
+
+def require_role(minimum: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency that lets `minimum` and every role above it through."""
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.has_role(minimum):
+            raise PermissionDenied("You do not have permission to perform this action.")
+        return principal
+
+    check.__name__ = f"require_{minimum}"
+    return check
+
+
+Editor = Annotated[Principal, Depends(require_role("editor"))]
+AdminOrOwner = Annotated[Principal, Depends(require_role("admin"))]
+PlatformStaff = Annotated[Principal, Depends(require_role("developer"))]
+
+
+def database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def get_uow(request: Request, principal: CurrentPrincipal) -> AsyncIterator[UnitOfWork]:
+    async with database(request).session(principal.scope) as session:
+        yield UnitOfWork(session)
+
+
+async def get_public_uow(request: Request) -> AsyncIterator[UnitOfWork]:
+    """For endpoints that act before anyone is known (register, login, public lists)."""
+    async with database(request).session(NO_TENANT) as session:
+        yield UnitOfWork(session)
+
+
+async def get_system_uow(request: Request) -> AsyncIterator[UnitOfWork]:
+    """Cross-tenant access for the few public flows that must find a row by a secret."""
+    async with database(request).session(TenantScope.system()) as session:
+        yield UnitOfWork(session)
+
+
+UoW = Annotated[UnitOfWork, Depends(get_uow)]
+PublicUoW = Annotated[UnitOfWork, Depends(get_public_uow)]
+SystemUoW = Annotated[UnitOfWork, Depends(get_system_uow)]

@@ -1,0 +1,171 @@
+"""The event kernel against real PostgreSQL and NATS JetStream."""
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import func, select, text
+
+from libs.common import nats as nats_kernel
+from libs.common import outbox
+from libs.common.consumer import EventConsumer, PermanentError
+from libs.common.db import Database, TenantScope
+from libs.common.events import Event, stream_name
+from libs.common.models import dead_letters, processed_events
+from libs.common.outbox import OutboxRelay
+
+
+async def _wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def js(nats_url: str):  # type: ignore[no-untyped-def]
+    nc = await nats_kernel.connect(nats_url, "kernel-test")
+    js = nc.jetstream()
+    await nats_kernel.ensure_platform(js, "kernel")
+    yield js
+    await nc.close()
+
+
+def _event(account_id: int = 1, **data: object) -> Event:
+    return Event(type="kernel.note.created", account_id=account_id, data=dict(data))
+
+
+async def _stream_seq(js) -> int:  # type: ignore[no-untyped-def]
+    return int((await js.stream_info(stream_name("kernel"))).state.last_seq)
+
+
+async def test_relay_publishes_committed_events_once_and_skips_rolled_back(
+    kernel_db: Database, js
+) -> None:  # type: ignore[no-untyped-def]
+    committed, rolled_back = _event(n=1), _event(n=2)
+    async with kernel_db.session(TenantScope.account(1)) as s:
+        await outbox.add(s, committed)
+        await s.commit()
+    async with kernel_db.session(TenantScope.account(1)) as s:
+        await outbox.add(s, rolled_back)  # never committed
+
+    before = await _stream_seq(js)
+    relay = OutboxRelay(kernel_db, js, service="kernel")
+    await relay.drain()
+    await relay.drain()  # nothing left: no second publish
+    assert await outbox.pending_count(kernel_db, [committed.id]) == 0
+    msg = await js.get_last_msg(stream_name("kernel"), "igny8.kernel.note.created")
+    assert Event.model_validate_json(msg.data).id == committed.id
+    assert await _stream_seq(js) - before == 1
+
+
+async def test_relay_wakes_on_commit_without_polling(kernel_db: Database, js) -> None:  # type: ignore[no-untyped-def]
+    relay = OutboxRelay(kernel_db, js, service="kernel", fallback_poll_seconds=3600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    await asyncio.sleep(0.3)  # the relay is listening
+    event = _event(n=3)
+    async with kernel_db.session(TenantScope.account(1)) as s:
+        await outbox.add(s, event)
+        await s.commit()
+
+    async def published() -> bool:
+        return await outbox.pending_count(kernel_db, [event.id]) == 0
+
+    await _wait_for(published, timeout=5)
+    stop.set()
+    await task
+
+
+async def test_events_survive_nats_going_away(kernel_db: Database, nats_server, nats_url) -> None:  # type: ignore[no-untyped-def]
+    nc = await nats_kernel.connect(nats_url, "kernel-test-restart")
+    js = nc.jetstream()
+    await nats_kernel.ensure_platform(js, "kernel")
+    relay = OutboxRelay(kernel_db, js, service="kernel", publish_timeout=1.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+
+    nats_server.stop()
+    events = [_event(n=i) for i in range(5)]
+    async with kernel_db.session(TenantScope.account(1)) as s:
+        await outbox.add(s, *events)
+        await s.commit()
+    await asyncio.sleep(1.0)  # the relay tries and fails while NATS is away
+    assert await outbox.pending_count(kernel_db, [e.id for e in events]) == 5
+    nats_server.start()
+
+    async def all_published() -> bool:
+        return await outbox.pending_count(kernel_db, [e.id for e in events]) == 0
+
+    await _wait_for(all_published, timeout=20)
+    stop.set()
+    await task
+    ids = set()
+    for seq in range(1, await _stream_seq(js) + 1):
+        try:
+            msg = await js.get_msg(stream_name("kernel"), seq)
+        except Exception:  # noqa: BLE001 - purged or deleted sequence
+            continue
+        ids.add(Event.model_validate_json(msg.data).id)
+    assert {e.id for e in events} <= ids
+    await nc.close()
+
+
+async def test_consumer_applies_each_event_once_and_dead_letters_poison(
+    kernel_db: Database, js
+) -> None:  # type: ignore[no-untyped-def]
+    applied: list[uuid.UUID] = []
+
+    async def handler(session, event: Event) -> None:  # type: ignore[no-untyped-def]
+        if event.data.get("poison"):
+            raise PermanentError("cannot apply")
+        await session.execute(
+            text("INSERT INTO notes (account_id, body) VALUES (:a, :b)"),
+            {"a": event.account_id, "b": str(event.id)},
+        )
+        applied.append(event.id)
+
+    entity = f"probe{uuid.uuid4().hex[:6]}"
+    name = f"kernel-test-{entity}"
+    consumer = EventConsumer(name=name, stream=stream_name("kernel"),
+                             subjects=[f"igny8.kernel.{entity}.>"], handler=handler,
+                             db=kernel_db, js=js, service="kernel")
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    good = Event(type=f"kernel.{entity}.created", account_id=7, data={"n": 1})
+    poison = Event(type=f"kernel.{entity}.created", account_id=7, data={"poison": True})
+    payload = good.model_dump_json().encode()
+    # The same event published twice with different message ids (beyond de-duplication).
+    await js.publish(good.subject, payload, headers={"Nats-Msg-Id": "a-" + str(good.id)})
+    await js.publish(good.subject, payload, headers={"Nats-Msg-Id": "b-" + str(good.id)})
+    await js.publish(poison.subject, poison.model_dump_json().encode())
+
+    async def settled() -> bool:
+        async with kernel_db.session(TenantScope.system()) as s:
+            done = (await s.execute(select(func.count()).select_from(processed_events)
+                                    .where(processed_events.c.consumer == name))).scalar_one()
+            dead = (await s.execute(select(func.count()).select_from(dead_letters)
+                                    .where(dead_letters.c.consumer == name))).scalar_one()
+        return done == 1 and dead == 1
+
+    await _wait_for(settled)
+    await asyncio.sleep(0.3)
+    stop.set()
+    await task
+    assert applied.count(good.id) == 1
+
+
+async def test_row_level_security_hides_other_tenants(kernel_db: Database) -> None:
+    async with kernel_db.session(TenantScope.account(101)) as s:
+        await s.execute(text("INSERT INTO notes (account_id, body) VALUES (101, 'mine')"))
+        await s.commit()
+    async with kernel_db.session(TenantScope.account(202)) as s:
+        rows = (await s.execute(text("SELECT body FROM notes WHERE account_id = 101"))).all()
+        assert rows == []
+        with pytest.raises(Exception, match="row-level security"):
+            await s.execute(text("INSERT INTO notes (account_id, body) VALUES (101, 'forged')"))
+    async with kernel_db.session() as s:  # no scope at all: nothing visible
+        assert (await s.execute(text("SELECT count(*) FROM notes"))).scalar_one() == 0
+    async with kernel_db.session(TenantScope.system()) as s:
+        assert (await s.execute(text("SELECT count(*) FROM notes WHERE account_id = 101"))
+                ).scalar_one() >= 1
