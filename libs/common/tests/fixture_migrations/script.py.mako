@@ -6,6 +6,7 @@ Create Date: ${create_date}
 """
 from alembic import op
 import sqlalchemy as sa
+import sqlmodel  # noqa: F401 - autogenerate emits sqlmodel types
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}
