@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ class WorkerContext:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-Task = Callable[[WorkerContext], Awaitable[None]]
+Task = Callable[[WorkerContext], Coroutine[Any, Any, None]]
 
 
 async def run_worker(

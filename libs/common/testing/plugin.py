@@ -27,7 +27,7 @@ def _docker_available() -> bool:
     if os.environ.get("IGNY8_TEST_NO_DOCKER"):
         return False
     try:
-        import docker  # type: ignore[import-untyped]
+        import docker
 
         docker.from_env(timeout=2).ping()
         return True

@@ -1,0 +1,258 @@
+"""Long-running work (AI functions, imports) on the JetStream work queue, with progress.
+
+A job is enqueued through the outbox in the same transaction as whatever records it (so
+it is never lost nor sent for work that rolled back); its id is the task id the API
+returns at once. Workers pull one job at a time, tell JetStream they are still working
+(`in_progress`) so a long job is not redelivered, and ack at the end. A worker that dies
+stops sending those signals, so the job is redelivered after `ack_wait`: handlers must be
+idempotent by task id (billing holds are keyed by it, for instance).
+
+Progress lives in the KV bucket `igny8_task_progress` under the task id:
+`{"state", "meta", "account_id"}`, the reference's shape plus the owner the gateway checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID, uuid4
+
+import orjson
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.common import outbox
+from libs.common.aio import sleep_or_stop
+from libs.common.events import JOBS_STREAM, Event, job_subject
+from libs.common.metrics import JOB_DURATION
+
+log = logging.getLogger(__name__)
+
+# Phase → (start %, end %) as the reference's progress tracking describes.
+PHASES: dict[str, tuple[int, int]] = {
+    "INIT": (0, 10),
+    "PREP": (10, 20),
+    "AI_CALL": (20, 80),
+    "PARSE": (80, 90),
+    "SAVE": (90, 100),
+    "DONE": (100, 100),
+}
+STATES = ("PENDING", "PROGRESS", "SUCCESS", "FAILURE", "REVOKED")
+
+
+class JobFailed(Exception):
+    """The job cannot succeed; retrying is pointless. `message` is shown to the user."""
+
+
+class TaskProgress:
+    """Reads and writes the progress documents of tasks."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    async def put(self, task_id: UUID | str, account_id: int | None, state: str,
+                  meta: dict[str, Any]) -> None:
+        assert state in STATES, state
+        doc = {"state": state, "meta": meta, "account_id": account_id}
+        await self.kv.put(str(task_id), orjson.dumps(doc))
+
+    async def get(self, task_id: UUID | str) -> dict[str, Any] | None:
+        try:
+            entry = await self.kv.get(str(task_id))
+        except KeyNotFoundError:
+            return None
+        if entry.value is None:
+            return None
+        value: dict[str, Any] = orjson.loads(entry.value)
+        return value
+
+    async def pending(self, task_id: UUID | str, account_id: int | None,
+                      message: str = "Queued") -> None:
+        await self.put(task_id, account_id, "PENDING",
+                       {"phase": "INIT", "percentage": 0, "message": message,
+                        "request_steps": [], "response_steps": []})
+
+
+@dataclass
+class ProgressReporter:
+    """What a running job tells its caller: phase, percentage within the phase, steps,
+    cost and tokens so far."""
+
+    progress: TaskProgress
+    task_id: UUID
+    account_id: int | None
+    request_steps: list[dict[str, Any]] = field(default_factory=list)
+    response_steps: list[dict[str, Any]] = field(default_factory=list)
+    cost: float = 0.0
+    tokens: int = 0
+    phase_name: str = "INIT"
+
+    def meta(self, phase: str, message: str, fraction: float = 0.0) -> dict[str, Any]:
+        start, end = PHASES[phase]
+        percentage = round(start + (end - start) * max(0.0, min(fraction, 1.0)))
+        return {
+            "phase": phase, "percentage": percentage, "message": message,
+            "request_steps": self.request_steps, "response_steps": self.response_steps,
+            "cost": round(self.cost, 6), "tokens": self.tokens,
+        }
+
+    async def phase(self, phase: str, message: str, fraction: float = 0.0) -> None:
+        self.phase_name = phase
+        await self.progress.put(self.task_id, self.account_id, "PROGRESS",
+                                self.meta(phase, message, fraction))
+
+    def step(self, name: str, *, request: bool = True, **details: Any) -> None:
+        entry = {"step": name, "at": time.time(), **details}
+        (self.request_steps if request else self.response_steps).append(entry)
+
+    async def succeed(self, message: str, result: dict[str, Any] | None = None) -> None:
+        meta = self.meta("DONE", message, 1.0)
+        if result is not None:
+            meta["result"] = result
+        await self.progress.put(self.task_id, self.account_id, "SUCCESS", meta)
+
+    async def fail(self, message: str) -> None:
+        meta = self.meta(self.phase_name, message)
+        meta["error"] = message
+        await self.progress.put(self.task_id, self.account_id, "FAILURE", meta)
+
+
+async def enqueue(session: AsyncSession, *, service: str, function: str,
+                  account_id: int | None, data: dict[str, Any],
+                  task_id: UUID | None = None) -> UUID:
+    """Queue a job in the caller's transaction; returns the task id."""
+    job = Event(id=task_id or uuid4(), type=f"{service}.{function}", account_id=account_id,
+                data=data)
+    await outbox.add(session, job, subject=job_subject(service, function))
+    return job.id
+
+
+@dataclass
+class JobContext:
+    job: Event
+    attempt: int
+    report: ProgressReporter
+
+    @property
+    def task_id(self) -> UUID:
+        return self.job.id
+
+
+JobHandler = Callable[[JobContext], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass
+class JobWorker:
+    """Pulls jobs of one function and runs them, one at a time per worker loop."""
+
+    service: str
+    function: str
+    handler: JobHandler
+    js: JetStreamContext
+    progress: TaskProgress
+    max_deliver: int = 3
+    ack_wait: float = 60.0
+    retry_delay: float = 2.0
+
+    @property
+    def durable(self) -> str:
+        return f"{self.service}-job-{self.function}"
+
+    async def provision(self) -> None:
+        await self.js.add_consumer(JOBS_STREAM, ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            max_deliver=self.max_deliver,
+            ack_wait=self.ack_wait,
+            filter_subject=job_subject(self.service, self.function),
+            max_ack_pending=256,
+        ))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.provision()
+        while not stop.is_set():
+            try:
+                sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=JOBS_STREAM)
+            except Exception as exc:  # server or stream not back yet
+                log.warning("job worker %s: cannot bind (%s)", self.durable, exc)
+                await sleep_or_stop(stop, 1.0)
+                with contextlib.suppress(Exception):
+                    await self.provision()
+                continue
+            failures = 0
+            try:
+                while not stop.is_set() and failures < 3:
+                    try:
+                        msgs = await sub.fetch(1, timeout=2.0, heartbeat=0.5)
+                    except TimeoutError:
+                        failures = 0
+                        continue
+                    except Exception as exc:  # missed heartbeats after a server restart
+                        failures += 1
+                        log.info("job worker %s: fetch failed (%s)", self.durable, exc)
+                        await sleep_or_stop(stop, 0.5)
+                        continue
+                    failures = 0
+                    for msg in msgs:
+                        await self.handle(msg)
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            job = Event.model_validate_json(msg.data)
+        except ValidationError:
+            log.error("job worker %s: unparseable job dropped", self.durable)
+            await msg.term()
+            return
+        attempt = int(msg.metadata.num_delivered)
+        report = ProgressReporter(self.progress, job.id, job.account_id)
+        keepalive = asyncio.create_task(self._keep_alive(msg))
+        started = time.perf_counter()
+        outcome = "success"
+        try:
+            greeting = "Starting" if attempt == 1 else f"Retrying (attempt {attempt})"
+            await report.phase("INIT", greeting)
+            result = await self.handler(JobContext(job, attempt, report))
+        except JobFailed as exc:
+            outcome = "failed"
+            await report.fail(str(exc))
+            await msg.term()
+        except Exception as exc:
+            if attempt < self.max_deliver:
+                outcome = "retry"
+                log.warning("job %s %s failed (attempt %d), will retry: %r",
+                            self.function, job.id, attempt, exc)
+                await report.phase(report.phase_name, f"Temporary failure, retrying: {exc}")
+                await msg.nak(delay=self.retry_delay * attempt)
+            else:
+                outcome = "failed"
+                log.error("job %s %s failed for good: %r", self.function, job.id, exc)
+                await report.fail(f"Failed after {attempt} attempts: {exc}")
+                await msg.term()
+        else:
+            await report.succeed("Completed", result or None)
+            await msg.ack_sync()
+        finally:
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
+            JOB_DURATION.labels(self.service, self.function, outcome).observe(
+                time.perf_counter() - started)
+
+    async def _keep_alive(self, msg: Msg) -> None:
+        while True:
+            await asyncio.sleep(max(self.ack_wait / 3, 0.2))
+            with contextlib.suppress(Exception):
+                await msg.in_progress()

@@ -1,0 +1,130 @@
+"""Jobs on the JetStream work queue, end to end through the outbox."""
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from libs.common import jobs
+from libs.common import nats as nats_kernel
+from libs.common.db import Database, TenantScope
+from libs.common.jobs import JobContext, JobFailed, JobWorker, TaskProgress
+from libs.common.outbox import OutboxRelay
+
+
+@pytest.fixture
+async def ctx(nats_url: str):  # type: ignore[no-untyped-def]
+    nc = await nats_kernel.connect(nats_url, "jobs-test")
+    js = nc.jetstream()
+    buckets = await nats_kernel.ensure_platform(js, "kernel")
+    yield js, TaskProgress(buckets[nats_kernel.TASK_PROGRESS_BUCKET])
+    await nc.close()
+
+
+async def _enqueue(db: Database, function: str, **data: Any) -> uuid.UUID:
+    async with db.session(TenantScope.account(5)) as s:
+        task_id = await jobs.enqueue(s, service="kernel", function=function, account_id=5,
+                                     data=data)
+        await s.commit()
+    return task_id
+
+
+async def _final_state(progress: TaskProgress, task_id: uuid.UUID,
+                       timeout: float = 15) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        doc = await progress.get(task_id)
+        if doc and doc["state"] in ("SUCCESS", "FAILURE"):
+            return doc
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"task {task_id} did not finish: {await progress.get(task_id)}")
+
+
+async def _run(
+    worker: JobWorker, relay: OutboxRelay, stop: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    return [asyncio.create_task(worker.run(stop)), asyncio.create_task(relay.run(stop))]
+
+
+async def test_job_runs_once_and_reports_progress(kernel_db: Database, ctx) -> None:  # type: ignore[no-untyped-def]
+    js, progress = ctx
+    function = f"fn{uuid.uuid4().hex[:6]}"
+    runs: list[uuid.UUID] = []
+
+    async def handler(job: JobContext) -> dict[str, Any]:
+        await job.report.phase("AI_CALL", "Thinking", 0.5)
+        runs.append(job.task_id)
+        return {"doubled": job.job.data["n"] * 2}
+
+    stop = asyncio.Event()
+    worker = JobWorker("kernel", function, handler, js, progress)
+    tasks = await _run(worker, OutboxRelay(kernel_db, js, service="kernel"), stop)
+    task_id = await _enqueue(kernel_db, function, n=21)
+    doc = await _final_state(progress, task_id)
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert doc["state"] == "SUCCESS"
+    assert doc["account_id"] == 5
+    assert doc["meta"]["phase"] == "DONE"
+    assert doc["meta"]["percentage"] == 100
+    assert doc["meta"]["result"] == {"doubled": 42}
+    assert runs == [task_id]
+
+
+async def test_failing_job_is_retried_then_fails(kernel_db: Database, ctx) -> None:  # type: ignore[no-untyped-def]
+    js, progress = ctx
+    function = f"fn{uuid.uuid4().hex[:6]}"
+    attempts: list[int] = []
+
+    async def handler(job: JobContext) -> None:
+        attempts.append(job.attempt)
+        if job.attempt < 2:
+            raise ConnectionError("provider hiccup")
+        raise JobFailed("The provider rejected the request")
+
+    stop = asyncio.Event()
+    worker = JobWorker("kernel", function, handler, js, progress, retry_delay=0.1)
+    tasks = await _run(worker, OutboxRelay(kernel_db, js, service="kernel"), stop)
+    task_id = await _enqueue(kernel_db, function)
+    doc = await _final_state(progress, task_id)
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert attempts == [1, 2]
+    assert doc["state"] == "FAILURE"
+    assert doc["meta"]["error"] == "The provider rejected the request"
+
+
+async def test_job_of_a_dead_worker_is_redelivered(kernel_db: Database, ctx) -> None:  # type: ignore[no-untyped-def]
+    js, progress = ctx
+    function = f"fn{uuid.uuid4().hex[:6]}"
+    started = asyncio.Event()
+    completed: list[int] = []
+
+    async def dies_midway(job: JobContext) -> None:
+        started.set()
+        await asyncio.sleep(3600)  # killed before it finishes
+
+    async def finishes(job: JobContext) -> None:
+        completed.append(job.attempt)
+
+    relay_stop = asyncio.Event()
+    relay = asyncio.create_task(OutboxRelay(kernel_db, js, service="kernel").run(relay_stop))
+    first = JobWorker("kernel", function, dies_midway, js, progress, ack_wait=1.0)
+    first_stop = asyncio.Event()
+    first_task = asyncio.create_task(first.run(first_stop))
+    task_id = await _enqueue(kernel_db, function)
+    await asyncio.wait_for(started.wait(), 10)
+    first_task.cancel()  # the worker process dies: no ack, no more in-progress signals
+    with pytest.raises(asyncio.CancelledError):
+        await first_task
+
+    second = JobWorker("kernel", function, finishes, js, progress, ack_wait=1.0)
+    second_stop = asyncio.Event()
+    second_task = asyncio.create_task(second.run(second_stop))
+    doc = await _final_state(progress, task_id)
+    for stop in (second_stop, relay_stop):
+        stop.set()
+    await asyncio.gather(second_task, relay)
+    assert doc["state"] == "SUCCESS"
+    assert completed == [2]
