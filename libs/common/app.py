@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -81,7 +81,6 @@ def create_service_app(
         title=title,
         version="1.0.0",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
         docs_url=None,
         redoc_url=None,
     )
@@ -98,7 +97,7 @@ def create_service_app(
         db_ok = await request.app.state.db.ping()
         nats_ok = bool(request.app.state.nc.is_connected)
         body = {"database": "ok" if db_ok else "down", "nats": "ok" if nats_ok else "down"}
-        return ORJSONResponse(body, status_code=200 if db_ok and nats_ok else 503)
+        return JSONResponse(body, status_code=200 if db_ok and nats_ok else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

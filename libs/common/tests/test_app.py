@@ -1,0 +1,158 @@
+"""The app factory every service uses: checks, errors, pagination, request ids, telemetry."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import APIRouter, Depends
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from libs.common import nats as nats_kernel
+from libs.common.app import create_service_app
+from libs.common.pagination import PageParams, page_params, page_response
+from libs.common.problems import NotFound
+from libs.common.provision import ServiceDatabase
+from libs.common.security import revoke_sessions
+from libs.common.settings import ServiceSettings
+from libs.common.telemetry import configure_tracing
+from libs.common.tenancy import CurrentPrincipal, Editor
+from libs.common.testing.apps import running_app
+from libs.common.testing.tokens import TestIssuer
+
+from .conftest import MIGRATIONS
+
+router = APIRouter(prefix="/api/v1/kernel")
+
+
+class ItemCreate(BaseModel):
+    name: str = Field(min_length=1)
+    volume: int = Field(ge=0)
+
+
+@router.get("/items/")
+async def list_items(request: Request, principal: CurrentPrincipal,
+                     params: PageParams = Depends(page_params)) -> Response:
+    items = [{"id": i, "account_id": principal.account_id} for i in range(1, 24)]
+    return page_response(request, params, len(items),
+                         items[params.offset:params.offset + params.limit])
+
+
+@router.post("/items/", status_code=201)
+async def create_item(body: ItemCreate, principal: Editor) -> dict[str, object]:
+    return {"name": body.name, "volume": body.volume}
+
+
+@router.get("/items/{item_id}/")
+async def get_item(item_id: int, principal: CurrentPrincipal) -> dict[str, int]:
+    raise NotFound(f"Item {item_id} not found.")
+
+
+issuer = TestIssuer()
+spans = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="module")
+async def client(
+    kernel_db_info: ServiceDatabase, nats_url: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    configure_tracing("kernel", exporter=spans)
+    settings = ServiceSettings(service_name="kernel", database_url=kernel_db_info.app_url,
+                               nats_url=nats_url, environment="test")
+    app = create_service_app(settings, title="kernel", routers=[router],
+                             migrations_dir=MIGRATIONS, keys_fetcher=issuer.fetcher())
+    async with running_app(app) as c:
+        yield c
+
+
+async def test_requests_without_valid_tokens_are_refused(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/api/v1/kernel/items/")
+    assert missing.status_code == 401
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["title"] == "Authentication required"
+    garbage = await client.get("/api/v1/kernel/items/", headers={"Authorization": "Bearer x.y.z"})
+    assert garbage.status_code == 401
+    foreign = TestIssuer().headers(user_id=1, account_id=1)  # signed by an unknown key
+    assert (await client.get("/api/v1/kernel/items/", headers=foreign)).status_code == 401
+    expired = issuer.headers(user_id=1, account_id=1, ttl=-120)
+    assert (await client.get("/api/v1/kernel/items/", headers=expired)).status_code == 401
+
+
+async def test_role_checks_and_field_errors(client: httpx.AsyncClient) -> None:
+    viewer = issuer.headers(user_id=2, account_id=9, role="viewer")
+    denied = await client.post("/api/v1/kernel/items/", json={"name": "a", "volume": 1},
+                               headers=viewer)
+    assert denied.status_code == 403
+    editor = issuer.headers(user_id=3, account_id=9, role="editor")
+    bad = await client.post("/api/v1/kernel/items/", json={"name": "", "volume": -1},
+                            headers=editor)
+    assert bad.status_code == 400
+    assert set(bad.json()["errors"]) == {"name", "volume"}
+    missing = await client.post("/api/v1/kernel/items/", json={"volume": 1}, headers=editor)
+    assert missing.json()["errors"] == {"name": ["This field is required."]}
+    ok = await client.post("/api/v1/kernel/items/", json={"name": "a", "volume": 1},
+                           headers=editor)
+    assert ok.status_code == 201
+
+
+async def test_pages_link_through_the_gateway_and_cap_page_size(client: httpx.AsyncClient) -> None:
+    headers = {**issuer.headers(user_id=1, account_id=4), "X-Forwarded-Host": "api.example.com",
+               "X-Forwarded-Proto": "https"}
+    first = await client.get("/api/v1/kernel/items/?page_size=10&status=active", headers=headers)
+    assert first.headers["x-igny8-envelope"] == "inline"
+    body = first.json()
+    assert body["count"] == 23
+    assert len(body["results"]) == 10
+    assert body["previous"] is None
+    assert body["next"] == ("https://api.example.com/api/v1/kernel/items/"
+                            "?page_size=10&status=active&page=2")
+    last = (await client.get("/api/v1/kernel/items/?page=3&page_size=10", headers=headers)).json()
+    assert last["next"] is None
+    assert len(last["results"]) == 3
+    capped = (await client.get("/api/v1/kernel/items/?page_size=1000", headers=headers)).json()
+    assert len(capped["results"]) == 23  # all of them: at most 100 per page
+    beyond = await client.get("/api/v1/kernel/items/?page=9", headers=headers)
+    assert beyond.status_code == 404
+    bad = await client.get("/api/v1/kernel/items/?page=zero", headers=headers)
+    assert bad.status_code == 400
+    assert "page" in bad.json()["errors"]
+
+
+async def test_request_ids_spans_and_metrics(client: httpx.AsyncClient) -> None:
+    headers = {**issuer.headers(user_id=1, account_id=4), "X-Request-ID": "req-abc.123"}
+    answer = await client.get("/api/v1/kernel/items/7/", headers=headers)
+    assert answer.status_code == 404
+    assert answer.headers["x-request-id"] == "req-abc.123"
+    assert answer.json()["detail"] == "Item 7 not found."
+    insane = await client.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert insane.headers["x-request-id"] != "bad id\twith spaces"
+    assert len(insane.headers["x-request-id"]) == 36
+    configure_tracing("kernel").force_flush()
+    routes = {s.attributes.get("http.route") for s in spans.get_finished_spans()}
+    assert "/api/v1/kernel/items/{item_id}/" in routes
+    metrics = (await client.get("/metrics")).text
+    assert 'igny8_http_requests_total{method="GET",route="/api/v1/kernel/items/{item_id}/",' \
+           'service="kernel",status="404"}' in metrics
+
+
+async def test_revoked_sessions_stop_passing(client: httpx.AsyncClient, nats_url: str) -> None:
+    headers = issuer.headers(user_id=1, account_id=4, session_id="session-to-revoke")
+    assert (await client.get("/api/v1/kernel/items/", headers=headers)).status_code == 200
+    nc = await nats_kernel.connect(nats_url, "revoker")
+    buckets = await nats_kernel.ensure_platform(nc.jetstream(), "kernel")
+    await revoke_sessions(buckets[nats_kernel.REVOCATIONS_BUCKET], "session-to-revoke")
+    await nc.close()
+    for _ in range(100):
+        if (await client.get("/api/v1/kernel/items/", headers=headers)).status_code == 401:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("revoked session still accepted")
+
+
+async def test_readiness_reports_dependencies(client: httpx.AsyncClient) -> None:
+    ready = await client.get("/readyz")
+    assert ready.json() == {"database": "ok", "nats": "ok"}
