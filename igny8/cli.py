@@ -1,0 +1,182 @@
+"""`igny8`: run the platform on one machine and operate its databases.
+
+    igny8 up            PostgreSQL, NATS, migrations, demo data, every service, the gateway
+    igny8 migrate       create databases and roles, run every service's migrations
+    igny8 seed          (re)load the demo data through auth
+    igny8 status        what `igny8 up` runs and whether it is healthy
+    igny8 keys rotate   new token-signing key (the old one stays valid until its tokens expire)
+
+State lives in `.igny8/` (or `$IGNY8_HOME`); `DATABASE_URL` / `NATS_URL` name real servers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import psutil
+import typer
+from rich.table import Table
+
+from igny8 import database
+from igny8.console import Reporter, make_console
+from igny8.home import AlreadyRunning, Home, Secrets, StateFile, exclusive, home_dir, lock_held
+from igny8.infra import database_only
+from igny8.platform import UpOptions, run_up
+from igny8.services import SERVICES, ServiceSpec, present_services, service
+from igny8.supervisor import http_ok
+
+app = typer.Typer(
+    help="Run the IGNY8 platform on one machine and operate its databases. State lives in "
+         ".igny8/ (or $IGNY8_HOME); DATABASE_URL / NATS_URL name real servers.",
+    no_args_is_help=True, add_completion=False,
+)
+keys_app = typer.Typer(help="Token-signing keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _home() -> Home:
+    return Home(home_dir())
+
+
+def _reporter() -> Reporter:
+    return Reporter(make_console())
+
+
+@app.command()
+def up(
+    timeout: Annotated[float, typer.Option(
+        help="Seconds to wait for every process to be healthy.")] = 180.0,
+    seed: Annotated[bool, typer.Option(help="Seed demo data the first time.")] = True,
+) -> None:
+    """Start the whole platform and supervise it until Ctrl-C (or SIGTERM)."""
+    home = _home().ensure()
+    reporter = _reporter()
+    try:
+        with exclusive(home):
+            code = run_up(home, reporter, UpOptions(timeout=timeout, seed=seed))
+    except AlreadyRunning as exc:
+        reporter.fail(str(exc))
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+def _selected(names: list[str] | None) -> list[ServiceSpec]:
+    present = present_services()
+    if not names:
+        return present
+    chosen = []
+    for name in names:
+        spec = service(name)
+        if spec not in present:
+            raise typer.BadParameter(f"services/{name}/main.py is not in this checkout")
+        chosen.append(spec)
+    return chosen
+
+
+@app.command()
+def migrate(
+    services: Annotated[list[str] | None, typer.Option(
+        "--service", "-s", help="Only this service (repeatable). Default: every service present.",
+    )] = None,
+) -> None:
+    """Create each service's database and runtime role, and run its migrations."""
+    home = _home()
+    reporter = _reporter()
+    specs = _selected(services)
+    secrets = Secrets.load_or_create(home, [s.name for s in SERVICES]) \
+        if _uses_local_secrets(specs) else None
+    with database_only(home, os.environ, reporter.say) as infra:
+        for spec in specs:
+            with reporter.step(f"migrating {spec.name}", f"{spec.database} migrated"):
+                database.migrate_all(infra.admin_url, [spec], secrets, lambda _: None)
+
+
+def _uses_local_secrets(specs: list[ServiceSpec]) -> bool:
+    """Deployments hand passwords in through the environment; locally they are generated."""
+    return any(not os.environ.get(database.password_env_name(s.name)) for s in specs)
+
+
+@app.command()
+def seed(
+    demo_email: Annotated[str, typer.Option(
+        help="Login of the demo account.")] = database.DEMO_EMAIL,
+) -> None:
+    """Load plans, industries, sectors, seed keywords and the demo account (idempotent)."""
+    home = _home()
+    reporter = _reporter()
+    secrets = Secrets.load_or_create(home, [s.name for s in SERVICES])
+    with database_only(home, os.environ, reporter.say) as infra:
+        with reporter.step("migrating auth", "igny8_auth migrated"):
+            auth = database.migrate_service(
+                infra.admin_url, service("auth"),
+                database.runtime_password(service("auth"), secrets))
+        with reporter.step("seeding demo data through auth", "seeded demo data"):
+            counts = database.seed_demo(auth.app_url, secrets.demo_password, demo_email)
+        StateFile(home).update(seed={"marker": database.seed_marker(auth.owner_url),
+                                     "counts": counts})
+    for key, value in counts.items():
+        reporter.say(f"{key}: {value}")
+    reporter.done(f"demo login: {demo_email} / {secrets.demo_password}")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Make a new signing key current; tokens signed with the old one stay valid until
+    they expire (the JWKS keeps publishing it)."""
+    home = _home()
+    reporter = _reporter()
+    secrets = Secrets.load_or_create(home, [s.name for s in SERVICES])
+    with database_only(home, os.environ, reporter.say) as infra:
+        auth = database.migrate_service(infra.admin_url, service("auth"),
+                                        database.runtime_password(service("auth"), secrets))
+        kid = database.rotate_signing_key(auth.app_url)
+    reporter.done(f"new signing key: {kid}")
+    reporter.console.print(kid, markup=False)
+
+
+@app.command()
+def status() -> None:
+    """What `igny8 up` runs here, and whether each part answers its health checks."""
+    home = _home()
+    reporter = _reporter()
+    run = StateFile(home).read().get("run")
+    if not run:
+        reporter.say(f"nothing has run from {home.root} yet: `igny8 up` starts the platform")
+        raise typer.Exit(1)
+    running = lock_held(home)
+    if not running:
+        reporter.say(f"the platform is not running (last state: {run.get('status')}, "
+                     f"{run.get('updated_at')})")
+        raise typer.Exit(1)
+    table = Table(title=f"IGNY8 platform ({home.root})")
+    for column in ("process", "pid", "port", "alive", "health", "log"):
+        table.add_column(column)
+    healthy = True
+    for name in ("postgres", "nats"):
+        part = run.get(name, {})
+        pid = part.get("pid")
+        alive = bool(pid) and psutil.pid_exists(pid)
+        if not part.get("embedded"):
+            table.add_row(name, "-", "-", "external", "-", "-")
+            continue
+        healthy &= alive
+        table.add_row(name, str(pid), str(part.get("port")), _yes(alive), "-",
+                      str(home.log(name)))
+    for proc in run.get("processes", []):
+        pid = proc.get("pid")
+        alive = bool(pid) and psutil.pid_exists(pid)
+        checks = proc.get("health") or []
+        ok = alive and all(http_ok(url) for url in checks)
+        healthy &= ok
+        table.add_row(proc["name"], str(pid), str(proc.get("port")), _yes(alive),
+                      "[green]ok[/]" if ok else "[red]failing[/]", proc.get("log", ""))
+    reporter.console.print(table)
+    if run.get("api_url"):
+        reporter.console.print(f"API   {run['api_url']}")
+        reporter.console.print(f"Docs  {run['docs_url']}")
+    raise typer.Exit(0 if healthy else 1)
+
+
+def _yes(flag: bool) -> str:
+    return "[green]yes[/]" if flag else "[red]no[/]"

@@ -1,0 +1,94 @@
+"""PostgreSQL and NATS for the platform: real servers when `DATABASE_URL` / `NATS_URL`
+name them, otherwise the embedded ones from the wheels, with their data in the state
+directory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from igny8.home import Home, StateFile, lock_held
+from igny8.plan import DEFAULT_NATS_PORT, DEFAULT_POSTGRES_PORT
+from libs.common.embedded import EmbeddedNats, EmbeddedPostgres
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Infrastructure:
+    admin_url: str  # a role that may create databases and roles
+    nats_url: str | None
+    postgres: EmbeddedPostgres | None = None
+    nats: EmbeddedNats | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """For state.json. An operator's own DATABASE_URL may hold a password: not stored."""
+        pg: dict[str, Any] = {"embedded": self.postgres is not None}
+        if self.postgres is not None:
+            pg.update(url=self.admin_url, port=self.postgres.port,
+                      pid=self.postgres.proc.pid if self.postgres.proc else None)
+        nats: dict[str, Any] = {"embedded": self.nats is not None, "url": self.nats_url}
+        if self.nats is not None:
+            nats.update(port=self.nats.port, pid=self.nats.proc.pid if self.nats.proc else None)
+        return {"postgres": pg, "nats": nats}
+
+    def stop(self, say: Say = lambda _: None) -> None:
+        if self.nats is not None and self.nats.proc is not None:
+            say("stopping NATS")
+            self.nats.stop()
+        if self.postgres is not None and self.postgres.proc is not None:
+            say("stopping PostgreSQL")
+            self.postgres.stop()
+
+
+def start_postgres(home: Home, env: Mapping[str, str], say: Say
+                   ) -> tuple[str, EmbeddedPostgres | None]:
+    if url := env.get("DATABASE_URL"):
+        say("PostgreSQL: using DATABASE_URL")
+        return url, None
+    server = EmbeddedPostgres(home.pgdata, DEFAULT_POSTGRES_PORT, home.log("postgres"),
+                              process_group=0)
+    first = not (home.pgdata / "PG_VERSION").exists()
+    say(f"PostgreSQL: {'initialising' if first else 'starting'} the embedded server "
+        f"on port {server.port} ({home.pgdata})")
+    server.start()
+    return server.url, server
+
+
+def start_nats(home: Home, env: Mapping[str, str], say: Say) -> tuple[str, EmbeddedNats | None]:
+    if url := env.get("NATS_URL"):
+        say("NATS: using NATS_URL")
+        return url, None
+    server = EmbeddedNats(home.nats_store, DEFAULT_NATS_PORT, home.log("nats"), process_group=0)
+    say(f"NATS: starting the embedded JetStream server on port {server.port}")
+    server.start()
+    return server.url, server
+
+
+def running_database_url(home: Home, env: Mapping[str, str]) -> str | None:
+    """The admin URL of the PostgreSQL that a running `igny8 up` already serves, if any."""
+    if url := env.get("DATABASE_URL"):
+        return url
+    if not lock_held(home):
+        return None
+    pg = StateFile(home).read().get("run", {}).get("postgres", {})
+    url = pg.get("url")
+    return url if isinstance(url, str) else None
+
+
+@contextlib.contextmanager
+def database_only(home: Home, env: Mapping[str, str], say: Say) -> Iterator[Infrastructure]:
+    """For `migrate`, `seed`, `keys rotate`: the running platform's database, the operator's
+    DATABASE_URL, or the embedded server started just for this command."""
+    if url := running_database_url(home, env):
+        yield Infrastructure(admin_url=url, nats_url=None)
+        return
+    home.ensure()
+    url, server = start_postgres(home, env, say)
+    infra = Infrastructure(admin_url=url, nats_url=None, postgres=server)
+    try:
+        yield infra
+    finally:
+        infra.stop(say)
