@@ -1,0 +1,211 @@
+"""Typed client for billing's credit commands (NATS request-reply, queue group `billing`).
+
+Planner, writer and automation reserve credits before AI work and settle them after:
+
+    hold = await BillingClient(nc).hold(account_id, "clustering", units=1, idempotency_key=key)
+    ...  # do the work
+    await BillingClient(nc).capture(hold.hold_id, units=1, model="local-...", cost_usd=0)
+
+`hold` raises `PaymentRequired` (HTTP 402) when the spendable balance cannot cover the
+estimate. Every command is idempotent: a hold by its key, a capture/release by its hold, a
+refund by its key; the client retries a timed-out request once with the same payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from pydantic import BaseModel, Field
+
+from libs.common.events import command_subject
+from libs.common.problems import (
+    Conflict,
+    DomainError,
+    NotFound,
+    PaymentRequired,
+    ServiceUnavailable,
+    ValidationFailed,
+)
+
+SERVICE = "billing"
+QUEUE_GROUP = "billing"
+HOLD = command_subject(SERVICE, "hold")
+CAPTURE = command_subject(SERVICE, "capture")
+RELEASE = command_subject(SERVICE, "release")
+REFUND = command_subject(SERVICE, "refund")
+
+# Error codes in `{"ok": false, "code": ...}` answers.
+INSUFFICIENT = "insufficient_credits"
+NOT_FOUND = "not_found"
+INVALID = "invalid"
+CONFLICT = "conflict"
+INTERNAL = "internal"
+
+
+class HoldRequest(BaseModel):
+    account_id: int
+    operation_type: str
+    idempotency_key: str = Field(min_length=1, max_length=255)
+    # Either the estimate in credits, or units of the operation (items, words, tokens) that
+    # billing prices with the operation's cost configuration.
+    amount: int | None = None
+    units: int | None = None
+    ttl_seconds: int | None = None
+
+
+class HoldResult(BaseModel):
+    hold_id: int
+    account_id: int
+    operation_type: str
+    amount: int
+    status: str
+    expires_at: datetime
+    available_after: int | None = None
+    replayed: bool = False
+
+
+class CaptureRequest(BaseModel):
+    hold_id: int
+    account_id: int | None = None
+    # Actual work: units for unit-priced operations, tokens for token-priced ones. With
+    # neither, the held estimate is charged.
+    units: int | None = None
+    tokens_input: int = 0
+    tokens_output: int = 0
+    model: str = ""
+    cost_usd: Decimal = Decimal("0")
+    related_object_type: str | None = None
+    related_object_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class CaptureResult(BaseModel):
+    hold_id: int
+    account_id: int
+    operation_type: str
+    credits_charged: int
+    credits_released: int
+    transaction_id: int | None
+    usage_log_id: int | None
+    balance_after: int
+    replayed: bool = False
+
+
+class ReleaseRequest(BaseModel):
+    hold_id: int
+    account_id: int | None = None
+
+
+class ReleaseResult(BaseModel):
+    hold_id: int
+    account_id: int
+    credits_released: int
+    status: str
+
+
+class RefundRequest(BaseModel):
+    hold_id: int
+    idempotency_key: str = Field(min_length=1, max_length=255)
+    account_id: int | None = None
+    # Defaults to everything captured and not yet refunded.
+    credits: int | None = None
+    reason: str = ""
+
+
+class RefundResult(BaseModel):
+    hold_id: int
+    account_id: int
+    credits_refunded: int
+    transaction_id: int
+    balance_after: int
+    replayed: bool = False
+
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def ok(result: BaseModel) -> bytes:
+    return orjson.dumps({"ok": True, **result.model_dump(mode="json")})
+
+
+def failure(code: str, error: str, errors: dict[str, list[str]] | None = None) -> bytes:
+    body: dict[str, Any] = {"ok": False, "code": code, "error": error}
+    if errors:
+        body["errors"] = errors
+    return orjson.dumps(body)
+
+
+def raise_for(answer: dict[str, Any]) -> None:
+    """Turn a failed answer into the kernel's domain error (so an API answers 402/404/400)."""
+    code, error, errors = answer.get("code"), answer.get("error"), answer.get("errors")
+    kinds: dict[str | None, type[DomainError]] = {
+        INSUFFICIENT: PaymentRequired, NOT_FOUND: NotFound, INVALID: ValidationFailed,
+        CONFLICT: Conflict,
+    }
+    raise kinds.get(code, ServiceUnavailable)(error, errors=errors)
+
+
+class BillingClient:
+    def __init__(self, nc: NATS, *, timeout: float = 5.0, retries: int = 1) -> None:
+        self.nc = nc
+        self.timeout = timeout
+        self.retries = retries
+
+    async def _call(self, subject: str, request: BaseModel, result: type[R]) -> R:
+        payload = request.model_dump_json().encode()
+        attempt = 0
+        while True:
+            try:
+                msg = await self.nc.request(subject, payload, timeout=self.timeout)
+                break
+            except (NatsTimeoutError, TimeoutError, NoRespondersError) as exc:
+                # Safe to repeat: every command is idempotent by its key or hold.
+                if attempt >= self.retries:
+                    raise ServiceUnavailable("Billing did not answer in time.") from exc
+                attempt += 1
+                await asyncio.sleep(0.05 * attempt)
+        answer = orjson.loads(msg.data)
+        if not answer.get("ok"):
+            raise_for(answer)
+        return result.model_validate(answer)
+
+    async def hold(self, account_id: int, operation_type: str, *, amount: int | None = None,
+                   units: int | None = None, ttl_seconds: int | None = None,
+                   idempotency_key: str | None = None) -> HoldResult:
+        request = HoldRequest(account_id=account_id, operation_type=operation_type,
+                              amount=amount, units=units, ttl_seconds=ttl_seconds,
+                              idempotency_key=idempotency_key or uuid.uuid4().hex)
+        return await self._call(HOLD, request, HoldResult)
+
+    async def capture(self, hold_id: int, *, account_id: int | None = None,
+                      units: int | None = None, tokens_input: int = 0, tokens_output: int = 0,
+                      model: str = "", cost_usd: Decimal | float | str = Decimal("0"),
+                      related_object_type: str | None = None,
+                      related_object_id: str | int | None = None,
+                      metadata: dict[str, Any] | None = None) -> CaptureResult:
+        request = CaptureRequest(
+            hold_id=hold_id, account_id=account_id, units=units, tokens_input=tokens_input,
+            tokens_output=tokens_output, model=model, cost_usd=Decimal(str(cost_usd)),
+            related_object_type=related_object_type,
+            related_object_id=None if related_object_id is None else str(related_object_id),
+            metadata=metadata or {},
+        )
+        return await self._call(CAPTURE, request, CaptureResult)
+
+    async def release(self, hold_id: int, *, account_id: int | None = None) -> ReleaseResult:
+        return await self._call(RELEASE, ReleaseRequest(hold_id=hold_id, account_id=account_id),
+                                ReleaseResult)
+
+    async def refund(self, hold_id: int, *, idempotency_key: str, credits: int | None = None,
+                     reason: str = "", account_id: int | None = None) -> RefundResult:
+        request = RefundRequest(hold_id=hold_id, idempotency_key=idempotency_key,
+                                credits=credits, reason=reason, account_id=account_id)
+        return await self._call(REFUND, request, RefundResult)

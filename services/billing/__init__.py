@@ -1,0 +1,1 @@
+"""Billing: credit balances and the ledger, holds, usage, packages, invoices, payments."""

@@ -1,0 +1,211 @@
+"""Request and response bodies of billing's HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+from services.billing.pricing import UNITS
+
+PaymentMethodType = Literal["bank_transfer", "manual", "stripe", "paypal"]
+Unit = Literal["per_request", "per_100_words", "per_200_words", "per_item", "per_image",
+               "per_tokens"]
+assert set(UNITS) == set(Unit.__args__)  # type: ignore[attr-defined]
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Money(Out):
+    @field_serializer("*", when_used="json")
+    def _money(self, value: Any) -> Any:
+        return f"{value:.2f}" if isinstance(value, Decimal) else value
+
+
+class BalanceOut(Out):
+    credits: int
+    plan_credits_per_month: int
+    credits_used_this_month: int
+    credits_remaining: int
+    plan_credits: int
+    purchased_credits: int
+    held_credits: int
+    period_start: datetime | None
+    period_end: datetime | None
+
+
+class UsageLogOut(Out):
+    id: int
+    operation_type: str
+    credits_used: int
+    cost_usd: Decimal
+    model_used: str
+    tokens_input: int
+    tokens_output: int
+    units: int | None
+    related_object_type: str | None
+    related_object_id: str | None
+    metadata: dict[str, Any] = Field(validation_alias="meta")
+    created_at: datetime
+
+    @field_serializer("cost_usd")
+    def _cost(self, value: Decimal) -> str:
+        return f"{value:.6f}"
+
+
+class TransactionOut(Out):
+    id: int
+    transaction_type: str
+    amount: int
+    balance_after: int
+    plan_balance_after: int
+    purchased_balance_after: int
+    description: str
+    reference: str | None
+    metadata: dict[str, Any] = Field(validation_alias="meta")
+    created_at: datetime
+
+
+class InvoiceOut(Money):
+    id: int
+    invoice_number: str
+    invoice_type: str
+    status: str
+    currency: str
+    subtotal: Decimal
+    tax: Decimal
+    total: Decimal
+    lines: list[dict[str, Any]]
+    credit_package_id: int | None
+    credits: int
+    notes: str
+    issued_at: datetime | None
+    due_date: datetime | None
+    paid_at: datetime | None
+    created_at: datetime
+
+
+class PaymentOut(Money):
+    id: int
+    invoice_id: int
+    amount: Decimal
+    currency: str
+    payment_method: str
+    status: str
+    transaction_reference: str
+    notes: str
+    failure_reason: str | None
+    reviewed_at: datetime | None
+    created_at: datetime
+
+
+class AdminPaymentOut(PaymentOut):
+    account_id: int
+    submitted_by_user_id: int | None
+    reviewed_by_user_id: int | None
+
+
+class PaymentCreate(BaseModel):
+    invoice_id: int
+    amount: Decimal | None = Field(default=None, gt=0, max_digits=14, decimal_places=2)
+    payment_method: str
+    transaction_reference: str = Field(min_length=1, max_length=255)
+    notes: str = Field(default="", max_length=2000)
+
+
+class PaymentReject(BaseModel):
+    reason: str = Field(default="", max_length=2000)
+
+
+class PackageOut(Money):
+    id: int
+    name: str
+    slug: str
+    credits: int
+    price: Decimal
+    currency: str
+    description: str
+    is_active: bool
+    is_featured: bool
+    sort_order: int
+
+
+class PackageCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    slug: str = Field(min_length=1, max_length=255, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    credits: int = Field(gt=0)
+    price: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    description: str = Field(default="", max_length=500)
+    is_active: bool = True
+    is_featured: bool = False
+    sort_order: int = 0
+
+
+class PackageUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    credits: int | None = Field(default=None, gt=0)
+    price: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    description: str | None = Field(default=None, max_length=500)
+    is_active: bool | None = None
+    is_featured: bool | None = None
+    sort_order: int | None = None
+
+
+class PaymentMethodOut(Out):
+    id: int
+    method_type: str
+    display_name: str
+    details: dict[str, Any]
+    is_default: bool
+    is_enabled: bool
+    created_at: datetime
+
+
+class PaymentMethodCreate(BaseModel):
+    method_type: PaymentMethodType
+    display_name: str = Field(min_length=1, max_length=255)
+    details: dict[str, Any] = Field(default_factory=dict)
+    is_default: bool = False
+    is_enabled: bool = True
+
+
+class PaymentMethodUpdate(BaseModel):
+    display_name: str | None = Field(default=None, min_length=1, max_length=255)
+    details: dict[str, Any] | None = None
+    is_enabled: bool | None = None
+
+
+class CostConfigOut(Out):
+    id: int
+    operation_type: str
+    display_name: str
+    description: str
+    unit: str
+    credits_cost: int
+    tokens_per_credit: int | None
+    min_credits: int
+    is_active: bool
+    updated_at: datetime | None
+
+
+class CostConfigUpdate(BaseModel):
+    display_name: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = Field(default=None, max_length=500)
+    unit: Unit | None = None
+    credits_cost: int | None = Field(default=None, ge=0)
+    tokens_per_credit: int | None = Field(default=None, gt=0)
+    min_credits: int | None = Field(default=None, ge=0)
+    is_active: bool | None = None
+
+
+class AdjustCredits(BaseModel):
+    account_id: int = Field(gt=0)
+    amount: int
+    reason: str = Field(min_length=1, max_length=400)
+    idempotency_key: str | None = Field(default=None, max_length=200)

@@ -1,0 +1,763 @@
+"""Billing's domain logic: credits, holds, the ledger, read models, invoices, payments.
+
+No HTTP and no commits: callers (endpoints, command responders, consumers, schedulers)
+own the transaction. Every credit movement locks the account's balance row or changes it
+with a conditional update, appends one ledger entry carrying the balance after it, and
+queues its event in the outbox of the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.common import outbox
+from libs.common.billing import (
+    CaptureRequest,
+    CaptureResult,
+    HoldRequest,
+    HoldResult,
+    RefundRequest,
+    RefundResult,
+    ReleaseRequest,
+    ReleaseResult,
+)
+from libs.common.events import Event
+from libs.common.metrics import CREDITS_CAPTURED, CREDITS_HELD
+from libs.common.problems import Conflict, NotFound, PaymentRequired, ValidationFailed
+from services.billing import events as ev
+from services.billing.models import (
+    Account,
+    CreditCostConfig,
+    CreditPackage,
+    Invoice,
+    Payment,
+    PaymentMethod,
+    Plan,
+    Subscription,
+)
+from services.billing.pricing import UNITS, PricingError, add_month, price
+from services.billing.repository import BalanceRow, BillingRepository
+
+log = logging.getLogger(__name__)
+
+INACTIVE_ACCOUNT = {"suspended", "cancelled"}
+INACTIVE_SUBSCRIPTION = {"cancelled", "canceled", "expired", "inactive"}
+MANUAL_METHODS = ("bank_transfer", "manual")
+PAYMENT_METHOD_TYPES = ("bank_transfer", "manual", "stripe", "paypal")
+
+
+class HoldRace(Exception):
+    """Another request with the same idempotency key committed first: retry to read it."""
+
+
+@dataclass(frozen=True)
+class BillingPolicy:
+    low_balance_threshold: int = 100
+    default_hold_ttl_seconds: int = 900
+    max_hold_ttl_seconds: int = 6 * 3600
+    currency: str = "USD"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def month_start(now: datetime) -> datetime:
+    return datetime(now.year, now.month, 1, tzinfo=UTC)
+
+
+class BillingService:
+    def __init__(self, session: AsyncSession, policy: BillingPolicy | None = None) -> None:
+        self.session = session
+        self.repo = BillingRepository(session)
+        self.policy = policy or BillingPolicy()
+
+    async def _publish(self, event_type: str, account_id: int | None, **data: Any) -> None:
+        await outbox.add(self.session, Event(type=event_type, account_id=account_id, data=data))
+
+    # ===================================================================== credits core
+
+    async def _ensure_balance(self, account_id: int, *, plan_credits_per_month: int = 0,
+                              period_start: datetime | None = None,
+                              period_end: datetime | None = None) -> BalanceRow:
+        await self.repo.create_balance(account_id, plan_credits_per_month=plan_credits_per_month,
+                                       period_start=period_start, period_end=period_end)
+        balance = await self.repo.get_balance(account_id, lock=True)
+        assert balance is not None
+        return balance
+
+    async def _after_change(self, before: BalanceRow, after: BalanceRow) -> BalanceRow:
+        """Track the low-balance flag; fire `balance.low` when the spendable balance crosses
+        below the threshold (once per crossing, not on every debit)."""
+        low = after.available < self.policy.low_balance_threshold
+        if low and not before.low_notified:
+            await self._publish(ev.BALANCE_LOW, after.account_id, account_id=after.account_id,
+                                credits=after.total, available=after.available,
+                                threshold=self.policy.low_balance_threshold)
+        return replace(after, low_notified=low)
+
+    async def _write_balance(self, before: BalanceRow, after: BalanceRow, **extra: Any) -> BalanceRow:
+        after = await self._after_change(before, after)
+        await self.repo.set_balance(
+            after.account_id, plan_credits=after.plan_credits,
+            purchased_credits=after.purchased_credits, held=after.held,
+            low_notified=after.low_notified, **extra,
+        )
+        return after
+
+    async def add_credits(self, account_id: int, amount: int, *, transaction_type: str,
+                          description: str, reference: str | None = None,
+                          idempotency_key: str | None = None,
+                          meta: dict[str, Any] | None = None) -> int | None:
+        """Add purchased (never-expiring) credits. Returns the ledger id, or None when the
+        idempotency key was already used."""
+        if amount <= 0:
+            raise ValidationFailed.field("amount", "Must be a positive number of credits.")
+        if idempotency_key and await self.repo.transaction_by_key(account_id, idempotency_key):
+            return None
+        before = await self._ensure_balance(account_id)
+        after = await self._write_balance(
+            before, replace(before, purchased_credits=before.purchased_credits + amount))
+        tx_id = await self.repo.add_transaction(
+            account_id=account_id, transaction_type=transaction_type, amount=amount,
+            balance=after, description=description, reference=reference, meta=meta or {},
+            idempotency_key=idempotency_key)
+        await self._publish(ev.CREDITS_ADDED, account_id, account_id=account_id, amount=amount,
+                            transaction_type=transaction_type, transaction_id=tx_id,
+                            balance_after=after.total, reference=reference)
+        return tx_id
+
+    async def debit_adjustment(self, account_id: int, amount: int, *, description: str,
+                               reference: str | None, idempotency_key: str | None,
+                               meta: dict[str, Any]) -> int | None:
+        """Remove credits (plan credits first); never below what holds reserve."""
+        if idempotency_key and await self.repo.transaction_by_key(account_id, idempotency_key):
+            return None
+        before = await self._ensure_balance(account_id)
+        if amount > before.available:
+            raise ValidationFailed.field(
+                "amount", f"Cannot remove {amount} credits: only {before.available} are spendable.")
+        from_plan = min(amount, before.plan_credits)
+        after = await self._write_balance(before, replace(
+            before, plan_credits=before.plan_credits - from_plan,
+            purchased_credits=before.purchased_credits - (amount - from_plan)))
+        tx_id = await self.repo.add_transaction(
+            account_id=account_id, transaction_type="adjustment", amount=-amount, balance=after,
+            description=description, reference=reference, meta=meta,
+            idempotency_key=idempotency_key)
+        await self._publish(ev.CREDITS_DEBITED, account_id, account_id=account_id, amount=amount,
+                            transaction_type="adjustment", transaction_id=tx_id,
+                            balance_after=after.total, operation_type=None)
+        return tx_id
+
+    async def reset_plan_credits(self, account_id: int, included: int, *, period_start: datetime,
+                                 period_end: datetime, idempotency_key: str, description: str,
+                                 reference: str | None = None) -> int | None:
+        """Set the plan pool to `included` for a new period (unused plan credits lapse).
+        Once per key: a period's reset never happens twice."""
+        if await self.repo.transaction_by_key(account_id, idempotency_key):
+            return None
+        before = await self._ensure_balance(account_id, plan_credits_per_month=included)
+        amount = included - before.plan_credits
+        after = await self._write_balance(
+            before, replace(before, plan_credits=included),
+            plan_credits_per_month=included, period_start=period_start, period_end=period_end)
+        tx_id = await self.repo.add_transaction(
+            account_id=account_id, transaction_type="subscription", amount=amount, balance=after,
+            description=description, reference=reference,
+            meta={"included_credits": included, "lapsed": before.plan_credits,
+                  "period_start": period_start.isoformat(), "period_end": period_end.isoformat()},
+            idempotency_key=idempotency_key)
+        event_type = ev.CREDITS_ADDED if amount >= 0 else ev.CREDITS_DEBITED
+        await self._publish(event_type, account_id, account_id=account_id, amount=abs(amount),
+                            transaction_type="subscription", transaction_id=tx_id,
+                            balance_after=after.total, plan_credits=included,
+                            period_start=period_start.isoformat(),
+                            period_end=period_end.isoformat())
+        return tx_id
+
+    # ======================================================================= commands
+
+    async def _config(self, operation_type: str) -> Row[Any]:
+        config = await self.repo.cost_config(operation_type)
+        if config is None or not config.is_active:
+            raise ValidationFailed.field("operation_type",
+                                         f"Unknown operation '{operation_type}'.")
+        return config
+
+    async def hold(self, req: HoldRequest) -> HoldResult:
+        existing = await self.repo.hold_by_key(req.account_id, req.idempotency_key)
+        if existing is not None:
+            return _hold_result(existing, replayed=True)
+        config = await self._config(req.operation_type)
+        if req.amount is not None:
+            if req.amount < 0:
+                raise ValidationFailed.field("amount", "Must not be negative.")
+            amount = req.amount
+        else:
+            if req.units is not None and req.units <= 0:
+                raise ValidationFailed.field("units", "Must be a positive number.")
+            try:
+                amount = price(config, units=req.units)
+            except PricingError as exc:
+                raise ValidationFailed.field(exc.field, str(exc)) from exc
+        ttl = req.ttl_seconds or self.policy.default_hold_ttl_seconds
+        if not 0 < ttl <= self.policy.max_hold_ttl_seconds:
+            raise ValidationFailed.field(
+                "ttl_seconds", f"Must be between 1 and {self.policy.max_hold_ttl_seconds}.")
+        reserved = await self.repo.reserve(req.account_id, amount)
+        if reserved is None:
+            balance = await self.repo.get_balance(req.account_id)
+            available = balance.available if balance else 0
+            raise PaymentRequired(
+                f"Insufficient credits: {req.operation_type} needs {amount}, "
+                f"{available} available.")
+        row = await self.repo.insert_hold(
+            account_id=req.account_id, operation_type=req.operation_type, amount=amount,
+            idempotency_key=req.idempotency_key, expires_at=utcnow() + timedelta(seconds=ttl))
+        if row is None:
+            raise HoldRace(req.idempotency_key)
+        CREDITS_HELD.labels(req.operation_type).inc(amount)
+        return _hold_result(row, available_after=reserved.available)
+
+    async def _locked_hold(self, hold_id: int, account_id: int | None) -> Row[Any]:
+        hold = await self.repo.get_hold(hold_id, lock=True)
+        if hold is None or (account_id is not None and hold.account_id != account_id):
+            raise NotFound(f"Hold {hold_id} not found.", errors={"hold_id": ["Not found."]})
+        return hold
+
+    async def capture(self, req: CaptureRequest) -> CaptureResult:
+        if req.units is not None and req.units < 0:
+            raise ValidationFailed.field("units", "Must not be negative.")
+        if req.tokens_input < 0 or req.tokens_output < 0:
+            raise ValidationFailed.field("tokens_input", "Token counts must not be negative.")
+        if req.cost_usd < 0:
+            raise ValidationFailed.field("cost_usd", "Must not be negative.")
+        hold = await self._locked_hold(req.hold_id, req.account_id)
+        if hold.status == "captured":
+            balance = await self.repo.get_balance(hold.account_id)
+            tx = await self.repo.transaction_by_key(hold.account_id, f"capture:{hold.id}")
+            return CaptureResult(
+                hold_id=hold.id, account_id=hold.account_id, operation_type=hold.operation_type,
+                credits_charged=hold.captured_credits, credits_released=0,
+                transaction_id=hold.transaction_id, usage_log_id=hold.usage_log_id,
+                balance_after=tx.balance_after if tx else (balance.total if balance else 0),
+                replayed=True)
+        config = await self.repo.cost_config(hold.operation_type)
+        tokens = req.tokens_input + req.tokens_output
+        if config is None:
+            actual = hold.amount
+        elif config.unit == "per_tokens" and tokens > 0:
+            actual = price(config, tokens=tokens)
+        elif config.unit != "per_tokens" and req.units is not None:
+            actual = price(config, units=req.units)
+        else:
+            actual = hold.amount
+        reserved = hold.amount if hold.status == "held" else 0
+        before = await self._ensure_balance(hold.account_id)
+        # Never more than the hold plus what is still spendable, never below zero.
+        charge = max(0, min(actual, reserved + max(before.available, 0), before.total))
+        from_plan = min(charge, before.plan_credits)
+        after = await self._write_balance(before, replace(
+            before, plan_credits=before.plan_credits - from_plan,
+            purchased_credits=before.purchased_credits - (charge - from_plan),
+            held=max(before.held - reserved, 0)))
+        display = config.display_name if config is not None else hold.operation_type
+        meta = {"operation_type": hold.operation_type, "hold_id": hold.id,
+                "estimated": hold.amount, "actual": actual, "from_plan": from_plan,
+                "from_purchased": charge - from_plan, "model": req.model,
+                "tokens_input": req.tokens_input, "tokens_output": req.tokens_output}
+        if charge < actual:
+            meta["capped"] = True
+        tx_id = await self.repo.add_transaction(
+            account_id=hold.account_id, transaction_type="deduction", amount=-charge,
+            balance=after, description=f"{display}: {charge} credits", reference=f"hold:{hold.id}",
+            meta=meta, idempotency_key=f"capture:{hold.id}")
+        usage_id = await self.repo.add_usage(
+            account_id=hold.account_id, operation_type=hold.operation_type, credits_used=charge,
+            cost_usd=req.cost_usd, model_used=req.model[:255], tokens_input=req.tokens_input,
+            tokens_output=req.tokens_output, units=req.units,
+            related_object_type=req.related_object_type, related_object_id=req.related_object_id,
+            hold_id=hold.id, transaction_id=tx_id, meta=req.metadata)
+        await self.repo.settle_hold(
+            hold.id, status="captured", captured_credits=charge, from_plan=from_plan,
+            from_purchased=charge - from_plan, transaction_id=tx_id, usage_log_id=usage_id,
+            settled_at=utcnow())
+        await self._publish(
+            ev.CREDITS_DEBITED, hold.account_id, account_id=hold.account_id, amount=charge,
+            transaction_type="deduction", transaction_id=tx_id, usage_log_id=usage_id,
+            hold_id=hold.id, operation_type=hold.operation_type, balance_after=after.total,
+            model=req.model, cost_usd=str(req.cost_usd),
+            related_object_type=req.related_object_type,
+            related_object_id=req.related_object_id)
+        CREDITS_CAPTURED.labels(hold.operation_type).inc(charge)
+        return CaptureResult(
+            hold_id=hold.id, account_id=hold.account_id, operation_type=hold.operation_type,
+            credits_charged=charge, credits_released=reserved - min(charge, reserved),
+            transaction_id=tx_id, usage_log_id=usage_id, balance_after=after.total)
+
+    async def release(self, req: ReleaseRequest) -> ReleaseResult:
+        hold = await self._locked_hold(req.hold_id, req.account_id)
+        if hold.status != "held":
+            return ReleaseResult(hold_id=hold.id, account_id=hold.account_id,
+                                 credits_released=0, status=hold.status)
+        await self.repo.release_held(hold.account_id, hold.amount)
+        await self.repo.settle_hold(hold.id, status="released", settled_at=utcnow())
+        return ReleaseResult(hold_id=hold.id, account_id=hold.account_id,
+                             credits_released=hold.amount, status="released")
+
+    async def refund(self, req: RefundRequest) -> RefundResult:
+        hold = await self._locked_hold(req.hold_id, req.account_id)
+        key = f"refund:{req.idempotency_key}"
+        done = await self.repo.transaction_by_key(hold.account_id, key)
+        if done is not None:
+            return RefundResult(hold_id=hold.id, account_id=hold.account_id,
+                                credits_refunded=done.amount, transaction_id=done.id or 0,
+                                balance_after=done.balance_after, replayed=True)
+        if hold.status != "captured":
+            raise ValidationFailed.field("hold_id", "Only captured holds can be refunded.")
+        refundable = hold.captured_credits - hold.refunded_credits
+        credits = refundable if req.credits is None else req.credits
+        if credits <= 0 or credits > refundable:
+            raise ValidationFailed.field(
+                "credits", f"Must be between 1 and {refundable} (captured, not yet refunded).")
+        # Credits go back to the pools they came from, purchased ones first.
+        purchased_back = min(credits, max(0, hold.from_purchased - hold.refunded_credits))
+        before = await self._ensure_balance(hold.account_id)
+        after = await self._write_balance(before, replace(
+            before, purchased_credits=before.purchased_credits + purchased_back,
+            plan_credits=before.plan_credits + credits - purchased_back))
+        tx_id = await self.repo.add_transaction(
+            account_id=hold.account_id, transaction_type="refund", amount=credits, balance=after,
+            description=f"Refund for {hold.operation_type}" + (f": {req.reason}" if req.reason else ""),
+            reference=f"hold:{hold.id}", meta={"hold_id": hold.id, "reason": req.reason},
+            idempotency_key=key)
+        await self.repo.settle_hold(hold.id, refunded_credits=hold.refunded_credits + credits)
+        await self._publish(ev.CREDITS_REFUNDED, hold.account_id, account_id=hold.account_id,
+                            amount=credits, transaction_id=tx_id, hold_id=hold.id,
+                            operation_type=hold.operation_type, balance_after=after.total,
+                            reason=req.reason)
+        return RefundResult(hold_id=hold.id, account_id=hold.account_id, credits_refunded=credits,
+                            transaction_id=tx_id, balance_after=after.total)
+
+    # ===================================================================== schedulers
+
+    async def sweep_expired_holds(self, *, now: datetime | None = None, limit: int = 500) -> int:
+        rows = await self.repo.expire_holds(now or utcnow(), limit)
+        if rows:
+            log.info("released %d expired holds", len(rows))
+        return len(rows)
+
+    async def renew_due_periods(self, *, now: datetime | None = None, limit: int = 100) -> int:
+        """Reset plan credits of every balance whose period has ended. Rows are locked with
+        SKIP LOCKED and each reset is keyed on its period, so any number of schedulers can
+        run this at once and a period is renewed exactly once."""
+        now = now or utcnow()
+        renewed = 0
+        for balance in await self.repo.due_balances(now, limit):
+            assert balance.period_end is not None
+            subscription = await self.repo.subscription_for(balance.account_id)
+            account = await self.repo.get_account(balance.account_id)
+            start, end = self._next_period(balance, subscription, now)
+            included = (subscription.included_credits if subscription is not None
+                        else balance.plan_credits_per_month)
+            if (account is not None and (account.deleted or account.status in INACTIVE_ACCOUNT)) \
+                    or (subscription is not None and subscription.status in INACTIVE_SUBSCRIPTION):
+                included = 0
+            done = await self.reset_plan_credits(
+                balance.account_id, included, period_start=start, period_end=end,
+                idempotency_key=f"period:{start.isoformat()}",
+                description=f"Plan credits for the period from {start.date().isoformat()}")
+            if done is None:  # this period was already granted: only move the boundary
+                await self.repo.set_balance(balance.account_id, period_start=start, period_end=end)
+            renewed += 1
+        return renewed
+
+    @staticmethod
+    def _next_period(balance: BalanceRow, subscription: Subscription | None,
+                     now: datetime) -> tuple[datetime, datetime]:
+        if subscription is not None and subscription.current_period_start \
+                and subscription.current_period_end \
+                and subscription.current_period_start <= now < subscription.current_period_end:
+            return subscription.current_period_start, subscription.current_period_end
+        assert balance.period_end is not None
+        start = balance.period_end
+        end = add_month(start)
+        while end <= now:
+            start, end = end, add_month(end)
+        return start, end
+
+    # ==================================================================== read models
+
+    async def apply_plan(self, data: dict[str, Any]) -> None:
+        limits = {k: data.get(k) for k in ("max_users", "max_sites", "max_sectors_per_site",
+                                             "max_keywords", "max_author_profiles")}
+        features = data.get("features") or []
+        await self.repo.upsert(Plan, ["id"], {
+            "id": int(data["id"]), "name": str(data.get("name") or ""),
+            "slug": str(data.get("slug") or ""), "price": Decimal(str(data.get("price") or 0)),
+            "billing_cycle": str(data.get("billing_cycle") or "monthly"),
+            "included_credits": int(data.get("included_credits") or 0), "limits": limits,
+            "features": features if isinstance(features, list) else [features],
+            "is_active": bool(data.get("is_active", True)),
+        })
+
+    async def apply_account(self, event_type: str, data: dict[str, Any],
+                            occurred_at: datetime) -> None:
+        account_id = int(data["account_id"])
+        plan_id = data.get("plan_id")
+        await self.repo.upsert(Account, ["account_id"], {
+            "account_id": account_id, "name": str(data.get("name") or ""),
+            "slug": str(data.get("slug") or ""), "status": str(data.get("status") or "active"),
+            "owner_user_id": data.get("owner_user_id"),
+            "plan_id": int(plan_id) if plan_id is not None else None,
+            "plan_slug": data.get("plan_slug"), "deleted": event_type.endswith(".deleted"),
+        })
+        if not event_type.endswith(".created"):
+            return
+        plan = await self.repo.get_plan(int(plan_id)) if plan_id is not None else None
+        end = add_month(occurred_at)
+        if plan is None:
+            # The plan's credits arrive with the subscription event.
+            await self.repo.create_balance(account_id, plan_credits_per_month=0,
+                                           period_start=None, period_end=None)
+            return
+        await self.reset_plan_credits(
+            account_id, plan.included_credits, period_start=occurred_at, period_end=end,
+            idempotency_key="signup", description=f"{plan.name} plan credits (new account)",
+            reference=f"plan:{plan.id}")
+
+    async def apply_subscription(self, data: dict[str, Any], occurred_at: datetime) -> None:
+        account_id = int(data["account_id"])
+        start = _parse_ts(data.get("current_period_start"))
+        end = _parse_ts(data.get("current_period_end"))
+        included = int(data.get("included_credits") or 0)
+        await self.repo.upsert(Subscription, ["id"], {
+            "id": int(data["id"]), "account_id": account_id,
+            "plan_id": data.get("plan_id"), "plan_slug": data.get("plan_slug"),
+            "included_credits": included, "status": str(data.get("status") or "active"),
+            "current_period_start": start, "current_period_end": end,
+        })
+        start = start or occurred_at
+        end = end if end and end > start else add_month(start)
+        signup_done = await self.repo.transaction_by_key(account_id, "signup")
+        if signup_done is None:
+            await self.reset_plan_credits(
+                account_id, included, period_start=start, period_end=end,
+                idempotency_key="signup", description="Plan credits (new subscription)",
+                reference=f"subscription:{data['id']}")
+            return
+        balance = await self._ensure_balance(account_id)
+        now = utcnow()
+        if balance.period_end is not None and balance.period_end <= start <= now:
+            # Auth started a new period (renewal or plan change at the boundary).
+            await self.reset_plan_credits(
+                account_id, included, period_start=start, period_end=end,
+                idempotency_key=f"period:{start.isoformat()}",
+                description=f"Plan credits for the period from {start.date().isoformat()}",
+                reference=f"subscription:{data['id']}")
+        elif balance.period_start is None or abs(start - balance.period_start) < timedelta(days=1):
+            # Same period as ours: adopt auth's exact boundaries; plan changes wait for them.
+            await self.repo.set_balance(account_id, period_start=start, period_end=end)
+
+    # ======================================================================= queries
+
+    async def balance_summary(self, account_id: int) -> dict[str, Any]:
+        balance = await self.repo.get_balance(account_id)
+        subscription = await self.repo.subscription_for(account_id)
+        used = await self.repo.credits_used_since(account_id, month_start(utcnow()))
+        per_month = (subscription.included_credits if subscription is not None
+                     else balance.plan_credits_per_month if balance else 0)
+        return {
+            "credits": balance.total if balance else 0,
+            "plan_credits_per_month": per_month,
+            "credits_used_this_month": used,
+            "credits_remaining": balance.available if balance else 0,
+            "plan_credits": balance.plan_credits if balance else 0,
+            "purchased_credits": balance.purchased_credits if balance else 0,
+            "held_credits": balance.held if balance else 0,
+            "period_start": balance.period_start if balance else None,
+            "period_end": balance.period_end if balance else None,
+        }
+
+    async def usage_limits(self, account_id: int) -> dict[str, Any]:
+        summary = await self.balance_summary(account_id)
+        account = await self.repo.get_account(account_id)
+        plan = await self.repo.get_plan(account.plan_id) if account and account.plan_id else None
+        return {
+            "plan": None if plan is None else {
+                "id": plan.id, "name": plan.name, "slug": plan.slug,
+                "included_credits": plan.included_credits, "billing_cycle": plan.billing_cycle,
+            },
+            "limits": dict(plan.limits) if plan is not None else {},
+            "credits": {
+                "plan_credits_per_month": summary["plan_credits_per_month"],
+                "credits_used_this_month": summary["credits_used_this_month"],
+                "credits_remaining": summary["credits_remaining"],
+                "credits": summary["credits"],
+                "period_end": summary["period_end"],
+            },
+        }
+
+    async def usage_summary(self, account_id: int, start: date | None,
+                            end: date | None) -> dict[str, Any]:
+        since = _day_start(start) if start else None
+        until = _day_start(end) + timedelta(days=1) if end else None
+        rows = await self.repo.usage_summary(account_id, since, until)
+        by_operation = [{
+            "operation_type": r.operation_type, "count": int(r.count),
+            "credits": int(r.credits or 0), "cost_usd": str(r.cost_usd or Decimal("0")),
+            "tokens_input": int(r.tokens_input or 0), "tokens_output": int(r.tokens_output or 0),
+        } for r in rows]
+        return {
+            "start_date": start.isoformat() if start else None,
+            "end_date": end.isoformat() if end else None,
+            "total_operations": sum(o["count"] for o in by_operation),
+            "total_credits": sum(o["credits"] for o in by_operation),
+            "total_cost_usd": str(sum((Decimal(o["cost_usd"]) for o in by_operation),
+                                      Decimal("0"))),
+            "by_operation": by_operation,
+        }
+
+    async def usage_analytics(self, account_id: int, days: int) -> dict[str, Any]:
+        today = utcnow().date()
+        first = today - timedelta(days=days - 1)
+        since = _day_start(first)
+        rows = await self.repo.usage_by_day(account_id, since)
+        ledger = await self.repo.spend_by_day(account_id, since)
+        series: dict[date, dict[str, Any]] = {
+            first + timedelta(days=i): {"date": (first + timedelta(days=i)).isoformat(),
+                                        "credits_used": 0, "operations": 0, "cost_usd": "0",
+                                        "credits_added": 0, "by_operation": {}}
+            for i in range(days)
+        }
+        totals: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            day = series.get(r.day)
+            if day is None:
+                continue
+            credits, count = int(r.credits or 0), int(r.count)
+            day["credits_used"] += credits
+            day["operations"] += count
+            day["cost_usd"] = str(Decimal(day["cost_usd"]) + (r.cost_usd or 0))
+            day["by_operation"][r.operation_type] = credits
+            total = totals.setdefault(r.operation_type, {"operation_type": r.operation_type,
+                                                         "credits": 0, "count": 0})
+            total["credits"] += credits
+            total["count"] += count
+        for day_key, (added, _spent) in ledger.items():
+            if day_key in series:
+                series[day_key]["credits_added"] = added
+        return {
+            "days": days,
+            "start_date": first.isoformat(),
+            "end_date": today.isoformat(),
+            "total_credits_used": sum(d["credits_used"] for d in series.values()),
+            "total_operations": sum(d["operations"] for d in series.values()),
+            "by_operation": sorted(totals.values(), key=lambda t: -t["credits"]),
+            "daily": list(series.values()),
+        }
+
+    # ================================================================ invoices, payments
+
+    async def purchase_package(self, account_id: int, user_id: int, package_id: int) -> Invoice:
+        package = await self.repo.get(CreditPackage, package_id)
+        if package is None or not package.is_active:
+            raise NotFound("Credit package not found.", errors={"id": ["Not found."]})
+        account = await self.repo.get_account(account_id)
+        line = {"description": f"{package.name} credit package: {package.credits:,} credits",
+                "quantity": 1, "unit_price": str(package.price), "amount": str(package.price),
+                "credits": package.credits}
+        invoice = await self.repo.add(Invoice.model_validate({
+            "account_id": account_id, "invoice_number": f"PENDING-{utcnow().timestamp()}",
+            "invoice_type": "credit_package", "status": "pending", "currency": package.currency,
+            "subtotal": package.price, "tax": Decimal("0"), "total": package.price,
+            "lines": [line], "credit_package_id": package.id, "credits": package.credits,
+            "notes": f"Account: {account.name}" if account and account.name else "",
+            "created_by_user_id": user_id, "due_date": utcnow() + timedelta(days=14),
+        }))
+        await self.repo.assign_invoice_number(invoice, f"INV-{utcnow().year}")
+        await self._publish(ev.INVOICE_CREATED, account_id, account_id=account_id,
+                            invoice_id=invoice.id, invoice_number=invoice.invoice_number,
+                            invoice_type=invoice.invoice_type, total=str(invoice.total),
+                            currency=invoice.currency, credits=invoice.credits)
+        return invoice
+
+    async def submit_payment(self, account_id: int, user_id: int, *, invoice_id: int,
+                             amount: Decimal | None, payment_method: str,
+                             transaction_reference: str, notes: str) -> Payment:
+        if payment_method not in MANUAL_METHODS:
+            raise ValidationFailed.field(
+                "payment_method", f"Manual payments use one of: {', '.join(MANUAL_METHODS)}.")
+        invoice = await self.repo.get(Invoice, invoice_id, account_id=account_id, lock=True)
+        if invoice is None:
+            raise NotFound("Invoice not found.", errors={"invoice_id": ["Not found."]})
+        if invoice.status != "pending":
+            raise ValidationFailed.field(
+                "invoice_id", f"Invoice {invoice.invoice_number} is {invoice.status}; "
+                "only pending invoices take payments.")
+        if amount is None:
+            amount = invoice.total
+        if amount <= 0:
+            raise ValidationFailed.field("amount", "Must be a positive amount.")
+        if amount != invoice.total:
+            raise ValidationFailed.field(
+                "amount", f"Must equal the invoice total ({invoice.total} {invoice.currency}).")
+        if await self.repo.pending_payment_for(invoice_id) is not None:
+            raise Conflict("A payment for this invoice is already awaiting approval.")
+        payment = await self.repo.add(Payment.model_validate({
+            "account_id": account_id, "invoice_id": invoice_id, "amount": amount,
+            "currency": invoice.currency, "payment_method": payment_method,
+            "status": "pending_approval", "transaction_reference": transaction_reference,
+            "notes": notes, "submitted_by_user_id": user_id,
+        }))
+        await self._publish(ev.PAYMENT_SUBMITTED, account_id, account_id=account_id,
+                            payment_id=payment.id, invoice_id=invoice_id, amount=str(amount),
+                            currency=payment.currency, payment_method=payment_method)
+        return payment
+
+    async def approve_payment(self, payment_id: int, reviewer_id: int) -> tuple[Payment, bool]:
+        """Mark the payment paid, the invoice paid, and apply the invoice (credits). Returns
+        (payment, changed); approving an approved payment changes nothing."""
+        payment = await self.repo.get(Payment, payment_id, lock=True)
+        if payment is None:
+            raise NotFound("Payment not found.")
+        if payment.status == "succeeded":
+            return payment, False
+        if payment.status != "pending_approval":
+            raise Conflict(f"Payment is {payment.status}; only pending payments can be approved.")
+        now = utcnow()
+        payment.status, payment.reviewed_by_user_id = "succeeded", reviewer_id
+        payment.reviewed_at, payment.updated_at = now, now
+        invoice = await self.repo.get(Invoice, payment.invoice_id, lock=True)
+        assert invoice is not None
+        await self._publish(ev.PAYMENT_APPROVED, payment.account_id, account_id=payment.account_id,
+                            payment_id=payment.id, invoice_id=invoice.id,
+                            amount=str(payment.amount), currency=payment.currency)
+        if invoice.status != "paid":
+            invoice.status, invoice.paid_at, invoice.updated_at = "paid", now, now
+            await self._apply_paid_invoice(invoice)
+            await self._publish(ev.INVOICE_PAID, invoice.account_id, account_id=invoice.account_id,
+                                invoice_id=invoice.id, invoice_number=invoice.invoice_number,
+                                total=str(invoice.total), currency=invoice.currency,
+                                credits=invoice.credits)
+        await self.session.flush()
+        return payment, True
+
+    async def _apply_paid_invoice(self, invoice: Invoice) -> None:
+        key = f"invoice:{invoice.id}"
+        if invoice.invoice_type == "subscription":
+            subscription = await self.repo.subscription_for(invoice.account_id)
+            balance = await self._ensure_balance(invoice.account_id)
+            now = utcnow()
+            start = balance.period_start or now
+            end = balance.period_end if balance.period_end and balance.period_end > now \
+                else add_month(now)
+            included = invoice.credits or (subscription.included_credits if subscription else 0)
+            await self.reset_plan_credits(
+                invoice.account_id, included, period_start=start, period_end=end,
+                idempotency_key=key, description=f"Plan credits (invoice {invoice.invoice_number})",
+                reference=invoice.invoice_number)
+        elif invoice.credits > 0:
+            await self.add_credits(
+                invoice.account_id, invoice.credits, transaction_type="purchase",
+                description=f"Credit purchase (invoice {invoice.invoice_number})",
+                reference=invoice.invoice_number, idempotency_key=key,
+                meta={"invoice_id": invoice.id, "credit_package_id": invoice.credit_package_id})
+
+    async def reject_payment(self, payment_id: int, reviewer_id: int, reason: str) -> Payment:
+        payment = await self.repo.get(Payment, payment_id, lock=True)
+        if payment is None:
+            raise NotFound("Payment not found.")
+        if payment.status == "failed":
+            return payment
+        if payment.status != "pending_approval":
+            raise Conflict(f"Payment is {payment.status}; only pending payments can be rejected.")
+        now = utcnow()
+        payment.status, payment.failure_reason = "failed", reason
+        payment.reviewed_by_user_id, payment.reviewed_at, payment.updated_at = reviewer_id, now, now
+        await self.session.flush()
+        await self._publish(ev.PAYMENT_REJECTED, payment.account_id, account_id=payment.account_id,
+                            payment_id=payment.id, invoice_id=payment.invoice_id, reason=reason)
+        return payment
+
+    async def adjust(self, account_id: int, amount: int, reason: str, by_user: int,
+                     idempotency_key: str | None) -> int | None:
+        if amount == 0:
+            raise ValidationFailed.field("amount", "Must not be zero.")
+        if await self.repo.get_account(account_id) is None \
+                and await self.repo.get_balance(account_id) is None:
+            raise NotFound("Account not found.", errors={"account_id": ["Unknown account."]})
+        key = f"adjust:{idempotency_key}" if idempotency_key else None
+        meta = {"reason": reason, "by_user_id": by_user}
+        if amount > 0:
+            return await self.add_credits(account_id, amount, transaction_type="adjustment",
+                                          description=f"Adjustment: {reason}",
+                                          reference=f"user:{by_user}", idempotency_key=key,
+                                          meta=meta)
+        return await self.debit_adjustment(account_id, -amount, description=f"Adjustment: {reason}",
+                                           reference=f"user:{by_user}", idempotency_key=key,
+                                           meta=meta)
+
+    # =================================================================== payment methods
+
+    async def create_payment_method(self, account_id: int, values: dict[str, Any]) -> PaymentMethod:
+        existing = await self.repo.list_all(
+            PaymentMethod, filters=[PaymentMethod.account_id == account_id], order=[])
+        make_default = bool(values.pop("is_default", False)) or not existing
+        if make_default:
+            await self.repo.clear_default_payment_method(account_id)
+        return await self.repo.add(PaymentMethod.model_validate(
+            {**values, "account_id": account_id, "is_default": make_default}))
+
+    async def set_default_payment_method(self, method: PaymentMethod) -> PaymentMethod:
+        await self.repo.clear_default_payment_method(method.account_id)
+        method.is_default, method.updated_at = True, utcnow()
+        await self.session.flush()
+        return method
+
+    async def update_cost_config(self, config: CreditCostConfig, values: dict[str, Any],
+                                 by_user: int) -> CreditCostConfig:
+        unit = values.get("unit", config.unit)
+        if unit not in UNITS:
+            raise ValidationFailed.field("unit", f"Must be one of: {', '.join(UNITS)}.")
+        tokens_per_credit = values.get("tokens_per_credit", config.tokens_per_credit)
+        if unit == "per_tokens" and not tokens_per_credit:
+            raise ValidationFailed.field("tokens_per_credit",
+                                         "Token-priced operations need tokens per credit.")
+        for key, value in values.items():
+            setattr(config, key, value)
+        config.updated_by_user_id, config.updated_at = by_user, utcnow()
+        await self.session.flush()
+        return config
+
+
+def _hold_result(row: Row[Any], *, replayed: bool = False,
+                 available_after: int | None = None) -> HoldResult:
+    return HoldResult(hold_id=row.id, account_id=row.account_id,
+                      operation_type=row.operation_type, amount=row.amount, status=row.status,
+                      expires_at=row.expires_at, available_after=available_after,
+                      replayed=replayed)
+
+
+def _parse_ts(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, int | float):
+        moment = datetime.fromtimestamp(value, UTC)
+    else:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)

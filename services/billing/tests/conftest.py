@@ -1,0 +1,133 @@
+"""Billing against real PostgreSQL and NATS: a migrated database, the in-process app,
+the real worker (command responders, consumer, sweeper, scheduler) in the test loop."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from nats.aio.client import Client as NATS
+from sqlalchemy import select
+
+from libs.common import nats as nats_kernel
+from libs.common.db import Database, TenantScope
+from libs.common.provision import ServiceDatabase
+from libs.common.testing.apps import running_app
+from libs.common.testing.plugin import DatabaseFactory
+from libs.common.testing.tokens import TestIssuer
+from services.billing.main import MIGRATIONS, create_app
+from services.billing.models import CreditBalance, CreditTransaction
+from services.billing.service import BillingPolicy, BillingService, utcnow
+from services.billing.settings import BillingSettings
+from services.billing.worker import run as run_worker
+
+_ids = itertools.count(random.randint(10_000, 90_000) * 1000)
+
+
+def new_account_id() -> int:
+    return next(_ids)
+
+
+@pytest.fixture(scope="session")
+def billing_db_info(make_database: DatabaseFactory) -> ServiceDatabase:
+    return make_database("billing", MIGRATIONS)
+
+
+@pytest.fixture(scope="session")
+def settings(billing_db_info: ServiceDatabase, nats_url: str) -> BillingSettings:
+    return BillingSettings(
+        environment="test", database_url=billing_db_info.app_url,
+        migration_database_url=billing_db_info.owner_url, nats_url=nats_url,
+        hold_sweep_interval_seconds=0.2, renewal_interval_seconds=0.5,
+        low_balance_threshold=50, worker_db_pool_size=30,
+    )
+
+
+@pytest.fixture(scope="session")
+async def db(settings: BillingSettings) -> AsyncIterator[Database]:
+    database = Database(settings.database_url, pool_size=20, max_overflow=20)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def issuer() -> TestIssuer:
+    return TestIssuer()
+
+
+@pytest.fixture(scope="session")
+async def client(settings: BillingSettings, issuer: TestIssuer) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(create_app(settings, keys_fetcher=issuer.fetcher())) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+async def worker(settings: BillingSettings) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(stop, settings))
+    await asyncio.sleep(0.5)  # responders subscribed, consumer provisioned
+    assert not task.done(), task.exception() if task.done() else None
+    yield
+    stop.set()
+    await asyncio.wait_for(task, 20)
+
+
+@pytest.fixture(scope="session")
+async def nc(nats_url: str) -> AsyncIterator[NATS]:
+    conn = await nats_kernel.connect(nats_url, "billing-tests")
+    yield conn
+    await conn.drain()
+
+
+def policy() -> BillingPolicy:
+    return BillingPolicy(low_balance_threshold=50)
+
+
+async def in_tx(db: Database, fn: Callable[[BillingService], Awaitable[Any]]) -> Any:
+    async with db.session(TenantScope.system()) as session:
+        result = await fn(BillingService(session, policy()))
+        await session.commit()
+        return result
+
+
+async def fund(db: Database, account_id: int, *, plan: int = 0, purchased: int = 0) -> None:
+    """Give an account plan credits (a period that runs for a month) and purchased credits."""
+    from services.billing.pricing import add_month
+
+    now = utcnow()
+
+    async def go(svc: BillingService) -> None:
+        await svc.reset_plan_credits(account_id, plan, period_start=now, period_end=add_month(now),
+                                     idempotency_key="signup", description="test plan credits")
+        if purchased:
+            await svc.add_credits(account_id, purchased, transaction_type="purchase",
+                                  description="test purchase")
+
+    await in_tx(db, go)
+
+
+async def ledger_state(db: Database, account_id: int) -> tuple[CreditBalance, list[CreditTransaction]]:
+    async with db.session(TenantScope.system()) as session:
+        balance = await session.get(CreditBalance, account_id)
+        entries = list((await session.execute(
+            select(CreditTransaction).where(CreditTransaction.account_id == account_id)
+            .order_by(CreditTransaction.id))).scalars().all())
+    assert balance is not None
+    return balance, entries
+
+
+async def assert_ledger_consistent(db: Database, account_id: int) -> CreditBalance:
+    balance, entries = await ledger_state(db, account_id)
+    running = 0
+    for entry in entries:
+        running += entry.amount
+        assert entry.balance_after == running, f"broken chain at ledger entry {entry.id}"
+        assert entry.plan_balance_after + entry.purchased_balance_after == entry.balance_after
+    assert running == balance.plan_credits + balance.purchased_credits
+    assert balance.plan_credits >= 0 and balance.purchased_credits >= 0 and balance.held >= 0
+    return balance
