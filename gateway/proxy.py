@@ -1,0 +1,588 @@
+"""The hot path, in plain ASGI: request id → CORS → route → credentials → rate limit →
+body → idempotency → upstream (one pooled aiohttp session) → envelope by byte splicing.
+
+FastAPI is only entered for the gateway's own routes (`api.py`), after the same checks.
+Nothing here formats an access log line; errors and upstream failures are logged with the
+request id through the kernel's JSON logging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.types import Message, Receive, Scope, Send
+from yarl import URL
+
+from gateway import envelope
+from gateway.auth import Authenticated, Authenticator, AuthFailure
+from gateway.idempotency import REPLAY_HEADER, Claim, IdempotencyStore, fingerprint, valid_key
+from gateway.ratelimit import Decision, RateLimiter, caller_key
+from gateway.routes import GATEWAY, WRITE_METHODS, RouteTable
+from gateway.settings import GatewaySettings
+from libs.common.logging import account_id_var, request_id_var, user_id_var
+from libs.common.metrics import HTTP_DURATION, HTTP_REQUESTS, UPSTREAM_ERRORS
+from libs.common.middleware import request_id_from
+
+log = logging.getLogger("igny8.gateway")
+
+ALLOWED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+REVOKED_HEADER = b"x-igny8-revoked-sessions"
+INLINE_HEADER = b"x-igny8-envelope"
+
+# Request headers not forwarded as they are (hop-by-hop, or set by the gateway).
+_REQUEST_DROP = frozenset({
+    b"host", b"connection", b"keep-alive", b"proxy-authorization", b"proxy-connection",
+    b"te", b"trailer", b"transfer-encoding", b"upgrade", b"content-length",
+    b"accept-encoding", b"authorization", b"x-request-id", b"x-forwarded-for",
+    b"x-forwarded-host", b"x-forwarded-proto", b"forwarded", b"x-real-ip", b"traceparent",
+    b"tracestate", b"idempotency-key",
+})
+# Response headers the gateway drops or sets itself.
+_RESPONSE_DROP = frozenset({
+    b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"server",
+    b"date", b"x-request-id", b"server-timing", b"content-type", b"location",
+    b"content-encoding",
+})
+
+_JSON = b"application/json"
+
+
+class ClientGone(Exception):
+    """The client disconnected while the body was being read."""
+
+
+@dataclass(slots=True)
+class RequestTiming:
+    request_id: str
+    account_id: int | None
+    method: str
+    path: str
+    service: str
+    status: int
+    started_at: float
+    total_ms: float
+    auth_ms: float
+    rate_limit_ms: float
+    upstream_ms: float
+    upstream_server_timing: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id, "method": self.method, "path": self.path,
+            "service": self.service, "status": self.status, "started_at": self.started_at,
+            "total_ms": round(self.total_ms, 3), "auth_ms": round(self.auth_ms, 3),
+            "rate_limit_ms": round(self.rate_limit_ms, 3),
+            "upstream_ms": round(self.upstream_ms, 3),
+            "gateway_ms": round(self.total_ms - self.upstream_ms, 3),
+            "upstream_server_timing": self.upstream_server_timing,
+        }
+
+
+class RequestLog:
+    """Recent timing breakdowns by request id, for /api/v1/system/request-metrics/."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, RequestTiming] = OrderedDict()
+
+    def add(self, timing: RequestTiming) -> None:
+        self._entries[timing.request_id] = timing
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def get(self, request_id: str) -> RequestTiming | None:
+        return self._entries.get(request_id)
+
+
+@dataclass(slots=True)
+class Services:
+    """What the pipeline uses, created in the app's lifespan."""
+
+    session: aiohttp.ClientSession
+    authenticator: Authenticator
+    limiter: RateLimiter | None
+    idempotency: IdempotencyStore
+
+
+class Cors:
+    def __init__(self, settings: GatewaySettings) -> None:
+        origins = settings.cors_allowed_origins
+        self.any = "*" in origins
+        self.origins = frozenset(o.encode() for o in origins if o != "*")
+        self.credentials = settings.cors_allow_credentials
+        self.max_age = str(settings.cors_max_age_seconds).encode()
+
+    def headers(self, origin: bytes | None) -> list[tuple[bytes, bytes]]:
+        if origin is None or not (self.any or origin.rstrip(b"/") in self.origins):
+            return []
+        out = [(b"access-control-allow-origin", origin), (b"vary", b"Origin"),
+               (b"access-control-expose-headers",
+                b"X-Request-ID, X-Throttle-Limit, X-Throttle-Remaining, X-Throttle-Reset, "
+                b"RateLimit, RateLimit-Policy, Retry-After, Idempotent-Replayed")]
+        if self.credentials:
+            out.append((b"access-control-allow-credentials", b"true"))
+        return out
+
+    def preflight(self, origin: bytes, request_headers: bytes | None) -> list[tuple[bytes, bytes]]:
+        base = self.headers(origin)
+        if not base:
+            return []
+        return [
+            *base,
+            (b"access-control-allow-methods", b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            (b"access-control-allow-headers",
+             request_headers or b"Authorization, Content-Type, Idempotency-Key, X-Request-ID"),
+            (b"access-control-max-age", self.max_age),
+        ]
+
+
+class Pipeline:
+    def __init__(self, settings: GatewaySettings,
+                 own_app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.settings = settings
+        self.own_app = own_app
+        self.routes = RouteTable()
+        self.cors = Cors(settings)
+        self.upstreams = {name: url.rstrip("/") for name, url in settings.upstream_urls().items()
+                          if url}
+        self.request_log = RequestLog(settings.request_metrics_size)
+        self.services: Services | None = None
+        self.max_body = settings.max_body_bytes
+        self.throttle = not settings.throttle_disabled
+        self.hops = settings.trusted_proxy_hops
+        self.tracer = trace.get_tracer("igny8.gateway")
+
+    # ---- entry -------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        authorization: bytes | None = None
+        rid_in: bytes | None = None
+        idem_key: bytes | None = None
+        origin: bytes | None = None
+        content_length: bytes | None = None
+        host: bytes = b""
+        xff: bytes | None = None
+        xfp: bytes | None = None
+        traceparent: bytes | None = None
+        acrm: bytes | None = None
+        acrh: bytes | None = None
+        chunked = False
+        forward: list[tuple[str, str]] = []
+        for name, value in scope["headers"]:
+            if name in _REQUEST_DROP or name.startswith(b"x-igny8-"):
+                if name == b"authorization":
+                    authorization = value
+                elif name == b"x-request-id":
+                    rid_in = value
+                elif name == b"host":
+                    host = value
+                elif name == b"content-length":
+                    content_length = value
+                elif name == b"idempotency-key":
+                    idem_key = value
+                elif name == b"x-forwarded-for":
+                    xff = value
+                elif name == b"x-forwarded-proto":
+                    xfp = value
+                elif name == b"traceparent":
+                    traceparent = value
+                elif name == b"transfer-encoding":
+                    chunked = True
+                continue
+            if name == b"origin":
+                origin = value
+            elif name == b"access-control-request-method":
+                acrm = value
+            elif name == b"access-control-request-headers":
+                acrh = value
+            forward.append((name.decode("latin-1"), value.decode("latin-1")))
+
+        request_id = request_id_from(rid_in.decode("latin-1") if rid_in else None)
+        rid_token = request_id_var.set(request_id)
+        extra: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
+        if origin is not None:
+            extra.extend(self.cors.headers(origin))
+        ctx = _Ctx(request_id, method, path, started, extra)
+        try:
+            await self._handle(ctx, scope, receive, send, authorization, idem_key, origin,
+                               content_length, chunked, host, xff, xfp, traceparent,
+                               acrm, acrh, forward)
+        except ClientGone:
+            ctx.status = 499
+        finally:
+            self._record(ctx)
+            request_id_var.reset(rid_token)
+            account_id_var.set(None)
+            user_id_var.set(None)
+
+    # ---- the steps ---------------------------------------------------------------------
+
+    async def _handle(self, ctx: _Ctx, scope: Scope, receive: Receive, send: Send,
+                      authorization: bytes | None, idem_key: bytes | None,
+                      origin: bytes | None, content_length: bytes | None, chunked: bool,
+                      host: bytes, xff: bytes | None, xfp: bytes | None,
+                      traceparent: bytes | None, acrm: bytes | None, acrh: bytes | None,
+                      forward: list[tuple[str, str]]) -> None:
+        method, path = ctx.method, ctx.path
+        if method == "OPTIONS" and origin is not None and acrm is not None:
+            headers = self.cors.preflight(origin, acrh)
+            ctx.extra = [(b"x-request-id", ctx.request_id.encode()), *headers]
+            await self._send(ctx, send, 204 if headers else 403, [], b"")
+            return
+        if method not in ALLOWED_METHODS:
+            await self._error(ctx, send, 405)
+            return
+        resolved = self.routes.resolve(method, path)
+        if resolved is None:
+            await self._error(ctx, send, 404)
+            return
+        ctx.service = resolved.service
+        if content_length is not None:
+            try:
+                declared = int(content_length)
+            except ValueError:
+                await self._error(ctx, send, 400, "Invalid Content-Length header")
+                return
+            if declared > self.max_body:
+                await self._error(ctx, send, 413)
+                return
+        services = self.services
+        assert services is not None, "gateway used outside its lifespan"
+
+        # Credentials.
+        auth: Authenticated | None = None
+        upstream_authorization: str | None = None
+        t = time.perf_counter()
+        if not resolved.public:
+            if not authorization:
+                await self._error(ctx, send, 401)
+                return
+            try:
+                auth = await services.authenticator.authenticate(
+                    authorization.decode("latin-1"), apikey_allowed=resolved.apikey_allowed,
+                    request_id=ctx.request_id)
+            except AuthFailure as exc:
+                ctx.auth_ms = (time.perf_counter() - t) * 1000
+                await self._error(ctx, send, exc.status, exc.message)
+                return
+            upstream_authorization = "Bearer " + auth.token
+            ctx.account_id = auth.principal.account_id
+            account_id_var.set(auth.principal.account_id)
+            user_id_var.set(auth.principal.user_id)
+        elif authorization and authorization[:7].lower() == b"bearer ":
+            upstream_authorization = authorization.decode("latin-1")
+        ctx.auth_ms = (time.perf_counter() - t) * 1000
+
+        client = self._client_address(scope, xff)
+        # Rate limit.
+        if self.throttle and resolved.scope is not None and services.limiter is not None:
+            t = time.perf_counter()
+            user_id = auth.principal.user_id if auth else None
+            decision: Decision = await services.limiter.check_or_admit(
+                resolved.scope, caller_key(resolved.scope, user_id, client))
+            ctx.rate_limit_ms = (time.perf_counter() - t) * 1000
+            ctx.extra.extend(decision.headers())
+            if not decision.allowed:
+                await self._error(ctx, send, 429)
+                return
+
+        if resolved.service == GATEWAY:
+            await self._own(ctx, scope, receive, send, auth)
+            return
+
+        base = self.upstreams.get(resolved.service)
+        if base is None:
+            await self._error(ctx, send, 503)
+            return
+
+        body = b""
+        if chunked or content_length is not None or method in WRITE_METHODS:
+            read = await self._read_body(receive)
+            if read is None:
+                await self._error(ctx, send, 413)
+                return
+            body = read
+
+        # Idempotency.
+        claim: Claim | None = None
+        fp = ""
+        if idem_key is not None and method == "POST":
+            key = idem_key.decode("latin-1").strip()
+            if not valid_key(key):
+                await self._error(ctx, send, 400, "Invalid Idempotency-Key header")
+                return
+            tenant = f"a{auth.principal.account_id}" if auth else f"ip{client}"
+            fp = fingerprint(method, path, scope.get("query_string", b""), body)
+            try:
+                claim = await services.idempotency.begin(tenant, key, fp)
+            except Exception as exc:  # noqa: BLE001 - any store failure is the same answer
+                UPSTREAM_ERRORS.labels("nats", "idempotency_store").inc()
+                log.warning("idempotency store unavailable: %s", exc)
+                await self._error(ctx, send, 503, "Idempotency store unavailable")
+                return
+            if claim.outcome == "replay" and claim.stored is not None:
+                stored = claim.stored
+                ctx.extra = [h for h in ctx.extra if h[0] != b"x-request-id"]
+                ctx.extra.append(REPLAY_HEADER)
+                await self._send(ctx, send, stored.status, stored.headers, stored.body)
+                return
+            if claim.outcome == "mismatch":
+                await self._error(ctx, send, 422, "Idempotency-Key was already used with "
+                                  "a different request")
+                return
+            if claim.outcome == "conflict":
+                await self._error(ctx, send, 409, "A request with this Idempotency-Key is "
+                                  "still in progress")
+                return
+
+        proto = (xfp if (xfp and self.hops) else scope.get("scheme", "http").encode()).decode()
+        forward.append(("X-Request-ID", ctx.request_id))
+        forward.append(("X-Forwarded-For", client))
+        forward.append(("X-Forwarded-Proto", proto))
+        if host:
+            forward.append(("X-Forwarded-Host", host.decode("latin-1")))
+        if upstream_authorization:
+            forward.append(("Authorization", upstream_authorization))
+        if idem_key is not None:
+            forward.append(("Idempotency-Key", idem_key.decode("latin-1")))
+        query = scope.get("query_string", b"")
+        raw_path = scope.get("raw_path") or path.encode()
+        url = base + raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+
+        try:
+            result = await self._upstream(ctx, services, method, url, forward, body,
+                                          traceparent)
+        except BaseException:
+            if claim is not None:
+                await _quietly(services.idempotency.release(claim))
+            raise
+        if result is None:
+            if claim is not None:
+                await _quietly(services.idempotency.release(claim))
+            return await self._error(ctx, send, ctx.status)
+        status, raw_headers, upstream_body = result
+        out_status, headers, out_body = self._shape(ctx, status, raw_headers, upstream_body,
+                                                    base, proto, host, method)
+        if claim is not None:
+            stored_headers = [*headers, (b"x-request-id", ctx.request_id.encode())]
+            await _quietly(services.idempotency.finish(claim, fp, out_status, stored_headers,
+                                                       out_body))
+        await self._send(ctx, send, out_status, headers, out_body)
+
+    async def _upstream(self, ctx: _Ctx, services: Services, method: str, url: str,
+                        headers: list[tuple[str, str]], body: bytes,
+                        traceparent: bytes | None) -> tuple[int, Any, bytes] | None:
+        parent = (propagate.extract({"traceparent": traceparent.decode("latin-1")})
+                  if traceparent else None)
+        span = self.tracer.start_span(f"{method} {ctx.service}", context=parent,
+                                      kind=SpanKind.SERVER,
+                                      attributes={"http.request.method": method,
+                                                  "url.path": ctx.path,
+                                                  "igny8.request_id": ctx.request_id})
+        sc = span.get_span_context()
+        if sc.is_valid:
+            headers.append(("traceparent",
+                            f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"))
+        t = time.perf_counter()
+        try:
+            async with services.session.request(
+                method, URL(url, encoded=True), headers=headers, data=body or None,
+                allow_redirects=False,
+            ) as resp:
+                upstream_body = await resp.read()
+                result = (resp.status, resp.raw_headers, upstream_body)
+        except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError,
+                aiohttp.ServerDisconnectedError, ConnectionError) as exc:
+            self._upstream_failed(ctx, span, 503, "unavailable", exc)
+            return None
+        except TimeoutError as exc:
+            self._upstream_failed(ctx, span, 504, "timeout", exc)
+            return None
+        except aiohttp.ClientError as exc:
+            self._upstream_failed(ctx, span, 502, "bad_gateway", exc)
+            return None
+        finally:
+            ctx.upstream_ms = (time.perf_counter() - t) * 1000
+        span.set_attribute("http.response.status_code", result[0])
+        if result[0] >= 500:
+            span.set_status(Status(StatusCode.ERROR))
+        span.end()
+        return result
+
+    def _upstream_failed(self, ctx: _Ctx, span: trace.Span, status: int, kind: str,
+                         exc: BaseException) -> None:
+        UPSTREAM_ERRORS.labels(ctx.service, kind).inc()
+        log.error("upstream %s %s: %s", ctx.service, kind, exc.__class__.__name__,
+                  extra={"fields": {"upstream": ctx.service, "path": ctx.path}})
+        span.set_status(Status(StatusCode.ERROR))
+        span.set_attribute("http.response.status_code", status)
+        span.end()
+        ctx.status = status
+
+    def _shape(self, ctx: _Ctx, status: int, raw_headers: Any, body: bytes, base: str,
+               proto: str, host: bytes, method: str
+               ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        headers: list[tuple[bytes, bytes]] = []
+        content_type = b""
+        is_inline = False
+        for raw_name, value in raw_headers:
+            name = raw_name.lower()
+            if name in _RESPONSE_DROP or name.startswith(b"x-igny8-"):
+                if name == b"content-type":
+                    content_type = value
+                elif name == b"server-timing":
+                    ctx.upstream_timing = value.decode("latin-1")
+                elif name == INLINE_HEADER:
+                    is_inline = value.strip().lower() == b"inline"
+                elif name == REVOKED_HEADER:
+                    self._apply_revocations(value)
+                elif name == b"location":
+                    headers.append((b"location", _public_location(value, base, proto, host)))
+                continue
+            headers.append((name, value))
+        rid = ctx.request_id
+        if status in (204, 304) or 100 <= status < 200:
+            return status, headers, b""
+        if status >= 400:
+            if envelope.is_json(content_type) or envelope.is_problem(content_type):
+                out = envelope.from_problem(body, status, rid)
+            else:
+                out = envelope.error_for_status(status, rid)
+            headers.append((b"content-type", _JSON))
+            return status, headers, b"" if method == "HEAD" else out
+        if content_type:
+            headers.append((b"content-type", content_type))
+        if method == "HEAD" or not (200 <= status < 300) or not envelope.is_json(content_type):
+            return status, headers, body if method != "HEAD" else b""
+        wrapped = envelope.inline(body, rid) if is_inline else None
+        return status, headers, wrapped if wrapped is not None else envelope.success(body, rid)
+
+    def _apply_revocations(self, value: bytes) -> None:
+        sids = [s.strip() for s in value.decode("latin-1").split(",") if s.strip()]
+        if sids and self.services is not None:
+            self.services.authenticator.verifier.revocations.add_local(*sids)
+
+    async def _own(self, ctx: _Ctx, scope: Scope, receive: Receive, send: Send,
+                   auth: Authenticated | None) -> None:
+        state = scope.setdefault("state", {})
+        state["request_id"] = ctx.request_id
+        state["principal"] = auth.principal if auth else None
+        extra = ctx.extra
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ctx.status = message["status"]
+                names = {h[0] for h in extra}
+                message["headers"] = [h for h in message.get("headers", [])
+                                      if h[0].lower() not in names] + extra
+            await send(message)
+
+        await self.own_app(scope, receive, send_wrapper)
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    def _client_address(self, scope: Scope, xff: bytes | None) -> str:
+        if self.hops and xff:
+            parts = [p.strip() for p in xff.decode("latin-1").split(",") if p.strip()]
+            if parts:
+                return parts[-self.hops] if len(parts) >= self.hops else parts[0]
+        client = scope.get("client")
+        return str(client[0]) if client else "unknown"
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > self.max_body:
+                    return None
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _error(self, ctx: _Ctx, send: Send, status: int,
+                     message: str | None = None) -> None:
+        body = envelope.error_for_status(status, ctx.request_id, message)
+        await self._send(ctx, send, status, [(b"content-type", _JSON)], body)
+
+    async def _send(self, ctx: _Ctx, send: Send, status: int,
+                    headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        ctx.status = status
+        total_ms = (time.perf_counter() - ctx.started) * 1000
+        timing = f"gateway;dur={total_ms - ctx.upstream_ms:.3f}"
+        if ctx.upstream_ms:
+            timing += f", upstream;dur={ctx.upstream_ms:.3f}"
+        out = [*headers, *ctx.extra, (b"server-timing", timing.encode()),
+               (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+
+    def _record(self, ctx: _Ctx) -> None:
+        elapsed = time.perf_counter() - ctx.started
+        route = ctx.service or "unmatched"
+        status = str(ctx.status)
+        HTTP_REQUESTS.labels("gateway", ctx.method, route, status).inc()
+        HTTP_DURATION.labels("gateway", ctx.method, route).observe(elapsed)
+        if ctx.status >= 500:
+            log.error("%s %s -> %d", ctx.method, ctx.path, ctx.status,
+                      extra={"fields": {"status": ctx.status, "ms": round(elapsed * 1e3, 2)}})
+        self.request_log.add(RequestTiming(
+            ctx.request_id, ctx.account_id, ctx.method, ctx.path, route, ctx.status,
+            time.time() - elapsed, elapsed * 1000, ctx.auth_ms, ctx.rate_limit_ms,
+            ctx.upstream_ms, ctx.upstream_timing))
+
+
+class _Ctx:
+    __slots__ = ("account_id", "auth_ms", "extra", "method", "path", "rate_limit_ms",
+                 "request_id", "service", "started", "status", "upstream_ms",
+                 "upstream_timing")
+
+    def __init__(self, request_id: str, method: str, path: str, started: float,
+                 extra: list[tuple[bytes, bytes]]) -> None:
+        self.request_id = request_id
+        self.method = method
+        self.path = path
+        self.started = started
+        self.extra = extra
+        self.service = ""
+        self.status = 500
+        self.account_id: int | None = None
+        self.auth_ms = 0.0
+        self.rate_limit_ms = 0.0
+        self.upstream_ms = 0.0
+        self.upstream_timing: str | None = None
+
+
+def _public_location(value: bytes, base: str, proto: str, host: bytes) -> bytes:
+    """A redirect to the upstream's own address becomes one to the gateway's."""
+    location = value.decode("latin-1")
+    if host and location.startswith(base):
+        return f"{proto}://{host.decode('latin-1')}{location[len(base):]}".encode("latin-1")
+    return value
+
+
+async def _quietly(awaitable: Awaitable[None]) -> None:
+    try:
+        await awaitable
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - best effort, logged
+        log.warning("idempotency store update failed: %s", exc)

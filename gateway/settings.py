@@ -1,0 +1,78 @@
+"""Gateway settings, from `IGNY8_*` environment variables (built in the app factory)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from libs.common.settings import PlatformSettings
+
+MiB = 1024 * 1024
+
+
+class GatewaySettings(PlatformSettings):
+    model_config = SettingsConfigDict(env_prefix="IGNY8_", extra="ignore", populate_by_name=True)
+
+    http_port: int = 8000
+
+    # Upstream base URLs (scheme://host:port). Unset: routes to that service answer 503.
+    auth_url: str | None = None
+    planner_url: str | None = None
+    writer_url: str | None = None
+    billing_url: str | None = None
+    automation_url: str | None = None
+
+    # Limits.
+    max_body_bytes: int = 10 * MiB
+    upstream_timeout_seconds: float = 30.0
+    upstream_connect_timeout_seconds: float = 3.0
+    upstream_pool_size: int = 512
+    # How long a Basic/ApiKey credential exchanged at auth is reused (never past its expiry).
+    exchange_cache_seconds: float = 60.0
+    # Rate limits: off with IGNY8_DEBUG_THROTTLE=True or DEBUG=True (development only).
+    debug_throttle: bool = False
+    debug: bool = Field(default=False, validation_alias=AliasChoices("debug", "DEBUG",
+                                                                     "IGNY8_DEBUG"))
+    # A NATS round trip slower than this admits the request (fail open, counted).
+    rate_limit_store_timeout_seconds: float = 0.5
+    # Proxies in front of the gateway whose X-Forwarded-For entries are trusted (ingress: 1).
+    trusted_proxy_hops: int = 0
+
+    # CORS: exact origins, or "*" for any. Comma separated in the environment.
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_allow_credentials: bool = True
+    cors_max_age_seconds: int = 600
+
+    # OpenAPI merge: how long each service's document is reused.
+    openapi_cache_seconds: float = 60.0
+    # System status: how long to wait for each upstream's /readyz.
+    status_timeout_seconds: float = 2.0
+    # Request timing breakdowns kept in memory for /api/v1/system/request-metrics/.
+    request_metrics_size: int = 10_000
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                import orjson
+
+                return orjson.loads(value)
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def throttle_disabled(self) -> bool:
+        return self.debug_throttle or self.debug
+
+    def upstream_urls(self) -> dict[str, str | None]:
+        return {
+            "auth": self.auth_url,
+            "planner": self.planner_url,
+            "writer": self.writer_url,
+            "billing": self.billing_url,
+            "automation": self.automation_url,
+        }
