@@ -1,0 +1,145 @@
+"""Credentials at the edge: every bad token is a 401 envelope; Basic and ApiKey are
+exchanged at auth once and cached."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import time
+
+import httpx
+import orjson
+import pytest
+
+from gateway.tests.conftest import new_ids
+from gateway.tests.upstream import GOOD_API_KEY, GOOD_BASIC, Counters
+from libs.common import nats as nats_kernel
+from libs.common.security import revoke_sessions
+from libs.common.testing.tokens import TestIssuer
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def claims(issuer: TestIssuer, **overrides: object) -> dict[str, object]:
+    now = int(time.time())
+    user_id, account_id = new_ids()
+    doc: dict[str, object] = {
+        "sub": str(user_id), "user_id": user_id, "account_id": account_id, "role": "owner",
+        "type": "access", "iat": now, "exp": now + 600, "iss": issuer.issuer,
+        "aud": issuer.audience, "jti": "j", "sid": "s"}
+    doc.update(overrides)
+    return doc
+
+
+def unsigned_token(issuer: TestIssuer) -> str:
+    header = {"alg": "none", "kid": issuer.key.kid, "typ": "JWT"}
+    return f"{b64(orjson.dumps(header))}.{b64(orjson.dumps(claims(issuer)))}."
+
+
+def hs256_forged_token(issuer: TestIssuer) -> str:
+    """The classic confusion attack: HMAC keyed with the public key's bytes."""
+    header = {"alg": "HS256", "kid": issuer.key.kid, "typ": "JWT"}
+    signing_input = f"{b64(orjson.dumps(header))}.{b64(orjson.dumps(claims(issuer)))}"
+    public = orjson.dumps(issuer.jwks()["keys"][0])
+    signature = hmac.new(public, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+def wrong_audience_token(issuer: TestIssuer) -> str:
+    other = TestIssuer(audience="someone-else")
+    other.key = issuer.key
+    user_id, account_id = new_ids()
+    return other.issue(user_id=user_id, account_id=account_id)
+
+
+def assert_401(resp: httpx.Response) -> None:
+    assert resp.status_code == 401, resp.text
+    body = resp.json()
+    assert body["success"] is False
+    assert body["error"]
+    assert body["request_id"] == resp.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("kind", ["missing", "garbage", "alg_none", "hs256_forged",
+                                  "expired", "wrong_audience", "wrong_scheme"])
+async def test_bad_credentials_are_refused(gw: httpx.AsyncClient, issuer: TestIssuer,
+                                           kind: str) -> None:
+    user_id, account_id = new_ids()
+    authorization = {
+        "missing": None,
+        "garbage": "Bearer not.a.token",
+        "alg_none": f"Bearer {unsigned_token(issuer)}",
+        "hs256_forged": f"Bearer {hs256_forged_token(issuer)}",
+        "expired": "Bearer " + issuer.issue(user_id=user_id, account_id=account_id, ttl=-120),
+        "wrong_audience": f"Bearer {wrong_audience_token(issuer)}",
+        "wrong_scheme": "Digest abc",
+    }[kind]
+    headers = {"Authorization": authorization} if authorization else {}
+    assert_401(await gw.get("/api/v1/planner/keywords/1/", headers=headers))
+
+
+async def test_revoked_sessions_are_refused(gw: httpx.AsyncClient, issuer: TestIssuer,
+                                            nats_url: str) -> None:
+    # Through the KV watch (auth revokes; every gateway replica learns it).
+    user_id, account_id = new_ids()
+    headers = issuer.headers(user_id=user_id, account_id=account_id, session_id="sess-kv-1")
+    assert (await gw.get("/api/v1/planner/keywords/1/", headers=headers)).status_code == 200
+    nc = await nats_kernel.connect(nats_url, "test")
+    try:
+        kv = await nc.jetstream().key_value(nats_kernel.REVOCATIONS_BUCKET)
+        await revoke_sessions(kv, "sess-kv-1")
+    finally:
+        await nc.close()
+    for _ in range(100):
+        resp = await gw.get("/api/v1/planner/keywords/1/", headers=headers)
+        if resp.status_code == 401:
+            break
+        await asyncio.sleep(0.02)
+    assert_401(resp)
+
+    # Through the response header: applied before the answer reaches the client.
+    headers = issuer.headers(user_id=user_id, account_id=account_id, session_id="sess-hdr-1")
+    assert (await gw.get("/api/v1/planner/keywords/1/", headers=headers)).status_code == 200
+    logout = await gw.post("/api/v1/auth/logout/?sid=sess-hdr-1", headers=headers)
+    assert logout.status_code == 204
+    assert "x-igny8-revoked-sessions" not in logout.headers
+    assert_401(await gw.get("/api/v1/planner/keywords/1/", headers=headers))
+
+
+async def test_public_routes_need_no_credentials(gw: httpx.AsyncClient) -> None:
+    resp = await gw.post("/api/v1/auth/login/", json={"email": "a@b.c", "password": "x"},
+                         headers={"X-Forwarded-For": "203.0.113.9"})
+    assert resp.status_code == 200
+    assert resp.json()["data"] == {"access": "token"}
+    assert (await gw.get("/api/v1/system/ping/")).status_code == 200
+
+
+async def test_basic_credentials_are_exchanged_once(gw: httpx.AsyncClient,
+                                                    counters: Counters) -> None:
+    good = "Basic " + base64.b64encode(":".join(GOOD_BASIC).encode()).decode()
+    before = counters.exchanges
+    for _ in range(3):
+        resp = await gw.get("/api/v1/writer/tasks/", headers={"Authorization": good})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["data"]["authorization"].startswith("Bearer ey")
+    assert counters.exchanges == before + 1
+
+    bad = "Basic " + base64.b64encode(b"owner@example.com:wrong").decode()
+    resp = await gw.get("/api/v1/writer/tasks/", headers={"Authorization": bad})
+    assert_401(resp)
+    assert resp.json()["error"] == "Invalid credentials"
+
+
+async def test_api_keys_only_on_wordpress_paths(gw: httpx.AsyncClient) -> None:
+    header = {"Authorization": f"ApiKey {GOOD_API_KEY}"}
+    resp = await gw.get("/api/v1/integration/integrations/", headers=header)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["data"]["authorization"].startswith("Bearer ey")
+    assert (await gw.get("/api/v1/writer/tasks/", headers=header)).status_code == 200
+    assert_401(await gw.get("/api/v1/planner/keywords/1/", headers=header))
+    assert_401(await gw.get("/api/v1/writer/tasks/",
+                            headers={"Authorization": "ApiKey wrong-key"}))

@@ -1,0 +1,90 @@
+"""Scoped limits, the reference's headers, and one limit shared by several gateways."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import httpx
+
+from gateway.routes import RATE_LIMITS, scope_for
+from gateway.tests.conftest import GatewayFactory, new_ids, random_address
+from libs.common.testing.tokens import TestIssuer
+
+STRICT = "/api/v1/auth/change-password/"
+
+
+async def test_limit_headers_and_429(gw: httpx.AsyncClient, issuer: TestIssuer) -> None:
+    assert scope_for("POST", STRICT) == "auth_strict"
+    limit = RATE_LIMITS["auth_strict"]
+    user_id, account_id = new_ids()
+    headers = issuer.headers(user_id=user_id, account_id=account_id)
+    for i in range(limit):
+        resp = await gw.post(STRICT, json={}, headers=headers)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["x-throttle-limit"] == str(limit)
+        assert resp.headers["x-throttle-remaining"] == str(limit - 1 - i)
+        reset = int(resp.headers["x-throttle-reset"])
+        assert time.time() - 1 <= reset <= time.time() + 61
+        assert resp.headers["ratelimit-policy"] == f'"auth_strict";q={limit};w=60'
+        assert resp.headers["ratelimit"].startswith(f'"auth_strict";r={limit - 1 - i};t=')
+    resp = await gw.post(STRICT, json={}, headers=headers)
+    assert resp.status_code == 429
+    assert resp.json() == {"success": False, "error": "Rate limit exceeded",
+                           "request_id": resp.headers["x-request-id"]}
+    retry_after = int(resp.headers["retry-after"])
+    # One slot comes back every 60/5 = 12 s.
+    assert 1 <= retry_after <= math.ceil(60 / limit)
+    assert resp.headers["x-throttle-remaining"] == "0"
+    assert resp.headers["x-throttle-limit"] == str(limit)
+    assert "ratelimit" in resp.headers
+    assert "ratelimit-policy" in resp.headers
+
+    # Another user, and another scope of the same user, are not affected.
+    other_user, _ = new_ids()
+    other = issuer.headers(user_id=other_user, account_id=account_id)
+    assert (await gw.post(STRICT, json={}, headers=other)).status_code == 200
+    resp = await gw.get("/api/v1/planner/keywords/1/", headers=headers)
+    assert resp.status_code == 200
+    assert resp.headers["x-throttle-limit"] == str(RATE_LIMITS["planner"])
+
+
+async def test_anonymous_callers_are_limited_per_address(gw: httpx.AsyncClient) -> None:
+    address = random_address()
+    statuses = []
+    for _ in range(RATE_LIMITS["auth"] + 1):
+        resp = await gw.post("/api/v1/auth/login/", json={},
+                             headers={"X-Forwarded-For": address})
+        statuses.append(resp.status_code)
+    assert statuses == [200] * RATE_LIMITS["auth"] + [429]
+    resp = await gw.post("/api/v1/auth/login/", json={},
+                         headers={"X-Forwarded-For": random_address()})
+    assert resp.status_code == 200
+
+
+async def test_one_limit_shared_by_two_gateways(make_gateway: GatewayFactory,
+                                                issuer: TestIssuer) -> None:
+    user_id, account_id = new_ids()
+    headers = issuer.headers(user_id=user_id, account_id=account_id)
+    async with make_gateway() as first, make_gateway() as second:
+        # Concurrent requests through both replicas race on the same key: CAS decides.
+        calls = [first.post(STRICT, json={}, headers=headers),
+                 second.post(STRICT, json={}, headers=headers)]
+        calls += [(first if i % 2 else second).post(STRICT, json={}, headers=headers)
+                  for i in range(22)]
+        responses = await asyncio.gather(*calls)
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 429}
+    assert statuses.count(200) == RATE_LIMITS["auth_strict"], statuses
+
+
+async def test_debug_throttle_bypasses_limits(make_gateway: GatewayFactory,
+                                              issuer: TestIssuer) -> None:
+    user_id, account_id = new_ids()
+    headers = issuer.headers(user_id=user_id, account_id=account_id)
+    async with make_gateway(debug_throttle=True) as client:
+        for _ in range(RATE_LIMITS["auth_strict"] + 2):
+            resp = await client.post(STRICT, json={}, headers=headers)
+            assert resp.status_code == 200
+            assert "x-throttle-limit" not in resp.headers
