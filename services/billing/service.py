@@ -79,8 +79,8 @@ class BillingService:
         self.repo = BillingRepository(session)
         self.policy = policy or BillingPolicy()
 
-    async def _publish(self, event_type: str, account_id: int | None, **data: Any) -> None:
-        await outbox.add(self.session, Event(type=event_type, account_id=account_id, data=data))
+    async def _publish(self, event_type: str, tenant: int | None, /, **data: Any) -> None:
+        await outbox.add(self.session, Event(type=event_type, account_id=tenant, data=data))
 
     # ===================================================================== credits core
 

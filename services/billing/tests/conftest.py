@@ -117,6 +117,7 @@ async def ledger_state(db: Database, account_id: int) -> tuple[CreditBalance, li
         entries = list((await session.execute(
             select(CreditTransaction).where(CreditTransaction.account_id == account_id)
             .order_by(CreditTransaction.id))).scalars().all())
+        session.expunge_all()
     assert balance is not None
     return balance, entries
 
