@@ -1,0 +1,186 @@
+"""A client for any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, LM Studio).
+
+Speaks `/chat/completions`, `/embeddings` and `/images/generations` under `base_url`
+with a bearer key. One aiohttp session per provider; close it with `aclose()` or use the
+provider as an async context manager.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from libs.common.ai.base import (
+    ChatMessage,
+    Completion,
+    Embeddings,
+    GeneratedImage,
+    Usage,
+    normalize_rows,
+)
+from libs.common.ai.errors import AIConfigurationError, AIProviderError, AIResponseInvalid
+
+DEFAULT_CHAT_MODEL = "gpt-4o-mini"
+DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+DEFAULT_IMAGE_MODEL = "dall-e-3"
+
+
+def _usage(body: dict[str, Any]) -> Usage:
+    u = body.get("usage") or {}
+    return Usage(
+        prompt_tokens=int(u.get("prompt_tokens") or 0),
+        completion_tokens=int(u.get("completion_tokens") or 0),
+    )
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        chat_model: str = DEFAULT_CHAT_MODEL,
+        embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+        image_model: str = DEFAULT_IMAGE_MODEL,
+        timeout_seconds: float = 120.0,
+        embedding_batch: int = 512,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise AIConfigurationError(f"base_url must be an http(s) URL, not {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.chat_model = chat_model
+        self.embedding_model = embedding_model
+        self.image_model = image_model
+        self.embedding_batch = embedding_batch
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session = session
+        self._owns_session = session is None
+
+    async def __aenter__(self) -> OpenAIProvider:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+        self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._owns_session = True
+        return self._session
+
+    async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.base_url}{path}"
+        headers = {"Authorization": f"Bearer {self._api_key}"}
+        try:
+            async with self._client().post(url, json=payload, headers=headers) as resp:
+                text = await resp.text()
+                if resp.status >= 400:
+                    raise AIProviderError(
+                        f"{path} answered HTTP {resp.status}: {text[:300]}",
+                        status=resp.status,
+                        retryable=resp.status == 429 or resp.status >= 500,
+                    )
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError as exc:
+                    raise AIProviderError(f"{path} answered non-JSON: {text[:300]}") from exc
+        except aiohttp.ClientError as exc:
+            raise AIProviderError(f"{path} failed: {exc}", retryable=True) from exc
+        except TimeoutError as exc:
+            raise AIProviderError(f"{path} timed out", retryable=True) from exc
+        if not isinstance(body, dict):
+            raise AIProviderError(f"{path} answered a JSON {type(body).__name__}, not an object")
+        return body
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        temperature: float = 0.2,
+        max_tokens: int | None = None,
+        json_mode: bool = False,
+    ) -> Completion:
+        payload: dict[str, Any] = {
+            "model": model or self.chat_model,
+            "messages": [m.as_dict() for m in messages],
+            "temperature": temperature,
+        }
+        if max_tokens is not None:
+            payload["max_tokens"] = max_tokens
+        if json_mode:
+            payload["response_format"] = {"type": "json_object"}
+        body = await self._post("/chat/completions", payload)
+        try:
+            text = body["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise AIResponseInvalid(
+                "chat completion without choices[0].message.content", raw=str(body)[:500]
+            ) from exc
+        if not isinstance(text, str):
+            raise AIResponseInvalid("chat completion content is not text", raw=str(text)[:500])
+        return Completion(
+            text=text, model=str(body.get("model") or payload["model"]), usage=_usage(body)
+        )
+
+    async def embed(self, texts: Sequence[str], *, model: str | None = None) -> Embeddings:
+        name = model or self.embedding_model
+        rows: list[list[float]] = []
+        usage = Usage()
+        items = list(texts)
+        for start in range(0, len(items), self.embedding_batch):
+            batch = items[start : start + self.embedding_batch]
+            body = await self._post("/embeddings", {"model": name, "input": batch})
+            data = body.get("data")
+            if not isinstance(data, list) or len(data) != len(batch):
+                raise AIResponseInvalid(
+                    f"/embeddings returned {len(data) if isinstance(data, list) else 'no'} "
+                    f"vectors for {len(batch)} inputs",
+                    raw=str(body)[:500],
+                )
+            ordered = sorted(data, key=lambda d: int(d.get("index", 0)))
+            rows.extend(d["embedding"] for d in ordered)
+            usage = usage + _usage(body)
+        if not rows:
+            return Embeddings(vectors=np.zeros((0, 0), dtype=np.float32), model=name, usage=usage)
+        return Embeddings(vectors=normalize_rows(rows), model=name, usage=usage)
+
+    async def generate_image(
+        self, prompt: str, *, size: str = "1024x1024", model: str | None = None
+    ) -> GeneratedImage:
+        name = model or self.image_model
+        body = await self._post(
+            "/images/generations",
+            {"model": name, "prompt": prompt, "size": size, "n": 1, "response_format": "b64_json"},
+        )
+        try:
+            data = base64.b64decode(body["data"][0]["b64_json"], validate=True)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise AIResponseInvalid(
+                "image response without data[0].b64_json", raw=str(body)[:300]
+            ) from exc
+        media = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "application/octet-stream"
+        if data[:3] == b"\xff\xd8\xff":
+            media = "image/jpeg"
+        elif data[:4] == b"RIFF":
+            media = "image/webp"
+        return GeneratedImage(data=data, media_type=media, model=name)
