@@ -221,6 +221,11 @@ class Pipeline:
                                acrm, acrh, forward)
         except ClientGone:
             ctx.status = 499
+        except Exception:
+            log.exception("gateway failed on %s %s", method, path)
+            if not ctx.responded:
+                await self._error(ctx, send, 500)
+            ctx.status = 500
         finally:
             self._record(ctx)
             request_id_var.reset(rid_token)
@@ -484,6 +489,7 @@ class Pipeline:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 ctx.status = message["status"]
+                ctx.responded = True
                 names = {h[0] for h in extra}
                 message["headers"] = [h for h in message.get("headers", [])
                                       if h[0].lower() not in names] + extra
@@ -532,6 +538,7 @@ class Pipeline:
             timing += f", upstream;dur={ctx.upstream_ms:.3f}"
         out = [*headers, *ctx.extra, (b"server-timing", timing.encode()),
                (b"content-length", str(len(body)).encode())]
+        ctx.responded = True
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": body})
 
@@ -552,7 +559,7 @@ class Pipeline:
 
 class _Ctx:
     __slots__ = ("account_id", "auth_ms", "extra", "method", "path", "rate_limit_ms",
-                 "request_id", "service", "started", "status", "upstream_ms",
+                 "request_id", "responded", "service", "started", "status", "upstream_ms",
                  "upstream_timing")
 
     def __init__(self, request_id: str, method: str, path: str, started: float,
@@ -569,6 +576,7 @@ class _Ctx:
         self.rate_limit_ms = 0.0
         self.upstream_ms = 0.0
         self.upstream_timing: str | None = None
+        self.responded = False
 
 
 def _public_location(value: bytes, base: str, proto: str, host: bytes) -> bytes:

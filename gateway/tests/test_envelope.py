@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import orjson
+import pytest
 
 from gateway.tests.conftest import new_ids
 from libs.common.testing.tokens import TestIssuer
@@ -154,3 +155,17 @@ async def test_upstream_redirect_points_at_the_gateway(gw: httpx.AsyncClient,
     assert resp.status_code == 201
     assert resp.headers["location"] == "/api/v1/planner/keywords/" + str(
         orjson.loads(resp.content)["data"]["id"]) + "/"
+
+
+async def test_a_gateway_bug_still_answers_the_envelope(
+        gw: httpx.AsyncClient, issuer: TestIssuer, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = gw.app.pipeline  # type: ignore[attr-defined]
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(pipeline, "_shape", broken)
+    resp = await gw.get("/api/v1/planner/keywords/1/", headers=auth(issuer))
+    assert resp.status_code == 500
+    assert resp.json() == {"success": False, "error": "Internal server error",
+                           "request_id": resp.headers["x-request-id"]}

@@ -1,0 +1,21 @@
+"""The smallest upstream for the gateway benchmark: raw ASGI, a fixed JSON answer, and the
+JWKS the benchmark's issuer wrote to `BENCH_JWKS_FILE`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+_JWKS = Path(os.environ.get("BENCH_JWKS_FILE", "/nonexistent"))
+_BODY = b'{"id":1,"keyword":"seo tools","volume":1200,"difficulty":35,"intent":"commercial"}'
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    body = _JWKS.read_bytes() if scope["path"] == "/jwks" else _BODY
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
