@@ -97,27 +97,43 @@ def _uses_local_secrets(specs: list[ServiceSpec]) -> bool:
     return any(not os.environ.get(database.password_env_name(s.name)) for s in specs)
 
 
+def _deployed_auth_url() -> str | None:
+    """Inside a deployment (an auth pod, a Job) the runtime URL and secret come from the
+    environment; locally they come from the state directory."""
+    return os.environ.get("IGNY8_DATABASE_URL") if not _home().secrets_file.exists() else None
+
+
 @app.command()
 def seed(
     demo_email: Annotated[str, typer.Option(
         help="Login of the demo account.")] = database.DEMO_EMAIL,
+    demo_password: Annotated[str | None, typer.Option(
+        help="Password of the demo account (default: the generated one in secrets.json).",
+    )] = None,
 ) -> None:
     """Load plans, industries, sectors, seed keywords and the demo account (idempotent)."""
     home = _home()
     reporter = _reporter()
-    secrets = Secrets.load_or_create(home, [s.name for s in SERVICES])
-    with database_only(home, os.environ, reporter.say) as infra:
-        with reporter.step("migrating auth", "igny8_auth migrated"):
-            auth = database.migrate_service(
-                infra.admin_url, service("auth"),
-                database.runtime_password(service("auth"), secrets))
-        with reporter.step("seeding demo data through auth", "seeded demo data"):
-            counts = database.seed_demo(auth.app_url, secrets.demo_password, demo_email)
-        StateFile(home).update(seed={"marker": database.seed_marker(auth.owner_url),
-                                     "counts": counts})
-    for key, value in counts.items():
-        reporter.say(f"{key}: {value}")
-    reporter.done(f"demo login: {demo_email} / {secrets.demo_password}")
+    if (url := _deployed_auth_url()) is not None:
+        if not demo_password:
+            raise typer.BadParameter("--demo-password is required outside a local platform")
+        with reporter.step("seeding through auth", "seeded"):
+            counts = database.seed_demo(url, demo_password, demo_email)
+    else:
+        secrets = Secrets.load_or_create(home, [s.name for s in SERVICES])
+        demo_password = demo_password or secrets.demo_password
+        with database_only(home, os.environ, reporter.say) as infra:
+            with reporter.step("migrating auth", "igny8_auth migrated"):
+                auth = database.migrate_service(
+                    infra.admin_url, service("auth"),
+                    database.runtime_password(service("auth"), secrets))
+            with reporter.step("seeding demo data through auth", "seeded demo data"):
+                counts = database.seed_demo(auth.app_url, demo_password, demo_email,
+                                            secret_key=secrets.secret_key)
+            StateFile(home).update(seed={"marker": database.seed_marker(auth.owner_url),
+                                         "counts": counts})
+    reporter.say(", ".join(f"{key}: {value}" for key, value in counts.items()))
+    reporter.done(f"demo login: {demo_email} / {demo_password}")
 
 
 @keys_app.command("rotate")
@@ -126,12 +142,16 @@ def keys_rotate() -> None:
     they expire (the JWKS keeps publishing it)."""
     home = _home()
     reporter = _reporter()
-    secrets = Secrets.load_or_create(home, [s.name for s in SERVICES])
-    with database_only(home, os.environ, reporter.say) as infra:
-        auth = database.migrate_service(infra.admin_url, service("auth"),
-                                        database.runtime_password(service("auth"), secrets))
-        kid = database.rotate_signing_key(auth.app_url)
-    reporter.done(f"new signing key: {kid}")
+    if (url := _deployed_auth_url()) is not None:
+        kid = database.rotate_signing_key(url)
+    else:
+        secrets = Secrets.load_or_create(home, [s.name for s in SERVICES])
+        with database_only(home, os.environ, reporter.say) as infra:
+            auth = database.migrate_service(
+                infra.admin_url, service("auth"),
+                database.runtime_password(service("auth"), secrets))
+            kid = database.rotate_signing_key(auth.app_url, secret_key=secrets.secret_key)
+    reporter.done("new signing key (the previous one stays valid until its tokens expire):")
     reporter.console.print(kid, markup=False)
 
 

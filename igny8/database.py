@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +21,7 @@ from libs.common.provision import ServiceDatabase, provision_service_database
 
 Say = Callable[[str], None]
 
-DEMO_EMAIL = "demo@igny8.local"
+DEMO_EMAIL = "demo@igny8.com"  # ".local" is special-use: EmailStr refuses it at login
 
 
 def password_env_name(service: str) -> str:
@@ -77,21 +78,42 @@ def _run_with_database(url: str, call: Callable[[Database], Any]) -> Any:
     return asyncio.run(main())
 
 
-def seed_demo(auth_app_url: str, demo_password: str, demo_email: str = DEMO_EMAIL
-              ) -> dict[str, int]:
+@contextlib.contextmanager
+def platform_secret(secret_key: str | None) -> Iterator[None]:
+    """Auth's settings read `IGNY8_SECRET_KEY` (it encrypts the signing keys): give the
+    in-process call the same secret the platform's processes get."""
+    if secret_key is None:
+        yield
+        return
+    previous = os.environ.get("IGNY8_SECRET_KEY")
+    os.environ["IGNY8_SECRET_KEY"] = secret_key
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("IGNY8_SECRET_KEY", None)
+        else:
+            os.environ["IGNY8_SECRET_KEY"] = previous
+
+
+def seed_demo(auth_app_url: str, demo_password: str, demo_email: str = DEMO_EMAIL,
+              secret_key: str | None = None) -> dict[str, int]:
     """Plans, industries, sectors, the seed-keyword library and the demo account, through
     auth (its outbox relay then tells the other services)."""
     seed = importlib.import_module("services.auth.seed")
-    counts = _run_with_database(
-        auth_app_url,
-        lambda db: seed.seed_platform(db, demo_email=demo_email, demo_password=demo_password),
-    )
-    return dict(counts or {})
+    with platform_secret(secret_key):
+        counts = _run_with_database(
+            auth_app_url,
+            lambda db: seed.seed_platform(db, demo_email=demo_email,
+                                          demo_password=demo_password),
+        )
+    return {str(k): int(v) for k, v in dict(counts or {}).items()}
 
 
-def rotate_signing_key(auth_app_url: str) -> str:
+def rotate_signing_key(auth_app_url: str, secret_key: str | None = None) -> str:
     service = importlib.import_module("services.auth.service")
-    return str(_run_with_database(auth_app_url, service.rotate_signing_key))
+    with platform_secret(secret_key):
+        return str(_run_with_database(auth_app_url, service.rotate_signing_key))
 
 
 def seed_marker(owner_url: str) -> str:

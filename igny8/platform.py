@@ -92,7 +92,8 @@ def _seed_once(reporter: Reporter, state: StateFile, secrets: Secrets,
         reporter.done("demo data already seeded")
         return
     with reporter.step("seeding demo data through auth", "seeded demo data"):
-        counts = database.seed_demo(auth.app_url, secrets.demo_password)
+        counts = database.seed_demo(auth.app_url, secrets.demo_password,
+                                    secret_key=secrets.secret_key)
     state.update(seed={"marker": marker, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                        "counts": counts})
     if counts:
