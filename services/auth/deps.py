@@ -1,0 +1,92 @@
+"""FastAPI dependencies of auth's endpoints: the acting principal as auth's own database
+sees it (session live, user active, account not blocked, current role), role gates,
+the token issuer, the client's address, and announcing revoked sessions."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from libs.common.nats import REVOCATIONS_BUCKET
+from libs.common.problems import PermissionDenied
+from libs.common.security import Principal, revoke_sessions
+from libs.common.tenancy import CurrentPrincipal, UnitOfWork, UoW
+from services.auth import service
+from services.auth.service import Issuer, PersistentFailure
+
+log = logging.getLogger(__name__)
+
+REVOKED_HEADER = "X-Igny8-Revoked-Sessions"
+
+
+async def get_actor(principal: CurrentPrincipal, uow: UoW) -> Principal:
+    return await service.session_actor(uow, principal)
+
+
+Actor = Annotated[Principal, Depends(get_actor)]
+
+
+def at_least(minimum: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    async def check(actor: Actor) -> Principal:
+        if not actor.has_role(minimum):
+            raise PermissionDenied("You do not have permission to perform this action.")
+        return actor
+
+    check.__name__ = f"at_least_{minimum}"
+    return check
+
+
+Viewer = Annotated[Principal, Depends(at_least("viewer"))]
+Editor = Annotated[Principal, Depends(at_least("editor"))]
+Admin = Annotated[Principal, Depends(at_least("admin"))]
+Staff = Annotated[Principal, Depends(at_least("developer"))]
+
+
+def get_issuer(request: Request) -> Issuer:
+    issuer: Issuer = request.app.state.issuer
+    return issuer
+
+
+IssuerDep = Annotated[Issuer, Depends(get_issuer)]
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's address: the gateway's `X-Forwarded-For` first hop, else the peer.
+    Auth is reachable only through the gateway, which sets the header."""
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        first = forwarded.split(",")[0].strip()
+        if first:
+            return first[:64]
+    return request.client.host if request.client else None
+
+
+ClientAddress = Annotated[str | None, Depends(client_address)]
+
+
+async def announce_revoked(request: Request, sids: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """After commit: tell every verifier (KV bucket) and the gateway (header) at once."""
+    if not sids:
+        return {}
+    request.app.state.verifier.revocations.add_local(*sids)
+    try:
+        await revoke_sessions(request.app.state.buckets[REVOCATIONS_BUCKET], *sids)
+    except Exception as exc:  # the database already refuses them; the KV entry is the fast path
+        log.warning("could not publish %d revocations to NATS: %s", len(sids), exc)
+    return {REVOKED_HEADER: ",".join(sids)}
+
+
+@contextlib.asynccontextmanager
+async def keeping_failures(request: Request, uow: UnitOfWork) -> AsyncIterator[None]:
+    """Commit what a `PersistentFailure` changed (throttle counters, revoked families)
+    before its error goes out."""
+    try:
+        yield
+    except PersistentFailure as exc:
+        await uow.commit()
+        exc.headers.update(await announce_revoked(request, exc.revoked))
+        raise

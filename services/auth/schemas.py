@@ -1,0 +1,523 @@
+"""Request and response bodies. `XCreate`/`XUpdate` come in, `XPublic` goes out; table
+models never cross the HTTP boundary."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from services.auth.passwords import MIN_PASSWORD_LENGTH
+
+AssignableRole = Literal["admin", "editor", "viewer"]
+AccountStatus = Literal["active", "trial", "suspended", "cancelled"]
+Intent = Literal["informational", "navigational", "commercial", "transactional"]
+PromptType = Literal[
+    "clustering",
+    "ideas",
+    "content_generation",
+    "image_prompt_extraction",
+    "image_prompt_template",
+    "negative_prompt",
+]
+Provider = Literal["openai", "runware", "image_generation"]
+
+Password = Field(min_length=MIN_PASSWORD_LENGTH, max_length=256)
+Name = Field(min_length=1, max_length=255)
+
+
+class Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# --- plans, subscriptions, accounts -------------------------------------------------------
+
+
+class PlanPublic(Public):
+    id: int
+    name: str
+    slug: str
+    price: Decimal
+    billing_cycle: str
+    included_credits: int
+    max_users: int
+    max_sites: int
+    max_sectors_per_site: int
+    max_keywords: int
+    max_author_profiles: int
+    features: list[str]
+    is_active: bool
+
+
+class PlanCreate(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    slug: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9-]+$")
+    price: Decimal = Field(ge=0, max_digits=10, decimal_places=2)
+    billing_cycle: Literal["monthly", "annual"] = "monthly"
+    included_credits: int = Field(ge=0)
+    max_users: int = Field(ge=1)
+    max_sites: int = Field(ge=1)
+    max_sectors_per_site: int = Field(default=5, ge=1)
+    max_keywords: int = Field(ge=0)
+    max_author_profiles: int = Field(default=1, ge=0)
+    features: list[str] = Field(default_factory=list)
+    is_active: bool = True
+
+
+class PlanUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    price: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
+    billing_cycle: Literal["monthly", "annual"] | None = None
+    included_credits: int | None = Field(default=None, ge=0)
+    max_users: int | None = Field(default=None, ge=1)
+    max_sites: int | None = Field(default=None, ge=1)
+    max_sectors_per_site: int | None = Field(default=None, ge=1)
+    max_keywords: int | None = Field(default=None, ge=0)
+    max_author_profiles: int | None = Field(default=None, ge=0)
+    features: list[str] | None = None
+    is_active: bool | None = None
+
+
+class SubscriptionPublic(Public):
+    id: int
+    account_id: int
+    plan_id: int
+    plan_slug: str | None = None
+    status: str
+    current_period_start: datetime
+    current_period_end: datetime
+    created_at: datetime
+
+
+class SubscriptionCreate(Strict):
+    account_id: int
+    plan_id: int
+    status: Literal["active", "trialing", "past_due", "cancelled"] = "active"
+
+
+class SubscriptionUpdate(Strict):
+    plan_id: int | None = None
+    status: Literal["active", "trialing", "past_due", "cancelled"] | None = None
+    current_period_end: datetime | None = None
+
+
+class AccountPublic(Public):
+    id: int
+    name: str
+    slug: str
+    status: str
+    owner_user_id: int | None
+    plan_id: int
+    plan: PlanPublic | None = None
+    billing_email: str | None
+    billing_address: str | None
+    billing_city: str | None
+    billing_postal_code: str | None
+    billing_country: str | None
+    tax_id: str | None
+    created_at: datetime
+
+
+class AccountCreate(Strict):
+    """Platform staff opening an account for someone: the same path as registration."""
+
+    name: str = Name
+    owner_email: EmailStr
+    owner_password: str = Password
+    plan_slug: str = "free"
+
+
+class AccountSettingsUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    billing_email: EmailStr | None = None
+    billing_address: str | None = Field(default=None, max_length=500)
+    billing_city: str | None = Field(default=None, max_length=100)
+    billing_postal_code: str | None = Field(default=None, max_length=20)
+    billing_country: str | None = Field(default=None, min_length=2, max_length=2)
+    tax_id: str | None = Field(default=None, max_length=100)
+
+
+class AccountUpdate(AccountSettingsUpdate):
+    # Platform staff only.
+    status: AccountStatus | None = None
+    plan_id: int | None = None
+
+
+# --- users and sessions ------------------------------------------------------------------
+
+
+class UserPublic(Public):
+    id: int
+    account_id: int
+    email: str
+    username: str
+    first_name: str
+    last_name: str
+    role: str
+    is_active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class SiteBrief(Public):
+    id: int
+    name: str
+    slug: str
+    url: str | None
+    is_active: bool
+
+
+class UserWithAccount(UserPublic):
+    account: AccountPublic
+
+
+class MeUser(UserWithAccount):
+    accessible_sites: list[SiteBrief]
+
+
+class RegisterRequest(Strict):
+    email: EmailStr
+    password: str = Password
+    password_confirm: str
+    username: str | None = Field(default=None, min_length=1, max_length=150)
+    first_name: str = Field(default="", max_length=150)
+    last_name: str = Field(default="", max_length=150)
+    account_name: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class LoginRequest(BaseModel):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=256)
+
+
+class RefreshRequest(BaseModel):
+    refresh: str = Field(min_length=1, max_length=512)
+
+
+class LogoutRequest(BaseModel):
+    refresh: str | None = Field(default=None, max_length=512)
+
+
+class ChangePasswordRequest(Strict):
+    old_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Password
+    new_password_confirm: str
+
+
+class TokenPair(BaseModel):
+    access: str
+    refresh: str
+    access_expires_at: datetime
+    refresh_expires_at: datetime
+
+
+class LoginResult(TokenPair):
+    user: UserWithAccount
+
+
+class UserCreate(Strict):
+    email: EmailStr
+    password: str = Password
+    username: str | None = Field(default=None, min_length=1, max_length=150)
+    first_name: str = Field(default="", max_length=150)
+    last_name: str = Field(default="", max_length=150)
+    role: AssignableRole = "viewer"
+
+
+class UserInvite(Strict):
+    email: EmailStr
+    role: AssignableRole = "viewer"
+    first_name: str = Field(default="", max_length=150)
+    last_name: str = Field(default="", max_length=150)
+
+
+class UserInvited(BaseModel):
+    user: UserPublic
+    # Shown once: the invited user signs in with it and changes it.
+    temporary_password: str
+
+
+class UserUpdate(Strict):
+    username: str | None = Field(default=None, min_length=1, max_length=150)
+    first_name: str | None = Field(default=None, max_length=150)
+    last_name: str | None = Field(default=None, max_length=150)
+    role: AssignableRole | None = None
+    is_active: bool | None = None
+
+
+class TeamMemberCreate(Strict):
+    email: EmailStr
+    password: str | None = Field(default=None, min_length=MIN_PASSWORD_LENGTH, max_length=256)
+    first_name: str = Field(default="", max_length=150)
+    last_name: str = Field(default="", max_length=150)
+    role: AssignableRole = "viewer"
+
+
+class ExchangeRequest(BaseModel):
+    authorization: str = Field(min_length=1, max_length=4096)
+
+
+class ExchangeResult(BaseModel):
+    access: str
+    expires_at: int
+
+
+# --- sites, sectors, access, groups ---------------------------------------------------------
+
+
+class SitePublic(Public):
+    id: int
+    account_id: int
+    name: str
+    slug: str
+    url: str | None
+    description: str
+    industry_id: int | None
+    industry_slug: str | None = None
+    is_active: bool
+    has_api_key: bool = False
+    api_key_prefix: str | None
+    created_at: datetime
+    updated_at: datetime | None
+
+
+class SiteCreate(Strict):
+    name: str = Name
+    url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
+    description: str = Field(default="", max_length=5000)
+    industry_id: int | None = None
+    is_active: bool = True
+
+
+class SiteUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
+    description: str | None = Field(default=None, max_length=5000)
+    industry_id: int | None = None
+    is_active: bool | None = None
+
+
+class SelectSectorsRequest(Strict):
+    industry_slug: str = Field(min_length=1, max_length=150)
+    sector_slugs: list[str] = Field(min_length=1)
+
+
+class SiteApiKey(BaseModel):
+    api_key: str
+
+
+class SectorPublic(Public):
+    id: int
+    account_id: int
+    site_id: int
+    name: str
+    slug: str
+    industry_sector_id: int | None
+    description: str
+    is_active: bool
+    created_at: datetime
+
+
+class SectorCreate(Strict):
+    site_id: int
+    name: str = Name
+    industry_sector_id: int | None = None
+    description: str = Field(default="", max_length=5000)
+    is_active: bool = True
+
+
+class SectorUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = Field(default=None, max_length=5000)
+    is_active: bool | None = None
+
+
+class SiteAccessPublic(Public):
+    id: int
+    account_id: int
+    user_id: int
+    site_id: int
+    created_at: datetime
+
+
+class SiteAccessCreate(Strict):
+    user_id: int
+    site_id: int
+
+
+class GroupPublic(Public):
+    id: int
+    account_id: int
+    name: str
+    description: str
+    user_ids: list[int] = Field(default_factory=list)
+    created_at: datetime
+
+
+class GroupCreate(Strict):
+    name: str = Field(min_length=1, max_length=150)
+    description: str = Field(default="", max_length=5000)
+    user_ids: list[int] = Field(default_factory=list)
+
+
+class GroupUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=150)
+    description: str | None = Field(default=None, max_length=5000)
+    user_ids: list[int] | None = None
+
+
+# --- catalogue ----------------------------------------------------------------------------
+
+
+class IndustrySectorPublic(Public):
+    id: int
+    industry_id: int
+    name: str
+    slug: str
+    description: str
+    is_active: bool
+
+
+class IndustryPublic(Public):
+    id: int
+    name: str
+    slug: str
+    description: str
+    is_active: bool
+    sectors: list[IndustrySectorPublic] = Field(default_factory=list)
+
+
+class SeedKeywordPublic(BaseModel):
+    id: int
+    keyword: str
+    industry_id: int
+    industry_slug: str
+    industry_name: str
+    sector_id: int
+    sector_slug: str
+    sector_name: str
+    volume: int
+    difficulty: int
+    intent: str
+    country: str
+    is_active: bool
+
+
+class SeedKeywordRow(BaseModel):
+    """One CSV row of the seed keyword library (industry and sector by slug)."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    keyword: str = Field(min_length=1, max_length=255)
+    industry: str = Field(min_length=1, max_length=150)
+    sector: str = Field(min_length=1, max_length=150)
+    volume: int = Field(default=0, ge=0)
+    difficulty: int = Field(default=0, ge=0, le=100)
+    intent: Intent = "informational"
+    country: str = Field(default="US", min_length=2, max_length=2)
+    is_active: bool = True
+
+    @field_validator("country")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("intent", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) and value else "informational"
+
+
+class ImportReport(BaseModel):
+    created: int
+    updated: int
+    unchanged: int
+    errors: dict[str, list[str]]
+
+
+# --- account AI configuration --------------------------------------------------------------
+
+
+class PromptPublic(BaseModel):
+    id: int | None
+    prompt_type: str
+    prompt_value: str
+    default_prompt: str
+    is_customized: bool
+    is_active: bool
+    updated_at: datetime | None
+
+
+class PromptCreate(Strict):
+    prompt_type: PromptType
+    prompt_value: str = Field(min_length=1, max_length=50_000)
+    is_active: bool = True
+
+
+class PromptUpdate(Strict):
+    prompt_value: str | None = Field(default=None, min_length=1, max_length=50_000)
+    is_active: bool | None = None
+
+
+class PromptSave(Strict):
+    prompt_type: PromptType
+    prompt_value: str = Field(min_length=1, max_length=50_000)
+
+
+class PromptReset(Strict):
+    prompt_type: PromptType
+
+
+class IntegrationPublic(BaseModel):
+    provider: str
+    is_active: bool
+    config: dict[str, Any]
+    api_key: str | None  # masked
+    has_api_key: bool
+    updated_at: datetime | None
+
+
+class IntegrationUpdate(Strict):
+    api_key: str | None = Field(default=None, min_length=1, max_length=512)
+    base_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    is_active: bool | None = None
+    config: dict[str, Any] | None = None
+
+
+class IntegrationTest(BaseModel):
+    """Optional overrides to test a key before saving it (`provider` as the reference sends)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    provider: str | None = None
+    api_key: str | None = Field(default=None, min_length=1, max_length=512)
+    base_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
+
+
+class IntegrationTestResult(BaseModel):
+    ok: bool
+    provider: str
+    base_url: str
+    models: list[str]
+
+
+class ImageGenerateRequest(Strict):
+    prompt: str = Field(min_length=1, max_length=4000)
+    size: str = Field(default="1024x1024", pattern=r"^\d{2,4}x\d{2,4}$")
+    model: str | None = Field(default=None, max_length=200)
+
+
+class ImageGenerateResult(BaseModel):
+    provider: str
+    model: str
+    url: str | None
+    b64_json: str | None
