@@ -1,0 +1,424 @@
+"""Planner's tables, on planner's own SQLModel registry (Alembic sees only these).
+
+Planner rows (keywords, clusters, ideas, AI task logs, keyword counters) carry
+`account_id` and sit behind row-level security (see the migration). Read models of what
+auth owns (sites, sectors, site access, accounts) are tenant rows too; plans and seed
+keywords are global. Planner records are soft-deleted (`deleted_at`); every index that
+serves the API is partial on `deleted_at IS NULL`, so deleted rows cost nothing.
+Build instances with `Model.model_validate(...)` when input must be validated.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    Numeric,
+    PrimaryKeyConstraint,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from libs.common.events import utcnow
+
+LIVE = text("deleted_at IS NULL")
+
+KEYWORD_STATUSES = ("active", "mapped", "archived")
+CLUSTER_STATUSES = ("active", "mapped", "archived")
+IDEA_STATUSES = ("new", "queued", "completed")
+INTENTS = ("informational", "navigational", "commercial", "transactional")
+CONTENT_TYPES = ("post", "page", "product", "taxonomy")
+CONTENT_STRUCTURES = (
+    "article",
+    "guide",
+    "listicle",
+    "how_to",
+    "comparison",
+    "review",
+    "landing_page",
+)
+
+
+class PlannerModel(SQLModel, registry=registry()):
+    """Base of every planner table: its own metadata, separate from other services'."""
+
+
+def _id() -> Any:
+    return Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
+
+
+def _account_id() -> Any:
+    return Field(sa_column=Column(BigInteger, nullable=False))
+
+
+def _created() -> Any:
+    return Field(
+        default_factory=utcnow,
+        sa_type=DateTime(timezone=True),
+        nullable=False,
+        sa_column_kwargs={"server_default": func.now()},
+    )
+
+
+def _ts() -> Any:
+    return Field(default=None, sa_type=DateTime(timezone=True), nullable=True)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+# --- read models of auth's data -------------------------------------------------------
+
+
+class PlanLimit(PlannerModel, table=True):
+    """Plans as auth publishes them (global): what planner enforces is `max_keywords`."""
+
+    __tablename__ = "plans"
+
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    slug: str = Field(max_length=100)
+    max_keywords: int = 0
+    is_active: bool = True
+    source_occurred_at: datetime | None = _ts()
+
+
+class AccountState(PlannerModel, table=True):
+    """An account's status and plan (tenant row, keyed by the account id)."""
+
+    __tablename__ = "accounts"
+
+    account_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    status: str = Field(default="active", max_length=20)
+    plan_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    deleted: bool = False
+    source_occurred_at: datetime | None = _ts()
+
+
+class SiteRef(PlannerModel, table=True):
+    __tablename__ = "sites"
+    __table_args__ = (Index("ix_sites_account", "account_id"),)
+
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    account_id: int = _account_id()
+    name: str = Field(default="", max_length=255)
+    slug: str = Field(default="", max_length=255)
+    url: str | None = Field(default=None, max_length=500)
+    industry_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    industry_slug: str | None = Field(default=None, max_length=255)
+    is_active: bool = True
+    deleted: bool = False
+    source_occurred_at: datetime | None = _ts()
+
+
+class SectorRef(PlannerModel, table=True):
+    __tablename__ = "sectors"
+    __table_args__ = (Index("ix_sectors_site", "site_id"),)
+
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    account_id: int = _account_id()
+    site_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    name: str = Field(default="", max_length=255)
+    slug: str = Field(default="", max_length=255)
+    industry_sector_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    is_active: bool = True
+    deleted: bool = False
+    source_occurred_at: datetime | None = _ts()
+
+
+class SiteAccess(PlannerModel, table=True):
+    """Sites granted to editors and viewers (owners and admins see every site)."""
+
+    __tablename__ = "site_access"
+    __table_args__ = (PrimaryKeyConstraint("user_id", "site_id"),)
+
+    user_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    site_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    account_id: int = _account_id()
+
+
+class SeedKeywordRef(PlannerModel, table=True):
+    """Auth's global seed keyword library, as far as planner has seen it."""
+
+    __tablename__ = "seed_keywords"
+
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    keyword: str = Field(max_length=255)
+    volume: int = 0
+    difficulty: int = 0
+    intent: str = Field(default="informational", max_length=20)
+    industry_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    sector_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    country: str | None = Field(default=None, max_length=8)
+    is_active: bool = True
+    deleted: bool = False
+    source_occurred_at: datetime | None = _ts()
+
+
+# --- planner's own records ----------------------------------------------------------
+
+
+class Cluster(PlannerModel, table=True):
+    __tablename__ = "clusters"
+    __table_args__ = (
+        Index(
+            "uq_clusters_site_sector_name",
+            "site_id",
+            "sector_id",
+            text("lower(name)"),
+            unique=True,
+            postgresql_where=LIVE,
+        ),
+        Index(
+            "ix_clusters_account_created",
+            "account_id",
+            text("created_at DESC"),
+            text("id DESC"),
+            postgresql_where=LIVE,
+        ),
+        Index(
+            "ix_clusters_name_trgm",
+            "name",
+            postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+            postgresql_where=LIVE,
+        ),
+        CheckConstraint(_in("status", CLUSTER_STATUSES), name="cluster_status"),
+    )
+
+    id: int | None = _id()
+    account_id: int = _account_id()
+    site_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    sector_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    name: str = Field(max_length=255)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    keywords_count: int = 0
+    volume: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    difficulty: int = 0
+    ideas_count: int = 0
+    content_count: int = 0
+    status: str = Field(default="active", max_length=16)
+    created_at: datetime | None = _created()
+    updated_at: datetime | None = _created()
+    deleted_at: datetime | None = _ts()
+
+
+class Keyword(PlannerModel, table=True):
+    __tablename__ = "keywords"
+    __table_args__ = (
+        Index(
+            "uq_keywords_site_sector_text",
+            "site_id",
+            "sector_id",
+            text("lower(keyword)"),
+            unique=True,
+            postgresql_where=LIVE,
+        ),
+        # Default order (newest first) and the status filter; `id` makes the order total
+        # and lets the page's ids come from an index-only scan.
+        Index(
+            "ix_keywords_account_created",
+            "account_id",
+            text("created_at DESC"),
+            text("id DESC"),
+            postgresql_where=LIVE,
+        ),
+        Index(
+            "ix_keywords_account_status_created",
+            "account_id",
+            "status",
+            text("created_at DESC"),
+            text("id DESC"),
+            postgresql_where=LIVE,
+        ),
+        Index(
+            "ix_keywords_account_volume",
+            "account_id",
+            text("volume DESC"),
+            text("id DESC"),
+            postgresql_where=LIVE,
+        ),
+        Index(
+            "ix_keywords_account_difficulty",
+            "account_id",
+            "difficulty",
+            "id",
+            postgresql_where=LIVE,
+        ),
+        Index(
+            "ix_keywords_cluster",
+            "cluster_id",
+            postgresql_where=text("deleted_at IS NULL AND cluster_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_keywords_seed",
+            "account_id",
+            "seed_keyword_id",
+            postgresql_where=text("deleted_at IS NULL AND seed_keyword_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_keywords_site_sector_created",
+            "site_id",
+            "sector_id",
+            text("created_at DESC"),
+            text("id DESC"),
+            postgresql_where=LIVE,
+        ),
+        Index(
+            "ix_keywords_keyword_trgm",
+            "keyword",
+            postgresql_using="gin",
+            postgresql_ops={"keyword": "gin_trgm_ops"},
+            postgresql_where=LIVE,
+        ),
+        CheckConstraint(_in("status", KEYWORD_STATUSES), name="keyword_status"),
+        CheckConstraint(_in("intent", INTENTS), name="keyword_intent"),
+        CheckConstraint("difficulty BETWEEN 0 AND 100", name="keyword_difficulty"),
+        CheckConstraint("volume >= 0", name="keyword_volume"),
+    )
+
+    id: int | None = _id()
+    account_id: int = _account_id()
+    site_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    sector_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    keyword: str = Field(max_length=255)
+    volume: int = 0
+    difficulty: int = 0
+    intent: str = Field(default="informational", max_length=20)
+    seed_keyword_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    cluster_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("clusters.id", ondelete="SET NULL"))
+    )
+    status: str = Field(default="active", max_length=16)
+    disabled: bool = False
+    created_at: datetime | None = _created()
+    updated_at: datetime | None = _created()
+    deleted_at: datetime | None = _ts()
+
+
+class KeywordCount(PlannerModel, table=True):
+    """Live keywords per (account, site, sector, status), maintained exactly by
+    statement-level triggers on `keywords` (see the migration and decision 0009)."""
+
+    __tablename__ = "keyword_counts"
+    __table_args__ = (PrimaryKeyConstraint("account_id", "site_id", "sector_id", "status"),)
+
+    account_id: int = _account_id()
+    site_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    sector_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status: str = Field(max_length=16)
+    n: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+
+
+class ContentIdea(PlannerModel, table=True):
+    __tablename__ = "content_ideas"
+    __table_args__ = (
+        Index(
+            "ix_ideas_account_created",
+            "account_id",
+            text("created_at DESC"),
+            text("id DESC"),
+            postgresql_where=LIVE,
+        ),
+        Index("ix_ideas_cluster", "cluster_id", postgresql_where=LIVE),
+        Index(
+            "ix_ideas_title_trgm",
+            "idea_title",
+            postgresql_using="gin",
+            postgresql_ops={"idea_title": "gin_trgm_ops"},
+            postgresql_where=LIVE,
+        ),
+        CheckConstraint(_in("status", IDEA_STATUSES), name="idea_status"),
+        CheckConstraint(_in("content_type", CONTENT_TYPES), name="idea_content_type"),
+        CheckConstraint(
+            _in("content_structure", CONTENT_STRUCTURES), name="idea_content_structure"
+        ),
+    )
+
+    id: int | None = _id()
+    account_id: int = _account_id()
+    site_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    sector_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    cluster_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("clusters.id", ondelete="SET NULL"))
+    )
+    idea_title: str = Field(max_length=255)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    keywords: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    keyword_ids: list[int] = Field(
+        default_factory=list,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    )
+    content_type: str = Field(default="post", max_length=16)
+    content_structure: str = Field(default="article", max_length=20)
+    estimated_word_count: int = 1500
+    status: str = Field(default="new", max_length=16)
+    queued_at: datetime | None = _ts()
+    created_at: datetime | None = _created()
+    updated_at: datetime | None = _created()
+    deleted_at: datetime | None = _ts()
+
+
+class AITaskLog(PlannerModel, table=True):
+    """One row per AI function run: what was asked, what it cost, how it ended."""
+
+    __tablename__ = "ai_task_logs"
+    __table_args__ = (
+        Index("ix_ai_task_logs_account_created", "account_id", text("created_at DESC")),
+    )
+
+    id: int | None = _id()
+    account_id: int = _account_id()
+    task_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False, unique=True))
+    function: str = Field(max_length=64)
+    user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    # pending → running → success | failed
+    status: str = Field(default="pending", max_length=16)
+    model: str = Field(default="", max_length=255)
+    tokens_input: int = 0
+    tokens_output: int = 0
+    cost_usd: Decimal = Field(
+        default=Decimal("0"), sa_column=Column(Numeric(12, 6), nullable=False, server_default="0")
+    )
+    hold_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    credits_held: int = 0
+    credits_charged: int = 0
+    attempts: int = 0
+    duration_ms: int | None = Field(default=None, sa_column=Column(Integer))
+    request: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    )
+    result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime | None = _created()
+    started_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+
+
+TENANT_TABLES = (
+    "accounts",
+    "sites",
+    "sectors",
+    "site_access",
+    "clusters",
+    "keywords",
+    "keyword_counts",
+    "content_ideas",
+    "ai_task_logs",
+)

@@ -1,0 +1,51 @@
+"""Planner's worker process: `python -m services.planner.worker`.
+
+Runs the outbox relay, the consumer that builds the read models from auth's events, and
+the AI job workers (auto_cluster, auto_generate_ideas) on the work queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from libs.common import nats as nats_kernel
+from libs.common.billing import BillingClient
+from libs.common.jobs import JobWorker, TaskProgress
+from libs.common.runtime import WorkerContext, main, run_worker
+from services.planner.events import auth_consumer
+from services.planner.jobs import Engines, PlannerJobs
+from services.planner.settings import PlannerSettings
+
+SERVICE = "planner"
+
+
+def job_workers(ctx: WorkerContext, settings: PlannerSettings,
+                engines: Engines | None = None) -> list[JobWorker]:
+    handlers = PlannerJobs(ctx.db, BillingClient(ctx.nc, timeout=settings.command_timeout_seconds),
+                           settings, engines)
+    progress = TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET])
+    return [
+        JobWorker(SERVICE, function, handler, ctx.js, progress,
+                  max_deliver=settings.job_max_deliver, ack_wait=settings.job_ack_wait_seconds)
+        for function, handler in (("auto_cluster", handlers.auto_cluster),
+                                  ("auto_generate_ideas", handlers.auto_generate_ideas))
+    ]
+
+
+async def run(stop: asyncio.Event, settings: PlannerSettings | None = None, *,
+              engines: Engines | None = None) -> None:
+    settings = settings or PlannerSettings()
+
+    async def read_models(ctx: WorkerContext) -> None:
+        # Auth's stream may not exist yet when planner starts first: same config as auth's.
+        await nats_kernel.ensure_event_stream(ctx.js, "auth")
+        await auth_consumer(ctx.db, ctx.js).run(ctx.stop)
+
+    async def jobs(ctx: WorkerContext) -> None:
+        await asyncio.gather(*(w.run(ctx.stop) for w in job_workers(ctx, settings, engines)))
+
+    await run_worker(settings, tasks=[read_models, jobs], stop=stop)
+
+
+if __name__ == "__main__":
+    main(run)
