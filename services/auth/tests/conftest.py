@@ -148,3 +148,17 @@ async def outbox_events(db: Database, event_type: str, **match: Any) -> list[dic
             )
         ).scalars()
         return [p for p in rows if all(p["data"].get(k) == v for k, v in match.items())]
+
+
+async def set_plan(db: Database, tenant: Tenant, slug: str) -> None:
+    """Move a tenant to another plan directly (what platform staff or billing would do)."""
+    from sqlalchemy import update
+
+    from services.auth.models import Account, Plan
+
+    async with db.session(TenantScope.system()) as session:
+        plan_id = (await session.execute(select(Plan.id).where(Plan.slug == slug))).scalar_one()
+        await session.execute(
+            update(Account).where(Account.id == tenant.account_id).values(plan_id=plan_id)
+        )
+        await session.commit()
