@@ -1,13 +1,15 @@
 """Keyword clustering: the offline engine (default) and the OpenAI-compatible one.
 
-Local engine, in four steps (see docs/decisions/010-clustering.md for the measurements):
+Local engine, in four steps (see docs/decisions/0010-clustering.md for the measurements):
 
 1. Features. Each keyword is normalised (lower case, punctuation out) and split into
    *topic words* (what it is about) and *modifiers* (best, cheap, for women, how to...).
    Its vector joins a WordLlama embedding of the topic words (meaning: "kibble" is near
-   "dog food") with IDF-weighted hashed topic words and their bigrams (the exact words
-   that separate near neighbours: "trail running shoes" vs "running shoes").
-   The parts are weighted so a dot product is `w * cos_embedding + (1 - w) * cos_lexical`.
+   "dog food") with its *anchor*: the longest run of 2+ topic words that at least
+   `anchor_min_count` keywords of the list share ("trail running shoe" vs "running
+   shoe"); an anchor that extends another leans away from it. The parts are weighted so
+   a dot product is `w_e * cos(embedding) + w_a * anchor(a, b)` (hashed topic words can
+   be mixed in too; they did not help on the dev split, so their weight is 0).
 2. Average-linkage agglomerative clustering with a similarity threshold. With unit
    vectors, the average pairwise cosine of two groups is the dot product of their mean
    vectors, so groups are represented by (mean, size) and merged exactly.
