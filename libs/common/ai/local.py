@@ -139,12 +139,12 @@ def render_image(prompt: str, size: str = "1024x1024") -> bytes:
     if not (16 <= width <= 4096 and 16 <= height <= 4096):
         raise ValueError("image sides must be between 16 and 4096 pixels")
     digest = hashlib.sha256(prompt.encode()).digest()
-    start = np.array(digest[0:3], dtype=np.float32)
-    end = np.array(digest[3:6], dtype=np.float32)
+    start = np.array(list(digest[0:3]), dtype=np.float32)
+    end = np.array(list(digest[3:6]), dtype=np.float32)
     t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
     rows = (start * (1 - t) + end * t).astype(np.uint8)
     pixels = np.broadcast_to(rows, (height, width, 3)).copy()
-    image = Image.fromarray(pixels, mode="RGB")
+    image = Image.fromarray(pixels)
     draw = ImageDraw.Draw(image)
     words, line, lines = prompt.split(), "", []
     for word in words:
