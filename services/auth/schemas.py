@@ -194,7 +194,9 @@ class RegisterRequest(Strict):
 
 
 class LoginRequest(BaseModel):
-    email: EmailStr
+    # Not EmailStr: sign-in must not reveal format rules, and seeded addresses such as
+    # `demo@igny8.local` use special-use domains that registration would refuse.
+    email: str = Field(min_length=3, max_length=320)
     password: str = Field(min_length=1, max_length=256)
 
 

@@ -32,7 +32,8 @@ async def _site(tenant: Tenant, name: str = "Blog") -> dict:  # type: ignore[typ
 
 async def test_site_crud_sectors_and_events(owner: Tenant, db: Database) -> None:
     site = await _site(owner)
-    assert site["slug"] == "blog" and site["account_id"] == owner.account_id
+    assert site["slug"] == "blog"
+    assert site["account_id"] == owner.account_id
     assert (await _site(owner))["slug"] == "blog-2"
     resp = await owner.post(
         f"{SITES}{site['id']}/select_sectors/",
@@ -48,9 +49,11 @@ async def test_site_crud_sectors_and_events(owner: Tenant, db: Database) -> None
     assert resp.status_code == 200
     page = (await owner.get(f"{SITES}{site['id']}/sectors/")).json()
     active = {x["slug"] for x in page["results"] if x["is_active"]}
-    assert active == {"software", "cybersecurity"} and page["count"] == 3
+    assert active == {"software", "cybersecurity"}
+    assert page["count"] == 3
     resp = await owner.patch(f"{SITES}{site['id']}/", json={"name": "Renamed", "is_active": False})
-    assert resp.json()["name"] == "Renamed" and not resp.json()["is_active"]
+    assert resp.json()["name"] == "Renamed"
+    assert not resp.json()["is_active"]
     assert (await owner.post(f"{SITES}{site['id']}/set_active/")).json()["data"]["is_active"]
     me = (await owner.get("/api/v1/auth/me/")).json()["user"]
     assert site["id"] in {x["id"] for x in me["accessible_sites"]}
@@ -175,7 +178,8 @@ async def test_roles(owner: Tenant, db: Database) -> None:
     resp = await owner.post(
         USERS, json={"email": unique_email(), "password": PASSWORD, "role": "owner"}
     )
-    assert resp.status_code == 400 and "role" in resp.json()["errors"]
+    assert resp.status_code == 400
+    assert "role" in resp.json()["errors"]
     # A role change applies at once on auth's endpoints, before the token expires.
     await owner.patch(f"{USERS}{admin.user_id}/", json={"role": "viewer"})
     assert (await admin.get(USERS)).status_code == 403
@@ -186,11 +190,13 @@ async def test_plan_limits(owner: Tenant, db: Database) -> None:
     await add_member(owner, "viewer")
     await add_member(owner, "viewer")
     resp = await owner.post(USERS, json={"email": unique_email(), "password": PASSWORD})
-    assert resp.status_code == 403 and "max_users" in resp.json()["detail"]
+    assert resp.status_code == 403
+    assert "max_users" in resp.json()["detail"]
     await _site(owner, "one")
     site = await _site(owner, "two")
     resp = await owner.post(SITES, json={"name": "three"})
-    assert resp.status_code == 403 and "max_sites" in resp.json()["detail"]
+    assert resp.status_code == 403
+    assert "max_sites" in resp.json()["detail"]
     async with db.session(TenantScope.account(owner.account_id)) as session:
         count = (await session.execute(select(func.count()).select_from(Site))).scalar_one()
     assert count == 2
@@ -199,7 +205,8 @@ async def test_plan_limits(owner: Tenant, db: Database) -> None:
             await owner.post(SECTORS, json={"site_id": site["id"], "name": f"s{i}"})
         ).status_code == 201
     resp = await owner.post(SECTORS, json={"site_id": site["id"], "name": "s6"})
-    assert resp.status_code == 403 and "max_sectors_per_site" in resp.json()["detail"]
+    assert resp.status_code == 403
+    assert "max_sectors_per_site" in resp.json()["detail"]
     inactive = await owner.post(
         SECTORS, json={"site_id": site["id"], "name": "off", "is_active": False}
     )
@@ -214,7 +221,8 @@ async def test_plan_limits(owner: Tenant, db: Database) -> None:
             "sector_slugs": ["software", "hardware", "cybersecurity", "a", "b", "c"],
         },
     )
-    assert resp.status_code == 400 and "sector_slugs" in resp.json()["errors"]
+    assert resp.status_code == 400
+    assert "sector_slugs" in resp.json()["errors"]
 
 
 async def test_bad_input_is_400_per_field_and_writes_nothing(owner: Tenant, db: Database) -> None:
@@ -223,19 +231,22 @@ async def test_bad_input_is_400_per_field_and_writes_nothing(owner: Tenant, db: 
     assert resp.status_code == 400
     assert {"name", "url", "bogus"} <= set(resp.json()["errors"])
     resp = await owner.post(SITES, json={"name": "ok", "industry_id": 999999})
-    assert resp.status_code == 400 and "industry_id" in resp.json()["errors"]
+    assert resp.status_code == 400
+    assert "industry_id" in resp.json()["errors"]
     site = await _site(owner)
     resp = await owner.post(
         f"{SITES}{site['id']}/select_sectors/",
         json={"industry_slug": "technology", "sector_slugs": ["software", "nope"]},
     )
-    assert resp.status_code == 400 and "sector_slugs" in resp.json()["errors"]
+    assert resp.status_code == 400
+    assert "sector_slugs" in resp.json()["errors"]
     assert (await owner.get(f"{SITES}{site['id']}/sectors/")).json()["count"] == 0
     assert (await owner.get(f"{SITES}{site['id']}/")).json()["industry_id"] is None
     resp = await owner.post(USERS, json={"email": "bad", "password": "x", "role": "boss"})
     assert {"email", "password", "role"} <= set(resp.json()["errors"])
     resp = await owner.get(f"{SITES}?page=0")
-    assert resp.status_code == 400 and "page" in resp.json()["errors"]
+    assert resp.status_code == 400
+    assert "page" in resp.json()["errors"]
     after = len(await outbox_events(db, "auth.site.created", account_id=owner.account_id))
     assert after == before + 1  # only the one good site
 
@@ -262,7 +273,8 @@ async def test_user_lifecycle_invite_activate_deactivate(
     assert len(await outbox_events(db, "auth.user.deleted", user_id=member.user_id)) == 1
     assert (await owner.delete(f"{USERS}{owner.user_id}/")).status_code == 400
     users = (await owner.get(USERS)).json()
-    assert users["count"] == 1 and users["results"][0]["id"] == owner.user_id
+    assert users["count"] == 1
+    assert users["results"][0]["id"] == owner.user_id
 
 
 async def test_site_access_and_groups(owner: Tenant, db: Database) -> None:
@@ -288,33 +300,40 @@ async def test_site_access_and_groups(owner: Tenant, db: Database) -> None:
     resp = await owner.post(
         "/api/v1/auth/groups/", json={"name": "Writers", "user_ids": [viewer.user_id]}
     )
-    assert resp.status_code == 201 and resp.json()["user_ids"] == [viewer.user_id]
+    assert resp.status_code == 201
+    assert resp.json()["user_ids"] == [viewer.user_id]
     dup = await owner.post("/api/v1/auth/groups/", json={"name": "Writers"})
-    assert dup.status_code == 400 and "name" in dup.json()["errors"]
+    assert dup.status_code == 400
+    assert "name" in dup.json()["errors"]
     bad = await owner.patch(
         f"/api/v1/auth/groups/{resp.json()['id']}/", json={"user_ids": [999999]}
     )
-    assert bad.status_code == 400 and "user_ids" in bad.json()["errors"]
+    assert bad.status_code == 400
+    assert "user_ids" in bad.json()["errors"]
     assert (await owner.get("/api/v1/auth/groups/")).json()["count"] == 1
 
 
 async def test_account_settings_team_and_subscriptions(owner: Tenant) -> None:
     settings = (await owner.get("/api/v1/account/settings/")).json()
-    assert settings["id"] == owner.account_id and settings["plan"]["slug"] == "free"
+    assert settings["id"] == owner.account_id
+    assert settings["plan"]["slug"] == "free"
     resp = await owner.patch(
         "/api/v1/account/settings/", json={"name": "Acme", "billing_country": "DE"}
     )
-    assert resp.json()["name"] == "Acme" and resp.json()["billing_country"] == "DE"
+    assert resp.json()["name"] == "Acme"
+    assert resp.json()["billing_country"] == "DE"
     resp = await owner.post(
         "/api/v1/account/team/", json={"email": unique_email(), "role": "editor"}
     )
-    assert resp.status_code == 201 and resp.json()["data"]["temporary_password"]
+    assert resp.status_code == 201
+    assert resp.json()["data"]["temporary_password"]
     team = (await owner.get("/api/v1/account/team/")).json()
     assert team["count"] == 2
-    member_id = [u for u in team["results"] if u["id"] != owner.user_id][0]["id"]
+    member_id = next(u for u in team["results"] if u["id"] != owner.user_id)["id"]
     assert (await owner.delete(f"/api/v1/account/team/{member_id}/")).status_code == 204
     subs = (await owner.get("/api/v1/auth/subscriptions/")).json()
-    assert subs["count"] == 1 and subs["results"][0]["plan_slug"] == "free"
+    assert subs["count"] == 1
+    assert subs["results"][0]["plan_slug"] == "free"
     accounts = (await owner.get("/api/v1/auth/accounts/")).json()
     assert [a["id"] for a in accounts["results"]] == [owner.account_id]
     assert (
@@ -338,6 +357,7 @@ async def test_pagination_shape(owner: Tenant) -> None:
     )
     body = resp.json()
     assert resp.headers["x-igny8-envelope"] == "inline"
-    assert body["count"] == 2 and len(body["results"]) == 1
+    assert body["count"] == 2
+    assert len(body["results"]) == 1
     assert body["next"] is None
     assert body["previous"] == "https://api.igny8.com/api/v1/auth/sites/?page_size=1"

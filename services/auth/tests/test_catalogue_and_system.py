@@ -1,0 +1,300 @@
+"""The catalogue (plans, industries, seed keywords and their import), the worker's
+command responders, and the account's AI configuration (prompts, integrations)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+from aiohttp import web
+from sqlalchemy import select, update
+
+from libs.common import nats as nats_kernel
+from libs.common.db import Database, TenantScope
+from libs.common.runtime import WorkerContext
+from services.auth import worker
+from services.auth.models import IntegrationSetting, User
+from services.auth.seed import seed_platform
+from services.auth.settings import AuthSettings
+
+from .conftest import DATA_DIR, Tenant, login_as, outbox_events, register
+
+SEEDS = "/api/v1/auth/seed-keywords/"
+
+
+async def test_public_catalogue(client: httpx.AsyncClient) -> None:
+    plans = (await client.get("/api/v1/auth/plans/")).json()
+    by_slug = {p["slug"]: p for p in plans["results"]}
+    assert list(by_slug)[:4] == ["free", "starter", "growth", "scale"]
+    free = by_slug["free"]
+    assert (free["included_credits"], free["max_users"], free["max_sites"]) == (2000, 3, 2)
+    assert (free["max_sectors_per_site"], free["max_keywords"], free["max_author_profiles"]) == (
+        5,
+        2000,
+        2,
+    )
+    assert by_slug["starter"]["included_credits"] == 10000
+    industries = (await client.get("/api/v1/auth/industries/")).json()
+    tech = next(i for i in industries["results"] if i["slug"] == "technology")
+    assert {x["slug"] for x in tech["sectors"]} == {"software", "hardware", "cybersecurity"}
+    assert (await client.get(f"/api/v1/auth/industries/{tech['id']}/")).status_code == 200
+
+
+async def test_seed_is_idempotent_and_published(db: Database, seeded: dict[str, int]) -> None:
+    assert seeded["plans"] == 4
+    assert seeded["seed_keywords"] == 6
+    assert seeded["accounts"] == 1
+    assert seeded["sectors"] == 5
+    again = await seed_platform(db, data_dir=DATA_DIR)
+    assert again == {"plans": 0, "industries": 0, "sectors": 0, "seed_keywords": 0, "accounts": 0}
+    assert len(await outbox_events(db, "auth.plan.created", slug="free")) == 1
+    created = await outbox_events(db, "auth.seed_keyword.created", keyword="best crm software")
+    assert len(created) == 1
+    assert created[0]["account_id"] is None
+    assert created[0]["data"]["industry_slug"] == "technology"
+
+
+async def test_demo_account_has_a_site_with_two_sectors(client: httpx.AsyncClient) -> None:
+    demo = await login_as(client, "demo@igny8.local", "demo-password")
+    sites = demo.user  # login user
+    me = (await demo.get("/api/v1/auth/me/")).json()["user"]
+    assert sites["role"] == "owner"
+    assert len(me["accessible_sites"]) == 1
+    site_id = me["accessible_sites"][0]["id"]
+    sectors = (await demo.get(f"/api/v1/auth/sites/{site_id}/sectors/")).json()
+    assert sectors["count"] == 2
+
+
+async def test_seed_keyword_filters(owner: Tenant) -> None:
+    async def keywords(query: str) -> set[str]:
+        body = (await owner.get(f"{SEEDS}?{query}")).json()
+        return {k["keyword"] for k in body["results"]}
+
+    assert await keywords("industry=health") == {"home workout plan", "protein diet"}
+    assert await keywords("sector=hardware") == {"buy gaming laptop", "laptop reviews"}
+    assert await keywords("intent=commercial") == {"best crm software", "laptop reviews"}
+    assert await keywords("country=gb") == {"laptop reviews"}
+    assert await keywords("search=LAPTOP&industry=technology") == {
+        "buy gaming laptop",
+        "laptop reviews",
+    }
+    first = (await owner.get(f"{SEEDS}?ordering=-volume&page_size=1")).json()
+    assert first["results"][0]["keyword"] == "home workout plan"
+    assert first["next"]
+    assert (await owner.get(f"{SEEDS}?intent=bogus")).status_code == 400
+
+
+async def test_seed_keyword_import_is_staff_only_and_all_or_nothing(
+    client: httpx.AsyncClient, owner: Tenant, db: Database
+) -> None:
+    url = f"{SEEDS}import_seed_keywords/"
+    good = (
+        b"keyword,industry,sector,volume,difficulty,intent,country\n"
+        b"run faster,health,fitness,100,10,informational,US\n"
+    )
+    assert (await owner.post(url, files={"file": ("k.csv", good)})).status_code == 403
+    staff = await register(client)
+    async with db.session(TenantScope.system()) as session:
+        await session.execute(update(User).where(User.id == staff.user_id).values(role="developer"))
+        await session.commit()
+    staff = await login_as(client, staff.email)
+    bad = good + b"x,nope,nothing,1,1,informational,US\nok kw,health,fitness,abc,500,weird,US\n"
+    resp = await staff.post(url, files={"file": ("k.csv", bad)})
+    assert resp.status_code == 400
+    assert set(resp.json()["errors"]) == {"line 3", "line 4"}
+    assert (await owner.get(f"{SEEDS}?search=run faster")).json()["count"] == 0
+    resp = await staff.post(url, files={"file": ("k.csv", good)})
+    assert resp.status_code == 200
+    assert resp.json()["data"]["created"] == 1
+    resp = await staff.post(url, files={"file": ("k.csv", good.replace(b",100,", b",200,"))})
+    assert resp.json()["data"]["updated"] == 1
+    assert len(await outbox_events(db, "auth.seed_keyword.updated", keyword="run faster")) == 1
+
+
+@pytest.fixture
+async def worker_ctx(settings: AuthSettings, db: Database) -> AsyncIterator[WorkerContext]:
+    nc = await nats_kernel.connect(settings.nats_url, "auth-worker-test")
+    js = nc.jetstream()
+    ctx = WorkerContext(settings, db, nc, js, {})
+    task = asyncio.create_task(worker.serve_commands(ctx))
+    await asyncio.sleep(0.2)
+    yield ctx
+    ctx.stop.set()
+    await task
+    await nc.close()
+
+
+async def test_worker_commands(worker_ctx: WorkerContext, owner: Tenant, other: Tenant) -> None:
+    nc = worker_ctx.nc
+    site = (await owner.post("/api/v1/auth/sites/", json={"name": "Cmd"})).json()
+    await owner.post(
+        f"/api/v1/auth/sites/{site['id']}/select_sectors/",
+        json={"industry_slug": "health", "sector_slugs": ["fitness"]},
+    )
+
+    async def ask(command: str, payload: dict) -> dict:  # type: ignore[type-arg]
+        msg = await nc.request(f"igny8.cmd.auth.{command}", orjson.dumps(payload), timeout=5)
+        return orjson.loads(msg.data)  # type: ignore[no-any-return]
+
+    found = await ask("lookup_site", {"account_id": owner.account_id, "site_id": site["id"]})
+    assert found["ok"]
+    assert found["site"]["id"] == site["id"]
+    assert found["site"]["industry_slug"] == "health"
+    assert [x["slug"] for x in found["sectors"]] == ["fitness"]
+    missing = await ask("lookup_site", {"account_id": other.account_id, "site_id": site["id"]})
+    assert missing == {"ok": False, "error": "Site not found.", "code": "not_found"}
+    invalid = await ask("lookup_site", {"account_id": "x"})
+    assert not invalid["ok"]
+    assert invalid["code"] == "invalid"
+    listed = (await owner.get(f"{SEEDS}?industry=health")).json()["results"]
+    ids = [k["id"] for k in listed]
+    answer = await ask("seed_keywords", {"ids": ids})
+    assert answer["ok"]
+    assert {k["id"] for k in answer["seed_keywords"]} == set(ids)
+    assert set(answer["seed_keywords"][0]) == {
+        "id",
+        "keyword",
+        "industry_id",
+        "industry_slug",
+        "sector_id",
+        "sector_slug",
+        "volume",
+        "difficulty",
+        "intent",
+        "country",
+        "is_active",
+    }
+
+
+async def test_prompts(owner: Tenant, other: Tenant) -> None:
+    base = "/api/v1/system/prompts/"
+    default = (await owner.get(f"{base}by_type/clustering/")).json()
+    assert not default["is_customized"]
+    assert default["prompt_value"] == default["default_prompt"]
+    saved = (
+        await owner.post(
+            f"{base}save/",
+            json={"prompt_type": "clustering", "prompt_value": "Cluster: [IGNY8_KEYWORDS]"},
+        )
+    ).json()["data"]
+    assert saved["is_customized"]
+    assert saved["id"]
+    assert (
+        (await owner.get(f"{base}by_type/clustering/")).json()["prompt_value"].startswith("Cluster")
+    )
+    assert (await other.get(f"{base}by_type/clustering/")).json()["is_customized"] is False
+    assert (await other.get(f"{base}{saved['id']}/")).status_code == 404
+    dup = await owner.post(base, json={"prompt_type": "clustering", "prompt_value": "x"})
+    assert dup.status_code == 400
+    assert "prompt_type" in dup.json()["errors"]
+    made = await owner.post(base, json={"prompt_type": "ideas", "prompt_value": "Ideas!"})
+    assert made.status_code == 201
+    assert (await owner.patch(f"{base}{made.json()['id']}/", json={"prompt_value": "More"})).json()[
+        "prompt_value"
+    ] == "More"
+    assert (await owner.get(base)).json()["count"] == 2
+    reset = (await owner.post(f"{base}reset/", json={"prompt_type": "clustering"})).json()["data"]
+    assert not reset["is_customized"]
+    assert (await owner.get(f"{base}by_type/nope/")).status_code == 404
+    assert (await owner.delete(f"{base}{made.json()['id']}/")).status_code == 204
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[str]:
+    """An OpenAI-compatible server on 127.0.0.1 that accepts one key."""
+
+    def authorised(request: web.Request) -> bool:
+        return request.headers.get("Authorization") == "Bearer sk-test-1234567890"
+
+    async def models(request: web.Request) -> web.Response:
+        if not authorised(request):
+            return web.json_response({"error": {"message": "bad key"}}, status=401)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": "gpt-fake-mini", "object": "model"},
+                    {"id": "fake-image", "object": "model"},
+                ],
+            }
+        )
+
+    async def images(request: web.Request) -> web.Response:
+        if not authorised(request):
+            return web.json_response({"error": {"message": "bad key"}}, status=401)
+        body = await request.json()
+        return web.json_response(
+            {
+                "created": 1,
+                "data": [{"url": f"http://127.0.0.1/images/{body['model']}/{body['size']}.png"}],
+            }
+        )
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/images/generations", images)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/v1"
+    await runner.cleanup()
+
+
+async def test_integrations_encrypted_masked_and_tested(
+    owner: Tenant, db: Database, fake_openai: str
+) -> None:
+    base = "/api/v1/system/settings/integrations/openai/"
+    empty = (await owner.get(base)).json()
+    assert empty["has_api_key"] is False
+    assert empty["config"]["base_url"].startswith("https://")
+    resp = await owner.put(
+        base,
+        json={"api_key": "sk-test-1234567890", "base_url": fake_openai, "model": "gpt-fake-mini"},
+    )
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["api_key"] == "********7890"
+    assert "sk-test" not in resp.text
+    assert body["config"]["model"] == "gpt-fake-mini"
+    async with db.session(TenantScope.account(owner.account_id)) as session:
+        stored = (await session.execute(select(IntegrationSetting.api_key_encrypted))).scalar_one()
+    assert stored
+    assert "sk-test" not in stored
+
+    tested = await owner.post(f"{base}test/", json={"provider": "openai"})
+    assert tested.status_code == 200, tested.text
+    assert tested.json()["data"]["models"] == ["gpt-fake-mini", "fake-image"]
+    wrong = await owner.post(f"{base}test/", json={"api_key": "sk-wrong-key"})
+    assert wrong.status_code == 400
+    assert "rejected" in wrong.json()["detail"]
+    image = await owner.post(
+        f"{base}generate/", json={"prompt": "a cat", "model": "fake-image", "size": "512x512"}
+    )
+    assert image.status_code == 200, image.text
+    assert image.json()["url"].endswith("/fake-image/512x512.png")
+
+    saved = await owner.post(f"{base}save/", json={"is_active": False})
+    assert saved.json()["data"]["has_api_key"]
+    assert not saved.json()["data"]["is_active"]
+    assert (await owner.get("/api/v1/system/settings/integrations/nope/")).status_code == 404
+    img = (await owner.get("/api/v1/system/integrations/image_generation/")).json()
+    assert img["provider"] == "local"
+    assert img["max_in_article_images"] == 2
+    viewer_resp = await owner.put(
+        "/api/v1/system/settings/integrations/image_generation/",
+        json={"config": {"provider": "openai"}},
+    )
+    assert viewer_resp.json()["config"]["provider"] == "openai"
+
+
+async def test_integration_unreachable_provider_is_a_clear_400(owner: Tenant) -> None:
+    base = "/api/v1/system/settings/integrations/openai/"
+    await owner.put(base, json={"api_key": "sk-x", "base_url": "http://127.0.0.1:9/v1"})
+    resp = await owner.post(f"{base}test/")
+    assert resp.status_code == 400
+    assert "reach" in resp.json()["detail"]
