@@ -114,6 +114,20 @@ def subscriptions_query(principal: Principal) -> Select[Any]:
     return scoped(select(Subscription).order_by(Subscription.id.desc()), Subscription, principal)
 
 
+async def account_subscriptions(session: AsyncSession, account_id: int) -> list[Subscription]:
+    """An account's subscriptions, newest first, locked for a plan change."""
+    return list(
+        (
+            await session.execute(
+                select(Subscription)
+                .where(Subscription.account_id == account_id)
+                .order_by(Subscription.id.desc())
+                .with_for_update()
+            )
+        ).scalars()
+    )
+
+
 async def plans_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int, Plan]:
     if not ids:
         return {}
@@ -139,12 +153,6 @@ async def user_by_email_any_tenant(session: AsyncSession, email: str) -> User | 
     return (
         await session.execute(select(User).where(func.lower(User.email) == email.lower()))
     ).scalar_one_or_none()
-
-
-async def email_exists_any_tenant(session: AsyncSession, email: str) -> bool:
-    """Uniqueness is global; the caller's scope may not see the other row, so ask a
-    SECURITY-neutral question: count across tenants in the system scope (see service)."""
-    return await user_by_email_any_tenant(session, email) is not None
 
 
 def users_query(

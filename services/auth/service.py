@@ -27,7 +27,6 @@ from libs.common.crypto import InvalidToken as UndecryptableSecret
 from libs.common.crypto import SecretBox, mask_secret
 from libs.common.db import Database, TenantScope
 from libs.common.events import utcnow
-from libs.common.pagination import PageParams
 from libs.common.problems import (
     DomainError,
     NotAuthenticated,
@@ -60,9 +59,6 @@ from services.auth.models import (
     User,
 )
 from services.auth.settings import AuthSettings
-
-_ONE = PageParams(page=1, page_size=1)
-_ALL = PageParams(page=1, page_size=1000)
 
 BLOCKED_STATUSES = ("suspended", "cancelled")
 SEES_ALL_SITES = ("owner", "admin", "developer")
@@ -421,13 +417,9 @@ async def _change_plan(uow: UnitOfWork, account: Account, plan_id: int) -> Plan:
     if plan is None:
         raise ValidationFailed(errors={"plan_id": ["Unknown plan."]})
     account.plan_id = plan_id
-    count, subs = await repo.page(
-        uow.session,
-        repo.subscriptions_query(Principal(user_id=0, account_id=account.id or 0, role="owner")),
-        _ONE,
-    )
-    if count:
-        sub: Subscription = subs[0]
+    subs = await repo.account_subscriptions(uow.session, account.id or 0)
+    if subs:
+        sub = subs[0]
         sub.plan_id = plan_id
         sub.updated_at = utcnow()
         await repo.add(uow.session, sub)
@@ -502,11 +494,7 @@ async def create_subscription(
     plan = await repo.get(uow.session, Plan, data.plan_id)
     if plan is None:
         raise ValidationFailed(errors={"plan_id": ["Unknown plan."]})
-    _count, current = await repo.page(
-        uow.session,
-        repo.subscriptions_query(Principal(user_id=0, account_id=account.id or 0, role="owner")),
-        _ALL,
-    )
+    current = await repo.account_subscriptions(uow.session, account.id or 0)
     now = utcnow()
     for old in current:
         if old.status == "active":

@@ -339,6 +339,15 @@ async def test_staff_suspension_revokes_sessions(
         await session.execute(update(User).where(User.id == staff.user_id).values(role="developer"))
         await session.commit()
     staff = await login_as(client, staff.email)
+    plans = (await client.get("/api/v1/auth/plans/")).json()["results"]
+    growth = next(p for p in plans if p["slug"] == "growth")
+    resp = await staff.patch(
+        f"/api/v1/auth/accounts/{owner.account_id}/", json={"plan_id": growth["id"]}
+    )
+    assert resp.status_code == 200
+    assert resp.json()["plan"]["slug"] == "growth"
+    changed = await outbox_events(db, "auth.subscription.updated", account_id=owner.account_id)
+    assert changed[-1]["data"]["plan_slug"] == "growth"
     resp = await staff.patch(
         f"/api/v1/auth/accounts/{owner.account_id}/", json={"status": "suspended"}
     )
