@@ -169,7 +169,8 @@ class CreditHold(BillingModel, table=True):
     __tablename__ = "credit_holds"
     __table_args__ = (
         UniqueConstraint("account_id", "idempotency_key", name="uq_credit_holds_key"),
-        Index("ix_credit_holds_open_expiry", "expires_at", postgresql_where=text("status = 'held'")),
+        Index("ix_credit_holds_open_expiry", "expires_at",
+              postgresql_where=text("status = 'held'")),
         Index("ix_credit_holds_account", "account_id", "created_at"),
         CheckConstraint("amount >= 0", name="hold_amount_not_negative"),
     )

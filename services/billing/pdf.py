@@ -55,15 +55,17 @@ def render_invoice(invoice: Invoice, account_name: str = "") -> bytes:
             _money(line.get("unit_price", 0), invoice.currency),
             _money(line.get("amount", 0), invoice.currency),
         )
-        for i, (width, text) in enumerate(zip(widths, cells, strict=True)):
-            pdf.cell(width, 8, text, align="L" if i == 0 else "R")
+        for i, (width, cell) in enumerate(zip(widths, cells, strict=True)):
+            pdf.cell(width, 8, cell, align="L" if i == 0 else "R")
         pdf.ln()
     pdf.ln(4)
-    for label, value, bold in (("Subtotal", invoice.subtotal, False), ("Tax", invoice.tax, False),
-                               ("Total", invoice.total, True)):
+    totals: tuple[tuple[str, Decimal, bool], ...] = (
+        ("Subtotal", invoice.subtotal, False), ("Tax", invoice.tax, False),
+        ("Total", invoice.total, True))
+    for label, amount, bold in totals:
         pdf.set_font("Helvetica", "B" if bold else "", 11 if bold else 10)
         pdf.cell(sum(widths[:3]), 8, label, align="R")
-        pdf.cell(widths[3], 8, _money(value, invoice.currency), align="R",
+        pdf.cell(widths[3], 8, _money(amount, invoice.currency), align="R",
                  new_x="LMARGIN", new_y="NEXT")
     if invoice.credits:
         pdf.ln(6)

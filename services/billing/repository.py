@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Row, Table, and_, case, cast as sql_cast, func, insert, select, text, update
 from sqlalchemy import Date as SqlDate
+from sqlalchemy import Row, Table, and_, case, func, insert, select, text, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, col
 
 from services.billing.models import (
     Account,
@@ -67,7 +68,7 @@ class BalanceRow:
         return self.total - self.held
 
 
-def _balance(row: Row[Any] | None) -> BalanceRow | None:
+def _balance(row: Any) -> BalanceRow | None:
     if row is None:
         return None
     return BalanceRow(
@@ -164,8 +165,8 @@ class BillingRepository:
 
     async def transaction_by_key(self, account_id: int, key: str) -> CreditTransaction | None:
         return (await self.session.execute(
-            select(CreditTransaction).where(CreditTransaction.account_id == account_id,
-                                            CreditTransaction.idempotency_key == key)
+            select(CreditTransaction).where(col(CreditTransaction.account_id) == account_id,
+                                            col(CreditTransaction.idempotency_key) == key)
         )).scalar_one_or_none()
 
     async def ledger_sum(self, account_id: int) -> int:
@@ -251,7 +252,7 @@ class BillingRepository:
 
     async def cost_configs(self) -> Sequence[CreditCostConfig]:
         return (await self.session.execute(
-            select(CreditCostConfig).order_by(CreditCostConfig.id)
+            select(CreditCostConfig).order_by(col(CreditCostConfig.id))
         )).scalars().all()
 
     async def operation_types(self) -> set[str]:
@@ -265,7 +266,8 @@ class BillingRepository:
         stmt = pg_insert(tbl).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=[tbl.c[k] for k in keys],
-            set_={k: stmt.excluded[k] for k in values if k not in keys} | {"updated_at": func.now()},
+            set_={k: stmt.excluded[k] for k in values if k not in keys}
+            | {"updated_at": func.now()},
         )
         await self.session.execute(stmt)
 
@@ -277,8 +279,8 @@ class BillingRepository:
 
     async def subscription_for(self, account_id: int) -> Subscription | None:
         return (await self.session.execute(
-            select(Subscription).where(Subscription.account_id == account_id)
-            .order_by(Subscription.updated_at.desc(), Subscription.id.desc())  # type: ignore[union-attr]
+            select(Subscription).where(col(Subscription.account_id) == account_id)
+            .order_by(col(Subscription.updated_at).desc(), col(Subscription.id).desc())
             .limit(1)
         )).scalar_one_or_none()
 
@@ -336,8 +338,8 @@ class BillingRepository:
 
     async def pending_payment_for(self, invoice_id: int) -> Payment | None:
         return (await self.session.execute(
-            select(Payment).where(Payment.invoice_id == invoice_id,
-                                  Payment.status == "pending_approval")
+            select(Payment).where(col(Payment.invoice_id) == invoice_id,
+                                  col(Payment.status) == "pending_approval")
         )).scalar_one_or_none()
 
     async def active_packages(self) -> list[CreditPackage]:
@@ -355,7 +357,7 @@ class BillingRepository:
         if end is not None:
             conditions.append(USAGE.c.created_at < end)
         return list((await self.session.execute(
-            select(USAGE.c.operation_type, func.count().label("count"),
+            select(USAGE.c.operation_type, func.count().label("n"),
                    func.sum(USAGE.c.credits_used).label("credits"),
                    func.sum(USAGE.c.cost_usd).label("cost_usd"),
                    func.sum(USAGE.c.tokens_input).label("tokens_input"),
@@ -368,7 +370,7 @@ class BillingRepository:
     async def usage_by_day(self, account_id: int, since: datetime) -> list[Row[Any]]:
         day = sql_cast(func.timezone("UTC", USAGE.c.created_at), SqlDate).label("day")
         return list((await self.session.execute(
-            select(day, USAGE.c.operation_type, func.count().label("count"),
+            select(day, USAGE.c.operation_type, func.count().label("n"),
                    func.sum(USAGE.c.credits_used).label("credits"),
                    func.sum(USAGE.c.cost_usd).label("cost_usd"))
             .where(USAGE.c.account_id == account_id, USAGE.c.created_at >= since)

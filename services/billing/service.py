@@ -103,7 +103,8 @@ class BillingService:
                                 threshold=self.policy.low_balance_threshold)
         return replace(after, low_notified=low)
 
-    async def _write_balance(self, before: BalanceRow, after: BalanceRow, **extra: Any) -> BalanceRow:
+    async def _write_balance(self, before: BalanceRow, after: BalanceRow,
+                             **extra: Any) -> BalanceRow:
         after = await self._after_change(before, after)
         await self.repo.set_balance(
             after.account_id, plan_credits=after.plan_credits,
@@ -165,9 +166,12 @@ class BillingService:
         if await self.repo.transaction_by_key(account_id, idempotency_key):
             return None
         before = await self._ensure_balance(account_id, plan_credits_per_month=included)
-        amount = included - before.plan_credits
+        # Credits that open holds reserve stay covered: a hold placed before the boundary
+        # was promised them (its capture or release settles them).
+        plan_credits = max(included, before.held - before.purchased_credits)
+        amount = plan_credits - before.plan_credits
         after = await self._write_balance(
-            before, replace(before, plan_credits=included),
+            before, replace(before, plan_credits=plan_credits),
             plan_credits_per_month=included, period_start=period_start, period_end=period_end)
         tx_id = await self.repo.add_transaction(
             account_id=account_id, transaction_type="subscription", amount=amount, balance=after,
@@ -178,7 +182,7 @@ class BillingService:
         event_type = ev.CREDITS_ADDED if amount >= 0 else ev.CREDITS_DEBITED
         await self._publish(event_type, account_id, account_id=account_id, amount=abs(amount),
                             transaction_type="subscription", transaction_id=tx_id,
-                            balance_after=after.total, plan_credits=included,
+                            balance_after=after.total, plan_credits=plan_credits,
                             period_start=period_start.isoformat(),
                             period_end=period_end.isoformat())
         return tx_id
@@ -336,7 +340,8 @@ class BillingService:
             plan_credits=before.plan_credits + credits - purchased_back))
         tx_id = await self.repo.add_transaction(
             account_id=hold.account_id, transaction_type="refund", amount=credits, balance=after,
-            description=f"Refund for {hold.operation_type}" + (f": {req.reason}" if req.reason else ""),
+            description=f"Refund for {hold.operation_type}"
+            + (f": {req.reason}" if req.reason else ""),
             reference=f"hold:{hold.id}", meta={"hold_id": hold.id, "reason": req.reason},
             idempotency_key=key)
         await self.repo.settle_hold(hold.id, refunded_credits=hold.refunded_credits + credits)
@@ -512,7 +517,7 @@ class BillingService:
         until = _day_start(end) + timedelta(days=1) if end else None
         rows = await self.repo.usage_summary(account_id, since, until)
         by_operation = [{
-            "operation_type": r.operation_type, "count": int(r.count),
+            "operation_type": r.operation_type, "count": int(r.n),
             "credits": int(r.credits or 0), "cost_usd": str(r.cost_usd or Decimal("0")),
             "tokens_input": int(r.tokens_input or 0), "tokens_output": int(r.tokens_output or 0),
         } for r in rows]
@@ -543,7 +548,7 @@ class BillingService:
             day = series.get(r.day)
             if day is None:
                 continue
-            credits, count = int(r.credits or 0), int(r.count)
+            credits, count = int(r.credits or 0), int(r.n)
             day["credits_used"] += credits
             day["operations"] += count
             day["cost_usd"] = str(Decimal(day["cost_usd"]) + (r.cost_usd or 0))

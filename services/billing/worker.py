@@ -185,6 +185,10 @@ def auth_consumer(ctx: WorkerContext, policy: BillingPolicy) -> EventConsumer:
         name=ev.AUTH_CONSUMER, stream=stream_name("auth"), subjects=list(ev.AUTH_SUBJECTS),
         handler=auth_handler(policy), db=ctx.db, js=ctx.js, service="billing",
         scope=lambda _event: TenantScope.system(),
+        # nats-py 2.16 sends `idle_heartbeat` without `expires` when a batch fetch finds
+        # messages already buffered, and the server refuses it ("heartbeat value too
+        # large"); single-message fetches always send `expires`. Auth's events are few.
+        batch=1,
     )
 
 

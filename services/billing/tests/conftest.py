@@ -1,3 +1,4 @@
+# ruff: noqa: PT018 - compound assertions read as one fact about a response
 """Billing against real PostgreSQL and NATS: a migrated database, the in-process app,
 the real worker (command responders, consumer, sweeper, scheduler) in the test loop."""
 
@@ -111,7 +112,8 @@ async def fund(db: Database, account_id: int, *, plan: int = 0, purchased: int =
     await in_tx(db, go)
 
 
-async def ledger_state(db: Database, account_id: int) -> tuple[CreditBalance, list[CreditTransaction]]:
+async def ledger_state(db: Database,
+                       account_id: int) -> tuple[CreditBalance, list[CreditTransaction]]:
     async with db.session(TenantScope.system()) as session:
         balance = await session.get(CreditBalance, account_id)
         entries = list((await session.execute(

@@ -1,3 +1,4 @@
+# ruff: noqa: PT018 - compound assertions read as one fact about a response
 """The HTTP API through the in-process app: the purchase flow end to end, the PDF,
 roles, tenant isolation and bad input."""
 

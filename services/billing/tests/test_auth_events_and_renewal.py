@@ -1,3 +1,4 @@
+# ruff: noqa: PT018 - compound assertions read as one fact about a response
 """Auth's events build billing's read models and grant plan credits; renewals reset plan
 credits once per period even with several schedulers."""
 

@@ -1,3 +1,4 @@
+# ruff: noqa: PT018 - compound assertions read as one fact about a response
 """Credit commands over NATS against the real worker: no overdraw under concurrency,
 idempotency by key, expiry of abandoned holds."""
 

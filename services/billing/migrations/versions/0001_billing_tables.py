@@ -5,9 +5,9 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-23 20:19:40.926172
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel  # noqa: F401 - autogenerate emits sqlmodel types
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 from libs.common.migrations import tenant_rls

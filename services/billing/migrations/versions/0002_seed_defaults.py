@@ -5,8 +5,8 @@ Inserted with ON CONFLICT DO NOTHING: rows an administrator already changed stay
 Revision ID: 0002
 Revises: 0001
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0002'
 down_revision = '0001'
