@@ -1,0 +1,223 @@
+"""AI functions as jobs: 402 before any work, progress phases, results saved, credits
+held → captured once (also when a worker dies mid-run) or released on failure."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from nats.aio.client import Client as NATS
+from sqlalchemy import text
+
+from libs.common import nats as nats_kernel
+from libs.common.billing import BillingClient
+from libs.common.db import Database, TenantScope
+from libs.common.jobs import JobWorker, TaskProgress
+from libs.common.outbox import OutboxRelay
+from services.planner.clustering import ClusteringResult, ExistingCluster, KeywordInput
+from services.planner.jobs import Engines, PlannerJobs
+from services.planner.settings import PlannerSettings
+
+from .conftest import API, FakeBilling, Tenant, add_keywords, eventually, running_worker
+
+SHOES_AND_COFFEE = [
+    {"keyword": "best running shoes", "volume": 900},
+    {"keyword": "running shoes for men", "volume": 400},
+    {"keyword": "trail running shoes", "volume": 300},
+    {"keyword": "how to brew coffee", "volume": 800},
+    {"keyword": "coffee brewing guide", "volume": 200},
+    {"keyword": "pour over coffee", "volume": 100},
+]
+
+
+async def _progress(nc: NATS) -> TaskProgress:
+    buckets = await nats_kernel.ensure_platform(nc.jetstream(), "planner")
+    return TaskProgress(buckets[nats_kernel.TASK_PROGRESS_BUCKET])
+
+
+async def _finished(progress: TaskProgress, task_id: str, timeout: float = 30) -> dict[str, Any]:
+    seen: list[str] = []
+
+    async def done() -> bool:
+        doc = await progress.get(task_id)
+        if doc and doc["meta"].get("phase") not in seen[-1:]:
+            seen.append(doc["meta"]["phase"])
+        return bool(doc and doc["state"] in ("SUCCESS", "FAILURE"))
+
+    await eventually(done, timeout)
+    doc = await progress.get(task_id)
+    assert doc is not None
+    doc["phases_seen"] = seen
+    return doc
+
+
+async def _log(db: Database, account_id: int, task_id: str) -> dict[str, Any]:
+    async with db.session(TenantScope.account(account_id)) as s:
+        row = (await s.execute(text("SELECT * FROM ai_task_logs WHERE task_id = :t"),
+                               {"t": uuid.UUID(task_id)})).mappings().one()
+        return dict(row)
+
+
+async def test_short_credits_answer_402_before_any_work(
+    client: httpx.AsyncClient, make_tenant: Any, planner_db: Database, fake_billing: FakeBilling,
+) -> None:
+    poor: Tenant = make_tenant(credits=5)
+    kws = await add_keywords(client, poor, *SHOES_AND_COFFEE[:2])
+    r = await client.post(f"{API}/keywords/auto_cluster/", headers=poor.headers(),
+                          json={"ids": [k["id"] for k in kws]})
+    assert r.status_code == 402, r.text
+    assert "credits" in r.json()["detail"].lower()
+    async with planner_db.session(TenantScope.account(poor.account_id)) as s:
+        logs = (await s.execute(text("SELECT count(*) FROM ai_task_logs WHERE account_id = :a"),
+                                {"a": poor.account_id})).scalar_one()
+    async with planner_db.session(TenantScope.system()) as s:
+        queued = (await s.execute(text(
+            "SELECT count(*) FROM outbox WHERE subject LIKE 'igny8.jobs.%'"
+            " AND (payload->>'account_id')::bigint = :a"), {"a": poor.account_id})).scalar_one()
+    assert (logs, queued) == (0, 0)
+    assert not [h for h in fake_billing.holds.values() if h["account_id"] == poor.account_id]
+    too_many = await client.post(f"{API}/keywords/auto_cluster/", headers=poor.headers(),
+                                 json={"ids": list(range(1, 22))})
+    assert too_many.status_code == 400 and "ids" in too_many.json()["errors"]
+    viewer = await client.post(f"{API}/keywords/auto_cluster/", headers=poor.headers("viewer"),
+                               json={"ids": [kws[0]["id"]]})
+    assert viewer.status_code == 403
+
+
+async def test_auto_cluster_then_ideas_end_to_end(
+    client: httpx.AsyncClient, tenant: Tenant, planner_db: Database, planner_settings: Any,
+    fake_billing: FakeBilling, nc: NATS,
+) -> None:
+    kws = await add_keywords(client, tenant, *SHOES_AND_COFFEE)
+    progress = await _progress(nc)
+    async with running_worker(planner_settings):
+        r = await client.post(f"{API}/keywords/auto_cluster/", headers=tenant.headers(),
+                              json={"ids": [k["id"] for k in kws], "sector_id": tenant.sector_id})
+        assert r.status_code == 200, r.text
+        task_id = r.json()["task_id"]
+        assert fake_billing.held(tenant.account_id) == 10  # held before the job ran
+        doc = await _finished(progress, task_id)
+        assert doc["state"] == "SUCCESS", doc
+        assert doc["account_id"] == tenant.account_id
+        assert doc["meta"]["percentage"] == 100 and doc["meta"]["phase"] == "DONE"
+        assert {s["step"] for s in doc["meta"]["request_steps"]} >= {"PREP"}
+        result = doc["meta"]["result"]
+        assert result["keywords_clustered"] == 6 and result["clusters_created"] == 2
+
+        clusters = (await client.get(f"{API}/clusters/?ordering=name",
+                                     headers=tenant.headers())).json()["results"]
+        assert [(c["keywords_count"], c["volume"]) for c in clusters] == [(3, 1600), (3, 1100)]
+        mapped = (await client.get(f"{API}/keywords/?status=mapped",
+                                   headers=tenant.headers())).json()
+        assert mapped["count"] == 6
+        log = await _log(planner_db, tenant.account_id, task_id)
+        assert (log["status"], log["function"], log["credits_charged"]) == (
+            "success", "auto_cluster", 10)
+        assert log["model"].startswith("local-") and log["duration_ms"] is not None
+        assert fake_billing.balances[tenant.account_id] == 1000 - 10
+        assert fake_billing.held(tenant.account_id) == 0
+
+        # Ideas for the first cluster.
+        cluster = clusters[0]
+        r = await client.post(f"{API}/clusters/auto_generate_ideas/", headers=tenant.headers(),
+                              json={"ids": [cluster["id"]]})
+        assert r.status_code == 200, r.text
+        doc = await _finished(progress, r.json()["task_id"])
+        assert doc["state"] == "SUCCESS", doc
+        n = doc["meta"]["result"]["ideas"]
+        assert 3 <= n <= 7
+        ideas = (await client.get(f"{API}/ideas/?cluster_id={cluster['id']}",
+                                  headers=tenant.headers())).json()
+        assert ideas["count"] == n
+        assert all(i["keyword_ids"] for i in ideas["results"])
+        got = (await client.get(f"{API}/clusters/{cluster['id']}/",
+                                headers=tenant.headers())).json()
+        assert (got["ideas_count"], got["status"]) == (n, "mapped")
+        assert fake_billing.balances[tenant.account_id] == 1000 - 10 - 2 * n
+        two = await client.post(f"{API}/clusters/auto_generate_ideas/", headers=tenant.headers(),
+                                json={"ids": [c["id"] for c in clusters]})
+        assert two.status_code == 400  # one cluster per request by default
+
+
+class StallsOnce:
+    """An engine whose first run never returns (its worker is killed meanwhile)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.calls = 0
+
+    async def cluster(self, keywords: Sequence[KeywordInput],
+                      existing: Sequence[ExistingCluster]) -> ClusteringResult:
+        self.calls += 1
+        self.started.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+async def test_job_of_a_killed_worker_is_retried_and_charged_once(
+    client: httpx.AsyncClient, tenant: Tenant, planner_db: Database,
+    planner_settings: PlannerSettings, fake_billing: FakeBilling, nc: NATS,
+) -> None:
+    kws = await add_keywords(client, tenant, *SHOES_AND_COFFEE)
+    progress = await _progress(nc)
+    js = nc.jetstream()
+    stalls = StallsOnce()
+    local = Engines.local()
+    dying = PlannerJobs(planner_db, BillingClient(nc), planner_settings,
+                        Engines(cluster=stalls.cluster, ideas=local.ideas))
+    relay_stop, first_stop = asyncio.Event(), asyncio.Event()
+    relay = asyncio.create_task(OutboxRelay(planner_db, js, service="planner").run(relay_stop))
+    first = asyncio.create_task(JobWorker(
+        "planner", "auto_cluster", dying.auto_cluster, js, progress,
+        max_deliver=planner_settings.job_max_deliver,
+        ack_wait=planner_settings.job_ack_wait_seconds).run(first_stop))
+    r = await client.post(f"{API}/keywords/auto_cluster/", headers=tenant.headers(),
+                          json={"ids": [k["id"] for k in kws]})
+    task_id = r.json()["task_id"]
+    await asyncio.wait_for(stalls.started.wait(), 20)
+    first.cancel()  # the worker dies mid-run: no ack, no more in-progress signals
+    await asyncio.gather(first, return_exceptions=True)
+    relay_stop.set()
+    await relay
+
+    async with running_worker(planner_settings):
+        doc = await _finished(progress, task_id)
+    assert doc["state"] == "SUCCESS", doc
+    log = await _log(planner_db, tenant.account_id, task_id)
+    assert (log["status"], log["attempts"], log["credits_charged"]) == ("success", 2, 10)
+    mine = [h for h in fake_billing.holds.values() if h["account_id"] == tenant.account_id]
+    assert len(mine) == 1 and mine[0]["status"] == "captured"
+    assert fake_billing.balances[tenant.account_id] == 1000 - 10
+    clusters = (await client.get(f"{API}/clusters/", headers=tenant.headers())).json()
+    assert clusters["count"] == 2  # saved once
+
+
+class Broken:
+    async def cluster(self, keywords: Sequence[KeywordInput],
+                      existing: Sequence[ExistingCluster]) -> ClusteringResult:
+        raise ValueError("the engine refuses")
+
+
+async def test_failed_job_releases_its_hold(
+    client: httpx.AsyncClient, tenant: Tenant, planner_db: Database,
+    planner_settings: PlannerSettings, fake_billing: FakeBilling, nc: NATS,
+) -> None:
+    kws = await add_keywords(client, tenant, *SHOES_AND_COFFEE[:2])
+    progress = await _progress(nc)
+    engines = Engines(cluster=Broken().cluster, ideas=Engines.local().ideas)
+    async with running_worker(planner_settings, engines=engines):
+        r = await client.post(f"{API}/keywords/auto_cluster/", headers=tenant.headers(),
+                              json={"ids": [k["id"] for k in kws]})
+        doc = await _finished(progress, r.json()["task_id"])
+    assert doc["state"] == "FAILURE"
+    assert "refuses" in doc["meta"]["error"]
+    log = await _log(planner_db, tenant.account_id, r.json()["task_id"])
+    assert log["status"] == "failed" and "refuses" in log["error"]
+    mine = [h for h in fake_billing.holds.values() if h["account_id"] == tenant.account_id]
+    assert [h["status"] for h in mine] == ["released"]
+    assert fake_billing.balances[tenant.account_id] == 1000
+    still = (await client.get(f"{API}/keywords/?status=active", headers=tenant.headers())).json()
+    assert still["count"] == 2
