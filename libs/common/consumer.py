@@ -23,11 +23,11 @@ from sqlalchemy import insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.aio import sleep_or_stop
 from libs.common.db import Database, TenantScope
 from libs.common.events import Event
 from libs.common.metrics import EVENTS_CONSUMED
 from libs.common.models import dead_letters, processed_events
+from libs.common.pull import pull_forever
 from libs.common.telemetry import context_from_headers, tracer
 
 log = logging.getLogger(__name__)
@@ -73,42 +73,8 @@ class EventConsumer:
         await self.js.add_consumer(self.stream, config)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.provision()
-        while not stop.is_set():
-            try:
-                sub = await self.js.pull_subscribe_bind(durable=self.name, stream=self.stream)
-            except Exception as exc:
-                log.warning("consumer %s: cannot bind (%s); retrying", self.name, exc)
-                await sleep_or_stop(stop, 1.0)
-                with contextlib.suppress(Exception):
-                    await self.provision()
-                continue
-            try:
-                await self._pull(sub, stop)
-            finally:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-
-    async def _pull(self, sub: object, stop: asyncio.Event) -> None:
-        """Fetch with heartbeats; return (to re-subscribe) when the subscription goes quiet
-        in a way that means it is broken rather than idle."""
-        failures = 0
-        while not stop.is_set():
-            try:
-                msgs: list[Msg] = await sub.fetch(self.batch, timeout=2.0, heartbeat=0.5)  # type: ignore[attr-defined]
-            except TimeoutError:
-                failures = 0
-                continue
-            except Exception as exc:
-                failures += 1
-                log.info("consumer %s: fetch failed (%s)", self.name, exc)
-                if failures >= 3:
-                    return
-                await sleep_or_stop(stop, 0.5)
-                continue
-            failures = 0
-            for msg in msgs:
-                await self.handle(msg)
+        await pull_forever(self.js, stream=self.stream, durable=self.name, batch=self.batch,
+                           handle=self.handle, provision=self.provision, stop=stop)
 
     async def handle(self, msg: Msg) -> None:
         headers = msg.headers or {}

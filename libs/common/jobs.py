@@ -32,9 +32,9 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common import outbox
-from libs.common.aio import sleep_or_stop
 from libs.common.events import JOBS_STREAM, Event, job_subject
 from libs.common.metrics import JOB_DURATION
+from libs.common.pull import pull_forever
 
 log = logging.getLogger(__name__)
 
@@ -179,35 +179,8 @@ class JobWorker:
         ))
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.provision()
-        while not stop.is_set():
-            try:
-                sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=JOBS_STREAM)
-            except Exception as exc:  # server or stream not back yet
-                log.warning("job worker %s: cannot bind (%s)", self.durable, exc)
-                await sleep_or_stop(stop, 1.0)
-                with contextlib.suppress(Exception):
-                    await self.provision()
-                continue
-            failures = 0
-            try:
-                while not stop.is_set() and failures < 3:
-                    try:
-                        msgs = await sub.fetch(1, timeout=2.0, heartbeat=0.5)
-                    except TimeoutError:
-                        failures = 0
-                        continue
-                    except Exception as exc:  # missed heartbeats after a server restart
-                        failures += 1
-                        log.info("job worker %s: fetch failed (%s)", self.durable, exc)
-                        await sleep_or_stop(stop, 0.5)
-                        continue
-                    failures = 0
-                    for msg in msgs:
-                        await self.handle(msg)
-            finally:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+        await pull_forever(self.js, stream=JOBS_STREAM, durable=self.durable, batch=1,
+                           handle=self.handle, provision=self.provision, stop=stop)
 
     async def handle(self, msg: Msg) -> None:
         try:

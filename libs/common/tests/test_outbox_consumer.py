@@ -169,3 +169,56 @@ async def test_row_level_security_hides_other_tenants(kernel_db: Database) -> No
     async with kernel_db.session(TenantScope.system()) as s:
         assert (await s.execute(text("SELECT count(*) FROM notes WHERE account_id = 101"))
                 ).scalar_one() >= 1
+
+
+async def test_consumer_keeps_up_with_bursts_and_survives_a_server_restart(
+    kernel_db: Database, nats_server, nats_url
+) -> None:  # type: ignore[no-untyped-def]
+    """Bursts larger than a batch are all applied, and after a server restart the stale
+    pull subscription is noticed (messages waiting, none delivered) and bound again."""
+    nc = await nats_kernel.connect(nats_url, "kernel-test-bursts")
+    js = nc.jetstream()
+    await nats_kernel.ensure_platform(js, "kernel")
+    entity = f"burst{uuid.uuid4().hex[:6]}"
+    seen: set[uuid.UUID] = set()
+
+    async def handler(session, event: Event) -> None:  # type: ignore[no-untyped-def]
+        seen.add(event.id)
+
+    consumer = EventConsumer(name=f"kernel-test-{entity}", stream=stream_name("kernel"),
+                             subjects=[f"igny8.kernel.{entity}.>"], handler=handler,
+                             db=kernel_db, js=js, service="kernel", batch=16)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+
+    async def publish(n: int) -> set[uuid.UUID]:
+        events = [Event(type=f"kernel.{entity}.created", account_id=3) for _ in range(n)]
+        for e in events:
+            for attempt in range(50):  # JetStream recovers its streams after a restart
+                try:
+                    await js.publish(e.subject, e.model_dump_json().encode(),
+                                     headers={"Nats-Msg-Id": str(e.id)}, timeout=1)
+                    break
+                except Exception:
+                    if attempt == 49:
+                        raise
+                    await asyncio.sleep(0.2)
+        return {e.id for e in events}
+
+    first = await publish(150)
+
+    async def all_seen(ids: set[uuid.UUID]) -> bool:
+        return ids <= seen
+
+    await _wait_for(lambda: all_seen(first), timeout=30)
+    nats_server.restart()
+
+    async def reconnected() -> bool:
+        return bool(nc.is_connected)
+
+    await _wait_for(reconnected, timeout=20)
+    second = await publish(40)
+    await _wait_for(lambda: all_seen(second), timeout=60)
+    stop.set()
+    await task
+    await nc.close()
