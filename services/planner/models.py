@@ -313,7 +313,7 @@ class Keyword(PlannerModel, table=True):
 
 class KeywordCount(PlannerModel, table=True):
     """Live keywords per (account, site, sector, status), maintained exactly by
-    statement-level triggers on `keywords` (see the migration and decision 0009)."""
+    statement-level triggers on `keywords` (see the migration and decision 0011)."""
 
     __tablename__ = "keyword_counts"
     __table_args__ = (PrimaryKeyConstraint("account_id", "site_id", "sector_id", "status"),)

@@ -2,7 +2,7 @@
 
 Every query names `account_id` itself; row-level security is the second wall. Keyword
 lists and counts read through the `keywords_visible` view (same tenant predicate, see
-decision 0009) so the trigram index serves `search`; counts without search or range
+decision 0011) so the trigram index serves `search`; counts without search or range
 filters come from the exact `keyword_counts` table.
 """
 

@@ -81,7 +81,8 @@ async def test_short_credits_answer_402_before_any_work(
     assert not [h for h in fake_billing.holds.values() if h["account_id"] == poor.account_id]
     too_many = await client.post(f"{API}/keywords/auto_cluster/", headers=poor.headers(),
                                  json={"ids": list(range(1, 22))})
-    assert too_many.status_code == 400 and "ids" in too_many.json()["errors"]
+    assert too_many.status_code == 400
+    assert "ids" in too_many.json()["errors"]
     viewer = await client.post(f"{API}/keywords/auto_cluster/", headers=poor.headers("viewer"),
                                json={"ids": [kws[0]["id"]]})
     assert viewer.status_code == 403
@@ -102,10 +103,12 @@ async def test_auto_cluster_then_ideas_end_to_end(
         doc = await _finished(progress, task_id)
         assert doc["state"] == "SUCCESS", doc
         assert doc["account_id"] == tenant.account_id
-        assert doc["meta"]["percentage"] == 100 and doc["meta"]["phase"] == "DONE"
+        assert doc["meta"]["percentage"] == 100
+        assert doc["meta"]["phase"] == "DONE"
         assert {s["step"] for s in doc["meta"]["request_steps"]} >= {"PREP"}
         result = doc["meta"]["result"]
-        assert result["keywords_clustered"] == 6 and result["clusters_created"] == 2
+        assert result["keywords_clustered"] == 6
+        assert result["clusters_created"] == 2
 
         clusters = (await client.get(f"{API}/clusters/?ordering=name",
                                      headers=tenant.headers())).json()["results"]
@@ -116,7 +119,8 @@ async def test_auto_cluster_then_ideas_end_to_end(
         log = await _log(planner_db, tenant.account_id, task_id)
         assert (log["status"], log["function"], log["credits_charged"]) == (
             "success", "auto_cluster", 10)
-        assert log["model"].startswith("local-") and log["duration_ms"] is not None
+        assert log["model"].startswith("local-")
+        assert log["duration_ms"] is not None
         assert fake_billing.balances[tenant.account_id] == 1000 - 10
         assert fake_billing.held(tenant.account_id) == 0
 
@@ -189,7 +193,8 @@ async def test_job_of_a_killed_worker_is_retried_and_charged_once(
     log = await _log(planner_db, tenant.account_id, task_id)
     assert (log["status"], log["attempts"], log["credits_charged"]) == ("success", 2, 10)
     mine = [h for h in fake_billing.holds.values() if h["account_id"] == tenant.account_id]
-    assert len(mine) == 1 and mine[0]["status"] == "captured"
+    assert len(mine) == 1
+    assert mine[0]["status"] == "captured"
     assert fake_billing.balances[tenant.account_id] == 1000 - 10
     clusters = (await client.get(f"{API}/clusters/", headers=tenant.headers())).json()
     assert clusters["count"] == 2  # saved once
@@ -215,7 +220,8 @@ async def test_failed_job_releases_its_hold(
     assert doc["state"] == "FAILURE"
     assert "refuses" in doc["meta"]["error"]
     log = await _log(planner_db, tenant.account_id, r.json()["task_id"])
-    assert log["status"] == "failed" and "refuses" in log["error"]
+    assert log["status"] == "failed"
+    assert "refuses" in log["error"]
     mine = [h for h in fake_billing.holds.values() if h["account_id"] == tenant.account_id]
     assert [h["status"] for h in mine] == ["released"]
     assert fake_billing.balances[tenant.account_id] == 1000

@@ -67,7 +67,8 @@ async def test_cluster_figures_follow_keywords(client: httpx.AsyncClient, tenant
     assert (await client.delete(f"{API}/clusters/{a['id']}/",
                                 headers=tenant.headers())).status_code == 204
     freed = await _get(client, tenant, f"keywords/{k1['id']}/")
-    assert freed["cluster_id"] is None and freed["status"] == "active"
+    assert freed["cluster_id"] is None
+    assert freed["status"] == "active"
 
 
 async def test_cluster_filters_search_and_bulk_delete(client: httpx.AsyncClient,

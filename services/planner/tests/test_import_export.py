@@ -50,8 +50,11 @@ async def test_import_keeps_good_rows_and_reports_bad_ones(client: httpx.AsyncCl
     errors = {e["line"]: e["errors"] for e in report["errors"]}
     assert sorted(errors) == [4, 5, 6, 9, 12]
     assert report["failed"] == 5
-    assert "keyword" in errors[4] and "volume" in errors[5] and "difficulty" in errors[6]
-    assert "intent" in errors[9] and "status" in errors[12]
+    assert "keyword" in errors[4]
+    assert "volume" in errors[5]
+    assert "difficulty" in errors[6]
+    assert "intent" in errors[9]
+    assert "status" in errors[12]
 
     listed = await client.get(f"{API}/keywords/?ordering=keyword&page_size=100",
                               headers=tenant.headers())
@@ -64,7 +67,8 @@ async def test_import_keeps_good_rows_and_reports_bad_ones(client: httpx.AsyncCl
     assert by_text["Aeropress Recipe"]["volume"] == 1  # untouched
 
     again = (await _import(client, tenant, CSV_WITH_BAD_ROWS, query=True)).json()
-    assert again["imported"] == 0 and again["skipped_duplicates"] == 5
+    assert again["imported"] == 0
+    assert again["skipped_duplicates"] == 5
     after = await client.get(f"{API}/keywords/", headers=tenant.headers())
     assert after.json()["count"] == 4
 
@@ -92,7 +96,8 @@ async def test_export_round_trip_honours_filters(client: httpx.AsyncClient,
 
     # What comes out goes back in unchanged.
     report = (await _import(client, target, exported.content)).json()
-    assert report["imported"] == 4 and report["failed"] == 0
+    assert report["imported"] == 4
+    assert report["failed"] == 0
     back = await client.get(f"{API}/keywords/export/?ordering=keyword", headers=target.headers())
     columns = ("keyword", "volume", "difficulty", "intent", "status")
     assert [tuple(r[c] for c in columns) for r in csv.DictReader(io.StringIO(back.text))] == [
@@ -102,13 +107,15 @@ async def test_export_round_trip_honours_filters(client: httpx.AsyncClient,
 async def test_import_refuses_what_is_not_a_keyword_csv(client: httpx.AsyncClient,
                                                         tenant: Tenant) -> None:
     no_header = await _import(client, tenant, "volume,difficulty\n1,2\n")
-    assert no_header.status_code == 400 and "file" in no_header.json()["errors"]
+    assert no_header.status_code == 400
+    assert "file" in no_header.json()["errors"]
     binary = await _import(client, tenant, b"\xff\xfe\x00bad")
     assert binary.status_code == 400
     missing_site = await client.post(f"{API}/keywords/import_keywords/",
                                      files={"file": ("k.csv", b"keyword\nx\n", "text/csv")},
                                      headers=tenant.headers())
-    assert missing_site.status_code == 400 and "site_id" in missing_site.json()["errors"]
+    assert missing_site.status_code == 400
+    assert "site_id" in missing_site.json()["errors"]
     viewer = await client.post(f"{API}/keywords/import_keywords/",
                                files={"file": ("k.csv", b"keyword\nx\n", "text/csv")},
                                data={"site_id": str(tenant.site_id),

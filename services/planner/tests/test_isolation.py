@@ -55,7 +55,8 @@ async def test_another_accounts_ids_are_not_found_and_never_touched(
         r = await client.post(f"{API}/{path}", json=body, headers=h)
         assert r.status_code == 200, (path, r.text)
         counts = {k: v for k, v in r.json()["data"].items() if k.endswith("_count")}
-        assert counts and set(counts.values()) == {0}, (path, r.json())
+        assert counts, (path, r.json())
+        assert set(counts.values()) == {0}, (path, r.json())
 
     holds_before = len(fake_billing.holds)
     assert (await client.post(f"{API}/keywords/auto_cluster/", json={"ids": [kid]},

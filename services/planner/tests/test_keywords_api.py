@@ -42,9 +42,11 @@ async def _seed_set(client: httpx.AsyncClient, t: Tenant) -> list[dict[str, Any]
 async def test_crud_and_read_model_miss(client: httpx.AsyncClient, tenant: Tenant,
                                         fake_auth: FakeAuth) -> None:
     before = len(fake_auth.lookups)
-    created = (await add_keywords(client, tenant, {"keyword": "  Blue   Widgets ", "volume": 10}))[0]
+    created = (await add_keywords(client, tenant, {"keyword": "  Blue   Widgets ",
+                                                   "volume": 10}))[0]
     assert created["keyword"] == "Blue Widgets"
-    assert created["status"] == "active" and created["intent"] == "informational"
+    assert created["status"] == "active"
+    assert created["intent"] == "informational"
     assert created["sector_name"] == "Sector 0"
     # The site was unknown to planner: auth was asked once, then the read model answers.
     assert len(fake_auth.lookups) == before + 1
@@ -65,7 +67,8 @@ async def test_crud_and_read_model_miss(client: httpx.AsyncClient, tenant: Tenan
     assert patched.status_code == 200
     assert (patched.json()["volume"], patched.json()["difficulty"]) == (99, 100)
     bad = await client.put(url, json={"difficulty": 101}, headers=tenant.headers())
-    assert bad.status_code == 400 and "difficulty" in bad.json()["errors"]
+    assert bad.status_code == 400
+    assert "difficulty" in bad.json()["errors"]
     clash = await client.put(url, json={"keyword": "RED widgets"}, headers=tenant.headers())
     assert clash.status_code == 409
     denied = await client.patch(url, json={"volume": 1}, headers=tenant.headers("viewer"))
@@ -112,11 +115,13 @@ async def test_every_filter(client: httpx.AsyncClient, tenant: Tenant) -> None:
     for name in ("best running shoes", "running shoes for women"):
         r = await client.patch(f"{API}/keywords/{ids[name]}/", json={"cluster_id": cid},
                                headers=t.headers())
-        assert r.status_code == 200 and r.json()["cluster_name"] == "Running"
+        assert r.status_code == 200
+        assert r.json()["cluster_name"] == "Running"
     assert (await _list(client, t, f"cluster_id={cid}"))["count"] == 2
 
     invalid = await client.get(f"{API}/keywords/?status=bogus", headers=t.headers())
-    assert invalid.status_code == 400 and "status" in invalid.json()["errors"]
+    assert invalid.status_code == 400
+    assert "status" in invalid.json()["errors"]
 
 
 async def test_seed_filter_and_bulk_add(client: httpx.AsyncClient, tenant: Tenant,
@@ -128,7 +133,8 @@ async def test_seed_filter_and_bulk_add(client: httpx.AsyncClient, tenant: Tenan
         "seed_keyword_ids": [a, b, 999], "site_id": tenant.site_id, "sector_id": tenant.sector_id})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["data"]["created"] == 1 and body["data"]["skipped"] == 1
+    assert body["data"]["created"] == 1
+    assert body["data"]["skipped"] == 1
     assert body["data"]["not_found"] == [999]
     added = body["data"]["keywords"][0]
     assert (added["keyword"], added["volume"], added["intent"]) == ("what is seo", 5000,
@@ -155,9 +161,11 @@ async def test_ordering(client: httpx.AsyncClient, tenant: Tenant) -> None:
         "buy trail shoes")
     assert _names(await _list(client, t, "ordering=difficulty"))[0] == "how to lace shoes"
     combined = _names(await _list(client, t, "ordering=status,-volume"))
-    assert combined[-1] == "best hiking boots" and combined[0] == "how to lace shoes"
+    assert combined[-1] == "best hiking boots"
+    assert combined[0] == "how to lace shoes"
     bad = await client.get(f"{API}/keywords/?ordering=password", headers=t.headers())
-    assert bad.status_code == 400 and "ordering" in bad.json()["errors"]
+    assert bad.status_code == 400
+    assert "ordering" in bad.json()["errors"]
 
 
 async def test_pagination_caps(client: httpx.AsyncClient, tenant: Tenant,
@@ -172,12 +180,15 @@ async def test_pagination_caps(client: httpx.AsyncClient, tenant: Tenant,
             {"a": tenant.account_id, "s": tenant.site_id, "x": tenant.sector_id})
         await s.commit()
     first = await _list(client, tenant)
-    assert first["count"] == 150 and len(first["results"]) == 10
-    assert first["previous"] is None and first["next"].endswith("page=2")
+    assert first["count"] == 150
+    assert len(first["results"]) == 10
+    assert first["previous"] is None
+    assert first["next"].endswith("page=2")
     capped = await _list(client, tenant, "page_size=1000")
     assert len(capped["results"]) == 100
     last = await _list(client, tenant, "page=2&page_size=100")
-    assert len(last["results"]) == 50 and last["next"] is None
+    assert len(last["results"]) == 50
+    assert last["next"] is None
     beyond = await client.get(f"{API}/keywords/?page=3&page_size=100", headers=tenant.headers())
     assert beyond.status_code == 404
     zero = await client.get(f"{API}/keywords/?page_size=0", headers=tenant.headers())
@@ -185,7 +196,8 @@ async def test_pagination_caps(client: httpx.AsyncClient, tenant: Tenant,
     # Pages partition the list: no row twice, none missing.
     seen = []
     for n in range(1, 4):
-        seen += [k["id"] for k in (await _list(client, tenant, f"page={n}&page_size=50"))["results"]]
+        page = await _list(client, tenant, f"page={n}&page_size=50")
+        seen += [k["id"] for k in page["results"]]
     assert len(set(seen)) == 150
 
 

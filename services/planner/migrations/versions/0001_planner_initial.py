@@ -61,7 +61,7 @@ END $$
 # conditions (ILIKE among them) out of index scans, so `search` could never use the
 # trigram index through the policy. The view applies the same tenant predicate itself
 # (its owner, the migration role, is not subject to the policy); the scalar subqueries
-# make it one evaluation per query instead of two function calls per row. See 0009.
+# make it one evaluation per query instead of two function calls per row. See decision 0011.
 VISIBLE_VIEW = """
 CREATE VIEW keywords_visible AS
 SELECT * FROM keywords
