@@ -18,10 +18,10 @@ from igny8.plan import ServiceDatabaseUrls
 from igny8.services import ServiceSpec
 from libs.common.db import Database, libpq_url
 from libs.common.provision import ServiceDatabase, provision_service_database
+from services.auth.seed import DEMO_EMAIL
 
 Say = Callable[[str], None]
 
-DEMO_EMAIL = "demo@igny8.com"  # ".local" is special-use: EmailStr refuses it at login
 
 
 def password_env_name(service: str) -> str:

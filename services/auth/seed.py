@@ -19,6 +19,8 @@ from services.auth import schemas as s
 from services.auth import service
 
 SEED_DATA_DIR = Path(__file__).parent / "seed_data"
+# A domain people recognise; `.local` would be refused by registration's email checks.
+DEMO_EMAIL = "demo@igny8.com"
 
 PLANS: list[dict[str, Any]] = [
     {
@@ -144,7 +146,7 @@ async def seed_demo(uow: UnitOfWork, email: str, password: str) -> int:
 async def seed_platform(
     db: Database,
     *,
-    demo_email: str = "demo@igny8.local",
+    demo_email: str = DEMO_EMAIL,
     demo_password: str = "demo-password",  # noqa: S107 - the documented demo login
     data_dir: Path = SEED_DATA_DIR,
 ) -> dict[str, int]:

@@ -17,7 +17,7 @@ from libs.common.db import Database, TenantScope
 from libs.common.runtime import WorkerContext
 from services.auth import worker
 from services.auth.models import IntegrationSetting, User
-from services.auth.seed import seed_platform
+from services.auth.seed import DEMO_EMAIL, seed_platform
 from services.auth.settings import AuthSettings
 
 from .conftest import DATA_DIR, Tenant, login_as, outbox_events, register
@@ -58,7 +58,7 @@ async def test_seed_is_idempotent_and_published(db: Database, seeded: dict[str, 
 
 
 async def test_demo_account_has_a_site_with_two_sectors(client: httpx.AsyncClient) -> None:
-    demo = await login_as(client, "demo@igny8.local", "demo-password")
+    demo = await login_as(client, DEMO_EMAIL, "demo-password")
     sites = demo.user  # login user
     me = (await demo.get("/api/v1/auth/me/")).json()["user"]
     assert sites["role"] == "owner"
