@@ -105,7 +105,7 @@ def create_app(settings: GatewaySettings | None = None, *,
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        limiter = RateLimiter(rate_kv, RATE_LIMITS, RATE_PERIOD_SECONDS)
+        limiter = RateLimiter(rate_kv, settings.rate_limits(RATE_LIMITS), RATE_PERIOD_SECONDS)
         if not settings.throttle_disabled:
             await limiter.start()
         pipeline = gateway.pipeline

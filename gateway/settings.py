@@ -35,6 +35,9 @@ class GatewaySettings(PlatformSettings):
     debug_throttle: bool = False
     debug: bool = Field(default=False, validation_alias=AliasChoices("debug", "DEBUG",
                                                                      "IGNY8_DEBUG"))
+    # Per-scope limits (requests per minute) replacing the reference's, as JSON in the
+    # environment: IGNY8_RATE_LIMIT_OVERRIDES='{"default": 1000}'. Unknown scopes refuse to start.
+    rate_limit_overrides: dict[str, int] = Field(default_factory=dict)
     # A NATS round trip slower than this admits the request (fail open, counted).
     rate_limit_store_timeout_seconds: float = 0.5
     # Proxies in front of the gateway whose X-Forwarded-For entries are trusted (ingress: 1).
@@ -63,6 +66,14 @@ class GatewaySettings(PlatformSettings):
                 return orjson.loads(value)
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
         return value
+
+    def rate_limits(self, defaults: dict[str, int]) -> dict[str, int]:
+        unknown = set(self.rate_limit_overrides) - set(defaults)
+        if unknown:
+            raise ValueError(f"IGNY8_RATE_LIMIT_OVERRIDES names unknown scopes: {sorted(unknown)}")
+        if any(limit < 1 for limit in self.rate_limit_overrides.values()):
+            raise ValueError("IGNY8_RATE_LIMIT_OVERRIDES: every limit must be at least 1")
+        return {**defaults, **self.rate_limit_overrides}
 
     @property
     def throttle_disabled(self) -> bool:

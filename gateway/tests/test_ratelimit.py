@@ -88,3 +88,23 @@ async def test_debug_throttle_bypasses_limits(make_gateway: GatewayFactory,
             resp = await client.post(STRICT, json={}, headers=headers)
             assert resp.status_code == 200
             assert "x-throttle-limit" not in resp.headers
+
+
+async def test_operators_can_override_a_scope_limit(make_gateway: GatewayFactory,
+                                                    issuer: TestIssuer) -> None:
+    user_id, account_id = new_ids()
+    headers = issuer.headers(user_id=user_id, account_id=account_id)
+    async with make_gateway(rate_limit_overrides={"auth_strict": 2}) as client:
+        statuses = [(await client.post(STRICT, json={}, headers=headers)).status_code
+                    for _ in range(3)]
+    assert statuses == [200, 200, 429]
+
+
+def test_overrides_naming_unknown_scopes_are_refused() -> None:
+    import pytest
+
+    from gateway.settings import GatewaySettings
+
+    settings = GatewaySettings(rate_limit_overrides={"planner_typo": 5})
+    with pytest.raises(ValueError, match="planner_typo"):
+        settings.rate_limits(RATE_LIMITS)
