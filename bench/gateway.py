@@ -1,122 +1,239 @@
-"""Gateway overhead: added p50 latency at one connection and gateway CPU per request.
+"""What the gateway costs, measured on the real platform.
 
-    .venv/bin/python -m bench.gateway [--requests 2000]
+    python -m bench.gateway [--seconds 5] [--repetitions 3]
 
-Starts embedded NATS, a minimal upstream and the gateway exactly as deployed
-(`uvicorn gateway.main:create_app --factory --loop uvloop --http httptools --no-access-log`),
-then sends sequential keep-alive requests with a verified Bearer token, once straight to the
-upstream and once through the gateway: with rate limits off (proxy path alone) and on (one
-KV compare-and-set per request). Targets: CPU <= 250 us/request, added p50 <= 0.5 ms.
+Starts the whole platform with `igny8 up` in a temporary home, registers two users, and
+loads it with wrk (C, one thread: little CPU taken from what is measured):
+
+- `GET /api/v1/auth/me/` straight to the auth service and through the gateway, at 8
+  connections (requests/s, p50/p99) and at 1 connection (added latency), with rate limits
+  on but raised so they never trip;
+- a gateway-only route (`/api/v1/system/ping/`) and the 429 path (a user past its limit).
+
+Cases are interleaved and repeated; medians are printed. The gateway's CPU time per
+request comes from its process's CPU counters over each run. Goals (issue #2): throughput
+through the gateway >= 85 % of direct; added p50 <= 0.5 ms and p99 <= 1.5 ms at one
+connection; gateway CPU <= 250 us per request.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
+import contextlib
+import json
 import os
+import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import orjson
 import psutil
 
-from libs.common.embedded import EmbeddedNats, free_port, port_open
-from libs.common.testing.tokens import TestIssuer
+from gateway.routes import RATE_LIMITS, scope_for
 
-PATH = "/api/v1/planner/keywords/1/"
-
-
-def start_uvicorn(target: str, port: int, env: dict[str, str], factory: bool = False
-                  ) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "uvicorn", target, "--port", str(port), "--loop", "uvloop",
-            "--http", "httptools", "--no-access-log", "--log-level", "warning"]
-    if factory:
-        args.append("--factory")
-    proc = subprocess.Popen(args, env={**os.environ, **env})
-    deadline = time.monotonic() + 30
-    while not port_open(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{target} did not start")
-        time.sleep(0.05)
-    return proc
+ME = "/api/v1/auth/me/"
+PING = "/api/v1/system/ping/"
+LIMITED = "/api/v1/billing/credits/balance/"
+RESULTS = Path(__file__).parent / "results" / "gateway.json"
 
 
-def run(port: int, tokens: list[str], count: int) -> list[float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port)
-    latencies = []
-    for i in range(count):
-        headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
-        started = time.perf_counter()
-        conn.request("GET", PATH, headers=headers)
-        resp = conn.getresponse()
-        resp.read()
-        latencies.append(time.perf_counter() - started)
-        if resp.status != 200:
-            raise RuntimeError(f"unexpected {resp.status} at request {i}")
-    conn.close()
-    return latencies
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk (Debian package) ...", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        found = shutil.which("wrk")
+    if not found:
+        sys.exit("wrk is needed: apt-get install wrk")
+    return found
 
 
-def measure(name: str, port: int, tokens: list[str], count: int, pid: int | None,
-            baseline: float | None) -> float:
-    run(port, tokens, min(len(tokens), count))  # warm: connections, token cache
-    proc = psutil.Process(pid) if pid else None
-    cpu_before = sum(proc.cpu_times()[:2]) if proc else 0.0
-    latencies = run(port, tokens, count)
-    cpu = (sum(proc.cpu_times()[:2]) - cpu_before) / count if proc else 0.0
-    p50 = statistics.median(latencies) * 1000
-    p99 = statistics.quantiles(latencies, n=100)[98] * 1000
-    line = f"{name:<28} p50 {p50:6.3f} ms  p99 {p99:6.3f} ms"
-    if baseline is not None:
-        line += f"  added p50 {p50 - baseline:6.3f} ms"
-    if proc:
-        line += f"  gateway CPU {cpu * 1e6:6.1f} us/request"
-    print(line, flush=True)
-    return p50
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value.strip()).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def run_wrk(wrk: str, url: str, token: str | None, connections: int, seconds: int) -> WrkResult:
+    argv = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if token:
+        argv[1:1] = ["-H", f"Authorization: Bearer {token}"]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    done = re.search(r"(\d+) requests in ([\d.]+)(ms|s)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    assert done is not None, out
+    seconds_run = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
+    return WrkResult(
+        requests=int(done.group(1)), seconds=seconds_run,
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        p50_ms=_ms(latency["50"]), p99_ms=_ms(latency["99"]),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+    )
+
+
+def call(url: str, body: dict[str, Any] | None = None, token: str | None = None) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(  # noqa: S310 - http on our own loopback
+        url, data=json.dumps(body).encode() if body else None, headers=headers,
+        method="POST" if body else "GET")
+    with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+        return json.loads(resp.read())
+
+
+def login(api: str, email: str) -> str:
+    password = "bench-password-1234"
+    call(f"{api}auth/register/", {"email": email, "password": password,
+                                  "password_confirm": password})
+    return str(call(f"{api}auth/login/", {"email": email, "password": password})["data"]["access"])
+
+
+@contextlib.contextmanager
+def platform(home: Path, overrides: dict[str, int]) -> Iterator[dict[str, Any]]:
+    env = {**os.environ, "IGNY8_HOME": str(home),
+           "IGNY8_RATE_LIMIT_OVERRIDES": json.dumps(overrides), "IGNY8_LOG_LEVEL": "WARNING"}
+    log = open(home / "up.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "igny8", "up"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                run = json.loads((home / "state.json").read_text()).get("run") or {}
+                if run.get("status") == "running":
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"igny8 up did not come up; see {home / 'up.log'}:\n"
+                         + (home / "up.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield run
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@dataclass
+class Case:
+    name: str
+    url: str
+    token: str | None
+    connections: int
+    through_gateway: bool
+    runs: list[WrkResult] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)
+
+    def median(self, attr: str) -> float:
+        return statistics.median(getattr(r, attr) for r in self.runs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args()
-    count = args.requests
-    issuer = TestIssuer()
-    # Rate limits are per user: enough users that the measured loop never hits 60/min.
-    users = count // 50 + 2
-    tokens = [issuer.issue(user_id=10_000 + i, account_id=1, ttl=3600) for i in range(users)]
-    procs: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory(prefix="igny8-bench-") as tmp:
-        jwks = Path(tmp) / "jwks.json"
-        jwks.write_bytes(orjson.dumps(issuer.jwks()))
-        nats = EmbeddedNats(Path(tmp) / "nats")
-        nats.start()
-        try:
-            up_port = free_port()
-            procs.append(start_uvicorn("bench.gateway_upstream:app", up_port,
-                                       {"BENCH_JWKS_FILE": str(jwks)}))
-            upstream = f"http://127.0.0.1:{up_port}"
-            base_env = {"IGNY8_NATS_URL": nats.url, "IGNY8_JWKS_URL": upstream + "/jwks",
-                        "IGNY8_PLANNER_URL": upstream, "IGNY8_LOG_LEVEL": "WARNING"}
-            baseline = measure("upstream direct", up_port, tokens, count, None, None)
-            for label, extra in (("gateway, limits off", {"IGNY8_DEBUG_THROTTLE": "True"}),
-                                 ("gateway, limits on (CAS)", {})):
-                port = free_port()
-                gw = start_uvicorn("gateway.main:create_app", port, {**base_env, **extra},
-                                   factory=True)
-                procs.append(gw)
-                measure(label, port, tokens, count, gw.pid, baseline)
-                gw.terminate()
-                gw.wait(10)
-        finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.terminate()
-                    proc.wait(10)
-            nats.stop()
+    wrk = ensure_wrk()
+    me_scope = scope_for("GET", ME)
+    limited_scope = scope_for("GET", LIMITED)
+    assert me_scope is not None
+    assert limited_scope is not None
+    assert me_scope != limited_scope
+    with tempfile.TemporaryDirectory(prefix="igny8-bench-") as tmp, \
+            platform(Path(tmp), {me_scope: 1_000_000_000}) as run:
+        ports = run["ports"]
+        gateway = f"http://127.0.0.1:{ports['gateway']}"
+        auth = f"http://127.0.0.1:{ports['auth-api']}"
+        gw_pid = next(p["pid"] for p in run["processes"] if p["name"] == "gateway")
+        gw_proc = psutil.Process(gw_pid)
+        api = gateway + "/api/v1/"
+        token = login(api, f"bench-{int(time.time())}@example.com")
+        limited_token = login(api, f"bench-limited-{int(time.time())}@example.com")
+        for _ in range(RATE_LIMITS[limited_scope] + 1):  # spend the whole quota
+            with contextlib.suppress(Exception):
+                call(gateway + LIMITED, token=limited_token)
+        cases = [
+            Case("auth direct, 8 conn", auth + ME, token, 8, False),
+            Case("via gateway, 8 conn", gateway + ME, token, 8, True),
+            Case("auth direct, 1 conn", auth + ME, token, 1, False),
+            Case("via gateway, 1 conn", gateway + ME, token, 1, True),
+            Case("gateway ping, 8 conn", gateway + PING, None, 8, True),
+            Case("gateway 429 path, 8 conn", gateway + LIMITED, limited_token, 8, True),
+        ]
+        for case in cases:  # warm connections, token caches, JIT-free but cache-full
+            run_wrk(wrk, case.url, case.token, case.connections, 1)
+        for rep in range(args.repetitions):
+            for case in cases:
+                cpu_before = sum(gw_proc.cpu_times()[:2])
+                result = run_wrk(wrk, case.url, case.token, case.connections, args.seconds)
+                cpu = sum(gw_proc.cpu_times()[:2]) - cpu_before
+                case.runs.append(result)
+                if case.through_gateway:
+                    case.cpu_us.append(cpu / max(result.requests, 1) * 1e6)
+            print(f"repetition {rep + 1}/{args.repetitions} done", flush=True)
+    report(cases, args)
+
+
+def report(cases: list[Case], args: argparse.Namespace) -> None:
+    by = {c.name: c for c in cases}
+    print(f"\nGateway benchmark: medians of {args.repetitions} interleaved runs of "
+          f"{args.seconds} s (wrk, 1 thread), {os.cpu_count()} cores")
+    print(f"{'case':<26} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
+          f"{'gw CPU us/req':>14}")
+    for c in cases:
+        cpu = f"{statistics.median(c.cpu_us):14.0f}" if c.cpu_us else f"{'-':>14}"
+        print(f"{c.name:<26} {c.median('rps'):9.0f} {c.median('p50_ms'):8.3f} "
+              f"{c.median('p99_ms'):8.3f} {int(c.median('non_2xx')):8d} {cpu}")
+    direct8, gw8 = by["auth direct, 8 conn"], by["via gateway, 8 conn"]
+    direct1, gw1 = by["auth direct, 1 conn"], by["via gateway, 1 conn"]
+    summary = {
+        "throughput_ratio": gw8.median("rps") / direct8.median("rps"),
+        "added_p50_ms_1conn": gw1.median("p50_ms") - direct1.median("p50_ms"),
+        "added_p99_ms_1conn": gw1.median("p99_ms") - direct1.median("p99_ms"),
+        "gateway_cpu_us_per_request": statistics.median(gw8.cpu_us),
+    }
+    print(f"\nthroughput through the gateway / direct: {summary['throughput_ratio']:.1%}"
+          f"   (goal >= 85 %)")
+    print(f"added latency at 1 connection: p50 {summary['added_p50_ms_1conn']:.3f} ms "
+          f"(goal <= 0.5), p99 {summary['added_p99_ms_1conn']:.3f} ms (goal <= 1.5)")
+    print(f"gateway CPU per proxied request: {summary['gateway_cpu_us_per_request']:.0f} us"
+          f"   (goal <= 250)")
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "summary": summary,
+        "cases": {c.name: {"rps": c.median("rps"), "p50_ms": c.median("p50_ms"),
+                           "p99_ms": c.median("p99_ms"), "non_2xx": c.median("non_2xx"),
+                           "gateway_cpu_us": statistics.median(c.cpu_us) if c.cpu_us else None}
+                  for c in cases},
+    }, indent=2))
 
 
 if __name__ == "__main__":
