@@ -325,6 +325,17 @@ class KeywordCount(PlannerModel, table=True):
     n: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
 
 
+class KeywordVersion(PlannerModel, table=True):
+    """A per-account number every keyword-changing statement increments (same triggers):
+    counts of filtered lists are cached against it and stay exact."""
+
+    __tablename__ = "keyword_versions"
+
+    account_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    version: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
+                                                     server_default="0"))
+
+
 class ContentIdea(PlannerModel, table=True):
     __tablename__ = "content_ideas"
     __table_args__ = (
@@ -419,6 +430,7 @@ TENANT_TABLES = (
     "clusters",
     "keywords",
     "keyword_counts",
+    "keyword_versions",
     "content_ideas",
     "ai_task_logs",
 )

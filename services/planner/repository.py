@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -38,6 +39,7 @@ from services.planner.models import (
     ContentIdea,
     Keyword,
     KeywordCount,
+    KeywordVersion,
     PlanLimit,
     SectorRef,
     SeedKeywordRef,
@@ -61,6 +63,7 @@ accounts = _table(AccountState)
 plans = _table(PlanLimit)
 seeds = _table(SeedKeywordRef)
 task_logs = _table(AITaskLog)
+versions = _table(KeywordVersion)
 
 # The read path for keyword lists (created by the migration): the keywords table filtered
 # by the same tenant predicate as its row-level security policy.
@@ -472,9 +475,59 @@ async def count_keywords(session: AsyncSession, vis: Visibility, filters: Keywor
             await session.execute(select(func.coalesce(func.sum(counts.c.n), 0)).where(*conds))
         ).scalar_one()
         return int(total)
+    return await _counted(session, vis, filters)
+
+
+class CountCache:
+    """Counts of filtered keyword lists, each remembered with the account's keyword version
+    it was computed at (read in the same statement, so in the same snapshot). A hit is
+    returned only while the version still reads the same: no keyword of the account has
+    changed, so the count is still exact. Bounded, least recently used out first."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._entries: OrderedDict[Hashable, tuple[int, int]] = OrderedDict()
+
+    def get(self, key: Hashable, version: int) -> int | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != version:
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: Hashable, version: int, count: int) -> None:
+        self._entries[key] = (version, count)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
+COUNTS = CountCache()
+
+
+def _version_of(account_id: int) -> Any:
+    return (
+        select(func.coalesce(func.max(versions.c.version), 0))
+        .where(versions.c.account_id == account_id)
+        .scalar_subquery()
+    )
+
+
+async def _counted(session: AsyncSession, vis: Visibility, filters: KeywordFilters) -> int:
+    key = (vis, filters)
+    version = (await session.execute(select(_version_of(vis.account_id)))).scalar_one()
+    cached = COUNTS.get(key, int(version))
+    if cached is not None:
+        return cached
     kv = keywords_visible
-    query = select(func.count()).select_from(kv).where(*vis.conditions(kv), *filters.conditions(kv))
-    return int((await session.execute(query)).scalar_one())
+    total = (
+        select(func.count()).select_from(kv).where(*vis.conditions(kv), *filters.conditions(kv))
+    ).scalar_subquery()
+    version, count = (
+        await session.execute(select(_version_of(vis.account_id), total))
+    ).one()
+    COUNTS.put(key, int(version), int(count))
+    return int(count)
 
 
 async def list_keywords(

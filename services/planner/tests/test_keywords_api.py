@@ -119,6 +119,17 @@ async def test_every_filter(client: httpx.AsyncClient, tenant: Tenant) -> None:
         assert r.json()["cluster_name"] == "Running"
     assert (await _list(client, t, f"cluster_id={cid}"))["count"] == 2
 
+    # Filtered counts are cached against the account's keyword version: still exact.
+    assert (await _list(client, t, "search=boots&volume_min=1"))["count"] == 1
+    assert (await _list(client, t, "search=boots&volume_min=1"))["count"] == 1
+    extra = await add_keywords(client, t, {"keyword": "cheap boots", "volume": 5})
+    assert (await _list(client, t, "search=boots&volume_min=1"))["count"] == 2
+    await client.patch(f"{API}/keywords/{extra[0]['id']}/", json={"volume": 0},
+                       headers=t.headers())
+    assert (await _list(client, t, "search=boots&volume_min=1"))["count"] == 1
+    await client.delete(f"{API}/keywords/{ids['best hiking boots']}/", headers=t.headers())
+    assert (await _list(client, t, "search=boots&volume_min=1"))["count"] == 0
+
     invalid = await client.get(f"{API}/keywords/?status=bogus", headers=t.headers())
     assert invalid.status_code == 400
     assert "status" in invalid.json()["errors"]

@@ -22,6 +22,7 @@ TENANT_TABLES = (
     "clusters",
     "keywords",
     "keyword_counts",
+    "keyword_versions",
     "content_ideas",
     "ai_task_logs",
 )
@@ -52,6 +53,17 @@ BEGIN
       WHERE deleted_at IS NULL
     ) AS delta GROUP BY 1, 2, 3, 4 HAVING sum(d) <> 0 ORDER BY 1, 2, 3, 4
     ON CONFLICT (account_id, site_id, sector_id, status) DO UPDATE SET n = c.n + EXCLUDED.n;
+  END IF;
+  -- Every statement that changes an account's keywords moves its version on: a count
+  -- computed at version v is still exact while the version reads v (decision 0011).
+  IF TG_OP = 'DELETE' THEN
+    INSERT INTO keyword_versions AS v (account_id, version)
+    SELECT DISTINCT account_id, 1 FROM old_rows ORDER BY 1
+    ON CONFLICT (account_id) DO UPDATE SET version = v.version + 1;
+  ELSE
+    INSERT INTO keyword_versions AS v (account_id, version)
+    SELECT DISTINCT account_id, 1 FROM new_rows ORDER BY 1
+    ON CONFLICT (account_id) DO UPDATE SET version = v.version + 1;
   END IF;
   RETURN NULL;
 END $$
@@ -201,6 +213,12 @@ def upgrade() -> None:
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("n", sa.BigInteger(), server_default="0", nullable=False),
         sa.PrimaryKeyConstraint("account_id", "site_id", "sector_id", "status"),
+    )
+    op.create_table(
+        "keyword_versions",
+        sa.Column("account_id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("version", sa.BigInteger(), server_default="0", nullable=False),
+        sa.PrimaryKeyConstraint("account_id"),
     )
     op.create_table(
         "plans",
@@ -605,6 +623,7 @@ def downgrade() -> None:
     op.drop_table("sectors")
     op.drop_table("plans")
     op.drop_table("keyword_counts")
+    op.drop_table("keyword_versions")
     op.drop_index(
         "uq_clusters_site_sector_name",
         table_name="clusters",
