@@ -76,6 +76,9 @@ class RateLimiter:
         # key → (TAT, revision), mirrored from the bucket.
         self._mirror: dict[str, tuple[float, int]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Requests waiting for a decision, and the lock whose holder decides them, per key.
+        self._waiting: dict[str, list[asyncio.Future[Decision]]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self._watcher: Any = None
 
     async def start(self) -> None:
@@ -117,6 +120,9 @@ class RateLimiter:
             horizon = time.time() - _FORGET_AFTER_SECONDS
             for key in [k for k, (tat, _) in self._mirror.items() if tat < horizon]:
                 self._mirror.pop(key, None)
+            for key in [k for k, lock in self._locks.items()
+                        if not lock.locked() and k not in self._waiting]:
+                self._locks.pop(key, None)
 
     async def _reload(self, key: str) -> None:
         try:
@@ -130,6 +136,34 @@ class RateLimiter:
             self._mirror.pop(key, None)
 
     async def check(self, scope: str, key: str) -> Decision:
+        """Decide one request. Concurrent requests for the same key in this replica are
+        decided together by whichever of them holds the key's lock: one CAS for the
+        batch instead of one per request racing the others (which made every burst from
+        one client cost O(n²) round trips)."""
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(future)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if not future.done():
+                batch = self._waiting.pop(key, [])
+                try:
+                    decisions = await self._decide(scope, key, len(batch))
+                except asyncio.CancelledError:
+                    # Our caller went away: hand the others back to the next holder.
+                    others = [f for f in batch if f is not future and not f.done()]
+                    self._waiting.setdefault(key, [])[:0] = others
+                    raise
+                except Exception as exc:
+                    for waiter in batch:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                else:
+                    for waiter, decision in zip(batch, decisions, strict=True):
+                        if not waiter.done():
+                            waiter.set_result(decision)
+        return future.result()
+
+    async def _decide(self, scope: str, key: str, count: int) -> list[Decision]:
         limit = self.limits[scope]
         period = self.period
         interval = period / limit
@@ -137,29 +171,42 @@ class RateLimiter:
             now = time.time()
             entry = self._mirror.get(key)
             tat = entry[0] if entry is not None else 0.0
-            new_tat = max(tat, now) + interval
-            if new_tat - now > period + 1e-9:
-                RATE_LIMITED.labels(scope).inc()
-                return Decision(False, scope, limit, period, 0, tat,
-                                new_tat - period - now, now)
-            value = repr(new_tat).encode()
-            try:
-                if entry is None:
-                    revision = await self.kv.create(key, value)
+            base = max(tat, now)
+            # GCRA for `count` arrivals at once: each admitted one moves TAT by `interval`,
+            # and TAT may run at most one period ahead of now.
+            fits = max(0, min(count, math.floor((period - (base - now)) / interval + 1e-9)))
+            final_tat = base + fits * interval
+            if fits:
+                value = repr(final_tat).encode()
+                try:
+                    if entry is None:
+                        revision = await self.kv.create(key, value)
+                    else:
+                        revision = await self.kv.update(key, value, last=entry[1])
+                except KeyWrongLastSequenceError:
+                    await self._reload(key)
+                    continue
+                current = self._mirror.get(key)
+                if current is None or current[1] < revision:
+                    self._mirror[key] = (final_tat, revision)
+            decisions = []
+            for i in range(count):
+                if i < fits:
+                    admitted_tat = base + (i + 1) * interval
+                    remaining = max(0, math.floor(
+                        (period - (admitted_tat - now)) / interval + 1e-9))
+                    decisions.append(Decision(True, scope, limit, period, remaining,
+                                              admitted_tat, 0.0, now))
                 else:
-                    revision = await self.kv.update(key, value, last=entry[1])
-            except KeyWrongLastSequenceError:
-                await self._reload(key)
-                continue
-            current = self._mirror.get(key)
-            if current is None or current[1] < revision:
-                self._mirror[key] = (new_tat, revision)
-            remaining = max(0, math.floor((period - (new_tat - now)) / interval + 1e-9))
-            return Decision(True, scope, limit, period, remaining, new_tat, 0.0, now)
-        # Persistent contention on one key: refuse rather than overspend.
+                    RATE_LIMITED.labels(scope).inc()
+                    decisions.append(Decision(False, scope, limit, period, 0, final_tat,
+                                              final_tat + interval - period - now, now))
+            return decisions
+        # Persistent contention on one key across replicas: refuse rather than overspend.
         now = time.time()
-        RATE_LIMITED.labels(scope).inc()
-        return Decision(False, scope, limit, period, 0, now + interval, interval, now)
+        RATE_LIMITED.labels(scope).inc(count)
+        return [Decision(False, scope, limit, period, 0, now + interval, interval, now)
+                for _ in range(count)]
 
     async def check_or_admit(self, scope: str, key: str) -> Decision:
         """`check`, admitting (without headers' promise) when the store is unreachable."""

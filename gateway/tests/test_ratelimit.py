@@ -108,3 +108,20 @@ def test_overrides_naming_unknown_scopes_are_refused() -> None:
     settings = GatewaySettings(rate_limit_overrides={"planner_typo": 5})
     with pytest.raises(ValueError, match="planner_typo"):
         settings.rate_limits(RATE_LIMITS)
+
+
+async def test_a_burst_from_one_user_is_decided_together(gw: httpx.AsyncClient,
+                                                         issuer: TestIssuer) -> None:
+    """Concurrent requests of one key in one replica share one decision (one CAS), and
+    still admit exactly the limit, each told how many remain."""
+    limit = RATE_LIMITS["auth_strict"]
+    user_id, account_id = new_ids()
+    headers = issuer.headers(user_id=user_id, account_id=account_id)
+    responses = await asyncio.gather(*(gw.post(STRICT, json={}, headers=headers)
+                                       for _ in range(limit + 7)))
+    admitted = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(admitted) == limit
+    assert len(refused) == 7
+    assert sorted(int(r.headers["x-throttle-remaining"]) for r in admitted) == list(range(limit))
+    assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
