@@ -22,8 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -38,62 +36,14 @@ from typing import Any
 
 import psutil
 
+from bench import wrk
+from bench.wrk import WrkResult
 from gateway.routes import RATE_LIMITS, scope_for
 
 ME = "/api/v1/auth/me/"
 PING = "/api/v1/system/ping/"
 LIMITED = "/api/v1/billing/credits/balance/"
 RESULTS = Path(__file__).parent / "results" / "gateway.json"
-
-
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        print("installing wrk (Debian package) ...", flush=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        found = shutil.which("wrk")
-    if not found:
-        sys.exit("wrk is needed: apt-get install wrk")
-    return found
-
-
-@dataclass
-class WrkResult:
-    requests: int
-    seconds: float
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    non_2xx: int
-
-
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def _ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value.strip()).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
-
-
-def run_wrk(wrk: str, url: str, token: str | None, connections: int, seconds: int) -> WrkResult:
-    argv = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    if token:
-        argv[1:1] = ["-H", f"Authorization: Bearer {token}"]
-    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
-    done = re.search(r"(\d+) requests in ([\d.]+)(ms|s)", out)
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    assert done is not None, out
-    seconds_run = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
-    return WrkResult(
-        requests=int(done.group(1)), seconds=seconds_run,
-        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        p50_ms=_ms(latency["50"]), p99_ms=_ms(latency["99"]),
-        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
-    )
 
 
 def call(url: str, body: dict[str, Any] | None = None, token: str | None = None) -> Any:
@@ -153,7 +103,7 @@ class Case:
     cpu_us: list[float] = field(default_factory=list)
 
     def median(self, attr: str) -> float:
-        return statistics.median(getattr(r, attr) for r in self.runs)
+        return float(statistics.median(getattr(r, attr) for r in self.runs))
 
 
 def main() -> None:
@@ -161,7 +111,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args()
-    wrk = ensure_wrk()
+    wrk.ensure_wrk()
     me_scope = scope_for("GET", ME)
     limited_scope = scope_for("GET", LIMITED)
     assert me_scope is not None
@@ -189,11 +139,12 @@ def main() -> None:
             Case("gateway 429 path, 8 conn", gateway + LIMITED, limited_token, 8, True),
         ]
         for case in cases:  # warm connections, token caches, JIT-free but cache-full
-            run_wrk(wrk, case.url, case.token, case.connections, 1)
+            wrk.run(case.url, token=case.token, connections=case.connections, seconds=1)
         for rep in range(args.repetitions):
             for case in cases:
                 cpu_before = sum(gw_proc.cpu_times()[:2])
-                result = run_wrk(wrk, case.url, case.token, case.connections, args.seconds)
+                result = wrk.run(case.url, token=case.token, connections=case.connections,
+                                 seconds=args.seconds)
                 cpu = sum(gw_proc.cpu_times()[:2]) - cpu_before
                 case.runs.append(result)
                 if case.through_gateway:

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import random
-import re
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from bench import wrk
 from libs.common.embedded import EmbeddedNats, EmbeddedPostgres, free_port, port_open
 from libs.common.provision import provision_service_database
 from libs.common.testing.tokens import TestIssuer
@@ -108,31 +108,11 @@ def exact_counts(owner_url: str) -> dict[str, int]:
         }
 
 
-LUA = """
-wrk.headers["Authorization"] = "Bearer %s"
-done = function(summary, latency, requests)
-  io.write(string.format("JSON {\\"p50\\": %%f, \\"p99\\": %%f, \\"requests\\": %%d, \\"errors\\": %%d, \\"duration_us\\": %%d}\\n",
-    latency:percentile(50), latency:percentile(99), summary.requests,
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write
-    + summary.errors.timeout, summary.duration))
-end
-"""
-
-
-def wrk(url: str, token: str, connections: int, duration: int) -> dict[str, float]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(LUA % token)
-        script = f.name
-    out = subprocess.run(["wrk", "-t", str(min(connections, 4)), "-c", str(connections),
-                          "-d", f"{duration}s", "--latency", "-s", script, url],
-                         capture_output=True, text=True, check=True).stdout
-    os.unlink(script)
-    match = re.search(r"JSON (\{.*\})", out)
-    assert match, out
-    raw = json.loads(match.group(1))
-    seconds = raw["duration_us"] / 1e6
-    return {"p50_ms": raw["p50"] / 1000, "p99_ms": raw["p99"] / 1000,
-            "rps": raw["requests"] / seconds, "errors": raw["errors"]}
+def wrk_case(url: str, token: str, connections: int, duration: int) -> dict[str, float]:
+    result = wrk.run(url, token=token, connections=connections, seconds=duration,
+                     threads=min(connections, 4))
+    return {"p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "rps": result.rps,
+            "errors": result.non_2xx + result.errors}
 
 
 def import_csv(base: str, token: str, rows: int) -> dict[str, Any]:
@@ -199,8 +179,8 @@ def main() -> None:
             assert answer["count"] == counts[name], (name, answer["count"], counts[name])
             case: dict[str, Any] = {"path": path, "count": answer["count"]}
             for conns in (1, 8):
-                wrk(base + path, token, conns, 2)  # warm up
-                case[f"c{conns}"] = wrk(base + path, token, conns, args.duration)
+                wrk_case(base + path, token, conns, 2)  # warm up
+                case[f"c{conns}"] = wrk_case(base + path, token, conns, args.duration)
             results["cases"][name] = case
             print(f"({name}) count={answer['count']:,}  "
                   f"1 conn: p50 {case['c1']['p50_ms']:.1f} ms p99 {case['c1']['p99_ms']:.1f} ms "

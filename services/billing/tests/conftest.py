@@ -34,12 +34,12 @@ def new_account_id() -> int:
     return next(_ids)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def billing_db_info(make_database: DatabaseFactory) -> ServiceDatabase:
     return make_database("billing", MIGRATIONS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def settings(billing_db_info: ServiceDatabase, nats_url: str) -> BillingSettings:
     return BillingSettings(
         environment="test", database_url=billing_db_info.app_url,
@@ -49,26 +49,28 @@ def settings(billing_db_info: ServiceDatabase, nats_url: str) -> BillingSettings
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def db(settings: BillingSettings) -> AsyncIterator[Database]:
     database = Database(settings.database_url, pool_size=20, max_overflow=20)
     yield database
     await database.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def issuer() -> TestIssuer:
     return TestIssuer()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def client(settings: BillingSettings, issuer: TestIssuer) -> AsyncIterator[httpx.AsyncClient]:
     async with running_app(create_app(settings, keys_fetcher=issuer.fetcher())) as c:
         yield c
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def worker(settings: BillingSettings) -> AsyncIterator[None]:
+    """Package-scoped: billing's responders must not outlive billing's tests, or they
+    would answer other packages' commands on the same NATS."""
     stop = asyncio.Event()
     task = asyncio.create_task(run_worker(stop, settings))
     await asyncio.sleep(0.5)  # responders subscribed, consumer provisioned
@@ -78,7 +80,7 @@ async def worker(settings: BillingSettings) -> AsyncIterator[None]:
     await asyncio.wait_for(task, 20)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def nc(nats_url: str) -> AsyncIterator[NATS]:
     conn = await nats_kernel.connect(nats_url, "billing-tests")
     yield conn

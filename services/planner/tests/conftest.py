@@ -37,12 +37,12 @@ def next_id() -> int:
     return next(_ids)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def planner_db_info(make_database: DatabaseFactory) -> ServiceDatabase:
     return make_database("planner", MIGRATIONS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def planner_settings(planner_db_info: ServiceDatabase, nats_url: str) -> PlannerSettings:
     return PlannerSettings(
         database_url=planner_db_info.app_url, nats_url=nats_url, environment="test",
@@ -50,19 +50,19 @@ def planner_settings(planner_db_info: ServiceDatabase, nats_url: str) -> Planner
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def planner_db(planner_db_info: ServiceDatabase) -> AsyncIterator[Database]:
     db = Database(planner_db_info.app_url)
     yield db
     await db.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def issuer() -> TestIssuer:
     return TestIssuer()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def nc(nats_url: str) -> AsyncIterator[NATS]:
     conn = await nats_kernel.connect(nats_url, "planner-tests")
     yield conn
@@ -80,9 +80,9 @@ class FakeAuth:
     seeds: dict[int, dict[str, Any]] = field(default_factory=dict)
     lookups: list[tuple[int, int]] = field(default_factory=list)
 
-    async def start(self, nc: NATS) -> None:
-        await nc.subscribe("igny8.cmd.auth.lookup_site", queue="auth", cb=self._lookup)
-        await nc.subscribe("igny8.cmd.auth.seed_keywords", queue="auth", cb=self._seeds)
+    async def start(self, nc: NATS) -> list[Any]:
+        return [await nc.subscribe("igny8.cmd.auth.lookup_site", queue="auth", cb=self._lookup),
+                await nc.subscribe("igny8.cmd.auth.seed_keywords", queue="auth", cb=self._seeds)]
 
     async def _lookup(self, msg: Msg) -> None:
         body = orjson.loads(msg.data)
@@ -125,11 +125,15 @@ class FakeAuth:
         return seed_id
 
 
-@pytest.fixture(scope="session")
-async def fake_auth(nc: NATS) -> FakeAuth:
+@pytest.fixture(scope="package")
+async def fake_auth(nc: NATS) -> AsyncIterator[FakeAuth]:
+    # Package-scoped and unsubscribed afterwards: another package's tests may run the
+    # real auth responders on the same NATS, in the same queue group.
     auth = FakeAuth()
-    await auth.start(nc)
-    return auth
+    subscriptions = await auth.start(nc)
+    yield auth
+    for sub in subscriptions:
+        await sub.unsubscribe()
 
 
 # --- billing's commands ---------------------------------------------------------------
@@ -149,10 +153,10 @@ class FakeBilling:
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     _next: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    async def start(self, nc: NATS) -> None:
-        await nc.subscribe(billing_contract.HOLD, queue="billing", cb=self._hold)
-        await nc.subscribe(billing_contract.CAPTURE, queue="billing", cb=self._capture)
-        await nc.subscribe(billing_contract.RELEASE, queue="billing", cb=self._release)
+    async def start(self, nc: NATS) -> list[Any]:
+        return [await nc.subscribe(billing_contract.HOLD, queue="billing", cb=self._hold),
+                await nc.subscribe(billing_contract.CAPTURE, queue="billing", cb=self._capture),
+                await nc.subscribe(billing_contract.RELEASE, queue="billing", cb=self._release)]
 
     def held(self, account_id: int) -> int:
         return sum(h["amount"] for h in self.holds.values()
@@ -220,16 +224,18 @@ class FakeBilling:
             status=hold["status"])))
 
 
-@pytest.fixture(scope="session")
-async def fake_billing(nc: NATS) -> FakeBilling:
+@pytest.fixture(scope="package")
+async def fake_billing(nc: NATS) -> AsyncIterator[FakeBilling]:
     billing = FakeBilling()
-    await billing.start(nc)
-    return billing
+    subscriptions = await billing.start(nc)
+    yield billing
+    for sub in subscriptions:
+        await sub.unsubscribe()
 
 
 # --- the app ---------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def client(planner_settings: PlannerSettings, issuer: TestIssuer, fake_auth: FakeAuth,
                  fake_billing: FakeBilling) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(planner_settings, keys_fetcher=issuer.fetcher())
