@@ -5,6 +5,7 @@
     igny8 seed          (re)load the demo data through auth
     igny8 status        what `igny8 up` runs and whether it is healthy
     igny8 keys rotate   new token-signing key (the old one stays valid until its tokens expire)
+    igny8 cluster F     cluster a keyword CSV with the offline engine, without the platform
 
 State lives in `.igny8/` (or `$IGNY8_HOME`); `DATABASE_URL` / `NATS_URL` name real servers.
 """
@@ -12,6 +13,7 @@ State lives in `.igny8/` (or `$IGNY8_HOME`); `DATABASE_URL` / `NATS_URL` name re
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import psutil
@@ -196,6 +198,40 @@ def status() -> None:
         reporter.console.print(f"API   {run['api_url']}")
         reporter.console.print(f"Docs  {run['docs_url']}")
     raise typer.Exit(0 if healthy else 1)
+
+
+@app.command()
+def cluster(
+    keywords_csv: Annotated[Path, typer.Argument(
+        help="CSV with a keyword column (any case); volume is optional.",
+        exists=True, dir_okay=False, readable=True)],
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Where to write (default: <input>.clustered.csv).")] = None,
+) -> None:
+    """Cluster a keyword list with the planner's offline engine, without the platform.
+    Writes keyword, cluster name, cluster id, intent (and volume) per row."""
+    from rich.progress import Progress
+
+    from services.planner.cluster_file import ClusterFileError, cluster_csv
+
+    reporter = _reporter()
+    with Progress(console=reporter.console, transient=True) as bar:
+        task = bar.add_task(f"clustering {keywords_csv.name}", total=6)
+        try:
+            report = cluster_csv(
+                keywords_csv, output,
+                progress=lambda done, total: bar.update(task, completed=done, total=total))
+        except ClusterFileError as exc:
+            reporter.fail(str(exc))
+            raise typer.Exit(2) from exc
+    reporter.done(f"{report.keywords} keywords in {report.clusters} clusters: "
+                  f"{report.output_path}")
+    if report.duplicates:
+        reporter.say(f"{report.duplicates} duplicate keywords counted once")
+    for row in report.skipped[:20]:
+        reporter.warn(f"line {row.line} skipped: {row.reason}")
+    if len(report.skipped) > 20:
+        reporter.warn(f"... and {len(report.skipped) - 20} more skipped rows")
 
 
 def _yes(flag: bool) -> str:
