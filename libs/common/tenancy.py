@@ -63,10 +63,16 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
 
 
-def require_role(minimum: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
-    """A dependency that lets `minimum` and every role above it through."""
+def require_role(
+    minimum: str,
+    *,
+    principal_from: Callable[..., Coroutine[Any, Any, Principal]] = get_principal,
+) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency that lets `minimum` and every role above it through. `principal_from`
+    is the dependency that says who is calling (auth passes one that also checks the
+    session in its database)."""
 
-    async def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: Principal = Depends(principal_from)) -> Principal:
         if not principal.has_role(minimum):
             raise PermissionDenied("You do not have permission to perform this action.")
         return principal

@@ -12,9 +12,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from libs.common.nats import REVOCATIONS_BUCKET
-from libs.common.problems import PermissionDenied
 from libs.common.security import Principal, revoke_sessions
-from libs.common.tenancy import CurrentPrincipal, UnitOfWork, UoW
+from libs.common.tenancy import CurrentPrincipal, UnitOfWork, UoW, require_role
 from services.auth import service
 from services.auth.service import Issuer, PersistentFailure
 
@@ -31,13 +30,8 @@ Actor = Annotated[Principal, Depends(get_actor)]
 
 
 def at_least(minimum: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
-    async def check(actor: Actor) -> Principal:
-        if not actor.has_role(minimum):
-            raise PermissionDenied("You do not have permission to perform this action.")
-        return actor
-
-    check.__name__ = f"at_least_{minimum}"
-    return check
+    """The kernel's role check, over the actor whose session auth has just confirmed."""
+    return require_role(minimum, principal_from=get_actor)
 
 
 Viewer = Annotated[Principal, Depends(at_least("viewer"))]

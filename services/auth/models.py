@@ -22,13 +22,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from libs.common.columns import created_timestamp, optional_timestamp
 from libs.common.events import utcnow
 
 
@@ -36,17 +36,6 @@ class AuthModel(SQLModel, registry=registry()):
     """Base of every auth table: its own metadata, separate from other services'."""
 
 
-def _created() -> Any:
-    return Field(
-        default_factory=utcnow,
-        sa_type=DateTime(timezone=True),
-        nullable=False,
-        sa_column_kwargs={"server_default": func.now()},
-    )
-
-
-def _when() -> Any:
-    return Field(default=None, sa_type=DateTime(timezone=True), nullable=True)
 
 
 def _fk(
@@ -99,8 +88,8 @@ class Plan(AuthModel, table=True):
     max_author_profiles: int = 1
     features: list[str] = _json([])
     is_active: bool = True
-    created_at: datetime = _created()
-    updated_at: datetime | None = _when()
+    created_at: datetime = created_timestamp()
+    updated_at: datetime | None = optional_timestamp()
 
 
 class Industry(AuthModel, table=True):
@@ -111,7 +100,7 @@ class Industry(AuthModel, table=True):
     slug: str = Field(max_length=150, unique=True)
     description: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     is_active: bool = True
-    created_at: datetime = _created()
+    created_at: datetime = created_timestamp()
 
 
 class IndustrySector(AuthModel, table=True):
@@ -124,7 +113,7 @@ class IndustrySector(AuthModel, table=True):
     slug: str = Field(max_length=150)
     description: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     is_active: bool = True
-    created_at: datetime = _created()
+    created_at: datetime = created_timestamp()
 
 
 class SeedKeyword(AuthModel, table=True):
@@ -149,8 +138,8 @@ class SeedKeyword(AuthModel, table=True):
     intent: str = Field(default="informational", max_length=20)
     country: str = Field(default="US", max_length=2)
     is_active: bool = True
-    created_at: datetime = _created()
-    updated_at: datetime | None = _when()
+    created_at: datetime = created_timestamp()
+    updated_at: datetime | None = optional_timestamp()
 
 
 class SigningKey(AuthModel, table=True):
@@ -164,12 +153,12 @@ class SigningKey(AuthModel, table=True):
     kid: str = Field(sa_column=Column(String(64), primary_key=True))
     private_jwk_encrypted: str = Field(sa_column=Column(Text, nullable=False))
     public_jwk: dict[str, Any] = _json({})
-    created_at: datetime = _created()
+    created_at: datetime = created_timestamp()
     activates_at: datetime = Field(
         default_factory=utcnow, sa_type=DateTime(timezone=True), nullable=False
     )
-    retired_at: datetime | None = _when()
-    publish_until: datetime | None = _when()
+    retired_at: datetime | None = optional_timestamp()
+    publish_until: datetime | None = optional_timestamp()
 
 
 class LoginThrottle(AuthModel, table=True):
@@ -179,8 +168,8 @@ class LoginThrottle(AuthModel, table=True):
 
     key: str = Field(sa_column=Column(String(320), primary_key=True))
     failures: int = 0
-    window_started_at: datetime = _created()
-    locked_until: datetime | None = _when()
+    window_started_at: datetime = created_timestamp()
+    locked_until: datetime | None = optional_timestamp()
 
 
 # --- tenants ---------------------------------------------------------------------------
@@ -202,8 +191,8 @@ class Account(AuthModel, table=True):
     billing_postal_code: str | None = Field(default=None, max_length=20)
     billing_country: str | None = Field(default=None, max_length=2)
     tax_id: str | None = Field(default=None, max_length=100)
-    created_at: datetime = _created()
-    updated_at: datetime | None = _when()
+    created_at: datetime = created_timestamp()
+    updated_at: datetime | None = optional_timestamp()
 
 
 class User(AuthModel, table=True):
@@ -218,10 +207,10 @@ class User(AuthModel, table=True):
     password_hash: str = Field(sa_column=Column(Text, nullable=False))
     role: str = Field(default="viewer", max_length=20)
     is_active: bool = True
-    created_at: datetime = _created()
-    updated_at: datetime | None = _when()
-    last_login_at: datetime | None = _when()
-    password_changed_at: datetime | None = _when()
+    created_at: datetime = created_timestamp()
+    updated_at: datetime | None = optional_timestamp()
+    last_login_at: datetime | None = optional_timestamp()
+    password_changed_at: datetime | None = optional_timestamp()
 
 
 class Subscription(AuthModel, table=True):
@@ -233,8 +222,8 @@ class Subscription(AuthModel, table=True):
     status: str = Field(default="active", max_length=20)
     current_period_start: datetime = Field(sa_type=DateTime(timezone=True), nullable=False)
     current_period_end: datetime = Field(sa_type=DateTime(timezone=True), nullable=False)
-    created_at: datetime = _created()
-    updated_at: datetime | None = _when()
+    created_at: datetime = created_timestamp()
+    updated_at: datetime | None = optional_timestamp()
 
 
 class Site(AuthModel, table=True):
@@ -254,8 +243,8 @@ class Site(AuthModel, table=True):
     api_key_hash: str | None = Field(default=None, max_length=64, unique=True)
     api_key_prefix: str | None = Field(default=None, max_length=16)
     api_key_session_id: str | None = Field(default=None, max_length=64)
-    created_at: datetime = _created()
-    updated_at: datetime | None = _when()
+    created_at: datetime = created_timestamp()
+    updated_at: datetime | None = optional_timestamp()
 
 
 class Sector(AuthModel, table=True):
@@ -270,8 +259,8 @@ class Sector(AuthModel, table=True):
     industry_sector_id: int | None = _fk("industry_sectors.id", nullable=True, ondelete="SET NULL")
     description: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     is_active: bool = True
-    created_at: datetime = _created()
-    updated_at: datetime | None = _when()
+    created_at: datetime = created_timestamp()
+    updated_at: datetime | None = optional_timestamp()
 
 
 class SiteUserAccess(AuthModel, table=True):
@@ -283,7 +272,7 @@ class SiteUserAccess(AuthModel, table=True):
     user_id: int = _fk("users.id")
     site_id: int = _fk("sites.id")
     granted_by_user_id: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
-    created_at: datetime = _created()
+    created_at: datetime = created_timestamp()
 
 
 class Group(AuthModel, table=True):
@@ -296,8 +285,8 @@ class Group(AuthModel, table=True):
     account_id: int = _account_id()
     name: str = Field(max_length=150)
     description: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
-    created_at: datetime = _created()
-    updated_at: datetime | None = _when()
+    created_at: datetime = created_timestamp()
+    updated_at: datetime | None = optional_timestamp()
 
 
 class GroupMember(AuthModel, table=True):
@@ -324,9 +313,9 @@ class AuthSession(AuthModel, table=True):
     account_id: int = _account_id()
     user_id: int = _fk("users.id")
     kind: str = Field(default="login", max_length=20)
-    created_at: datetime = _created()
+    created_at: datetime = created_timestamp()
     expires_at: datetime = Field(sa_type=DateTime(timezone=True), nullable=False)
-    revoked_at: datetime | None = _when()
+    revoked_at: datetime | None = optional_timestamp()
     revoked_reason: str | None = Field(default=None, max_length=50)
 
 
@@ -346,9 +335,9 @@ class RefreshToken(AuthModel, table=True):
         )
     )
     token_hash: str = Field(max_length=64, unique=True)
-    created_at: datetime = _created()
+    created_at: datetime = created_timestamp()
     expires_at: datetime = Field(sa_type=DateTime(timezone=True), nullable=False)
-    used_at: datetime | None = _when()
+    used_at: datetime | None = optional_timestamp()
 
 
 # --- account AI configuration -----------------------------------------------------------
@@ -363,8 +352,8 @@ class Prompt(AuthModel, table=True):
     prompt_type: str = Field(max_length=50)
     prompt_value: str = Field(sa_column=Column(Text, nullable=False))
     is_active: bool = True
-    created_at: datetime = _created()
-    updated_at: datetime | None = _when()
+    created_at: datetime = created_timestamp()
+    updated_at: datetime | None = optional_timestamp()
 
 
 class IntegrationSetting(AuthModel, table=True):
@@ -380,8 +369,8 @@ class IntegrationSetting(AuthModel, table=True):
     config: dict[str, Any] = _json({})
     api_key_encrypted: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     is_active: bool = True
-    created_at: datetime = _created()
-    updated_at: datetime | None = _when()
+    created_at: datetime = created_timestamp()
+    updated_at: datetime | None = optional_timestamp()
 
 
 TENANT_TABLES = (

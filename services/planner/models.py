@@ -19,7 +19,6 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    DateTime,
     ForeignKey,
     Identity,
     Index,
@@ -27,14 +26,13 @@ from sqlalchemy import (
     Numeric,
     PrimaryKeyConstraint,
     Text,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from libs.common.events import utcnow
+from libs.common.columns import created_timestamp, optional_timestamp
 
 LIVE = text("deleted_at IS NULL")
 
@@ -66,17 +64,6 @@ def _account_id() -> Any:
     return Field(sa_column=Column(BigInteger, nullable=False))
 
 
-def _created() -> Any:
-    return Field(
-        default_factory=utcnow,
-        sa_type=DateTime(timezone=True),
-        nullable=False,
-        sa_column_kwargs={"server_default": func.now()},
-    )
-
-
-def _ts() -> Any:
-    return Field(default=None, sa_type=DateTime(timezone=True), nullable=True)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -95,7 +82,7 @@ class PlanLimit(PlannerModel, table=True):
     slug: str = Field(max_length=100)
     max_keywords: int = 0
     is_active: bool = True
-    source_occurred_at: datetime | None = _ts()
+    source_occurred_at: datetime | None = optional_timestamp()
 
 
 class AccountState(PlannerModel, table=True):
@@ -107,7 +94,7 @@ class AccountState(PlannerModel, table=True):
     status: str = Field(default="active", max_length=20)
     plan_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     deleted: bool = False
-    source_occurred_at: datetime | None = _ts()
+    source_occurred_at: datetime | None = optional_timestamp()
 
 
 class SiteRef(PlannerModel, table=True):
@@ -123,7 +110,7 @@ class SiteRef(PlannerModel, table=True):
     industry_slug: str | None = Field(default=None, max_length=255)
     is_active: bool = True
     deleted: bool = False
-    source_occurred_at: datetime | None = _ts()
+    source_occurred_at: datetime | None = optional_timestamp()
 
 
 class SectorRef(PlannerModel, table=True):
@@ -138,7 +125,7 @@ class SectorRef(PlannerModel, table=True):
     industry_sector_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     is_active: bool = True
     deleted: bool = False
-    source_occurred_at: datetime | None = _ts()
+    source_occurred_at: datetime | None = optional_timestamp()
 
 
 class SiteAccess(PlannerModel, table=True):
@@ -167,7 +154,7 @@ class SeedKeywordRef(PlannerModel, table=True):
     country: str | None = Field(default=None, max_length=8)
     is_active: bool = True
     deleted: bool = False
-    source_occurred_at: datetime | None = _ts()
+    source_occurred_at: datetime | None = optional_timestamp()
 
 
 # --- planner's own records ----------------------------------------------------------
@@ -213,9 +200,9 @@ class Cluster(PlannerModel, table=True):
     ideas_count: int = 0
     content_count: int = 0
     status: str = Field(default="active", max_length=16)
-    created_at: datetime | None = _created()
-    updated_at: datetime | None = _created()
-    deleted_at: datetime | None = _ts()
+    created_at: datetime | None = created_timestamp()
+    updated_at: datetime | None = created_timestamp()
+    deleted_at: datetime | None = optional_timestamp()
 
 
 class Keyword(PlannerModel, table=True):
@@ -306,9 +293,9 @@ class Keyword(PlannerModel, table=True):
     )
     status: str = Field(default="active", max_length=16)
     disabled: bool = False
-    created_at: datetime | None = _created()
-    updated_at: datetime | None = _created()
-    deleted_at: datetime | None = _ts()
+    created_at: datetime | None = created_timestamp()
+    updated_at: datetime | None = created_timestamp()
+    deleted_at: datetime | None = optional_timestamp()
 
 
 class KeywordCount(PlannerModel, table=True):
@@ -379,10 +366,10 @@ class ContentIdea(PlannerModel, table=True):
     content_structure: str = Field(default="article", max_length=20)
     estimated_word_count: int = 1500
     status: str = Field(default="new", max_length=16)
-    queued_at: datetime | None = _ts()
-    created_at: datetime | None = _created()
-    updated_at: datetime | None = _created()
-    deleted_at: datetime | None = _ts()
+    queued_at: datetime | None = optional_timestamp()
+    created_at: datetime | None = created_timestamp()
+    updated_at: datetime | None = created_timestamp()
+    deleted_at: datetime | None = optional_timestamp()
 
 
 class AITaskLog(PlannerModel, table=True):
@@ -417,9 +404,9 @@ class AITaskLog(PlannerModel, table=True):
     )
     result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
     error: str | None = Field(default=None, sa_column=Column(Text))
-    created_at: datetime | None = _created()
-    started_at: datetime | None = _ts()
-    finished_at: datetime | None = _ts()
+    created_at: datetime | None = created_timestamp()
+    started_at: datetime | None = optional_timestamp()
+    finished_at: datetime | None = optional_timestamp()
 
 
 TENANT_TABLES = (
