@@ -28,7 +28,7 @@ from libs.common.billing import (
     ReleaseRequest,
     ReleaseResult,
 )
-from libs.common.events import Event
+from libs.common.events import Event, utcnow
 from libs.common.metrics import CREDITS_CAPTURED, CREDITS_HELD
 from libs.common.problems import Conflict, NotFound, PaymentRequired, ValidationFailed
 from services.billing import events as ev
@@ -63,10 +63,6 @@ class BillingPolicy:
     default_hold_ttl_seconds: int = 900
     max_hold_ttl_seconds: int = 6 * 3600
     currency: str = "USD"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def month_start(now: datetime) -> datetime:
