@@ -44,6 +44,11 @@ def build_upstream(issuer: TestIssuer, counters: Counters) -> FastAPI:
     async def readyz() -> dict[str, str]:
         return {"database": "ok", "nats": "ok"}
 
+    @app.get("/api/v1/auth/jwks/")
+    async def jwks() -> dict[str, Any]:
+        # What auth serves, so gateways running as real processes can verify tokens.
+        return issuer.jwks()
+
     @app.get("/api/v1/planner/keywords/")
     async def keywords(request: Request, params: PageParams = Depends(page_params)) -> Response:
         rows = [{"id": i, "keyword": f"kw {i}"} for i in range(1, 26)]
