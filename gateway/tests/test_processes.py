@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 
@@ -19,18 +18,19 @@ from libs.common.testing.tokens import TestIssuer
 STRICT = "/api/v1/auth/change-password/"
 
 
-async def _start_gateway(nats_url: str, upstream_url: str) -> tuple[subprocess.Popen[bytes], str]:
+async def _start_gateway(nats_url: str,
+                         upstream_url: str) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     env = {**os.environ, "IGNY8_NATS_URL": nats_url, "IGNY8_AUTH_URL": upstream_url,
            "IGNY8_JWKS_URL": f"{upstream_url}/api/v1/auth/jwks/", "IGNY8_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "gateway.main:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uvicorn", "gateway.main:create_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as client:
         for _ in range(300):
-            assert proc.poll() is None, "gateway process exited"
+            assert proc.returncode is None, "gateway process exited"
             try:
                 if (await client.get(f"{url}/api/v1/system/ping/")).status_code == 200:
                     return proc, url
@@ -47,7 +47,7 @@ async def two_gateways(nats_url: str, upstream_url: str) -> AsyncIterator[list[s
     yield [url for _, url in started]
     for proc, _ in started:
         proc.terminate()
-        proc.wait(15)
+        await asyncio.wait_for(proc.wait(), 15)
 
 
 async def test_two_gateway_processes_never_admit_more_than_the_limit_together(
