@@ -622,16 +622,31 @@ async def keyword_text_taken(
     *,
     except_id: int | None = None,
 ) -> bool:
-    k = keywords
-    query = select(k.c.id).where(
-        k.c.account_id == account_id,
-        k.c.site_id == site_id,
-        k.c.sector_id == sector_id,
-        func.lower(k.c.keyword) == text_value.lower(),
-        k.c.deleted_at.is_(None),
+    return await _taken_in_sector(session, keywords.c.keyword, account_id, site_id, sector_id,
+                                  text_value, except_id)
+
+
+async def _taken_in_sector(
+    session: AsyncSession,
+    column: Any,
+    account_id: int,
+    site_id: int,
+    sector_id: int,
+    value: str,
+    except_id: int | None,
+) -> bool:
+    """Whether a live row of `column`'s table in this sector already has `value`
+    (case-insensitive): keyword texts and cluster names are unique that way."""
+    t = column.table
+    query = select(t.c.id).where(
+        t.c.account_id == account_id,
+        t.c.site_id == site_id,
+        t.c.sector_id == sector_id,
+        func.lower(column) == value.lower(),
+        t.c.deleted_at.is_(None),
     )
     if except_id is not None:
-        query = query.where(k.c.id != except_id)
+        query = query.where(t.c.id != except_id)
     return (await session.execute(query.limit(1))).first() is not None
 
 
@@ -929,17 +944,8 @@ async def cluster_name_taken(
     *,
     except_id: int | None = None,
 ) -> bool:
-    c = clusters
-    query = select(c.c.id).where(
-        c.c.account_id == account_id,
-        c.c.site_id == site_id,
-        c.c.sector_id == sector_id,
-        func.lower(c.c.name) == name.lower(),
-        c.c.deleted_at.is_(None),
-    )
-    if except_id is not None:
-        query = query.where(c.c.id != except_id)
-    return (await session.execute(query.limit(1))).first() is not None
+    return await _taken_in_sector(session, clusters.c.name, account_id, site_id, sector_id,
+                                  name, except_id)
 
 
 async def sector_clusters(
