@@ -681,3 +681,13 @@ async def integration(
             )
         )
     ).scalar_one_or_none()
+
+
+async def account_prompts(
+    session: AsyncSession, account_id: int, prompt_types: Sequence[str] | None = None
+) -> list[Prompt]:
+    """The account's saved, active prompts (of `prompt_types` when given)."""
+    query = select(Prompt).where(Prompt.account_id == account_id, Prompt.is_active.is_(True))
+    if prompt_types is not None:
+        query = query.where(Prompt.prompt_type.in_(list(prompt_types)))
+    return list((await session.execute(query.order_by(Prompt.prompt_type))).scalars())

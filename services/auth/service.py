@@ -91,6 +91,9 @@ class AccountBlocked(PermissionDenied):
 
 # --- configuration every flow that issues tokens needs ------------------------------------
 
+# The SecretBox purpose the integration API keys are encrypted under.
+INTEGRATION_KEYS_PURPOSE = "auth-integration-keys"
+
 
 @dataclass
 class Issuer:
@@ -103,7 +106,7 @@ class Issuer:
 
     @property
     def secrets(self) -> SecretBox:
-        return SecretBox(self.settings.secret_key, "auth-integration-keys")
+        return SecretBox(self.settings.secret_key, INTEGRATION_KEYS_PURPOSE)
 
 
 @dataclass
@@ -1774,3 +1777,39 @@ async def image_generation_settings(
 ) -> dict[str, Any]:
     public = await get_integration(uow, actor, issuer, "image_generation", minimum="viewer")
     return {"is_active": public.is_active, **public.config}
+
+
+# --- AI settings for other services' jobs (internal command only) ------------------------------
+
+
+class UnreadableIntegrationKey(Exception):
+    """The account's saved API key cannot be decrypted (the platform secret changed)."""
+
+
+async def ai_settings(
+    uow: UnitOfWork, secrets: SecretBox, account_id: int, prompt_types: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """What the account's AI jobs run with: its active OpenAI integration (API key in
+    clear: for the internal command answer only, never an HTTP response) or `local`, and
+    its saved prompts (types without one are absent: callers use their built-ins)."""
+    row = await repo.integration(uow.session, account_id, "openai")
+    openai: dict[str, str] | None = None
+    if row is not None and row.is_active and row.api_key_encrypted:
+        try:
+            api_key = secrets.decrypt(row.api_key_encrypted)
+        except UndecryptableSecret as exc:
+            raise UnreadableIntegrationKey(
+                "The saved OpenAI API key cannot be read; save it again."
+            ) from exc
+        config = {**DEFAULT_INTEGRATIONS["openai"], **(row.config or {})}
+        openai = {
+            "base_url": str(config["base_url"]).rstrip("/"),
+            "api_key": api_key,
+            "model": str(config["model"]),
+        }
+    prompts = await repo.account_prompts(uow.session, account_id, prompt_types)
+    return {
+        "provider": "openai" if openai else "local",
+        "openai": openai,
+        "prompts": {p.prompt_type: p.prompt_value for p in prompts},
+    }

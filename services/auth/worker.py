@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 
 from libs.common import runtime
 from libs.common.aio import sleep_or_stop
+from libs.common.crypto import SecretBox
 from libs.common.db import TenantScope
 from libs.common.events import command_subject, utcnow
 from libs.common.runtime import WorkerContext
@@ -59,7 +60,33 @@ async def seed_keywords(ctx: WorkerContext, payload: dict[str, Any]) -> dict[str
     return {"ok": True, "seed_keywords": found}
 
 
-COMMANDS: dict[str, Command] = {"lookup_site": lookup_site, "seed_keywords": seed_keywords}
+async def ai_settings(ctx: WorkerContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """The account's AI provider (with its API key decrypted: this answer stays on the
+    internal bus) and its saved prompts, for other services' AI jobs."""
+    account_id = _positive_int(payload, "account_id")
+    prompt_types = payload.get("prompt_types")
+    if prompt_types is not None and (
+        not isinstance(prompt_types, list)
+        or not all(isinstance(t, str) and t in service.DEFAULT_PROMPTS for t in prompt_types)
+    ):
+        raise ValueError(
+            "prompt_types must be a list of: " + ", ".join(sorted(service.DEFAULT_PROMPTS))
+        )
+    secrets = SecretBox(ctx.settings.secret_key, service.INTEGRATION_KEYS_PURPOSE)
+    async with ctx.db.session(TenantScope.account(account_id)) as session:
+        uow = UnitOfWork(session)
+        try:
+            found = await service.ai_settings(uow, secrets, account_id, prompt_types)
+        except service.UnreadableIntegrationKey as exc:
+            return {"ok": False, "error": str(exc), "code": "unreadable_secret"}
+    return {"ok": True, **found}
+
+
+COMMANDS: dict[str, Command] = {
+    "lookup_site": lookup_site,
+    "seed_keywords": seed_keywords,
+    "ai_settings": ai_settings,
+}
 
 
 async def _answer(ctx: WorkerContext, handler: Command, msg: Msg) -> None:

@@ -1,0 +1,123 @@
+"""`igny8.cmd.auth.ai_settings`: the account's AI provider (API key decrypted, on the
+internal bus only) and its saved prompts, answered by auth's worker over real NATS."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import update
+
+from libs.common import nats as nats_kernel
+from libs.common.db import Database, TenantScope
+from libs.common.runtime import WorkerContext
+from services.auth import worker
+from services.auth.models import IntegrationSetting
+from services.auth.settings import AuthSettings
+
+from .conftest import Tenant
+
+OPENAI = "/api/v1/system/settings/integrations/openai/"
+SAVE_PROMPT = "/api/v1/system/prompts/save/"
+KEY = "sk-test-0123456789abcdef"
+
+
+@pytest.fixture
+async def worker_ctx(settings: AuthSettings, db: Database) -> AsyncIterator[WorkerContext]:
+    nc = await nats_kernel.connect(settings.nats_url, "auth-ai-settings-test")
+    ctx = WorkerContext(settings, db, nc, nc.jetstream(), {})
+    task = asyncio.create_task(worker.serve_commands(ctx))
+    await asyncio.sleep(0.2)
+    yield ctx
+    ctx.stop.set()
+    await task
+    await nc.close()
+
+
+async def ask(ctx: WorkerContext, payload: dict[str, Any]) -> dict[str, Any]:
+    msg = await ctx.nc.request("igny8.cmd.auth.ai_settings", orjson.dumps(payload), timeout=5)
+    answer: dict[str, Any] = orjson.loads(msg.data)
+    return answer
+
+
+async def test_account_without_settings_runs_local(
+    worker_ctx: WorkerContext, other: Tenant
+) -> None:
+    answer = await ask(worker_ctx, {"account_id": other.account_id})
+    assert answer == {"ok": True, "provider": "local", "openai": None, "prompts": {}}
+
+
+async def test_openai_settings_and_prompts(
+    worker_ctx: WorkerContext, owner: Tenant, other: Tenant
+) -> None:
+    saved = await owner.put(
+        OPENAI, json={"api_key": KEY, "base_url": "http://127.0.0.1:9/v1/", "model": "gpt-test"}
+    )
+    assert saved.status_code == 200, saved.text
+    assert KEY not in saved.text  # the HTTP answer only ever shows it masked
+    for prompt_type, value in (("ideas", "My ideas prompt"), ("clustering", "My clusters")):
+        r = await owner.post(SAVE_PROMPT, json={"prompt_type": prompt_type, "prompt_value": value})
+        assert r.status_code == 200, r.text
+
+    answer = await ask(worker_ctx, {"account_id": owner.account_id, "prompt_types": ["ideas"]})
+    assert answer == {
+        "ok": True,
+        "provider": "openai",
+        "openai": {"base_url": "http://127.0.0.1:9/v1", "api_key": KEY, "model": "gpt-test"},
+        "prompts": {"ideas": "My ideas prompt"},
+    }
+    every = await ask(worker_ctx, {"account_id": owner.account_id})
+    assert every["prompts"] == {"clustering": "My clusters", "ideas": "My ideas prompt"}
+    # Another account sees none of it.
+    theirs = await ask(worker_ctx, {"account_id": other.account_id, "prompt_types": ["ideas"]})
+    assert (theirs["provider"], theirs["openai"], theirs["prompts"]) == ("local", None, {})
+
+    # A reset prompt falls back to nothing (the caller's built-in); an inactive
+    # integration means local.
+    r = await owner.post("/api/v1/system/prompts/reset/", json={"prompt_type": "ideas"})
+    assert r.status_code == 200, r.text
+    r = await owner.put(OPENAI, json={"is_active": False})
+    assert r.status_code == 200, r.text
+    answer = await ask(worker_ctx, {"account_id": owner.account_id, "prompt_types": ["ideas"]})
+    assert answer == {"ok": True, "provider": "local", "openai": None, "prompts": {}}
+
+
+async def test_defaults_fill_the_config(worker_ctx: WorkerContext, owner: Tenant) -> None:
+    r = await owner.put(OPENAI, json={"api_key": KEY})
+    assert r.status_code == 200, r.text
+    answer = await ask(worker_ctx, {"account_id": owner.account_id, "prompt_types": []})
+    assert answer["openai"] == {
+        "base_url": "https://api.openai.com/v1", "api_key": KEY, "model": "gpt-4o-mini"
+    }
+    assert answer["prompts"] == {}
+
+
+async def test_unreadable_key_is_an_error_not_local(
+    worker_ctx: WorkerContext, owner: Tenant, db: Database
+) -> None:
+    r = await owner.put(OPENAI, json={"api_key": KEY})
+    assert r.status_code == 200, r.text
+    async with db.session(TenantScope.system()) as session:
+        await session.execute(
+            update(IntegrationSetting)
+            .where(IntegrationSetting.account_id == owner.account_id)  # type: ignore[arg-type]
+            .values(api_key_encrypted="not-a-fernet-token")
+        )
+        await session.commit()
+    answer = await ask(worker_ctx, {"account_id": owner.account_id})
+    assert answer["ok"] is False
+    assert answer["code"] == "unreadable_secret"
+    assert KEY not in orjson.dumps(answer).decode()
+
+
+async def test_invalid_requests(worker_ctx: WorkerContext, owner: Tenant) -> None:
+    for payload in (
+        {"account_id": "x"},
+        {"account_id": owner.account_id, "prompt_types": "ideas"},
+        {"account_id": owner.account_id, "prompt_types": ["nonsense"]},
+    ):
+        answer = await ask(worker_ctx, payload)
+        assert (answer["ok"], answer["code"]) == (False, "invalid"), payload
