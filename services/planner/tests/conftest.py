@@ -1,6 +1,7 @@
-"""Fixtures for planner's tests: a migrated database, the app in-process, the worker, and
-NATS responders standing in for auth's and billing's commands (real request-reply over
-the real NATS, with the contracts' shapes and billing's idempotency rules)."""
+"""Fixtures for planner's tests: a migrated database, the app in-process, the worker,
+billing's real worker on its own migrated database (credits funded and the ledger read
+through billing's service layer), and NATS responders standing in for auth's commands
+(real request-reply over the real NATS, with the contracts' shapes)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import itertools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -18,14 +18,25 @@ import orjson
 import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from sqlalchemy import select
+from sqlmodel import col
 
-from libs.common import billing as billing_contract
 from libs.common import nats as nats_kernel
-from libs.common.db import Database
+from libs.common.billing import BillingClient
+from libs.common.db import Database, TenantScope
+from libs.common.problems import NotFound, ServiceUnavailable
 from libs.common.provision import ServiceDatabase
 from libs.common.testing.apps import running_app
 from libs.common.testing.plugin import DatabaseFactory
 from libs.common.testing.tokens import TestIssuer
+from services.billing.main import MIGRATIONS as BILLING_MIGRATIONS
+from services.billing.models import CreditBalance, CreditHold, CreditTransaction
+from services.billing.pricing import add_month
+from services.billing.service import BillingPolicy, BillingService
+from services.billing.service import utcnow as billing_utcnow
+from services.billing.settings import BillingSettings
+from services.billing.worker import policy_from
+from services.billing.worker import run as run_billing_worker
 from services.planner.main import MIGRATIONS, create_app
 from services.planner.settings import PlannerSettings
 
@@ -136,108 +147,93 @@ async def fake_auth(nc: NATS) -> AsyncIterator[FakeAuth]:
         await sub.unsubscribe()
 
 
-# --- billing's commands ---------------------------------------------------------------
+# --- billing ---------------------------------------------------------------------------
 
-COSTS = {"clustering": 10, "idea_generation": 2}
+@pytest.fixture(scope="package")
+def billing_settings(make_database: DatabaseFactory, nats_url: str) -> BillingSettings:
+    info = make_database("billing", BILLING_MIGRATIONS)
+    return BillingSettings(environment="test", database_url=info.app_url,
+                           migration_database_url=info.owner_url, nats_url=nats_url)
 
 
 @dataclass
-class FakeBilling:
-    """Billing's hold/capture/release with its rules: a hold per idempotency key, a capture
-    or release once per hold, 402 (`insufficient_credits`) when the balance cannot cover
-    the estimate. Used until billing's own worker can run inside planner's tests."""
+class Ledger:
+    """Billing's own tables, read and written through billing's service layer."""
 
-    balances: dict[int, int] = field(default_factory=dict)
-    holds: dict[int, dict[str, Any]] = field(default_factory=dict)
-    by_key: dict[tuple[int, str], int] = field(default_factory=dict)
-    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    _next: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    db: Database
+    policy: BillingPolicy
 
-    async def start(self, nc: NATS) -> list[Any]:
-        return [await nc.subscribe(billing_contract.HOLD, queue="billing", cb=self._hold),
-                await nc.subscribe(billing_contract.CAPTURE, queue="billing", cb=self._capture),
-                await nc.subscribe(billing_contract.RELEASE, queue="billing", cb=self._release)]
+    async def fund(self, account_id: int, credits: int) -> None:
+        """Plan credits for a month, as billing grants them at signup."""
+        now = billing_utcnow()
+        async with self.db.session(TenantScope.system()) as session:
+            await BillingService(session, self.policy).reset_plan_credits(
+                account_id, credits, period_start=now, period_end=add_month(now),
+                idempotency_key="signup", description="planner test credits")
+            await session.commit()
 
-    def held(self, account_id: int) -> int:
-        return sum(h["amount"] for h in self.holds.values()
-                   if h["account_id"] == account_id and h["status"] == "held")
+    async def balance(self, account_id: int) -> CreditBalance:
+        async with self.db.session(TenantScope.system()) as session:
+            balance = await session.get(CreditBalance, account_id)
+            assert balance is not None
+            session.expunge_all()
+            return balance
 
-    def captures(self, account_id: int) -> list[dict[str, Any]]:
-        return [h for h in self.holds.values()
-                if h["account_id"] == account_id and h["status"] == "captured"]
+    async def spendable(self, account_id: int) -> int:
+        balance = await self.balance(account_id)
+        return balance.plan_credits + balance.purchased_credits
 
-    async def _hold(self, msg: Msg) -> None:
-        req = billing_contract.HoldRequest.model_validate_json(msg.data)
-        self.requests.append(("hold", req.model_dump()))
-        key = (req.account_id, req.idempotency_key)
-        if key in self.by_key:
-            hold = self.holds[self.by_key[key]]
-            await msg.respond(billing_contract.ok(self._hold_result(hold, replayed=True)))
-            return
-        amount = req.amount if req.amount is not None else COSTS[req.operation_type] * (
-            req.units or 1)
-        available = self.balances.get(req.account_id, 0) - self.held(req.account_id)
-        if amount > available:
-            await msg.respond(billing_contract.failure(
-                billing_contract.INSUFFICIENT,
-                f"Insufficient credits: {amount} needed, {available} available."))
-            return
-        hold = {"hold_id": next(self._next), "account_id": req.account_id,
-                "operation_type": req.operation_type, "amount": amount, "status": "held",
-                "charged": 0}
-        self.holds[hold["hold_id"]] = hold
-        self.by_key[key] = hold["hold_id"]
-        await msg.respond(billing_contract.ok(self._hold_result(hold)))
+    async def holds(self, account_id: int | None = None) -> list[CreditHold]:
+        query = select(CreditHold).order_by(col(CreditHold.id))
+        if account_id is not None:
+            query = query.where(col(CreditHold.account_id) == account_id)
+        async with self.db.session(TenantScope.system()) as session:
+            rows = list((await session.execute(query)).scalars().all())
+            session.expunge_all()
+            return rows
 
-    def _hold_result(self, hold: dict[str, Any], replayed: bool = False) -> Any:
-        return billing_contract.HoldResult(
-            hold_id=hold["hold_id"], account_id=hold["account_id"],
-            operation_type=hold["operation_type"], amount=hold["amount"], status=hold["status"],
-            expires_at=datetime.now(UTC) + timedelta(minutes=30), replayed=replayed)
-
-    async def _capture(self, msg: Msg) -> None:
-        req = billing_contract.CaptureRequest.model_validate_json(msg.data)
-        self.requests.append(("capture", req.model_dump()))
-        hold = self.holds[req.hold_id]
-        replayed = hold["status"] == "captured"
-        if not replayed:
-            charged = COSTS[hold["operation_type"]] * (req.units if req.units is not None else 1)
-            charged = min(charged, hold["amount"])
-            hold.update(status="captured", charged=charged)
-            self.balances[hold["account_id"]] -= charged
-        await msg.respond(billing_contract.ok(billing_contract.CaptureResult(
-            hold_id=hold["hold_id"], account_id=hold["account_id"],
-            operation_type=hold["operation_type"], credits_charged=hold["charged"],
-            credits_released=hold["amount"] - hold["charged"], transaction_id=None,
-            usage_log_id=None, balance_after=self.balances[hold["account_id"]],
-            replayed=replayed)))
-
-    async def _release(self, msg: Msg) -> None:
-        req = billing_contract.ReleaseRequest.model_validate_json(msg.data)
-        self.requests.append(("release", req.model_dump()))
-        hold = self.holds[req.hold_id]
-        if hold["status"] == "held":
-            hold["status"] = "released"
-        await msg.respond(billing_contract.ok(billing_contract.ReleaseResult(
-            hold_id=hold["hold_id"], account_id=hold["account_id"],
-            credits_released=hold["amount"] if hold["status"] == "released" else 0,
-            status=hold["status"])))
+    async def debits(self, account_id: int) -> list[CreditTransaction]:
+        async with self.db.session(TenantScope.system()) as session:
+            rows = list((await session.execute(
+                select(CreditTransaction)
+                .where(col(CreditTransaction.account_id) == account_id,
+                       col(CreditTransaction.transaction_type) == "deduction")
+                .order_by(col(CreditTransaction.id)))).scalars().all())
+            session.expunge_all()
+            return rows
 
 
 @pytest.fixture(scope="package")
-async def fake_billing(nc: NATS) -> AsyncIterator[FakeBilling]:
-    billing = FakeBilling()
-    subscriptions = await billing.start(nc)
-    yield billing
-    for sub in subscriptions:
-        await sub.unsubscribe()
+async def billing(billing_settings: BillingSettings, nc: NATS) -> AsyncIterator[Ledger]:
+    """Billing's real worker answering hold/capture/release on the test NATS. Package-scoped:
+    its responders must not outlive planner's tests (billing's own tests run theirs)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_billing_worker(stop, billing_settings))
+    probe = BillingClient(nc, timeout=1.0)
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:  # ready once a command gets billing's own answer
+        assert not task.done(), task.exception() if task.done() else None
+        try:
+            await probe.release(0)
+        except NotFound:
+            break
+        except ServiceUnavailable:
+            pass
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("billing's worker did not answer its commands")
+        await asyncio.sleep(0.1)
+    db = Database(billing_settings.database_url)
+    yield Ledger(db, policy_from(billing_settings))
+    await db.dispose()
+    stop.set()
+    await asyncio.wait_for(task, 20)
 
 
 # --- the app ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="package")
 async def client(planner_settings: PlannerSettings, issuer: TestIssuer, fake_auth: FakeAuth,
-                 fake_billing: FakeBilling) -> AsyncIterator[httpx.AsyncClient]:
+                 billing: Ledger) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(planner_settings, keys_fetcher=issuer.fetcher())
     async with running_app(app) as c:
         yield c
@@ -263,21 +259,23 @@ class Tenant:
         return self.sector_ids[0]
 
 
+MakeTenant = Callable[..., Awaitable[Tenant]]
+
+
 @pytest.fixture
-def make_tenant(issuer: TestIssuer, fake_auth: FakeAuth,
-                fake_billing: FakeBilling) -> Callable[..., Tenant]:
-    def make(credits: int = 1000) -> Tenant:
+def make_tenant(issuer: TestIssuer, fake_auth: FakeAuth, billing: Ledger) -> MakeTenant:
+    async def make(credits: int = 1000) -> Tenant:
         account_id = next_id()
         site_id, sector_ids = fake_auth.add_site(account_id)
-        fake_billing.balances[account_id] = credits
+        await billing.fund(account_id, credits)
         return Tenant(account_id, site_id, sector_ids, issuer)
 
     return make
 
 
 @pytest.fixture
-def tenant(make_tenant: Callable[..., Tenant]) -> Tenant:
-    return make_tenant()
+async def tenant(make_tenant: MakeTenant) -> Tenant:
+    return await make_tenant()
 
 
 async def add_keywords(client: httpx.AsyncClient, t: Tenant, *items: dict[str, Any],

@@ -21,7 +21,15 @@ from services.planner.clustering import ClusteringResult, ExistingCluster, Keywo
 from services.planner.jobs import Engines, PlannerJobs
 from services.planner.settings import PlannerSettings
 
-from .conftest import API, FakeBilling, Tenant, add_keywords, eventually, running_worker
+from .conftest import (
+    API,
+    Ledger,
+    MakeTenant,
+    Tenant,
+    add_keywords,
+    eventually,
+    running_worker,
+)
 
 SHOES_AND_COFFEE = [
     {"keyword": "best running shoes", "volume": 900},
@@ -62,9 +70,9 @@ async def _log(db: Database, account_id: int, task_id: str) -> dict[str, Any]:
 
 
 async def test_short_credits_answer_402_before_any_work(
-    client: httpx.AsyncClient, make_tenant: Any, planner_db: Database, fake_billing: FakeBilling,
+    client: httpx.AsyncClient, make_tenant: MakeTenant, planner_db: Database, billing: Ledger,
 ) -> None:
-    poor: Tenant = make_tenant(credits=5)
+    poor = await make_tenant(credits=5)
     kws = await add_keywords(client, poor, *SHOES_AND_COFFEE[:2])
     r = await client.post(f"{API}/keywords/auto_cluster/", headers=poor.headers(),
                           json={"ids": [k["id"] for k in kws]})
@@ -78,7 +86,9 @@ async def test_short_credits_answer_402_before_any_work(
             "SELECT count(*) FROM outbox WHERE subject LIKE 'igny8.jobs.%'"
             " AND (payload->>'account_id')::bigint = :a"), {"a": poor.account_id})).scalar_one()
     assert (logs, queued) == (0, 0)
-    assert not [h for h in fake_billing.holds.values() if h["account_id"] == poor.account_id]
+    assert await billing.holds(poor.account_id) == []
+    balance = await billing.balance(poor.account_id)
+    assert (balance.plan_credits, balance.held) == (5, 0)
     too_many = await client.post(f"{API}/keywords/auto_cluster/", headers=poor.headers(),
                                  json={"ids": list(range(1, 22))})
     assert too_many.status_code == 400
@@ -90,7 +100,7 @@ async def test_short_credits_answer_402_before_any_work(
 
 async def test_auto_cluster_then_ideas_end_to_end(
     client: httpx.AsyncClient, tenant: Tenant, planner_db: Database, planner_settings: Any,
-    fake_billing: FakeBilling, nc: NATS,
+    billing: Ledger, nc: NATS,
 ) -> None:
     kws = await add_keywords(client, tenant, *SHOES_AND_COFFEE)
     progress = await _progress(nc)
@@ -99,7 +109,8 @@ async def test_auto_cluster_then_ideas_end_to_end(
                               json={"ids": [k["id"] for k in kws], "sector_id": tenant.sector_id})
         assert r.status_code == 200, r.text
         task_id = r.json()["task_id"]
-        assert fake_billing.held(tenant.account_id) == 10  # held before the job ran
+        held = await billing.holds(tenant.account_id)  # held before the job ran
+        assert [(h.operation_type, h.amount) for h in held] == [("clustering", 10)]
         doc = await _finished(progress, task_id)
         assert doc["state"] == "SUCCESS", doc
         assert doc["account_id"] == tenant.account_id
@@ -121,8 +132,10 @@ async def test_auto_cluster_then_ideas_end_to_end(
             "success", "auto_cluster", 10)
         assert log["model"].startswith("local-")
         assert log["duration_ms"] is not None
-        assert fake_billing.balances[tenant.account_id] == 1000 - 10
-        assert fake_billing.held(tenant.account_id) == 0
+        assert await billing.spendable(tenant.account_id) == 1000 - 10
+        assert (await billing.balance(tenant.account_id)).held == 0
+        assert [h.status for h in await billing.holds(tenant.account_id)] == ["captured"]
+        assert [d.amount for d in await billing.debits(tenant.account_id)] == [-10]
 
         # Ideas for the first cluster.
         cluster = clusters[0]
@@ -140,7 +153,9 @@ async def test_auto_cluster_then_ideas_end_to_end(
         got = (await client.get(f"{API}/clusters/{cluster['id']}/",
                                 headers=tenant.headers())).json()
         assert (got["ideas_count"], got["status"]) == (n, "mapped")
-        assert fake_billing.balances[tenant.account_id] == 1000 - 10 - 2 * n
+        assert await billing.spendable(tenant.account_id) == 1000 - 10 - 2 * n
+        assert [d.amount for d in await billing.debits(tenant.account_id)] == [-10, -2 * n]
+        assert (await billing.balance(tenant.account_id)).held == 0
         two = await client.post(f"{API}/clusters/auto_generate_ideas/", headers=tenant.headers(),
                                 json={"ids": [c["id"] for c in clusters]})
         assert two.status_code == 400  # one cluster per request by default
@@ -163,7 +178,7 @@ class StallsOnce:
 
 async def test_job_of_a_killed_worker_is_retried_and_charged_once(
     client: httpx.AsyncClient, tenant: Tenant, planner_db: Database,
-    planner_settings: PlannerSettings, fake_billing: FakeBilling, nc: NATS,
+    planner_settings: PlannerSettings, billing: Ledger, nc: NATS,
 ) -> None:
     kws = await add_keywords(client, tenant, *SHOES_AND_COFFEE)
     progress = await _progress(nc)
@@ -192,10 +207,13 @@ async def test_job_of_a_killed_worker_is_retried_and_charged_once(
     assert doc["state"] == "SUCCESS", doc
     log = await _log(planner_db, tenant.account_id, task_id)
     assert (log["status"], log["attempts"], log["credits_charged"]) == ("success", 2, 10)
-    mine = [h for h in fake_billing.holds.values() if h["account_id"] == tenant.account_id]
-    assert len(mine) == 1
-    assert mine[0]["status"] == "captured"
-    assert fake_billing.balances[tenant.account_id] == 1000 - 10
+    mine = await billing.holds(tenant.account_id)
+    assert [(h.status, h.captured_credits) for h in mine] == [("captured", 10)]
+    debits = await billing.debits(tenant.account_id)
+    assert [d.amount for d in debits] == [-10]  # one debit in billing's ledger
+    assert debits[0].reference == f"hold:{mine[0].id}"
+    assert await billing.spendable(tenant.account_id) == 1000 - 10
+    assert (await billing.balance(tenant.account_id)).held == 0
     clusters = (await client.get(f"{API}/clusters/", headers=tenant.headers())).json()
     assert clusters["count"] == 2  # saved once
 
@@ -208,7 +226,7 @@ class Broken:
 
 async def test_failed_job_releases_its_hold(
     client: httpx.AsyncClient, tenant: Tenant, planner_db: Database,
-    planner_settings: PlannerSettings, fake_billing: FakeBilling, nc: NATS,
+    planner_settings: PlannerSettings, billing: Ledger, nc: NATS,
 ) -> None:
     kws = await add_keywords(client, tenant, *SHOES_AND_COFFEE[:2])
     progress = await _progress(nc)
@@ -222,8 +240,10 @@ async def test_failed_job_releases_its_hold(
     log = await _log(planner_db, tenant.account_id, r.json()["task_id"])
     assert log["status"] == "failed"
     assert "refuses" in log["error"]
-    mine = [h for h in fake_billing.holds.values() if h["account_id"] == tenant.account_id]
-    assert [h["status"] for h in mine] == ["released"]
-    assert fake_billing.balances[tenant.account_id] == 1000
+    mine = await billing.holds(tenant.account_id)
+    assert [(h.status, h.amount) for h in mine] == [("released", 10)]
+    assert await billing.debits(tenant.account_id) == []
+    balance = await billing.balance(tenant.account_id)
+    assert (balance.plan_credits + balance.purchased_credits, balance.held) == (1000, 0)
     still = (await client.get(f"{API}/keywords/?status=active", headers=tenant.headers())).json()
     assert still["count"] == 2

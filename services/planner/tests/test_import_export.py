@@ -7,7 +7,7 @@ import io
 
 import httpx
 
-from .conftest import API, Tenant, add_keywords
+from .conftest import API, MakeTenant, Tenant, add_keywords
 
 CSV_WITH_BAD_ROWS = (
     "keyword,volume,difficulty,intent,status,notes\n"   # line 1: header (extra column ignored)
@@ -74,9 +74,9 @@ async def test_import_keeps_good_rows_and_reports_bad_ones(client: httpx.AsyncCl
 
 
 async def test_export_round_trip_honours_filters(client: httpx.AsyncClient,
-                                                 make_tenant: object) -> None:
-    source: Tenant = make_tenant()  # type: ignore[operator]
-    target: Tenant = make_tenant()  # type: ignore[operator]
+                                                 make_tenant: MakeTenant) -> None:
+    source = await make_tenant()
+    target = await make_tenant()
     await _import(client, source, CSV_WITH_BAD_ROWS)
     exported = await client.get(f"{API}/keywords/export/?ordering=keyword",
                                 headers=source.headers())

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from libs.common.db import Database, TenantScope
 
-from .conftest import API, FakeBilling, Tenant, add_keywords
+from .conftest import API, Ledger, MakeTenant, Tenant, add_keywords
 
 
 async def _victim(client: httpx.AsyncClient, t: Tenant) -> dict[str, Any]:
@@ -25,11 +25,10 @@ async def _victim(client: httpx.AsyncClient, t: Tenant) -> dict[str, Any]:
 
 
 async def test_another_accounts_ids_are_not_found_and_never_touched(
-    client: httpx.AsyncClient, make_tenant: Any, planner_db: Database,
-    fake_billing: FakeBilling,
+    client: httpx.AsyncClient, make_tenant: MakeTenant, planner_db: Database, billing: Ledger,
 ) -> None:
-    victim: Tenant = make_tenant()
-    intruder: Tenant = make_tenant()
+    victim = await make_tenant()
+    intruder = await make_tenant()
     await add_keywords(client, intruder, {"keyword": "my own"})
     v = await _victim(client, victim)
     kid, cid, iid = v["keyword"]["id"], v["cluster"]["id"], v["idea"]["id"]
@@ -58,12 +57,14 @@ async def test_another_accounts_ids_are_not_found_and_never_touched(
         assert counts, (path, r.json())
         assert set(counts.values()) == {0}, (path, r.json())
 
-    holds_before = len(fake_billing.holds)
+    holds_before = len(await billing.holds())
     assert (await client.post(f"{API}/keywords/auto_cluster/", json={"ids": [kid]},
                               headers=h)).status_code == 404
     assert (await client.post(f"{API}/clusters/auto_generate_ideas/", json={"ids": [cid]},
                               headers=h)).status_code == 404
-    assert len(fake_billing.holds) == holds_before  # no credits held for someone else's rows
+    assert len(await billing.holds()) == holds_before  # no credits held for others' rows
+    assert await billing.holds(intruder.account_id) == []
+    assert (await billing.balance(intruder.account_id)).held == 0
 
     # Creating into the victim's site or cluster.
     into_site = await client.post(f"{API}/keywords/", headers=h, json={
