@@ -6,13 +6,21 @@ id: the results are saved in one transaction together with the log row turning
 `success`; a redelivered job whose log already says `success` only makes sure the hold
 is captured (billing captures a hold once) and answers the saved result. A job that
 cannot succeed releases its hold and leaves the log `failed`.
+
+Engines: when a job starts it asks auth for the account's AI settings
+(`igny8.cmd.auth.ai_settings`). An account with an active OpenAI integration runs on the
+OpenAI-compatible engines with its saved prompt (account prompt → built-in); every other
+account runs on the offline engines. Auth not answering is a transient failure (the job
+is retried): an account that configured OpenAI never silently runs locally.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -20,22 +28,39 @@ from uuid import UUID
 
 from sqlalchemy import func
 
+from libs.common.ai import AIError, AIProviderError, AIResponseInvalid
+from libs.common.ai.base import Usage
+from libs.common.ai.openai import OpenAIProvider
 from libs.common.billing import BillingClient
 from libs.common.db import Database, TenantScope
 from libs.common.jobs import JobContext, JobFailed
 from libs.common.tenancy import UnitOfWork
 from services.planner import events
 from services.planner import repository as repo
+from services.planner.clients import AISettings, AISettingsUnusable, AuthClient
 from services.planner.clustering import (
+    DEFAULT_CLUSTERING_PROMPT,
     ClusteringResult,
     ExistingCluster,
     KeywordInput,
     LocalClusteringEngine,
+    OpenAIClusteringEngine,
 )
-from services.planner.ideas_local import IdeaCluster, IdeaKeyword, IdeasResult, generate_ideas_local
+from services.planner.ideas_local import (
+    DEFAULT_IDEAS_PROMPT,
+    IdeaCluster,
+    IdeaKeyword,
+    IdeasResult,
+    generate_ideas_local,
+    generate_ideas_openai,
+)
+from services.planner.ideas_local import KEYWORDS_PLACEHOLDER as IDEAS_KEYWORDS_PLACEHOLDER
 from services.planner.intent import Intent
 from services.planner.repository import Visibility, clusters
 from services.planner.settings import PlannerSettings
+
+# How long a job waits for auth's AI settings before it counts as a transient failure.
+AI_SETTINGS_TIMEOUT_SECONDS = 3.0
 
 ClusterFn = Callable[
     [Sequence[KeywordInput], Sequence[ExistingCluster]], Awaitable[ClusteringResult]
@@ -74,6 +99,58 @@ class Engines:
         engines = LocalEngines()
         return cls(cluster=engines.cluster, ideas=engines.ideas)
 
+    @classmethod
+    def openai(cls, provider: OpenAIProvider, settings: AISettings, model: str) -> Engines:
+        """The OpenAI-compatible engines with the account's prompts (or the built-ins)."""
+        cluster_prompt = settings.prompt("clustering", DEFAULT_CLUSTERING_PROMPT)
+        # Auth's ideas prompt names the cluster's keywords `[IGNY8_KEYWORDS]`.
+        ideas_prompt = settings.prompt("ideas", DEFAULT_IDEAS_PROMPT).replace(
+            "[IGNY8_KEYWORDS]", IDEAS_KEYWORDS_PLACEHOLDER
+        )
+        clustering = OpenAIClusteringEngine(provider, cluster_prompt, model=model)
+        return cls(
+            cluster=clustering.cluster,
+            ideas=functools.partial(generate_ideas_openai, provider, prompt=ideas_prompt,
+                                    model=model),
+        )
+
+
+# USD per million (input, output) tokens of well-known chat models, matched by the
+# longest prefix of the model name the provider answered with. Other models (self-hosted
+# endpoints) are recorded at 0: their tokens are still logged and captured.
+PRICES_PER_MILLION: dict[str, tuple[Decimal, Decimal]] = {
+    "gpt-4o-mini": (Decimal("0.15"), Decimal("0.60")),
+    "gpt-4o": (Decimal("2.50"), Decimal("10.00")),
+    "gpt-4.1-nano": (Decimal("0.10"), Decimal("0.40")),
+    "gpt-4.1-mini": (Decimal("0.40"), Decimal("1.60")),
+    "gpt-4.1": (Decimal("2.00"), Decimal("8.00")),
+    "gpt-3.5-turbo": (Decimal("0.50"), Decimal("1.50")),
+}
+
+
+def cost_usd(model: str, usage: Usage) -> Decimal:
+    name = model.lower()
+    for prefix in sorted(PRICES_PER_MILLION, key=len, reverse=True):
+        if name.startswith(prefix):
+            price_in, price_out = PRICES_PER_MILLION[prefix]
+            cost = (price_in * usage.prompt_tokens + price_out * usage.completion_tokens) / (
+                Decimal(1_000_000)
+            )
+            return cost.quantize(Decimal("0.000001"))
+    return Decimal("0")
+
+
+def _ai_failure(exc: Exception, what: str) -> JobFailed | None:
+    """The job-level failure for an engine error, or None for transient provider trouble
+    (HTTP 429/5xx, no answer), which is retried. A failed job's hold is released in full."""
+    if isinstance(exc, AIProviderError) and exc.retryable:
+        return None
+    if isinstance(exc, AIResponseInvalid):
+        return JobFailed(f"The AI answer for the {what} could not be used: {exc.message}")
+    if isinstance(exc, AIError):
+        return JobFailed(f"The AI provider failed on the {what}: {exc.message}")
+    return JobFailed(f"The {what} could not be made: {exc}")
+
 
 def _intent(value: str | None) -> Intent | None:
     try:
@@ -89,11 +166,40 @@ class PlannerJobs:
         billing: BillingClient,
         settings: PlannerSettings,
         engines: Engines | None = None,
+        *,
+        auth: AuthClient | None = None,
     ) -> None:
+        """`engines` are the offline ones (accounts without an OpenAI integration); `auth`
+        answers the AI settings (by default over billing's NATS connection, with a short
+        timeout: a job waits on it before any work)."""
         self.db = db
         self.billing = billing
         self.settings = settings
         self.engines = engines or Engines.local()
+        self.auth = auth or AuthClient(
+            billing.nc, timeout=min(settings.command_timeout_seconds, AI_SETTINGS_TIMEOUT_SECONDS)
+        )
+
+    @contextlib.asynccontextmanager
+    async def _engines_for(self, ctx: JobContext, prompt_type: str) -> AsyncIterator[Engines]:
+        """The engines this account's job runs on. Auth not answering raises
+        `ServiceUnavailable` (the job is retried, never run locally instead)."""
+        try:
+            ai = await self.auth.ai_settings(ctx.job.account_id or 0, [prompt_type])
+        except AISettingsUnusable as exc:
+            raise JobFailed(str(exc)) from exc
+        if ai.openai is None:
+            ctx.report.step("PREP", provider="local")
+            yield self.engines
+            return
+        try:
+            provider = OpenAIProvider(ai.openai.base_url, ai.openai.api_key,
+                                      chat_model=ai.openai.model)
+        except AIError as exc:
+            raise JobFailed(f"The OpenAI settings cannot be used: {exc.message}") from exc
+        ctx.report.step("PREP", provider="openai", model=ai.openai.model)
+        async with provider:
+            yield Engines.openai(provider, ai, ai.openai.model)
 
     # --- shared steps -----------------------------------------------------------------
 
@@ -211,11 +317,16 @@ class PlannerJobs:
             for c in existing_rows
         ]
         report.step("PREP", keywords=len(inputs), existing_clusters=len(existing))
-        await report.phase("AI_CALL", f"Clustering {len(inputs)} keywords")
-        try:
-            result = await self.engines.cluster(inputs, existing)
-        except ValueError as exc:
-            raise JobFailed(f"The keywords could not be clustered: {exc}") from exc
+        async with self._engines_for(ctx, "clustering") as engines:
+            await report.phase("AI_CALL", f"Clustering {len(inputs)} keywords")
+            try:
+                result = await engines.cluster(inputs, existing)
+            except (ValueError, AIError) as exc:
+                failure = _ai_failure(exc, "clusters")
+                if failure is None:
+                    raise
+                raise failure from exc
+        cost = cost_usd(result.model, result.usage)
         report.tokens = result.usage.total_tokens
         report.step("AI_CALL", request=False, model=result.model, clusters=len(result.clusters))
         await report.phase("PARSE", "Reading clusters")
@@ -263,7 +374,7 @@ class PlannerJobs:
                 "model": result.model,
             }
             await self._finish(session, ctx, log, result.model, result.usage.prompt_tokens,
-                               result.usage.completion_tokens, outcome, started)
+                               result.usage.completion_tokens, cost, outcome, started)
             await session.commit()
         log = await self._saved_log(account_id, ctx.task_id)
         await self._capture(ctx, log, units=1)
@@ -292,11 +403,11 @@ class PlannerJobs:
 
     async def _finish(
         self, session: Any, ctx: JobContext, log: dict[str, Any], model: str, tokens_in: int,
-        tokens_out: int, outcome: dict[str, Any], started: float,
+        tokens_out: int, cost: Decimal, outcome: dict[str, Any], started: float,
     ) -> None:
         await repo.update_task_log(session, ctx.task_id, {
             "status": "success", "model": model, "tokens_input": tokens_in,
-            "tokens_output": tokens_out, "cost_usd": Decimal("0"), "attempts": ctx.attempt,
+            "tokens_output": tokens_out, "cost_usd": cost, "attempts": ctx.attempt,
             "result": outcome, "finished_at": func.now(),
             "duration_ms": int((time.perf_counter() - started) * 1000),
         })
@@ -329,19 +440,29 @@ class PlannerJobs:
             raise JobFailed("The cluster does not exist any more.")
         report.step("PREP", clusters=len(found))
         drafts: list[tuple[dict[str, Any], IdeasResult]] = []
-        for n, cluster in enumerate(found):
-            await report.phase("AI_CALL", f"Writing ideas for {cluster['name']}", n / len(found))
-            idea_cluster = IdeaCluster(
-                name=cluster["name"], description=cluster["description"],
-                keywords=tuple(
-                    IdeaKeyword(text=k["keyword"], volume=k["volume"], intent=_intent(k["intent"]))
-                    for k in members[cluster["id"]]
-                ),
-            )
-            drafts.append((cluster, await self.engines.ideas(idea_cluster)))
+        async with self._engines_for(ctx, "ideas") as engines:
+            for n, cluster in enumerate(found):
+                await report.phase("AI_CALL", f"Writing ideas for {cluster['name']}",
+                                   n / len(found))
+                idea_cluster = IdeaCluster(
+                    name=cluster["name"], description=cluster["description"],
+                    keywords=tuple(
+                        IdeaKeyword(text=k["keyword"], volume=k["volume"],
+                                    intent=_intent(k["intent"]))
+                        for k in members[cluster["id"]]
+                    ),
+                )
+                try:
+                    drafts.append((cluster, await engines.ideas(idea_cluster)))
+                except (ValueError, AIError) as exc:
+                    failure = _ai_failure(exc, f"ideas of {cluster['name']}")
+                    if failure is None:
+                        raise
+                    raise failure from exc
         model = drafts[0][1].model
         tokens_in = sum(r.usage.prompt_tokens for _, r in drafts)
         tokens_out = sum(r.usage.completion_tokens for _, r in drafts)
+        cost = sum((cost_usd(r.model, r.usage) for _, r in drafts), Decimal("0"))
         report.tokens = tokens_in + tokens_out
         report.step("AI_CALL", request=False, model=model,
                     ideas=sum(len(r.ideas) for _, r in drafts))
@@ -381,7 +502,8 @@ class PlannerJobs:
             await repo.refresh_cluster_stats(session, account_id, [c["id"] for c in found])
             outcome = {"ideas": len(created), "idea_ids": created,
                        "cluster_ids": [c["id"] for c in found], "model": model}
-            await self._finish(session, ctx, log, model, tokens_in, tokens_out, outcome, started)
+            await self._finish(session, ctx, log, model, tokens_in, tokens_out, cost, outcome,
+                               started)
             await session.commit()
         log = await self._saved_log(account_id, ctx.task_id)
         await self._capture(ctx, log, units=len(created))

@@ -84,16 +84,42 @@ async def nc(nats_url: str) -> AsyncIterator[NATS]:
 
 @dataclass
 class FakeAuth:
-    """Auth's directory as the commands expose it: sites, sectors, seed keywords."""
+    """Auth's directory as the commands expose it: sites, sectors, seed keywords, and each
+    account's AI settings (`local` unless `set_openai` gave it an OpenAI integration)."""
 
     sites: dict[int, dict[str, Any]] = field(default_factory=dict)
     sectors: dict[int, dict[str, Any]] = field(default_factory=dict)
     seeds: dict[int, dict[str, Any]] = field(default_factory=dict)
     lookups: list[tuple[int, int]] = field(default_factory=list)
+    openai: dict[int, dict[str, str]] = field(default_factory=dict)
+    prompts: dict[int, dict[str, str]] = field(default_factory=dict)
+    ai_requests: list[dict[str, Any]] = field(default_factory=list)
+    # Accounts whose ai_settings requests go unanswered (auth down, as far as they know).
+    silent: set[int] = field(default_factory=set)
 
     async def start(self, nc: NATS) -> list[Any]:
         return [await nc.subscribe("igny8.cmd.auth.lookup_site", queue="auth", cb=self._lookup),
-                await nc.subscribe("igny8.cmd.auth.seed_keywords", queue="auth", cb=self._seeds)]
+                await nc.subscribe("igny8.cmd.auth.seed_keywords", queue="auth", cb=self._seeds),
+                await nc.subscribe("igny8.cmd.auth.ai_settings", queue="auth",
+                                   cb=self._ai_settings)]
+
+    def set_openai(self, account_id: int, base_url: str, api_key: str, model: str,
+                   **prompts: str) -> None:
+        self.openai[account_id] = {"base_url": base_url, "api_key": api_key, "model": model}
+        self.prompts[account_id] = dict(prompts)
+
+    async def _ai_settings(self, msg: Msg) -> None:
+        body = orjson.loads(msg.data)
+        self.ai_requests.append(body)
+        account_id = body["account_id"]
+        if account_id in self.silent:
+            return
+        saved = self.prompts.get(account_id, {})
+        types = body.get("prompt_types")
+        prompts = {t: v for t, v in saved.items() if types is None or t in types}
+        openai = self.openai.get(account_id)
+        await msg.respond(orjson.dumps({"ok": True, "provider": "openai" if openai else "local",
+                                        "openai": openai, "prompts": prompts}))
 
     async def _lookup(self, msg: Msg) -> None:
         body = orjson.loads(msg.data)
