@@ -4,8 +4,16 @@ Each (scope, caller) key holds its theoretical arrival time (TAT, unix seconds).
 at `now` is admitted when `max(TAT, now) + T - now <= period` (T = period / limit, so a
 full minute's quota may be spent at once and then refills evenly); admitting writes the new
 TAT with compare-and-set on the key's revision, so two replicas never both spend the last
-slot. Every replica mirrors the bucket through a watch: the normal path is one CAS round
-trip, a refusal none; a stale mirror only costs a retry (fresh read, then CAS again).
+slot. Every replica mirrors the bucket through a watch: a refusal costs no round trip; a
+stale mirror only costs a retry (fresh read, then CAS again).
+
+Leases (decision 0014): a replica whose key is busy reserves a few permits more than it
+needs with the same CAS (TAT moves by one interval per permit, as if those requests had
+arrived) and spends them locally, without a round trip, for at most `_LEASE_SECONDS`.
+The shared TAT already counts every leased permit, so the sum over replicas never exceeds
+the limit; a permit left unspent when its lease expires is simply lost (stricter, never
+looser). Leases grow while the key stays busy, stop when it goes quiet, and are capped
+at a small share of the limit, so small limits (`auth_strict`'s 5) are never leased.
 
 When the store does not answer in time the request is admitted (fail open) and counted:
 an outage of NATS should not take the API down with it.
@@ -34,6 +42,24 @@ _UNSAFE_KEY_CHARS = re.compile(r"[^-_=.a-zA-Z0-9]")
 _MAX_ATTEMPTS = 8
 # Entries older than the bucket's TTL are gone from the store: forget them here too.
 _FORGET_AFTER_SECONDS = 600.0
+# A leased permit not spent within this long after its CAS is lost.
+_LEASE_SECONDS = 1.0
+# At most 1/_LEASE_SHARE of a key's limit, and _MAX_LEASE permits, leased at once.
+_LEASE_SHARE = 32
+_MAX_LEASE = 256
+
+
+class _Lease:
+    """Permits this replica reserved in the shared TAT and has not spent yet."""
+
+    __slots__ = ("end_tat", "expires", "left", "size", "taken")
+
+    def __init__(self) -> None:
+        self.end_tat = 0.0  # the shared TAT right after the CAS that reserved them
+        self.expires = 0.0
+        self.left = 0
+        self.size = 0  # extra permits the next CAS reserves
+        self.taken = 0.0  # when the last CAS for this key was won
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +106,7 @@ class RateLimiter:
         self._waiting: dict[str, list[asyncio.Future[Decision]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._watcher: Any = None
+        self._leases: dict[str, _Lease] = {}
 
     async def start(self) -> None:
         self._watcher = await self.kv.watchall()
@@ -123,6 +150,10 @@ class RateLimiter:
             for key in [k for k, lock in self._locks.items()
                         if not lock.locked() and k not in self._waiting]:
                 self._locks.pop(key, None)
+            now = time.time()
+            for key in [k for k, lease in self._leases.items()
+                        if lease.expires + _FORGET_AFTER_SECONDS < now]:
+                self._leases.pop(key, None)
 
     async def _reload(self, key: str) -> None:
         try:
@@ -139,15 +170,24 @@ class RateLimiter:
         """Decide one request. Concurrent requests for the same key in this replica are
         decided together by whichever of them holds the key's lock: one CAS for the
         batch instead of one per request racing the others (which made every burst from
-        one client cost O(n²) round trips)."""
+        one client cost O(n²) round trips). A permit this replica leased earlier decides
+        without waiting at all."""
+        leased = self._spend_lease(scope, key)
+        if leased is not None:
+            return leased
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(future)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             if not future.done():
                 batch = self._waiting.pop(key, [])
+                # While we waited for the lock, its previous holder may have leased permits.
+                while batch and (leased := self._spend_lease(scope, key)) is not None:
+                    waiter = batch.pop()
+                    if not waiter.done():
+                        waiter.set_result(leased)
                 try:
-                    decisions = await self._decide(scope, key, len(batch))
+                    decisions = await self._decide(scope, key, len(batch)) if batch else []
                 except asyncio.CancelledError:
                     # Our caller went away: hand the others back to the next holder.
                     others = [f for f in batch if f is not future and not f.done()]
@@ -163,18 +203,52 @@ class RateLimiter:
                             waiter.set_result(decision)
         return future.result()
 
+    def _spend_lease(self, scope: str, key: str) -> Decision | None:
+        lease = self._leases.get(key)
+        if lease is None or not lease.left:
+            return None
+        now = time.time()
+        if now >= lease.expires:
+            lease.left = 0
+            return None
+        lease.left -= 1
+        limit = self.limits[scope]
+        period = self.period
+        interval = period / limit
+        # As if this request were the next arrival of the batch that took the lease: the
+        # permits still leased after it count as what remains for this caller.
+        admitted_tat = lease.end_tat - lease.left * interval
+        remaining = min(limit - 1, max(0, math.floor(
+            (period - (admitted_tat - now)) / interval + 1e-9)))
+        return Decision(True, scope, limit, period, remaining, max(admitted_tat, now), 0.0,
+                        now)
+
+    def _lease_size(self, key: str, limit: int, now: float) -> int:
+        """Extra permits for the next CAS: none for a quiet key (or one whose last lease
+        expired), doubling while the key stays busy and its leases get spent."""
+        cap = min(_MAX_LEASE, limit // _LEASE_SHARE)
+        if cap == 0:
+            return 0
+        lease = self._leases.get(key)
+        if lease is None or now - lease.taken > _LEASE_SECONDS:
+            return 0
+        return min(cap, max(1, lease.size * 2))
+
     async def _decide(self, scope: str, key: str, count: int) -> list[Decision]:
         limit = self.limits[scope]
         period = self.period
         interval = period / limit
+        extra = self._lease_size(key, limit, time.time())
         for _ in range(_MAX_ATTEMPTS):
             now = time.time()
             entry = self._mirror.get(key)
             tat = entry[0] if entry is not None else 0.0
             base = max(tat, now)
-            # GCRA for `count` arrivals at once: each admitted one moves TAT by `interval`,
-            # and TAT may run at most one period ahead of now.
-            fits = max(0, min(count, math.floor((period - (base - now)) / interval + 1e-9)))
+            # GCRA for `count` (+ `extra` leased) arrivals at once: each admitted one moves
+            # TAT by `interval`, and TAT may run at most one period ahead of now.
+            fits = max(0, min(count + extra,
+                              math.floor((period - (base - now)) / interval + 1e-9)))
+            leased = max(0, fits - count)
             final_tat = base + fits * interval
             if fits:
                 value = repr(final_tat).encode()
@@ -189,6 +263,14 @@ class RateLimiter:
                 current = self._mirror.get(key)
                 if current is None or current[1] < revision:
                     self._mirror[key] = (final_tat, revision)
+                lease = self._leases.get(key)
+                if lease is None:
+                    lease = self._leases[key] = _Lease()
+                lease.size = extra
+                lease.taken = now
+                lease.left = leased
+                lease.end_tat = final_tat
+                lease.expires = time.time() + _LEASE_SECONDS
             decisions = []
             for i in range(count):
                 if i < fits:

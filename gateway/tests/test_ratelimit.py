@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from typing import Any
 
 import httpx
 
+from gateway.ratelimit import RateLimiter
 from gateway.routes import RATE_LIMITS, scope_for
 from gateway.tests.conftest import GatewayFactory, new_ids, random_address
+from libs.common import nats as nats_kernel
 from libs.common.testing.tokens import TestIssuer
 
 STRICT = "/api/v1/auth/change-password/"
@@ -125,3 +128,56 @@ async def test_a_burst_from_one_user_is_decided_together(gw: httpx.AsyncClient,
     assert len(refused) == 7
     assert sorted(int(r.headers["x-throttle-remaining"]) for r in admitted) == list(range(limit))
     assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
+
+
+async def test_busy_keys_lease_permits_and_replicas_still_share_one_limit(
+        nats_url: str) -> None:
+    """A busy key reserves permits in batches (one CAS for many requests), spent locally;
+    two replicas leasing from the same key together never admit more than the limit."""
+    limit = 3200  # leases of up to 100 permits
+    period = 86_400.0  # one permit back every 27 s: none comes back during the test
+    nc = await nats_kernel.connect(nats_url, "lease-test")
+    try:
+        kv = await nats_kernel.ensure_bucket(nc.jetstream(), nats_kernel.RATE_LIMIT_BUCKET)
+        writes = 0
+        update, create = kv.update, kv.create
+
+        async def counted_update(*args: Any, **kwargs: Any) -> int:
+            nonlocal writes
+            writes += 1
+            return await update(*args, **kwargs)
+
+        async def counted_create(*args: Any, **kwargs: Any) -> int:
+            nonlocal writes
+            writes += 1
+            return await create(*args, **kwargs)
+
+        kv.update = counted_update  # type: ignore[method-assign]
+        kv.create = counted_create  # type: ignore[method-assign]
+        first = RateLimiter(kv, {"default": limit}, period)
+        second = RateLimiter(kv, {"default": limit}, period)
+        await first.start()
+        await second.start()
+        key = f"default.u{new_ids()[0]}"
+        try:
+            admitted = 0
+            remaining = []
+            for i in range(limit + 400):
+                decision = await (first if i % 2 else second).check("default", key)
+                admitted += decision.allowed
+                if decision.allowed and i % 2:
+                    remaining.append(decision.remaining)
+            # Never more than the limit; fewer only if a lease expired unspent (the
+            # replicas alternate, so each spends its lease within milliseconds).
+            assert limit - 200 <= admitted <= limit, admitted
+            assert remaining == sorted(remaining, reverse=True)
+            assert all(0 <= r < limit for r in remaining)
+            # One CAS per lease, not per request.
+            assert writes < limit // 10, writes
+            assert not (await first.check("default", key)).allowed
+            assert not (await second.check("default", key)).allowed
+        finally:
+            await first.stop()
+            await second.stop()
+    finally:
+        await nc.close()
