@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar, cast
 
+import orjson
+import psycopg
+from psycopg.rows import namedtuple_row
+from psycopg.types.json import Jsonb
 from sqlalchemy import Date as SqlDate
 from sqlalchemy import Row, Table, and_, case, func, insert, select, text, update
 from sqlalchemy import cast as sql_cast
@@ -19,6 +23,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
+from libs.common.events import Event
+from libs.common.outbox import NOTIFY_CHANNEL
+from libs.common.telemetry import current_trace_headers
 from services.billing.models import (
     Account,
     CreditBalance,
@@ -86,9 +93,172 @@ _BALANCE_COLUMNS = (
 )
 
 
+def _jsonb(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=lambda obj: orjson.dumps(obj).decode())
+
+
+# --- the command path ------------------------------------------------------------------
+# Holds and captures are billing's hot path (every AI job runs one of each), so each is a
+# fixed handful of hand-written statements sent straight through the session's driver
+# connection: no ORM, no statement compilation, one round trip per step. psycopg prepares
+# them server-side after a few executions.
+
+_HOLD_LOOKUP = """
+SELECT h.id, h.account_id, h.operation_type, h.amount, h.status, h.expires_at,
+       c.id AS config_id, c.is_active, c.unit, c.min_credits, c.credits_cost,
+       c.tokens_per_credit
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN credit_holds h
+       ON h.account_id = %(account_id)s AND h.idempotency_key = %(idempotency_key)s
+LEFT JOIN credit_cost_configs c ON c.operation_type = %(operation_type)s
+"""
+
+# Reserve on the balance row only if the spendable balance covers the amount, and insert
+# the hold only if the reservation happened: no row back means insufficient credits; a row
+# without a hold id means a concurrent request with the same key won.
+_RESERVE_HOLD = """
+WITH reserved AS (
+    UPDATE credit_balances SET held = held + %(amount)s, updated_at = now()
+    WHERE account_id = %(account_id)s
+      AND plan_credits + purchased_credits - held >= %(amount)s
+    RETURNING plan_credits + purchased_credits - held AS available
+), hold AS (
+    INSERT INTO credit_holds (account_id, operation_type, amount, status, idempotency_key,
+                              expires_at, captured_credits, refunded_credits, from_plan,
+                              from_purchased)
+    SELECT %(account_id)s, %(operation_type)s, %(amount)s, 'held', %(idempotency_key)s,
+           %(expires_at)s, 0, 0, 0, 0
+    FROM reserved
+    ON CONFLICT ON CONSTRAINT uq_credit_holds_key DO NOTHING
+    RETURNING id, account_id, operation_type, amount, status, expires_at
+)
+SELECT reserved.available, hold.* FROM reserved LEFT JOIN hold ON true
+"""
+
+# The hold and its account's balance, both locked, with the operation's pricing, and ids
+# for the ledger entry and usage log a capture will write (so one statement can write both
+# and the event that names them).
+_LOCK_FOR_CAPTURE = """
+SELECT h.id, h.account_id, h.operation_type, h.amount, h.status, h.captured_credits,
+       h.transaction_id, h.usage_log_id,
+       c.id AS config_id, c.unit, c.min_credits, c.credits_cost, c.tokens_per_credit,
+       c.display_name,
+       b.plan_credits, b.purchased_credits, b.held, b.plan_credits_per_month,
+       b.period_start, b.period_end, b.low_notified,
+       CASE WHEN h.status <> 'captured'
+            THEN nextval(pg_get_serial_sequence('credit_transactions', 'id')) END
+           AS next_transaction_id,
+       CASE WHEN h.status <> 'captured'
+            THEN nextval(pg_get_serial_sequence('credit_usage_logs', 'id')) END
+           AS next_usage_id
+FROM credit_holds h
+JOIN credit_balances b ON b.account_id = h.account_id
+LEFT JOIN credit_cost_configs c ON c.operation_type = h.operation_type
+WHERE h.id = %(hold_id)s
+FOR UPDATE OF h, b
+"""
+
+_RECORD_CAPTURE = """
+WITH balance AS (
+    UPDATE credit_balances
+    SET plan_credits = %(plan_credits)s, purchased_credits = %(purchased_credits)s,
+        held = %(held)s, low_notified = %(low_notified)s, updated_at = now()
+    WHERE account_id = %(account_id)s
+), ledger AS (
+    INSERT INTO credit_transactions (id, account_id, transaction_type, amount, balance_after,
+                                     plan_balance_after, purchased_balance_after,
+                                     description, reference, metadata, idempotency_key)
+    VALUES (%(transaction_id)s, %(account_id)s, 'deduction', %(ledger_amount)s,
+            %(balance_after)s, %(plan_credits)s, %(purchased_credits)s, %(description)s,
+            %(reference)s, %(ledger_meta)s, %(ledger_key)s)
+), usage AS (
+    INSERT INTO credit_usage_logs (id, account_id, operation_type, credits_used, cost_usd,
+                                   model_used, tokens_input, tokens_output, units,
+                                   related_object_type, related_object_id, hold_id,
+                                   transaction_id, metadata)
+    VALUES (%(usage_log_id)s, %(account_id)s, %(operation_type)s, %(charge)s, %(cost_usd)s,
+            %(model_used)s, %(tokens_input)s, %(tokens_output)s, %(units)s,
+            %(related_object_type)s, %(related_object_id)s, %(hold_id)s,
+            %(transaction_id)s, %(usage_meta)s)
+), settled AS (
+    UPDATE credit_holds
+    SET status = 'captured', captured_credits = %(charge)s, from_plan = %(from_plan)s,
+        from_purchased = %(from_purchased)s, transaction_id = %(transaction_id)s,
+        usage_log_id = %(usage_log_id)s, settled_at = %(settled_at)s
+    WHERE id = %(hold_id)s
+), event AS (
+    INSERT INTO outbox (id, subject, payload, headers)
+    VALUES (%(event_id)s, %(event_subject)s, %(event_payload)s, %(event_headers)s)
+)
+SELECT pg_notify('""" + NOTIFY_CHANNEL + """', '')
+"""
+
+
 class BillingRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def _row(self, sql: str, params: dict[str, Any]) -> Any:
+        """Run one hand-written statement on the session's connection (in its transaction)
+        and return its first row (a named tuple), or None."""
+        connection = await self.session.connection()
+        raw = await connection.get_raw_connection()
+        driver = cast(psycopg.AsyncConnection[Any], raw.driver_connection)
+        async with driver.cursor(row_factory=namedtuple_row) as cursor:
+            await cursor.execute(sql, params)
+            return await cursor.fetchone()
+
+    # --- command path -------------------------------------------------------------------
+
+    async def hold_lookup(self, account_id: int, idempotency_key: str,
+                          operation_type: str) -> Any:
+        """One row: the hold already placed under this key (`id` None when there is none)
+        and the operation's cost configuration (`config_id` None when unknown)."""
+        return await self._row(_HOLD_LOOKUP, {"account_id": account_id,
+                                              "idempotency_key": idempotency_key,
+                                              "operation_type": operation_type})
+
+    async def reserve_hold(self, *, account_id: int, operation_type: str, amount: int,
+                           idempotency_key: str, expires_at: datetime) -> Any:
+        """Reserve `amount` and insert the hold, in one statement. None: the spendable
+        balance does not cover it; a row with `id` None: the key's hold already exists."""
+        return await self._row(_RESERVE_HOLD, {
+            "account_id": account_id, "operation_type": operation_type, "amount": amount,
+            "idempotency_key": idempotency_key, "expires_at": expires_at})
+
+    async def lock_for_capture(self, hold_id: int) -> Any:
+        """The hold, its pricing and its account's balance, hold and balance locked; None
+        when the hold or the balance row does not exist."""
+        return await self._row(_LOCK_FOR_CAPTURE, {"hold_id": hold_id})
+
+    async def record_capture(self, *, hold_id: int, account_id: int, operation_type: str,
+                             transaction_id: int, usage_log_id: int, balance: BalanceRow,
+                             charge: int, from_plan: int, description: str,
+                             ledger_meta: dict[str, Any], cost_usd: Any, model_used: str,
+                             tokens_input: int, tokens_output: int, units: int | None,
+                             related_object_type: str | None, related_object_id: str | None,
+                             usage_meta: dict[str, Any], settled_at: datetime,
+                             event: Event) -> None:
+        """Write a capture in one statement: the balance, the ledger entry, the usage log,
+        the settled hold and the outbox row of its event (with the relay's NOTIFY)."""
+        await self._row(_RECORD_CAPTURE, {
+            "hold_id": hold_id, "account_id": account_id, "operation_type": operation_type,
+            "transaction_id": transaction_id, "usage_log_id": usage_log_id,
+            "plan_credits": balance.plan_credits,
+            "purchased_credits": balance.purchased_credits, "held": balance.held,
+            "low_notified": balance.low_notified, "balance_after": balance.total,
+            "ledger_amount": -charge, "charge": charge, "from_plan": from_plan,
+            "from_purchased": charge - from_plan, "description": description[:500],
+            "reference": f"hold:{hold_id}", "ledger_meta": _jsonb(ledger_meta),
+            "ledger_key": f"capture:{hold_id}", "cost_usd": cost_usd,
+            "model_used": model_used[:255], "tokens_input": tokens_input,
+            "tokens_output": tokens_output, "units": units,
+            "related_object_type": related_object_type,
+            "related_object_id": related_object_id, "usage_meta": _jsonb(usage_meta),
+            "settled_at": settled_at, "event_id": event.id, "event_subject": event.subject,
+            "event_payload": _jsonb(event.model_dump(mode="json")),
+            "event_headers": _jsonb(current_trace_headers()),
+        })
 
     # --- balances ---------------------------------------------------------------------
 

@@ -185,18 +185,15 @@ class BillingService:
 
     # ======================================================================= commands
 
-    async def _config(self, operation_type: str) -> Row[Any]:
-        config = await self.repo.cost_config(operation_type)
-        if config is None or not config.is_active:
-            raise ValidationFailed.field("operation_type",
-                                         f"Unknown operation '{operation_type}'.")
-        return config
-
     async def hold(self, req: HoldRequest) -> HoldResult:
-        existing = await self.repo.hold_by_key(req.account_id, req.idempotency_key)
-        if existing is not None:
-            return _hold_result(existing, replayed=True)
-        config = await self._config(req.operation_type)
+        # One statement finds a replay and the pricing, one reserves and inserts the hold.
+        found = await self.repo.hold_lookup(req.account_id, req.idempotency_key,
+                                            req.operation_type)
+        if found.id is not None:
+            return _hold_result(found, replayed=True)
+        if found.config_id is None or not found.is_active:
+            raise ValidationFailed.field("operation_type",
+                                         f"Unknown operation '{req.operation_type}'.")
         if req.amount is not None:
             if req.amount < 0:
                 raise ValidationFailed.field("amount", "Must not be negative.")
@@ -205,27 +202,26 @@ class BillingService:
             if req.units is not None and req.units <= 0:
                 raise ValidationFailed.field("units", "Must be a positive number.")
             try:
-                amount = price(config, units=req.units)
+                amount = price(found, units=req.units)
             except PricingError as exc:
                 raise ValidationFailed.field(exc.field, str(exc)) from exc
         ttl = req.ttl_seconds or self.policy.default_hold_ttl_seconds
         if not 0 < ttl <= self.policy.max_hold_ttl_seconds:
             raise ValidationFailed.field(
                 "ttl_seconds", f"Must be between 1 and {self.policy.max_hold_ttl_seconds}.")
-        reserved = await self.repo.reserve(req.account_id, amount)
-        if reserved is None:
+        row = await self.repo.reserve_hold(
+            account_id=req.account_id, operation_type=req.operation_type, amount=amount,
+            idempotency_key=req.idempotency_key, expires_at=utcnow() + timedelta(seconds=ttl))
+        if row is None:
             balance = await self.repo.get_balance(req.account_id)
             available = balance.available if balance else 0
             raise PaymentRequired(
                 f"Insufficient credits: {req.operation_type} needs {amount}, "
                 f"{available} available.")
-        row = await self.repo.insert_hold(
-            account_id=req.account_id, operation_type=req.operation_type, amount=amount,
-            idempotency_key=req.idempotency_key, expires_at=utcnow() + timedelta(seconds=ttl))
-        if row is None:
+        if row.id is None:
             raise HoldRace(req.idempotency_key)
         CREDITS_HELD.labels(req.operation_type).inc(amount)
-        return _hold_result(row, available_after=reserved.available)
+        return _hold_result(row, available_after=row.available)
 
     async def _locked_hold(self, hold_id: int, account_id: int | None) -> Row[Any]:
         hold = await self.repo.get_hold(hold_id, lock=True)
@@ -240,63 +236,69 @@ class BillingService:
             raise ValidationFailed.field("tokens_input", "Token counts must not be negative.")
         if req.cost_usd < 0:
             raise ValidationFailed.field("cost_usd", "Must not be negative.")
-        hold = await self._locked_hold(req.hold_id, req.account_id)
+        # One statement locks the hold and its balance and reads the pricing; one writes
+        # the balance, ledger entry, usage log, settled hold and event.
+        hold = await self.repo.lock_for_capture(req.hold_id)
+        if hold is None:  # no such hold, or (never in practice) its balance row is missing
+            await self._ensure_balance((await self._locked_hold(req.hold_id, None)).account_id)
+            hold = await self.repo.lock_for_capture(req.hold_id)
+        if hold is None or (req.account_id is not None and hold.account_id != req.account_id):
+            raise NotFound(f"Hold {req.hold_id} not found.", errors={"hold_id": ["Not found."]})
         if hold.status == "captured":
-            balance = await self.repo.get_balance(hold.account_id)
             tx = await self.repo.transaction_by_key(hold.account_id, f"capture:{hold.id}")
             return CaptureResult(
                 hold_id=hold.id, account_id=hold.account_id, operation_type=hold.operation_type,
                 credits_charged=hold.captured_credits, credits_released=0,
                 transaction_id=hold.transaction_id, usage_log_id=hold.usage_log_id,
-                balance_after=tx.balance_after if tx else (balance.total if balance else 0),
-                replayed=True)
-        config = await self.repo.cost_config(hold.operation_type)
+                balance_after=tx.balance_after if tx else hold.plan_credits
+                + hold.purchased_credits, replayed=True)
         tokens = req.tokens_input + req.tokens_output
-        if config is None:
+        if hold.config_id is None:
             actual = hold.amount
-        elif config.unit == "per_tokens" and tokens > 0:
-            actual = price(config, tokens=tokens)
-        elif config.unit != "per_tokens" and req.units is not None:
-            actual = price(config, units=req.units)
+        elif hold.unit == "per_tokens" and tokens > 0:
+            actual = price(hold, tokens=tokens)
+        elif hold.unit != "per_tokens" and req.units is not None:
+            actual = price(hold, units=req.units)
         else:
             actual = hold.amount
         reserved = hold.amount if hold.status == "held" else 0
-        before = await self._ensure_balance(hold.account_id)
+        before = BalanceRow(
+            account_id=hold.account_id, plan_credits=hold.plan_credits,
+            purchased_credits=hold.purchased_credits, held=hold.held,
+            plan_credits_per_month=hold.plan_credits_per_month,
+            period_start=hold.period_start, period_end=hold.period_end,
+            low_notified=hold.low_notified)
         # Never more than the hold plus what is still spendable, never below zero.
         charge = max(0, min(actual, reserved + max(before.available, 0), before.total))
         from_plan = min(charge, before.plan_credits)
-        after = await self._write_balance(before, replace(
+        after = await self._after_change(before, replace(
             before, plan_credits=before.plan_credits - from_plan,
             purchased_credits=before.purchased_credits - (charge - from_plan),
             held=max(before.held - reserved, 0)))
-        display = config.display_name if config is not None else hold.operation_type
+        display = hold.display_name if hold.config_id is not None else hold.operation_type
         meta = {"operation_type": hold.operation_type, "hold_id": hold.id,
                 "estimated": hold.amount, "actual": actual, "from_plan": from_plan,
                 "from_purchased": charge - from_plan, "model": req.model,
                 "tokens_input": req.tokens_input, "tokens_output": req.tokens_output}
         if charge < actual:
             meta["capped"] = True
-        tx_id = await self.repo.add_transaction(
-            account_id=hold.account_id, transaction_type="deduction", amount=-charge,
-            balance=after, description=f"{display}: {charge} credits", reference=f"hold:{hold.id}",
-            meta=meta, idempotency_key=f"capture:{hold.id}")
-        usage_id = await self.repo.add_usage(
-            account_id=hold.account_id, operation_type=hold.operation_type, credits_used=charge,
-            cost_usd=req.cost_usd, model_used=req.model[:255], tokens_input=req.tokens_input,
+        tx_id, usage_id = hold.next_transaction_id, hold.next_usage_id
+        debited = Event(type=ev.CREDITS_DEBITED, account_id=hold.account_id, data={
+            "account_id": hold.account_id, "amount": charge, "transaction_type": "deduction",
+            "transaction_id": tx_id, "usage_log_id": usage_id, "hold_id": hold.id,
+            "operation_type": hold.operation_type, "balance_after": after.total,
+            "model": req.model, "cost_usd": str(req.cost_usd),
+            "related_object_type": req.related_object_type,
+            "related_object_id": req.related_object_id})
+        await self.repo.record_capture(
+            hold_id=hold.id, account_id=hold.account_id, operation_type=hold.operation_type,
+            transaction_id=tx_id, usage_log_id=usage_id, balance=after, charge=charge,
+            from_plan=from_plan, description=f"{display}: {charge} credits", ledger_meta=meta,
+            cost_usd=req.cost_usd, model_used=req.model, tokens_input=req.tokens_input,
             tokens_output=req.tokens_output, units=req.units,
-            related_object_type=req.related_object_type, related_object_id=req.related_object_id,
-            hold_id=hold.id, transaction_id=tx_id, meta=req.metadata)
-        await self.repo.settle_hold(
-            hold.id, status="captured", captured_credits=charge, from_plan=from_plan,
-            from_purchased=charge - from_plan, transaction_id=tx_id, usage_log_id=usage_id,
-            settled_at=utcnow())
-        await self._publish(
-            ev.CREDITS_DEBITED, hold.account_id, account_id=hold.account_id, amount=charge,
-            transaction_type="deduction", transaction_id=tx_id, usage_log_id=usage_id,
-            hold_id=hold.id, operation_type=hold.operation_type, balance_after=after.total,
-            model=req.model, cost_usd=str(req.cost_usd),
             related_object_type=req.related_object_type,
-            related_object_id=req.related_object_id)
+            related_object_id=req.related_object_id, usage_meta=req.metadata,
+            settled_at=utcnow(), event=debited)
         CREDITS_CAPTURED.labels(hold.operation_type).inc(charge)
         return CaptureResult(
             hold_id=hold.id, account_id=hold.account_id, operation_type=hold.operation_type,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,13 +14,13 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from libs.common import billing as wire
 from libs.common import nats as nats_kernel
 from libs.common.aio import sleep_or_stop
 from libs.common.consumer import EventConsumer, PermanentError
-from libs.common.db import Database, TenantScope
+from libs.common.db import NO_TENANT, Database, TenantScope, async_url
 from libs.common.events import Event, stream_name
 from libs.common.problems import Conflict, NotFound, PaymentRequired, ValidationFailed
 from libs.common.runtime import WorkerContext, main, run_worker
@@ -72,6 +72,26 @@ COMMANDS: dict[str, tuple[type[BaseModel], Command]] = {
 _RETRYABLE = {"40001", "40P01"}
 
 
+class CommandDatabase(Database):
+    """The command responders' own pool. Its connections open in the system scope
+    (`igny8.all_accounts` set once per connection, not once per transaction) and are not
+    pinged before each checkout: on the hot path both would cost a round trip per command.
+    A connection found dead is invalidated by SQLAlchemy and the command retried (every
+    command is idempotent)."""
+
+    def __init__(self, url: str, *, pool_size: int, max_overflow: int) -> None:
+        self.url = async_url(url)
+        self.engine = create_async_engine(
+            self.url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False,
+            connect_args={"options": "-c igny8.all_accounts=on"})
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextlib.asynccontextmanager
+    async def command_session(self) -> AsyncIterator[AsyncSession]:
+        async with self.session(NO_TENANT) as session:
+            yield session
+
+
 @dataclass
 class CommandResponder:
     """Answers billing's commands (queue group `billing`, so replicas share the load). Each
@@ -81,6 +101,11 @@ class CommandResponder:
     nc: NATS
     policy: BillingPolicy
     concurrency: int = 64
+
+    def _session(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+        if isinstance(self.db, CommandDatabase):
+            return self.db.command_session()
+        return self.db.session(TenantScope.system())
 
     async def answer(self, subject: str, data: bytes) -> bytes:
         model, command = COMMANDS[subject]
@@ -94,7 +119,7 @@ class CommandResponder:
             return wire.failure(wire.INVALID, "Invalid command.", errors)
         for attempt in range(5):
             try:
-                async with self.db.session(TenantScope.system()) as session:
+                async with self._session() as session:
                     result = await command(BillingService(session, self.policy), request)
                     await session.commit()
                 return wire.ok(result)
@@ -110,7 +135,7 @@ class CommandResponder:
                 return wire.failure(wire.CONFLICT, exc.detail, exc.errors)
             except DBAPIError as exc:
                 code = getattr(exc.orig, "sqlstate", None)
-                if code in _RETRYABLE and attempt < 4:
+                if (code in _RETRYABLE or exc.connection_invalidated) and attempt < 4:
                     await asyncio.sleep(0.01 * (attempt + 1))
                     continue
                 log.exception("billing command %s failed", subject)
@@ -235,8 +260,8 @@ def build_tasks(settings: BillingSettings) -> Sequence[Callable[[WorkerContext],
 
     async def command_responders(ctx: WorkerContext) -> None:
         # Commands get their own pool: they are the hot path, the relay must not starve it.
-        db = Database(settings.database_url, pool_size=settings.worker_db_pool_size,
-                      max_overflow=settings.worker_db_max_overflow)
+        db = CommandDatabase(settings.database_url, pool_size=settings.worker_db_pool_size,
+                             max_overflow=settings.worker_db_max_overflow)
         try:
             await CommandResponder(db, ctx.nc, policy, settings.command_concurrency).run(ctx.stop)
         finally:
