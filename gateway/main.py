@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from nats.aio.client import Client as NATS
 from nats.js.kv import KeyValue
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -78,7 +79,8 @@ def create_app(settings: GatewaySettings | None = None, *,
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("gateway", settings.log_level)
-        configure_tracing("gateway", settings.otlp_endpoint)
+        configure_tracing("gateway", settings.otlp_endpoint,
+                          sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)))
         nc = await nats_kernel.connect(settings.nats_url, "gateway")
         js = nc.jetstream()
         buckets = {name: await nats_kernel.ensure_bucket(js, name)

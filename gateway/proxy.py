@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -28,6 +30,7 @@ from gateway.idempotency import REPLAY_HEADER, Claim, IdempotencyStore, fingerpr
 from gateway.ratelimit import Decision, RateLimiter, caller_key
 from gateway.routes import GATEWAY, WRITE_METHODS, RouteTable
 from gateway.settings import GatewaySettings
+from libs.common import telemetry
 from libs.common.logging import account_id_var, request_id_var, user_id_var
 from libs.common.metrics import HTTP_DURATION, HTTP_REQUESTS, UPSTREAM_ERRORS
 from libs.common.middleware import request_id_from
@@ -54,6 +57,9 @@ _RESPONSE_DROP = frozenset({
 })
 
 _JSON = b"application/json"
+# W3C traceparent (version ff is invalid); later versions may append fields.
+_TRACEPARENT = re.compile(
+    rb"((?!ff)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2})(?:-[0-9a-f].*)?")
 
 
 class ClientGone(Exception):
@@ -160,6 +166,8 @@ class Pipeline:
         self.throttle = not settings.throttle_disabled
         self.hops = settings.trusted_proxy_hops
         self.tracer = trace.get_tracer("igny8.gateway")
+        # The gateway's own span per request, when something exports it.
+        self.spans = settings.trace_sample_ratio > 0
 
     # ---- entry -------------------------------------------------------------------------
 
@@ -389,17 +397,22 @@ class Pipeline:
     async def _upstream(self, ctx: _Ctx, services: Services, method: str, url: str,
                         headers: list[tuple[str, str]], body: bytes,
                         traceparent: bytes | None) -> tuple[int, Any, bytes] | None:
-        parent = (propagate.extract({"traceparent": traceparent.decode("latin-1")})
-                  if traceparent else None)
-        span = self.tracer.start_span(f"{method} {ctx.service}", context=parent,
-                                      kind=SpanKind.SERVER,
-                                      attributes={"http.request.method": method,
-                                                  "url.path": ctx.path,
-                                                  "igny8.request_id": ctx.request_id})
-        sc = span.get_span_context()
-        if sc.is_valid:
-            headers.append(("traceparent",
-                            f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"))
+        span: trace.Span | None = None
+        if self.spans and telemetry.exporting():
+            parent = (propagate.extract({"traceparent": traceparent.decode("latin-1")})
+                      if traceparent else None)
+            span = self.tracer.start_span(f"{method} {ctx.service}", context=parent,
+                                          kind=SpanKind.SERVER,
+                                          attributes={"http.request.method": method,
+                                                      "url.path": ctx.path,
+                                                      "igny8.request_id": ctx.request_id})
+            sc = span.get_span_context()
+            if sc.is_valid:
+                headers.append(("traceparent", f"00-{sc.trace_id:032x}-{sc.span_id:016x}-"
+                                               f"{sc.trace_flags:02x}"))
+        else:
+            # Nothing could export a gateway span: skip it, keep the trace going.
+            headers.append(("traceparent", _forwarded_traceparent(traceparent)))
         t = time.perf_counter()
         try:
             async with services.session.request(
@@ -420,20 +433,22 @@ class Pipeline:
             return None
         finally:
             ctx.upstream_ms = (time.perf_counter() - t) * 1000
-        span.set_attribute("http.response.status_code", result[0])
-        if result[0] >= 500:
-            span.set_status(Status(StatusCode.ERROR))
-        span.end()
+        if span is not None:
+            span.set_attribute("http.response.status_code", result[0])
+            if result[0] >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            span.end()
         return result
 
-    def _upstream_failed(self, ctx: _Ctx, span: trace.Span, status: int, kind: str,
+    def _upstream_failed(self, ctx: _Ctx, span: trace.Span | None, status: int, kind: str,
                          exc: BaseException) -> None:
         UPSTREAM_ERRORS.labels(ctx.service, kind).inc()
         log.error("upstream %s %s: %s", ctx.service, kind, exc.__class__.__name__,
                   extra={"fields": {"upstream": ctx.service, "path": ctx.path}})
-        span.set_status(Status(StatusCode.ERROR))
-        span.set_attribute("http.response.status_code", status)
-        span.end()
+        if span is not None:
+            span.set_status(Status(StatusCode.ERROR))
+            span.set_attribute("http.response.status_code", status)
+            span.end()
         ctx.status = status
 
     def _shape(self, ctx: _Ctx, status: int, raw_headers: Any, body: bytes, base: str,
@@ -577,6 +592,15 @@ class _Ctx:
         self.upstream_ms = 0.0
         self.upstream_timing: str | None = None
         self.responded = False
+
+
+def _forwarded_traceparent(incoming: bytes | None) -> str:
+    """The client's trace context when it is valid W3C, else a new sampled trace."""
+    if incoming is not None:
+        match = _TRACEPARENT.fullmatch(incoming.strip().lower())
+        if match is not None and match[2] != b"0" * 32 and match[3] != b"0" * 16:
+            return match[1].decode()
+    return f"00-{random.getrandbits(128) or 1:032x}-{random.getrandbits(64) or 1:016x}-01"
 
 
 def _public_location(value: bytes, base: str, proto: str, host: bytes) -> bytes:

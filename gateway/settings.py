@@ -52,6 +52,10 @@ class GatewaySettings(PlatformSettings):
     openapi_cache_seconds: float = 60.0
     # System status: how long to wait for each upstream's /readyz.
     status_timeout_seconds: float = 2.0
+    # Share of new traces the gateway samples (parent-based: a client's sampled trace stays
+    # sampled). 0 never creates gateway spans; with no exporter configured none are created
+    # either. The trace context (traceparent) is forwarded upstream in every case.
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
     # Request timing breakdowns kept in memory for /api/v1/system/request-metrics/.
     request_metrics_size: int = 10_000
 

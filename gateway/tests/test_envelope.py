@@ -5,8 +5,11 @@ from __future__ import annotations
 import httpx
 import orjson
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway.tests.conftest import new_ids
+from libs.common import telemetry
+from libs.common.telemetry import configure_tracing
 from libs.common.testing.tokens import TestIssuer
 
 
@@ -169,3 +172,40 @@ async def test_a_gateway_bug_still_answers_the_envelope(
     assert resp.status_code == 500
     assert resp.json() == {"success": False, "error": "Internal server error",
                            "request_id": resp.headers["x-request-id"]}
+
+
+async def test_the_clients_trace_continues_upstream(gw: httpx.AsyncClient,
+                                                    issuer: TestIssuer) -> None:
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    resp = await gw.get("/api/v1/planner/echo/", headers={
+        **auth(issuer), "traceparent": f"00-{trace_id}-b7ad6b7169203331-01"})
+    forwarded = resp.json()["data"]["headers"]["traceparent"].split("-")
+    assert forwarded[0] == "00"
+    assert forwarded[1] == trace_id
+    assert len(forwarded[2]) == 16
+    # An invalid one starts a new trace instead of being passed on.
+    resp = await gw.get("/api/v1/planner/echo/", headers={
+        **auth(issuer), "traceparent": "ff-nothex-01"})
+    forwarded = resp.json()["data"]["headers"]["traceparent"].split("-")
+    assert forwarded[0] == "00"
+    assert len(forwarded[1]) == 32
+    assert forwarded[1] != "0" * 32
+
+
+async def test_gateway_spans_are_created_when_exported(gw: httpx.AsyncClient,
+                                                       issuer: TestIssuer) -> None:
+    spans = InMemorySpanExporter()
+    provider = configure_tracing("gateway", exporter=spans)
+    assert telemetry.exporting()
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    resp = await gw.get("/api/v1/planner/echo/", headers={
+        **auth(issuer), "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    provider.force_flush()
+    forwarded = resp.json()["data"]["headers"]["traceparent"].split("-")
+    mine = [s for s in spans.get_finished_spans()
+            if s.attributes and s.attributes.get("igny8.request_id") == resp.headers[
+                "x-request-id"]]
+    assert len(mine) == 1
+    context = mine[0].get_span_context()
+    assert f"{context.trace_id:032x}" == trace_id == forwarded[1]
+    assert f"{context.span_id:016x}" == forwarded[2]

@@ -2,7 +2,9 @@
 
 Set up inside each process's lifespan (never before a fork). Exports over OTLP/HTTP when
 `IGNY8_OTLP_ENDPOINT` is set; otherwise spans are still created, so trace ids reach the
-logs and the event headers.
+logs and the event headers. `exporting()` tells a hot path whether any span it creates
+can leave the process (the gateway skips its own span when none can, and only forwards
+the trace context).
 """
 
 from __future__ import annotations
@@ -13,17 +15,23 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
 
 _configured = False
+_exporting = False
 
 
 def configure_tracing(service: str, otlp_endpoint: str | None = None,
-                      exporter: SpanExporter | None = None) -> TracerProvider:
-    """Install the tracer provider once per process; later calls only add an exporter."""
-    global _configured
+                      exporter: SpanExporter | None = None,
+                      sampler: Sampler | None = None) -> TracerProvider:
+    """Install the tracer provider once per process; later calls only add an exporter.
+    `sampler` (default: the SDK's, parent-based always-on) applies when the provider is
+    installed by this call."""
+    global _configured, _exporting
     provider = trace.get_tracer_provider()
     if not _configured or not isinstance(provider, TracerProvider):
-        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider = TracerProvider(resource=Resource.create({"service.name": service}),
+                                  sampler=sampler)
         trace.set_tracer_provider(provider)
         _configured = True
     assert isinstance(provider, TracerProvider)
@@ -33,9 +41,16 @@ def configure_tracing(service: str, otlp_endpoint: str | None = None,
         provider.add_span_processor(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/traces"))
         )
+        _exporting = True
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
+        _exporting = True
     return provider
+
+
+def exporting() -> bool:
+    """Whether `configure_tracing` installed any exporter in this process."""
+    return _exporting
 
 
 def tracer(name: str) -> trace.Tracer:
