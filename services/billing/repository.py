@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
 from libs.common.events import Event
-from libs.common.outbox import NOTIFY_CHANNEL
 from libs.common.telemetry import current_trace_headers
 from services.billing.models import (
     Account,
@@ -171,6 +170,7 @@ WITH balance AS (
     VALUES (%(transaction_id)s, %(account_id)s, 'deduction', %(ledger_amount)s,
             %(balance_after)s, %(plan_credits)s, %(purchased_credits)s, %(description)s,
             %(reference)s, %(ledger_meta)s, %(ledger_key)s)
+    RETURNING id
 ), usage AS (
     INSERT INTO credit_usage_logs (id, account_id, operation_type, credits_used, cost_usd,
                                    model_used, tokens_input, tokens_output, units,
@@ -190,7 +190,7 @@ WITH balance AS (
     INSERT INTO outbox (id, subject, payload, headers)
     VALUES (%(event_id)s, %(event_subject)s, %(event_payload)s, %(event_headers)s)
 )
-SELECT pg_notify('""" + NOTIFY_CHANNEL + """', '')
+SELECT id FROM ledger
 """
 
 
@@ -240,7 +240,9 @@ class BillingRepository:
                              usage_meta: dict[str, Any], settled_at: datetime,
                              event: Event) -> None:
         """Write a capture in one statement: the balance, the ledger entry, the usage log,
-        the settled hold and the outbox row of its event (with the relay's NOTIFY)."""
+        the settled hold and the outbox row of its event. No NOTIFY: PostgreSQL serialises
+        the commits of notifying transactions (one fsync each), so the caller wakes the
+        relay after its commit instead (ADR 0013)."""
         await self._row(_RECORD_CAPTURE, {
             "hold_id": hold_id, "account_id": account_id, "operation_type": operation_type,
             "transaction_id": transaction_id, "usage_log_id": usage_log_id,

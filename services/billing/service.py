@@ -74,6 +74,10 @@ class BillingService:
         self.session = session
         self.repo = BillingRepository(session)
         self.policy = policy or BillingPolicy()
+        # Set when a command queued an event without waking the outbox relay (captures do
+        # not NOTIFY in their transaction, ADR 0013): the caller wakes it after committing,
+        # or the relay's poll finds the event.
+        self.relay_wake_needed = False
 
     async def _publish(self, event_type: str, tenant: int | None, /, **data: Any) -> None:
         await outbox.add(self.session, Event(type=event_type, account_id=tenant, data=data))
@@ -299,6 +303,7 @@ class BillingService:
             related_object_type=req.related_object_type,
             related_object_id=req.related_object_id, usage_meta=req.metadata,
             settled_at=utcnow(), event=debited)
+        self.relay_wake_needed = True
         CREDITS_CAPTURED.labels(hold.operation_type).inc(charge)
         return CaptureResult(
             hold_id=hold.id, account_id=hold.account_id, operation_type=hold.operation_type,

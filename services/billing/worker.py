@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
@@ -20,8 +21,9 @@ from libs.common import billing as wire
 from libs.common import nats as nats_kernel
 from libs.common.aio import sleep_or_stop
 from libs.common.consumer import EventConsumer, PermanentError
-from libs.common.db import NO_TENANT, Database, TenantScope, async_url
+from libs.common.db import NO_TENANT, Database, TenantScope, async_url, libpq_url
 from libs.common.events import Event, stream_name
+from libs.common.outbox import NOTIFY_CHANNEL
 from libs.common.problems import Conflict, NotFound, PaymentRequired, ValidationFailed
 from libs.common.runtime import WorkerContext, main, run_worker
 from services.billing import events as ev
@@ -92,6 +94,48 @@ class CommandDatabase(Database):
             yield session
 
 
+class RelayWaker:
+    """Wakes the outbox relay after commands that queued events without a NOTIFY.
+
+    PostgreSQL serialises the commits of transactions that NOTIFY (each holds a global
+    lock through its commit's fsync), so captures queue their event silently and this
+    sends the NOTIFY from its own connection after they commit. One NOTIFY at a time:
+    wake-ups that arrive while one is in flight fold into the next, so a burst of captures
+    costs a few NOTIFYs rather than one serialised commit each. A lost wake-up only delays
+    events until the relay's next poll; the events themselves committed with the capture.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.url = libpq_url(database_url)
+        self._wanted = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wanted.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url,
+                                                                 autocommit=True) as conn:
+                    while await self._next(stop):
+                        await conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+            except Exception as exc:
+                log.warning("billing relay waker: %s; reconnecting", exc)
+                await sleep_or_stop(stop, 1.0)
+
+    async def _next(self, stop: asyncio.Event) -> bool:
+        """Wait for a wake-up (True) or for the stop (False)."""
+        wanted, stopping = (asyncio.ensure_future(self._wanted.wait()),
+                            asyncio.ensure_future(stop.wait()))
+        try:
+            await asyncio.wait({wanted, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wanted.cancel()
+            stopping.cancel()
+        self._wanted.clear()
+        return not stop.is_set()
+
+
 @dataclass
 class CommandResponder:
     """Answers billing's commands (queue group `billing`, so replicas share the load). Each
@@ -101,6 +145,7 @@ class CommandResponder:
     nc: NATS
     policy: BillingPolicy
     concurrency: int = 64
+    waker: RelayWaker | None = None
 
     def _session(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
         if isinstance(self.db, CommandDatabase):
@@ -120,8 +165,11 @@ class CommandResponder:
         for attempt in range(5):
             try:
                 async with self._session() as session:
-                    result = await command(BillingService(session, self.policy), request)
+                    svc = BillingService(session, self.policy)
+                    result = await command(svc, request)
                     await session.commit()
+                if svc.relay_wake_needed and self.waker is not None:
+                    self.waker.wake()
                 return wire.ok(result)
             except HoldRace:
                 continue
@@ -262,9 +310,15 @@ def build_tasks(settings: BillingSettings) -> Sequence[Callable[[WorkerContext],
         # Commands get their own pool: they are the hot path, the relay must not starve it.
         db = CommandDatabase(settings.database_url, pool_size=settings.worker_db_pool_size,
                              max_overflow=settings.worker_db_max_overflow)
+        waker = RelayWaker(settings.database_url)
+        waking = asyncio.create_task(waker.run(ctx.stop), name="billing-relay-waker")
         try:
-            await CommandResponder(db, ctx.nc, policy, settings.command_concurrency).run(ctx.stop)
+            await CommandResponder(db, ctx.nc, policy, settings.command_concurrency,
+                                   waker).run(ctx.stop)
         finally:
+            waking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waking
             await db.dispose()
 
     async def hold_sweeper(ctx: WorkerContext) -> None:
