@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from gateway import envelope
 from gateway.api import own_paths, router
 from gateway.auth import Authenticator
+from gateway.http1 import Http1Pool
 from gateway.idempotency import IdempotencyStore
 from gateway.openapi import SchemaCache
 from gateway.proxy import Pipeline, Services
@@ -107,12 +108,16 @@ def create_app(settings: GatewaySettings | None = None, *,
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        http1 = Http1Pool(limit=settings.upstream_pool_size,
+                          connect_timeout=settings.upstream_connect_timeout_seconds,
+                          timeout=settings.upstream_timeout_seconds)
         limiter = RateLimiter(rate_kv, settings.rate_limits(RATE_LIMITS), RATE_PERIOD_SECONDS)
         if not settings.throttle_disabled:
             await limiter.start()
         pipeline = gateway.pipeline
         pipeline.services = Services(
             session=session,
+            http1=http1,
             authenticator=Authenticator(verifier, lambda: session, settings.auth_url,
                                         cache_seconds=settings.exchange_cache_seconds),
             limiter=limiter,
@@ -135,6 +140,7 @@ def create_app(settings: GatewaySettings | None = None, *,
             await limiter.stop()
             await verifier.stop()
             await revocations.stop()
+            await http1.close()
             await session.close()
             with contextlib.suppress(Exception):
                 await nc.drain()

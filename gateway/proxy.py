@@ -26,6 +26,7 @@ from yarl import URL
 
 from gateway import envelope
 from gateway.auth import Authenticated, Authenticator, AuthFailure
+from gateway.http1 import Http1Pool, UpstreamBadResponse, UpstreamUnavailable, split_base
 from gateway.idempotency import REPLAY_HEADER, Claim, IdempotencyStore, fingerprint, valid_key
 from gateway.ratelimit import Decision, RateLimiter, caller_key
 from gateway.routes import GATEWAY, WRITE_METHODS, RouteTable
@@ -117,6 +118,8 @@ class Services:
     """What the pipeline uses, created in the app's lifespan."""
 
     session: aiohttp.ClientSession
+    # Plain-http upstreams' requests (all but HEAD); None: everything through `session`.
+    http1: Http1Pool | None
     authenticator: Authenticator
     limiter: RateLimiter | None
     idempotency: IdempotencyStore
@@ -164,6 +167,9 @@ class Pipeline:
         self.upstreams = {name: url.rstrip("/") for name, url in settings.upstream_urls().items()
                           if url}
         self.request_log = RequestLog(settings.request_metrics_size)
+        # Upstreams the lean client can reach (plain http): service → (host, port, prefix).
+        self.http1_targets = {name: split_base(url) for name, url in self.upstreams.items()
+                              if url.startswith("http://")}
         self.services: Services | None = None
         self.max_body = settings.max_body_bytes
         self.throttle = not settings.throttle_disabled
@@ -375,11 +381,11 @@ class Pipeline:
             forward.append(("Idempotency-Key", idem_key.decode("latin-1")))
         query = scope.get("query_string", b"")
         raw_path = scope.get("raw_path") or path.encode()
-        url = base + raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
 
         try:
-            result = await self._upstream(ctx, services, method, url, forward, body,
-                                          traceparent)
+            result = await self._upstream(ctx, services, method, resolved.service, target,
+                                          forward, body, traceparent)
         except BaseException:
             if claim is not None:
                 await _quietly(services.idempotency.release(claim))
@@ -397,8 +403,8 @@ class Pipeline:
                                                        out_body))
         await self._send(ctx, send, out_status, headers, out_body)
 
-    async def _upstream(self, ctx: _Ctx, services: Services, method: str, url: str,
-                        headers: list[tuple[str, str]], body: bytes,
+    async def _upstream(self, ctx: _Ctx, services: Services, method: str, service: str,
+                        target: str, headers: list[tuple[str, str]], body: bytes,
                         traceparent: bytes | None) -> tuple[int, Any, bytes] | None:
         span: trace.Span | None = None
         if self.spans and telemetry.exporting():
@@ -417,21 +423,30 @@ class Pipeline:
             # Nothing could export a gateway span: skip it, keep the trace going.
             headers.append(("traceparent", _forwarded_traceparent(traceparent)))
         t = time.perf_counter()
+        lean = self.http1_targets.get(service) if services.http1 is not None else None
+        result: tuple[int, Any, bytes]
         try:
-            async with services.session.request(
-                method, URL(url, encoded=True), headers=headers, data=body or None,
-                allow_redirects=False,
-            ) as resp:
-                upstream_body = await resp.read()
-                result = (resp.status, resp.raw_headers, upstream_body)
+            if lean is not None and method != "HEAD":
+                assert services.http1 is not None
+                host, port, prefix = lean
+                result = await services.http1.request(method, host, port, prefix + target,
+                                                      headers, body)
+            else:
+                async with services.session.request(
+                    method, URL(self.upstreams[service] + target, encoded=True),
+                    headers=headers, data=body or None, allow_redirects=False,
+                ) as resp:
+                    upstream_body = await resp.read()
+                    result = (resp.status, resp.raw_headers, upstream_body)
         except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError,
-                aiohttp.ServerDisconnectedError, ConnectionError) as exc:
+                aiohttp.ServerDisconnectedError, ConnectionError,
+                UpstreamUnavailable) as exc:
             self._upstream_failed(ctx, span, 503, "unavailable", exc)
             return None
         except TimeoutError as exc:
             self._upstream_failed(ctx, span, 504, "timeout", exc)
             return None
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, UpstreamBadResponse) as exc:
             self._upstream_failed(ctx, span, 502, "bad_gateway", exc)
             return None
         finally:

@@ -1,0 +1,243 @@
+"""A lean pooled HTTP/1.1 client for the proxy's upstream requests.
+
+aiohttp's client builds a request object, a multidict of headers, a response object, a
+stream reader and a timer per request, and writes the request head and body separately.
+The proxy needs none of that: its requests are already complete byte strings and its
+responses are read whole. Here a request is one `transport.write`, parsing is httptools
+(llhttp, the parser uvicorn uses) calling back into a per-connection protocol, and the
+answer is `(status, [(name, value)], body)`.
+
+- Connections are kept alive per upstream (LIFO, so the warmest is reused), at most
+  `limit` at once per upstream, and an idle one is not reused after `idle_seconds`
+  (below uvicorn's 5 s keep-alive, so an upstream rarely closes one under us).
+- A request whose reused connection turns out to be closed before any answer byte is
+  retried once on a new connection when its method is idempotent.
+- `UpstreamUnavailable` (connect failed or timed out, connection lost), `TimeoutError`
+  (no whole answer within `timeout`), `UpstreamBadResponse` (unparsable answer).
+- HEAD is not supported (httptools cannot be told a response has no body): callers send
+  those through another client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_NEEDS_LENGTH = frozenset({"POST", "PUT", "PATCH"})
+
+
+class UpstreamUnavailable(Exception):
+    """The upstream could not be reached, or went away before answering in full."""
+
+
+class UpstreamBadResponse(Exception):
+    """The upstream's answer is not valid HTTP/1.1."""
+
+
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = ("body", "closed", "delimited", "headers", "idle_since", "keep_alive",
+                 "parser", "received", "status", "transport", "waiter")
+
+    def __init__(self) -> None:
+        self.transport: Any = None  # asyncio's or uvloop's transport
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[Response] | None = None
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.keep_alive = True
+        self.delimited = False  # the answer has a Content-Length or is chunked
+        self.received = False
+        self.closed = False
+        self.idle_since = 0.0
+
+    # ---- asyncio.Protocol ----
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamBadResponse(f"invalid HTTP/1.1 answer: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if self.status and not self.delimited:  # the answer ends with the connection
+            self.keep_alive = False
+            waiter.set_result((self.status, self.headers, b"".join(self.body)))
+            return
+        waiter.set_exception(UpstreamUnavailable(
+            f"upstream closed the connection{': ' + str(exc) if exc else ''}"))
+
+    # ---- httptools callbacks ----
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+        for name, value in self.headers:
+            lowered = name.lower()
+            if lowered == b"content-length" or (lowered == b"transfer-encoding"
+                                                and b"chunked" in value.lower()):
+                self.delimited = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self.status < 200 and self.status != 101:  # interim: the answer follows
+            self.status = 0
+            self.headers = []
+            self.body = []
+            self.delimited = False
+            return
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+            waiter.set_result((self.status, self.headers, body))
+
+    # ---- use ----
+
+    def exchange(self, request: bytes) -> asyncio.Future[Response]:
+        assert self.transport is not None
+        self.status = 0
+        self.headers = []
+        self.body = []
+        self.delimited = False
+        self.received = False
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return self.waiter
+
+    def _fail(self, exc: Exception) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _Upstream:
+    __slots__ = ("host", "idle", "port", "prefix", "slots")
+
+    def __init__(self, host: str, port: int, limit: int) -> None:
+        self.host = host
+        self.port = port
+        self.idle: deque[_Connection] = deque()
+        self.slots = asyncio.Semaphore(limit)
+        self.prefix = f"Host: {host}:{port}\r\n".encode("latin-1")
+
+
+class Http1Pool:
+    def __init__(self, *, limit: int = 512, connect_timeout: float = 3.0,
+                 timeout: float = 30.0, idle_seconds: float = 4.0) -> None:
+        self.limit = limit
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.idle_seconds = idle_seconds
+        self._upstreams: dict[tuple[str, int], _Upstream] = {}
+        self._closed = False
+
+    async def request(self, method: str, host: str, port: int, target: str,
+                      headers: list[tuple[str, str]], body: bytes) -> Response:
+        """One request with `headers` (no Host, Content-Length or Connection: added
+        here); the whole answer, or one of the module's errors, within `timeout`."""
+        upstream = self._upstreams.get((host, port))
+        if upstream is None:
+            upstream = self._upstreams[(host, port)] = _Upstream(host, port, self.limit)
+        lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), upstream.prefix]
+        lines.extend(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers)
+        if body or method in _NEEDS_LENGTH:
+            lines.append(b"Content-Length: %d\r\n" % len(body))
+        lines.append(b"\r\n")
+        if body:
+            lines.append(body)
+        request = b"".join(lines)
+        async with asyncio.timeout(self.timeout), upstream.slots:
+            connection, reused = await self._acquire(upstream)
+            try:
+                try:
+                    response = await connection.exchange(request)
+                except UpstreamUnavailable:
+                    if not (reused and not connection.received and method in IDEMPOTENT):
+                        raise
+                    connection.close()
+                    connection = await self._connect(upstream)
+                    response = await connection.exchange(request)
+            except BaseException:  # cancelled, timed out or failed: its state is unknown
+                connection.close()
+                raise
+            self._release(upstream, connection)
+            return response
+
+    async def _acquire(self, upstream: _Upstream) -> tuple[_Connection, bool]:
+        loop = asyncio.get_running_loop()
+        idle = upstream.idle
+        while idle:
+            connection = idle.pop()
+            if not connection.closed and loop.time() - connection.idle_since < self.idle_seconds:
+                return connection, True
+            connection.close()
+        return await self._connect(upstream), False
+
+    async def _connect(self, upstream: _Upstream) -> _Connection:
+        if self._closed:
+            raise UpstreamUnavailable("client closed")
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, connection = await loop.create_connection(
+                    _Connection, upstream.host, upstream.port)
+        except TimeoutError as exc:
+            raise UpstreamUnavailable(f"connect to {upstream.host}:{upstream.port} "
+                                      "timed out") from exc
+        except OSError as exc:
+            raise UpstreamUnavailable(f"connect to {upstream.host}:{upstream.port}: "
+                                      f"{exc}") from exc
+        return connection
+
+    def _release(self, upstream: _Upstream, connection: _Connection) -> None:
+        if connection.closed or not connection.keep_alive or self._closed:
+            connection.close()
+            return
+        connection.waiter = None
+        connection.idle_since = asyncio.get_running_loop().time()
+        upstream.idle.append(connection)
+        if len(upstream.idle) > self.limit:
+            upstream.idle.popleft().close()
+
+    async def close(self) -> None:
+        self._closed = True
+        for upstream in self._upstreams.values():
+            while upstream.idle:
+                with contextlib.suppress(Exception):
+                    upstream.idle.pop().close()
+        await asyncio.sleep(0)
+
+
+def split_base(base: str) -> tuple[str, int, str]:
+    """`http://host:port/prefix` → (host, port, prefix); only plain http is supported."""
+    parts = urlsplit(base)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"upstream {base!r}: only http://host[:port] is supported")
+    return parts.hostname, parts.port or 80, parts.path.rstrip("/")
