@@ -1,7 +1,10 @@
 """The hot path, in plain ASGI: request id → CORS → route → credentials → rate limit →
-body → idempotency → upstream (one pooled aiohttp session) → envelope by byte splicing.
+body → idempotency → upstream (`http1.Http1Pool`; aiohttp for HEAD and https upstreams) →
+envelope by byte splicing → one write of head and body to uvicorn's transport.
 
 FastAPI is only entered for the gateway's own routes (`api.py`), after the same checks.
+The gateway's own span is created only when something exports spans; the trace context
+is forwarded upstream either way.
 Nothing here formats an access log line; errors and upstream failures are logged with the
 request id through the kernel's JSON logging.
 """
