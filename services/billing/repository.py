@@ -54,6 +54,10 @@ USAGE = table(CreditUsageLog)
 COSTS = table(CreditCostConfig)
 
 
+class KeyTaken(Exception):
+    """A row already exists under this idempotency key."""
+
+
 @dataclass(frozen=True, slots=True)
 class BalanceRow:
     account_id: int
@@ -113,8 +117,10 @@ LEFT JOIN credit_cost_configs c ON c.operation_type = %(operation_type)s
 """
 
 # Reserve on the balance row only if the spendable balance covers the amount, and insert
-# the hold only if the reservation happened: no row back means insufficient credits; a row
-# without a hold id means a concurrent request with the same key won.
+# the hold only if the reservation happened: no row back means insufficient credits. A hold
+# already under the key (a concurrent request won) fails the statement with a unique
+# violation, so the reservation never outlives it, even when the statement is its own
+# transaction.
 _RESERVE_HOLD = """
 WITH reserved AS (
     UPDATE credit_balances SET held = held + %(amount)s, updated_at = now()
@@ -128,10 +134,9 @@ WITH reserved AS (
     SELECT %(account_id)s, %(operation_type)s, %(amount)s, 'held', %(idempotency_key)s,
            %(expires_at)s, 0, 0, 0, 0
     FROM reserved
-    ON CONFLICT ON CONSTRAINT uq_credit_holds_key DO NOTHING
     RETURNING id, account_id, operation_type, amount, status, expires_at
 )
-SELECT reserved.available, hold.* FROM reserved LEFT JOIN hold ON true
+SELECT reserved.available, hold.* FROM reserved JOIN hold ON true
 """
 
 # The hold and its account's balance, both locked, with the operation's pricing, and ids
@@ -221,10 +226,14 @@ class BillingRepository:
     async def reserve_hold(self, *, account_id: int, operation_type: str, amount: int,
                            idempotency_key: str, expires_at: datetime) -> Any:
         """Reserve `amount` and insert the hold, in one statement. None: the spendable
-        balance does not cover it; a row with `id` None: the key's hold already exists."""
-        return await self._row(_RESERVE_HOLD, {
-            "account_id": account_id, "operation_type": operation_type, "amount": amount,
-            "idempotency_key": idempotency_key, "expires_at": expires_at})
+        balance does not cover it. Raises `KeyTaken` when the key's hold already exists
+        (the statement changed nothing; in a transaction, the transaction is aborted)."""
+        try:
+            return await self._row(_RESERVE_HOLD, {
+                "account_id": account_id, "operation_type": operation_type, "amount": amount,
+                "idempotency_key": idempotency_key, "expires_at": expires_at})
+        except psycopg.errors.UniqueViolation as exc:
+            raise KeyTaken(idempotency_key) from exc
 
     async def lock_for_capture(self, hold_id: int) -> Any:
         """The hold, its pricing and its account's balance, hold and balance locked; None

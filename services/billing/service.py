@@ -43,7 +43,7 @@ from services.billing.models import (
     Subscription,
 )
 from services.billing.pricing import UNITS, PricingError, add_month, price
-from services.billing.repository import BalanceRow, BillingRepository
+from services.billing.repository import BalanceRow, BillingRepository, KeyTaken
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,10 @@ class BillingService:
     # ======================================================================= commands
 
     async def hold(self, req: HoldRequest) -> HoldResult:
-        # One statement finds a replay and the pricing, one reserves and inserts the hold.
+        """Reserve credits for an operation. One read finds a replay and the pricing; one
+        statement reserves and inserts the hold. Neither needs the other's transaction
+        (the reservation is conditional and dies with a duplicate key), so the command
+        responder runs them as two autocommitted statements."""
         found = await self.repo.hold_lookup(req.account_id, req.idempotency_key,
                                             req.operation_type)
         if found.id is not None:
@@ -213,17 +216,19 @@ class BillingService:
         if not 0 < ttl <= self.policy.max_hold_ttl_seconds:
             raise ValidationFailed.field(
                 "ttl_seconds", f"Must be between 1 and {self.policy.max_hold_ttl_seconds}.")
-        row = await self.repo.reserve_hold(
-            account_id=req.account_id, operation_type=req.operation_type, amount=amount,
-            idempotency_key=req.idempotency_key, expires_at=utcnow() + timedelta(seconds=ttl))
+        try:
+            row = await self.repo.reserve_hold(
+                account_id=req.account_id, operation_type=req.operation_type, amount=amount,
+                idempotency_key=req.idempotency_key,
+                expires_at=utcnow() + timedelta(seconds=ttl))
+        except KeyTaken as exc:
+            raise HoldRace(req.idempotency_key) from exc
         if row is None:
             balance = await self.repo.get_balance(req.account_id)
             available = balance.available if balance else 0
             raise PaymentRequired(
                 f"Insufficient credits: {req.operation_type} needs {amount}, "
                 f"{available} available.")
-        if row.id is None:
-            raise HoldRace(req.idempotency_key)
         CREDITS_HELD.labels(req.operation_type).inc(amount)
         return _hold_result(row, available_after=row.available)
 

@@ -70,6 +70,12 @@ COMMANDS: dict[str, tuple[type[BaseModel], Command]] = {
     wire.REFUND: (wire.RefundRequest, _refund),
 }
 
+# Commands whose statements are each correct on their own: a hold is a read (replay and
+# pricing) and one conditional reserve-and-insert. They skip the BEGIN and COMMIT round
+# trips; each statement still commits durably before the answer. Captures, releases and
+# refunds lock rows and decide between statements: they run in one transaction.
+AUTOCOMMIT_COMMANDS = frozenset({wire.HOLD})
+
 # PostgreSQL SQLSTATEs worth retrying: serialization failure, deadlock.
 _RETRYABLE = {"40001", "40P01"}
 
@@ -87,10 +93,18 @@ class CommandDatabase(Database):
             self.url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False,
             connect_args={"options": "-c igny8.all_accounts=on"})
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.autocommit_sessionmaker = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
 
     @contextlib.asynccontextmanager
-    async def command_session(self) -> AsyncIterator[AsyncSession]:
-        async with self.session(NO_TENANT) as session:
+    async def command_session(self, *, autocommit: bool) -> AsyncIterator[AsyncSession]:
+        """A session for one command; with `autocommit`, every statement is its own durable
+        transaction (no BEGIN/COMMIT round trips)."""
+        if not autocommit:
+            async with self.session(NO_TENANT) as session:
+                yield session
+            return
+        async with self.autocommit_sessionmaker() as session:
             yield session
 
 
@@ -147,9 +161,9 @@ class CommandResponder:
     concurrency: int = 64
     waker: RelayWaker | None = None
 
-    def _session(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+    def _session(self, subject: str) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
         if isinstance(self.db, CommandDatabase):
-            return self.db.command_session()
+            return self.db.command_session(autocommit=subject in AUTOCOMMIT_COMMANDS)
         return self.db.session(TenantScope.system())
 
     async def answer(self, subject: str, data: bytes) -> bytes:
@@ -164,7 +178,7 @@ class CommandResponder:
             return wire.failure(wire.INVALID, "Invalid command.", errors)
         for attempt in range(5):
             try:
-                async with self._session() as session:
+                async with self._session(subject) as session:
                     svc = BillingService(session, self.policy)
                     result = await command(svc, request)
                     await session.commit()
