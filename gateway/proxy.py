@@ -580,11 +580,12 @@ class Pipeline:
         # uvicorn writes the head and the body with two transport writes (two syscalls):
         # hand its request cycle a buffer for these two messages and write once.
         cycle = getattr(send, "__self__", None)
-        if type(cycle).__module__ not in _UVICORN_CYCLES:
+        transport = getattr(cycle, "transport", None)
+        if type(cycle).__module__ not in _UVICORN_CYCLES or transport is None:
+            # Not a uvicorn cycle we know (or one whose shape changed): plain sends.
             await send(start)
             await send(end)
             return
-        transport = cycle.transport  # type: ignore[union-attr]
         buffered = _OneWrite(transport)
         cycle.transport = buffered  # type: ignore[union-attr]
         try:
