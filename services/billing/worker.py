@@ -80,6 +80,15 @@ AUTOCOMMIT_COMMANDS = frozenset({wire.HOLD})
 _RETRYABLE = {"40001", "40P01"}
 
 
+def _retryable(exc: DBAPIError | psycopg.Error) -> bool:
+    """A serialization failure, a deadlock or a dead connection: safe to run the command
+    again (every command is idempotent). The hot statements run on the driver connection,
+    so their errors arrive as psycopg's own, not wrapped by SQLAlchemy."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) in _RETRYABLE
+    return isinstance(exc, psycopg.OperationalError) or exc.sqlstate in _RETRYABLE
+
+
 class CommandDatabase(Database):
     """The command responders' own pool. Its connections open in the system scope
     (`igny8.all_accounts` set once per connection, not once per transaction) and are not
@@ -153,7 +162,9 @@ class RelayWaker:
 @dataclass
 class CommandResponder:
     """Answers billing's commands (queue group `billing`, so replicas share the load). Each
-    command runs in its own transaction, committed before the answer is sent."""
+    command's writes are committed before the answer is sent: captures, releases and
+    refunds in one transaction each, holds statement by statement (`AUTOCOMMIT_COMMANDS`).
+    After a command that queued events without a NOTIFY, it wakes the relay."""
 
     db: Database
     nc: NATS
@@ -195,9 +206,8 @@ class CommandResponder:
                 return wire.failure(wire.INVALID, exc.detail, exc.errors)
             except Conflict as exc:
                 return wire.failure(wire.CONFLICT, exc.detail, exc.errors)
-            except DBAPIError as exc:
-                code = getattr(exc.orig, "sqlstate", None)
-                if (code in _RETRYABLE or exc.connection_invalidated) and attempt < 4:
+            except (DBAPIError, psycopg.Error) as exc:
+                if _retryable(exc) and attempt < 4:
                     await asyncio.sleep(0.01 * (attempt + 1))
                     continue
                 log.exception("billing command %s failed", subject)
