@@ -255,12 +255,12 @@ class BillingService:
             raise NotFound(f"Hold {req.hold_id} not found.", errors={"hold_id": ["Not found."]})
         if hold.status == "captured":
             tx = await self.repo.transaction_by_key(hold.account_id, f"capture:{hold.id}")
+            total = hold.plan_credits + hold.purchased_credits
             return CaptureResult(
                 hold_id=hold.id, account_id=hold.account_id, operation_type=hold.operation_type,
                 credits_charged=hold.captured_credits, credits_released=0,
                 transaction_id=hold.transaction_id, usage_log_id=hold.usage_log_id,
-                balance_after=tx.balance_after if tx else hold.plan_credits
-                + hold.purchased_credits, replayed=True)
+                balance_after=tx.balance_after if tx else total, replayed=True)
         tokens = req.tokens_input + req.tokens_output
         if hold.config_id is None:
             actual = hold.amount
