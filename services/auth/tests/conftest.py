@@ -4,6 +4,7 @@ by registering their own accounts."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,11 +14,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from libs.common import nats as nats_kernel
 from libs.common.db import Database, TenantScope
 from libs.common.models import outbox
 from libs.common.provision import ServiceDatabase
+from libs.common.runtime import WorkerContext
 from libs.common.testing.apps import running_app
 from libs.common.testing.plugin import DatabaseFactory
+from services.auth import worker
 from services.auth.main import MIGRATIONS_DIR, create_app
 from services.auth.seed import seed_platform
 from services.auth.settings import AuthSettings
@@ -162,3 +166,16 @@ async def set_plan(db: Database, tenant: Tenant, slug: str) -> None:
             update(Account).where(Account.id == tenant.account_id).values(plan_id=plan_id)
         )
         await session.commit()
+
+
+@pytest.fixture
+async def worker_ctx(settings: AuthSettings, db: Database) -> AsyncIterator[WorkerContext]:
+    """Auth's command responders, as its worker runs them, for one test."""
+    nc = await nats_kernel.connect(settings.nats_url, "auth-worker-test")
+    ctx = WorkerContext(settings, db, nc, nc.jetstream(), {})
+    task = asyncio.create_task(worker.serve_commands(ctx))
+    await asyncio.sleep(0.2)
+    yield ctx
+    ctx.stop.set()
+    await task
+    await nc.close()

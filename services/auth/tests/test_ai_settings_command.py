@@ -3,20 +3,14 @@ internal bus only) and its saved prompts, answered by auth's worker over real NA
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-import pytest
 from sqlalchemy import update
 
-from libs.common import nats as nats_kernel
 from libs.common.db import Database, TenantScope
 from libs.common.runtime import WorkerContext
-from services.auth import worker
 from services.auth.models import IntegrationSetting
-from services.auth.settings import AuthSettings
 
 from .conftest import Tenant
 
@@ -24,17 +18,6 @@ OPENAI = "/api/v1/system/settings/integrations/openai/"
 SAVE_PROMPT = "/api/v1/system/prompts/save/"
 KEY = "sk-test-0123456789abcdef"
 
-
-@pytest.fixture
-async def worker_ctx(settings: AuthSettings, db: Database) -> AsyncIterator[WorkerContext]:
-    nc = await nats_kernel.connect(settings.nats_url, "auth-ai-settings-test")
-    ctx = WorkerContext(settings, db, nc, nc.jetstream(), {})
-    task = asyncio.create_task(worker.serve_commands(ctx))
-    await asyncio.sleep(0.2)
-    yield ctx
-    ctx.stop.set()
-    await task
-    await nc.close()
 
 
 async def ask(ctx: WorkerContext, payload: dict[str, Any]) -> dict[str, Any]:

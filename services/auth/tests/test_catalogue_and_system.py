@@ -3,7 +3,6 @@ command responders, and the account's AI configuration (prompts, integrations)."
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,13 +11,10 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select, update
 
-from libs.common import nats as nats_kernel
 from libs.common.db import Database, TenantScope
 from libs.common.runtime import WorkerContext
-from services.auth import worker
 from services.auth.models import IntegrationSetting, User
 from services.auth.seed import DEMO_EMAIL, seed_platform
-from services.auth.settings import AuthSettings
 
 from .conftest import DATA_DIR, Tenant, login_as, outbox_events, register
 
@@ -113,18 +109,6 @@ async def test_seed_keyword_import_is_staff_only_and_all_or_nothing(
     assert resp.json()["data"]["updated"] == 1
     assert len(await outbox_events(db, "auth.seed_keyword.updated", keyword="run faster")) == 1
 
-
-@pytest.fixture
-async def worker_ctx(settings: AuthSettings, db: Database) -> AsyncIterator[WorkerContext]:
-    nc = await nats_kernel.connect(settings.nats_url, "auth-worker-test")
-    js = nc.jetstream()
-    ctx = WorkerContext(settings, db, nc, js, {})
-    task = asyncio.create_task(worker.serve_commands(ctx))
-    await asyncio.sleep(0.2)
-    yield ctx
-    ctx.stop.set()
-    await task
-    await nc.close()
 
 
 async def test_worker_commands(worker_ctx: WorkerContext, owner: Tenant, other: Tenant) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import itertools
 import random
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,12 +19,13 @@ import orjson
 import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlmodel import col
 
 from libs.common import nats as nats_kernel
 from libs.common.billing import BillingClient
 from libs.common.db import Database, TenantScope
+from libs.common.jobs import TaskProgress
 from libs.common.problems import NotFound, ServiceUnavailable
 from libs.common.provision import ServiceDatabase
 from libs.common.testing.apps import running_app
@@ -335,3 +337,34 @@ async def running_worker(settings: PlannerSettings, **kw: Any) -> AsyncIterator[
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+async def task_progress(nc: NATS) -> TaskProgress:
+    buckets = await nats_kernel.ensure_platform(nc.jetstream(), "planner")
+    return TaskProgress(buckets[nats_kernel.TASK_PROGRESS_BUCKET])
+
+
+async def finished_task(progress: TaskProgress, task_id: str,
+                        timeout: float = 40) -> dict[str, Any]:
+    """The task's final progress document, with the phases seen on the way
+    (`phases_seen`)."""
+    seen: list[str] = []
+
+    async def done() -> bool:
+        doc = await progress.get(task_id)
+        if doc and doc["meta"].get("phase") not in seen[-1:]:
+            seen.append(doc["meta"]["phase"])
+        return bool(doc and doc["state"] in ("SUCCESS", "FAILURE"))
+
+    await eventually(done, timeout)
+    doc = await progress.get(task_id)
+    assert doc is not None
+    doc["phases_seen"] = seen
+    return doc
+
+
+async def ai_task_log(db: Database, account_id: int, task_id: str) -> dict[str, Any]:
+    async with db.session(TenantScope.account(account_id)) as s:
+        row = (await s.execute(text("SELECT * FROM ai_task_logs WHERE task_id = :t"),
+                               {"t": uuid.UUID(task_id)})).mappings().one()
+        return dict(row)

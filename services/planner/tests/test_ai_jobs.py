@@ -4,7 +4,6 @@ held → captured once (also when a worker dies mid-run) or released on failure.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,10 +11,9 @@ import httpx
 from nats.aio.client import Client as NATS
 from sqlalchemy import text
 
-from libs.common import nats as nats_kernel
 from libs.common.billing import BillingClient
 from libs.common.db import Database, TenantScope
-from libs.common.jobs import JobWorker, TaskProgress
+from libs.common.jobs import JobWorker
 from libs.common.outbox import OutboxRelay
 from services.planner.clustering import ClusteringResult, ExistingCluster, KeywordInput
 from services.planner.jobs import Engines, PlannerJobs
@@ -27,8 +25,10 @@ from .conftest import (
     MakeTenant,
     Tenant,
     add_keywords,
-    eventually,
+    ai_task_log,
+    finished_task,
     running_worker,
+    task_progress,
 )
 
 SHOES_AND_COFFEE = [
@@ -39,34 +39,6 @@ SHOES_AND_COFFEE = [
     {"keyword": "coffee brewing guide", "volume": 200},
     {"keyword": "pour over coffee", "volume": 100},
 ]
-
-
-async def _progress(nc: NATS) -> TaskProgress:
-    buckets = await nats_kernel.ensure_platform(nc.jetstream(), "planner")
-    return TaskProgress(buckets[nats_kernel.TASK_PROGRESS_BUCKET])
-
-
-async def _finished(progress: TaskProgress, task_id: str, timeout: float = 30) -> dict[str, Any]:
-    seen: list[str] = []
-
-    async def done() -> bool:
-        doc = await progress.get(task_id)
-        if doc and doc["meta"].get("phase") not in seen[-1:]:
-            seen.append(doc["meta"]["phase"])
-        return bool(doc and doc["state"] in ("SUCCESS", "FAILURE"))
-
-    await eventually(done, timeout)
-    doc = await progress.get(task_id)
-    assert doc is not None
-    doc["phases_seen"] = seen
-    return doc
-
-
-async def _log(db: Database, account_id: int, task_id: str) -> dict[str, Any]:
-    async with db.session(TenantScope.account(account_id)) as s:
-        row = (await s.execute(text("SELECT * FROM ai_task_logs WHERE task_id = :t"),
-                               {"t": uuid.UUID(task_id)})).mappings().one()
-        return dict(row)
 
 
 async def test_short_credits_answer_402_before_any_work(
@@ -103,7 +75,7 @@ async def test_auto_cluster_then_ideas_end_to_end(
     billing: Ledger, nc: NATS,
 ) -> None:
     kws = await add_keywords(client, tenant, *SHOES_AND_COFFEE)
-    progress = await _progress(nc)
+    progress = await task_progress(nc)
     async with running_worker(planner_settings):
         r = await client.post(f"{API}/keywords/auto_cluster/", headers=tenant.headers(),
                               json={"ids": [k["id"] for k in kws], "sector_id": tenant.sector_id})
@@ -111,7 +83,7 @@ async def test_auto_cluster_then_ideas_end_to_end(
         task_id = r.json()["task_id"]
         held = await billing.holds(tenant.account_id)  # held before the job ran
         assert [(h.operation_type, h.amount) for h in held] == [("clustering", 10)]
-        doc = await _finished(progress, task_id)
+        doc = await finished_task(progress, task_id)
         assert doc["state"] == "SUCCESS", doc
         assert doc["account_id"] == tenant.account_id
         assert doc["meta"]["percentage"] == 100
@@ -127,7 +99,7 @@ async def test_auto_cluster_then_ideas_end_to_end(
         mapped = (await client.get(f"{API}/keywords/?status=mapped",
                                    headers=tenant.headers())).json()
         assert mapped["count"] == 6
-        log = await _log(planner_db, tenant.account_id, task_id)
+        log = await ai_task_log(planner_db, tenant.account_id, task_id)
         assert (log["status"], log["function"], log["credits_charged"]) == (
             "success", "auto_cluster", 10)
         assert log["model"].startswith("local-")
@@ -142,7 +114,7 @@ async def test_auto_cluster_then_ideas_end_to_end(
         r = await client.post(f"{API}/clusters/auto_generate_ideas/", headers=tenant.headers(),
                               json={"ids": [cluster["id"]]})
         assert r.status_code == 200, r.text
-        doc = await _finished(progress, r.json()["task_id"])
+        doc = await finished_task(progress, r.json()["task_id"])
         assert doc["state"] == "SUCCESS", doc
         n = doc["meta"]["result"]["ideas"]
         assert 3 <= n <= 7
@@ -181,7 +153,7 @@ async def test_job_of_a_killed_worker_is_retried_and_charged_once(
     planner_settings: PlannerSettings, billing: Ledger, nc: NATS,
 ) -> None:
     kws = await add_keywords(client, tenant, *SHOES_AND_COFFEE)
-    progress = await _progress(nc)
+    progress = await task_progress(nc)
     js = nc.jetstream()
     stalls = StallsOnce()
     local = Engines.local()
@@ -203,9 +175,9 @@ async def test_job_of_a_killed_worker_is_retried_and_charged_once(
     await relay
 
     async with running_worker(planner_settings):
-        doc = await _finished(progress, task_id)
+        doc = await finished_task(progress, task_id)
     assert doc["state"] == "SUCCESS", doc
-    log = await _log(planner_db, tenant.account_id, task_id)
+    log = await ai_task_log(planner_db, tenant.account_id, task_id)
     assert (log["status"], log["attempts"], log["credits_charged"]) == ("success", 2, 10)
     mine = await billing.holds(tenant.account_id)
     assert [(h.status, h.captured_credits) for h in mine] == [("captured", 10)]
@@ -229,15 +201,15 @@ async def test_failed_job_releases_its_hold(
     planner_settings: PlannerSettings, billing: Ledger, nc: NATS,
 ) -> None:
     kws = await add_keywords(client, tenant, *SHOES_AND_COFFEE[:2])
-    progress = await _progress(nc)
+    progress = await task_progress(nc)
     engines = Engines(cluster=Broken().cluster, ideas=Engines.local().ideas)
     async with running_worker(planner_settings, engines=engines):
         r = await client.post(f"{API}/keywords/auto_cluster/", headers=tenant.headers(),
                               json={"ids": [k["id"] for k in kws]})
-        doc = await _finished(progress, r.json()["task_id"])
+        doc = await finished_task(progress, r.json()["task_id"])
     assert doc["state"] == "FAILURE"
     assert "refuses" in doc["meta"]["error"]
-    log = await _log(planner_db, tenant.account_id, r.json()["task_id"])
+    log = await ai_task_log(planner_db, tenant.account_id, r.json()["task_id"])
     assert log["status"] == "failed"
     assert "refuses" in log["error"]
     mine = await billing.holds(tenant.account_id)

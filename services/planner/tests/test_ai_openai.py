@@ -7,7 +7,6 @@ settings stays local; auth not answering is retried, never run locally instead."
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -17,18 +16,26 @@ import httpx
 import pytest
 from aiohttp import web
 from nats.aio.client import Client as NATS
-from sqlalchemy import text
 from sqlmodel import col, select
 
-from libs.common import nats as nats_kernel
 from libs.common.ai.base import Usage
 from libs.common.db import Database, TenantScope
-from libs.common.jobs import TaskProgress
 from services.billing.models import CreditUsageLog
 from services.planner.jobs import cost_usd
 from services.planner.settings import PlannerSettings
 
-from .conftest import API, FakeAuth, Ledger, Tenant, add_keywords, eventually, running_worker
+from .conftest import (
+    API,
+    FakeAuth,
+    Ledger,
+    Tenant,
+    add_keywords,
+    ai_task_log,
+    eventually,
+    finished_task,
+    running_worker,
+    task_progress,
+)
 
 KEY = "sk-fake-0123456789"
 MODEL = "gpt-4o-mini"
@@ -79,29 +86,6 @@ async def fake_openai() -> AsyncIterator[tuple[FakeOpenAI, str]]:
     await runner.cleanup()
 
 
-async def _progress(nc: NATS) -> TaskProgress:
-    buckets = await nats_kernel.ensure_platform(nc.jetstream(), "planner")
-    return TaskProgress(buckets[nats_kernel.TASK_PROGRESS_BUCKET])
-
-
-async def _finished(progress: TaskProgress, task_id: str) -> dict[str, Any]:
-    async def done() -> bool:
-        doc = await progress.get(task_id)
-        return bool(doc and doc["state"] in ("SUCCESS", "FAILURE"))
-
-    await eventually(done, 40)
-    doc = await progress.get(task_id)
-    assert doc is not None
-    return doc
-
-
-async def _log(db: Database, account_id: int, task_id: str) -> dict[str, Any]:
-    async with db.session(TenantScope.account(account_id)) as s:
-        row = (await s.execute(text("SELECT * FROM ai_task_logs WHERE task_id = :t"),
-                               {"t": uuid.UUID(task_id)})).mappings().one()
-        return dict(row)
-
-
 async def _usage_logs(billing: Ledger, account_id: int) -> list[CreditUsageLog]:
     async with billing.db.session(TenantScope.system()) as session:
         rows = list((await session.execute(
@@ -129,11 +113,11 @@ async def test_openai_account_clusters_and_ideas_from_its_endpoint_with_its_prom
                          clustering="ACCOUNT CLUSTER PROMPT\n[IGNY8_KEYWORDS]",
                          ideas="ACCOUNT IDEAS PROMPT for [IGNY8_CLUSTER]:\n[IGNY8_KEYWORDS]")
     kws = await add_keywords(client, tenant, *KEYWORDS)
-    progress = await _progress(nc)
+    progress = await task_progress(nc)
     fake.replies.append(CLUSTERS)
     async with running_worker(planner_settings):
         task_id = await _cluster(client, tenant, [k["id"] for k in kws])
-        doc = await _finished(progress, task_id)
+        doc = await finished_task(progress, task_id)
         assert doc["state"] == "SUCCESS", doc
         assert doc["meta"]["result"]["model"] == MODEL
         assert doc["meta"]["result"]["clusters_created"] == 2
@@ -154,7 +138,7 @@ async def test_openai_account_clusters_and_ideas_from_its_endpoint_with_its_prom
             ("Coffee Brewing", 3, 1100), ("Running Shoes", 3, 1600)]
 
         # Model, tokens and cost reach the task log and billing's usage log.
-        log = await _log(planner_db, tenant.account_id, task_id)
+        log = await ai_task_log(planner_db, tenant.account_id, task_id)
         expected = cost_usd(MODEL, Usage(50, 20))
         assert expected > 0
         assert (log["status"], log["model"], log["tokens_input"], log["tokens_output"],
@@ -176,7 +160,7 @@ async def test_openai_account_clusters_and_ideas_from_its_endpoint_with_its_prom
         r = await client.post(f"{API}/clusters/auto_generate_ideas/", headers=tenant.headers(),
                               json={"ids": [shoes["id"]]})
         assert r.status_code == 200, r.text
-        doc = await _finished(progress, r.json()["task_id"])
+        doc = await finished_task(progress, r.json()["task_id"])
         assert doc["state"] == "SUCCESS", doc
         assert doc["meta"]["result"]["ideas"] == 2
         sent = fake.prompts()[1]
@@ -189,7 +173,7 @@ async def test_openai_account_clusters_and_ideas_from_its_endpoint_with_its_prom
         assert set(by_title) == {"The Best Running Shoes of the Year",
                                  "Trail or Road: Choosing Shoes"}
         assert len(by_title["Trail or Road: Choosing Shoes"]["keyword_ids"]) == 2
-        log = await _log(planner_db, tenant.account_id, r.json()["task_id"])
+        log = await ai_task_log(planner_db, tenant.account_id, r.json()["task_id"])
         assert (log["model"], log["tokens_input"], log["credits_charged"]) == (MODEL, 50, 4)
     assert await billing.spendable(tenant.account_id) == 1000 - 10 - 4
 
@@ -202,17 +186,17 @@ async def test_malformed_answer_twice_fails_the_job_and_releases_the_hold(
     fake, base_url = fake_openai
     fake_auth.set_openai(tenant.account_id, base_url, KEY, MODEL)
     kws = await add_keywords(client, tenant, *KEYWORDS[:3])
-    progress = await _progress(nc)
+    progress = await task_progress(nc)
     fake.replies += ["this is not JSON", {"clusters": [{"name": "x", "keywords": ["nope"]}]}]
     async with running_worker(planner_settings):
         task_id = await _cluster(client, tenant, [k["id"] for k in kws])
-        doc = await _finished(progress, task_id)
+        doc = await finished_task(progress, task_id)
     assert doc["state"] == "FAILURE", doc
     assert "could not be used" in doc["meta"]["error"]
     assert len(fake.requests) == 2  # the answer, then one repair, then no more
     assert "could not be used" in fake.requests[1]["messages"][-1]["content"]
     assert fake.prompts()[0].startswith("Group these search keywords")  # the built-in
-    log = await _log(planner_db, tenant.account_id, task_id)
+    log = await ai_task_log(planner_db, tenant.account_id, task_id)
     assert log["status"] == "failed"
     assert "malformed" in log["error"]
     assert [h.status for h in await billing.holds(tenant.account_id)] == ["released"]
@@ -230,12 +214,12 @@ async def test_account_without_openai_settings_runs_local(
 ) -> None:
     fake, _ = fake_openai
     kws = await add_keywords(client, tenant, *KEYWORDS)
-    progress = await _progress(nc)
+    progress = await task_progress(nc)
     async with running_worker(planner_settings):
         task_id = await _cluster(client, tenant, [k["id"] for k in kws])
-        doc = await _finished(progress, task_id)
+        doc = await finished_task(progress, task_id)
     assert doc["state"] == "SUCCESS", doc
-    log = await _log(planner_db, tenant.account_id, task_id)
+    log = await ai_task_log(planner_db, tenant.account_id, task_id)
     assert log["model"].startswith("local-")
     assert log["cost_usd"] == Decimal("0")
     assert fake.requests == []
@@ -252,7 +236,7 @@ async def test_auth_not_answering_is_retried_not_run_locally(
     fake_auth.set_openai(tenant.account_id, base_url, KEY, MODEL)
     fake_auth.silent.add(tenant.account_id)
     kws = await add_keywords(client, tenant, *KEYWORDS)
-    progress = await _progress(nc)
+    progress = await task_progress(nc)
     fake.replies.append(CLUSTERS)
 
     def asked() -> int:
@@ -265,10 +249,10 @@ async def test_auth_not_answering_is_retried_not_run_locally(
         task_id = await _cluster(client, tenant, [k["id"] for k in kws])
         await eventually(asked_once)
         fake_auth.silent.discard(tenant.account_id)  # auth is back
-        doc = await _finished(progress, task_id)
+        doc = await finished_task(progress, task_id)
     assert doc["state"] == "SUCCESS", doc
     assert asked() == 2
-    log = await _log(planner_db, tenant.account_id, task_id)
+    log = await ai_task_log(planner_db, tenant.account_id, task_id)
     assert (log["attempts"], log["model"], log["credits_charged"]) == (2, MODEL, 10)
     assert len(fake.requests) == 1
     assert [h.status for h in await billing.holds(tenant.account_id)] == ["captured"]
