@@ -254,6 +254,17 @@ def normalize_keyword(text: str) -> str:
     return " ".join(_NON_WORD.sub(" ", text.lower()).split())
 
 
+def group_by_text(keywords: Sequence[KeywordInput]) -> dict[str, list[KeywordInput]]:
+    """Keywords by normalised text: spellings of the same keyword cluster as one."""
+    by_text: dict[str, list[KeywordInput]] = {}
+    for kw in keywords:
+        norm = normalize_keyword(kw.text)
+        if not norm:
+            raise ValueError(f"keyword {kw.text!r} has no letters or digits")
+        by_text.setdefault(norm, []).append(kw)
+    return by_text
+
+
 def _stem(word: str) -> str:
     if len(word) > 3 and word.endswith("ies"):
         return word[:-3] + "y"
@@ -688,12 +699,7 @@ class LocalClusteringEngine:
         """Cluster `keywords`; those close enough to an `existing` cluster join it.
 
         `progress(done, total)` is called between phases (total = 4)."""
-        by_text: dict[str, list[KeywordInput]] = {}
-        for kw in keywords:
-            norm = normalize_keyword(kw.text)
-            if not norm:
-                raise ValueError(f"keyword {kw.text!r} has no letters or digits")
-            by_text.setdefault(norm, []).append(kw)
+        by_text = group_by_text(keywords)
         texts = sorted(by_text)
         existing_sorted = sorted(existing, key=lambda c: (str(c.name).lower(), str(c.id)))
         existing_texts = [
@@ -866,12 +872,7 @@ class OpenAIClusteringEngine:
     async def cluster(
         self, keywords: Sequence[KeywordInput], existing: Sequence[ExistingCluster] = ()
     ) -> ClusteringResult:
-        by_text: dict[str, list[KeywordInput]] = {}
-        for kw in keywords:
-            norm = normalize_keyword(kw.text)
-            if not norm:
-                raise ValueError(f"keyword {kw.text!r} has no letters or digits")
-            by_text.setdefault(norm, []).append(kw)
+        by_text = group_by_text(keywords)
         if not by_text:
             return ClusteringResult(clusters=(), model=self.model or "openai")
         shown = [by_text[t][0].text.strip() for t in sorted(by_text)]

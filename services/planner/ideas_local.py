@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 from libs.common.ai.base import ChatMessage, TextGenerator, Usage
 from libs.common.ai.structured import complete_json
 from services.planner.clustering import display_name, normalize_keyword
-from services.planner.intent import Intent, classify_intent
+from services.planner.intent import QUESTION_WORDS, Intent, classify_intent
 
 LOCAL_IDEAS_MODEL = "local-ideas-1"
 MIN_IDEAS = 3
@@ -97,21 +97,6 @@ _BASE_WORDS = {
     ContentStructure.ARTICLE: 1200,
     ContentStructure.LANDING_PAGE: 800,
 }
-_QUESTION_STARTS = (
-    "how",
-    "what",
-    "why",
-    "when",
-    "where",
-    "which",
-    "who",
-    "can",
-    "does",
-    "is",
-    "are",
-    "should",
-    "do",
-)
 
 
 def _word_count(structure: ContentStructure, sections: int) -> int:
@@ -168,7 +153,7 @@ def _candidates(cluster: IdeaCluster) -> list[tuple[float, ContentIdeaDraft]]:
     questions = [
         " ".join(k.text.split())
         for k in kws
-        if normalize_keyword(k.text).split(" ", 1)[0] in _QUESTION_STARTS
+        if normalize_keyword(k.text).split(" ", 1)[0] in QUESTION_WORDS
         and normalize_keyword(k.text) != normalize_keyword(main)
     ]
     versus = _pick(kws, main, ("vs", "versus", "or"), 3)

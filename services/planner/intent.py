@@ -95,6 +95,13 @@ _COMMERCIAL = (
     "affordable",
     "rates",
 )
+# Words a question starts with: such keywords are informational (unless commercial), and
+# they suggest FAQ-style ideas.
+QUESTION_WORDS = frozenset({
+    "how", "what", "why", "when", "where", "who", "which",
+    "can", "does", "is", "are", "should", "do",
+})
+
 _INFORMATIONAL = (
     "how",
     "what",
@@ -171,21 +178,7 @@ def classify_intent(keyword: str) -> Intent:
         return Intent.NAVIGATIONAL
     if words and words[0] in _KNOWN_SITES and len(words) <= 2:
         return Intent.NAVIGATIONAL
-    starts_as_question = bool(words) and words[0] in {
-        "how",
-        "what",
-        "why",
-        "when",
-        "where",
-        "who",
-        "which",
-        "can",
-        "does",
-        "is",
-        "are",
-        "should",
-        "do",
-    }
+    starts_as_question = bool(words) and words[0] in QUESTION_WORDS
     if starts_as_question and not _COMM_RE.match(text):
         return Intent.INFORMATIONAL
     if _TRANS_RE.search(text):

@@ -186,38 +186,22 @@ class SimpleFilters:
 
 
 async def get_site(session: AsyncSession, account_id: int, site_id: int) -> dict[str, Any] | None:
-    row = (
-        (
-            await session.execute(
-                select(sites).where(
-                    sites.c.id == site_id,
-                    sites.c.account_id == account_id,
-                    sites.c.deleted.is_(False),
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
+    return await _live_read_model_row(session, sites, account_id, site_id)
 
 
 async def get_sector(
     session: AsyncSession, account_id: int, sector_id: int
 ) -> dict[str, Any] | None:
-    row = (
-        (
-            await session.execute(
-                select(sectors).where(
-                    sectors.c.id == sector_id,
-                    sectors.c.account_id == account_id,
-                    sectors.c.deleted.is_(False),
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
+    return await _live_read_model_row(session, sectors, account_id, sector_id)
+
+
+async def _live_read_model_row(
+    session: AsyncSession, t: Table, account_id: int, row_id: int
+) -> dict[str, Any] | None:
+    """A site or sector of this account that auth has not deleted, as the planner knows it."""
+    query = select(t).where(t.c.id == row_id, t.c.account_id == account_id,
+                            t.c.deleted.is_(False))
+    row = (await session.execute(query)).mappings().first()
     return dict(row) if row else None
 
 
