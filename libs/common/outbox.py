@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.aio import sleep_or_stop
+from libs.common.aio import sleep_or_stop, wait_or_stop
 from libs.common.db import Database, TenantScope, libpq_url
 from libs.common.events import Event
 from libs.common.metrics import EVENTS_PUBLISH_FAILURES, EVENTS_PUBLISHED, OUTBOX_LAG
@@ -98,13 +98,7 @@ class OutboxRelay:
                 await listener
 
     async def _wait_for_work(self, stop: asyncio.Event) -> None:
-        waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
-        try:
-            await asyncio.wait(waiters, timeout=self.fallback_poll_seconds,
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await wait_or_stop(self._wake, stop, self.fallback_poll_seconds)
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """LISTEN on a dedicated connection; reconnect if it drops."""
@@ -199,3 +193,38 @@ async def pending_count(db: Database, ids: Iterable[Any] | None = None) -> int:
         if ids is not None:
             query = query.where(outbox.c.id.in_(list(ids)))
         return int((await session.execute(query)).scalar_one())
+
+
+class RelayWaker:
+    """Wakes the outbox relay after commands that queued events without a NOTIFY.
+
+    PostgreSQL serialises the commits of transactions that NOTIFY (each holds a global
+    lock through its commit's fsync), so a hot write path may queue its events without a
+    NOTIFY (billing's captures do, decision 0013) and call `wake()` after committing: this
+    sends the NOTIFY from its own connection. One NOTIFY at a time:
+    wake-ups that arrive while one is in flight fold into the next, so a burst of captures
+    costs a few NOTIFYs rather than one serialised commit each. A lost wake-up only delays
+    events until the relay's next poll; the events themselves committed with the capture.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.url = libpq_url(database_url)
+        self._wanted = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wanted.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url,
+                                                                 autocommit=True) as conn:
+                    while True:
+                        await wait_or_stop(self._wanted, stop)
+                        if stop.is_set():
+                            return
+                        self._wanted.clear()
+                        await conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+            except Exception as exc:
+                log.warning("outbox relay waker: %s; reconnecting", exc)
+                await sleep_or_stop(stop, 1.0)

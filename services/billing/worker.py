@@ -21,9 +21,9 @@ from libs.common import billing as wire
 from libs.common import nats as nats_kernel
 from libs.common.aio import sleep_or_stop
 from libs.common.consumer import EventConsumer, PermanentError
-from libs.common.db import NO_TENANT, Database, TenantScope, async_url, libpq_url
+from libs.common.db import NO_TENANT, Database, TenantScope, async_url
 from libs.common.events import Event, stream_name
-from libs.common.outbox import NOTIFY_CHANNEL
+from libs.common.outbox import RelayWaker
 from libs.common.problems import Conflict, NotFound, PaymentRequired, ValidationFailed
 from libs.common.runtime import WorkerContext, main, run_worker
 from services.billing import events as ev
@@ -115,48 +115,6 @@ class CommandDatabase(Database):
             return
         async with self.autocommit_sessionmaker() as session:
             yield session
-
-
-class RelayWaker:
-    """Wakes the outbox relay after commands that queued events without a NOTIFY.
-
-    PostgreSQL serialises the commits of transactions that NOTIFY (each holds a global
-    lock through its commit's fsync), so captures queue their event silently and this
-    sends the NOTIFY from its own connection after they commit. One NOTIFY at a time:
-    wake-ups that arrive while one is in flight fold into the next, so a burst of captures
-    costs a few NOTIFYs rather than one serialised commit each. A lost wake-up only delays
-    events until the relay's next poll; the events themselves committed with the capture.
-    """
-
-    def __init__(self, database_url: str) -> None:
-        self.url = libpq_url(database_url)
-        self._wanted = asyncio.Event()
-
-    def wake(self) -> None:
-        self._wanted.set()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                async with await psycopg.AsyncConnection.connect(self.url,
-                                                                 autocommit=True) as conn:
-                    while await self._next(stop):
-                        await conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
-            except Exception as exc:
-                log.warning("billing relay waker: %s; reconnecting", exc)
-                await sleep_or_stop(stop, 1.0)
-
-    async def _next(self, stop: asyncio.Event) -> bool:
-        """Wait for a wake-up (True) or for the stop (False)."""
-        wanted, stopping = (asyncio.ensure_future(self._wanted.wait()),
-                            asyncio.ensure_future(stop.wait()))
-        try:
-            await asyncio.wait({wanted, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            wanted.cancel()
-            stopping.cancel()
-        self._wanted.clear()
-        return not stop.is_set()
 
 
 @dataclass
