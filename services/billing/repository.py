@@ -101,48 +101,67 @@ def _jsonb(value: Any) -> Jsonb:
 
 
 # --- the command path ------------------------------------------------------------------
-# Holds and captures are billing's hot path (every AI job runs one of each), so each is a
-# fixed handful of hand-written statements sent straight through the session's driver
-# connection: no ORM, no statement compilation, one round trip per step. psycopg prepares
-# them server-side after a few executions.
+# Holds and captures are billing's hot path (every AI job runs one of each). The command
+# responder gathers the commands that arrive together and runs each kind as a batch: a fixed
+# handful of hand-written statements over arrays (`unnest`), whatever the batch's size, sent
+# straight through the session's driver connection. psycopg prepares them server-side after
+# a few executions. A single command is a batch of one.
 
-_HOLD_LOOKUP = """
-SELECT h.id, h.account_id, h.operation_type, h.amount, h.status, h.expires_at,
+_HOLD_LOOKUPS = """
+SELECT r.ord, h.id, h.account_id, h.operation_type, h.amount, h.status, h.expires_at,
        c.id AS config_id, c.is_active, c.unit, c.min_credits, c.credits_cost,
        c.tokens_per_credit
-FROM (VALUES (1)) AS one (x)
+FROM unnest(%(account_ids)s::bigint[], %(keys)s::text[], %(operations)s::text[])
+     WITH ORDINALITY AS r (account_id, idempotency_key, operation_type, ord)
 LEFT JOIN credit_holds h
-       ON h.account_id = %(account_id)s AND h.idempotency_key = %(idempotency_key)s
-LEFT JOIN credit_cost_configs c ON c.operation_type = %(operation_type)s
+       ON h.account_id = r.account_id AND h.idempotency_key = r.idempotency_key
+LEFT JOIN credit_cost_configs c ON c.operation_type = r.operation_type
+ORDER BY r.ord
 """
 
-# Reserve on the balance row only if the spendable balance covers the amount, and insert
-# the hold only if the reservation happened: no row back means insufficient credits. A hold
-# already under the key (a concurrent request won) fails the statement with a unique
-# violation, so the reservation never outlives it, even when the statement is its own
-# transaction.
-_RESERVE_HOLD = """
-WITH reserved AS (
-    UPDATE credit_balances SET held = held + %(amount)s, updated_at = now()
-    WHERE account_id = %(account_id)s
-      AND plan_credits + purchased_credits - held >= %(amount)s
-    RETURNING plan_credits + purchased_credits - held AS available
+# Reserve on each balance row only if its spendable balance covers the amount, and insert
+# the hold only where the reservation happened: a row without a hold id means insufficient
+# credits (`available` is then the balance before the statement). The accounts of one call
+# are distinct (an UPDATE changes a row once per statement). A hold already under a key (a
+# concurrent request won) fails the whole statement with a unique violation, so no
+# reservation outlives it, even when the statement is its own transaction.
+_RESERVE_HOLDS = """
+WITH req AS (
+    SELECT * FROM unnest(%(account_ids)s::bigint[], %(operations)s::text[],
+                         %(amounts)s::int[], %(keys)s::text[], %(expires)s::timestamptz[])
+         WITH ORDINALITY AS r (account_id, operation_type, amount, idempotency_key,
+                               expires_at, ord)
+), reserved AS (
+    UPDATE credit_balances b SET held = b.held + req.amount, updated_at = now()
+    FROM req
+    WHERE b.account_id = req.account_id
+      AND b.plan_credits + b.purchased_credits - b.held >= req.amount
+    RETURNING b.account_id, b.plan_credits + b.purchased_credits - b.held AS available
 ), hold AS (
     INSERT INTO credit_holds (account_id, operation_type, amount, status, idempotency_key,
                               expires_at, captured_credits, refunded_credits, from_plan,
                               from_purchased)
-    SELECT %(account_id)s, %(operation_type)s, %(amount)s, 'held', %(idempotency_key)s,
-           %(expires_at)s, 0, 0, 0, 0
-    FROM reserved
+    SELECT req.account_id, req.operation_type, req.amount, 'held', req.idempotency_key,
+           req.expires_at, 0, 0, 0, 0
+    FROM req JOIN reserved ON reserved.account_id = req.account_id
     RETURNING id, account_id, operation_type, amount, status, expires_at
 )
-SELECT reserved.available, hold.* FROM reserved JOIN hold ON true
+SELECT req.ord, hold.id, req.account_id, req.operation_type, req.amount, hold.status,
+       hold.expires_at,
+       COALESCE(reserved.available,
+                b.plan_credits + b.purchased_credits - b.held, 0) AS available
+FROM req
+LEFT JOIN reserved ON reserved.account_id = req.account_id
+LEFT JOIN hold ON hold.account_id = req.account_id
+LEFT JOIN credit_balances b ON b.account_id = req.account_id
+ORDER BY req.ord
 """
 
-# The hold and its account's balance, both locked, with the operation's pricing, and ids
-# for the ledger entry and usage log a capture will write (so one statement can write both
-# and the event that names them).
-_LOCK_FOR_CAPTURE = """
+# The holds and their accounts' balances, all locked, with each operation's pricing, and
+# ids for the ledger entries and usage logs the captures will write (so one statement can
+# write them and the events that name them). Rows lock in account order, so batches that
+# share accounts queue behind each other instead of deadlocking.
+_LOCK_FOR_CAPTURES = """
 SELECT h.id, h.account_id, h.operation_type, h.amount, h.status, h.captured_credits,
        h.transaction_id, h.usage_log_id,
        c.id AS config_id, c.unit, c.min_credits, c.credits_cost, c.tokens_per_credit,
@@ -158,117 +177,174 @@ SELECT h.id, h.account_id, h.operation_type, h.amount, h.status, h.captured_cred
 FROM credit_holds h
 JOIN credit_balances b ON b.account_id = h.account_id
 LEFT JOIN credit_cost_configs c ON c.operation_type = h.operation_type
-WHERE h.id = %(hold_id)s
+WHERE h.id = ANY(%(hold_ids)s::bigint[])
+ORDER BY h.account_id, h.id
 FOR UPDATE OF h, b
 """
 
-_RECORD_CAPTURE = """
+# Captures in one statement: the balances (one row per account, its state after the last
+# of its captures), the ledger entries, the usage logs, the settled holds and the outbox
+# rows of their events.
+_RECORD_CAPTURES = """
 WITH balance AS (
-    UPDATE credit_balances
-    SET plan_credits = %(plan_credits)s, purchased_credits = %(purchased_credits)s,
-        held = %(held)s, low_notified = %(low_notified)s, updated_at = now()
-    WHERE account_id = %(account_id)s
+    UPDATE credit_balances b
+    SET plan_credits = v.plan_credits, purchased_credits = v.purchased_credits,
+        held = v.held, low_notified = v.low_notified, updated_at = now()
+    FROM unnest(%(b_account_ids)s::bigint[], %(b_plan)s::int[], %(b_purchased)s::int[],
+                %(b_held)s::int[], %(b_low)s::bool[])
+         AS v (account_id, plan_credits, purchased_credits, held, low_notified)
+    WHERE b.account_id = v.account_id
 ), ledger AS (
     INSERT INTO credit_transactions (id, account_id, transaction_type, amount, balance_after,
                                      plan_balance_after, purchased_balance_after,
                                      description, reference, metadata, idempotency_key)
-    VALUES (%(transaction_id)s, %(account_id)s, 'deduction', %(ledger_amount)s,
-            %(balance_after)s, %(plan_credits)s, %(purchased_credits)s, %(description)s,
-            %(reference)s, %(ledger_meta)s, %(ledger_key)s)
+    SELECT id, account_id, 'deduction', amount, balance_after, plan_after, purchased_after,
+           description, reference, metadata, idempotency_key
+    FROM unnest(%(transaction_ids)s::bigint[], %(account_ids)s::bigint[],
+                %(ledger_amounts)s::int[], %(balances_after)s::int[], %(plan_after)s::int[],
+                %(purchased_after)s::int[], %(descriptions)s::text[],
+                %(references)s::text[], %(ledger_metas)s::jsonb[], %(ledger_keys)s::text[])
+         AS v (id, account_id, amount, balance_after, plan_after, purchased_after,
+               description, reference, metadata, idempotency_key)
     RETURNING id
 ), usage AS (
     INSERT INTO credit_usage_logs (id, account_id, operation_type, credits_used, cost_usd,
                                    model_used, tokens_input, tokens_output, units,
                                    related_object_type, related_object_id, hold_id,
                                    transaction_id, metadata)
-    VALUES (%(usage_log_id)s, %(account_id)s, %(operation_type)s, %(charge)s, %(cost_usd)s,
-            %(model_used)s, %(tokens_input)s, %(tokens_output)s, %(units)s,
-            %(related_object_type)s, %(related_object_id)s, %(hold_id)s,
-            %(transaction_id)s, %(usage_meta)s)
+    SELECT * FROM unnest(%(usage_log_ids)s::bigint[], %(account_ids)s::bigint[],
+                         %(operations)s::text[], %(charges)s::int[], %(costs)s::numeric[],
+                         %(models)s::text[], %(tokens_input)s::int[], %(tokens_output)s::int[],
+                         %(units)s::int[], %(related_types)s::text[], %(related_ids)s::text[],
+                         %(hold_ids)s::bigint[], %(transaction_ids)s::bigint[],
+                         %(usage_metas)s::jsonb[])
 ), settled AS (
-    UPDATE credit_holds
-    SET status = 'captured', captured_credits = %(charge)s, from_plan = %(from_plan)s,
-        from_purchased = %(from_purchased)s, transaction_id = %(transaction_id)s,
-        usage_log_id = %(usage_log_id)s, settled_at = %(settled_at)s
-    WHERE id = %(hold_id)s
+    UPDATE credit_holds h
+    SET status = 'captured', captured_credits = v.charge, from_plan = v.from_plan,
+        from_purchased = v.charge - v.from_plan, transaction_id = v.transaction_id,
+        usage_log_id = v.usage_log_id, settled_at = %(settled_at)s
+    FROM unnest(%(hold_ids)s::bigint[], %(charges)s::int[], %(from_plan)s::int[],
+                %(transaction_ids)s::bigint[], %(usage_log_ids)s::bigint[])
+         AS v (hold_id, charge, from_plan, transaction_id, usage_log_id)
+    WHERE h.id = v.hold_id
 ), event AS (
     INSERT INTO outbox (id, subject, payload, headers)
-    VALUES (%(event_id)s, %(event_subject)s, %(event_payload)s, %(event_headers)s)
+    SELECT * FROM unnest(%(event_ids)s::uuid[], %(event_subjects)s::text[],
+                         %(event_payloads)s::jsonb[], %(event_headers)s::jsonb[])
 )
-SELECT id FROM ledger
+SELECT count(*) FROM ledger
 """
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureWrite:
+    """What one capture writes (see `record_captures`)."""
+
+    hold_id: int
+    account_id: int
+    operation_type: str
+    transaction_id: int
+    usage_log_id: int
+    balance: BalanceRow  # the account's balance after this capture
+    charge: int
+    from_plan: int
+    description: str
+    ledger_meta: dict[str, Any]
+    cost_usd: Any
+    model_used: str
+    tokens_input: int
+    tokens_output: int
+    units: int | None
+    related_object_type: str | None
+    related_object_id: str | None
+    usage_meta: dict[str, Any]
+    event: Event
 
 
 class BillingRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def _row(self, sql: str, params: dict[str, Any]) -> Any:
+    async def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
         """Run one hand-written statement on the session's connection (in its transaction)
-        and return its first row (a named tuple), or None."""
+        and return its rows (named tuples)."""
         connection = await self.session.connection()
         raw = await connection.get_raw_connection()
         driver = cast(psycopg.AsyncConnection[Any], raw.driver_connection)
         async with driver.cursor(row_factory=namedtuple_row) as cursor:
             await cursor.execute(sql, params)
-            return await cursor.fetchone()
+            return await cursor.fetchall()
 
     # --- command path -------------------------------------------------------------------
 
-    async def hold_lookup(self, account_id: int, idempotency_key: str,
-                          operation_type: str) -> Any:
-        """One row: the hold already placed under this key (`id` None when there is none)
-        and the operation's cost configuration (`config_id` None when unknown)."""
-        return await self._row(_HOLD_LOOKUP, {"account_id": account_id,
-                                              "idempotency_key": idempotency_key,
-                                              "operation_type": operation_type})
+    async def hold_lookups(self, requests: Sequence[tuple[int, str, str]]) -> list[Any]:
+        """For each (account, idempotency key, operation), in order: the hold already placed
+        under the key (`id` None when there is none) and the operation's cost
+        configuration (`config_id` None when unknown)."""
+        return await self._rows(_HOLD_LOOKUPS, {
+            "account_ids": [r[0] for r in requests], "keys": [r[1] for r in requests],
+            "operations": [r[2] for r in requests]})
 
-    async def reserve_hold(self, *, account_id: int, operation_type: str, amount: int,
-                           idempotency_key: str, expires_at: datetime) -> Any:
-        """Reserve `amount` and insert the hold, in one statement. None: the spendable
-        balance does not cover it. Raises `KeyTaken` when the key's hold already exists
-        (the statement changed nothing; in a transaction, the transaction is aborted)."""
+    async def reserve_holds(self, requests: Sequence[tuple[int, str, int, str, datetime]]
+                            ) -> list[Any]:
+        """Reserve and insert a hold for each (account, operation, amount, key, expiry) of
+        distinct accounts, in one statement; in order, a row each, whose `id` is None when
+        the spendable balance (`available`) does not cover the amount. Raises `KeyTaken`
+        when a key's hold already exists (the statement changed nothing; in a transaction,
+        the transaction is aborted)."""
         try:
-            return await self._row(_RESERVE_HOLD, {
-                "account_id": account_id, "operation_type": operation_type, "amount": amount,
-                "idempotency_key": idempotency_key, "expires_at": expires_at})
+            return await self._rows(_RESERVE_HOLDS, {
+                "account_ids": [r[0] for r in requests], "operations": [r[1] for r in requests],
+                "amounts": [r[2] for r in requests], "keys": [r[3] for r in requests],
+                "expires": [r[4] for r in requests]})
         except psycopg.errors.UniqueViolation as exc:
-            raise KeyTaken(idempotency_key) from exc
+            raise KeyTaken(", ".join(r[3] for r in requests)) from exc
 
-    async def lock_for_capture(self, hold_id: int) -> Any:
-        """The hold, its pricing and its account's balance, hold and balance locked; None
-        when the hold or the balance row does not exist."""
-        return await self._row(_LOCK_FOR_CAPTURE, {"hold_id": hold_id})
+    async def lock_for_captures(self, hold_ids: Sequence[int]) -> list[Any]:
+        """The holds that exist with a balance row, their pricing and their accounts'
+        balances, holds and balances locked, in account order."""
+        return await self._rows(_LOCK_FOR_CAPTURES, {"hold_ids": list(hold_ids)})
 
-    async def record_capture(self, *, hold_id: int, account_id: int, operation_type: str,
-                             transaction_id: int, usage_log_id: int, balance: BalanceRow,
-                             charge: int, from_plan: int, description: str,
-                             ledger_meta: dict[str, Any], cost_usd: Any, model_used: str,
-                             tokens_input: int, tokens_output: int, units: int | None,
-                             related_object_type: str | None, related_object_id: str | None,
-                             usage_meta: dict[str, Any], settled_at: datetime,
-                             event: Event) -> None:
-        """Write a capture in one statement: the balance, the ledger entry, the usage log,
-        the settled hold and the outbox row of its event. No NOTIFY: PostgreSQL serialises
-        the commits of notifying transactions (one fsync each), so the caller wakes the
-        relay after its commit instead (ADR 0013)."""
-        await self._row(_RECORD_CAPTURE, {
-            "hold_id": hold_id, "account_id": account_id, "operation_type": operation_type,
-            "transaction_id": transaction_id, "usage_log_id": usage_log_id,
-            "plan_credits": balance.plan_credits,
-            "purchased_credits": balance.purchased_credits, "held": balance.held,
-            "low_notified": balance.low_notified, "balance_after": balance.total,
-            "ledger_amount": -charge, "charge": charge, "from_plan": from_plan,
-            "from_purchased": charge - from_plan, "description": description[:500],
-            "reference": f"hold:{hold_id}", "ledger_meta": _jsonb(ledger_meta),
-            "ledger_key": f"capture:{hold_id}", "cost_usd": cost_usd,
-            "model_used": model_used[:255], "tokens_input": tokens_input,
-            "tokens_output": tokens_output, "units": units,
-            "related_object_type": related_object_type,
-            "related_object_id": related_object_id, "usage_meta": _jsonb(usage_meta),
-            "settled_at": settled_at, "event_id": event.id, "event_subject": event.subject,
-            "event_payload": _jsonb(event.model_dump(mode="json")),
-            "event_headers": _jsonb(current_trace_headers()),
+    async def record_captures(self, writes: Sequence[CaptureWrite], settled_at: datetime
+                              ) -> None:
+        """Write captures in one statement (see `CaptureWrite`). No NOTIFY: PostgreSQL
+        serialises the commits of notifying transactions (one fsync each), so the caller
+        wakes the relay after its commit instead (ADR 0013)."""
+        final = {w.account_id: w.balance for w in writes}  # the last capture of each account
+        headers = _jsonb(current_trace_headers())
+        await self._rows(_RECORD_CAPTURES, {
+            "b_account_ids": list(final), "b_plan": [b.plan_credits for b in final.values()],
+            "b_purchased": [b.purchased_credits for b in final.values()],
+            "b_held": [b.held for b in final.values()],
+            "b_low": [b.low_notified for b in final.values()],
+            "transaction_ids": [w.transaction_id for w in writes],
+            "account_ids": [w.account_id for w in writes],
+            "ledger_amounts": [-w.charge for w in writes],
+            "balances_after": [w.balance.total for w in writes],
+            "plan_after": [w.balance.plan_credits for w in writes],
+            "purchased_after": [w.balance.purchased_credits for w in writes],
+            "descriptions": [w.description[:500] for w in writes],
+            "references": [f"hold:{w.hold_id}" for w in writes],
+            "ledger_metas": [_jsonb(w.ledger_meta) for w in writes],
+            "ledger_keys": [f"capture:{w.hold_id}" for w in writes],
+            "usage_log_ids": [w.usage_log_id for w in writes],
+            "operations": [w.operation_type for w in writes],
+            "charges": [w.charge for w in writes],
+            "costs": [w.cost_usd for w in writes],
+            "models": [w.model_used[:255] for w in writes],
+            "tokens_input": [w.tokens_input for w in writes],
+            "tokens_output": [w.tokens_output for w in writes],
+            "units": [w.units for w in writes],
+            "related_types": [w.related_object_type for w in writes],
+            "related_ids": [w.related_object_id for w in writes],
+            "hold_ids": [w.hold_id for w in writes],
+            "from_plan": [w.from_plan for w in writes],
+            "usage_metas": [_jsonb(w.usage_meta) for w in writes],
+            "event_ids": [w.event.id for w in writes],
+            "event_subjects": [w.event.subject for w in writes],
+            "event_payloads": [_jsonb(w.event.model_dump(mode="json")) for w in writes],
+            "event_headers": [headers] * len(writes),
+            "settled_at": settled_at,
         })
 
     # --- balances ---------------------------------------------------------------------

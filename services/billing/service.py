@@ -8,11 +8,13 @@ queues its event in the outbox of the same transaction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,7 +32,13 @@ from libs.common.billing import (
 )
 from libs.common.events import Event, utcnow
 from libs.common.metrics import CREDITS_CAPTURED, CREDITS_HELD
-from libs.common.problems import Conflict, NotFound, PaymentRequired, ValidationFailed
+from libs.common.problems import (
+    Conflict,
+    DomainError,
+    NotFound,
+    PaymentRequired,
+    ValidationFailed,
+)
 from services.billing import events as ev
 from services.billing.models import (
     Account,
@@ -43,9 +51,11 @@ from services.billing.models import (
     Subscription,
 )
 from services.billing.pricing import UNITS, PricingError, add_month, price
-from services.billing.repository import BalanceRow, BillingRepository, KeyTaken
+from services.billing.repository import BalanceRow, BillingRepository, CaptureWrite, KeyTaken
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 INACTIVE_ACCOUNT = {"suspended", "cancelled"}
 INACTIVE_SUBSCRIPTION = {"cancelled", "canceled", "expired", "inactive"}
@@ -190,15 +200,56 @@ class BillingService:
     # ======================================================================= commands
 
     async def hold(self, req: HoldRequest) -> HoldResult:
-        """Reserve credits for an operation. One read finds a replay and the pricing; one
-        statement reserves and inserts the hold. Neither needs the other's transaction
-        (the reservation is conditional and dies with a duplicate key), so the command
-        responder runs them as two autocommitted statements."""
-        found = await self.repo.hold_lookup(req.account_id, req.idempotency_key,
-                                            req.operation_type)
-        if found.id is not None:
-            return _hold_result(found, replayed=True)
-        if found.config_id is None or not found.is_active:
+        """Reserve credits for an operation (a batch of one, see `hold_many`)."""
+        return _one(await self.hold_many([req]))
+
+    async def hold_many(self, requests: Sequence[HoldRequest]) -> list[HoldResult | DomainError]:
+        """Reserve credits for operations of distinct accounts: for each request, in order,
+        its hold or the error it earns (402 when the balance cannot cover it). One read
+        finds replays and pricing; one statement reserves and inserts every new hold.
+        Neither needs the other's transaction (the reservations are conditional and die
+        with a duplicate key), so the command responder runs them as two autocommitted
+        statements. Raises `HoldRace` when another request under one of the keys
+        committed first: run the batch again to read it."""
+        if len({r.account_id for r in requests}) != len(requests):
+            raise ValueError("hold_many takes one request per account")
+        outcomes: list[HoldResult | DomainError | None] = [None] * len(requests)
+        found = await self.repo.hold_lookups(
+            [(r.account_id, r.idempotency_key, r.operation_type) for r in requests])
+        reservations: list[tuple[int, str, int, str, datetime]] = []
+        reserving: list[int] = []  # indexes of the requests in `reservations`
+        now = utcnow()
+        for i, (req, row) in enumerate(zip(requests, found, strict=True)):
+            if row.id is not None:
+                outcomes[i] = _hold_result(row, replayed=True)
+                continue
+            try:
+                amount, ttl = self._hold_terms(req, row)
+            except DomainError as exc:
+                outcomes[i] = exc
+                continue
+            reservations.append((req.account_id, req.operation_type, amount,
+                                 req.idempotency_key, now + timedelta(seconds=ttl)))
+            reserving.append(i)
+        if reservations:
+            try:
+                reserved = await self.repo.reserve_holds(reservations)
+            except KeyTaken as exc:
+                raise HoldRace(str(exc)) from exc
+            for i, row in zip(reserving, reserved, strict=True):
+                req = requests[i]
+                if row.id is None:
+                    outcomes[i] = PaymentRequired(
+                        f"Insufficient credits: {req.operation_type} needs {row.amount}, "
+                        f"{row.available} available.")
+                    continue
+                CREDITS_HELD.labels(req.operation_type).inc(row.amount)
+                outcomes[i] = _hold_result(row, available_after=row.available)
+        return [o for o in outcomes if o is not None]
+
+    def _hold_terms(self, req: HoldRequest, pricing: Any) -> tuple[int, int]:
+        """The credits to reserve and the hold's time to live, or the error of the request."""
+        if pricing.config_id is None or not pricing.is_active:
             raise ValidationFailed.field("operation_type",
                                          f"Unknown operation '{req.operation_type}'.")
         if req.amount is not None:
@@ -209,28 +260,14 @@ class BillingService:
             if req.units is not None and req.units <= 0:
                 raise ValidationFailed.field("units", "Must be a positive number.")
             try:
-                amount = price(found, units=req.units)
+                amount = price(pricing, units=req.units)
             except PricingError as exc:
                 raise ValidationFailed.field(exc.field, str(exc)) from exc
         ttl = req.ttl_seconds or self.policy.default_hold_ttl_seconds
         if not 0 < ttl <= self.policy.max_hold_ttl_seconds:
             raise ValidationFailed.field(
                 "ttl_seconds", f"Must be between 1 and {self.policy.max_hold_ttl_seconds}.")
-        try:
-            row = await self.repo.reserve_hold(
-                account_id=req.account_id, operation_type=req.operation_type, amount=amount,
-                idempotency_key=req.idempotency_key,
-                expires_at=utcnow() + timedelta(seconds=ttl))
-        except KeyTaken as exc:
-            raise HoldRace(req.idempotency_key) from exc
-        if row is None:
-            balance = await self.repo.get_balance(req.account_id)
-            available = balance.available if balance else 0
-            raise PaymentRequired(
-                f"Insufficient credits: {req.operation_type} needs {amount}, "
-                f"{available} available.")
-        CREDITS_HELD.labels(req.operation_type).inc(amount)
-        return _hold_result(row, available_after=row.available)
+        return amount, ttl
 
     async def _locked_hold(self, hold_id: int, account_id: int | None) -> Row[Any]:
         hold = await self.repo.get_hold(hold_id, lock=True)
@@ -239,28 +276,75 @@ class BillingService:
         return hold
 
     async def capture(self, req: CaptureRequest) -> CaptureResult:
-        if req.units is not None and req.units < 0:
-            raise ValidationFailed.field("units", "Must not be negative.")
-        if req.tokens_input < 0 or req.tokens_output < 0:
-            raise ValidationFailed.field("tokens_input", "Token counts must not be negative.")
-        if req.cost_usd < 0:
-            raise ValidationFailed.field("cost_usd", "Must not be negative.")
-        # One statement locks the hold and its balance and reads the pricing; one writes
-        # the balance, ledger entry, usage log, settled hold and event.
-        hold = await self.repo.lock_for_capture(req.hold_id)
-        if hold is None:  # no such hold, or (never in practice) its balance row is missing
-            await self._ensure_balance((await self._locked_hold(req.hold_id, None)).account_id)
-            hold = await self.repo.lock_for_capture(req.hold_id)
-        if hold is None or (req.account_id is not None and hold.account_id != req.account_id):
-            raise NotFound(f"Hold {req.hold_id} not found.", errors={"hold_id": ["Not found."]})
-        if hold.status == "captured":
-            tx = await self.repo.transaction_by_key(hold.account_id, f"capture:{hold.id}")
-            total = hold.plan_credits + hold.purchased_credits
-            return CaptureResult(
-                hold_id=hold.id, account_id=hold.account_id, operation_type=hold.operation_type,
-                credits_charged=hold.captured_credits, credits_released=0,
-                transaction_id=hold.transaction_id, usage_log_id=hold.usage_log_id,
-                balance_after=tx.balance_after if tx else total, replayed=True)
+        """Charge a hold for the work done (a batch of one, see `capture_many`)."""
+        return _one(await self.capture_many([req]))
+
+    async def capture_many(self, requests: Sequence[CaptureRequest]
+                           ) -> list[CaptureResult | DomainError]:
+        """Charge holds (distinct ones) for the work done: for each request, in order, its
+        result or the error it earns. One statement locks the holds and their balances and
+        reads the pricing; one writes the balances, ledger entries, usage logs, settled
+        holds and events. Captures of one account chain, each from the balance the previous
+        one left, so every `balance_after` follows from the one before."""
+        if len({r.hold_id for r in requests}) != len(requests):
+            raise ValueError("capture_many takes one request per hold")
+        outcomes: dict[int, CaptureResult | DomainError] = {}
+        valid: list[CaptureRequest] = []
+        for req in requests:
+            try:
+                _check_capture(req)
+                valid.append(req)
+            except DomainError as exc:
+                outcomes[req.hold_id] = exc
+        locked = {row.id: row for row in await self.repo.lock_for_captures(
+            [r.hold_id for r in valid])} if valid else {}
+        for req in valid:
+            if req.hold_id not in locked:  # no such hold, or (never in practice) no balance row
+                with contextlib.suppress(NotFound):
+                    orphan = await self._locked_hold(req.hold_id, None)
+                    await self._ensure_balance(orphan.account_id)
+                    locked.update((row.id, row)
+                                  for row in await self.repo.lock_for_captures([req.hold_id]))
+        balances: dict[int, BalanceRow] = {}  # each account's balance as the batch leaves it
+        writes: list[CaptureWrite] = []
+        for req in valid:
+            hold = locked.get(req.hold_id)
+            if hold is None or (req.account_id is not None and hold.account_id != req.account_id):
+                outcomes[req.hold_id] = NotFound(f"Hold {req.hold_id} not found.",
+                                                 errors={"hold_id": ["Not found."]})
+            elif hold.status == "captured":
+                outcomes[req.hold_id] = await self._captured(hold)
+            else:
+                before = balances.get(hold.account_id) or BalanceRow(
+                    account_id=hold.account_id, plan_credits=hold.plan_credits,
+                    purchased_credits=hold.purchased_credits, held=hold.held,
+                    plan_credits_per_month=hold.plan_credits_per_month,
+                    period_start=hold.period_start, period_end=hold.period_end,
+                    low_notified=hold.low_notified)
+                write, result = await self._plan_capture(req, hold, before)
+                balances[hold.account_id] = write.balance
+                writes.append(write)
+                outcomes[req.hold_id] = result
+        if writes:
+            await self.repo.record_captures(writes, settled_at=utcnow())
+            self.relay_wake_needed = True
+            for write in writes:
+                CREDITS_CAPTURED.labels(write.operation_type).inc(write.charge)
+        return [outcomes[r.hold_id] for r in requests]
+
+    async def _captured(self, hold: Any) -> CaptureResult:
+        """The answer a capture gave, for a capture sent again."""
+        tx = await self.repo.transaction_by_key(hold.account_id, f"capture:{hold.id}")
+        return CaptureResult(
+            hold_id=hold.id, account_id=hold.account_id, operation_type=hold.operation_type,
+            credits_charged=hold.captured_credits, credits_released=0,
+            transaction_id=hold.transaction_id, usage_log_id=hold.usage_log_id,
+            balance_after=tx.balance_after if tx else hold.plan_credits + hold.purchased_credits,
+            replayed=True)
+
+    async def _plan_capture(self, req: CaptureRequest, hold: Any, before: BalanceRow
+                            ) -> tuple[CaptureWrite, CaptureResult]:
+        """What a capture writes and answers, from the locked hold and the balance before."""
         tokens = req.tokens_input + req.tokens_output
         if hold.config_id is None:
             actual = hold.amount
@@ -271,12 +355,6 @@ class BillingService:
         else:
             actual = hold.amount
         reserved = hold.amount if hold.status == "held" else 0
-        before = BalanceRow(
-            account_id=hold.account_id, plan_credits=hold.plan_credits,
-            purchased_credits=hold.purchased_credits, held=hold.held,
-            plan_credits_per_month=hold.plan_credits_per_month,
-            period_start=hold.period_start, period_end=hold.period_end,
-            low_notified=hold.low_notified)
         # Never more than the hold plus what is still spendable, never below zero.
         charge = max(0, min(actual, reserved + max(before.available, 0), before.total))
         from_plan = min(charge, before.plan_credits)
@@ -299,21 +377,19 @@ class BillingService:
             "model": req.model, "cost_usd": str(req.cost_usd),
             "related_object_type": req.related_object_type,
             "related_object_id": req.related_object_id})
-        await self.repo.record_capture(
+        write = CaptureWrite(
             hold_id=hold.id, account_id=hold.account_id, operation_type=hold.operation_type,
             transaction_id=tx_id, usage_log_id=usage_id, balance=after, charge=charge,
             from_plan=from_plan, description=f"{display}: {charge} credits", ledger_meta=meta,
             cost_usd=req.cost_usd, model_used=req.model, tokens_input=req.tokens_input,
             tokens_output=req.tokens_output, units=req.units,
             related_object_type=req.related_object_type,
-            related_object_id=req.related_object_id, usage_meta=req.metadata,
-            settled_at=utcnow(), event=debited)
-        self.relay_wake_needed = True
-        CREDITS_CAPTURED.labels(hold.operation_type).inc(charge)
-        return CaptureResult(
+            related_object_id=req.related_object_id, usage_meta=req.metadata, event=debited)
+        result = CaptureResult(
             hold_id=hold.id, account_id=hold.account_id, operation_type=hold.operation_type,
             credits_charged=charge, credits_released=reserved - min(charge, reserved),
             transaction_id=tx_id, usage_log_id=usage_id, balance_after=after.total)
+        return write, result
 
     async def release(self, req: ReleaseRequest) -> ReleaseResult:
         hold = await self._locked_hold(req.hold_id, req.account_id)
@@ -750,6 +826,23 @@ class BillingService:
         config.updated_by_user_id, config.updated_at = by_user, utcnow()
         await self.session.flush()
         return config
+
+
+def _one(outcomes: Sequence[T | DomainError]) -> T:
+    """The result of a batch of one, or its error raised."""
+    (outcome,) = outcomes
+    if isinstance(outcome, DomainError):
+        raise outcome
+    return outcome
+
+
+def _check_capture(req: CaptureRequest) -> None:
+    if req.units is not None and req.units < 0:
+        raise ValidationFailed.field("units", "Must not be negative.")
+    if req.tokens_input < 0 or req.tokens_output < 0:
+        raise ValidationFailed.field("tokens_input", "Token counts must not be negative.")
+    if req.cost_usd < 0:
+        raise ValidationFailed.field("cost_usd", "Must not be negative.")
 
 
 def _hold_result(row: Row[Any], *, replayed: bool = False,

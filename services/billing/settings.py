@@ -18,6 +18,10 @@ class BillingSettings(ServiceSettings):
     renewal_interval_seconds: float = 60.0
     # Command handlers running at once per worker process (bounded by the DB pool).
     command_concurrency: int = 64
+    # Hold and capture batches running at once per kind (commands arriving meanwhile wait
+    # and run together), and the most commands in one batch.
+    command_batches_in_flight: int = 8
+    command_max_batch: int = 100
     worker_db_pool_size: int = 20
     worker_db_max_overflow: int = 10
     currency: str = "USD"

@@ -8,7 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from nats.aio.client import Client as NATS
@@ -24,13 +24,21 @@ from libs.common.consumer import EventConsumer, PermanentError
 from libs.common.db import NO_TENANT, Database, TenantScope, async_url
 from libs.common.events import Event, stream_name
 from libs.common.outbox import RelayWaker
-from libs.common.problems import Conflict, NotFound, PaymentRequired, ValidationFailed
+from libs.common.problems import (
+    Conflict,
+    DomainError,
+    NotFound,
+    PaymentRequired,
+    ValidationFailed,
+)
 from libs.common.runtime import WorkerContext, main, run_worker
 from services.billing import events as ev
 from services.billing.service import BillingPolicy, BillingService, HoldRace
 from services.billing.settings import BillingSettings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def policy_from(settings: BillingSettings) -> BillingPolicy:
@@ -44,33 +52,48 @@ def policy_from(settings: BillingSettings) -> BillingPolicy:
 
 # --- commands ---------------------------------------------------------------------------
 
-Command = Callable[[BillingService, Any], Awaitable[BaseModel]]
+Runner = Callable[[BillingService, list[Any]], Awaitable[Sequence[BaseModel | DomainError]]]
 
 
-async def _hold(svc: BillingService, req: wire.HoldRequest) -> BaseModel:
-    return await svc.hold(req)
+async def _holds(svc: BillingService, reqs: list[wire.HoldRequest]
+                 ) -> Sequence[BaseModel | DomainError]:
+    return await svc.hold_many(reqs)
 
 
-async def _capture(svc: BillingService, req: wire.CaptureRequest) -> BaseModel:
-    return await svc.capture(req)
+async def _captures(svc: BillingService, reqs: list[wire.CaptureRequest]
+                    ) -> Sequence[BaseModel | DomainError]:
+    return await svc.capture_many(reqs)
 
 
-async def _release(svc: BillingService, req: wire.ReleaseRequest) -> BaseModel:
-    return await svc.release(req)
+async def _release(svc: BillingService, reqs: list[wire.ReleaseRequest]
+                   ) -> Sequence[BaseModel | DomainError]:
+    (req,) = reqs
+    return [await svc.release(req)]
 
 
-async def _refund(svc: BillingService, req: wire.RefundRequest) -> BaseModel:
-    return await svc.refund(req)
+async def _refund(svc: BillingService, reqs: list[wire.RefundRequest]
+                  ) -> Sequence[BaseModel | DomainError]:
+    (req,) = reqs
+    return [await svc.refund(req)]
 
 
-COMMANDS: dict[str, tuple[type[BaseModel], Command]] = {
-    wire.HOLD: (wire.HoldRequest, _hold),
-    wire.CAPTURE: (wire.CaptureRequest, _capture),
-    wire.RELEASE: (wire.ReleaseRequest, _release),
-    wire.REFUND: (wire.RefundRequest, _refund),
+@dataclass(frozen=True)
+class CommandKind:
+    model: type[BaseModel]
+    run: Runner
+    # Holds and captures run in batches of whatever arrived together, one per account (a
+    # hold) or per hold (a capture) in each batch; the others run one by one.
+    batch_key: Callable[[Any], object] | None = None
+
+
+COMMANDS: dict[str, CommandKind] = {
+    wire.HOLD: CommandKind(wire.HoldRequest, _holds, batch_key=lambda r: r.account_id),
+    wire.CAPTURE: CommandKind(wire.CaptureRequest, _captures, batch_key=lambda r: r.hold_id),
+    wire.RELEASE: CommandKind(wire.ReleaseRequest, _release),
+    wire.REFUND: CommandKind(wire.RefundRequest, _refund),
 }
 
-# Commands whose statements are each correct on their own: a hold is a read (replay and
+# Commands whose statements are each correct on their own: holds are a read (replays and
 # pricing) and one conditional reserve-and-insert. They skip the BEGIN and COMMIT round
 # trips; each statement still commits durably before the answer. Captures, releases and
 # refunds lock rows and decide between statements: they run in one transaction.
@@ -89,18 +112,67 @@ def _retryable(exc: DBAPIError | psycopg.Error) -> bool:
     return isinstance(exc, psycopg.OperationalError) or exc.sqlstate in _RETRYABLE
 
 
+_FAILURE_CODES: dict[type[DomainError], str] = {
+    PaymentRequired: wire.INSUFFICIENT, NotFound: wire.NOT_FOUND,
+    ValidationFailed: wire.INVALID, Conflict: wire.CONFLICT,
+}
+
+
+def _reply(outcome: BaseModel | DomainError) -> bytes:
+    if isinstance(outcome, BaseModel):
+        return wire.ok(outcome)
+    code = _FAILURE_CODES.get(type(outcome))
+    if code is None:
+        log.error("billing command failed: %r", outcome)
+        return wire.failure(wire.INTERNAL, "Billing failed to apply the command.")
+    return wire.failure(code, outcome.detail, outcome.errors)
+
+
+def _invalid(exc: ValidationError) -> bytes:
+    errors: dict[str, list[str]] = {}
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "non_field_errors"
+        errors.setdefault(field, []).append(err["msg"])
+    return wire.failure(wire.INVALID, "Invalid command.", errors)
+
+
+def rounds(items: Sequence[T], key: Callable[[T], object]) -> list[list[T]]:
+    """Split `items` into consecutive batches in which `key` is distinct, keeping order
+    (the second command for an account runs after the first, in the next batch)."""
+    batches: list[list[T]] = []
+    seen: list[set[object]] = []
+    for item in items:
+        k = key(item)
+        for batch, keys in zip(batches, seen, strict=True):
+            if k not in keys:
+                batch.append(item)
+                keys.add(k)
+                break
+        else:
+            batches.append([item])
+            seen.append({k})
+    # An item never lands in an earlier batch than one before it with the same key.
+    return batches
+
+
 class CommandDatabase(Database):
     """The command responders' own pool. Its connections open in the system scope
     (`igny8.all_accounts` set once per connection, not once per transaction) and are not
     pinged before each checkout: on the hot path both would cost a round trip per command.
     A connection found dead is invalidated by SQLAlchemy and the command retried (every
-    command is idempotent)."""
+    command is idempotent).
+
+    Its statements are always planned for their parameters (`force_custom_plan`): a
+    generic plan cannot see how long a batch's arrays are, and the ones PostgreSQL chose
+    rescanned CTEs in nested loops, quadratic in the batch (ADR 0015)."""
+
+    OPTIONS = "-c igny8.all_accounts=on -c plan_cache_mode=force_custom_plan"
 
     def __init__(self, url: str, *, pool_size: int, max_overflow: int) -> None:
         self.url = async_url(url)
         self.engine = create_async_engine(
             self.url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False,
-            connect_args={"options": "-c igny8.all_accounts=on"})
+            connect_args={"options": self.OPTIONS})
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self.autocommit_sessionmaker = async_sessionmaker(
             self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
@@ -121,80 +193,120 @@ class CommandDatabase(Database):
 class CommandResponder:
     """Answers billing's commands (queue group `billing`, so replicas share the load). Each
     command's writes are committed before the answer is sent: captures, releases and
-    refunds in one transaction each, holds statement by statement (`AUTOCOMMIT_COMMANDS`).
-    After a command that queued events without a NOTIFY, it wakes the relay."""
+    refunds in one transaction per batch or command, holds statement by statement
+    (`AUTOCOMMIT_COMMANDS`). After commands that queued events without a NOTIFY, it wakes
+    the relay.
+
+    Holds and captures that arrive while earlier batches of their kind are still running
+    wait and then run together (group commit): at most `batches_in_flight` batches of a
+    kind at once, each one statement per step whatever its size, so under load the
+    database sees a few large transactions instead of many small ones and the rate no
+    longer depends on round trips per command. Unloaded, a command runs at once, alone."""
 
     db: Database
     nc: NATS
     policy: BillingPolicy
     concurrency: int = 64
     waker: RelayWaker | None = None
+    batches_in_flight: int = 8
+    max_batch: int = 100
 
     def _session(self, subject: str) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
         if isinstance(self.db, CommandDatabase):
             return self.db.command_session(autocommit=subject in AUTOCOMMIT_COMMANDS)
         return self.db.session(TenantScope.system())
 
-    async def answer(self, subject: str, data: bytes) -> bytes:
-        model, command = COMMANDS[subject]
-        try:
-            request = model.model_validate_json(data)
-        except ValidationError as exc:
-            errors: dict[str, list[str]] = {}
-            for err in exc.errors():
-                field = ".".join(str(p) for p in err["loc"]) or "non_field_errors"
-                errors.setdefault(field, []).append(err["msg"])
-            return wire.failure(wire.INVALID, "Invalid command.", errors)
+    async def answer(self, subject: str, payloads: Sequence[bytes]) -> list[bytes]:
+        """The replies to commands of one kind, in order."""
+        kind = COMMANDS[subject]
+        replies: list[bytes | None] = [None] * len(payloads)
+        valid: list[tuple[int, BaseModel]] = []
+        for i, data in enumerate(payloads):
+            try:
+                valid.append((i, kind.model.model_validate_json(data)))
+            except ValidationError as exc:
+                replies[i] = _invalid(exc)
+        key = kind.batch_key
+        batches = (rounds(valid, lambda item: key(item[1])) if key
+                   else [[item] for item in valid])
+        for batch in batches:
+            answers = await self.execute(subject, [request for _, request in batch])
+            for (i, _), reply in zip(batch, answers, strict=True):
+                replies[i] = reply
+        return [r for r in replies if r is not None]
+
+    async def execute(self, subject: str, requests: list[BaseModel]) -> list[bytes]:
+        """Apply commands of one kind in one session and answer them. A batch that fails as
+        a whole runs its commands again one by one, so one bad command cannot fail the
+        others."""
+        failed = wire.failure(wire.INTERNAL, "Billing failed to apply the command.")
         for attempt in range(5):
             try:
                 async with self._session(subject) as session:
                     svc = BillingService(session, self.policy)
-                    result = await command(svc, request)
+                    outcomes = await COMMANDS[subject].run(svc, requests)
                     await session.commit()
                 if svc.relay_wake_needed and self.waker is not None:
                     self.waker.wake()
-                return wire.ok(result)
+                return [_reply(outcome) for outcome in outcomes]
             except HoldRace:
+                failed = wire.failure(wire.CONFLICT, "The command kept conflicting; retry it.")
                 continue
-            except PaymentRequired as exc:
-                return wire.failure(wire.INSUFFICIENT, exc.detail)
-            except NotFound as exc:
-                return wire.failure(wire.NOT_FOUND, exc.detail, exc.errors)
-            except ValidationFailed as exc:
-                return wire.failure(wire.INVALID, exc.detail, exc.errors)
-            except Conflict as exc:
-                return wire.failure(wire.CONFLICT, exc.detail, exc.errors)
+            except DomainError as exc:  # a single command refused (nothing was written)
+                return [_reply(exc)] * len(requests)
             except (DBAPIError, psycopg.Error) as exc:
                 if _retryable(exc) and attempt < 4:
                     await asyncio.sleep(0.01 * (attempt + 1))
                     continue
                 log.exception("billing command %s failed", subject)
-                return wire.failure(wire.INTERNAL, "Billing failed to apply the command.")
+                break
             except Exception:
                 log.exception("billing command %s failed", subject)
-                return wire.failure(wire.INTERNAL, "Billing failed to apply the command.")
-        return wire.failure(wire.CONFLICT, "The command kept conflicting; retry it.")
+                break
+        if len(requests) > 1:
+            return [(await self.execute(subject, [request]))[0] for request in requests]
+        return [failed]
 
     async def run(self, stop: asyncio.Event) -> None:
-        limiter = asyncio.Semaphore(self.concurrency)
+        singles = asyncio.Semaphore(self.concurrency)
         running: set[asyncio.Task[None]] = set()
+        queues: dict[str, asyncio.Queue[Msg]] = {
+            subject: asyncio.Queue() for subject, kind in COMMANDS.items() if kind.batch_key}
 
-        async def respond(msg: Msg) -> None:
-            try:
-                reply = await self.answer(msg.subject, msg.data)
-                with contextlib.suppress(Exception):
-                    await msg.respond(reply)
-            finally:
-                limiter.release()
-
-        async def on_message(msg: Msg) -> None:
-            # nats-py runs one callback at a time per subscription: hand each command to
-            # its own task so slow transactions do not queue the others.
-            await limiter.acquire()
-            task = asyncio.create_task(respond(msg))
+        def spawn(work: Awaitable[None]) -> None:
+            task = asyncio.ensure_future(work)
             running.add(task)
             task.add_done_callback(running.discard)
 
+        async def respond(msgs: Sequence[Msg], release: asyncio.Semaphore) -> None:
+            try:
+                replies = await self.answer(msgs[0].subject, [m.data for m in msgs])
+                for msg, reply in zip(msgs, replies, strict=True):
+                    with contextlib.suppress(Exception):
+                        await msg.respond(reply)
+            finally:
+                release.release()
+
+        async def batcher(queue: asyncio.Queue[Msg]) -> None:
+            slots = asyncio.Semaphore(self.batches_in_flight)
+            while True:
+                batch = [await queue.get()]
+                await slots.acquire()  # while every slot is busy, the next batch grows
+                while len(batch) < self.max_batch and not queue.empty():
+                    batch.append(queue.get_nowait())
+                spawn(respond(batch, slots))
+
+        async def on_message(msg: Msg) -> None:
+            queue = queues.get(msg.subject)
+            if queue is not None:
+                queue.put_nowait(msg)
+                return
+            # nats-py runs one callback at a time per subscription: hand each command to
+            # its own task so slow transactions do not queue the others.
+            await singles.acquire()
+            spawn(respond([msg], singles))
+
+        batchers = [asyncio.create_task(batcher(queue)) for queue in queues.values()]
         subs = [await self.nc.subscribe(subject, queue=wire.QUEUE_GROUP, cb=on_message,
                                         pending_msgs_limit=100_000)
                 for subject in COMMANDS]
@@ -205,8 +317,14 @@ class CommandResponder:
             for sub in subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+            for queue in queues.values():  # answer what was queued before the unsubscribe
+                while not queue.empty():
+                    msgs = [queue.get_nowait() for _ in range(min(queue.qsize(), self.max_batch))]
+                    spawn(respond(msgs, asyncio.Semaphore(len(msgs))))
             if running:
                 await asyncio.wait(running, timeout=10)
+            for task in batchers:
+                task.cancel()
 
 
 # --- auth events ------------------------------------------------------------------------
@@ -295,8 +413,10 @@ def build_tasks(settings: BillingSettings) -> Sequence[Callable[[WorkerContext],
         waker = RelayWaker(settings.database_url)
         waking = asyncio.create_task(waker.run(ctx.stop), name="billing-relay-waker")
         try:
-            await CommandResponder(db, ctx.nc, policy, settings.command_concurrency,
-                                   waker).run(ctx.stop)
+            await CommandResponder(
+                db, ctx.nc, policy, settings.command_concurrency, waker,
+                batches_in_flight=settings.command_batches_in_flight,
+                max_batch=settings.command_max_batch).run(ctx.stop)
         finally:
             waking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
