@@ -24,6 +24,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import uvloop
+
 from libs.common import nats as nats_kernel
 from libs.common import outbox
 from libs.common.billing import BillingClient, CaptureRequest, HoldRequest
@@ -157,6 +159,10 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1,
                         help="billing worker processes (queue group `billing` shares commands)")
     args = parser.parse_args()
+    # The callers stand for planner and writer workers, which run on uvloop
+    # (libs/common/runtime.py): the same loop here keeps their cost on the shared cores
+    # the same as in production.
+    uvloop.install()
     asyncio.run(bench(args.callers, args.seconds, args.replicas))
 
 

@@ -15,10 +15,11 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
 import psycopg
 from nats.js import JetStreamContext
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Text, any_, bindparam, cast, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.aio import sleep_or_stop, wait_or_stop
@@ -31,6 +32,9 @@ from libs.common.telemetry import current_trace_headers
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "igny8_outbox"
+# Sent rows are marked with `id = ANY(:ids)`: one array parameter, where `IN` would render
+# the statement anew for every batch size.
+_IDS = ARRAY(PG_UUID(as_uuid=True))
 
 
 async def add(session: AsyncSession, *events: Event, subject: str | None = None) -> None:
@@ -130,7 +134,10 @@ class OutboxRelay:
         async with self.db.session(TenantScope.system()) as session:
             rows = (
                 await session.execute(
-                    select(outbox.c.id, outbox.c.subject, outbox.c.payload, outbox.c.headers,
+                    # The payload as the text PostgreSQL stores: published as it is, never
+                    # parsed into Python and serialised again.
+                    select(outbox.c.id, outbox.c.subject,
+                           cast(outbox.c.payload, Text).label("payload"), outbox.c.headers,
                            outbox.c.created_at)
                     .where(outbox.c.published_at.is_(None))
                     .order_by(outbox.c.seq)
@@ -154,7 +161,8 @@ class OutboxRelay:
                       if isinstance(res, BaseException)]
             if sent:
                 await session.execute(
-                    update(outbox).where(outbox.c.id.in_(sent)).values(published_at=func.now())
+                    update(outbox).where(outbox.c.id == any_(bindparam("ids", sent, type_=_IDS)))
+                    .values(published_at=func.now())
                 )
             for row_id, error in failed:
                 await session.execute(
@@ -171,11 +179,11 @@ class OutboxRelay:
                                    f"{failed[0][1]!r}")
             return len(rows)
 
-    async def _publish(self, event_id: Any, subject: str, payload: Any,
+    async def _publish(self, event_id: Any, subject: str, payload: str,
                        headers: dict[str, str] | None) -> None:
         await self.js.publish(
             subject,
-            orjson.dumps(payload),
+            payload.encode(),
             timeout=self.publish_timeout,
             headers={**(headers or {}), "Nats-Msg-Id": str(event_id)},
         )
