@@ -106,8 +106,11 @@ def _jsonb(value: Any) -> Jsonb:
 # handful of hand-written statements whatever the batch's size, sent straight through the
 # session's driver connection. A batch's rows travel as one JSON document
 # (`jsonb_to_recordset`): one parameter that orjson writes in microseconds, where arrays
-# would be one parameter per column, each adapted element by element. A single command is
-# a batch of one.
+# would be one parameter per column, each adapted element by element. The planner cannot
+# see how many rows a document holds, so every statement also names the rows it touches by
+# primary key (`= ANY(ids)`, or a LATERAL probe of a unique key): index lookups, never a
+# scan of a whole table whose row-level security policy runs on every row. A single
+# command is a batch of one.
 
 _HOLD_LOOKUPS = """
 SELECT r.ord, h.id, h.account_id, h.operation_type, h.amount, h.status, h.expires_at,
@@ -115,8 +118,10 @@ SELECT r.ord, h.id, h.account_id, h.operation_type, h.amount, h.status, h.expire
        c.tokens_per_credit
 FROM jsonb_to_recordset(%(rows)s::jsonb)
      AS r (ord int, account_id bigint, idempotency_key text, operation_type text)
-LEFT JOIN credit_holds h
-       ON h.account_id = r.account_id AND h.idempotency_key = r.idempotency_key
+LEFT JOIN LATERAL (
+    SELECT * FROM credit_holds
+    WHERE account_id = r.account_id AND idempotency_key = r.idempotency_key
+) h ON true
 LEFT JOIN credit_cost_configs c ON c.operation_type = r.operation_type
 ORDER BY r.ord
 """
@@ -135,7 +140,7 @@ WITH req AS (
 ), reserved AS (
     UPDATE credit_balances b SET held = b.held + req.amount, updated_at = now()
     FROM req
-    WHERE b.account_id = req.account_id
+    WHERE b.account_id = req.account_id AND b.account_id = ANY(%(account_ids)s::bigint[])
       AND b.plan_credits + b.purchased_credits - b.held >= req.amount
     RETURNING b.account_id, b.plan_credits + b.purchased_credits - b.held AS available
 ), hold AS (
@@ -154,7 +159,8 @@ SELECT req.ord, hold.id, req.account_id, req.operation_type, req.amount, hold.st
 FROM req
 LEFT JOIN reserved ON reserved.account_id = req.account_id
 LEFT JOIN hold ON hold.account_id = req.account_id
-LEFT JOIN credit_balances b ON b.account_id = req.account_id
+LEFT JOIN credit_balances b
+       ON b.account_id = req.account_id AND b.account_id = ANY(%(account_ids)s::bigint[])
 ORDER BY req.ord
 """
 
@@ -203,7 +209,7 @@ WITH cap AS (
     FROM jsonb_to_recordset(%(balances)s::jsonb)
          AS v (account_id bigint, plan_credits int, purchased_credits int, held int,
                low_notified bool)
-    WHERE b.account_id = v.account_id
+    WHERE b.account_id = v.account_id AND b.account_id = ANY(%(account_ids)s::bigint[])
 ), ledger AS (
     INSERT INTO credit_transactions (id, account_id, transaction_type, amount, balance_after,
                                      plan_balance_after, purchased_balance_after,
@@ -228,7 +234,7 @@ WITH cap AS (
         from_purchased = cap.charge - cap.from_plan, transaction_id = cap.transaction_id,
         usage_log_id = cap.usage_log_id, settled_at = %(settled_at)s
     FROM cap
-    WHERE h.id = cap.hold_id
+    WHERE h.id = cap.hold_id AND h.id = ANY(%(hold_ids)s::bigint[])
 ), event AS (
     INSERT INTO outbox (id, subject, payload, headers)
     SELECT event_id, event_subject, event_payload, %(event_headers)s::jsonb FROM cap
@@ -298,10 +304,11 @@ class BillingRepository:
         when a key's hold already exists (the statement changed nothing; in a transaction,
         the transaction is aborted)."""
         try:
-            return await self._rows(_RESERVE_HOLDS, {"rows": _json_rows([
-                {"ord": i, "account_id": account, "operation_type": op, "amount": amount,
-                 "idempotency_key": key, "expires_at": expires}
-                for i, (account, op, amount, key, expires) in enumerate(requests)])})
+            return await self._rows(_RESERVE_HOLDS, {
+                "account_ids": [r[0] for r in requests], "rows": _json_rows([
+                    {"ord": i, "account_id": account, "operation_type": op, "amount": amount,
+                     "idempotency_key": key, "expires_at": expires}
+                    for i, (account, op, amount, key, expires) in enumerate(requests)])})
         except psycopg.errors.UniqueViolation as exc:
             raise KeyTaken(", ".join(r[3] for r in requests)) from exc
 
@@ -317,6 +324,7 @@ class BillingRepository:
         wakes the relay after its commit instead (ADR 0013)."""
         final = {w.account_id: w.balance for w in writes}  # the last capture of each account
         await self._rows(_RECORD_CAPTURES, {
+            "account_ids": list(final), "hold_ids": [w.hold_id for w in writes],
             "balances": _json_rows([
                 {"account_id": b.account_id, "plan_credits": b.plan_credits,
                  "purchased_credits": b.purchased_credits, "held": b.held,
