@@ -8,11 +8,12 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
+from pydantic import TypeAdapter
 from starlette.responses import Response
 
 from libs.common.pagination import PageParams, message_response, page_params, page_response
 from libs.common.problems import NotFound
-from libs.common.tenancy import PublicUoW, SystemUoW, UoW
+from libs.common.tenancy import CurrentPrincipal, PublicUoW, SystemUoW, UoW
 from services.auth import providers, service
 from services.auth import repository as repo
 from services.auth import schemas as s
@@ -139,15 +140,15 @@ async def change_password(
     return response
 
 
-@auth.get("/me/")
-async def me(actor: Actor, uow: UoW) -> dict[str, s.MeUser]:
-    user, account_row, plan, sites = await service.me(uow, actor)
-    base = _user_with_account(user, account_row, plan).model_dump()
-    if actor.role == "system_bot":
-        base["role"] = "system_bot"
-    return {
-        "user": s.MeUser(**base, accessible_sites=[s.SiteBrief.model_validate(x) for x in sites])
-    }
+_ME_BODY = TypeAdapter(dict[str, s.MeUser])
+
+
+@auth.get("/me/", response_model=dict[str, s.MeUser])
+async def me(principal: CurrentPrincipal, uow: UoW) -> Response:
+    """The session check (as `Actor` runs it) happens inside `service.me`, in the same
+    statement as the read; the body is serialised once, straight from the model."""
+    user = await service.me(uow, principal)
+    return Response(_ME_BODY.dump_json({"user": user}), media_type="application/json")
 
 
 @auth.get("/jwks/")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import psycopg
+from psycopg.rows import dict_row
 from sqlalchemy import Select, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -240,18 +242,74 @@ async def revoke_session_rows(
         )
 
 
-async def session_state(
-    session: AsyncSession, sid: str
-) -> tuple[AuthSession, Account, User] | None:
-    row = (
-        await session.execute(
-            select(AuthSession, Account, User)
-            .join(Account, Account.id == AuthSession.account_id)
-            .join(User, User.id == AuthSession.user_id)
-            .where(AuthSession.id == sid)
-        )
-    ).first()
-    return (row[0], row[1], row[2]) if row else None
+_SESSION_STATE = """
+SELECT s.revoked_at, s.expires_at, a.status AS account_status,
+       u.id AS user_id, u.account_id, u.is_active, u.role
+FROM auth_sessions s
+JOIN accounts a ON a.id = s.account_id
+JOIN users u ON u.id = s.user_id
+WHERE s.id = %(sid)s
+"""
+
+# The session check's columns, then everything `/me` shows: the user, the user's account
+# and plan (NULL when the account is out of reach), and the account's sites (only the one
+# a site key is bound to) with whether the user holds a grant on each.
+_ME_VIEW = """
+SELECT s.revoked_at, s.expires_at, sa.status AS account_status,
+       u.id AS user_id, u.account_id, u.is_active, u.role,
+       u.email, u.username, u.first_name, u.last_name, u.created_at, u.last_login_at,
+       a.id AS a_id, a.name AS a_name, a.slug AS a_slug, a.status AS a_status,
+       a.owner_user_id AS a_owner_user_id, a.plan_id AS a_plan_id,
+       a.billing_email AS a_billing_email, a.billing_address AS a_billing_address,
+       a.billing_city AS a_billing_city, a.billing_postal_code AS a_billing_postal_code,
+       a.billing_country AS a_billing_country, a.tax_id AS a_tax_id,
+       a.created_at AS a_created_at,
+       p.id AS p_id, p.name AS p_name, p.slug AS p_slug, p.price AS p_price,
+       p.billing_cycle AS p_billing_cycle, p.included_credits AS p_included_credits,
+       p.max_users AS p_max_users, p.max_sites AS p_max_sites,
+       p.max_sectors_per_site AS p_max_sectors_per_site, p.max_keywords AS p_max_keywords,
+       p.max_author_profiles AS p_max_author_profiles, p.features AS p_features,
+       p.is_active AS p_is_active,
+       (SELECT coalesce(json_agg(json_build_object(
+                   'id', st.id, 'name', st.name, 'slug', st.slug, 'url', st.url,
+                   'is_active', st.is_active,
+                   'granted', EXISTS (SELECT 1 FROM site_user_access g
+                                      WHERE g.user_id = u.id AND g.site_id = st.id))
+                ORDER BY st.id), '[]'::json)
+        FROM sites st
+        WHERE st.account_id = u.account_id
+          AND (%(only_site)s::bigint IS NULL OR st.id = %(only_site)s::bigint)) AS sites
+FROM auth_sessions s
+JOIN accounts sa ON sa.id = s.account_id
+JOIN users u ON u.id = s.user_id
+LEFT JOIN accounts a ON a.id = u.account_id
+LEFT JOIN plans p ON p.id = a.plan_id
+WHERE s.id = %(sid)s
+"""
+
+
+async def _row(session: AsyncSession, sql: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    """Run one hand-written statement on the session's connection, inside its transaction
+    (so the tenant setting and row-level security apply), and return its first row. For
+    per-request reads where the ORM's compile and load steps would cost more than the query."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = cast(psycopg.AsyncConnection[Any], raw.driver_connection)
+    async with driver.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(sql, params)
+        return await cursor.fetchone()
+
+
+async def session_state(session: AsyncSession, sid: str) -> dict[str, Any] | None:
+    """What the actor check needs about a session: `revoked_at`, `expires_at`, its
+    account's `account_status`, and its user's `user_id`, `account_id`, `is_active`, `role`."""
+    return await _row(session, _SESSION_STATE, {"sid": sid})
+
+
+async def me_view(session: AsyncSession, sid: str, only_site: int | None) -> dict[str, Any] | None:
+    """`session_state`'s columns plus the user's profile, account (`a_*`), plan (`p_*`)
+    and `sites` (each with `granted`), in one statement."""
+    return await _row(session, _ME_VIEW, {"sid": sid, "only_site": only_site})
 
 
 # --- signing keys -------------------------------------------------------------------------

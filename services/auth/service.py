@@ -760,24 +760,32 @@ async def change_password(
 async def session_actor(uow: UnitOfWork, token_principal: Principal) -> Principal:
     """Auth's own check behind the token: the session is live, the user active, the
     account not blocked. The role comes from the database, so changes apply at once."""
-    if token_principal.session_id is None:
-        raise NotAuthenticated("Token has no session.")
-    state = await repo.session_state(uow.session, token_principal.session_id)
+    state = await repo.session_state(uow.session, _session_id(token_principal))
     if state is None:
         raise NotAuthenticated("Session not found.")
-    auth_session, account, user = state
-    if auth_session.revoked_at is not None or auth_session.expires_at <= utcnow():
+    return _actor_from_state(state, token_principal)
+
+
+def _session_id(token_principal: Principal) -> str:
+    if token_principal.session_id is None:
+        raise NotAuthenticated("Token has no session.")
+    return token_principal.session_id
+
+
+def _actor_from_state(state: dict[str, Any], token_principal: Principal) -> Principal:
+    """`session_actor`'s verdict on a row of `repo.session_state`'s columns."""
+    if state["revoked_at"] is not None or state["expires_at"] <= utcnow():
         raise NotAuthenticated("Session has been revoked.")
-    if user.id != token_principal.user_id or not user.is_active:
+    if state["user_id"] != token_principal.user_id or not state["is_active"]:
         raise NotAuthenticated("User is inactive.")
-    if account.status in BLOCKED_STATUSES:
-        raise AccountBlocked(account.status)
-    role = "system_bot" if token_principal.role == "system_bot" else user.role
+    if state["account_status"] in BLOCKED_STATUSES:
+        raise AccountBlocked(state["account_status"])
+    role = "system_bot" if token_principal.role == "system_bot" else state["role"]
     return Principal(
-        user_id=user.id or 0,
-        account_id=user.account_id,
+        user_id=state["user_id"],
+        account_id=state["account_id"],
         role=role,
-        session_id=auth_session.id,
+        session_id=token_principal.session_id,
         expires_at=token_principal.expires_at,
         site_id=token_principal.site_id,
     )
@@ -1354,13 +1362,38 @@ async def delete_group(uow: UnitOfWork, actor: Principal, group_id: int) -> None
 # --- me ---------------------------------------------------------------------------------------
 
 
-async def me(uow: UnitOfWork, actor: Principal) -> tuple[User, Account, Plan, list[Site]]:
-    user = await repo.get(uow.session, User, actor.user_id)
-    if user is None:
-        raise NotAuthenticated("User not found.")
-    account, plan = await _account(uow, user.account_id)
-    sites = list((await uow.session.execute(site_list_query(actor, own_account=True))).scalars())
-    return user, account, plan, sites
+_USER_FIELDS = tuple(s.UserPublic.model_fields)
+_ACCOUNT_FIELDS = tuple(f for f in s.AccountPublic.model_fields if f != "plan")
+_PLAN_FIELDS = tuple(s.PlanPublic.model_fields)
+_SITE_FIELDS = tuple(s.SiteBrief.model_fields)
+
+
+async def me(uow: UnitOfWork, token_principal: Principal) -> s.MeUser:
+    """The caller's profile, account, plan and the sites they may open, after the same
+    session check as every other endpoint (`session_actor`), all read in one statement.
+    The role shown is the actor's (a site key's bot shows `system_bot`)."""
+    row = await repo.me_view(uow.session, _session_id(token_principal), token_principal.site_id)
+    if row is None:
+        raise NotAuthenticated("Session not found.")
+    actor = _actor_from_state(row, token_principal)
+    if row["a_id"] is None:
+        raise NotFound("Account not found.")
+    if row["p_id"] is None:
+        raise RuntimeError(f"plan {row['a_plan_id']} vanished")
+    every_site = actor.site_id is not None or sees_all_sites(actor)
+    sites = [x for x in row["sites"] if every_site or x["granted"]]
+    return s.MeUser.model_validate(
+        {
+            **{f: row[f] for f in _USER_FIELDS if f not in ("id", "role")},
+            "id": actor.user_id,
+            "role": actor.role,
+            "account": {
+                **{f: row["a_" + f] for f in _ACCOUNT_FIELDS},
+                "plan": {f: row["p_" + f] for f in _PLAN_FIELDS},
+            },
+            "accessible_sites": [{f: x[f] for f in _SITE_FIELDS} for x in sites],
+        }
+    )
 
 
 # --- catalogue ------------------------------------------------------------------------------

@@ -185,6 +185,50 @@ async def test_roles(owner: Tenant, db: Database) -> None:
     assert (await admin.get(USERS)).status_code == 403
 
 
+async def test_me_lists_the_sites_each_caller_may_open(owner: Tenant, db: Database) -> None:
+    await set_plan(db, owner, "growth")
+    first = await _site(owner, "First")
+    second = await _site(owner, "Second")
+    viewer = await add_member(owner, "viewer")
+    admin = await add_member(owner, "admin")
+
+    async def me(tenant_headers: dict[str, str]) -> dict:  # type: ignore[type-arg]
+        resp = await owner.client.get("/api/v1/auth/me/", headers=tenant_headers)
+        assert resp.status_code == 200, resp.text
+        return resp.json()["user"]  # type: ignore[no-any-return]
+
+    brief = {"id", "name", "slug", "url", "is_active"}
+    mine = await me(owner.headers)
+    assert [x["id"] for x in mine["accessible_sites"]] == [first["id"], second["id"]]
+    assert set(mine["accessible_sites"][0]) == brief
+    assert mine["accessible_sites"][0]["url"] == "https://example.com"
+    assert [x["id"] for x in (await me(admin.headers))["accessible_sites"]] == [
+        first["id"],
+        second["id"],
+    ]
+    assert (await me(viewer.headers))["accessible_sites"] == []
+    await owner.post(
+        "/api/v1/auth/site-access/", json={"user_id": viewer.user_id, "site_id": second["id"]}
+    )
+    seen = await me(viewer.headers)
+    assert seen["role"] == "viewer"
+    assert seen["account"]["plan"]["slug"] == "growth"
+    assert [x["id"] for x in seen["accessible_sites"]] == [second["id"]]
+    # A role change shows at once, with the sites the new role sees.
+    await owner.patch(f"{USERS}{viewer.user_id}/", json={"role": "admin"})
+    seen = await me(viewer.headers)
+    assert seen["role"] == "admin"
+    assert len(seen["accessible_sites"]) == 2
+    # A site key's bot sees its one site, as `system_bot`.
+    key = (await owner.post(f"{SITES}{first['id']}/generate_api_key/")).json()["api_key"]
+    resp = await owner.client.post(
+        "/internal/v1/auth/exchange", json={"authorization": f"ApiKey {key}"}
+    )
+    bot = await me({"Authorization": f"Bearer {resp.json()['access']}"})
+    assert bot["role"] == "system_bot"
+    assert [x["id"] for x in bot["accessible_sites"]] == [first["id"]]
+
+
 async def test_plan_limits(owner: Tenant, db: Database) -> None:
     # Free plan: 3 users, 2 sites, 5 sectors per site.
     await add_member(owner, "viewer")
