@@ -273,28 +273,29 @@ class CommandResponder:
         queues: dict[str, asyncio.Queue[Msg]] = {
             subject: asyncio.Queue() for subject, kind in COMMANDS.items() if kind.batch_key}
 
-        def spawn(work: Awaitable[None]) -> None:
-            task = asyncio.ensure_future(work)
+        async def respond(msgs: Sequence[Msg]) -> None:
+            replies = await self.answer(msgs[0].subject, [m.data for m in msgs])
+            for msg, reply in zip(msgs, replies, strict=True):
+                with contextlib.suppress(Exception):
+                    await msg.respond(reply)
+
+        def spawn(msgs: Sequence[Msg], slot: asyncio.Semaphore | None) -> None:
+            task = asyncio.create_task(respond(msgs))
             running.add(task)
             task.add_done_callback(running.discard)
-
-        async def respond(msgs: Sequence[Msg], release: asyncio.Semaphore) -> None:
-            try:
-                replies = await self.answer(msgs[0].subject, [m.data for m in msgs])
-                for msg, reply in zip(msgs, replies, strict=True):
-                    with contextlib.suppress(Exception):
-                        await msg.respond(reply)
-            finally:
-                release.release()
+            if slot is not None:
+                task.add_done_callback(lambda _: slot.release())
 
         async def batcher(queue: asyncio.Queue[Msg]) -> None:
+            # A slot first, then the messages: while every slot is busy, the next batch
+            # grows in the queue, and a cancelled batcher never holds a message.
             slots = asyncio.Semaphore(self.batches_in_flight)
             while True:
+                await slots.acquire()
                 batch = [await queue.get()]
-                await slots.acquire()  # while every slot is busy, the next batch grows
                 while len(batch) < self.max_batch and not queue.empty():
                     batch.append(queue.get_nowait())
-                spawn(respond(batch, slots))
+                spawn(batch, slots)
 
         async def on_message(msg: Msg) -> None:
             queue = queues.get(msg.subject)
@@ -304,7 +305,7 @@ class CommandResponder:
             # nats-py runs one callback at a time per subscription: hand each command to
             # its own task so slow transactions do not queue the others.
             await singles.acquire()
-            spawn(respond([msg], singles))
+            spawn([msg], singles)
 
         batchers = [asyncio.create_task(batcher(queue)) for queue in queues.values()]
         subs = [await self.nc.subscribe(subject, queue=wire.QUEUE_GROUP, cb=on_message,
@@ -317,14 +318,14 @@ class CommandResponder:
             for sub in subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-            for queue in queues.values():  # answer what was queued before the unsubscribe
-                while not queue.empty():
-                    msgs = [queue.get_nowait() for _ in range(min(queue.qsize(), self.max_batch))]
-                    spawn(respond(msgs, asyncio.Semaphore(len(msgs))))
-            if running:
-                await asyncio.wait(running, timeout=10)
             for task in batchers:
                 task.cancel()
+            for queue in queues.values():  # answer what arrived before the unsubscribe
+                while not queue.empty():
+                    spawn([queue.get_nowait()
+                           for _ in range(min(queue.qsize(), self.max_batch))], None)
+            if running:
+                await asyncio.wait(running, timeout=10)
 
 
 # --- auth events ------------------------------------------------------------------------
