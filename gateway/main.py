@@ -35,6 +35,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.routes import RATE_LIMITS, RATE_PERIOD_SECONDS
 from gateway.settings import GatewaySettings
 from libs.common import nats as nats_kernel
+from libs.common.app import NO_NATIVE_TELEMETRY
 from libs.common.logging import configure_logging
 from libs.common.problems import validation_errors
 from libs.common.security import JwtVerifier, KeysFetcher, RevocationList, http_jwks_fetcher
@@ -146,7 +147,8 @@ def create_app(settings: GatewaySettings | None = None, *,
                 await nc.drain()
 
     gateway = GatewayApp(title="IGNY8 gateway", version="1.0.0", lifespan=lifespan,
-                         docs_url=None, redoc_url=None, openapi_url=None)
+                         docs_url=None, redoc_url=None, openapi_url=None,
+                         telemetry=NO_NATIVE_TELEMETRY)
     gateway.pipeline = Pipeline(settings, gateway.serve_own)
     gateway.include_router(router)
     _install_error_handlers(gateway)

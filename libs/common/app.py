@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -27,6 +28,11 @@ from libs.common.telemetry import configure_tracing
 log = logging.getLogger(__name__)
 
 Hook = Callable[[FastAPI], Awaitable[None]]
+
+# FastAPI's own OpenTelemetry (spans, metrics and logs per request, on as soon as a tracer
+# provider is set) would repeat per request what `ObservabilityMiddleware` already records
+# for every service the same way (one span, Prometheus metrics, JSON logs).
+NO_NATIVE_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_service_app(
@@ -83,6 +89,7 @@ def create_service_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        telemetry=NO_NATIVE_TELEMETRY,
     )
     install_problem_handlers(app)
     for router in routers:
