@@ -1,6 +1,6 @@
-"""One pure-ASGI middleware for what every request needs: a request id, a server span,
-RED metrics per route template, the log context, and a `Server-Timing` header the
-gateway folds into its request metrics."""
+"""One pure-ASGI middleware for what every request needs: a request id, a server span
+(when an exporter could send it), RED metrics per route template, the log context, and a
+`Server-Timing` header the gateway folds into its request metrics."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ import logging
 import re
 import time
 import uuid
+from contextlib import AbstractContextManager, nullcontext
+from contextvars import Token
+from types import TracebackType
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.logging import account_id_var, request_id_var, user_id_var
 from libs.common.metrics import HTTP_DURATION, HTTP_REQUESTS
-from libs.common.telemetry import context_from_headers
+from libs.common.telemetry import caller_context, context_from_headers, exporting
 
 log = logging.getLogger("igny8.http")
 
@@ -30,11 +33,44 @@ def request_id_from(value: str | None) -> str:
     return str(uuid.uuid4())
 
 
+class _CallerTrace:
+    """Makes a trace context current for the request, without a span."""
+
+    def __init__(self, trace_context: context.Context) -> None:
+        self.trace_context = trace_context
+        self.token: Token[context.Context] | None = None
+
+    def __enter__(self) -> None:
+        self.token = context.attach(self.trace_context)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.token is not None:
+            context.detach(self.token)
+
+
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
         self.tracer = trace.get_tracer("igny8.http")
+
+    def _server_span(self, method: str, path: str, headers: dict[str, str],
+                     request_id: str) -> AbstractContextManager[trace.Span | None]:
+        """The request's server span when an exporter could send it. Otherwise none (a
+        span costs on every request): the trace already current, else the caller's (or a
+        new one), is current during the request, so logs and events still carry its id."""
+        if exporting():
+            return self.tracer.start_as_current_span(
+                f"{method} {path}",
+                context=context_from_headers(headers),
+                kind=SpanKind.SERVER,
+                attributes={"http.request.method": method, "url.path": path,
+                            "igny8.request_id": request_id},
+            )
+        if trace.get_current_span().get_span_context().is_valid:
+            return nullcontext()
+        return _CallerTrace(caller_context(headers))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,26 +97,22 @@ class ObservabilityMiddleware:
                 message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
-        with self.tracer.start_as_current_span(
-            f"{method} {scope['path']}",
-            context=context_from_headers(headers),
-            kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": scope["path"],
-                        "igny8.request_id": request_id},
-        ) as span:
+        with self._server_span(method, scope["path"], headers, request_id) as span:
             try:
                 await self.app(scope, receive, send_wrapper)
             except Exception:
                 log.exception("unhandled error")
-                span.set_status(Status(StatusCode.ERROR))
+                if span is not None:
+                    span.set_status(Status(StatusCode.ERROR))
                 raise
             finally:
                 status = status_holder["status"]
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"
-                span.update_name(f"{method} {template}")
-                span.set_attribute("http.route", template)
-                span.set_attribute("http.response.status_code", status)
+                if span is not None:
+                    span.update_name(f"{method} {template}")
+                    span.set_attribute("http.route", template)
+                    span.set_attribute("http.response.status_code", status)
                 elapsed = time.perf_counter() - started
                 HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
                 HTTP_DURATION.labels(self.service, method, template).observe(elapsed)

@@ -3,12 +3,13 @@
 Set up inside each process's lifespan (never before a fork). Exports over OTLP/HTTP when
 `IGNY8_OTLP_ENDPOINT` is set; otherwise spans are still created, so trace ids reach the
 logs and the event headers. `exporting()` tells a hot path whether any span it creates
-can leave the process (the gateway skips its own span when none can, and only forwards
-the trace context).
+can leave the process: the gateway and the services' HTTP middleware skip their per-request
+span when none can, and only keep the trace context current (`caller_context`).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 
 from opentelemetry import context, propagate, trace
@@ -16,6 +17,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 _configured = False
 _exporting = False
@@ -66,3 +68,16 @@ def current_trace_headers() -> dict[str, str]:
 
 def context_from_headers(headers: Mapping[str, str] | None) -> context.Context:
     return propagate.extract(dict(headers or {}))
+
+
+def caller_context(headers: Mapping[str, str] | None) -> context.Context:
+    """The caller's trace context, or a new sampled trace when it sent none (valid): what a
+    request runs under when no span of its own is worth creating, so its logs and events
+    still carry a trace id. No span is recorded."""
+    caller = context_from_headers(headers)
+    if trace.get_current_span(caller).get_span_context().is_valid:
+        return caller
+    minted = SpanContext(trace_id=random.getrandbits(128) or 1,
+                         span_id=random.getrandbits(64) or 1, is_remote=False,
+                         trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    return trace.set_span_in_context(NonRecordingSpan(minted), caller)
