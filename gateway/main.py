@@ -1,6 +1,5 @@
-"""The gateway's app factory:
-
-    uvicorn gateway.main:create_app --factory --loop uvloop --http httptools --no-access-log
+"""The gateway's app factory, served by `python -m gateway.server` (its own HTTP/1.1
+server, ADR 0016; any ASGI server can run it too).
 
 `create_app` returns one ASGI app: HTTP requests go through the plain-ASGI pipeline
 (`proxy.Pipeline`); FastAPI serves only the gateway's own routes and runs the lifespan.

@@ -1,6 +1,6 @@
 """The hot path, in plain ASGI: request id → CORS → route → credentials → rate limit →
 body → idempotency → upstream (`http1.Http1Pool`; aiohttp for HEAD and https upstreams) →
-envelope by byte splicing → one write of head and body to uvicorn's transport.
+envelope by byte splicing → one write of head and body (`server.py`).
 
 FastAPI is only entered for the gateway's own routes (`api.py`), after the same checks.
 The gateway's own span is created only when something exports spans; the trace context
@@ -61,9 +61,6 @@ _RESPONSE_DROP = frozenset({
 })
 
 _JSON = b"application/json"
-# uvicorn's HTTP/1.1 request cycles, whose `send` writes through `self.transport`.
-_UVICORN_CYCLES = frozenset({"uvicorn.protocols.http.httptools_impl",
-                             "uvicorn.protocols.http.h11_impl"})
 # W3C traceparent (version ff is invalid); later versions may append fields.
 _TRACEPARENT = re.compile(
     rb"((?!ff)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2})(?:-[0-9a-f].*)?")
@@ -575,25 +572,9 @@ class Pipeline:
         out = [*headers, *ctx.extra, (b"server-timing", timing.encode()),
                (b"content-length", str(len(body)).encode())]
         ctx.responded = True
-        start = {"type": "http.response.start", "status": status, "headers": out}
-        end = {"type": "http.response.body", "body": body}
-        # uvicorn writes the head and the body with two transport writes (two syscalls):
-        # hand its request cycle a buffer for these two messages and write once.
-        cycle = getattr(send, "__self__", None)
-        transport = getattr(cycle, "transport", None)
-        if type(cycle).__module__ not in _UVICORN_CYCLES or transport is None:
-            # Not a uvicorn cycle we know (or one whose shape changed): plain sends.
-            await send(start)
-            await send(end)
-            return
-        buffered = _OneWrite(transport)
-        cycle.transport = buffered  # type: ignore[union-attr]
-        try:
-            await send(start)
-            await send(end)
-        finally:
-            cycle.transport = transport  # type: ignore[union-attr]
-            buffered.flush()
+        # With content-length known, gateway/server.py writes the head and the body in one.
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
 
     def _record(self, ctx: _Ctx) -> None:
         elapsed = time.perf_counter() - ctx.started
@@ -608,38 +589,6 @@ class Pipeline:
             ctx.request_id, ctx.account_id, ctx.method, ctx.path, route, ctx.status,
             time.time() - elapsed, elapsed * 1000, ctx.auth_ms, ctx.rate_limit_ms,
             ctx.upstream_ms, ctx.upstream_timing))
-
-
-class _OneWrite:
-    """Stands in for uvicorn's transport while one response is sent: collects the writes
-    and passes them on in one."""
-
-    __slots__ = ("chunks", "closing", "transport")
-
-    def __init__(self, transport: Any) -> None:
-        self.transport = transport
-        self.chunks: list[bytes] = []
-        self.closing = False
-
-    def write(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def is_closing(self) -> bool:
-        return bool(self.transport.is_closing())
-
-    def close(self) -> None:
-        self.closing = True
-
-    def flush(self) -> None:
-        if self.chunks and not self.transport.is_closing():
-            self.transport.write(self.chunks[0] if len(self.chunks) == 1
-                                 else b"".join(self.chunks))
-        self.chunks = []
-        if self.closing:
-            self.transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
 
 
 class _Ctx:

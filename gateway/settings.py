@@ -16,6 +16,10 @@ class GatewaySettings(PlatformSettings):
     model_config = SettingsConfigDict(env_prefix="IGNY8_", extra="ignore", populate_by_name=True)
 
     http_port: int = 8000
+    # The HTTP server (gateway/server.py): idle keep-alive connections close after this;
+    # on SIGTERM, requests in flight get this long to finish.
+    keep_alive_seconds: float = 5.0
+    graceful_shutdown_seconds: float = 20.0
 
     # Upstream base URLs (scheme://host:port). Unset: routes to that service answer 503.
     auth_url: str | None = None

@@ -183,7 +183,8 @@ def plan_processes(inputs: PlatformInputs, *, with_workers: Mapping[str, bool] |
         processes.append(ProcessSpec(
             name=inputs.gateway.name,
             kind="gateway",
-            argv=uvicorn_argv(inputs.python, inputs.gateway.app_factory, port),
+            argv=(inputs.python, "-m", inputs.gateway.server_module,
+                  "--host", LOCALHOST, "--port", str(port)),
             env=gateway_env(inputs),
             port=port,
             health=(local_url(port) + GATEWAY_PING_PATH,),

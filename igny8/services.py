@@ -55,7 +55,8 @@ class ServiceSpec:
 class GatewaySpec:
     name: str = "gateway"
     port: int = 8000
-    app_factory: str = "gateway.main:create_app"
+    # Its own HTTP/1.1 server (gateway/server.py, ADR 0016), not uvicorn.
+    server_module: str = "gateway.server"
 
     def present(self, root: Path = REPO_ROOT) -> bool:
         return (root / "gateway" / "main.py").is_file()

@@ -209,37 +209,3 @@ async def test_gateway_spans_are_created_when_exported(gw: httpx.AsyncClient,
     context = mine[0].get_span_context()
     assert f"{context.trace_id:032x}" == trace_id == forwarded[1]
     assert f"{context.span_id:016x}" == forwarded[2]
-
-
-def test_responses_are_written_once_through_uvicorns_transport() -> None:
-    """The head and body of a response reach uvicorn's transport as one write."""
-    from uvicorn.protocols.http import h11_impl, httptools_impl
-
-    from gateway.proxy import _UVICORN_CYCLES, _OneWrite
-
-    assert {httptools_impl.RequestResponseCycle.__module__,
-            h11_impl.RequestResponseCycle.__module__} <= _UVICORN_CYCLES
-
-    class Transport:
-        def __init__(self) -> None:
-            self.writes: list[bytes] = []
-            self.closed = False
-
-        def write(self, data: bytes) -> None:
-            self.writes.append(data)
-
-        def is_closing(self) -> bool:
-            return self.closed
-
-        def close(self) -> None:
-            self.closed = True
-
-    transport = Transport()
-    buffered = _OneWrite(transport)
-    buffered.write(b"HTTP/1.1 200 OK\r\n\r\n")
-    buffered.write(b"{}")
-    buffered.close()
-    assert transport.writes == []
-    buffered.flush()
-    assert transport.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}"]
-    assert transport.closed

@@ -24,8 +24,7 @@ async def _start_gateway(nats_url: str,
     env = {**os.environ, "IGNY8_NATS_URL": nats_url, "IGNY8_AUTH_URL": upstream_url,
            "IGNY8_JWKS_URL": f"{upstream_url}/api/v1/auth/jwks/", "IGNY8_LOG_LEVEL": "WARNING"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "uvicorn", "gateway.main:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+        sys.executable, "-m", "gateway.server", "--host", "127.0.0.1", "--port", str(port),
         env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as client:

@@ -79,7 +79,7 @@ def test_gateway_behind_an_ingress_knows_every_upstream() -> None:
     for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
                  "Ingress"):
         assert (kind, "igny8-gateway") in found
-    assert GATEWAY.app_factory in _container(found[("Deployment", "igny8-gateway")])["command"]
+    assert GATEWAY.server_module in _container(found[("Deployment", "igny8-gateway")])["command"]
     (config,) = _docs(BASE / "config.yaml")
     for spec in SERVICES:
         assert config["data"][f"IGNY8_{spec.name.upper()}_URL"] == \
@@ -103,5 +103,6 @@ def test_compose_runs_every_service_and_the_gateway() -> None:
         assert api["environment"]["IGNY8_DATABASE_URL"].endswith(f"/{spec.database}")
         assert compose["gateway"]["environment"][f"IGNY8_{spec.name.upper()}_URL"] == \
             f"http://{spec.name}-api:{spec.port}"
+    assert GATEWAY.server_module in compose["gateway"]["command"]
     assert "-js" in compose["nats"]["command"]
     assert compose["migrate"]["command"] == ["igny8", "migrate"]

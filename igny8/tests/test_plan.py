@@ -75,7 +75,7 @@ def test_each_service_gets_its_own_database() -> None:
 
 def test_gateway_knows_every_present_upstream_and_the_jwks() -> None:
     gateway = plan_processes(_inputs())[-1]
-    assert gateway.argv[3] == "gateway.main:create_app"
+    assert gateway.argv[1:3] == ("-m", "gateway.server")
     assert gateway.env["IGNY8_AUTH_URL"] == "http://127.0.0.1:8101"
     assert gateway.env["IGNY8_PLANNER_URL"] == "http://127.0.0.1:8102"
     assert "IGNY8_WRITER_URL" not in gateway.env
