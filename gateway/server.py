@@ -136,7 +136,9 @@ class HttpServer:
             self._refresh_date()
             deadline = time.monotonic() - self.config.keep_alive_seconds
             for conn in list(self.connections):
-                if conn.idle_since is not None and conn.idle_since < deadline:
+                # No request in flight and nothing heard for a while: an idle keep-alive
+                # connection, or a request head that stopped arriving.
+                if not conn.exchanges and conn.last_heard < deadline:
                     conn.close()
 
 
@@ -154,7 +156,7 @@ class HttpConnection(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
-        self.idle_since: float | None = time.monotonic()
+        self.last_heard = time.monotonic()
         self.closed = False
         self.reading_paused = False
         self.writable = asyncio.Event()
@@ -179,7 +181,7 @@ class HttpConnection(asyncio.Protocol):
             exchange.lost()
 
     def data_received(self, data: bytes) -> None:
-        self.idle_since = None
+        self.last_heard = time.monotonic()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -270,10 +272,9 @@ class HttpConnection(asyncio.Protocol):
         if not exchange.keep_alive or self.server.stopping:
             self.close()
             return
+        self.last_heard = time.monotonic()
         if self.exchanges:
             self.exchanges[0].start()
-        else:
-            self.idle_since = time.monotonic()
         self.resume_reading()
 
     def resume_reading(self) -> None:

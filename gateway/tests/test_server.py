@@ -252,6 +252,11 @@ async def test_idle_connections_close_after_the_keep_alive_timeout() -> None:
         assert await asyncio.wait_for(reader.read(), 3) == b""
         writer.close()
 
+        reader, writer = await connect(server)
+        writer.write(b"GET /echo HTTP/1.1\r\nHost: t\r\n")  # a head that never ends
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+        writer.close()
+
 
 async def test_stopping_finishes_requests_in_flight() -> None:
     app = App()
