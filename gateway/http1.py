@@ -14,6 +14,10 @@ answer is `(status, [(name, value)], body)`.
   retried once on a new connection when its method is idempotent.
 - `UpstreamUnavailable` (connect failed or timed out, connection lost), `TimeoutError`
   (no whole answer within `timeout`), `UpstreamBadResponse` (unparsable answer).
+- No timer and no semaphore per request: a request is a counter and a deadline, and one
+  watchdog per pool fails the answers that are late (checked `timeout / 4` apart, at most
+  a second). Per-request `asyncio.timeout` and `Semaphore` were ~5 % of the gateway's
+  CPU per request.
 - HEAD is not supported (httptools cannot be told a response has no body): callers send
   those through another client.
 """
@@ -44,8 +48,8 @@ Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("body", "closed", "delimited", "headers", "idle_since", "keep_alive",
-                 "parser", "received", "status", "transport", "waiter")
+    __slots__ = ("body", "closed", "deadline", "delimited", "headers", "idle_since",
+                 "keep_alive", "parser", "received", "status", "transport", "waiter")
 
     def __init__(self) -> None:
         self.transport: Any = None  # asyncio's or uvloop's transport
@@ -58,6 +62,7 @@ class _Connection(asyncio.Protocol):
         self.delimited = False  # the answer has a Content-Length or is chunked
         self.received = False
         self.closed = False
+        self.deadline = 0.0  # loop time by which the answer in flight must be complete
         self.idle_since = 0.0
 
     # ---- asyncio.Protocol ----
@@ -116,13 +121,14 @@ class _Connection(asyncio.Protocol):
 
     # ---- use ----
 
-    def exchange(self, request: bytes) -> asyncio.Future[Response]:
+    def exchange(self, request: bytes, deadline: float) -> asyncio.Future[Response]:
         assert self.transport is not None
         self.status = 0
         self.headers = []
         self.body = []
         self.delimited = False
         self.received = False
+        self.deadline = deadline
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return self.waiter
@@ -138,13 +144,14 @@ class _Connection(asyncio.Protocol):
 
 
 class _Upstream:
-    __slots__ = ("host", "idle", "port", "prefix", "slots")
+    __slots__ = ("busy", "host", "idle", "port", "prefix", "queue")
 
-    def __init__(self, host: str, port: int, limit: int) -> None:
+    def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
         self.idle: deque[_Connection] = deque()
-        self.slots = asyncio.Semaphore(limit)
+        self.busy = 0  # requests holding one of the `limit` slots
+        self.queue: deque[asyncio.Future[None]] = deque()  # requests waiting for a slot
         self.prefix = f"Host: {host}:{port}\r\n".encode("latin-1")
 
 
@@ -157,6 +164,8 @@ class Http1Pool:
         self.idle_seconds = idle_seconds
         self._upstreams: dict[tuple[str, int], _Upstream] = {}
         self._closed = False
+        self._in_flight: set[_Connection] = set()
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def request(self, method: str, host: str, port: int, target: str,
                       headers: list[tuple[str, str]], body: bytes) -> Response:
@@ -164,7 +173,7 @@ class Http1Pool:
         here); the whole answer, or one of the module's errors, within `timeout`."""
         upstream = self._upstreams.get((host, port))
         if upstream is None:
-            upstream = self._upstreams[(host, port)] = _Upstream(host, port, self.limit)
+            upstream = self._upstreams[(host, port)] = _Upstream(host, port)
         lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), upstream.prefix]
         lines.extend(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers)
         if body or method in _NEEDS_LENGTH:
@@ -173,22 +182,63 @@ class Http1Pool:
         if body:
             lines.append(body)
         request = b"".join(lines)
-        async with asyncio.timeout(self.timeout), upstream.slots:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while upstream.busy >= self.limit:
+            await self._wait_for_slot(upstream, deadline)
+        upstream.busy += 1
+        try:
             connection, reused = await self._acquire(upstream)
             try:
                 try:
-                    response = await connection.exchange(request)
+                    response = await self._exchange(connection, request, deadline)
                 except UpstreamUnavailable:
                     if not (reused and not connection.received and method in IDEMPOTENT):
                         raise
                     connection.close()
                     connection = await self._connect(upstream)
-                    response = await connection.exchange(request)
+                    response = await self._exchange(connection, request, deadline)
             except BaseException:  # cancelled, timed out or failed: its state is unknown
                 connection.close()
                 raise
             self._release(upstream, connection)
             return response
+        finally:
+            upstream.busy -= 1
+            _wake_next(upstream)
+
+    async def _exchange(self, connection: _Connection, request: bytes,
+                        deadline: float) -> Response:
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.create_task(self._watch())
+        self._in_flight.add(connection)
+        try:
+            return await connection.exchange(request, deadline)
+        finally:
+            self._in_flight.discard(connection)
+
+    async def _wait_for_slot(self, upstream: _Upstream, deadline: float) -> None:
+        """All `limit` slots are taken (rare): wait, in order, until one frees."""
+        waiter = asyncio.get_running_loop().create_future()
+        upstream.queue.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():  # woken, but leaving: pass it on
+                _wake_next(upstream)
+            raise
+
+    async def _watch(self) -> None:
+        """Fails the answers in flight that are past their deadline."""
+        loop = asyncio.get_running_loop()
+        interval = min(1.0, self.timeout / 4)
+        while self._in_flight and not self._closed:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for connection in [c for c in self._in_flight if c.deadline <= now]:
+                connection._fail(TimeoutError(f"no complete answer in {self.timeout:g} s"))
+                connection.close()
 
     async def _acquire(self, upstream: _Upstream) -> tuple[_Connection, bool]:
         loop = asyncio.get_running_loop()
@@ -228,11 +278,21 @@ class Http1Pool:
 
     async def close(self) -> None:
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for upstream in self._upstreams.values():
             while upstream.idle:
                 with contextlib.suppress(Exception):
                     upstream.idle.pop().close()
         await asyncio.sleep(0)
+
+
+def _wake_next(upstream: _Upstream) -> None:
+    while upstream.queue:
+        waiter = upstream.queue.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            return
 
 
 def split_base(base: str) -> tuple[str, int, str]:

@@ -132,6 +132,31 @@ async def test_failures_are_told_apart() -> None:
         await Http1Pool().request("GET", "127.0.0.1", port, "/", [], b"")
 
 
+async def test_requests_past_the_limit_wait_their_turn_within_their_deadline() -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                await read_request(reader)
+                await asyncio.sleep(0.15)
+                writer.write(OK)
+
+    async with server(slow) as (port, accepted):
+        pool = Http1Pool(limit=1, timeout=5)
+        answers = await asyncio.gather(*(pool.request("GET", "127.0.0.1", port, "/", [], b"")
+                                         for _ in range(3)))
+        assert [a[0] for a in answers] == [200, 200, 200]
+        assert len(accepted) == 1  # one slot: one connection, used in turn
+
+        hurried = Http1Pool(limit=1, timeout=0.2)
+        results = await asyncio.gather(
+            *(hurried.request("GET", "127.0.0.1", port, "/", [], b"") for _ in range(2)),
+            return_exceptions=True)
+        assert results[0][0] == 200  # type: ignore[index]
+        assert isinstance(results[1], TimeoutError)  # its deadline passed while it waited
+        await pool.close()
+        await hurried.close()
+
+
 def test_works_on_uvloop_as_deployed() -> None:
     async def main() -> None:
         async with server(answer_forever) as (port, accepted):
