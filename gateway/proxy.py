@@ -177,6 +177,7 @@ class Pipeline:
         self.tracer = trace.get_tracer("igny8.gateway")
         # The gateway's own span per request, when something exports it.
         self.spans = settings.trace_sample_ratio > 0
+        self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     # ---- entry -------------------------------------------------------------------------
 
@@ -579,9 +580,18 @@ class Pipeline:
     def _record(self, ctx: _Ctx) -> None:
         elapsed = time.perf_counter() - ctx.started
         route = ctx.service or "unmatched"
-        status = str(ctx.status)
-        HTTP_REQUESTS.labels("gateway", ctx.method, route, status).inc()
-        HTTP_DURATION.labels("gateway", ctx.method, route).observe(elapsed)
+        # The labelled children, looked up once per combination: `labels()` hashes and
+        # validates its arguments under a lock on every call.
+        # Any other method is one label: clients choose methods, series must stay few.
+        method = ctx.method if ctx.method in ALLOWED_METHODS else "OTHER"
+        key = (method, route, ctx.status)
+        metrics = self._metrics.get(key)
+        if metrics is None:
+            metrics = self._metrics[key] = (
+                HTTP_REQUESTS.labels("gateway", method, route, str(ctx.status)),
+                HTTP_DURATION.labels("gateway", method, route))
+        metrics[0].inc()
+        metrics[1].observe(elapsed)
         if ctx.status >= 500:
             log.error("%s %s -> %d", ctx.method, ctx.path, ctx.status,
                       extra={"fields": {"status": ctx.status, "ms": round(elapsed * 1e3, 2)}})
