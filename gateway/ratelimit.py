@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import re
@@ -75,17 +76,25 @@ class Decision:
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         reset_in = max(0, math.ceil(self.reset_at - self.now))
-        period = int(self.period)
+        limit, policy = _policy_headers(self.scope, self.limit, self.period)
         out = [
-            (b"x-throttle-limit", str(self.limit).encode()),
-            (b"x-throttle-remaining", str(self.remaining).encode()),
-            (b"x-throttle-reset", str(math.ceil(self.reset_at)).encode()),
-            (b"ratelimit-policy", f'"{self.scope}";q={self.limit};w={period}'.encode()),
+            limit,
+            (b"x-throttle-remaining", b"%d" % self.remaining),
+            (b"x-throttle-reset", b"%d" % math.ceil(self.reset_at)),
+            policy,
             (b"ratelimit", f'"{self.scope}";r={self.remaining};t={reset_in}'.encode()),
         ]
         if not self.allowed:
             out.append((b"retry-after", str(max(1, math.ceil(self.retry_after))).encode()))
         return out
+
+
+@functools.lru_cache(maxsize=256)
+def _policy_headers(scope: str, limit: int, period: float
+                    ) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+    """The headers that only change with a scope's configuration, built once."""
+    return ((b"x-throttle-limit", b"%d" % limit),
+            (b"ratelimit-policy", f'"{scope}";q={limit};w={int(period)}'.encode()))
 
 
 def caller_key(scope: str, user_id: int | None, client_address: str) -> str:

@@ -156,3 +156,17 @@ async def test_revoked_sessions_stop_passing(client: httpx.AsyncClient, nats_url
 async def test_readiness_reports_dependencies(client: httpx.AsyncClient) -> None:
     ready = await client.get("/readyz")
     assert ready.json() == {"database": "ok", "nats": "ok"}
+
+
+def test_minted_request_ids_are_random_uuid4s() -> None:
+    import uuid
+
+    from libs.common.middleware import new_request_id
+
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for rid in list(ids)[:50]:
+        parsed = uuid.UUID(rid)
+        assert str(parsed) == rid
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
