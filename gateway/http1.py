@@ -168,14 +168,14 @@ class Http1Pool:
         self._watchdog: asyncio.Task[None] | None = None
 
     async def request(self, method: str, host: str, port: int, target: str,
-                      headers: list[tuple[str, str]], body: bytes) -> Response:
+                      headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
         """One request with `headers` (no Host, Content-Length or Connection: added
         here); the whole answer, or one of the module's errors, within `timeout`."""
         upstream = self._upstreams.get((host, port))
         if upstream is None:
             upstream = self._upstreams[(host, port)] = _Upstream(host, port)
         lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), upstream.prefix]
-        lines.extend(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers)
+        lines.extend([name + b": " + value + b"\r\n" for name, value in headers])
         if body or method in _NEEDS_LENGTH:
             lines.append(b"Content-Length: %d\r\n" % len(body))
         lines.append(b"\r\n")

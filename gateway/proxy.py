@@ -197,7 +197,7 @@ class Pipeline:
         acrm: bytes | None = None
         acrh: bytes | None = None
         chunked = False
-        forward: list[tuple[str, str]] = []
+        forward: list[tuple[bytes, bytes]] = []  # sent upstream as they came
         for name, value in scope["headers"]:
             if name in _REQUEST_DROP or name.startswith(b"x-igny8-"):
                 if name == b"authorization":
@@ -225,7 +225,7 @@ class Pipeline:
                 acrm = value
             elif name == b"access-control-request-headers":
                 acrh = value
-            forward.append((name.decode("latin-1"), value.decode("latin-1")))
+            forward.append((name, value))
 
         request_id = request_id_from(rid_in.decode("latin-1") if rid_in else None)
         rid_token = request_id_var.set(request_id)
@@ -257,7 +257,7 @@ class Pipeline:
                       origin: bytes | None, content_length: bytes | None, chunked: bool,
                       host: bytes, xff: bytes | None, xfp: bytes | None,
                       traceparent: bytes | None, acrm: bytes | None, acrh: bytes | None,
-                      forward: list[tuple[str, str]]) -> None:
+                      forward: list[tuple[bytes, bytes]]) -> None:
         method, path = ctx.method, ctx.path
         if method == "OPTIONS" and origin is not None and acrm is not None:
             headers = self.cors.preflight(origin, acrh)
@@ -371,15 +371,15 @@ class Pipeline:
                 return
 
         proto = (xfp if (xfp and self.hops) else scope.get("scheme", "http").encode()).decode()
-        forward.append(("X-Request-ID", ctx.request_id))
-        forward.append(("X-Forwarded-For", client))
-        forward.append(("X-Forwarded-Proto", proto))
+        forward.append((b"x-request-id", ctx.request_id.encode()))
+        forward.append((b"x-forwarded-for", client.encode("latin-1")))
+        forward.append((b"x-forwarded-proto", proto.encode("latin-1")))
         if host:
-            forward.append(("X-Forwarded-Host", host.decode("latin-1")))
+            forward.append((b"x-forwarded-host", host))
         if upstream_authorization:
-            forward.append(("Authorization", upstream_authorization))
+            forward.append((b"authorization", upstream_authorization.encode("latin-1")))
         if idem_key is not None:
-            forward.append(("Idempotency-Key", idem_key.decode("latin-1")))
+            forward.append((b"idempotency-key", idem_key))
         query = scope.get("query_string", b"")
         raw_path = scope.get("raw_path") or path.encode()
         target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
@@ -405,7 +405,7 @@ class Pipeline:
         await self._send(ctx, send, out_status, headers, out_body)
 
     async def _upstream(self, ctx: _Ctx, services: Services, method: str, service: str,
-                        target: str, headers: list[tuple[str, str]], body: bytes,
+                        target: str, headers: list[tuple[bytes, bytes]], body: bytes,
                         traceparent: bytes | None) -> tuple[int, Any, bytes] | None:
         span: trace.Span | None = None
         if self.spans and telemetry.exporting():
@@ -418,11 +418,11 @@ class Pipeline:
                                                       "igny8.request_id": ctx.request_id})
             sc = span.get_span_context()
             if sc.is_valid:
-                headers.append(("traceparent", f"00-{sc.trace_id:032x}-{sc.span_id:016x}-"
-                                               f"{sc.trace_flags:02x}"))
+                headers.append((b"traceparent", f"00-{sc.trace_id:032x}-{sc.span_id:016x}-"
+                                                f"{sc.trace_flags:02x}".encode()))
         else:
             # Nothing could export a gateway span: skip it, keep the trace going.
-            headers.append(("traceparent", _forwarded_traceparent(traceparent)))
+            headers.append((b"traceparent", _forwarded_traceparent(traceparent)))
         t = time.perf_counter()
         lean = self.http1_targets.get(service) if services.http1 is not None else None
         result: tuple[int, Any, bytes]
@@ -435,7 +435,8 @@ class Pipeline:
             else:
                 async with services.session.request(
                     method, URL(self.upstreams[service] + target, encoded=True),
-                    headers=headers, data=body or None, allow_redirects=False,
+                    headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers],
+                    data=body or None, allow_redirects=False,
                 ) as resp:
                     upstream_body = await resp.read()
                     result = (resp.status, resp.raw_headers, upstream_body)
@@ -623,13 +624,13 @@ class _Ctx:
         self.responded = False
 
 
-def _forwarded_traceparent(incoming: bytes | None) -> str:
+def _forwarded_traceparent(incoming: bytes | None) -> bytes:
     """The client's trace context when it is valid W3C, else a new sampled trace."""
     if incoming is not None:
         match = _TRACEPARENT.fullmatch(incoming.strip().lower())
         if match is not None and match[2] != b"0" * 32 and match[3] != b"0" * 16:
-            return match[1].decode()
-    return f"00-{random.getrandbits(128) or 1:032x}-{random.getrandbits(64) or 1:016x}-01"
+            return bytes(match[1])
+    return b"00-%032x-%016x-01" % (random.getrandbits(128) or 1, random.getrandbits(64) or 1)
 
 
 def _public_location(value: bytes, base: str, proto: str, host: bytes) -> bytes:

@@ -64,7 +64,7 @@ async def test_one_connection_is_kept_alive_and_requests_are_whole() -> None:
         pool = Http1Pool()
         for _ in range(3):
             status, headers, body = await pool.request(
-                "POST", "127.0.0.1", port, "/a?b=1", [("X-Request-ID", "r1")], b'{"k":1}')
+                "POST", "127.0.0.1", port, "/a?b=1", [(b"X-Request-ID", b"r1")], b'{"k":1}')
             assert (status, body) == (200, b"{}")
             assert (b"Content-Type", b"application/json") in headers
         await pool.close()
