@@ -49,10 +49,11 @@ Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("body", "closed", "deadline", "delimited", "headers", "idle_since",
-                 "keep_alive", "parser", "received", "status", "transport", "waiter")
+                 "keep_alive", "loop", "parser", "received", "status", "transport", "waiter")
 
     def __init__(self) -> None:
         self.transport: Any = None  # asyncio's or uvloop's transport
+        self.loop = asyncio.get_running_loop()
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[Response] | None = None
         self.status = 0
@@ -129,7 +130,7 @@ class _Connection(asyncio.Protocol):
         self.delimited = False
         self.received = False
         self.deadline = deadline
-        self.waiter = asyncio.get_running_loop().create_future()
+        self.waiter = self.loop.create_future()
         self.transport.write(request)
         return self.waiter
 
@@ -188,7 +189,7 @@ class Http1Pool:
             await self._wait_for_slot(upstream, deadline)
         upstream.busy += 1
         try:
-            connection, reused = await self._acquire(upstream)
+            connection, reused = await self._acquire(upstream, loop)
             try:
                 try:
                     response = await self._exchange(connection, request, deadline)
@@ -240,8 +241,8 @@ class Http1Pool:
                 connection._fail(TimeoutError(f"no complete answer in {self.timeout:g} s"))
                 connection.close()
 
-    async def _acquire(self, upstream: _Upstream) -> tuple[_Connection, bool]:
-        loop = asyncio.get_running_loop()
+    async def _acquire(self, upstream: _Upstream,
+                       loop: asyncio.AbstractEventLoop) -> tuple[_Connection, bool]:
         idle = upstream.idle
         while idle:
             connection = idle.pop()
@@ -271,7 +272,7 @@ class Http1Pool:
             connection.close()
             return
         connection.waiter = None
-        connection.idle_since = asyncio.get_running_loop().time()
+        connection.idle_since = connection.loop.time()
         upstream.idle.append(connection)
         if len(upstream.idle) > self.limit:
             upstream.idle.popleft().close()

@@ -156,6 +156,8 @@ class HttpConnection(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
+        self.max_head_bytes = server.config.max_head_bytes
+        self.loop = asyncio.get_running_loop()
         self.last_heard = time.monotonic()
         self.closed = False
         self.reading_paused = False
@@ -210,15 +212,14 @@ class HttpConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        self._count(len(url))
+        self.head_bytes += len(url)
+        if self.head_bytes > self.max_head_bytes:
+            raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
-        self._count(len(name) + len(value) + 4)
-
-    def _count(self, size: int) -> None:
-        self.head_bytes += size
-        if self.head_bytes > self.server.config.max_head_bytes:
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > self.max_head_bytes:
             raise _HeadTooLarge
 
     def on_headers_complete(self) -> None:
@@ -327,7 +328,7 @@ class _Exchange:
     # --- from the connection ------------------------------------------------------------
 
     def start(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._run())
+        task = self.conn.loop.create_task(self._run())
         tasks = self.conn.server.tasks
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -351,7 +352,7 @@ class _Exchange:
             self.wakeup.set_result(None)
 
     async def _wait(self) -> None:
-        self.wakeup = asyncio.get_running_loop().create_future()
+        self.wakeup = self.conn.loop.create_future()
         try:
             await self.wakeup
         finally:
