@@ -1,6 +1,6 @@
 """What the gateway costs, measured on the real platform.
 
-    python -m bench.gateway [--seconds 5] [--repetitions 3]
+    python -m bench.gateway [--seconds 5] [--repetitions 5]
 
 Starts the whole platform with `igny8 up` in a temporary home, registers two users, and
 loads it with wrk (C, one thread: little CPU taken from what is measured):
@@ -58,7 +58,9 @@ class Case:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--repetitions", type=int, default=5,
+                        help="interleaved runs of every case; the machine is shared, so "
+                             "more runs make the medians steadier")
     args = parser.parse_args()
     wrk.ensure_wrk()
     me_scope = scope_for("GET", ME)
