@@ -270,6 +270,10 @@ class HttpConnection(asyncio.Protocol):
         """The response to the oldest request is complete: close, or go on to the next."""
         if self.exchanges and self.exchanges[0] is exchange:
             self.exchanges.popleft()
+        # Answered before its body arrived (a 401 or 413 before reading it): the rest of
+        # the body would have to be read and thrown away, so the connection ends instead.
+        if exchange.more_body:
+            exchange.keep_alive = False
         if not exchange.keep_alive or self.server.stopping:
             self.close()
             return
@@ -416,7 +420,7 @@ class _Exchange:
                     continue  # framing is the server's to choose
                 head.append(b"%s: %s\r\n" % (name, value))
             head.append(self.conn.server.date_line)
-            if self.conn.server.stopping:
+            if self.conn.server.stopping or (self.more_body and not self.disconnected):
                 self.keep_alive = False
             if not self.keep_alive:
                 head.append(b"connection: close\r\n")

@@ -47,6 +47,11 @@ class App:
                 await send({"type": "http.response.body", "body": part, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
             return
+        if path == "/reject":  # answers without reading the body
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
         if path == "/slow":
             await asyncio.sleep(0.3)
         if path == "/until-disconnect":
@@ -284,3 +289,13 @@ async def test_a_failed_startup_stops_the_server() -> None:
     with pytest.raises(RuntimeError, match="no"):
         async with serving(app):
             pass
+
+
+async def test_an_answer_before_the_body_ends_the_connection() -> None:
+    async with serving(App()) as server:
+        reader, writer = await connect(server)
+        writer.write(b"POST /reject HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+        status, headers, _ = await read_response(reader)
+        assert status == 401 and headers[b"connection"] == b"close"
+        assert await reader.read() == b""  # the unread body is not parsed as a request
+        writer.close()
