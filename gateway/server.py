@@ -187,7 +187,13 @@ class HttpConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._reject(400)  # no WebSockets here
+            # An upgrade we do not offer (h2c, WebSocket): answer the request as plain
+            # HTTP/1.1, then close (the parser stops at an upgrade).
+            if self.parsing is not None and not self.parsing.complete:
+                self.parsing.keep_alive = False
+                self.parsing.body_complete()
+            else:
+                self._reject(400)
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _HeadTooLarge):
                 self._reject(431)

@@ -299,3 +299,15 @@ async def test_an_answer_before_the_body_ends_the_connection() -> None:
         assert status == 401 and headers[b"connection"] == b"close"
         assert await reader.read() == b""  # the unread body is not parsed as a request
         writer.close()
+
+
+async def test_an_upgrade_we_do_not_offer_is_answered_as_plain_http() -> None:
+    async with serving(App()) as server:
+        reader, writer = await connect(server)
+        writer.write(get("/echo", "Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c",
+                         "HTTP2-Settings: AAMAAABkAAQAAP__"))
+        status, headers, body = await read_response(reader)
+        assert status == 200 and orjson.loads(body)["path"] == "/echo"
+        assert headers[b"connection"] == b"close"
+        assert await reader.read() == b""
+        writer.close()
