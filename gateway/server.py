@@ -17,6 +17,8 @@ HTTP/1.1 as clients use it:
 - responses with `content-length`, or chunked when the app streams;
 - `HEAD`; HTTP/1.0; `Connection: close`;
 - 400 for what cannot be parsed and 431 for oversized heads;
+- an upgrade it does not offer (h2c, WebSocket) answered as plain HTTP/1.1;
+- a request answered before its body arrived ends its connection;
 - idle connections closed after `keep_alive_seconds`;
 - a graceful stop on SIGTERM that finishes the requests in flight.
 
