@@ -3,6 +3,7 @@ start through the gateway, then SIGTERM and not one process left behind."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import httpx
 import psutil
+import psycopg
 import pytest
+from pypdf import PdfReader
 
 REPO = Path(__file__).resolve().parents[2]
 API_LINE = re.compile(r"API\s+(http://localhost:\d+/api/v1/)")
@@ -124,6 +127,84 @@ def test_status_reports_every_process_healthy(platform: Platform) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for proc in platform.state()["processes"]:
         assert proc["name"] in result.stdout
+
+
+def _login(client: httpx.Client, email: str, *, register: bool = True) -> dict[str, str]:
+    password = "Billing-e2e-pw-2025"
+    if register:
+        registered = client.post("auth/register/", json={
+            "email": email, "password": password, "password_confirm": password})
+        assert registered.status_code in (200, 201), registered.text
+    login = client.post("auth/login/", json={"email": email, "password": password})
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['data']['access']}"}
+
+
+def _make_platform_staff(platform: Platform, email: str) -> None:
+    """What an operator does once: give a user the platform staff role (`developer`)."""
+    port = platform.state()["postgres"]["port"]
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/igny8_auth",
+                         autocommit=True) as conn:
+        updated = conn.execute("UPDATE users SET role = 'developer' WHERE email = %s",
+                               (email,)).rowcount
+    assert updated == 1
+
+
+def test_buying_credits_through_the_gateway(platform: Platform) -> None:
+    """Balance, usage, transactions and packages → purchase → invoice and its PDF →
+    manual payment → approval by platform staff → the balance goes up, all through the
+    gateway of the running platform."""
+    with httpx.Client(base_url=platform.api_url or "", timeout=30) as client:
+        owner = _login(client, "buyer@example.com")
+        balance: dict = {}  # type: ignore[type-arg]
+        for _ in range(100):  # billing learns of the account from auth's events
+            r = client.get("billing/credits/balance/", headers=owner)
+            if r.status_code == 200 and r.json()["data"]["plan_credits_per_month"] > 0:
+                balance = r.json()["data"]
+                break
+            time.sleep(0.2)
+        assert balance, "billing never saw the new account"
+        assert balance["credits"] == balance["plan_credits_per_month"]
+        before = balance["credits"]
+        # Lists carry their page fields inline in the envelope (the reference's shape).
+        assert client.get("billing/credits/usage/", headers=owner).json()["count"] == 0
+        ledger = client.get("billing/credits/transactions/", headers=owner).json()
+        assert [t["transaction_type"] for t in ledger["results"]] == ["subscription"]
+
+        packages = client.get("billing/credit-packages/", headers=owner).json()
+        package = packages["results"][0]
+        r = client.post(f"billing/credit-packages/{package['id']}/purchase/", headers=owner)
+        assert r.status_code == 201, r.text
+        invoice = r.json()["data"]
+        assert invoice["status"] == "pending"
+        assert invoice["total"] == package["price"]
+
+        pdf = client.get(f"billing/invoices/{invoice['id']}/download_pdf/", headers=owner)
+        assert pdf.status_code == 200
+        assert pdf.headers["content-type"] == "application/pdf"
+        text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+        assert invoice["invoice_number"] in text
+        assert invoice["total"] in text
+
+        r = client.post("billing/payments/", headers=owner, json={
+            "invoice_id": invoice["id"], "payment_method": "bank_transfer",
+            "transaction_reference": "BANK-E2E-1"})
+        assert r.status_code == 201, r.text
+        payment = r.json()["data"]
+        assert payment["status"] == "pending_approval"
+
+        assert client.post(f"admin/payments/{payment['id']}/approve/",
+                           headers=owner).status_code == 403
+        _login(client, "staff@example.com")
+        _make_platform_staff(platform, "staff@example.com")
+        staff = _login(client, "staff@example.com", register=False)  # a token with the role
+        r = client.post(f"admin/payments/{payment['id']}/approve/", headers=staff)
+        assert r.status_code == 200, r.text
+
+        after = client.get("billing/credits/balance/", headers=owner).json()["data"]
+        assert after["credits"] == before + package["credits"]
+        paid = client.get(f"billing/invoices/{invoice['id']}/", headers=owner).json()["data"]
+        assert paid["status"] == "paid"
 
 
 def test_sigterm_stops_everything_and_leaves_no_orphans(platform: Platform) -> None:
