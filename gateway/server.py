@@ -271,8 +271,9 @@ class HttpConnection(asyncio.Protocol):
     # --- answering ----------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if not self.closed and self.transport is not None:
-            self.transport.write(data)
+        transport = self.transport
+        if not self.closed and transport is not None and not transport.is_closing():
+            transport.write(data)
 
     def answered(self, exchange: _Exchange) -> None:
         """The response to the oldest request is complete: close, or go on to the next."""
