@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-import psycopg
 from psycopg.rows import dict_row
 from sqlalchemy import Select, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from libs.common.db import driver_connection
 from libs.common.pagination import PageParams
 from libs.common.security import Principal
 from services.auth.models import (
@@ -292,9 +292,7 @@ async def _row(session: AsyncSession, sql: str, params: dict[str, Any]) -> dict[
     """Run one hand-written statement on the session's connection, inside its transaction
     (so the tenant setting and row-level security apply), and return its first row. For
     per-request reads where the ORM's compile and load steps would cost more than the query."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver = cast(psycopg.AsyncConnection[Any], raw.driver_connection)
+    driver = await driver_connection(session)
     async with driver.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(sql, params)
         return await cursor.fetchone()

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
+from libs.common.db import driver_connection
 from libs.common.events import Event
 from libs.common.telemetry import current_trace_headers
 from services.billing.models import (
@@ -279,9 +280,7 @@ class BillingRepository:
     async def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
         """Run one hand-written statement on the session's connection (in its transaction)
         and return its rows (named tuples)."""
-        connection = await self.session.connection()
-        raw = await connection.get_raw_connection()
-        driver = cast(psycopg.AsyncConnection[Any], raw.driver_connection)
+        driver = await driver_connection(self.session)
         async with driver.cursor(row_factory=namedtuple_row) as cursor:
             await cursor.execute(sql, params)
             return await cursor.fetchall()

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from libs.common.db import driver_connection
 from services.planner.models import (
     AccountState,
     AITaskLog,
@@ -753,10 +754,7 @@ async def import_rows(
             " status varchar(16) NOT NULL) ON COMMIT DROP"
         )
     )
-    conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
+    driver = await driver_connection(session)
     async with driver.cursor() as cur:
         copy_sql = f"COPY keyword_import ({', '.join(IMPORT_COLUMNS)}) FROM STDIN"
         async with cur.copy(copy_sql) as copy:
