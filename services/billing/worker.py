@@ -369,26 +369,29 @@ def auth_consumer(ctx: WorkerContext, policy: BillingPolicy) -> EventConsumer:
 # --- schedulers -------------------------------------------------------------------------
 
 
-async def sweep_holds_once(db: Database, policy: BillingPolicy) -> int:
+async def _in_batches(db: Database, limit: int,
+                      step: Callable[[BillingService, int], Awaitable[int]],
+                      policy: BillingPolicy) -> int:
+    """Run `step` in its own transaction until a batch comes back short; how many in all.
+    Short transactions keep the rows each one locks few."""
     total = 0
     while True:
         async with db.session(TenantScope.system()) as session:
-            count = await BillingService(session, policy).sweep_expired_holds(limit=500)
+            count = await step(BillingService(session, policy), limit)
             await session.commit()
         total += count
-        if count < 500:
+        if count < limit:
             return total
+
+
+async def sweep_holds_once(db: Database, policy: BillingPolicy) -> int:
+    return await _in_batches(
+        db, 500, lambda svc, limit: svc.sweep_expired_holds(limit=limit), policy)
 
 
 async def renew_periods_once(db: Database, policy: BillingPolicy) -> int:
-    total = 0
-    while True:
-        async with db.session(TenantScope.system()) as session:
-            count = await BillingService(session, policy).renew_due_periods(limit=100)
-            await session.commit()
-        total += count
-        if count < 100:
-            return total
+    return await _in_batches(
+        db, 100, lambda svc, limit: svc.renew_due_periods(limit=limit), policy)
 
 
 async def _every(stop: asyncio.Event, seconds: float, name: str,
