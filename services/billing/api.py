@@ -12,12 +12,14 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+from sqlmodel import SQLModel
 from starlette.responses import Response
 
 from libs.common.pagination import PageParams, message_response, page_params, page_response
 from libs.common.problems import NotFound, ValidationFailed
 from libs.common.security import Principal
-from libs.common.tenancy import AdminOrOwner, CurrentPrincipal, PlatformStaff, UoW
+from libs.common.tenancy import AdminOrOwner, CurrentPrincipal, PlatformStaff, UnitOfWork, UoW
 from services.billing import schemas as s
 from services.billing.models import (
     CreditCostConfig,
@@ -350,17 +352,23 @@ async def payment_method_detail(method_id: int, request: Request, uow: UoW,
     return await _owned(service(request, uow), PaymentMethod, method_id, principal)
 
 
+async def _patched(uow: UnitOfWork, row: SQLModel, body: BaseModel,
+                   out: type[BaseModel]) -> BaseModel:
+    """PUT/PATCH: set the fields the caller sent, then answer the row as it now is."""
+    for key, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
+        setattr(row, key, value)
+    await uow.session.flush()
+    answer = out.model_validate(row)
+    await uow.commit()
+    return answer
+
+
 @billing.put("/payment-methods/{method_id}/", response_model=s.PaymentMethodOut)
 @billing.patch("/payment-methods/{method_id}/", response_model=s.PaymentMethodOut)
 async def update_payment_method(method_id: int, body: s.PaymentMethodUpdate, request: Request,
                                 uow: UoW, principal: AdminOrOwner) -> Any:
     method = await _owned(service(request, uow), PaymentMethod, method_id, principal, lock=True)
-    for key, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
-        setattr(method, key, value)
-    await uow.session.flush()
-    out = s.PaymentMethodOut.model_validate(method)
-    await uow.commit()
-    return out
+    return await _patched(uow, method, body, s.PaymentMethodOut)
 
 
 @billing.delete("/payment-methods/{method_id}/", status_code=204)
@@ -470,12 +478,7 @@ async def admin_package(package_id: int, request: Request, uow: UoW, _: Platform
 async def admin_update_package(package_id: int, body: s.PackageUpdate, request: Request,
                                uow: UoW, _: PlatformStaff) -> Any:
     package = await _package(service(request, uow), package_id, lock=True)
-    for key, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
-        setattr(package, key, value)
-    await uow.session.flush()
-    out = s.PackageOut.model_validate(package)
-    await uow.commit()
-    return out
+    return await _patched(uow, package, body, s.PackageOut)
 
 
 @admin.delete("/credit-packages/{package_id}/", status_code=204)
