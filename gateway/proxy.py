@@ -36,7 +36,7 @@ from gateway.routes import GATEWAY, WRITE_METHODS, RouteTable
 from gateway.settings import GatewaySettings
 from libs.common import telemetry
 from libs.common.logging import account_id_var, request_id_var, user_id_var
-from libs.common.metrics import HTTP_DURATION, HTTP_REQUESTS, UPSTREAM_ERRORS
+from libs.common.metrics import HTTP_METRICS, UPSTREAM_ERRORS
 from libs.common.middleware import request_id_from
 
 log = logging.getLogger("igny8.gateway")
@@ -177,7 +177,6 @@ class Pipeline:
         self.tracer = trace.get_tracer("igny8.gateway")
         # The gateway's own span per request, when something exports it.
         self.spans = settings.trace_sample_ratio > 0
-        self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     # ---- entry -------------------------------------------------------------------------
 
@@ -581,18 +580,9 @@ class Pipeline:
     def _record(self, ctx: _Ctx) -> None:
         elapsed = time.perf_counter() - ctx.started
         route = ctx.service or "unmatched"
-        # The labelled children, looked up once per combination: `labels()` hashes and
-        # validates its arguments under a lock on every call.
         # Any other method is one label: clients choose methods, series must stay few.
         method = ctx.method if ctx.method in ALLOWED_METHODS else "OTHER"
-        key = (method, route, ctx.status)
-        metrics = self._metrics.get(key)
-        if metrics is None:
-            metrics = self._metrics[key] = (
-                HTTP_REQUESTS.labels("gateway", method, route, str(ctx.status)),
-                HTTP_DURATION.labels("gateway", method, route))
-        metrics[0].inc()
-        metrics[1].observe(elapsed)
+        HTTP_METRICS.record("gateway", method, route, ctx.status, elapsed)
         if ctx.status >= 500:
             log.error("%s %s -> %d", ctx.method, ctx.path, ctx.status,
                       extra={"fields": {"status": ctx.status, "ms": round(elapsed * 1e3, 2)}})

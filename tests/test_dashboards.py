@@ -66,15 +66,18 @@ def exported_names() -> set[str]:
 def exported_labels() -> dict[str, set[str]]:
     """Label names per exposed sample name, for the metrics the platform defines."""
     labels: dict[str, set[str]] = {}
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
+                "gauge": ("",), "summary": ("_sum", "_count")}
     for value in vars(metrics_module).values():
         if isinstance(value, MetricWrapperBase):
             name = value._name  # noqa: SLF001 - prometheus_client keeps the base name here
-            kind = value._type  # noqa: SLF001
-            label_names = set(value._labelnames)  # noqa: SLF001
-            suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
-                        "gauge": ("",), "summary": ("_sum", "_count")}[kind]
-            for suffix in suffixes:
-                labels[name + suffix] = label_names
+            for suffix in suffixes[value._type]:  # noqa: SLF001
+                labels[name + suffix] = set(value._labelnames)  # noqa: SLF001
+        elif not isinstance(value, type) and callable(getattr(value, "describe", None)):
+            # a custom collector: the families it describes
+            for family in value.describe():
+                for suffix in suffixes[family.type]:
+                    labels[family.name + suffix] = set(family._labelnames)  # noqa: SLF001
     return labels
 
 

@@ -7,6 +7,10 @@ query against what the code registers.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator
+from itertools import accumulate
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -15,18 +19,70 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-HTTP_REQUESTS = Counter(
-    "igny8_http_requests_total", "HTTP requests handled", ["service", "method", "route", "status"]
-)
-HTTP_DURATION = Histogram(
-    "igny8_http_request_duration_seconds",
-    "HTTP request latency",
-    ["service", "method", "route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
+
+class HttpRequestMetrics(Collector):
+    """`igny8_http_requests_total` and `igny8_http_request_duration_seconds`, recorded
+    once per request by every service and the gateway.
+
+    prometheus-client's labelled children hash and validate their labels and take a lock
+    per call (three locks and a walk over the buckets per request): a tenth of the
+    gateway's Python time per request. Here a request is one dict lookup, one bisect and
+    two increments; the families are built when Prometheus scrapes. Requests are recorded
+    on the event loop's thread; a scrape from another thread reads plain lists, at worst
+    one request behind.
+    """
+
+    BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    def __init__(self) -> None:
+        # (service, method, route, status) → [count per bucket..., count above, sum]
+        self._series: dict[tuple[str, str, str, int], list[float]] = {}
+
+    def record(self, service: str, method: str, route: str, status: int,
+               seconds: float) -> None:
+        key = (service, method, route, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = [0] * (len(self.BUCKETS) + 2)
+        series[bisect_left(self.BUCKETS, seconds)] += 1
+        series[-1] += seconds
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("igny8_http_requests", "HTTP requests handled",
+                                  labels=["service", "method", "route", "status"])
+        yield HistogramMetricFamily("igny8_http_request_duration_seconds",
+                                    "HTTP request latency", labels=["service", "method", "route"])
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("igny8_http_requests", "HTTP requests handled",
+                                       labels=["service", "method", "route", "status"])
+        durations = HistogramMetricFamily("igny8_http_request_duration_seconds",
+                                          "HTTP request latency",
+                                          labels=["service", "method", "route"])
+        # The histogram has no status label: its series add up over statuses.
+        merged: dict[tuple[str, str, str], list[float]] = {}
+        for (service, method, route, status), series in list(self._series.items()):
+            counts = list(series)
+            requests.add_metric([service, method, route, str(status)], sum(counts[:-1]))
+            total = merged.setdefault((service, method, route), [0] * len(counts))
+            for i, value in enumerate(counts):
+                total[i] += value
+        bounds = [*(repr(b) for b in self.BUCKETS), "+Inf"]
+        for labels, counts in merged.items():
+            cumulative = list(accumulate(counts[:-1]))
+            durations.add_metric(list(labels), list(zip(bounds, cumulative, strict=True)),
+                                 sum_value=counts[-1])
+        yield requests
+        yield durations
+
+
+HTTP_METRICS = HttpRequestMetrics()
+REGISTRY.register(HTTP_METRICS)
 EVENTS_PUBLISHED = Counter(
     "igny8_events_published_total", "Events published from the outbox", ["service", "subject"]
 )

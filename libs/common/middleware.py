@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.logging import account_id_var, request_id_var, user_id_var
-from libs.common.metrics import HTTP_DURATION, HTTP_REQUESTS
+from libs.common.metrics import HTTP_METRICS
 from libs.common.telemetry import caller_context, context_from_headers, exporting
 
 log = logging.getLogger("igny8.http")
@@ -124,8 +124,7 @@ class ObservabilityMiddleware:
                     span.set_attribute("http.route", template)
                     span.set_attribute("http.response.status_code", status)
                 elapsed = time.perf_counter() - started
-                HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
-                HTTP_DURATION.labels(self.service, method, template).observe(elapsed)
+                HTTP_METRICS.record(self.service, method, template, status, elapsed)
                 if status >= 500:
                     log.error("%s %s -> %d", method, scope["path"], status,
                               extra={"fields": {"status": status, "ms": round(elapsed * 1e3, 2)}})
