@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 import time
 from collections import OrderedDict
@@ -37,7 +36,7 @@ from gateway.settings import GatewaySettings
 from libs.common import telemetry
 from libs.common.logging import account_id_var, request_id_var, user_id_var
 from libs.common.metrics import HTTP_METRICS, UPSTREAM_ERRORS
-from libs.common.middleware import request_id_from
+from libs.common.middleware import random_bytes, request_id_from
 
 log = logging.getLogger("igny8.gateway")
 
@@ -620,7 +619,8 @@ def _forwarded_traceparent(incoming: bytes | None) -> bytes:
         match = _TRACEPARENT.fullmatch(incoming.strip().lower())
         if match is not None and match[2] != b"0" * 32 and match[3] != b"0" * 16:
             return bytes(match[1])
-    return b"00-%032x-%016x-01" % (random.getrandbits(128) or 1, random.getrandbits(64) or 1)
+    ids = random_bytes(24).hex().encode()  # an all-zero (invalid) id: odds of 2**-64
+    return b"00-" + ids[:32] + b"-" + ids[32:] + b"-01"
 
 
 def _public_location(value: bytes, base: str, proto: str, host: bytes) -> bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
 from contextvars import Token
@@ -35,12 +36,38 @@ def request_id_from(value: str | None) -> str:
 
 def new_request_id() -> str:
     """A random UUID (version 4) as text, the same as `str(uuid.uuid4())` without building
-    a UUID object: a third of the cost, paid on every request the gateway sees."""
-    raw = bytearray(os.urandom(16))
+    a UUID object or making a getrandom() call per id: paid on every request the gateway
+    sees."""
+    raw = bytearray(random_bytes(16))
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_RANDOM_BLOCK = 4096
+_random = threading.local()  # per thread: a block of os.urandom and how much is used
+
+
+def random_bytes(n: int) -> bytes:
+    """`os.urandom(n)` (n ≤ 4096), drawn from 4 KiB blocks: one system call per few hundred
+    request ids instead of one each. Each thread has its own block, and a forked child
+    starts a new one, so no two callers ever get the same bytes."""
+    block: bytes = getattr(_random, "block", b"")
+    offset: int = getattr(_random, "offset", 0)
+    if offset + n > len(block):
+        block = _random.block = os.urandom(_RANDOM_BLOCK)
+        offset = 0
+    _random.offset = offset + n
+    return block[offset:offset + n]
+
+
+def _new_random_state() -> None:
+    global _random
+    _random = threading.local()
+
+
+os.register_at_fork(after_in_child=_new_random_state)
 
 
 class _CallerTrace:
