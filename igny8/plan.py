@@ -109,6 +109,8 @@ def uvicorn_argv(python: str, factory: str, port: int) -> tuple[str, ...]:
         python, "-m", "uvicorn", factory, "--factory",
         "--host", LOCALHOST, "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        # The gateway sets its own Server and Date: each service skips writing them.
+        "--no-server-header", "--no-date-header",
     )
 
 

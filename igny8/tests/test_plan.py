@@ -45,7 +45,7 @@ def test_api_runs_the_service_factory_under_uvicorn_on_its_port() -> None:
     assert auth.argv == (
         "/venv/bin/python", "-m", "uvicorn", "services.auth.main:create_app", "--factory",
         "--host", "127.0.0.1", "--port", "8101", "--loop", "uvloop", "--http", "httptools",
-        "--no-access-log",
+        "--no-access-log", "--no-server-header", "--no-date-header",
     )
     assert auth.health == ("http://127.0.0.1:8101/healthz", "http://127.0.0.1:8101/readyz")
 
