@@ -32,7 +32,7 @@ class AuthFailure(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per request, and a frozen __init__ is slower
 class Authenticated:
     principal: Principal
     token: str

@@ -28,7 +28,13 @@ from yarl import URL
 
 from gateway import envelope
 from gateway.auth import Authenticated, Authenticator, AuthFailure
-from gateway.http1 import Http1Pool, UpstreamBadResponse, UpstreamUnavailable, split_base
+from gateway.http1 import (
+    Http1Pool,
+    Response,
+    UpstreamBadResponse,
+    UpstreamUnavailable,
+    split_base,
+)
 from gateway.idempotency import REPLAY_HEADER, Claim, IdempotencyStore, fingerprint, valid_key
 from gateway.ratelimit import Decision, RateLimiter, caller_key
 from gateway.routes import GATEWAY, WRITE_METHODS, RouteTable
@@ -69,46 +75,20 @@ class ClientGone(Exception):
     """The client disconnected while the body was being read."""
 
 
-@dataclass(slots=True)
-class RequestTiming:
-    request_id: str
-    account_id: int | None
-    method: str
-    path: str
-    service: str
-    status: int
-    started_at: float
-    total_ms: float
-    auth_ms: float
-    rate_limit_ms: float
-    upstream_ms: float
-    upstream_server_timing: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "request_id": self.request_id, "method": self.method, "path": self.path,
-            "service": self.service, "status": self.status, "started_at": self.started_at,
-            "total_ms": round(self.total_ms, 3), "auth_ms": round(self.auth_ms, 3),
-            "rate_limit_ms": round(self.rate_limit_ms, 3),
-            "upstream_ms": round(self.upstream_ms, 3),
-            "gateway_ms": round(self.total_ms - self.upstream_ms, 3),
-            "upstream_server_timing": self.upstream_server_timing,
-        }
-
-
 class RequestLog:
-    """Recent timing breakdowns by request id, for /api/v1/system/request-metrics/."""
+    """Recent requests by id, for /api/v1/system/request-metrics/: the pipeline's own
+    record of each request, kept as it is (no copy per request)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: OrderedDict[str, RequestTiming] = OrderedDict()
+        self._entries: OrderedDict[str, RequestRecord] = OrderedDict()
 
-    def add(self, timing: RequestTiming) -> None:
-        self._entries[timing.request_id] = timing
+    def add(self, record: RequestRecord) -> None:
+        self._entries[record.request_id] = record
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
-    def get(self, request_id: str) -> RequestTiming | None:
+    def get(self, request_id: str) -> RequestRecord | None:
         return self._entries.get(request_id)
 
 
@@ -230,7 +210,7 @@ class Pipeline:
         extra: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
         if origin is not None:
             extra.extend(self.cors.headers(origin))
-        ctx = _Ctx(request_id, method, path, started, extra)
+        ctx = RequestRecord(request_id, method, path, started, extra)
         try:
             await self._handle(ctx, scope, receive, send, authorization, idem_key, origin,
                                content_length, chunked, host, xff, xfp, traceparent,
@@ -250,7 +230,7 @@ class Pipeline:
 
     # ---- the steps ---------------------------------------------------------------------
 
-    async def _handle(self, ctx: _Ctx, scope: Scope, receive: Receive, send: Send,
+    async def _handle(self, ctx: RequestRecord, scope: Scope, receive: Receive, send: Send,
                       authorization: bytes | None, idem_key: bytes | None,
                       origin: bytes | None, content_length: bytes | None, chunked: bool,
                       host: bytes, xff: bytes | None, xfp: bytes | None,
@@ -402,9 +382,9 @@ class Pipeline:
                                                        out_body))
         await self._send(ctx, send, out_status, headers, out_body)
 
-    async def _upstream(self, ctx: _Ctx, services: Services, method: str, service: str,
+    async def _upstream(self, ctx: RequestRecord, services: Services, method: str, service: str,
                         target: str, headers: list[tuple[bytes, bytes]], body: bytes,
-                        traceparent: bytes | None) -> tuple[int, Any, bytes] | None:
+                        traceparent: bytes | None) -> Response | None:
         span: trace.Span | None = None
         if self.spans and telemetry.exporting():
             parent = (propagate.extract({"traceparent": traceparent.decode("latin-1")})
@@ -423,7 +403,7 @@ class Pipeline:
             headers.append((b"traceparent", _forwarded_traceparent(traceparent)))
         t = time.perf_counter()
         lean = self.http1_targets.get(service) if services.http1 is not None else None
-        result: tuple[int, Any, bytes]
+        result: Response
         try:
             if lean is not None and method != "HEAD":
                 assert services.http1 is not None
@@ -437,7 +417,8 @@ class Pipeline:
                     data=body or None, allow_redirects=False,
                 ) as resp:
                     upstream_body = await resp.read()
-                    result = (resp.status, resp.raw_headers, upstream_body)
+                    result = (resp.status, [(name.lower(), value)
+                                            for name, value in resp.raw_headers], upstream_body)
         except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError,
                 aiohttp.ServerDisconnectedError, ConnectionError,
                 UpstreamUnavailable) as exc:
@@ -458,7 +439,7 @@ class Pipeline:
             span.end()
         return result
 
-    def _upstream_failed(self, ctx: _Ctx, span: trace.Span | None, status: int, kind: str,
+    def _upstream_failed(self, ctx: RequestRecord, span: trace.Span | None, status: int, kind: str,
                          exc: BaseException) -> None:
         UPSTREAM_ERRORS.labels(ctx.service, kind).inc()
         log.error("upstream %s %s: %s", ctx.service, kind, exc.__class__.__name__,
@@ -469,14 +450,13 @@ class Pipeline:
             span.end()
         ctx.status = status
 
-    def _shape(self, ctx: _Ctx, status: int, raw_headers: Any, body: bytes, base: str,
-               proto: str, host: bytes, method: str
+    def _shape(self, ctx: RequestRecord, status: int, raw_headers: list[tuple[bytes, bytes]],
+               body: bytes, base: str, proto: str, host: bytes, method: str
                ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         headers: list[tuple[bytes, bytes]] = []
         content_type = b""
         is_inline = False
-        for raw_name, value in raw_headers:
-            name = raw_name.lower()
+        for name, value in raw_headers:  # names are lowercase
             if name in _RESPONSE_DROP or name.startswith(b"x-igny8-"):
                 if name == b"content-type":
                     content_type = value
@@ -512,7 +492,7 @@ class Pipeline:
         if sids and self.services is not None:
             self.services.authenticator.verifier.revocations.add_local(*sids)
 
-    async def _own(self, ctx: _Ctx, scope: Scope, receive: Receive, send: Send,
+    async def _own(self, ctx: RequestRecord, scope: Scope, receive: Receive, send: Send,
                    auth: Authenticated | None) -> None:
         state = scope.setdefault("state", {})
         state["request_id"] = ctx.request_id
@@ -557,60 +537,73 @@ class Pipeline:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _error(self, ctx: _Ctx, send: Send, status: int,
+    async def _error(self, ctx: RequestRecord, send: Send, status: int,
                      message: str | None = None) -> None:
         body = envelope.error_for_status(status, ctx.request_id, message)
         await self._send(ctx, send, status, [(b"content-type", _JSON)], body)
 
-    async def _send(self, ctx: _Ctx, send: Send, status: int,
+    async def _send(self, ctx: RequestRecord, send: Send, status: int,
                     headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         ctx.status = status
-        total_ms = (time.perf_counter() - ctx.started) * 1000
-        timing = f"gateway;dur={total_ms - ctx.upstream_ms:.3f}"
-        if ctx.upstream_ms:
-            timing += f", upstream;dur={ctx.upstream_ms:.3f}"
-        out = [*headers, *ctx.extra, (b"server-timing", timing.encode()),
-               (b"content-length", str(len(body)).encode())]
+        upstream_ms = ctx.upstream_ms
+        gateway_ms = (time.perf_counter() - ctx.started) * 1000 - upstream_ms
+        timing = (b"gateway;dur=%.3f, upstream;dur=%.3f" % (gateway_ms, upstream_ms)
+                  if upstream_ms else b"gateway;dur=%.3f" % gateway_ms)
+        out = [*headers, *ctx.extra, (b"server-timing", timing),
+               (b"content-length", b"%d" % len(body))]
         ctx.responded = True
         # With content-length known, gateway/server.py writes the head and the body in one.
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": body})
 
-    def _record(self, ctx: _Ctx) -> None:
+    def _record(self, ctx: RequestRecord) -> None:
         elapsed = time.perf_counter() - ctx.started
-        route = ctx.service or "unmatched"
+        ctx.total_ms = elapsed * 1000
         # Any other method is one label: clients choose methods, series must stay few.
         method = ctx.method if ctx.method in ALLOWED_METHODS else "OTHER"
-        HTTP_METRICS.record("gateway", method, route, ctx.status, elapsed)
+        HTTP_METRICS.record("gateway", method, ctx.service or "unmatched", ctx.status, elapsed)
         if ctx.status >= 500:
             log.error("%s %s -> %d", ctx.method, ctx.path, ctx.status,
                       extra={"fields": {"status": ctx.status, "ms": round(elapsed * 1e3, 2)}})
-        self.request_log.add(RequestTiming(
-            ctx.request_id, ctx.account_id, ctx.method, ctx.path, route, ctx.status,
-            time.time() - elapsed, elapsed * 1000, ctx.auth_ms, ctx.rate_limit_ms,
-            ctx.upstream_ms, ctx.upstream_timing))
+        self.request_log.add(ctx)
 
 
-class _Ctx:
+class RequestRecord:
+    """One request as the pipeline sees it: filled in step by step, then kept in the
+    RequestLog as its timing breakdown."""
+
     __slots__ = ("account_id", "auth_ms", "extra", "method", "path", "rate_limit_ms",
-                 "request_id", "responded", "service", "started", "status", "upstream_ms",
-                 "upstream_timing")
+                 "request_id", "responded", "service", "started", "status", "total_ms",
+                 "upstream_ms", "upstream_timing")
 
     def __init__(self, request_id: str, method: str, path: str, started: float,
                  extra: list[tuple[bytes, bytes]]) -> None:
         self.request_id = request_id
         self.method = method
         self.path = path
-        self.started = started
-        self.extra = extra
+        self.started = started  # perf_counter()
+        self.extra = extra  # headers every answer to this request carries
         self.service = ""
         self.status = 500
         self.account_id: int | None = None
         self.auth_ms = 0.0
         self.rate_limit_ms = 0.0
         self.upstream_ms = 0.0
+        self.total_ms = 0.0
         self.upstream_timing: str | None = None
         self.responded = False
+
+    def as_dict(self) -> dict[str, Any]:
+        started_at = time.time() - (time.perf_counter() - self.started)
+        return {
+            "request_id": self.request_id, "method": self.method, "path": self.path,
+            "service": self.service or "unmatched", "status": self.status,
+            "started_at": started_at, "total_ms": round(self.total_ms, 3),
+            "auth_ms": round(self.auth_ms, 3), "rate_limit_ms": round(self.rate_limit_ms, 3),
+            "upstream_ms": round(self.upstream_ms, 3),
+            "gateway_ms": round(self.total_ms - self.upstream_ms, 3),
+            "upstream_server_timing": self.upstream_timing,
+        }
 
 
 def _forwarded_traceparent(incoming: bytes | None) -> bytes:

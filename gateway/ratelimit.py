@@ -63,7 +63,7 @@ class _Lease:
         self.taken = 0.0  # when the last CAS for this key was won
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per request, and frozen __init__s cost 8 setattrs
 class Decision:
     allowed: bool
     scope: str

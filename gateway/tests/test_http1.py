@@ -66,11 +66,27 @@ async def test_one_connection_is_kept_alive_and_requests_are_whole() -> None:
             status, headers, body = await pool.request(
                 "POST", "127.0.0.1", port, "/a?b=1", [(b"X-Request-ID", b"r1")], b'{"k":1}')
             assert (status, body) == (200, b"{}")
-            assert (b"Content-Type", b"application/json") in headers
+            assert (b"content-type", b"application/json") in headers  # names lowercased
         await pool.close()
     assert len(accepted) == 1
     assert seen[0] == (f"POST /a?b=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                        "X-Request-ID: r1\r\nContent-Length: 7\r\n\r\n{\"k\":1}").encode()
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nhi",
+    b"HTTP/1.1 200 OK\r\nBad Name: 1\r\nContent-Length: 2\r\n\r\nhi",
+    b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nhi",
+])
+async def test_answers_httptools_refuses_are_refused(answer: bytes) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer)
+        await reader.read()
+
+    async with server(handler) as (port, _):
+        with pytest.raises(UpstreamBadResponse):
+            await Http1Pool(timeout=5).request("GET", "127.0.0.1", port, "/", [], b"")
 
 
 async def test_chunked_and_close_delimited_answers_and_interim_responses() -> None:
