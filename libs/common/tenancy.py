@@ -91,20 +91,28 @@ def database(request: Request) -> Database:
     return db
 
 
+# GET and HEAD only read: their units of work are read-only transactions, which end with a
+# COMMIT that keeps the connection's prepared statements (`Database.session`).
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
 async def get_uow(request: Request, principal: CurrentPrincipal) -> AsyncIterator[UnitOfWork]:
-    async with database(request).session(principal.scope) as session:
+    async with database(request).session(
+            principal.scope, read_only=request.method in _READ_METHODS) as session:
         yield UnitOfWork(session)
 
 
 async def get_public_uow(request: Request) -> AsyncIterator[UnitOfWork]:
     """For endpoints that act before anyone is known (register, login, public lists)."""
-    async with database(request).session(NO_TENANT) as session:
+    async with database(request).session(
+            NO_TENANT, read_only=request.method in _READ_METHODS) as session:
         yield UnitOfWork(session)
 
 
 async def get_system_uow(request: Request) -> AsyncIterator[UnitOfWork]:
     """Cross-tenant access for the few public flows that must find a row by a secret."""
-    async with database(request).session(TenantScope.system()) as session:
+    async with database(request).session(
+            TenantScope.system(), read_only=request.method in _READ_METHODS) as session:
         yield UnitOfWork(session)
 
 

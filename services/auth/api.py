@@ -156,7 +156,7 @@ async def me(request: Request, principal: CurrentPrincipal) -> Response:
     statement as the read. The unit of work is opened here, scoped exactly as the `UoW`
     dependency scopes it, because a generator dependency costs more per request than
     everything else /me does in Python; the body is serialised once, from the model."""
-    async with database(request).session(principal.scope) as session:
+    async with database(request).session(principal.scope, read_only=True) as session:
         user = await service.me(UnitOfWork(session), principal)
     return Response(_ME_BODY.dump_json({"user": user}), media_type="application/json")
 
