@@ -47,3 +47,31 @@ async def test_a_connection_that_died_while_busy_fails_one_request_then_is_repla
         assert await _backend_pid(db) != first
     finally:
         await db.dispose()
+
+
+async def test_a_read_only_unit_of_work_refuses_writes_and_keeps_prepared_statements(
+        kernel_db_info: ServiceDatabase) -> None:
+    """Reads end with COMMIT (psycopg drops its prepared statements on ROLLBACK), and the
+    READ ONLY flag is what makes that COMMIT harmless (ADR 0017)."""
+    db = Database(kernel_db_info.app_url, pool_size=1, max_overflow=0)
+    scope = db_module.TenantScope.account(1)
+    read = text("SELECT count(*) FROM notes WHERE body = :body")
+    try:
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            async with db.session(scope, read_only=True) as session:
+                await session.execute(text("INSERT INTO notes (account_id, body) "
+                                           "VALUES (1, 'no')"))
+        for _ in range(6):  # psycopg prepares a statement on its 5th execution
+            async with db.session(scope, read_only=True) as session:
+                await session.execute(read, {"body": "x"})
+        async with db.session(scope, read_only=True) as session:
+            prepared = (await session.execute(text(
+                "SELECT count(*) FROM pg_prepared_statements "
+                "WHERE statement LIKE 'SELECT count(*) FROM notes%'"))).scalar_one()
+        assert prepared == 1
+        async with db.session(scope) as session:  # a writer's session rolls back as before
+            await session.execute(text("INSERT INTO notes (account_id, body) VALUES (1, 'w')"))
+        async with db.session(scope, read_only=True) as session:
+            assert (await session.execute(read, {"body": "w"})).scalar_one() == 0
+    finally:
+        await db.dispose()
