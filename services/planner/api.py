@@ -124,7 +124,7 @@ async def export_keywords(request: Request, principal: CurrentPrincipal,
                "cluster_name", "seed_keyword_id", "site_id", "sector_id", "created_at"]
 
     async def stream() -> AsyncIterator[bytes]:
-        async with db.session(principal.scope) as session:
+        async with db.session(principal.scope, read_only=True) as session:
             planner = Planner(UnitOfWork(session), principal, settings,
                               request.app.state.auth_client, request.app.state.billing)
             vis = await planner.visibility()
