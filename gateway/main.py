@@ -34,7 +34,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.routes import RATE_LIMITS, RATE_PERIOD_SECONDS
 from gateway.settings import GatewaySettings
 from libs.common import nats as nats_kernel
-from libs.common.app import NO_NATIVE_TELEMETRY
+from libs.common.app import NO_NATIVE_TELEMETRY, settled_heap
 from libs.common.logging import configure_logging
 from libs.common.problems import validation_errors
 from libs.common.security import JwtVerifier, KeysFetcher, RevocationList, http_jwks_fetcher
@@ -134,7 +134,8 @@ def create_app(settings: GatewaySettings | None = None, *,
         )
         log.info("gateway ready", extra={"fields": {"upstreams": sorted(pipeline.upstreams)}})
         try:
-            yield
+            with settled_heap():
+                yield
         finally:
             pipeline.services = None
             await limiter.stop()

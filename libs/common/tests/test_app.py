@@ -1,6 +1,7 @@
 """The app factory every service uses: checks, errors, pagination, request ids, telemetry."""
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 import httpx
@@ -170,3 +171,9 @@ def test_minted_request_ids_are_random_uuid4s() -> None:
         assert str(parsed) == rid
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
+
+
+async def test_what_startup_built_is_out_of_the_collectors_sight_while_serving(
+        client: httpx.AsyncClient) -> None:
+    assert gc.get_freeze_count() > 10_000
+    assert (await client.get("/healthz")).status_code == 200
