@@ -165,29 +165,30 @@ LEFT JOIN credit_balances b
 ORDER BY req.ord
 """
 
-# The holds and their accounts' balances, all locked, with each operation's pricing, and
-# ids for the ledger entries and usage logs the captures will write (so one statement can
-# write them and the events that name them). Rows lock in account order, so batches that
-# share accounts queue behind each other instead of deadlocking.
+# The holds and their accounts' balances, all locked, with each operation's pricing. Rows
+# lock in account order, so batches that share accounts queue behind each other instead
+# of deadlocking.
 _LOCK_FOR_CAPTURES = """
 SELECT h.id, h.account_id, h.operation_type, h.amount, h.status, h.captured_credits,
        h.transaction_id, h.usage_log_id,
        c.id AS config_id, c.unit, c.min_credits, c.credits_cost, c.tokens_per_credit,
        c.display_name,
        b.plan_credits, b.purchased_credits, b.held, b.plan_credits_per_month,
-       b.period_start, b.period_end, b.low_notified,
-       CASE WHEN h.status <> 'captured'
-            THEN nextval(pg_get_serial_sequence('credit_transactions', 'id')) END
-           AS next_transaction_id,
-       CASE WHEN h.status <> 'captured'
-            THEN nextval(pg_get_serial_sequence('credit_usage_logs', 'id')) END
-           AS next_usage_id
+       b.period_start, b.period_end, b.low_notified
 FROM credit_holds h
 JOIN credit_balances b ON b.account_id = h.account_id
 LEFT JOIN credit_cost_configs c ON c.operation_type = h.operation_type
 WHERE h.id = ANY(%(hold_ids)s::bigint[])
 ORDER BY h.account_id, h.id
 FOR UPDATE OF h, b
+"""
+
+# Ids for the ledger entries and usage logs of `n` captures (so one statement can write
+# them and the events that name them), in increasing order.
+_LEDGER_IDS = """
+SELECT nextval(pg_get_serial_sequence('credit_transactions', 'id')) AS transaction_id,
+       nextval(pg_get_serial_sequence('credit_usage_logs', 'id')) AS usage_log_id
+FROM generate_series(1, %(n)s)
 """
 
 # Captures in one statement: the balances (one row per account, its state after the last
@@ -315,6 +316,14 @@ class BillingRepository:
         """The holds that exist with a balance row, their pricing and their accounts'
         balances, holds and balances locked, in account order."""
         return await self._rows(_LOCK_FOR_CAPTURES, {"hold_ids": list(hold_ids)})
+
+    async def ledger_ids(self, n: int) -> list[tuple[int, int]]:
+        """`n` (ledger entry id, usage log id) pairs, ledger ids increasing. Take them only
+        once the balances are locked: the ledger's `balance_after` chain reads in id order,
+        so ids must follow the order in which balances change. (Drawn inside the locking
+        statement, a batch waiting for a lock held ids older than the batch it waited for.)"""
+        rows = await self._rows(_LEDGER_IDS, {"n": n})
+        return sorted((row.transaction_id, row.usage_log_id) for row in rows)
 
     async def record_captures(self, writes: Sequence[CaptureWrite], settled_at: datetime
                               ) -> None:

@@ -305,11 +305,21 @@ class BillingService:
                     await self._ensure_balance(orphan.account_id)
                     locked.update((row.id, row)
                                   for row in await self.repo.lock_for_captures([req.hold_id]))
+        def found(req: CaptureRequest) -> Any:
+            hold = locked.get(req.hold_id)
+            if hold is None or (req.account_id is not None and hold.account_id != req.account_id):
+                return None
+            return hold
+
+        # Ids in the order the captures below change balances (see `ledger_ids`).
+        to_write = sum(1 for req in valid
+                       if (hold := found(req)) is not None and hold.status != "captured")
+        ids = iter(await self.repo.ledger_ids(to_write) if to_write else [])
         balances: dict[int, BalanceRow] = {}  # each account's balance as the batch leaves it
         writes: list[CaptureWrite] = []
         for req in valid:
-            hold = locked.get(req.hold_id)
-            if hold is None or (req.account_id is not None and hold.account_id != req.account_id):
+            hold = found(req)
+            if hold is None:
                 outcomes[req.hold_id] = NotFound(f"Hold {req.hold_id} not found.",
                                                  errors={"hold_id": ["Not found."]})
             elif hold.status == "captured":
@@ -321,7 +331,7 @@ class BillingService:
                     plan_credits_per_month=hold.plan_credits_per_month,
                     period_start=hold.period_start, period_end=hold.period_end,
                     low_notified=hold.low_notified)
-                write, result = await self._plan_capture(req, hold, before)
+                write, result = await self._plan_capture(req, hold, before, *next(ids))
                 balances[hold.account_id] = write.balance
                 writes.append(write)
                 outcomes[req.hold_id] = result
@@ -342,9 +352,10 @@ class BillingService:
             balance_after=tx.balance_after if tx else hold.plan_credits + hold.purchased_credits,
             replayed=True)
 
-    async def _plan_capture(self, req: CaptureRequest, hold: Any, before: BalanceRow
-                            ) -> tuple[CaptureWrite, CaptureResult]:
-        """What a capture writes and answers, from the locked hold and the balance before."""
+    async def _plan_capture(self, req: CaptureRequest, hold: Any, before: BalanceRow,
+                            tx_id: int, usage_id: int) -> tuple[CaptureWrite, CaptureResult]:
+        """What a capture writes and answers, from the locked hold, the balance before and
+        the ids of its ledger entry and usage log."""
         tokens = req.tokens_input + req.tokens_output
         if hold.config_id is None:
             actual = hold.amount
@@ -369,7 +380,6 @@ class BillingService:
                 "tokens_input": req.tokens_input, "tokens_output": req.tokens_output}
         if charge < actual:
             meta["capped"] = True
-        tx_id, usage_id = hold.next_transaction_id, hold.next_usage_id
         debited = Event(type=ev.CREDITS_DEBITED, account_id=hold.account_id, data={
             "account_id": hold.account_id, "amount": charge, "transaction_type": "deduction",
             "transaction_id": tx_id, "usage_log_id": usage_id, "hold_id": hold.id,

@@ -86,6 +86,22 @@ async def test_captures_of_one_account_in_one_batch_chain_the_ledger(db: Databas
         (5, 100), (0, 85), (0, 75)]
 
 
+async def test_ledger_ids_follow_the_order_captures_change_the_balance(db: Database) -> None:
+    """Captures reach a batch in any order; the ledger reads in id order. Ids drawn while
+    locking came in the lock's row order, not the batch's, and broke the chain."""
+    account = new_account_id()
+    await fund(db, account, plan=100)
+    holds = [await in_tx(db, lambda svc, key=key: svc.hold(HoldRequest(
+        account_id=account, operation_type="clustering", idempotency_key=key)))
+        for key in ("first", "second", "third")]
+
+    results = await in_tx(db, lambda svc: svc.capture_many([
+        CaptureRequest(hold_id=hold.hold_id, units=1, model="m") for hold in reversed(holds)]))
+    assert [r.balance_after for r in results] == [90, 80, 70]
+    assert [r.transaction_id for r in results] == sorted(r.transaction_id for r in results)
+    await assert_ledger_consistent(db, account)
+
+
 async def test_a_bad_command_cannot_fail_the_rest_of_its_batch(db: Database, nc: NATS) -> None:
     accounts = [new_account_id() for _ in range(3)]
     holds = []
