@@ -34,9 +34,10 @@ from gateway.ratelimit import RateLimiter
 from gateway.routes import RATE_LIMITS, RATE_PERIOD_SECONDS
 from gateway.settings import GatewaySettings
 from libs.common import nats as nats_kernel
-from libs.common.app import NO_NATIVE_TELEMETRY, settled_heap
+from libs.common.app import NO_NATIVE_TELEMETRY
 from libs.common.logging import configure_logging
 from libs.common.problems import validation_errors
+from libs.common.runtime import settled_heap
 from libs.common.security import JwtVerifier, KeysFetcher, RevocationList, http_jwks_fetcher
 from libs.common.telemetry import configure_tracing
 

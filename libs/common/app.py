@@ -4,9 +4,8 @@ schema, connect, verify tokens, expose health and metrics the same way."""
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
@@ -22,6 +21,7 @@ from libs.common.metrics import metrics_response
 from libs.common.middleware import ObservabilityMiddleware
 from libs.common.migrations import assert_current
 from libs.common.problems import install_problem_handlers
+from libs.common.runtime import settled_heap
 from libs.common.security import JwtVerifier, KeysFetcher, RevocationList, http_jwks_fetcher
 from libs.common.settings import ServiceSettings
 from libs.common.telemetry import configure_tracing
@@ -34,22 +34,6 @@ Hook = Callable[[FastAPI], Awaitable[None]]
 # provider is set) would repeat per request what `ObservabilityMiddleware` already records
 # for every service the same way (one span, Prometheus metrics, JSON logs).
 NO_NATIVE_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-
-
-@contextlib.contextmanager
-def settled_heap() -> Iterator[None]:
-    """Around a process's serving time, once startup is done: what exists by then
-    (modules, the app, its schemas, pools; ~140,000 objects in the gateway) lives as long
-    as the process, so it is moved out of the garbage collector's sight. A full collection
-    then walks only what requests create: without this each one walked everything, a
-    10-15 ms pause that set the gateway's p99 at high request rates. Given back to the
-    collector at shutdown (tests start and stop many apps in one process)."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def create_service_app(

@@ -1,13 +1,15 @@
 """The worker process of a service: the outbox relay, its event consumers, its job
-workers and its schedulers, run until SIGTERM/SIGINT and then drained."""
+workers and its schedulers, run until SIGTERM/SIGINT and then drained. Also what every
+long-running process of ours does once it has started (`settled_heap`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +41,22 @@ class WorkerContext:
 Task = Callable[[WorkerContext], Coroutine[Any, Any, None]]
 
 
+@contextlib.contextmanager
+def settled_heap() -> Iterator[None]:
+    """Around a process's serving time, once startup is done: what exists by then
+    (modules, the app, its schemas, pools; ~140,000 objects in the gateway) lives as long
+    as the process, so it is moved out of the garbage collector's sight. A full collection
+    then walks only what requests create: without this each one walked everything, a
+    10-15 ms pause that set the gateway's p99 at high request rates. Given back to the
+    collector at shutdown (tests start and stop many apps in one process)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 async def run_worker(
     settings: ServiceSettings,
     *,
@@ -64,7 +82,8 @@ async def run_worker(
         running.append(asyncio.create_task(task(ctx), name=getattr(task, "__name__", "task")))
     log.info("worker started: %d loops", len(running))
     try:
-        await ctx.stop.wait()
+        with settled_heap():
+            await ctx.stop.wait()
     finally:
         log.info("worker stopping")
         _done, pending = await asyncio.wait(running, timeout=10)
