@@ -283,9 +283,10 @@ class BillingService:
                            ) -> list[CaptureResult | DomainError]:
         """Charge holds (distinct ones) for the work done: for each request, in order, its
         result or the error it earns. One statement locks the holds and their balances and
-        reads the pricing; one writes the balances, ledger entries, usage logs, settled
-        holds and events. Captures of one account chain, each from the balance the previous
-        one left, so every `balance_after` follows from the one before."""
+        reads the pricing; one draws the ledger's ids, under those locks; one writes the
+        balances, ledger entries, usage logs, settled holds and events. Captures of one
+        account chain, each from the balance the previous one left, so every
+        `balance_after` follows from the one before, in id order too."""
         if len({r.hold_id for r in requests}) != len(requests):
             raise ValueError("capture_many takes one request per hold")
         outcomes: dict[int, CaptureResult | DomainError] = {}
@@ -305,6 +306,7 @@ class BillingService:
                     await self._ensure_balance(orphan.account_id)
                     locked.update((row.id, row)
                                   for row in await self.repo.lock_for_captures([req.hold_id]))
+
         def found(req: CaptureRequest) -> Any:
             hold = locked.get(req.hold_id)
             if hold is None or (req.account_id is not None and hold.account_id != req.account_id):
