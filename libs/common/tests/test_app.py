@@ -9,6 +9,7 @@ import pytest
 from fastapi import APIRouter, Depends
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel, Field
+from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,7 +21,7 @@ from libs.common.provision import ServiceDatabase
 from libs.common.security import revoke_sessions
 from libs.common.settings import ServiceSettings
 from libs.common.telemetry import configure_tracing
-from libs.common.tenancy import CurrentPrincipal, Editor
+from libs.common.tenancy import CurrentPrincipal, Editor, UoW
 from libs.common.testing.apps import running_app
 from libs.common.testing.tokens import TestIssuer
 
@@ -50,6 +51,12 @@ async def create_item(body: ItemCreate, principal: Editor) -> dict[str, object]:
 @router.get("/items/{item_id}/")
 async def get_item(item_id: int, principal: CurrentPrincipal) -> dict[str, int]:
     raise NotFound(f"Item {item_id} not found.")
+
+
+@router.api_route("/transaction/", methods=["GET", "POST"])
+async def transaction_mode(uow: UoW) -> dict[str, str]:
+    mode = await uow.session.execute(text("SHOW transaction_read_only"))
+    return {"read_only": str(mode.scalar_one())}
 
 
 issuer = TestIssuer()
@@ -177,3 +184,11 @@ async def test_what_startup_built_is_out_of_the_collectors_sight_while_serving(
         client: httpx.AsyncClient) -> None:
     assert gc.get_freeze_count() > 10_000
     assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_get_runs_in_a_read_only_transaction_and_post_does_not(
+        client: httpx.AsyncClient) -> None:
+    headers = issuer.headers(user_id=1, account_id=4)
+    read = await client.get("/api/v1/kernel/transaction/", headers=headers)
+    write = await client.post("/api/v1/kernel/transaction/", headers=headers)
+    assert (read.json()["read_only"], write.json()["read_only"]) == ("on", "off")
