@@ -318,10 +318,11 @@ class BillingRepository:
         return await self._rows(_LOCK_FOR_CAPTURES, {"hold_ids": list(hold_ids)})
 
     async def ledger_ids(self, n: int) -> list[tuple[int, int]]:
-        """`n` (ledger entry id, usage log id) pairs, ledger ids increasing. Take them only
-        once the balances are locked: the ledger's `balance_after` chain reads in id order,
-        so ids must follow the order in which balances change. (Drawn inside the locking
-        statement, a batch waiting for a lock held ids older than the batch it waited for.)"""
+        """`n` (ledger entry id, usage log id) pairs, ledger ids increasing, for the batch to
+        hand out in the order its captures change balances: the ledger's `balance_after`
+        chain reads in id order. Taken once the balances are locked, so they also come
+        after those of any writer the batch waited for. (Drawn inside the locking
+        statement, ids came in the order the join produced rows, not the batch's order.)"""
         rows = await self._rows(_LEDGER_IDS, {"n": n})
         return sorted((row.transaction_id, row.usage_log_id) for row in rows)
 

@@ -4,12 +4,15 @@ command still gets its own answer, in order, and the ledger stays exact."""
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from nats.aio.client import Client as NATS
+from sqlalchemy import text
 
 from libs.common import billing as wire
 from libs.common.billing import CaptureRequest, HoldRequest
-from libs.common.db import Database
+from libs.common.db import Database, TenantScope
 from services.billing.service import BillingPolicy, BillingService
 from services.billing.tests.conftest import (
     assert_ledger_consistent,
@@ -99,6 +102,29 @@ async def test_ledger_ids_follow_the_order_captures_change_the_balance(db: Datab
         CaptureRequest(hold_id=hold.hold_id, units=1, model="m") for hold in reversed(holds)]))
     assert [r.balance_after for r in results] == [90, 80, 70]
     assert [r.transaction_id for r in results] == sorted(r.transaction_id for r in results)
+    await assert_ledger_consistent(db, account)
+
+
+async def test_a_capture_queued_behind_another_writer_chains_after_it(db: Database) -> None:
+    """A capture that waits for a balance another transaction holds chains after that
+    transaction's ledger entry, in id order too."""
+    account = new_account_id()
+    await fund(db, account, plan=100)
+    hold = await in_tx(db, lambda svc: svc.hold(HoldRequest(
+        account_id=account, operation_type="clustering", idempotency_key="queued")))
+    async with db.session(TenantScope.system()) as first:
+        writer = BillingService(first, BillingPolicy())
+        await writer.repo.get_balance(account, lock=True)
+        capture = asyncio.create_task(in_tx(db, lambda svc: svc.capture(
+            CaptureRequest(hold_id=hold.hold_id, units=1, model="m"))))
+        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        async with db.session() as probe:
+            while not (await probe.execute(waiting)).scalar_one():
+                assert not capture.done()
+                await asyncio.sleep(0.01)
+        await writer.add_credits(account, 5, transaction_type="purchase", description="top-up")
+        await first.commit()
+    assert (await capture).balance_after == 95
     await assert_ledger_consistent(db, account)
 
 
