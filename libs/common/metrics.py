@@ -52,18 +52,19 @@ class HttpRequestMetrics(Collector):
         series[bisect_left(self.BUCKETS, seconds)] += 1
         series[-1] += seconds
 
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, HistogramMetricFamily]:
+        return (CounterMetricFamily("igny8_http_requests", "HTTP requests handled",
+                                    labels=["service", "method", "route", "status"]),
+                HistogramMetricFamily("igny8_http_request_duration_seconds",
+                                      "HTTP request latency",
+                                      labels=["service", "method", "route"]))
+
     def describe(self) -> Iterator[Metric]:
-        yield CounterMetricFamily("igny8_http_requests", "HTTP requests handled",
-                                  labels=["service", "method", "route", "status"])
-        yield HistogramMetricFamily("igny8_http_request_duration_seconds",
-                                    "HTTP request latency", labels=["service", "method", "route"])
+        yield from self._families()
 
     def collect(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily("igny8_http_requests", "HTTP requests handled",
-                                       labels=["service", "method", "route", "status"])
-        durations = HistogramMetricFamily("igny8_http_request_duration_seconds",
-                                          "HTTP request latency",
-                                          labels=["service", "method", "route"])
+        requests, durations = self._families()
         # The histogram has no status label: its series add up over statuses.
         merged: dict[tuple[str, str, str], list[float]] = {}
         for (service, method, route, status), series in list(self._series.items()):
