@@ -8,6 +8,7 @@ caller's tenant, so row-level security backs up the repositories' own filters.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -96,23 +97,27 @@ def database(request: Request) -> Database:
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
 
+def request_session(request: Request,
+                    scope: TenantScope) -> AbstractAsyncContextManager[AsyncSession]:
+    """The session a request's unit of work runs in: `scope`'s rows, read-only for GET and
+    HEAD. For endpoints that open it themselves rather than through `UoW`."""
+    return database(request).session(scope, read_only=request.method in _READ_METHODS)
+
+
 async def get_uow(request: Request, principal: CurrentPrincipal) -> AsyncIterator[UnitOfWork]:
-    async with database(request).session(
-            principal.scope, read_only=request.method in _READ_METHODS) as session:
+    async with request_session(request, principal.scope) as session:
         yield UnitOfWork(session)
 
 
 async def get_public_uow(request: Request) -> AsyncIterator[UnitOfWork]:
     """For endpoints that act before anyone is known (register, login, public lists)."""
-    async with database(request).session(
-            NO_TENANT, read_only=request.method in _READ_METHODS) as session:
+    async with request_session(request, NO_TENANT) as session:
         yield UnitOfWork(session)
 
 
 async def get_system_uow(request: Request) -> AsyncIterator[UnitOfWork]:
     """Cross-tenant access for the few public flows that must find a row by a secret."""
-    async with database(request).session(
-            TenantScope.system(), read_only=request.method in _READ_METHODS) as session:
+    async with request_session(request, TenantScope.system()) as session:
         yield UnitOfWork(session)
 
 

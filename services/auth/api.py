@@ -19,7 +19,7 @@ from libs.common.tenancy import (
     SystemUoW,
     UnitOfWork,
     UoW,
-    database,
+    request_session,
 )
 from services.auth import providers, service
 from services.auth import repository as repo
@@ -153,10 +153,11 @@ _ME_BODY = TypeAdapter(dict[str, s.MeUser])
 @auth.get("/me/", response_model=dict[str, s.MeUser])
 async def me(request: Request, principal: CurrentPrincipal) -> Response:
     """The session check (as `Actor` runs it) happens inside `service.me`, in the same
-    statement as the read. The unit of work is opened here, scoped exactly as the `UoW`
-    dependency scopes it, because a generator dependency costs more per request than
-    everything else /me does in Python; the body is serialised once, from the model."""
-    async with database(request).session(principal.scope, read_only=True) as session:
+    statement as the read. The unit of work is opened here, in the session the `UoW`
+    dependency would give (`request_session`), because a generator dependency costs more
+    per request than everything else /me does in Python; the body is serialised once, from
+    the model."""
+    async with request_session(request, principal.scope) as session:
         user = await service.me(UnitOfWork(session), principal)
     return Response(_ME_BODY.dump_json({"user": user}), media_type="application/json")
 

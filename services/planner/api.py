@@ -20,7 +20,7 @@ from libs.common.jobs import TaskProgress
 from libs.common.pagination import PageParams, message_response, page_params, page_response
 from libs.common.problems import ValidationFailed
 from libs.common.security import Principal
-from libs.common.tenancy import CurrentPrincipal, Editor, UnitOfWork, UoW, database
+from libs.common.tenancy import CurrentPrincipal, Editor, UnitOfWork, UoW, request_session
 from services.planner import repository as repo
 from services.planner import schemas as s
 from services.planner.service import (
@@ -118,13 +118,12 @@ async def export_keywords(request: Request, principal: CurrentPrincipal,
                           filters: KeywordFilterDep, ordering: OrderingParam = None) -> Response:
     """Every keyword the filters select, as CSV, streamed from a server-side cursor."""
     order = parse_ordering(ordering, KEYWORD_ORDERING)
-    db = database(request)
     settings: PlannerSettings = request.app.state.settings
     columns = ["id", "keyword", "volume", "difficulty", "intent", "status", "cluster_id",
                "cluster_name", "seed_keyword_id", "site_id", "sector_id", "created_at"]
 
     async def stream() -> AsyncIterator[bytes]:
-        async with db.session(principal.scope, read_only=True) as session:
+        async with request_session(request, principal.scope) as session:
             planner = Planner(UnitOfWork(session), principal, settings,
                               request.app.state.auth_client, request.app.state.billing)
             vis = await planner.visibility()
