@@ -242,21 +242,25 @@ async def revoke_session_rows(
         )
 
 
-_SESSION_STATE = """
-SELECT s.revoked_at, s.expires_at, a.status AS account_status,
-       u.id AS user_id, u.account_id, u.is_active, u.role
-FROM auth_sessions s
-JOIN accounts a ON a.id = s.account_id
-JOIN users u ON u.id = s.user_id
+# What the actor check reads about a session; `/me` reads the same, then more, so both
+# judge a session alike.
+_SESSION_COLUMNS = """s.revoked_at, s.expires_at, sa.status AS account_status,
+       u.id AS user_id, u.account_id, u.is_active, u.role"""
+_SESSION_JOINS = """FROM auth_sessions s
+JOIN accounts sa ON sa.id = s.account_id
+JOIN users u ON u.id = s.user_id"""
+
+_SESSION_STATE = f"""
+SELECT {_SESSION_COLUMNS}
+{_SESSION_JOINS}
 WHERE s.id = %(sid)s
 """
 
 # The session check's columns, then everything `/me` shows: the user, the user's account
 # and plan (NULL when the account is out of reach), and the account's sites (only the one
 # a site key is bound to) with whether the user holds a grant on each.
-_ME_VIEW = """
-SELECT s.revoked_at, s.expires_at, sa.status AS account_status,
-       u.id AS user_id, u.account_id, u.is_active, u.role,
+_ME_VIEW = f"""
+SELECT {_SESSION_COLUMNS},
        u.email, u.username, u.first_name, u.last_name, u.created_at, u.last_login_at,
        a.id AS a_id, a.name AS a_name, a.slug AS a_slug, a.status AS a_status,
        a.owner_user_id AS a_owner_user_id, a.plan_id AS a_plan_id,
@@ -279,9 +283,7 @@ SELECT s.revoked_at, s.expires_at, sa.status AS account_status,
         FROM sites st
         WHERE st.account_id = u.account_id
           AND (%(only_site)s::bigint IS NULL OR st.id = %(only_site)s::bigint)) AS sites
-FROM auth_sessions s
-JOIN accounts sa ON sa.id = s.account_id
-JOIN users u ON u.id = s.user_id
+{_SESSION_JOINS}
 LEFT JOIN accounts a ON a.id = u.account_id
 LEFT JOIN plans p ON p.id = a.plan_id
 WHERE s.id = %(sid)s
