@@ -5,7 +5,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
-.PHONY: install up test lint bench clean
+.PHONY: install system-packages up test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "==> Preparing $(VENV) (Python $$(python3 -c 'import sys; print(sys.version.split()[0])'))"
@@ -22,7 +22,10 @@ install: $(STAMP)
 up: install
 	@$(VENV)/bin/igny8 up
 
-test: install
+system-packages:
+	@tests/ensure-system-packages
+
+test: install system-packages
 	@$(VENV)/bin/pytest
 
 lint: install
