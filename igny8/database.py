@@ -111,7 +111,7 @@ def seed_demo(auth_app_url: str, demo_password: str, demo_email: str = DEMO_EMAI
 
 
 def rotate_signing_key(auth_app_url: str, secret_key: str | None = None) -> str:
-    service = importlib.import_module("services.auth.service")
+    service = importlib.import_module("services.auth.service.sessions")
     with platform_secret(secret_key):
         return str(_run_with_database(auth_app_url, service.rotate_signing_key))
 

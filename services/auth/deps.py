@@ -1,6 +1,7 @@
 """FastAPI dependencies of auth's endpoints: the acting principal as auth's own database
 sees it (session live, user active, account not blocked, current role), role gates,
-the token issuer, the client's address, and announcing revoked sessions."""
+the token issuer, the integration keys' box, paging, the client's address, and
+announcing revoked sessions."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from libs.common.crypto import SecretBox
 from libs.common.nats import REVOCATIONS_BUCKET
+from libs.common.pagination import PageParams, page_params
 from libs.common.security import Principal, revoke_sessions
 from libs.common.tenancy import CurrentPrincipal, UnitOfWork, UoW, require_role
-from services.auth import service
-from services.auth.service import Issuer, PersistentFailure
+from services.auth.service.common import PersistentFailure
+from services.auth.service.sessions import Issuer, session_actor
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +26,7 @@ REVOKED_HEADER = "X-Igny8-Revoked-Sessions"
 
 
 async def get_actor(principal: CurrentPrincipal, uow: UoW) -> Principal:
-    return await service.session_actor(uow, principal)
+    return await session_actor(uow, principal)
 
 
 Actor = Annotated[Principal, Depends(get_actor)]
@@ -46,6 +49,16 @@ def get_issuer(request: Request) -> Issuer:
 
 
 IssuerDep = Annotated[Issuer, Depends(get_issuer)]
+
+
+def get_integration_keys(request: Request) -> SecretBox:
+    keys: SecretBox = request.app.state.integration_keys
+    return keys
+
+
+IntegrationKeys = Annotated[SecretBox, Depends(get_integration_keys)]
+
+Page = Annotated[PageParams, Depends(page_params)]
 
 
 def client_address(request: Request) -> str | None:

@@ -11,8 +11,9 @@ from libs.common.app import create_service_app
 from libs.common.db import NO_TENANT
 from libs.common.security import KeysFetcher
 from libs.common.tenancy import UnitOfWork
-from services.auth import passwords, service
+from services.auth import passwords
 from services.auth.api import ROUTERS
+from services.auth.service import ai_config, sessions
 from services.auth.settings import AuthSettings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -20,7 +21,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 def create_app(settings: AuthSettings | None = None) -> FastAPI:
     settings = settings or AuthSettings()
-    issuer = service.Issuer.from_settings(settings)
+    issuer = sessions.Issuer.from_settings(settings)
     app: FastAPI
 
     def own_keys() -> KeysFetcher:
@@ -28,13 +29,14 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
         async def fetch() -> dict[str, Any]:
             async with app.state.db.session(NO_TENANT) as session:
-                return await service.jwks(UnitOfWork(session))
+                return await sessions.jwks(UnitOfWork(session))
 
         return fetch
 
     async def start(app_: FastAPI) -> None:
         app_.state.issuer = issuer
-        await service.ensure_signing_key(app_.state.db, issuer.keyring)
+        app_.state.integration_keys = ai_config.integration_keys(settings.secret_key)
+        await sessions.ensure_signing_key(app_.state.db, issuer.keyring)
         await passwords.warm_up()
         # Auth reads its own keys from its database: a cheap query, so an unknown kid
         # (a key rotated by another replica) may be looked up again sooner.

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from services.auth.passwords import MIN_PASSWORD_LENGTH
+
+if TYPE_CHECKING:
+    from services.auth.models import Account, Plan, User
 
 AssignableRole = Literal["admin", "editor", "viewer"]
 AccountStatus = Literal["active", "trial", "suspended", "cancelled"]
@@ -181,6 +184,18 @@ class UserWithAccount(UserPublic):
 
 class MeUser(UserWithAccount):
     accessible_sites: list[SiteBrief]
+
+
+def account_public(account: Account, plan: Plan) -> AccountPublic:
+    return AccountPublic.model_validate(account).model_copy(
+        update={"plan": PlanPublic.model_validate(plan)}
+    )
+
+
+def user_with_account(user: User, account: Account, plan: Plan) -> UserWithAccount:
+    return UserWithAccount(
+        **UserPublic.model_validate(user).model_dump(), account=account_public(account, plan)
+    )
 
 
 class RegisterRequest(Strict):

@@ -16,7 +16,7 @@ from libs.common.security import Principal
 from libs.common.tenancy import UnitOfWork
 from services.auth import repository as repo
 from services.auth import schemas as s
-from services.auth import service
+from services.auth.service import accounts, catalogue, sites
 
 SEED_DATA_DIR = Path(__file__).parent / "seed_data"
 # A domain people recognise; `.local` would be refused by registration's email checks.
@@ -80,7 +80,7 @@ async def seed_plans(uow: UnitOfWork) -> int:
     created = 0
     for spec in PLANS:
         if await repo.plan_by_slug(uow.session, spec["slug"]) is None:
-            await service.create_plan(uow, STAFF, s.PlanCreate(**spec))
+            await catalogue.create_plan(uow, STAFF, s.PlanCreate(**spec))
             created += 1
     return created
 
@@ -90,12 +90,12 @@ async def seed_industries(uow: UnitOfWork, path: Path) -> tuple[int, int]:
     industries = sectors = 0
     content = await asyncio.to_thread(path.read_text, encoding="utf-8-sig")
     for row in csv.DictReader(io.StringIO(content)):
-        industry, new_industry = await service.upsert_industry(
+        industry, new_industry = await catalogue.upsert_industry(
             uow, name=row["industry"].strip(), slug=row["industry_slug"].strip()
         )
         industries += new_industry
         if (row.get("sector_slug") or "").strip():
-            _sector, new_sector = await service.upsert_industry_sector(
+            _sector, new_sector = await catalogue.upsert_industry_sector(
                 uow,
                 industry,
                 name=row["sector"].strip(),
@@ -107,8 +107,8 @@ async def seed_industries(uow: UnitOfWork, path: Path) -> tuple[int, int]:
 
 
 async def seed_keywords(uow: UnitOfWork, path: Path) -> int:
-    rows = service.parse_seed_keyword_csv(await asyncio.to_thread(path.read_bytes))
-    report = await service.import_seed_keywords(uow, rows)
+    rows = catalogue.parse_seed_keyword_csv(await asyncio.to_thread(path.read_bytes))
+    report = await catalogue.import_seed_keywords(uow, rows)
     return report.created
 
 
@@ -116,13 +116,13 @@ async def seed_demo(uow: UnitOfWork, email: str, password: str) -> int:
     """The demo owner, a demo site, and two sectors of the first industry."""
     if await repo.user_by_email_any_tenant(uow.session, email) is not None:
         return 0
-    account, owner, _plan = await service.open_account(
+    account, owner, _plan = await accounts.open_account(
         uow, name="Demo Agency", email=email, password=password, username="demo"
     )
     actor = Principal(user_id=owner.id or 0, account_id=account.id or 0, role="owner")
     industries, sectors = await repo.all_industries_and_sectors(uow.session)
     industry = next(iter(sorted(industries.values(), key=lambda i: i.slug)), None)
-    site = await service.create_site(
+    site = await sites.create_site(
         uow,
         actor,
         s.SiteCreate(
@@ -134,7 +134,7 @@ async def seed_demo(uow: UnitOfWork, email: str, password: str) -> int:
     if industry is not None:
         slugs = sorted(slug for (ind, slug) in sectors if ind == industry.id)[:2]
         if slugs:
-            await service.select_sectors(
+            await sites.select_sectors(
                 uow,
                 actor,
                 site.id or 0,

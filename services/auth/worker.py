@@ -15,13 +15,12 @@ from nats.aio.msg import Msg
 
 from libs.common import runtime
 from libs.common.aio import sleep_or_stop
-from libs.common.crypto import SecretBox
 from libs.common.db import TenantScope
 from libs.common.events import command_subject, utcnow
 from libs.common.runtime import WorkerContext
 from libs.common.tenancy import UnitOfWork
 from services.auth import repository as repo
-from services.auth import service
+from services.auth.service import ai_config, catalogue, sites
 from services.auth.settings import AuthSettings
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ async def lookup_site(ctx: WorkerContext, payload: dict[str, Any]) -> dict[str, 
     account_id = _positive_int(payload, "account_id")
     site_id = _positive_int(payload, "site_id")
     async with ctx.db.session(TenantScope.account(account_id)) as session:
-        found = await service.lookup_site(UnitOfWork(session), account_id, site_id)
+        found = await sites.lookup_site(UnitOfWork(session), account_id, site_id)
     if found is None:
         return {"ok": False, "error": "Site not found.", "code": "not_found"}
     return {"ok": True, **found}
@@ -56,7 +55,7 @@ async def seed_keywords(ctx: WorkerContext, payload: dict[str, Any]) -> dict[str
     ):
         raise ValueError("ids must be a list of at most 1000 integers")
     async with ctx.db.session(TenantScope.system()) as session:
-        found = await service.seed_keywords_data(UnitOfWork(session), ids)
+        found = await catalogue.seed_keywords_data(UnitOfWork(session), ids)
     return {"ok": True, "seed_keywords": found}
 
 
@@ -67,17 +66,17 @@ async def ai_settings(ctx: WorkerContext, payload: dict[str, Any]) -> dict[str, 
     prompt_types = payload.get("prompt_types")
     if prompt_types is not None and (
         not isinstance(prompt_types, list)
-        or not all(isinstance(t, str) and t in service.DEFAULT_PROMPTS for t in prompt_types)
+        or not all(isinstance(t, str) and t in ai_config.DEFAULT_PROMPTS for t in prompt_types)
     ):
         raise ValueError(
-            "prompt_types must be a list of: " + ", ".join(sorted(service.DEFAULT_PROMPTS))
+            "prompt_types must be a list of: " + ", ".join(sorted(ai_config.DEFAULT_PROMPTS))
         )
-    secrets = SecretBox(ctx.settings.secret_key, service.INTEGRATION_KEYS_PURPOSE)
+    keys = ai_config.integration_keys(ctx.settings.secret_key)
     async with ctx.db.session(TenantScope.account(account_id)) as session:
         uow = UnitOfWork(session)
         try:
-            found = await service.ai_settings(uow, secrets, account_id, prompt_types)
-        except service.UnreadableIntegrationKey as exc:
+            found = await ai_config.ai_settings(uow, keys, account_id, prompt_types)
+        except ai_config.UnreadableIntegrationKey as exc:
             return {"ok": False, "error": str(exc), "code": "unreadable_secret"}
     return {"ok": True, **found}
 

@@ -19,7 +19,7 @@ from libs.common.events import utcnow
 from services.auth import passwords, tokens
 from services.auth import repository as repo
 from services.auth.models import Account, User
-from services.auth.service import rotate_signing_key
+from services.auth.service.sessions import rotate_signing_key
 from services.auth.settings import AuthSettings
 
 from .conftest import PASSWORD, Tenant, login_as, outbox_events, register, unique_email

@@ -1,0 +1,151 @@
+"""The account's AI configuration under `/api/v1/system/`: prompts and provider
+integrations (with their `test` and `generate` actions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from libs.common.pagination import message_response, page_response
+from libs.common.tenancy import UoW
+from services.auth import providers
+from services.auth import schemas as s
+from services.auth.api.common import NO_CONTENT
+from services.auth.deps import Admin, Editor, IntegrationKeys, IssuerDep, Page, Viewer
+from services.auth.service import ai_config as service
+
+system = APIRouter(prefix="/api/v1/system", tags=["system"])
+ROUTERS = (system,)
+
+
+# --- prompts ---------------------------------------------------------------------------------
+
+
+@system.get("/prompts/")
+async def list_prompts(request: Request, actor: Viewer, uow: UoW, params: Page) -> Response:
+    count, prompts = await service.list_prompts(uow, actor, params)
+    return page_response(request, params, count, prompts)
+
+
+@system.post("/prompts/", status_code=201)
+async def create_prompt(data: s.PromptCreate, actor: Editor, uow: UoW) -> s.PromptPublic:
+    row = await service.create_prompt(uow, actor, data)
+    await uow.commit()
+    return service.prompt_public(row.prompt_type, row)
+
+
+@system.get("/prompts/by_type/{prompt_type}/")
+async def prompt_by_type(prompt_type: str, actor: Viewer, uow: UoW) -> s.PromptPublic:
+    return await service.prompt_by_type(uow, actor, prompt_type)
+
+
+@system.post("/prompts/save/")
+async def save_prompt(data: s.PromptSave, actor: Editor, uow: UoW) -> Response:
+    result = await service.save_prompt(uow, actor, data)
+    await uow.commit()
+    return message_response(result, "Prompt saved")
+
+
+@system.post("/prompts/reset/")
+async def reset_prompt(data: s.PromptReset, actor: Editor, uow: UoW) -> Response:
+    result = await service.reset_prompt(uow, actor, data)
+    await uow.commit()
+    return message_response(result, "Prompt reset to default")
+
+
+@system.get("/prompts/{prompt_id:int}/")
+async def get_prompt(prompt_id: int, actor: Viewer, uow: UoW) -> s.PromptPublic:
+    row = await service.get_prompt(uow, actor, prompt_id)
+    return service.prompt_public(row.prompt_type, row)
+
+
+@system.api_route("/prompts/{prompt_id:int}/", methods=["PUT", "PATCH"])
+async def update_prompt(
+    prompt_id: int, data: s.PromptUpdate, actor: Editor, uow: UoW
+) -> s.PromptPublic:
+    row = await service.update_prompt(uow, actor, prompt_id, data)
+    await uow.commit()
+    return service.prompt_public(row.prompt_type, row)
+
+
+@system.delete("/prompts/{prompt_id:int}/", status_code=NO_CONTENT)
+async def delete_prompt(prompt_id: int, actor: Editor, uow: UoW) -> Response:
+    await service.delete_prompt(uow, actor, prompt_id)
+    await uow.commit()
+    return Response(status_code=NO_CONTENT)
+
+
+# --- integration settings ----------------------------------------------------------------------
+
+
+@system.get("/settings/integrations/{provider}/")
+async def get_integration(
+    provider: str, actor: Admin, uow: UoW, keys: IntegrationKeys
+) -> s.IntegrationPublic:
+    return await service.get_integration(uow, actor, keys, provider)
+
+
+@system.put("/settings/integrations/{provider}/")
+async def put_integration(
+    provider: str, data: s.IntegrationUpdate, actor: Admin, uow: UoW, keys: IntegrationKeys
+) -> s.IntegrationPublic:
+    result = await service.save_integration(uow, actor, keys, provider, data)
+    await uow.commit()
+    return result
+
+
+@system.post("/settings/integrations/{provider}/save/")
+async def save_integration(
+    provider: str, data: s.IntegrationUpdate, actor: Admin, uow: UoW, keys: IntegrationKeys
+) -> Response:
+    result = await service.save_integration(uow, actor, keys, provider, data)
+    await uow.commit()
+    return message_response(result, "Integration settings saved")
+
+
+@system.post("/settings/integrations/{provider}/test/")
+async def check_integration(
+    provider: str,
+    actor: Admin,
+    uow: UoW,
+    keys: IntegrationKeys,
+    issuer: IssuerDep,
+    data: s.IntegrationTest | None = None,
+) -> Response:
+    base_url, key, _config = await service.provider_credentials(uow, actor, keys, provider, data)
+    models = await providers.list_models(
+        base_url, key, timeout=issuer.settings.provider_timeout_seconds
+    )
+    result = s.IntegrationTestResult(ok=True, provider=provider, base_url=base_url, models=models)
+    return message_response(result, f"Connection to {provider} succeeded")
+
+
+@system.post("/settings/integrations/{provider}/generate/")
+async def generate_test_image(
+    provider: str,
+    data: s.ImageGenerateRequest,
+    actor: Admin,
+    uow: UoW,
+    keys: IntegrationKeys,
+    issuer: IssuerDep,
+) -> s.ImageGenerateResult:
+    base_url, key, config = await service.provider_credentials(uow, actor, keys, provider)
+    model = data.model or str(config.get("image_model") or config.get("model"))
+    image = await providers.generate_image(
+        base_url,
+        key,
+        model=model,
+        prompt=data.prompt,
+        size=data.size,
+        timeout=issuer.settings.provider_timeout_seconds * 6,
+    )
+    return s.ImageGenerateResult(provider=provider, model=model, **image)
+
+
+@system.get("/integrations/image_generation/")
+async def image_generation_settings(
+    actor: Viewer, uow: UoW, keys: IntegrationKeys
+) -> dict[str, Any]:
+    return await service.image_generation_settings(uow, actor, keys)

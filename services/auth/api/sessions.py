@@ -1,0 +1,119 @@
+"""Sign-in and sessions: login, refresh, logout, change of password, `/me`, the JWKS and
+the gateway's internal credential exchange."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import TypeAdapter
+from starlette.responses import Response
+
+from libs.common.pagination import message_response
+from libs.common.tenancy import (
+    CurrentPrincipal,
+    PublicUoW,
+    SystemUoW,
+    UnitOfWork,
+    UoW,
+    request_session,
+)
+from services.auth import schemas as s
+from services.auth.api.common import json_response
+from services.auth.deps import Actor, ClientAddress, IssuerDep, announce_revoked, keeping_failures
+from services.auth.service import sessions as service
+
+auth = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+internal = APIRouter(prefix="/internal/v1/auth", tags=["internal"], include_in_schema=False)
+ROUTERS = (auth, internal)
+
+
+def _tokens(session: service.Session) -> dict[str, Any]:
+    return {
+        "access": session.access,
+        "refresh": session.refresh,
+        "access_expires_at": session.access_expires_at,
+        "refresh_expires_at": session.refresh_expires_at,
+    }
+
+
+@auth.post("/login/")
+async def login(
+    data: s.LoginRequest,
+    request: Request,
+    uow: SystemUoW,
+    issuer: IssuerDep,
+    address: ClientAddress,
+) -> Response:
+    async with keeping_failures(request, uow):
+        session = await service.login(uow, issuer, data, address)
+    await uow.commit()
+    body = {
+        "user": s.user_with_account(session.user, session.account, session.plan),
+        **_tokens(session),
+    }
+    return message_response(body, "Login successful")
+
+
+@auth.post("/refresh/")
+async def refresh(
+    data: s.RefreshRequest, request: Request, uow: SystemUoW, issuer: IssuerDep
+) -> Response:
+    async with keeping_failures(request, uow):
+        session = await service.refresh(uow, issuer, data.refresh)
+    await uow.commit()
+    return json_response(_tokens(session))
+
+
+@auth.post("/logout/")
+async def logout(request: Request, actor: Actor, uow: UoW) -> Response:
+    revoked = await service.logout(uow, actor)
+    await uow.commit()
+    response = message_response(None, "Logout successful")
+    response.headers.update(await announce_revoked(request, revoked))
+    return response
+
+
+@auth.post("/change-password/")
+async def change_password(
+    data: s.ChangePasswordRequest, request: Request, actor: Actor, uow: UoW
+) -> Response:
+    revoked = await service.change_password(uow, actor, data)
+    await uow.commit()
+    response = message_response(None, "Password changed successfully")
+    response.headers.update(await announce_revoked(request, revoked))
+    return response
+
+
+_ME_BODY = TypeAdapter(dict[str, s.MeUser])
+
+
+@auth.get("/me/", response_model=dict[str, s.MeUser])
+async def me(request: Request, principal: CurrentPrincipal) -> Response:
+    """The session check (as `Actor` runs it) happens inside `service.me`, in the same
+    statement as the read. The unit of work is opened here, in the session the `UoW`
+    dependency would give (`request_session`), because a generator dependency costs more
+    per request than everything else /me does in Python; the body is serialised once, from
+    the model."""
+    async with request_session(request, principal.scope) as session:
+        user = await service.me(UnitOfWork(session), principal)
+    return Response(_ME_BODY.dump_json({"user": user}), media_type="application/json")
+
+
+@auth.get("/jwks/")
+async def jwks(uow: PublicUoW) -> dict[str, Any]:
+    return await service.jwks(uow)
+
+
+@internal.post("/exchange")
+async def exchange(
+    data: s.ExchangeRequest,
+    request: Request,
+    uow: SystemUoW,
+    issuer: IssuerDep,
+    address: ClientAddress,
+) -> s.ExchangeResult:
+    async with keeping_failures(request, uow):
+        token = await service.exchange(uow, issuer, data.authorization, address)
+    await uow.commit()
+    return s.ExchangeResult(access=token.token, expires_at=token.expires_at)

@@ -1,0 +1,306 @@
+"""The account's AI configuration: its prompts (one per type, falling back to the
+built-in) and its provider integrations (API keys stored encrypted, shown masked). Other
+services' AI jobs read both through the `ai_settings` command."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from libs.common.crypto import InvalidToken as UndecryptableSecret
+from libs.common.crypto import SecretBox, mask_secret
+from libs.common.events import utcnow
+from libs.common.pagination import PageParams
+from libs.common.problems import NotFound, ValidationFailed
+from libs.common.security import Principal
+from libs.common.tenancy import UnitOfWork
+from services.auth import repository as repo
+from services.auth import schemas as s
+from services.auth.models import IntegrationSetting, Prompt
+from services.auth.service.common import check_role
+
+# The SecretBox purpose the integration API keys are encrypted under.
+INTEGRATION_KEYS_PURPOSE = "auth-integration-keys"
+
+
+def integration_keys(secret_key: str) -> SecretBox:
+    """The box the account's provider API keys are sealed in, from the platform secret."""
+    return SecretBox(secret_key, INTEGRATION_KEYS_PURPOSE)
+
+
+# --- prompts ---------------------------------------------------------------------------------
+
+DEFAULT_PROMPTS: dict[str, str] = {
+    "clustering": (
+        "Group the following keywords into topic clusters. Each cluster gathers keywords "
+        'that one article could rank for. Answer JSON: {"clusters": [{"name": ..., '
+        '"description": ..., "keywords": [...]}]}.\n\nKeywords:\n[IGNY8_KEYWORDS]'
+    ),
+    "ideas": (
+        "Propose content ideas for the cluster [IGNY8_CLUSTER] (keywords: [IGNY8_KEYWORDS]). "
+        "For each idea give a title, a content type, a structure and an H2/H3 outline. "
+        'Answer JSON: {"ideas": [...]}.'
+    ),
+    "content_generation": (
+        "Write a complete, original article in HTML for: [IGNY8_IDEA]. Cover the outline "
+        "[IGNY8_OUTLINE], use the keywords [IGNY8_KEYWORDS] naturally, and add a meta title "
+        "and meta description. Answer JSON with title, content, meta_title, "
+        "meta_description."
+    ),
+    "image_prompt_extraction": (
+        "Read the article [IGNY8_CONTENT] and write one featured image prompt and "
+        "[IGNY8_IMAGE_COUNT] in-article image prompts that illustrate its sections. "
+        'Answer JSON: {"featured_prompt": ..., "in_article_prompts": [...]}.'
+    ),
+    "image_prompt_template": (
+        "Create a high-quality [IGNY8_IMAGE_TYPE] image for a blog post titled "
+        '"[IGNY8_POST_TITLE]": [IGNY8_IMAGE_PROMPT]'
+    ),
+    "negative_prompt": "text, watermark, logo, blurry, distorted, low quality, deformed hands",
+}
+
+
+def prompt_public(prompt_type: str, row: Prompt | None) -> s.PromptPublic:
+    default = DEFAULT_PROMPTS[prompt_type]
+    return s.PromptPublic(
+        id=row.id if row else None,
+        prompt_type=prompt_type,
+        prompt_value=row.prompt_value if row else default,
+        default_prompt=default,
+        is_customized=row is not None,
+        is_active=row.is_active if row else True,
+        updated_at=row.updated_at if row else None,
+    )
+
+
+async def list_prompts(
+    uow: UnitOfWork, actor: Principal, params: PageParams
+) -> tuple[int, list[s.PromptPublic]]:
+    """The account's saved prompts (types without one use the built-in, see `by_type`)."""
+    check_role(actor, "viewer")
+    count, rows = await repo.page(uow.session, repo.prompts_query(actor), params)
+    return count, [prompt_public(p.prompt_type, p) for p in rows]
+
+
+async def get_prompt(uow: UnitOfWork, actor: Principal, prompt_id: int) -> Prompt:
+    check_role(actor, "viewer")
+    row = await repo.get_scoped(uow.session, Prompt, actor, prompt_id)
+    if row is None:
+        raise NotFound("Prompt not found.")
+    return row
+
+
+async def create_prompt(uow: UnitOfWork, actor: Principal, data: s.PromptCreate) -> Prompt:
+    check_role(actor, "editor")
+    if await repo.prompt_by_type(uow.session, actor.account_id, data.prompt_type):
+        raise ValidationFailed(
+            errors={"prompt_type": ["A prompt of this type already exists; update it or use save."]}
+        )
+    row = Prompt(account_id=actor.account_id, **data.model_dump())
+    await repo.add(uow.session, row)
+    return row
+
+
+async def update_prompt(
+    uow: UnitOfWork, actor: Principal, prompt_id: int, data: s.PromptUpdate
+) -> Prompt:
+    check_role(actor, "editor")
+    row = await get_prompt(uow, actor, prompt_id)
+    for key, value in data.model_dump(exclude_unset=True).items():
+        if value is not None:
+            setattr(row, key, value)
+    row.updated_at = utcnow()
+    await repo.add(uow.session, row)
+    return row
+
+
+async def delete_prompt(uow: UnitOfWork, actor: Principal, prompt_id: int) -> None:
+    check_role(actor, "editor")
+    await repo.remove(uow.session, await get_prompt(uow, actor, prompt_id))
+
+
+async def prompt_by_type(uow: UnitOfWork, actor: Principal, prompt_type: str) -> s.PromptPublic:
+    check_role(actor, "viewer")
+    if prompt_type not in DEFAULT_PROMPTS:
+        raise NotFound(f"Unknown prompt type {prompt_type!r}.")
+    return prompt_public(
+        prompt_type, await repo.prompt_by_type(uow.session, actor.account_id, prompt_type)
+    )
+
+
+async def save_prompt(uow: UnitOfWork, actor: Principal, data: s.PromptSave) -> s.PromptPublic:
+    check_role(actor, "editor")
+    row = await repo.prompt_by_type(uow.session, actor.account_id, data.prompt_type)
+    if row is None:
+        row = Prompt(
+            account_id=actor.account_id,
+            prompt_type=data.prompt_type,
+            prompt_value=data.prompt_value,
+        )
+    row.prompt_value, row.updated_at = data.prompt_value, utcnow()
+    await repo.add(uow.session, row)
+    return prompt_public(data.prompt_type, row)
+
+
+async def reset_prompt(uow: UnitOfWork, actor: Principal, data: s.PromptReset) -> s.PromptPublic:
+    check_role(actor, "editor")
+    row = await repo.prompt_by_type(uow.session, actor.account_id, data.prompt_type)
+    if row is not None:
+        await repo.remove(uow.session, row)
+    return prompt_public(data.prompt_type, None)
+
+
+# --- integration settings ----------------------------------------------------------------------
+
+DEFAULT_INTEGRATIONS: dict[str, dict[str, Any]] = {
+    "openai": {
+        "base_url": "https://api.openai.com/v1",
+        "model": "gpt-4o-mini",
+        "image_model": "dall-e-3",
+    },
+    "runware": {"base_url": "https://api.runware.ai/v1", "model": "runware:100@1"},
+    "image_generation": {
+        "provider": "local",
+        "model": "local-image",
+        "image_type": "realistic",
+        "max_in_article_images": 2,
+        "image_format": "webp",
+        "desktop_enabled": True,
+        "mobile_enabled": True,
+    },
+}
+KEYLESS_PROVIDERS = ("image_generation",)
+
+
+def _provider(provider: str) -> str:
+    if provider not in DEFAULT_INTEGRATIONS:
+        raise NotFound(f"Unknown integration {provider!r}.")
+    return provider
+
+
+def integration_public(
+    keys: SecretBox, provider: str, row: IntegrationSetting | None
+) -> s.IntegrationPublic:
+    key = None
+    if row is not None and row.api_key_encrypted:
+        try:
+            key = keys.decrypt(row.api_key_encrypted)
+        except UndecryptableSecret:
+            key = "unreadable"
+    return s.IntegrationPublic(
+        provider=provider,
+        is_active=row.is_active if row else False,
+        config={**DEFAULT_INTEGRATIONS[provider], **(row.config if row else {})},
+        api_key=mask_secret(key),
+        has_api_key=key is not None,
+        updated_at=row.updated_at if row else None,
+    )
+
+
+async def get_integration(
+    uow: UnitOfWork, actor: Principal, keys: SecretBox, provider: str, *, minimum: str = "admin"
+) -> s.IntegrationPublic:
+    check_role(actor, minimum)
+    provider = _provider(provider)
+    return integration_public(
+        keys, provider, await repo.integration(uow.session, actor.account_id, provider)
+    )
+
+
+async def save_integration(
+    uow: UnitOfWork, actor: Principal, keys: SecretBox, provider: str, data: s.IntegrationUpdate
+) -> s.IntegrationPublic:
+    check_role(actor, "admin")
+    provider = _provider(provider)
+    if provider in KEYLESS_PROVIDERS and data.api_key:
+        raise ValidationFailed(errors={"api_key": [f"{provider} takes no API key."]})
+    row = await repo.integration(uow.session, actor.account_id, provider)
+    if row is None:
+        row = IntegrationSetting(account_id=actor.account_id, provider=provider)
+    config = dict(row.config or {})
+    config.update(data.config or {})
+    for key in ("base_url", "model"):
+        if getattr(data, key) is not None:
+            config[key] = getattr(data, key)
+    if provider == "image_generation" and config.get("provider") not in (
+        None,
+        "local",
+        *[p for p in DEFAULT_INTEGRATIONS if p not in KEYLESS_PROVIDERS],
+    ):
+        raise ValidationFailed(errors={"config.provider": ["Unknown image provider."]})
+    row.config = config
+    if data.api_key is not None:
+        row.api_key_encrypted = keys.encrypt(data.api_key)
+    row.is_active = data.is_active if data.is_active is not None else True
+    row.updated_at = utcnow()
+    await repo.add(uow.session, row)
+    return integration_public(keys, provider, row)
+
+
+async def provider_credentials(
+    uow: UnitOfWork,
+    actor: Principal,
+    keys: SecretBox,
+    provider: str,
+    override: s.IntegrationTest | None = None,
+) -> tuple[str, str, dict[str, Any]]:
+    """(base_url, api_key, config) for calling a provider: saved values unless overridden."""
+    check_role(actor, "admin")
+    provider = _provider(provider)
+    if provider in KEYLESS_PROVIDERS:
+        raise ValidationFailed(f"{provider} has no endpoint of its own to call.")
+    row = await repo.integration(uow.session, actor.account_id, provider)
+    config = {**DEFAULT_INTEGRATIONS[provider], **(row.config if row else {})}
+    key = override.api_key if override and override.api_key else None
+    if key is None and row is not None and row.api_key_encrypted:
+        try:
+            key = keys.decrypt(row.api_key_encrypted)
+        except UndecryptableSecret as exc:
+            raise ValidationFailed("The saved API key cannot be read; save it again.") from exc
+    if not key:
+        raise ValidationFailed(errors={"api_key": ["No API key saved for this provider."]})
+    base_url = override.base_url if override and override.base_url else config["base_url"]
+    return str(base_url).rstrip("/"), key, config
+
+
+async def image_generation_settings(
+    uow: UnitOfWork, actor: Principal, keys: SecretBox
+) -> dict[str, Any]:
+    public = await get_integration(uow, actor, keys, "image_generation", minimum="viewer")
+    return {"is_active": public.is_active, **public.config}
+
+
+# --- AI settings for other services' jobs (internal command only) ------------------------------
+
+
+class UnreadableIntegrationKey(Exception):
+    """The account's saved API key cannot be decrypted (the platform secret changed)."""
+
+
+async def ai_settings(
+    uow: UnitOfWork, keys: SecretBox, account_id: int, prompt_types: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """What the account's AI jobs run with: its active OpenAI integration (API key in
+    clear: for the internal command answer only, never an HTTP response) or `local`, and
+    its saved prompts (types without one are absent: callers use their built-ins)."""
+    row = await repo.integration(uow.session, account_id, "openai")
+    openai: dict[str, str] | None = None
+    if row is not None and row.is_active and row.api_key_encrypted:
+        try:
+            api_key = keys.decrypt(row.api_key_encrypted)
+        except UndecryptableSecret as exc:
+            raise UnreadableIntegrationKey(
+                "The saved OpenAI API key cannot be read; save it again."
+            ) from exc
+        config = {**DEFAULT_INTEGRATIONS["openai"], **(row.config or {})}
+        openai = {
+            "base_url": str(config["base_url"]).rstrip("/"),
+            "api_key": api_key,
+            "model": str(config["model"]),
+        }
+    prompts = await repo.account_prompts(uow.session, account_id, prompt_types)
+    return {
+        "provider": "openai" if openai else "local",
+        "openai": openai,
+        "prompts": {p.prompt_type: p.prompt_value for p in prompts},
+    }
