@@ -15,6 +15,7 @@ import orjson
 from fastapi import Query, Request
 from starlette.responses import Response
 
+from libs.common.ids import MAX_BIGINT
 from libs.common.problems import NotFound
 
 DEFAULT_PAGE_SIZE = 10
@@ -37,10 +38,16 @@ class PageParams:
 
 
 def page_params(
-    page: int = Query(1, ge=1, description="Page number, from 1."),
-    page_size: int = Query(DEFAULT_PAGE_SIZE, ge=1, description="Items per page, at most 100."),
+    page: int = Query(1, ge=1, le=MAX_BIGINT, description="Page number, from 1."),
+    page_size: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_BIGINT,
+                           description="Items per page, at most 100."),
 ) -> PageParams:
-    return PageParams(page=page, page_size=min(page_size, MAX_PAGE_SIZE))
+    """A page beyond what an OFFSET can express is past the end of any list: 404, as
+    every page past the end is (never an overflow in the database)."""
+    params = PageParams(page=page, page_size=min(page_size, MAX_PAGE_SIZE))
+    if params.offset > MAX_BIGINT:
+        raise NotFound("Invalid page.")
+    return params
 
 
 def public_url(request: Request) -> str:
