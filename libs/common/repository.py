@@ -30,7 +30,7 @@ and the sites they may see), and every statement it runs carries those condition
 another tenant's id is simply not found (404). Row-level security is the second wall.
 Tables with `deleted_at` are soft-deleted: reads skip deleted rows, `delete` marks them.
 
-Rows are dicts by default (measured as the cheapest on list paths, ADR 0018); a
+Rows are dicts by default (the cheapest on list paths, ADR 0018); a
 repository that sets `model` answers that SQLModel's instances instead. Measured hot
 paths keep hand-written SQL by overriding `count`/`rows` (or adding methods) behind the
 same interface.
