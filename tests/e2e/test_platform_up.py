@@ -25,7 +25,8 @@ from pypdf import PdfReader
 REPO = Path(__file__).resolve().parents[2]
 API_LINE = re.compile(r"API\s+(http://localhost:\d+/api/v1/)")
 
-pytestmark = pytest.mark.e2e
+# Starting the whole platform takes tens of seconds, minutes on a loaded machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 @dataclass

@@ -105,6 +105,20 @@ async def test_ledger_ids_follow_the_order_captures_change_the_balance(db: Datab
     await assert_ledger_consistent(db, account)
 
 
+async def wait_until_blocked(db: Database, task: asyncio.Task[object]) -> None:
+    """Until some transaction of this database waits for a lock. Each look is its own
+    transaction: PostgreSQL keeps one statistics snapshot per transaction, so polling
+    `pg_stat_activity` inside one never sees the capture start waiting."""
+    waiting = text("SELECT count(*) FROM pg_stat_activity"
+                   " WHERE wait_event_type = 'Lock' AND datname = current_database()")
+    while True:
+        async with db.session(read_only=True) as probe:
+            if (await probe.execute(waiting)).scalar_one():
+                return
+        assert not task.done(), task
+        await asyncio.sleep(0.01)
+
+
 async def test_a_capture_queued_behind_another_writer_chains_after_it(db: Database) -> None:
     """A capture that waits for a balance another transaction holds chains after that
     transaction's ledger entry, in id order too."""
@@ -117,11 +131,7 @@ async def test_a_capture_queued_behind_another_writer_chains_after_it(db: Databa
         await writer.repo.get_balance(account, lock=True)
         capture = asyncio.create_task(in_tx(db, lambda svc: svc.capture(
             CaptureRequest(hold_id=hold.hold_id, units=1, model="m"))))
-        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-        async with db.session() as probe:
-            while not (await probe.execute(waiting)).scalar_one():
-                assert not capture.done()
-                await asyncio.sleep(0.01)
+        await wait_until_blocked(db, capture)
         await writer.add_credits(account, 5, transaction_type="purchase", description="top-up")
         await first.commit()
     assert (await capture).balance_after == 95
