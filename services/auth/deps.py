@@ -19,6 +19,7 @@ from libs.common.security import Principal, revoke_sessions
 from libs.common.tenancy import CurrentPrincipal, UnitOfWork, UoW, require_role
 from services.auth.service.common import PersistentFailure
 from services.auth.service.sessions import Issuer, session_actor
+from services.auth.settings import AuthSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,14 @@ def get_integration_keys(request: Request) -> SecretBox:
 IntegrationKeys = Annotated[SecretBox, Depends(get_integration_keys)]
 
 Page = Annotated[PageParams, Depends(page_params)]
+
+
+def get_settings(request: Request) -> AuthSettings:
+    settings: AuthSettings = request.app.state.settings
+    return settings
+
+
+Settings = Annotated[AuthSettings, Depends(get_settings)]
 
 
 def client_address(request: Request) -> str | None:

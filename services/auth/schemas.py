@@ -538,3 +538,4 @@ class ImageGenerateResult(BaseModel):
     model: str
     url: str | None
     b64_json: str | None
+    media_type: str | None = None

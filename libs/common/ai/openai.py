@@ -1,7 +1,7 @@
 """A client for any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, LM Studio).
 
-Speaks `/chat/completions`, `/embeddings` and `/images/generations` under `base_url`
-with a bearer key. One aiohttp session per provider; close it with `aclose()` or use the
+Speaks `/chat/completions`, `/embeddings`, `/images/generations` and `/models` under
+`base_url` with a bearer key. One aiohttp session per provider; close it with `aclose()` or use the
 provider as an async context manager.
 """
 
@@ -88,12 +88,21 @@ class OpenAIProvider:
         return self._session
 
     async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self._request("POST", path, payload)
+
+    async def _request(
+        self, method: str, path: str, payload: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """One call under `base_url`. Redirects are not followed: an OpenAI-compatible API
+        never needs one, and following it would send the key where it was not saved for."""
         url = f"{self.base_url}{path}"
         headers = {"Authorization": f"Bearer {self._api_key}"}
         try:
-            async with self._client().post(url, json=payload, headers=headers) as resp:
+            async with self._client().request(
+                method, url, json=payload, headers=headers, allow_redirects=False
+            ) as resp:
                 text = await resp.text()
-                if resp.status >= 400:
+                if resp.status >= 300:
                     raise AIProviderError(
                         f"{path} answered HTTP {resp.status}: {text[:300]}",
                         status=resp.status,
@@ -110,6 +119,14 @@ class OpenAIProvider:
         if not isinstance(body, dict):
             raise AIProviderError(f"{path} answered a JSON {type(body).__name__}, not an object")
         return body
+
+    async def list_models(self) -> list[str]:
+        """The model ids `GET /models` lists: the cheapest call that proves URL and key."""
+        body = await self._request("GET", "/models")
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise AIResponseInvalid("/models answered without a data list", raw=str(body)[:300])
+        return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
 
     async def complete(
         self,

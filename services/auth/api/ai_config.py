@@ -10,10 +10,9 @@ from starlette.responses import Response
 
 from libs.common.pagination import message_response, page_response
 from libs.common.tenancy import UoW
-from services.auth import providers
 from services.auth import schemas as s
 from services.auth.api.common import NO_CONTENT
-from services.auth.deps import Admin, Editor, IntegrationKeys, IssuerDep, Page, Viewer
+from services.auth.deps import Admin, Editor, IntegrationKeys, Page, Settings, Viewer
 from services.auth.service import ai_config as service
 
 system = APIRouter(prefix="/api/v1/system", tags=["system"])
@@ -111,14 +110,12 @@ async def check_integration(
     actor: Admin,
     uow: UoW,
     keys: IntegrationKeys,
-    issuer: IssuerDep,
+    settings: Settings,
     data: s.IntegrationTest | None = None,
 ) -> Response:
-    base_url, key, _config = await service.provider_credentials(uow, actor, keys, provider, data)
-    models = await providers.list_models(
-        base_url, key, timeout=issuer.settings.provider_timeout_seconds
+    result = await service.test_integration(
+        uow, actor, keys, provider, data, timeout=settings.provider_timeout_seconds
     )
-    result = s.IntegrationTestResult(ok=True, provider=provider, base_url=base_url, models=models)
     return message_response(result, f"Connection to {provider} succeeded")
 
 
@@ -129,19 +126,11 @@ async def generate_test_image(
     actor: Admin,
     uow: UoW,
     keys: IntegrationKeys,
-    issuer: IssuerDep,
+    settings: Settings,
 ) -> s.ImageGenerateResult:
-    base_url, key, config = await service.provider_credentials(uow, actor, keys, provider)
-    model = data.model or str(config.get("image_model") or config.get("model"))
-    image = await providers.generate_image(
-        base_url,
-        key,
-        model=model,
-        prompt=data.prompt,
-        size=data.size,
-        timeout=issuer.settings.provider_timeout_seconds * 6,
+    return await service.generate_test_image(
+        uow, actor, keys, provider, data, timeout=settings.provider_timeout_seconds * 6
     )
-    return s.ImageGenerateResult(provider=provider, model=model, **image)
 
 
 @system.get("/integrations/image_generation/")

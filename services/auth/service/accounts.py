@@ -414,14 +414,20 @@ async def update_user(
         raise PermissionDenied("You may not change a user whose role is not below yours.")
     if "role" in changes and changes["role"] is not None:
         _may_assign(actor, changes["role"])
-    revoked: list[str] = []
+    old_role = user.role
     for key, value in changes.items():
         if value is not None:
             setattr(user, key, value)
     user.updated_at = utcnow()
     await repo.add(uow.session, user)
-    if changes.get("is_active") is False:
+    revoked: list[str] = []
+    # Other services read the role from the token: a deactivated or demoted user's tokens
+    # must stop working now, not when they expire. A promotion keeps them (a token that
+    # under-states the role grants nothing extra; the next refresh carries the new one).
+    if not user.is_active:
         revoked = await revoke_live_sessions(uow, user_id=user.id, reason="user_deactivated")
+    elif ROLE_RANK.get(user.role, 0) < ROLE_RANK.get(old_role, 0):
+        revoked = await revoke_live_sessions(uow, user_id=user.id, reason="role_lowered")
     await uow.publish(events.user_event("updated", user))
     return Outcome(user, revoked)
 

@@ -4,9 +4,16 @@ services' AI jobs read both through the `ai_settings` command."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from libs.common.ai import AIConfigurationError, AIError, AIProviderError
+from libs.common.ai.openai import OpenAIProvider
 from libs.common.crypto import InvalidToken as UndecryptableSecret
 from libs.common.crypto import SecretBox, mask_secret
 from libs.common.events import utcnow
@@ -18,6 +25,8 @@ from services.auth import repository as repo
 from services.auth import schemas as s
 from services.auth.models import IntegrationSetting, Prompt
 from services.auth.service.common import check_role
+
+log = logging.getLogger(__name__)
 
 # The SecretBox purpose the integration API keys are encrypted under.
 INTEGRATION_KEYS_PURPOSE = "auth-integration-keys"
@@ -170,6 +179,7 @@ DEFAULT_INTEGRATIONS: dict[str, dict[str, Any]] = {
     },
 }
 KEYLESS_PROVIDERS = ("image_generation",)
+_HTTP_URL = re.compile(r"^https?://\S+$")
 
 
 def _provider(provider: str) -> str:
@@ -207,9 +217,31 @@ async def get_integration(
     )
 
 
+KEY_STAYS_WITH_ITS_URL = (
+    "A saved API key is only ever sent to the base_url it was saved with: send the API key "
+    "again together with the new base_url."
+)
+PROVIDER_UNREACHABLE = (
+    "Could not reach the provider, or it did not answer as an OpenAI-compatible API."
+)
+
+
+class ProviderCallFailed(ValidationFailed):
+    """Calling the account's provider failed. The text stays generic on purpose: details
+    such as connection errors would tell a caller which hosts and ports answer."""
+
+    title = "Provider call failed"
+
+
+def _base_url(provider: str, config: dict[str, Any]) -> str:
+    return str({**DEFAULT_INTEGRATIONS[provider], **config}.get("base_url", "")).rstrip("/")
+
+
 async def save_integration(
     uow: UnitOfWork, actor: Principal, keys: SecretBox, provider: str, data: s.IntegrationUpdate
 ) -> s.IntegrationPublic:
+    """Merge the given settings into the saved ones. Fields not sent keep their saved
+    value (`is_active` too); a saved key never follows a changed base_url on its own."""
     check_role(actor, "admin")
     provider = _provider(provider)
     if provider in KEYLESS_PROVIDERS and data.api_key:
@@ -228,30 +260,52 @@ async def save_integration(
         *[p for p in DEFAULT_INTEGRATIONS if p not in KEYLESS_PROVIDERS],
     ):
         raise ValidationFailed(errors={"config.provider": ["Unknown image provider."]})
+    if provider not in KEYLESS_PROVIDERS:
+        url = config.get("base_url")
+        if url is not None and not (isinstance(url, str) and _HTTP_URL.match(url)):
+            raise ValidationFailed(errors={"base_url": ["Enter an http(s) URL."]})
+        moved = _base_url(provider, config) != _base_url(provider, row.config or {})
+        if moved and data.api_key is None and row.api_key_encrypted:
+            raise ValidationFailed(errors={"api_key": [KEY_STAYS_WITH_ITS_URL]})
     row.config = config
     if data.api_key is not None:
         row.api_key_encrypted = keys.encrypt(data.api_key)
-    row.is_active = data.is_active if data.is_active is not None else True
+    if data.is_active is not None:
+        row.is_active = data.is_active
     row.updated_at = utcnow()
     await repo.add(uow.session, row)
     return integration_public(keys, provider, row)
 
 
-async def provider_credentials(
+@dataclass(frozen=True)
+class _Target:
+    """Where a provider call goes and with which key."""
+
+    base_url: str
+    api_key: str
+    config: dict[str, Any]
+
+
+async def _target(
     uow: UnitOfWork,
     actor: Principal,
     keys: SecretBox,
     provider: str,
     override: s.IntegrationTest | None = None,
-) -> tuple[str, str, dict[str, Any]]:
-    """(base_url, api_key, config) for calling a provider: saved values unless overridden."""
+) -> _Target:
+    """The saved base_url and key, or the ones the caller sends to try before saving. A
+    saved key goes only to the saved base_url: another base_url needs its own key."""
     check_role(actor, "admin")
     provider = _provider(provider)
     if provider in KEYLESS_PROVIDERS:
         raise ValidationFailed(f"{provider} has no endpoint of its own to call.")
     row = await repo.integration(uow.session, actor.account_id, provider)
     config = {**DEFAULT_INTEGRATIONS[provider], **(row.config if row else {})}
+    saved_url = _base_url(provider, config)
+    base_url = override.base_url.rstrip("/") if override and override.base_url else saved_url
     key = override.api_key if override and override.api_key else None
+    if key is None and base_url != saved_url:
+        raise ValidationFailed(errors={"api_key": [KEY_STAYS_WITH_ITS_URL]})
     if key is None and row is not None and row.api_key_encrypted:
         try:
             key = keys.decrypt(row.api_key_encrypted)
@@ -259,8 +313,69 @@ async def provider_credentials(
             raise ValidationFailed("The saved API key cannot be read; save it again.") from exc
     if not key:
         raise ValidationFailed(errors={"api_key": ["No API key saved for this provider."]})
-    base_url = override.base_url if override and override.base_url else config["base_url"]
-    return str(base_url).rstrip("/"), key, config
+    return _Target(base_url, key, config)
+
+
+@contextlib.asynccontextmanager
+async def _provider_call(target: _Target, timeout: float) -> AsyncIterator[OpenAIProvider]:
+    """The provider's client from the kernel, its failures turned into generic 400s (the
+    details go to the log only)."""
+    try:
+        client = OpenAIProvider(target.base_url, target.api_key, timeout_seconds=timeout)
+    except AIConfigurationError as exc:
+        raise ValidationFailed(errors={"base_url": ["Enter an http(s) URL."]}) from exc
+    try:
+        async with client:
+            yield client
+    except AIProviderError as exc:
+        log.info("provider call to %s failed: %s", target.base_url, exc.message)
+        if exc.status in (401, 403):
+            raise ProviderCallFailed("The provider rejected the API key.") from exc
+        raise ProviderCallFailed(PROVIDER_UNREACHABLE) from exc
+    except AIError as exc:
+        log.info("provider call to %s failed: %s", target.base_url, exc.message)
+        raise ProviderCallFailed(PROVIDER_UNREACHABLE) from exc
+
+
+async def test_integration(
+    uow: UnitOfWork,
+    actor: Principal,
+    keys: SecretBox,
+    provider: str,
+    override: s.IntegrationTest | None,
+    *,
+    timeout: float,
+) -> s.IntegrationTestResult:
+    """List the provider's models with the saved (or supplied) URL and key."""
+    target = await _target(uow, actor, keys, provider, override)
+    async with _provider_call(target, timeout) as client:
+        models = await client.list_models()
+    return s.IntegrationTestResult(
+        ok=True, provider=provider, base_url=target.base_url, models=models
+    )
+
+
+async def generate_test_image(
+    uow: UnitOfWork,
+    actor: Principal,
+    keys: SecretBox,
+    provider: str,
+    data: s.ImageGenerateRequest,
+    *,
+    timeout: float,
+) -> s.ImageGenerateResult:
+    """One image from the saved provider, to check its image settings."""
+    target = await _target(uow, actor, keys, provider)
+    model = data.model or str(target.config.get("image_model") or target.config.get("model"))
+    async with _provider_call(target, timeout) as client:
+        image = await client.generate_image(data.prompt, size=data.size, model=model)
+    return s.ImageGenerateResult(
+        provider=provider,
+        model=image.model,
+        url=None,
+        b64_json=base64.b64encode(image.data).decode(),
+        media_type=image.media_type,
+    )
 
 
 async def image_generation_settings(

@@ -3,11 +3,16 @@ sectors, users, groups, and bad input writing nothing."""
 
 from __future__ import annotations
 
+import base64
+
 import httpx
+import orjson
 from sqlalchemy import func, select
 
+from libs.common import nats as nats_kernel
 from libs.common.db import Database, TenantScope
 from services.auth.models import Site
+from services.auth.settings import AuthSettings
 
 from .conftest import (
     PASSWORD,
@@ -180,9 +185,10 @@ async def test_roles(owner: Tenant, db: Database) -> None:
     )
     assert resp.status_code == 400
     assert "role" in resp.json()["errors"]
-    # A role change applies at once on auth's endpoints, before the token expires.
+    # A demotion applies at once: it revokes the demoted user's sessions (M1), so the
+    # old token, which other services would trust for its role, no longer works.
     await owner.patch(f"{USERS}{admin.user_id}/", json={"role": "viewer"})
-    assert (await admin.get(USERS)).status_code == 403
+    assert (await admin.get(USERS)).status_code == 401
 
 
 async def test_me_lists_the_sites_each_caller_may_open(owner: Tenant, db: Database) -> None:
@@ -405,3 +411,42 @@ async def test_pagination_shape(owner: Tenant) -> None:
     assert len(body["results"]) == 1
     assert body["next"] is None
     assert body["previous"] == "https://api.igny8.com/api/v1/auth/sites/?page_size=1"
+
+
+async def test_a_demotion_revokes_the_users_sessions(
+    client: httpx.AsyncClient, owner: Tenant, settings: AuthSettings
+) -> None:
+    """Planner and billing read the role from the token: a demoted admin's tokens must be
+    revoked (KV bucket and header), or they keep admin rights until the token expires."""
+    admin = await add_member(owner, "admin")
+    second = await login_as(client, admin.email)
+    resp = await owner.patch(f"{USERS}{admin.user_id}/", json={"role": "viewer"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["role"] == "viewer"
+    revoked = set(resp.headers["x-igny8-revoked-sessions"].split(","))
+    sids = {_claims(admin.login["access"])["sid"], _claims(second.login["access"])["sid"]}
+    assert revoked == sids
+    assert (await admin.get("/api/v1/auth/me/")).status_code == 401
+    refresh = await client.post("/api/v1/auth/refresh/", json={"refresh": admin.login["refresh"]})
+    assert refresh.status_code == 401
+    nc = await nats_kernel.connect(settings.nats_url, "auth-test-revocations")
+    try:
+        kv = await nc.jetstream().key_value("igny8_revocations")
+        for sid in sids:
+            assert (await kv.get(f"sid.{sid}")).value == b"1"
+    finally:
+        await nc.close()
+    # Signing in again gives a token with the new role. An unchanged role or a promotion
+    # revokes nothing (a token that under-states the role grants nothing extra).
+    viewer = await login_as(client, admin.email)
+    assert _claims(viewer.login["access"])["role"] == "viewer"
+    for change in ({"role": "viewer", "first_name": "V"}, {"role": "editor"}):
+        resp = await owner.patch(f"{USERS}{admin.user_id}/", json=change)
+        assert resp.status_code == 200
+        assert "x-igny8-revoked-sessions" not in resp.headers
+    assert (await viewer.get("/api/v1/auth/me/")).json()["user"]["role"] == "editor"
+
+
+def _claims(token: str) -> dict:  # type: ignore[type-arg]
+    segment = token.split(".")[1]
+    return orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
