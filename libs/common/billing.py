@@ -1,4 +1,5 @@
-"""Typed client for billing's credit commands (NATS request-reply, queue group `billing`).
+"""Billing's credit commands, declared once for billing's worker and its callers, and the
+typed client (NATS request-reply through `libs/common/commands.py`).
 
 Planner, writer and automation reserve credits before AI work and settle them after:
 
@@ -8,46 +9,21 @@ Planner, writer and automation reserve credits before AI work and settle them af
 
 `hold` raises `PaymentRequired` (HTTP 402) when the spendable balance cannot cover the
 estimate. Every command is idempotent: a hold by its key, a capture/release by its hold, a
-refund by its key; the client retries a timed-out request once with the same payload.
+refund by its key; the client sends a timed-out command again with the same payload.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
-import orjson
-from nats.aio.client import Client as NATS
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import BaseModel, Field
 
-from libs.common.events import command_subject
-from libs.common.problems import (
-    Conflict,
-    DomainError,
-    NotFound,
-    PaymentRequired,
-    ServiceUnavailable,
-    ValidationFailed,
-)
+from libs.common.commands import Command, CommandClient
 
 SERVICE = "billing"
-QUEUE_GROUP = "billing"
-HOLD = command_subject(SERVICE, "hold")
-CAPTURE = command_subject(SERVICE, "capture")
-RELEASE = command_subject(SERVICE, "release")
-REFUND = command_subject(SERVICE, "refund")
-
-# Error codes in `{"ok": false, "code": ...}` answers.
-INSUFFICIENT = "insufficient_credits"
-NOT_FOUND = "not_found"
-INVALID = "invalid"
-CONFLICT = "conflict"
-INTERNAL = "internal"
 
 
 class HoldRequest(BaseModel):
@@ -129,61 +105,20 @@ class RefundResult(BaseModel):
     replayed: bool = False
 
 
-R = TypeVar("R", bound=BaseModel)
+HOLD = Command(SERVICE, "hold", HoldRequest, HoldResult, idempotent=True)
+CAPTURE = Command(SERVICE, "capture", CaptureRequest, CaptureResult, idempotent=True)
+RELEASE = Command(SERVICE, "release", ReleaseRequest, ReleaseResult, idempotent=True)
+REFUND = Command(SERVICE, "refund", RefundRequest, RefundResult, idempotent=True)
 
 
-def ok(result: BaseModel) -> bytes:
-    return orjson.dumps({"ok": True, **result.model_dump(mode="json")})
-
-
-def failure(code: str, error: str, errors: dict[str, list[str]] | None = None) -> bytes:
-    body: dict[str, Any] = {"ok": False, "code": code, "error": error}
-    if errors:
-        body["errors"] = errors
-    return orjson.dumps(body)
-
-
-def raise_for(answer: dict[str, Any]) -> None:
-    """Turn a failed answer into the kernel's domain error (so an API answers 402/404/400)."""
-    code, error, errors = answer.get("code"), answer.get("error"), answer.get("errors")
-    kinds: dict[str | None, type[DomainError]] = {
-        INSUFFICIENT: PaymentRequired, NOT_FOUND: NotFound, INVALID: ValidationFailed,
-        CONFLICT: Conflict,
-    }
-    raise kinds.get(code, ServiceUnavailable)(error, errors=errors)
-
-
-class BillingClient:
-    def __init__(self, nc: NATS, *, timeout: float = 5.0, retries: int = 1) -> None:
-        self.nc = nc
-        self.timeout = timeout
-        self.retries = retries
-
-    async def _call(self, subject: str, request: BaseModel, result: type[R]) -> R:
-        payload = request.model_dump_json().encode()
-        attempt = 0
-        while True:
-            try:
-                msg = await self.nc.request(subject, payload, timeout=self.timeout)
-                break
-            except (NatsTimeoutError, TimeoutError, NoRespondersError) as exc:
-                # Safe to repeat: every command is idempotent by its key or hold.
-                if attempt >= self.retries:
-                    raise ServiceUnavailable("Billing did not answer in time.") from exc
-                attempt += 1
-                await asyncio.sleep(0.05 * attempt)
-        answer = orjson.loads(msg.data)
-        if not answer.get("ok"):
-            raise_for(answer)
-        return result.model_validate(answer)
-
+class BillingClient(CommandClient):
     async def hold(self, account_id: int, operation_type: str, *, amount: int | None = None,
                    units: int | None = None, ttl_seconds: int | None = None,
                    idempotency_key: str | None = None) -> HoldResult:
         request = HoldRequest(account_id=account_id, operation_type=operation_type,
                               amount=amount, units=units, ttl_seconds=ttl_seconds,
                               idempotency_key=idempotency_key or uuid.uuid4().hex)
-        return await self._call(HOLD, request, HoldResult)
+        return await self.call(HOLD, request)
 
     async def capture(self, hold_id: int, *, account_id: int | None = None,
                       units: int | None = None, tokens_input: int = 0, tokens_output: int = 0,
@@ -198,14 +133,13 @@ class BillingClient:
             related_object_id=None if related_object_id is None else str(related_object_id),
             metadata=metadata or {},
         )
-        return await self._call(CAPTURE, request, CaptureResult)
+        return await self.call(CAPTURE, request)
 
     async def release(self, hold_id: int, *, account_id: int | None = None) -> ReleaseResult:
-        return await self._call(RELEASE, ReleaseRequest(hold_id=hold_id, account_id=account_id),
-                                ReleaseResult)
+        return await self.call(RELEASE, ReleaseRequest(hold_id=hold_id, account_id=account_id))
 
     async def refund(self, hold_id: int, *, idempotency_key: str, credits: int | None = None,
                      reason: str = "", account_id: int | None = None) -> RefundResult:
         request = RefundRequest(hold_id=hold_id, idempotency_key=idempotency_key,
                                 credits=credits, reason=reason, account_id=account_id)
-        return await self._call(REFUND, request, RefundResult)
+        return await self.call(REFUND, request)

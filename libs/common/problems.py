@@ -19,10 +19,13 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
 class DomainError(Exception):
-    """An error the caller can act on. `status` is the HTTP status it maps to."""
+    """An error the caller can act on. `status` is the HTTP status it maps to; `code` names
+    it on the command bus (`libs/common/commands.py`), where a subclass that declares its
+    own code crosses as itself."""
 
     status: int = 400
     title: str = "Bad request"
+    code: str = "bad_request"
 
     def __init__(
         self,
@@ -40,6 +43,7 @@ class DomainError(Exception):
 class ValidationFailed(DomainError):
     status = 400
     title = "Validation failed"
+    code = "invalid"
 
     @classmethod
     def field(cls, name: str, message: str) -> ValidationFailed:
@@ -49,41 +53,49 @@ class ValidationFailed(DomainError):
 class NotAuthenticated(DomainError):
     status = 401
     title = "Authentication required"
+    code = "not_authenticated"
 
 
 class PaymentRequired(DomainError):
     status = 402
     title = "Insufficient credits"
+    code = "insufficient_credits"
 
 
 class PermissionDenied(DomainError):
     status = 403
     title = "Permission denied"
+    code = "permission_denied"
 
 
 class NotFound(DomainError):
     status = 404
     title = "Not found"
+    code = "not_found"
 
 
 class Conflict(DomainError):
     status = 409
     title = "Conflict"
+    code = "conflict"
 
 
 class Unprocessable(DomainError):
     status = 422
     title = "Unprocessable entity"
+    code = "unprocessable"
 
 
 class TooManyRequests(DomainError):
     status = 429
     title = "Rate limit exceeded"
+    code = "rate_limited"
 
 
 class ServiceUnavailable(DomainError):
     status = 503
     title = "Service unavailable"
+    code = "unavailable"
 
 
 def problem_response(

@@ -5,40 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from libs.common import billing as wire
 from libs.common import nats as nats_kernel
 from libs.common.aio import sleep_or_stop
+from libs.common.commands import Batched, Command, Handler, serve
 from libs.common.consumer import EventConsumer, PermanentError
 from libs.common.db import NO_TENANT, Database, TenantScope, async_url
 from libs.common.events import Event, stream_name
 from libs.common.outbox import RelayWaker
-from libs.common.problems import (
-    Conflict,
-    DomainError,
-    NotFound,
-    PaymentRequired,
-    ValidationFailed,
-)
+from libs.common.problems import Conflict, DomainError
 from libs.common.runtime import WorkerContext, main, run_worker
 from services.billing import events as ev
 from services.billing.service import BillingPolicy, BillingService, HoldRace
 from services.billing.settings import BillingSettings
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 def policy_from(settings: BillingSettings) -> BillingPolicy:
@@ -77,20 +69,8 @@ async def _refund(svc: BillingService, reqs: list[wire.RefundRequest]
     return [await svc.refund(req)]
 
 
-@dataclass(frozen=True)
-class CommandKind:
-    model: type[BaseModel]
-    run: Runner
-    # Holds and captures run in batches of whatever arrived together, one per account (a
-    # hold) or per hold (a capture) in each batch; the others run one by one.
-    batch_key: Callable[[Any], object] | None = None
-
-
-COMMANDS: dict[str, CommandKind] = {
-    wire.HOLD: CommandKind(wire.HoldRequest, _holds, batch_key=lambda r: r.account_id),
-    wire.CAPTURE: CommandKind(wire.CaptureRequest, _captures, batch_key=lambda r: r.hold_id),
-    wire.RELEASE: CommandKind(wire.ReleaseRequest, _release),
-    wire.REFUND: CommandKind(wire.RefundRequest, _refund),
+RUNNERS: dict[Command[Any, Any], Runner] = {
+    wire.HOLD: _holds, wire.CAPTURE: _captures, wire.RELEASE: _release, wire.REFUND: _refund,
 }
 
 # Commands whose statements are each correct on their own: holds are a read (replays and
@@ -110,49 +90,6 @@ def _retryable(exc: DBAPIError | psycopg.Error) -> bool:
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) in _RETRYABLE
     return isinstance(exc, psycopg.OperationalError) or exc.sqlstate in _RETRYABLE
-
-
-_FAILURE_CODES: dict[type[DomainError], str] = {
-    PaymentRequired: wire.INSUFFICIENT, NotFound: wire.NOT_FOUND,
-    ValidationFailed: wire.INVALID, Conflict: wire.CONFLICT,
-}
-
-
-def _reply(outcome: BaseModel | DomainError) -> bytes:
-    if isinstance(outcome, BaseModel):
-        return wire.ok(outcome)
-    code = _FAILURE_CODES.get(type(outcome))
-    if code is None:
-        log.error("billing command failed: %r", outcome)
-        return wire.failure(wire.INTERNAL, "Billing failed to apply the command.")
-    return wire.failure(code, outcome.detail, outcome.errors)
-
-
-def _invalid(exc: ValidationError) -> bytes:
-    errors: dict[str, list[str]] = {}
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "non_field_errors"
-        errors.setdefault(field, []).append(err["msg"])
-    return wire.failure(wire.INVALID, "Invalid command.", errors)
-
-
-def rounds(items: Sequence[T], key: Callable[[T], object]) -> list[list[T]]:
-    """Split `items` into consecutive batches in which `key` is distinct, keeping order
-    (the second command for an account runs after the first, in the next batch)."""
-    batches: list[list[T]] = []
-    seen: list[set[object]] = []
-    for item in items:
-        k = key(item)
-        for batch, keys in zip(batches, seen, strict=True):
-            if k not in keys:
-                batch.append(item)
-                keys.add(k)
-                break
-        else:
-            batches.append([item])
-            seen.append({k})
-    # An item never lands in an earlier batch than one before it with the same key.
-    return batches
 
 
 class CommandDatabase(Database):
@@ -190,142 +127,77 @@ class CommandDatabase(Database):
 
 
 @dataclass
-class CommandResponder:
-    """Answers billing's commands (queue group `billing`, so replicas share the load). Each
+class BillingCommands:
+    """How billing applies its commands; the command bus answers them (`handlers`). Each
     command's writes are committed before the answer is sent: captures, releases and
     refunds in one transaction per batch or command, holds statement by statement
     (`AUTOCOMMIT_COMMANDS`). After commands that queued events without a NOTIFY, it wakes
     the relay.
 
-    Holds and captures that arrive while earlier batches of their kind are still running
-    wait and then run together (group commit): at most `batches_in_flight` batches of a
-    kind at once, each one statement per step whatever its size, so under load the
-    database sees a few large transactions instead of many small ones and the rate no
-    longer depends on round trips per command. Unloaded, a command runs at once, alone."""
+    Holds and captures run in batches (group commit, ADR 0015: the bus's `Batched`), one
+    per account (a hold) or per hold (a capture) in each round; releases and refunds one
+    by one."""
 
     db: Database
-    nc: NATS
     policy: BillingPolicy
-    concurrency: int = 64
     waker: RelayWaker | None = None
-    batches_in_flight: int = 8
-    max_batch: int = 100
 
-    def _session(self, subject: str) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+    def handlers(self, *, batches_in_flight: int = 8,
+                 max_batch: int = 100) -> dict[Command[Any, Any], Handler | Batched]:
+        def batched(command: Command[Any, Any], key: Callable[[Any], Hashable]) -> Batched:
+            return Batched(functools.partial(self.execute, command), key=key,
+                           in_flight=batches_in_flight, max_batch=max_batch)
+
+        return {
+            wire.HOLD: batched(wire.HOLD, lambda r: r.account_id),
+            wire.CAPTURE: batched(wire.CAPTURE, lambda r: r.hold_id),
+            wire.RELEASE: functools.partial(self.execute_one, wire.RELEASE),
+            wire.REFUND: functools.partial(self.execute_one, wire.REFUND),
+        }
+
+    def _session(self, command: Command[Any, Any]
+                 ) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
         if isinstance(self.db, CommandDatabase):
-            return self.db.command_session(autocommit=subject in AUTOCOMMIT_COMMANDS)
+            return self.db.command_session(autocommit=command in AUTOCOMMIT_COMMANDS)
         return self.db.session(TenantScope.system())
 
-    async def answer(self, subject: str, payloads: Sequence[bytes]) -> list[bytes]:
-        """The replies to commands of one kind, in order."""
-        kind = COMMANDS[subject]
-        replies: list[bytes | None] = [None] * len(payloads)
-        valid: list[tuple[int, BaseModel]] = []
-        for i, data in enumerate(payloads):
-            try:
-                valid.append((i, kind.model.model_validate_json(data)))
-            except ValidationError as exc:
-                replies[i] = _invalid(exc)
-        key = kind.batch_key
-        batches = (rounds(valid, lambda item: key(item[1])) if key
-                   else [[item] for item in valid])
-        for batch in batches:
-            answers = await self.execute(subject, [request for _, request in batch])
-            for (i, _), reply in zip(batch, answers, strict=True):
-                replies[i] = reply
-        return [r for r in replies if r is not None]
+    async def execute_one(self, command: Command[Any, Any], request: BaseModel) -> BaseModel:
+        (outcome,) = await self.execute(command, [request])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
-    async def execute(self, subject: str, requests: list[BaseModel]) -> list[bytes]:
-        """Apply commands of one kind in one session and answer them. A batch that fails as
-        a whole runs its commands again one by one, so one bad command cannot fail the
-        others."""
-        failed = wire.failure(wire.INTERNAL, "Billing failed to apply the command.")
+    async def execute(self, command: Command[Any, Any], requests: list[BaseModel]
+                      ) -> list[BaseModel | BaseException]:
+        """Apply commands of one kind in one session. A batch that fails as a whole runs
+        its commands again one by one, so one bad command cannot fail the others."""
+        failed: BaseException = RuntimeError("Billing failed to apply the command.")
         for attempt in range(5):
             try:
-                async with self._session(subject) as session:
+                async with self._session(command) as session:
                     svc = BillingService(session, self.policy)
-                    outcomes = await COMMANDS[subject].run(svc, requests)
+                    outcomes = await RUNNERS[command](svc, requests)
                     await session.commit()
                 if svc.relay_wake_needed and self.waker is not None:
                     self.waker.wake()
-                return [_reply(outcome) for outcome in outcomes]
+                return list(outcomes)
             except HoldRace:
-                failed = wire.failure(wire.CONFLICT, "The command kept conflicting; retry it.")
+                failed = Conflict("The command kept conflicting; retry it.")
                 continue
             except DomainError as exc:  # a single command refused (nothing was written)
-                return [_reply(exc)] * len(requests)
+                return [exc] * len(requests)
             except (DBAPIError, psycopg.Error) as exc:
                 if _retryable(exc) and attempt < 4:
                     await asyncio.sleep(0.01 * (attempt + 1))
                     continue
-                log.exception("billing command %s failed", subject)
+                log.exception("billing command %s failed", command.name)
                 break
             except Exception:
-                log.exception("billing command %s failed", subject)
+                log.exception("billing command %s failed", command.name)
                 break
         if len(requests) > 1:
-            return [(await self.execute(subject, [request]))[0] for request in requests]
+            return [(await self.execute(command, [request]))[0] for request in requests]
         return [failed]
-
-    async def run(self, stop: asyncio.Event) -> None:
-        singles = asyncio.Semaphore(self.concurrency)
-        running: set[asyncio.Task[None]] = set()
-        queues: dict[str, asyncio.Queue[Msg]] = {
-            subject: asyncio.Queue() for subject, kind in COMMANDS.items() if kind.batch_key}
-
-        async def respond(msgs: Sequence[Msg]) -> None:
-            replies = await self.answer(msgs[0].subject, [m.data for m in msgs])
-            for msg, reply in zip(msgs, replies, strict=True):
-                with contextlib.suppress(Exception):
-                    await msg.respond(reply)
-
-        def spawn(msgs: Sequence[Msg], slot: asyncio.Semaphore | None) -> None:
-            task = asyncio.create_task(respond(msgs))
-            running.add(task)
-            task.add_done_callback(running.discard)
-            if slot is not None:
-                task.add_done_callback(lambda _: slot.release())
-
-        async def batcher(queue: asyncio.Queue[Msg]) -> None:
-            # A slot first, then the messages: while every slot is busy, the next batch
-            # grows in the queue, and a cancelled batcher never holds a message.
-            slots = asyncio.Semaphore(self.batches_in_flight)
-            while True:
-                await slots.acquire()
-                batch = [await queue.get()]
-                while len(batch) < self.max_batch and not queue.empty():
-                    batch.append(queue.get_nowait())
-                spawn(batch, slots)
-
-        async def on_message(msg: Msg) -> None:
-            queue = queues.get(msg.subject)
-            if queue is not None:
-                queue.put_nowait(msg)
-                return
-            # nats-py runs one callback at a time per subscription: hand each command to
-            # its own task so slow transactions do not queue the others.
-            await singles.acquire()
-            spawn([msg], singles)
-
-        batchers = [asyncio.create_task(batcher(queue)) for queue in queues.values()]
-        subs = [await self.nc.subscribe(subject, queue=wire.QUEUE_GROUP, cb=on_message,
-                                        pending_msgs_limit=100_000)
-                for subject in COMMANDS]
-        log.info("billing command responders listening on %s", ", ".join(COMMANDS))
-        try:
-            await stop.wait()
-        finally:
-            for sub in subs:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-            for task in batchers:
-                task.cancel()
-            for queue in queues.values():  # answer what arrived before the unsubscribe
-                while not queue.empty():
-                    spawn([queue.get_nowait()
-                           for _ in range(min(queue.qsize(), self.max_batch))], None)
-            if running:
-                await asyncio.wait(running, timeout=10)
 
 
 # --- auth events ------------------------------------------------------------------------
@@ -417,10 +289,11 @@ def build_tasks(settings: BillingSettings) -> Sequence[Callable[[WorkerContext],
         waker = RelayWaker(settings.database_url)
         waking = asyncio.create_task(waker.run(ctx.stop), name="billing-relay-waker")
         try:
-            await CommandResponder(
-                db, ctx.nc, policy, settings.command_concurrency, waker,
+            handlers = BillingCommands(db, policy, waker).handlers(
                 batches_in_flight=settings.command_batches_in_flight,
-                max_batch=settings.command_max_batch).run(ctx.stop)
+                max_batch=settings.command_max_batch)
+            await serve(ctx.nc, handlers, stop=ctx.stop,
+                        concurrency=settings.command_concurrency)
         finally:
             waking.cancel()
             with contextlib.suppress(asyncio.CancelledError):

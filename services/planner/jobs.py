@@ -31,13 +31,14 @@ from sqlalchemy import func
 from libs.common.ai import AIError, AIProviderError, AIResponseInvalid
 from libs.common.ai.base import Usage
 from libs.common.ai.openai import OpenAIProvider
+from libs.common.auth import AISettings, AuthClient
 from libs.common.billing import BillingClient
 from libs.common.db import Database, TenantScope
 from libs.common.jobs import JobContext, JobFailed
+from libs.common.problems import DomainError, ServiceUnavailable
 from libs.common.tenancy import UnitOfWork
 from services.planner import events
 from services.planner import repository as repo
-from services.planner.clients import AISettings, AISettingsUnusable, AuthClient
 from services.planner.clustering import (
     DEFAULT_CLUSTERING_PROMPT,
     ClusteringResult,
@@ -186,8 +187,10 @@ class PlannerJobs:
         `ServiceUnavailable` (the job is retried, never run locally instead)."""
         try:
             ai = await self.auth.ai_settings(ctx.job.account_id or 0, [prompt_type])
-        except AISettingsUnusable as exc:
-            raise JobFailed(str(exc)) from exc
+        except ServiceUnavailable:
+            raise
+        except DomainError as exc:  # unusable settings: retrying will not help
+            raise JobFailed(exc.detail) from exc
         if ai.openai is None:
             ctx.report.step("PREP", provider="local")
             yield self.engines

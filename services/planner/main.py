@@ -7,10 +7,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from libs.common.app import create_service_app
+from libs.common.auth import AuthClient
 from libs.common.billing import BillingClient
 from libs.common.security import KeysFetcher
 from services.planner.api import router
-from services.planner.clients import AuthClient
 from services.planner.settings import PlannerSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"

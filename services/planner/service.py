@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from libs.common import jobs
+from libs.common.auth import AuthClient
 from libs.common.billing import BillingClient
 from libs.common.problems import Conflict, NotFound, PermissionDenied, ValidationFailed
 from libs.common.security import Principal
 from libs.common.tenancy import UnitOfWork
 from services.planner import events
 from services.planner import repository as repo
-from services.planner.clients import AuthClient
 from services.planner.models import (
     CLUSTER_STATUSES,
     CONTENT_STRUCTURES,
@@ -296,10 +296,10 @@ class Planner:
         sector = await repo.get_sector(self.session, self.account_id, sector_id)
         if site is None or sector is None:
             found = await self.auth.lookup_site(self.account_id, site_id)
-            if found is not None and found["site"]["account_id"] == self.account_id:
-                await repo.upsert_site(self.session, found["site"])
-                for s in found.get("sectors") or []:
-                    await repo.upsert_sector(self.session, s)
+            if found is not None and found.site.account_id == self.account_id:
+                await repo.upsert_site(self.session, found.site.model_dump())
+                for s in found.sectors:
+                    await repo.upsert_sector(self.session, s.model_dump())
                 site = await repo.get_site(self.session, self.account_id, site_id)
                 sector = await repo.get_sector(self.session, self.account_id, sector_id)
         if site is None:
@@ -420,7 +420,8 @@ class Planner:
         known = {s["id"]: s for s in await repo.get_seeds(self.session, wanted)}
         missing = [i for i in wanted if i not in known]
         if missing:
-            for seed in await self.auth.seed_keywords(missing):
+            for doc in await self.auth.seed_keywords(missing):
+                seed = doc.model_dump()
                 await repo.upsert_seed(self.session, seed)
                 known[seed["id"]] = {**seed, "deleted": False}
         usable = [known[i] for i in wanted if i in known and known[i].get("is_active", True)]

@@ -12,7 +12,9 @@ from sqlalchemy import text
 
 from libs.common import billing as wire
 from libs.common.billing import CaptureRequest, HoldRequest
+from libs.common.commands import INTERNAL, CommandServer, rounds
 from libs.common.db import Database, TenantScope
+from libs.common.problems import PaymentRequired, ValidationFailed
 from services.billing.service import BillingPolicy, BillingService
 from services.billing.tests.conftest import (
     assert_ledger_consistent,
@@ -21,7 +23,7 @@ from services.billing.tests.conftest import (
     ledger_state,
     new_account_id,
 )
-from services.billing.worker import CommandResponder, rounds
+from services.billing.worker import BillingCommands
 
 
 def test_rounds_keep_each_key_once_per_batch_and_in_order() -> None:
@@ -40,7 +42,7 @@ async def test_one_batch_answers_every_command_in_order(db: Database, nc: NATS) 
     await fund(db, rich, plan=100)
     await fund(db, poor, plan=5)
     await fund(db, other, plan=100)
-    responder = CommandResponder(db, nc, BillingPolicy())
+    responder = CommandServer(nc, BillingCommands(db, BillingPolicy()).handlers())
     replies = [orjson.loads(r) for r in await responder.answer(wire.HOLD, [
         _hold(rich, "r1"),
         b"{not json",
@@ -51,10 +53,10 @@ async def test_one_batch_answers_every_command_in_order(db: Database, nc: NATS) 
         _hold(other, "o2", amount=-1),
     ])]
     assert [r["ok"] for r in replies] == [True, False, False, False, True, True, False]
-    assert replies[1]["code"] == wire.INVALID
-    assert replies[2]["code"] == wire.INSUFFICIENT and "5 available" in replies[2]["error"]
-    assert replies[3]["code"] == wire.INVALID and "operation_type" in replies[3]["errors"]
-    assert replies[6]["code"] == wire.INVALID and "amount" in replies[6]["errors"]
+    assert replies[1]["code"] == ValidationFailed.code
+    assert replies[2]["code"] == PaymentRequired.code and "5 available" in replies[2]["error"]
+    assert replies[3]["code"] == ValidationFailed.code and "operation_type" in replies[3]["errors"]
+    assert replies[6]["code"] == ValidationFailed.code and "amount" in replies[6]["errors"]
     assert replies[5]["replayed"] and replies[5]["hold_id"] == replies[0]["hold_id"]
     assert replies[4]["hold_id"] != replies[0]["hold_id"]
     assert replies[4]["available_after"] == 80
@@ -145,7 +147,7 @@ async def test_a_bad_command_cannot_fail_the_rest_of_its_batch(db: Database, nc:
         await fund(db, account, plan=50)
         holds.append(await in_tx(db, lambda svc, account=account: svc.hold(HoldRequest(
             account_id=account, operation_type="clustering", idempotency_key="k"))))
-    responder = CommandResponder(db, nc, BillingPolicy())
+    responder = CommandServer(nc, BillingCommands(db, BillingPolicy()).handlers())
     # The middle capture names a related object longer than its column: the batch's write
     # fails as a whole, and the batch runs again one command at a time.
     replies = [orjson.loads(r) for r in await responder.answer(wire.CAPTURE, [
@@ -155,7 +157,7 @@ async def test_a_bad_command_cannot_fail_the_rest_of_its_batch(db: Database, nc:
         orjson.dumps({"hold_id": holds[2].hold_id, "units": 1}),
     ])]
     assert [r["ok"] for r in replies] == [True, False, True]
-    assert replies[1]["code"] == wire.INTERNAL
+    assert replies[1]["code"] == INTERNAL
     for account, spent in zip(accounts, (10, 0, 10), strict=True):
         balance = await assert_ledger_consistent(db, account)
         assert balance.plan_credits == 50 - spent

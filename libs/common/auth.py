@@ -1,0 +1,147 @@
+"""Auth's commands, declared once for auth's worker and its callers, and the typed client
+(NATS request-reply through `libs/common/commands.py`; all three only read, so a caller
+sends them again after a timeout).
+
+- `lookup_site`: a site and its sectors as auth knows them now (the directory asks on a
+  read-model miss, so a site created a moment ago is not a false 404); `NotFound` when the
+  site is not the account's.
+- `seed_keywords`: seed keywords by id (at most 1,000).
+- `ai_settings`: what an account's AI jobs run with: its OpenAI integration (the key in
+  clear: this answer stays on the internal bus) or `local`, and its saved prompts (a type
+  without one is absent and the caller uses its built-in). `AISettingsUnusable` when the
+  saved settings cannot be used (the key no longer decrypts): jobs fail, never fall back to
+  `local`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from libs.common.commands import Command, CommandClient
+from libs.common.ids import Id
+from libs.common.problems import NotFound, Unprocessable
+
+SERVICE = "auth"
+
+
+class AISettingsUnusable(Unprocessable):
+    """The account configured an AI provider that cannot be used as saved."""
+
+    code = "unreadable_secret"
+
+
+class SiteDoc(BaseModel):
+    """A site as auth's `auth.site.*` events carry it."""
+
+    id: int
+    account_id: int
+    name: str = ""
+    slug: str = ""
+    url: str | None = None
+    industry_id: int | None = None
+    industry_slug: str | None = None
+    is_active: bool = True
+
+
+class SectorDoc(BaseModel):
+    """A sector as auth's `auth.sector.*` events carry it."""
+
+    id: int
+    account_id: int
+    site_id: int
+    name: str = ""
+    slug: str = ""
+    industry_sector_id: int | None = None
+    is_active: bool = True
+
+
+class SeedKeywordDoc(BaseModel):
+    """A seed keyword as auth's `auth.seed_keyword.*` events carry it."""
+
+    id: int
+    keyword: str
+    industry_id: int | None = None
+    industry_slug: str | None = None
+    sector_id: int | None = None
+    sector_slug: str | None = None
+    volume: int = 0
+    difficulty: int = 0
+    intent: str = "informational"
+    country: str | None = None
+    is_active: bool = True
+
+
+class LookupSite(BaseModel):
+    account_id: Id
+    site_id: Id
+
+
+class SiteAndSectors(BaseModel):
+    site: SiteDoc
+    sectors: list[SectorDoc] = Field(default_factory=list)
+
+
+class SeedKeywordsRequest(BaseModel):
+    ids: list[Id] = Field(max_length=1000)
+
+
+class SeedKeywords(BaseModel):
+    seed_keywords: list[SeedKeywordDoc] = Field(default_factory=list)
+
+
+class AISettingsRequest(BaseModel):
+    account_id: Id
+    # None: every type the account saved.
+    prompt_types: list[str] | None = None
+
+
+class OpenAISettings(BaseModel):
+    base_url: str
+    api_key: str = Field(repr=False)
+    model: str
+
+
+class AISettings(BaseModel):
+    provider: Literal["openai", "local"]
+    openai: OpenAISettings | None = None
+    prompts: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _openai_has_settings(self) -> AISettings:
+        if self.provider == "openai" and self.openai is None:
+            raise ValueError("provider openai comes with its settings")
+        return self
+
+    def prompt(self, prompt_type: str, default: str) -> str:
+        """The account's saved prompt of this type, or the caller's built-in."""
+        value = self.prompts.get(prompt_type)
+        return value if value and value.strip() else default
+
+
+LOOKUP_SITE = Command(SERVICE, "lookup_site", LookupSite, SiteAndSectors, idempotent=True)
+SEED_KEYWORDS = Command(SERVICE, "seed_keywords", SeedKeywordsRequest, SeedKeywords,
+                        idempotent=True)
+AI_SETTINGS = Command(SERVICE, "ai_settings", AISettingsRequest, AISettings, idempotent=True)
+
+
+class AuthClient(CommandClient):
+    async def lookup_site(self, account_id: int, site_id: int) -> SiteAndSectors | None:
+        """The site and its sectors, or None when it is not this account's."""
+        try:
+            return await self.call(LOOKUP_SITE, LookupSite(account_id=account_id,
+                                                           site_id=site_id))
+        except NotFound:
+            return None
+
+    async def seed_keywords(self, ids: list[int]) -> list[SeedKeywordDoc]:
+        found = await self.call(SEED_KEYWORDS, SeedKeywordsRequest(ids=ids))
+        return found.seed_keywords
+
+    async def ai_settings(self, account_id: int,
+                          prompt_types: list[str] | None = None) -> AISettings:
+        """Raises `ServiceUnavailable` when auth does not answer (transient) and
+        `AISettingsUnusable` when the saved settings cannot be used (permanent)."""
+        return await self.call(AI_SETTINGS, AISettingsRequest(account_id=account_id,
+                                                              prompt_types=prompt_types))
