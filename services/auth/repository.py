@@ -17,7 +17,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import driver_connection
+from libs.common.ids import MAX_BIGINT
 from libs.common.pagination import PageParams
+from libs.common.repository import contains
 from libs.common.security import Principal
 from services.auth.models import (
     Account,
@@ -634,23 +636,21 @@ def seed_keywords_query(
         .where(SeedKeyword.is_active.is_(True))
     )
     if industry:
-        query = (
-            query.where(Industry.id == int(industry))
-            if industry.isdigit()
-            else query.where(Industry.slug == industry)
+        industry_id = _as_id(industry)
+        query = query.where(
+            Industry.id == industry_id if industry_id else Industry.slug == industry
         )
     if sector:
-        query = (
-            query.where(IndustrySector.id == int(sector))
-            if sector.isdigit()
-            else query.where(IndustrySector.slug == sector)
+        sector_id = _as_id(sector)
+        query = query.where(
+            IndustrySector.id == sector_id if sector_id else IndustrySector.slug == sector
         )
     if intent:
         query = query.where(SeedKeyword.intent == intent)
     if country:
         query = query.where(SeedKeyword.country == country.upper())
     if search:
-        query = query.where(SeedKeyword.keyword.ilike(f"%{_like_escape(search)}%", escape="\\"))
+        query = query.where(contains(SeedKeyword.keyword, search))
     orderings = {
         "keyword": SeedKeyword.keyword,
         "-keyword": SeedKeyword.keyword.desc(),
@@ -710,8 +710,9 @@ async def seed_keywords_matching(
     return found
 
 
-def _like_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def _as_id(value: str) -> int | None:
+    """`value` as a row id when it is one (digits within bigint), else None (a slug)."""
+    return int(value) if value.isdigit() and 0 < int(value) <= MAX_BIGINT else None
 
 
 # --- account AI configuration -----------------------------------------------------------

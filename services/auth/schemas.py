@@ -1,5 +1,7 @@
 """Request and response bodies. `XCreate`/`XUpdate` come in, `XPublic` goes out; table
-models never cross the HTTP boundary."""
+models never cross the HTTP boundary. Bodies are `WriteModel`s of their resource: a GET
+answer put back is accepted (its read-only fields ignored), a name that is no field is a
+400, and null only where the resource shows null."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from libs.common.ids import Id
+from libs.common.schemas import WriteModel
 from services.auth.passwords import MIN_PASSWORD_LENGTH
 
 if TYPE_CHECKING:
@@ -35,12 +39,6 @@ class Public(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class Strict(BaseModel):
-    """Request bodies: unknown fields are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
 # --- plans, subscriptions, accounts -------------------------------------------------------
 
 
@@ -60,7 +58,8 @@ class PlanPublic(Public):
     is_active: bool
 
 
-class PlanCreate(Strict):
+class PlanCreate(WriteModel):
+    resource = PlanPublic
     name: str = Field(min_length=1, max_length=100)
     slug: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9-]+$")
     price: Decimal = Field(ge=0, max_digits=10, decimal_places=2)
@@ -75,7 +74,8 @@ class PlanCreate(Strict):
     is_active: bool = True
 
 
-class PlanUpdate(Strict):
+class PlanUpdate(WriteModel):
+    resource = PlanPublic
     name: str | None = Field(default=None, min_length=1, max_length=100)
     price: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
     billing_cycle: Literal["monthly", "annual"] | None = None
@@ -100,14 +100,16 @@ class SubscriptionPublic(Public):
     created_at: datetime
 
 
-class SubscriptionCreate(Strict):
-    account_id: int
-    plan_id: int
+class SubscriptionCreate(WriteModel):
+    resource = SubscriptionPublic
+    account_id: Id
+    plan_id: Id
     status: Literal["active", "trialing", "past_due", "cancelled"] = "active"
 
 
-class SubscriptionUpdate(Strict):
-    plan_id: int | None = None
+class SubscriptionUpdate(WriteModel):
+    resource = SubscriptionPublic
+    plan_id: Id | None = None
     status: Literal["active", "trialing", "past_due", "cancelled"] | None = None
     current_period_end: datetime | None = None
 
@@ -129,16 +131,18 @@ class AccountPublic(Public):
     created_at: datetime
 
 
-class AccountCreate(Strict):
+class AccountCreate(WriteModel):
     """Platform staff opening an account for someone: the same path as registration."""
 
+    resource = AccountPublic
     name: str = Name
     owner_email: EmailStr
     owner_password: str = Password
     plan_slug: str = "free"
 
 
-class AccountSettingsUpdate(Strict):
+class AccountSettingsUpdate(WriteModel):
+    resource = AccountPublic
     name: str | None = Field(default=None, min_length=1, max_length=255)
     billing_email: EmailStr | None = None
     billing_address: str | None = Field(default=None, max_length=500)
@@ -151,7 +155,7 @@ class AccountSettingsUpdate(Strict):
 class AccountUpdate(AccountSettingsUpdate):
     # Platform staff only.
     status: AccountStatus | None = None
-    plan_id: int | None = None
+    plan_id: Id | None = None
 
 
 # --- users and sessions ------------------------------------------------------------------
@@ -198,7 +202,7 @@ def user_with_account(user: User, account: Account, plan: Plan) -> UserWithAccou
     )
 
 
-class RegisterRequest(Strict):
+class RegisterRequest(WriteModel):
     email: EmailStr
     password: str = Password
     password_confirm: str
@@ -223,7 +227,7 @@ class LogoutRequest(BaseModel):
     refresh: str | None = Field(default=None, max_length=512)
 
 
-class ChangePasswordRequest(Strict):
+class ChangePasswordRequest(WriteModel):
     old_password: str = Field(min_length=1, max_length=256)
     new_password: str = Password
     new_password_confirm: str
@@ -240,7 +244,8 @@ class LoginResult(TokenPair):
     user: UserWithAccount
 
 
-class UserCreate(Strict):
+class UserCreate(WriteModel):
+    resource = UserPublic
     email: EmailStr
     password: str = Password
     username: str | None = Field(default=None, min_length=1, max_length=150)
@@ -249,7 +254,8 @@ class UserCreate(Strict):
     role: AssignableRole = "viewer"
 
 
-class UserInvite(Strict):
+class UserInvite(WriteModel):
+    resource = UserPublic
     email: EmailStr
     role: AssignableRole = "viewer"
     first_name: str = Field(default="", max_length=150)
@@ -262,7 +268,8 @@ class UserInvited(BaseModel):
     temporary_password: str
 
 
-class UserUpdate(Strict):
+class UserUpdate(WriteModel):
+    resource = UserPublic
     username: str | None = Field(default=None, min_length=1, max_length=150)
     first_name: str | None = Field(default=None, max_length=150)
     last_name: str | None = Field(default=None, max_length=150)
@@ -270,7 +277,8 @@ class UserUpdate(Strict):
     is_active: bool | None = None
 
 
-class TeamMemberCreate(Strict):
+class TeamMemberCreate(WriteModel):
+    resource = UserPublic
     email: EmailStr
     password: str | None = Field(default=None, min_length=MIN_PASSWORD_LENGTH, max_length=256)
     first_name: str = Field(default="", max_length=150)
@@ -306,23 +314,25 @@ class SitePublic(Public):
     updated_at: datetime | None
 
 
-class SiteCreate(Strict):
+class SiteCreate(WriteModel):
+    resource = SitePublic
     name: str = Name
     url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
     description: str = Field(default="", max_length=5000)
-    industry_id: int | None = None
+    industry_id: Id | None = None
     is_active: bool = True
 
 
-class SiteUpdate(Strict):
+class SiteUpdate(WriteModel):
+    resource = SitePublic
     name: str | None = Field(default=None, min_length=1, max_length=255)
     url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
     description: str | None = Field(default=None, max_length=5000)
-    industry_id: int | None = None
+    industry_id: Id | None = None
     is_active: bool | None = None
 
 
-class SelectSectorsRequest(Strict):
+class SelectSectorsRequest(WriteModel):
     industry_slug: str = Field(min_length=1, max_length=150)
     sector_slugs: list[str] = Field(min_length=1)
 
@@ -343,15 +353,17 @@ class SectorPublic(Public):
     created_at: datetime
 
 
-class SectorCreate(Strict):
-    site_id: int
+class SectorCreate(WriteModel):
+    resource = SectorPublic
+    site_id: Id
     name: str = Name
-    industry_sector_id: int | None = None
+    industry_sector_id: Id | None = None
     description: str = Field(default="", max_length=5000)
     is_active: bool = True
 
 
-class SectorUpdate(Strict):
+class SectorUpdate(WriteModel):
+    resource = SectorPublic
     name: str | None = Field(default=None, min_length=1, max_length=255)
     description: str | None = Field(default=None, max_length=5000)
     is_active: bool | None = None
@@ -365,9 +377,10 @@ class SiteAccessPublic(Public):
     created_at: datetime
 
 
-class SiteAccessCreate(Strict):
-    user_id: int
-    site_id: int
+class SiteAccessCreate(WriteModel):
+    resource = SiteAccessPublic
+    user_id: Id
+    site_id: Id
 
 
 class GroupPublic(Public):
@@ -379,16 +392,18 @@ class GroupPublic(Public):
     created_at: datetime
 
 
-class GroupCreate(Strict):
+class GroupCreate(WriteModel):
+    resource = GroupPublic
     name: str = Field(min_length=1, max_length=150)
     description: str = Field(default="", max_length=5000)
-    user_ids: list[int] = Field(default_factory=list)
+    user_ids: list[Id] = Field(default_factory=list)
 
 
-class GroupUpdate(Strict):
+class GroupUpdate(WriteModel):
+    resource = GroupPublic
     name: str | None = Field(default=None, min_length=1, max_length=150)
     description: str | None = Field(default=None, max_length=5000)
-    user_ids: list[int] | None = None
+    user_ids: list[Id] | None = None
 
 
 # --- catalogue ----------------------------------------------------------------------------
@@ -473,23 +488,26 @@ class PromptPublic(BaseModel):
     updated_at: datetime | None
 
 
-class PromptCreate(Strict):
+class PromptCreate(WriteModel):
+    resource = PromptPublic
     prompt_type: PromptType
     prompt_value: str = Field(min_length=1, max_length=50_000)
     is_active: bool = True
 
 
-class PromptUpdate(Strict):
+class PromptUpdate(WriteModel):
+    resource = PromptPublic
     prompt_value: str | None = Field(default=None, min_length=1, max_length=50_000)
     is_active: bool | None = None
 
 
-class PromptSave(Strict):
+class PromptSave(WriteModel):
+    resource = PromptPublic
     prompt_type: PromptType
     prompt_value: str = Field(min_length=1, max_length=50_000)
 
 
-class PromptReset(Strict):
+class PromptReset(WriteModel):
     prompt_type: PromptType
 
 
@@ -502,7 +520,8 @@ class IntegrationPublic(BaseModel):
     updated_at: datetime | None
 
 
-class IntegrationUpdate(Strict):
+class IntegrationUpdate(WriteModel):
+    resource = IntegrationPublic
     api_key: str | None = Field(default=None, min_length=1, max_length=512)
     base_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
     model: str | None = Field(default=None, min_length=1, max_length=200)
@@ -527,7 +546,7 @@ class IntegrationTestResult(BaseModel):
     models: list[str]
 
 
-class ImageGenerateRequest(Strict):
+class ImageGenerateRequest(WriteModel):
     prompt: str = Field(min_length=1, max_length=4000)
     size: str = Field(default="1024x1024", pattern=r"^\d{2,4}x\d{2,4}$")
     model: str | None = Field(default=None, max_length=200)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from libs.common.ids import Id
 from libs.common.pagination import message_response, page_response
 from libs.common.tenancy import SystemUoW, UoW
 from services.auth import schemas as s
@@ -63,13 +64,13 @@ async def invite_user(data: s.UserInvite, actor: Admin, uow: UoW) -> Response:
 
 
 @auth.get("/users/{user_id:int}/")
-async def get_user(user_id: int, actor: Admin, uow: UoW) -> s.UserPublic:
+async def get_user(user_id: Id, actor: Admin, uow: UoW) -> s.UserPublic:
     return s.UserPublic.model_validate(await service.get_user(uow, actor, user_id))
 
 
 @auth.api_route("/users/{user_id:int}/", methods=["PUT", "PATCH"])
 async def update_user(
-    user_id: int, data: s.UserUpdate, request: Request, actor: Admin, uow: UoW
+    user_id: Id, data: s.UserUpdate, request: Request, actor: Admin, uow: UoW
 ) -> Response:
     outcome = await service.update_user(uow, actor, user_id, data)
     await uow.commit()
@@ -80,14 +81,14 @@ async def update_user(
 
 
 @auth.delete("/users/{user_id:int}/", status_code=NO_CONTENT)
-async def delete_user(user_id: int, request: Request, actor: Admin, uow: UoW) -> Response:
+async def delete_user(user_id: Id, request: Request, actor: Admin, uow: UoW) -> Response:
     revoked = await service.delete_user(uow, actor, user_id)
     await uow.commit()
     return Response(status_code=NO_CONTENT, headers=await announce_revoked(request, revoked))
 
 
 @auth.post("/users/{user_id:int}/activate/")
-async def activate_user(user_id: int, actor: Admin, uow: UoW) -> Response:
+async def activate_user(user_id: Id, actor: Admin, uow: UoW) -> Response:
     user = await service.activate_user(uow, actor, user_id)
     await uow.commit()
     return message_response(s.UserPublic.model_validate(user), "User activated")
@@ -110,13 +111,13 @@ async def create_account(data: s.AccountCreate, actor: Staff, uow: UoW) -> s.Acc
 
 
 @auth.get("/accounts/{account_id:int}/")
-async def get_account(account_id: int, actor: Admin, uow: UoW) -> s.AccountPublic:
+async def get_account(account_id: Id, actor: Admin, uow: UoW) -> s.AccountPublic:
     return s.account_public(*await service.get_account(uow, actor, account_id))
 
 
 @auth.api_route("/accounts/{account_id:int}/", methods=["PUT", "PATCH"])
 async def update_account(
-    account_id: int, data: s.AccountUpdate, request: Request, actor: Admin, uow: UoW
+    account_id: Id, data: s.AccountUpdate, request: Request, actor: Admin, uow: UoW
 ) -> Response:
     outcome = await service.update_account(uow, actor, account_id, data)
     await uow.commit()
@@ -126,7 +127,7 @@ async def update_account(
 
 
 @auth.delete("/accounts/{account_id:int}/", status_code=NO_CONTENT)
-async def delete_account(account_id: int, request: Request, actor: Admin, uow: UoW) -> Response:
+async def delete_account(account_id: Id, request: Request, actor: Admin, uow: UoW) -> Response:
     outcome = await service.delete_account(uow, actor, account_id)
     await uow.commit()
     return Response(
@@ -150,14 +151,14 @@ async def create_subscription(
 
 
 @auth.get("/subscriptions/{sub_id:int}/")
-async def get_subscription(sub_id: int, actor: Admin, uow: UoW) -> s.SubscriptionPublic:
+async def get_subscription(sub_id: Id, actor: Admin, uow: UoW) -> s.SubscriptionPublic:
     sub = await service.get_subscription(uow, actor, sub_id)
     return (await service.subscriptions_public(uow, [sub]))[0]
 
 
 @auth.api_route("/subscriptions/{sub_id:int}/", methods=["PUT", "PATCH"])
 async def update_subscription(
-    sub_id: int, data: s.SubscriptionUpdate, actor: Staff, uow: UoW
+    sub_id: Id, data: s.SubscriptionUpdate, actor: Staff, uow: UoW
 ) -> s.SubscriptionPublic:
     sub = await service.update_subscription(uow, actor, sub_id, data)
     await uow.commit()
@@ -196,7 +197,7 @@ async def add_team_member(data: s.TeamMemberCreate, actor: Admin, uow: UoW) -> R
 
 
 @account.delete("/team/{user_id:int}/", status_code=NO_CONTENT)
-async def remove_team_member(user_id: int, request: Request, actor: Admin, uow: UoW) -> Response:
+async def remove_team_member(user_id: Id, request: Request, actor: Admin, uow: UoW) -> Response:
     revoked = await service.delete_user(uow, actor, user_id)
     await uow.commit()
     return Response(status_code=NO_CONTENT, headers=await announce_revoked(request, revoked))

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from libs.common.ids import Id
 from libs.common.pagination import message_response, page_response
 from libs.common.tenancy import UoW
 from services.auth import schemas as s
@@ -55,14 +56,14 @@ async def reset_prompt(data: s.PromptReset, actor: Editor, uow: UoW) -> Response
 
 
 @system.get("/prompts/{prompt_id:int}/")
-async def get_prompt(prompt_id: int, actor: Viewer, uow: UoW) -> s.PromptPublic:
+async def get_prompt(prompt_id: Id, actor: Viewer, uow: UoW) -> s.PromptPublic:
     row = await service.get_prompt(uow, actor, prompt_id)
     return service.prompt_public(row.prompt_type, row)
 
 
 @system.api_route("/prompts/{prompt_id:int}/", methods=["PUT", "PATCH"])
 async def update_prompt(
-    prompt_id: int, data: s.PromptUpdate, actor: Editor, uow: UoW
+    prompt_id: Id, data: s.PromptUpdate, actor: Editor, uow: UoW
 ) -> s.PromptPublic:
     row = await service.update_prompt(uow, actor, prompt_id, data)
     await uow.commit()
@@ -70,7 +71,7 @@ async def update_prompt(
 
 
 @system.delete("/prompts/{prompt_id:int}/", status_code=NO_CONTENT)
-async def delete_prompt(prompt_id: int, actor: Editor, uow: UoW) -> Response:
+async def delete_prompt(prompt_id: Id, actor: Editor, uow: UoW) -> Response:
     await service.delete_prompt(uow, actor, prompt_id)
     await uow.commit()
     return Response(status_code=NO_CONTENT)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, Request, UploadFile
 from starlette.responses import Response
 
+from libs.common.ids import Id
 from libs.common.pagination import message_response, page_response
 from libs.common.tenancy import PublicUoW, UoW
 from services.auth import schemas as s
@@ -27,7 +28,7 @@ async def list_plans(request: Request, uow: PublicUoW, params: Page) -> Response
 
 
 @auth.get("/plans/{plan_id:int}/")
-async def get_plan(plan_id: int, uow: PublicUoW) -> s.PlanPublic:
+async def get_plan(plan_id: Id, uow: PublicUoW) -> s.PlanPublic:
     return s.PlanPublic.model_validate(await service.get_plan(uow, plan_id))
 
 
@@ -39,7 +40,7 @@ async def create_plan(data: s.PlanCreate, actor: Staff, uow: UoW) -> s.PlanPubli
 
 
 @auth.api_route("/plans/{plan_id:int}/", methods=["PUT", "PATCH"])
-async def update_plan(plan_id: int, data: s.PlanUpdate, actor: Staff, uow: UoW) -> s.PlanPublic:
+async def update_plan(plan_id: Id, data: s.PlanUpdate, actor: Staff, uow: UoW) -> s.PlanPublic:
     plan = await service.update_plan(uow, actor, plan_id, data)
     await uow.commit()
     return s.PlanPublic.model_validate(plan)
@@ -55,7 +56,7 @@ async def list_industries(request: Request, uow: PublicUoW, params: Page) -> Res
 
 
 @auth.get("/industries/{industry_id:int}/")
-async def get_industry(industry_id: int, uow: PublicUoW) -> s.IndustryPublic:
+async def get_industry(industry_id: Id, uow: PublicUoW) -> s.IndustryPublic:
     return await service.get_industry(uow, industry_id)
 
 
@@ -86,7 +87,7 @@ async def list_seed_keywords(
 
 
 @auth.get("/seed-keywords/{keyword_id:int}/")
-async def get_seed_keyword(keyword_id: int, actor: Actor, uow: UoW) -> s.SeedKeywordPublic:
+async def get_seed_keyword(keyword_id: Id, actor: Actor, uow: UoW) -> s.SeedKeywordPublic:
     return await service.get_seed_keyword(uow, keyword_id)
 
 

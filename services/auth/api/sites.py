@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from libs.common.ids import Id
 from libs.common.pagination import message_response, page_response
 from libs.common.tenancy import UoW
 from services.auth import schemas as s
@@ -35,19 +36,19 @@ async def create_site(data: s.SiteCreate, actor: Editor, uow: UoW) -> s.SitePubl
 
 
 @auth.get("/sites/{site_id:int}/")
-async def get_site(site_id: int, actor: Actor, uow: UoW) -> s.SitePublic:
+async def get_site(site_id: Id, actor: Actor, uow: UoW) -> s.SitePublic:
     return (await service.site_public(uow, [await service.get_site(uow, actor, site_id)]))[0]
 
 
 @auth.api_route("/sites/{site_id:int}/", methods=["PUT", "PATCH"])
-async def update_site(site_id: int, data: s.SiteUpdate, actor: Editor, uow: UoW) -> s.SitePublic:
+async def update_site(site_id: Id, data: s.SiteUpdate, actor: Editor, uow: UoW) -> s.SitePublic:
     site = await service.update_site(uow, actor, site_id, data)
     await uow.commit()
     return (await service.site_public(uow, [site]))[0]
 
 
 @auth.delete("/sites/{site_id:int}/", status_code=NO_CONTENT)
-async def delete_site(site_id: int, request: Request, actor: Editor, uow: UoW) -> Response:
+async def delete_site(site_id: Id, request: Request, actor: Editor, uow: UoW) -> Response:
     revoked = await service.delete_site(uow, actor, site_id)
     await uow.commit()
     return Response(status_code=NO_CONTENT, headers=await announce_revoked(request, revoked))
@@ -55,14 +56,14 @@ async def delete_site(site_id: int, request: Request, actor: Editor, uow: UoW) -
 
 @auth.get("/sites/{site_id:int}/sectors/")
 async def site_sectors(
-    site_id: int, request: Request, actor: Actor, uow: UoW, params: Page
+    site_id: Id, request: Request, actor: Actor, uow: UoW, params: Page
 ) -> Response:
     count, sectors = await service.list_sectors(uow, actor, params, site_id=site_id)
     return page_response(request, params, count, sectors)
 
 
 @auth.post("/sites/{site_id:int}/set_active/")
-async def set_active_site(site_id: int, actor: Editor, uow: UoW) -> Response:
+async def set_active_site(site_id: Id, actor: Editor, uow: UoW) -> Response:
     site = await service.update_site(uow, actor, site_id, {"is_active": True})
     await uow.commit()
     return message_response((await service.site_public(uow, [site]))[0], "Site activated")
@@ -70,7 +71,7 @@ async def set_active_site(site_id: int, actor: Editor, uow: UoW) -> Response:
 
 @auth.post("/sites/{site_id:int}/select_sectors/")
 async def select_sectors(
-    site_id: int, data: s.SelectSectorsRequest, actor: Editor, uow: UoW
+    site_id: Id, data: s.SelectSectorsRequest, actor: Editor, uow: UoW
 ) -> Response:
     sectors = await service.select_sectors(uow, actor, site_id, data)
     await uow.commit()
@@ -83,7 +84,7 @@ async def select_sectors(
 
 
 @auth.post("/sites/{site_id:int}/generate_api_key/")
-async def generate_api_key(site_id: int, request: Request, actor: Admin, uow: UoW) -> Response:
+async def generate_api_key(site_id: Id, request: Request, actor: Admin, uow: UoW) -> Response:
     outcome = await service.generate_api_key(uow, actor, site_id)
     await uow.commit()
     return json_response(
@@ -101,7 +102,7 @@ async def list_sectors(
     actor: Actor,
     uow: UoW,
     params: Page,
-    site_id: int | None = None,
+    site_id: Id | None = None,
     is_active: bool | None = None,
 ) -> Response:
     count, sectors = await service.list_sectors(
@@ -118,13 +119,13 @@ async def create_sector(data: s.SectorCreate, actor: Editor, uow: UoW) -> s.Sect
 
 
 @auth.get("/sectors/{sector_id:int}/")
-async def get_sector(sector_id: int, actor: Actor, uow: UoW) -> s.SectorPublic:
+async def get_sector(sector_id: Id, actor: Actor, uow: UoW) -> s.SectorPublic:
     return s.SectorPublic.model_validate(await service.get_sector(uow, actor, sector_id))
 
 
 @auth.api_route("/sectors/{sector_id:int}/", methods=["PUT", "PATCH"])
 async def update_sector(
-    sector_id: int, data: s.SectorUpdate, actor: Editor, uow: UoW
+    sector_id: Id, data: s.SectorUpdate, actor: Editor, uow: UoW
 ) -> s.SectorPublic:
     sector = await service.update_sector(uow, actor, sector_id, data)
     await uow.commit()
@@ -132,7 +133,7 @@ async def update_sector(
 
 
 @auth.delete("/sectors/{sector_id:int}/", status_code=NO_CONTENT)
-async def delete_sector(sector_id: int, actor: Editor, uow: UoW) -> Response:
+async def delete_sector(sector_id: Id, actor: Editor, uow: UoW) -> Response:
     await service.delete_sector(uow, actor, sector_id)
     await uow.commit()
     return Response(status_code=NO_CONTENT)
@@ -147,8 +148,8 @@ async def list_site_access(
     actor: Admin,
     uow: UoW,
     params: Page,
-    user_id: int | None = None,
-    site_id: int | None = None,
+    user_id: Id | None = None,
+    site_id: Id | None = None,
 ) -> Response:
     count, grants = await service.list_site_access(
         uow, actor, params, user_id=user_id, site_id=site_id
@@ -164,12 +165,12 @@ async def grant_site_access(data: s.SiteAccessCreate, actor: Admin, uow: UoW) ->
 
 
 @auth.get("/site-access/{access_id:int}/")
-async def get_site_access(access_id: int, actor: Admin, uow: UoW) -> s.SiteAccessPublic:
+async def get_site_access(access_id: Id, actor: Admin, uow: UoW) -> s.SiteAccessPublic:
     return s.SiteAccessPublic.model_validate(await service.get_site_access(uow, actor, access_id))
 
 
 @auth.delete("/site-access/{access_id:int}/", status_code=NO_CONTENT)
-async def revoke_site_access(access_id: int, actor: Admin, uow: UoW) -> Response:
+async def revoke_site_access(access_id: Id, actor: Admin, uow: UoW) -> Response:
     await service.revoke_site_access(uow, actor, access_id)
     await uow.commit()
     return Response(status_code=NO_CONTENT)
@@ -189,19 +190,19 @@ async def create_group(data: s.GroupCreate, actor: Admin, uow: UoW) -> s.GroupPu
 
 
 @auth.get("/groups/{group_id:int}/")
-async def get_group(group_id: int, actor: Admin, uow: UoW) -> s.GroupPublic:
+async def get_group(group_id: Id, actor: Admin, uow: UoW) -> s.GroupPublic:
     return (await service.group_public(uow, [await service.get_group(uow, actor, group_id)]))[0]
 
 
 @auth.api_route("/groups/{group_id:int}/", methods=["PUT", "PATCH"])
-async def update_group(group_id: int, data: s.GroupUpdate, actor: Admin, uow: UoW) -> s.GroupPublic:
+async def update_group(group_id: Id, data: s.GroupUpdate, actor: Admin, uow: UoW) -> s.GroupPublic:
     group = await service.save_group(uow, actor, data, group_id)
     await uow.commit()
     return (await service.group_public(uow, [group]))[0]
 
 
 @auth.delete("/groups/{group_id:int}/", status_code=NO_CONTENT)
-async def delete_group(group_id: int, actor: Admin, uow: UoW) -> Response:
+async def delete_group(group_id: Id, actor: Admin, uow: UoW) -> Response:
     await service.delete_group(uow, actor, group_id)
     await uow.commit()
     return Response(status_code=NO_CONTENT)

@@ -159,6 +159,11 @@ async def update_account(
     if account is None:
         raise NotFound("Account not found.")
     changes = data.model_dump(exclude_unset=True)
+    # A body that repeats the current status and plan (a GET put back) changes neither.
+    if changes.get("status") == account.status:
+        del changes["status"]
+    if changes.get("plan_id") == account.plan_id:
+        del changes["plan_id"]
     if ("status" in changes or "plan_id" in changes) and not actor.is_platform_staff:
         raise PermissionDenied("Only platform staff may change an account's status or plan.")
     outcome = Outcome()

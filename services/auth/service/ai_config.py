@@ -99,8 +99,15 @@ async def get_prompt(uow: UnitOfWork, actor: Principal, prompt_id: int) -> Promp
     return row
 
 
+async def _lock_prompt_type(uow: UnitOfWork, account_id: int, prompt_type: str) -> None:
+    """Writers of one account's prompt type take turns (one row per type: concurrent
+    first saves would otherwise collide on the unique key)."""
+    await repo.lock(uow.session, f"auth-prompt:{account_id}:{prompt_type}")
+
+
 async def create_prompt(uow: UnitOfWork, actor: Principal, data: s.PromptCreate) -> Prompt:
     check_role(actor, "editor")
+    await _lock_prompt_type(uow, actor.account_id, data.prompt_type)
     if await repo.prompt_by_type(uow.session, actor.account_id, data.prompt_type):
         raise ValidationFailed(
             errors={"prompt_type": ["A prompt of this type already exists; update it or use save."]}
@@ -139,6 +146,7 @@ async def prompt_by_type(uow: UnitOfWork, actor: Principal, prompt_type: str) ->
 
 async def save_prompt(uow: UnitOfWork, actor: Principal, data: s.PromptSave) -> s.PromptPublic:
     check_role(actor, "editor")
+    await _lock_prompt_type(uow, actor.account_id, data.prompt_type)
     row = await repo.prompt_by_type(uow.session, actor.account_id, data.prompt_type)
     if row is None:
         row = Prompt(
@@ -244,11 +252,15 @@ async def save_integration(
     value (`is_active` too); a saved key never follows a changed base_url on its own."""
     check_role(actor, "admin")
     provider = _provider(provider)
-    if provider in KEYLESS_PROVIDERS and data.api_key:
-        raise ValidationFailed(errors={"api_key": [f"{provider} takes no API key."]})
+    await repo.lock(uow.session, f"auth-integration:{actor.account_id}:{provider}")
     row = await repo.integration(uow.session, actor.account_id, provider)
     if row is None:
         row = IntegrationSetting(account_id=actor.account_id, provider=provider)
+    if data.api_key is not None and data.api_key == integration_public(keys, provider, row).api_key:
+        # The masked key a GET shows, put back: the saved key stays.
+        data = data.model_copy(update={"api_key": None})
+    if provider in KEYLESS_PROVIDERS and data.api_key:
+        raise ValidationFailed(errors={"api_key": [f"{provider} takes no API key."]})
     config = dict(row.config or {})
     config.update(data.config or {})
     for key in ("base_url", "model"):

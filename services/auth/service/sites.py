@@ -335,6 +335,9 @@ async def create_sector(uow: UnitOfWork, actor: Principal, data: s.SectorCreate)
         template = await repo.get(uow.session, IndustrySector, data.industry_sector_id)
         if template is None:
             raise ValidationFailed(errors={"industry_sector_id": ["Unknown industry sector."]})
+    # One writer of the site's sectors at a time: the limit and the slug are checked
+    # against what the others committed.
+    await repo.lock(uow.session, f"auth-sectors:{site.id}")
     if data.is_active:
         await _enforce_sector_limit(uow, site)
     slug = await unique_slug(uow, Sector, data.name, site_id=site.id)
@@ -381,6 +384,7 @@ async def delete_sector(uow: UnitOfWork, actor: Principal, sector_id: int) -> No
 async def _grant(
     uow: UnitOfWork, account_id: int, user_id: int, site_id: int, granted_by: int
 ) -> SiteUserAccess:
+    await repo.lock(uow.session, f"auth-site-access:{user_id}:{site_id}")
     row = await repo.site_access_row(uow.session, user_id, site_id)
     if row is not None:
         return row
