@@ -15,7 +15,7 @@ sends them again after a timeout).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -32,7 +32,22 @@ class AISettingsUnusable(Unprocessable):
     code = "unreadable_secret"
 
 
-class SiteDoc(BaseModel):
+class AuthDoc(BaseModel):
+    """Auth's data as its events and commands carry it. A null where the field has a
+    default reads as the default (`name: null` is an empty name)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {k: v for k, v in data.items()
+                if v is not None or k not in fields or fields[k].is_required()
+                or fields[k].get_default(call_default_factory=True) is None}
+
+
+class SiteDoc(AuthDoc):
     """A site as auth's `auth.site.*` events carry it."""
 
     id: int
@@ -45,7 +60,7 @@ class SiteDoc(BaseModel):
     is_active: bool = True
 
 
-class SectorDoc(BaseModel):
+class SectorDoc(AuthDoc):
     """A sector as auth's `auth.sector.*` events carry it."""
 
     id: int
@@ -57,7 +72,7 @@ class SectorDoc(BaseModel):
     is_active: bool = True
 
 
-class SeedKeywordDoc(BaseModel):
+class SeedKeywordDoc(AuthDoc):
     """A seed keyword as auth's `auth.seed_keyword.*` events carry it."""
 
     id: int
@@ -71,6 +86,31 @@ class SeedKeywordDoc(BaseModel):
     intent: str = "informational"
     country: str | None = None
     is_active: bool = True
+
+
+class AccountDoc(AuthDoc):
+    """An account as `auth.account.*` carries it (what other services keep of it)."""
+
+    account_id: int
+    status: str = "active"
+    plan_id: int | None = None
+
+
+class PlanDoc(AuthDoc):
+    """A plan as `auth.plan.*` carries it (the limits other services enforce)."""
+
+    id: int
+    slug: str = ""
+    max_keywords: int = 0
+    is_active: bool = True
+
+
+class SiteAccessDoc(AuthDoc):
+    """`auth.site_access.granted` / `.revoked`."""
+
+    account_id: int
+    user_id: int
+    site_id: int
 
 
 class LookupSite(BaseModel):

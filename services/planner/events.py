@@ -13,9 +13,9 @@ Published (stream `IGNY8_PLANNER`), `data` fields:
   description, keywords, keyword_ids, content_type, content_structure,
   estimated_word_count`.
 
-Consumed (stream `IGNY8_AUTH`): sites, sectors, site access, accounts, plans and seed
-keywords, into the read models (`repository.upsert_*`). Each upsert keeps the newest
-event's state: an older event arriving late changes nothing.
+Consumed (stream `IGNY8_AUTH`): sites, sectors, site access, accounts and plans into the
+kernel's directory (`libs/common/directory`), seed keywords into planner's own read model.
+Each upsert keeps the newest event's state: an older event arriving late changes nothing.
 """
 
 from __future__ import annotations
@@ -24,24 +24,18 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from libs.common.auth import SeedKeywordDoc
 from libs.common.consumer import EventConsumer, PermanentError
-from libs.common.db import Database, TenantScope
-from libs.common.events import Event, stream_name
+from libs.common.db import Database
+from libs.common.events import Event
 from services.planner import repository as repo
+from services.planner.models import DIRECTORY
 
 SERVICE = "planner"
 KEYWORDS_PER_EVENT = 500
-
-AUTH_SUBJECTS = (
-    "igny8.auth.site.>",
-    "igny8.auth.sector.>",
-    "igny8.auth.site_access.>",
-    "igny8.auth.account.>",
-    "igny8.auth.plan.>",
-    "igny8.auth.seed_keyword.>",
-)
 
 KEYWORD_FIELDS = (
     "id",
@@ -145,52 +139,17 @@ def idea_queued(row: dict[str, Any]) -> Event:
 # --- consuming auth's events ---------------------------------------------------------
 
 
-async def apply_auth_event(session: AsyncSession, event: Event) -> None:
-    """Fold one of auth's events into the read models."""
-    kind = event.type.split(".")
-    if len(kind) != 3 or kind[0] != "auth":
-        raise PermanentError(f"not an auth event: {event.type}")
-    _, entity, verb = kind
-    data, at = event.data, event.occurred_at
+async def apply_seed_keyword_event(session: AsyncSession, event: Event) -> None:
+    """Auth's seed keyword library, as far as planner has seen it (global rows)."""
     try:
-        if entity == "site":
-            await repo.upsert_site(session, data, deleted=verb == "deleted", occurred_at=at)
-        elif entity == "sector":
-            await repo.upsert_sector(session, data, deleted=verb == "deleted", occurred_at=at)
-        elif entity == "site_access":
-            if verb == "granted":
-                await repo.grant_access(
-                    session, data["account_id"], data["user_id"], data["site_id"]
-                )
-            elif verb == "revoked":
-                await repo.revoke_access(
-                    session, data["account_id"], data["user_id"], data["site_id"]
-                )
-        elif entity == "account":
-            await repo.upsert_account(session, data, deleted=verb == "deleted", occurred_at=at)
-        elif entity == "plan":
-            await repo.upsert_plan(session, data, occurred_at=at)
-        elif entity == "seed_keyword":
-            await repo.upsert_seed(session, data, deleted=verb == "deleted", occurred_at=at)
-    except KeyError as exc:
-        raise PermanentError(f"{event.type} lacks {exc}") from exc
+        seed = SeedKeywordDoc.model_validate(event.data)
+    except ValidationError as exc:
+        raise PermanentError(f"{event.type}: {exc}") from exc
+    await repo.upsert_seed(session, seed, deleted=event.type.endswith(".deleted"),
+                           occurred_at=event.occurred_at)
 
 
-def _scope(event: Event) -> TenantScope:
-    # Plans and seed keywords are global (account_id null): written in the system scope.
-    return TenantScope.account(event.account_id) if event.account_id else TenantScope.system()
-
-
-def auth_consumer(
-    db: Database, js: Any, *, name: str = "planner-auth-read-models"
-) -> EventConsumer:
-    return EventConsumer(
-        name=name,
-        stream=stream_name("auth"),
-        subjects=AUTH_SUBJECTS,
-        handler=apply_auth_event,
-        db=db,
-        js=js,
-        service=SERVICE,
-        scope=_scope,
-    )
+def auth_consumer(db: Database, js: Any) -> EventConsumer:
+    """The directory (sites, sectors, site access, accounts, plans) and the seed keywords."""
+    return DIRECTORY.consumer(db, js, service=SERVICE,
+                              extra={"seed_keyword": apply_seed_keyword_event})

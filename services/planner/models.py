@@ -33,6 +33,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from libs.common.columns import created_timestamp, optional_timestamp
+from libs.common.directory import Directory
 
 LIVE = text("deleted_at IS NULL")
 
@@ -72,71 +73,9 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 # --- read models of auth's data -------------------------------------------------------
 
-
-class PlanLimit(PlannerModel, table=True):
-    """Plans as auth publishes them (global): what planner enforces is `max_keywords`."""
-
-    __tablename__ = "plans"
-
-    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    slug: str = Field(max_length=100)
-    max_keywords: int = 0
-    is_active: bool = True
-    source_occurred_at: datetime | None = optional_timestamp()
-
-
-class AccountState(PlannerModel, table=True):
-    """An account's status and plan (tenant row, keyed by the account id)."""
-
-    __tablename__ = "accounts"
-
-    account_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    status: str = Field(default="active", max_length=20)
-    plan_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    deleted: bool = False
-    source_occurred_at: datetime | None = optional_timestamp()
-
-
-class SiteRef(PlannerModel, table=True):
-    __tablename__ = "sites"
-    __table_args__ = (Index("ix_sites_account", "account_id"),)
-
-    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    account_id: int = _account_id()
-    name: str = Field(default="", max_length=255)
-    slug: str = Field(default="", max_length=255)
-    url: str | None = Field(default=None, max_length=500)
-    industry_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    industry_slug: str | None = Field(default=None, max_length=255)
-    is_active: bool = True
-    deleted: bool = False
-    source_occurred_at: datetime | None = optional_timestamp()
-
-
-class SectorRef(PlannerModel, table=True):
-    __tablename__ = "sectors"
-    __table_args__ = (Index("ix_sectors_site", "site_id"),)
-
-    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    account_id: int = _account_id()
-    site_id: int = Field(sa_column=Column(BigInteger, nullable=False))
-    name: str = Field(default="", max_length=255)
-    slug: str = Field(default="", max_length=255)
-    industry_sector_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    is_active: bool = True
-    deleted: bool = False
-    source_occurred_at: datetime | None = optional_timestamp()
-
-
-class SiteAccess(PlannerModel, table=True):
-    """Sites granted to editors and viewers (owners and admins see every site)."""
-
-    __tablename__ = "site_access"
-    __table_args__ = (PrimaryKeyConstraint("user_id", "site_id"),)
-
-    user_id: int = Field(sa_column=Column(BigInteger, nullable=False))
-    site_id: int = Field(sa_column=Column(BigInteger, nullable=False))
-    account_id: int = _account_id()
+# Sites, sectors, site access, accounts and plans: the kernel's directory, in planner's
+# metadata (`libs/common/directory`).
+DIRECTORY = Directory(PlannerModel.metadata)
 
 
 class SeedKeywordRef(PlannerModel, table=True):

@@ -32,20 +32,19 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from libs.common.auth import SeedKeywordDoc
 from libs.common.db import driver_connection
+from libs.common.directory import upsert
+from libs.common.repository import Visibility
 from services.planner.models import (
-    AccountState,
+    DIRECTORY,
     AITaskLog,
     Cluster,
     ContentIdea,
     Keyword,
     KeywordCount,
     KeywordVersion,
-    PlanLimit,
-    SectorRef,
     SeedKeywordRef,
-    SiteAccess,
-    SiteRef,
 )
 
 
@@ -57,11 +56,7 @@ keywords = _table(Keyword)
 clusters = _table(Cluster)
 ideas = _table(ContentIdea)
 counts = _table(KeywordCount)
-sites = _table(SiteRef)
-sectors = _table(SectorRef)
-access = _table(SiteAccess)
-accounts = _table(AccountState)
-plans = _table(PlanLimit)
+sectors = DIRECTORY.tables.sectors
 seeds = _table(SeedKeywordRef)
 task_logs = _table(AITaskLog)
 versions = _table(KeywordVersion)
@@ -77,24 +72,6 @@ def _escape_like(term: str) -> str:
 
 def contains(col: Any, term: str) -> ColumnElement[bool]:
     return cast(ColumnElement[bool], col.ilike(f"%{_escape_like(term)}%", escape="\\"))
-
-
-@dataclass(frozen=True)
-class Visibility:
-    """Which rows a caller may see: the account, and within it every site (None) or a
-    list of granted sites."""
-
-    account_id: int
-    site_ids: tuple[int, ...] | None = None
-
-    def may_see(self, site_id: int) -> bool:
-        return self.site_ids is None or site_id in self.site_ids
-
-    def conditions(self, t: Any) -> list[ColumnElement[bool]]:
-        conds = [t.c.account_id == self.account_id]
-        if self.site_ids is not None:
-            conds.append(t.c.site_id.in_(self.site_ids) if self.site_ids else text("false"))
-        return conds
 
 
 @dataclass(frozen=True)
@@ -186,163 +163,10 @@ class SimpleFilters:
 # --- read models ---------------------------------------------------------------------
 
 
-async def get_site(session: AsyncSession, account_id: int, site_id: int) -> dict[str, Any] | None:
-    return await _live_read_model_row(session, sites, account_id, site_id)
-
-
-async def get_sector(
-    session: AsyncSession, account_id: int, sector_id: int
-) -> dict[str, Any] | None:
-    return await _live_read_model_row(session, sectors, account_id, sector_id)
-
-
-async def _live_read_model_row(
-    session: AsyncSession, t: Table, account_id: int, row_id: int
-) -> dict[str, Any] | None:
-    """A site or sector of this account that auth has not deleted, as the planner knows it."""
-    query = select(t).where(t.c.id == row_id, t.c.account_id == account_id,
-                            t.c.deleted.is_(False))
-    row = (await session.execute(query)).mappings().first()
-    return dict(row) if row else None
-
-
-async def _upsert(
-    session: AsyncSession,
-    t: Table,
-    keys: Sequence[str],
-    values: dict[str, Any],
-    occurred_at: datetime | None,
-) -> None:
-    """Insert or update a read-model row, unless a newer event already wrote it."""
-    stmt = pg_insert(t).values(**values)
-    changes = {k: stmt.excluded[k] for k in values if k not in keys}
-    where = None
-    if "source_occurred_at" in t.c and occurred_at is not None:
-        where = (t.c.source_occurred_at.is_(None)) | (t.c.source_occurred_at <= occurred_at)
-    await session.execute(
-        stmt.on_conflict_do_update(index_elements=list(keys), set_=changes, where=where)
-    )
-
-
-async def upsert_site(
-    session: AsyncSession,
-    data: dict[str, Any],
-    *,
-    deleted: bool = False,
-    occurred_at: datetime | None = None,
-) -> None:
-    await _upsert(
-        session,
-        sites,
-        ["id"],
-        {
-            "id": data["id"],
-            "account_id": data["account_id"],
-            "name": data.get("name") or "",
-            "slug": data.get("slug") or "",
-            "url": data.get("url"),
-            "industry_id": data.get("industry_id"),
-            "industry_slug": data.get("industry_slug"),
-            "is_active": bool(data.get("is_active", True)),
-            "deleted": deleted,
-            "source_occurred_at": occurred_at,
-        },
-        occurred_at,
-    )
-
-
-async def upsert_sector(
-    session: AsyncSession,
-    data: dict[str, Any],
-    *,
-    deleted: bool = False,
-    occurred_at: datetime | None = None,
-) -> None:
-    await _upsert(
-        session,
-        sectors,
-        ["id"],
-        {
-            "id": data["id"],
-            "account_id": data["account_id"],
-            "site_id": data["site_id"],
-            "name": data.get("name") or "",
-            "slug": data.get("slug") or "",
-            "industry_sector_id": data.get("industry_sector_id"),
-            "is_active": bool(data.get("is_active", True)),
-            "deleted": deleted,
-            "source_occurred_at": occurred_at,
-        },
-        occurred_at,
-    )
-
-
-async def upsert_account(
-    session: AsyncSession,
-    data: dict[str, Any],
-    *,
-    deleted: bool = False,
-    occurred_at: datetime | None = None,
-) -> None:
-    await _upsert(
-        session,
-        accounts,
-        ["account_id"],
-        {
-            "account_id": data["account_id"],
-            "status": data.get("status") or "active",
-            "plan_id": data.get("plan_id"),
-            "deleted": deleted,
-            "source_occurred_at": occurred_at,
-        },
-        occurred_at,
-    )
-
-
-async def upsert_plan(
-    session: AsyncSession, data: dict[str, Any], occurred_at: datetime | None = None
-) -> None:
-    await _upsert(
-        session,
-        plans,
-        ["id"],
-        {
-            "id": data["id"],
-            "slug": data.get("slug") or "",
-            "max_keywords": int(data.get("max_keywords") or 0),
-            "is_active": bool(data.get("is_active", True)),
-            "source_occurred_at": occurred_at,
-        },
-        occurred_at,
-    )
-
-
-async def upsert_seed(
-    session: AsyncSession,
-    data: dict[str, Any],
-    *,
-    deleted: bool = False,
-    occurred_at: datetime | None = None,
-) -> None:
-    await _upsert(
-        session,
-        seeds,
-        ["id"],
-        {
-            "id": data["id"],
-            "keyword": data["keyword"],
-            "volume": int(data.get("volume") or 0),
-            "difficulty": int(data.get("difficulty") or 0),
-            "intent": data.get("intent") or "informational",
-            "industry_id": data.get("industry_id"),
-            "sector_id": data.get("sector_id"),
-            "country": data.get("country"),
-            "is_active": bool(data.get("is_active", True)),
-            "deleted": deleted,
-            "source_occurred_at": occurred_at,
-        },
-        occurred_at,
-    )
+async def upsert_seed(session: AsyncSession, seed: SeedKeywordDoc, *, deleted: bool = False,
+                      occurred_at: datetime | None = None) -> None:
+    row = seed.model_dump(include={c.name for c in seeds.columns})
+    await upsert(session, seeds, ["id"], {**row, "deleted": deleted}, occurred_at)
 
 
 async def get_seeds(session: AsyncSession, ids: Sequence[int]) -> list[dict[str, Any]]:
@@ -356,52 +180,6 @@ async def get_seeds(session: AsyncSession, ids: Sequence[int]) -> list[dict[str,
         .all()
     )
     return [dict(r) for r in rows]
-
-
-async def grant_access(session: AsyncSession, account_id: int, user_id: int, site_id: int) -> None:
-    await session.execute(
-        pg_insert(access)
-        .values(account_id=account_id, user_id=user_id, site_id=site_id)
-        .on_conflict_do_nothing()
-    )
-
-
-async def revoke_access(session: AsyncSession, account_id: int, user_id: int, site_id: int) -> None:
-    await session.execute(
-        access.delete().where(
-            access.c.account_id == account_id,
-            access.c.user_id == user_id,
-            access.c.site_id == site_id,
-        )
-    )
-
-
-async def granted_site_ids(session: AsyncSession, account_id: int, user_id: int) -> list[int]:
-    rows = await session.execute(
-        select(access.c.site_id)
-        .join(sites, sites.c.id == access.c.site_id)
-        .where(
-            access.c.account_id == account_id,
-            access.c.user_id == user_id,
-            sites.c.deleted.is_(False),
-        )
-    )
-    return sorted(r[0] for r in rows)
-
-
-async def account_state(session: AsyncSession, account_id: int) -> dict[str, Any] | None:
-    row = (
-        (
-            await session.execute(
-                select(accounts.c.status, accounts.c.deleted, plans.c.max_keywords)
-                .select_from(accounts.outerjoin(plans, plans.c.id == accounts.c.plan_id))
-                .where(accounts.c.account_id == account_id)
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
 
 
 async def lock_account(session: AsyncSession, account_id: int) -> None:
@@ -490,7 +268,7 @@ class CountCache:
 COUNTS = CountCache()
 
 
-def _version_of(account_id: int) -> Any:
+def _version_of(account_id: int | None) -> Any:
     return (
         select(func.coalesce(func.max(versions.c.version), 0))
         .where(versions.c.account_id == account_id)

@@ -17,6 +17,7 @@ from libs.common import jobs
 from libs.common.auth import AuthClient
 from libs.common.billing import BillingClient
 from libs.common.problems import Conflict, NotFound, PermissionDenied, ValidationFailed
+from libs.common.repository import Visibility
 from libs.common.security import Principal
 from libs.common.tenancy import UnitOfWork
 from services.planner import events
@@ -25,6 +26,7 @@ from services.planner.models import (
     CLUSTER_STATUSES,
     CONTENT_STRUCTURES,
     CONTENT_TYPES,
+    DIRECTORY,
     IDEA_STATUSES,
     INTENTS,
     KEYWORD_STATUSES,
@@ -33,14 +35,12 @@ from services.planner.repository import (
     KeywordFilters,
     Ordering,
     SimpleFilters,
-    Visibility,
     clusters,
     ideas,
 )
 from services.planner.settings import PlannerSettings
 
 SERVICE = "planner"
-BLOCKED_ACCOUNT_STATUSES = ("suspended", "cancelled")
 
 KEYWORD_ORDERING = {
     "created_at": "created_at",
@@ -259,7 +259,7 @@ class Planner:
         self.settings = settings
         self.auth = auth
         self.billing = billing
-        self._visibility: Visibility | None = None
+        self.access = DIRECTORY.access(uow.session, principal, auth)
 
     @property
     def account_id(self) -> int:
@@ -268,49 +268,12 @@ class Planner:
     # --- access -----------------------------------------------------------------------
 
     async def visibility(self) -> Visibility:
-        """Owners and admins see every site of their account; editors, viewers and bots
-        the sites granted to them (a site key's token: its own site)."""
-        if self._visibility is not None:
-            return self._visibility
-        state = await repo.account_state(self.session, self.account_id)
-        if state and (state["deleted"] or state["status"] in BLOCKED_ACCOUNT_STATUSES):
-            raise PermissionDenied("This account is not active.")
-        p = self.principal
-        site_ids: tuple[int, ...] | None
-        if p.site_id is not None:
-            site_ids = (p.site_id,)
-        elif p.has_role("admin"):
-            site_ids = None
-        else:
-            site_ids = tuple(await repo.granted_site_ids(self.session, self.account_id, p.user_id))
-        self._visibility = Visibility(self.account_id, site_ids)
-        return self._visibility
+        return await self.access.visibility()
 
     async def site_and_sector(
         self, site_id: int, sector_id: int
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The caller's site and its sector; auth is asked once when planner has not yet
-        heard of them (a site created a moment ago is not a false 404)."""
-        vis = await self.visibility()
-        site = await repo.get_site(self.session, self.account_id, site_id)
-        sector = await repo.get_sector(self.session, self.account_id, sector_id)
-        if site is None or sector is None:
-            found = await self.auth.lookup_site(self.account_id, site_id)
-            if found is not None and found.site.account_id == self.account_id:
-                await repo.upsert_site(self.session, found.site.model_dump())
-                for s in found.sectors:
-                    await repo.upsert_sector(self.session, s.model_dump())
-                site = await repo.get_site(self.session, self.account_id, site_id)
-                sector = await repo.get_sector(self.session, self.account_id, sector_id)
-        if site is None:
-            raise NotFound("Site not found.")
-        if not vis.may_see(site_id):
-            raise PermissionDenied("You do not have access to this site.")
-        if sector is None or sector["site_id"] != site_id:
-            raise ValidationFailed.field("sector_id", "This sector does not belong to the site.")
-        if not site["is_active"] or not sector["is_active"]:
-            raise ValidationFailed.field("sector_id", "The site or sector is not active.")
-        return site, sector
+        return await self.access.site_and_sector(site_id, sector_id)
 
     async def _cluster_in_sector(self, cluster_id: int, site_id: int, sector_id: int) -> None:
         found = await repo.get_rows(self.session, clusters, await self.visibility(), [cluster_id])
@@ -320,7 +283,7 @@ class Planner:
     async def _room_for_keywords(self, adding: int) -> int | None:
         """How many more keywords the plan allows (None: no limit known). Serialises the
         account's keyword-creating transactions so the limit holds under concurrency."""
-        state = await repo.account_state(self.session, self.account_id)
+        state = await self.access.account()
         limit = state["max_keywords"] if state else None
         if not limit or limit <= 0:
             return None
@@ -421,9 +384,8 @@ class Planner:
         missing = [i for i in wanted if i not in known]
         if missing:
             for doc in await self.auth.seed_keywords(missing):
-                seed = doc.model_dump()
-                await repo.upsert_seed(self.session, seed)
-                known[seed["id"]] = {**seed, "deleted": False}
+                await repo.upsert_seed(self.session, doc)
+                known[doc.id] = {**doc.model_dump(), "deleted": False}
         usable = [known[i] for i in wanted if i in known and known[i].get("is_active", True)]
         not_found = [i for i in wanted if i not in known or not known[i].get("is_active", True)]
         taken = await repo.existing_texts(

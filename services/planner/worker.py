@@ -36,15 +36,11 @@ async def run(stop: asyncio.Event, settings: PlannerSettings | None = None, *,
               engines: Engines | None = None) -> None:
     settings = settings or PlannerSettings()
 
-    async def read_models(ctx: WorkerContext) -> None:
-        # Auth's stream may not exist yet when planner starts first: same config as auth's.
-        await nats_kernel.ensure_event_stream(ctx.js, "auth")
-        await auth_consumer(ctx.db, ctx.js).run(ctx.stop)
-
     async def jobs(ctx: WorkerContext) -> None:
         await asyncio.gather(*(w.run(ctx.stop) for w in job_workers(ctx, settings, engines)))
 
-    await run_worker(settings, tasks=[read_models, jobs], stop=stop)
+    await run_worker(settings, consumers=lambda ctx: [auth_consumer(ctx.db, ctx.js)],
+                     tasks=[jobs], stop=stop)
 
 
 if __name__ == "__main__":

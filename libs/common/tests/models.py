@@ -10,6 +10,8 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from libs.common.columns import created_timestamp, optional_timestamp
+from libs.common.directory import TENANT_TABLES as DIRECTORY_TENANT_TABLES
+from libs.common.directory import Directory
 
 
 class KernelTestModel(SQLModel, registry=registry()):
@@ -54,4 +56,7 @@ class Colour(KernelTestModel, table=True):
     name: str = Field(max_length=100)
 
 
-TENANT_TABLES = ("things", "labels")
+# Declared into this registry's metadata, as a service declares it.
+DIRECTORY = Directory(KernelTestModel.metadata)
+
+TENANT_TABLES = ("things", "labels", *DIRECTORY_TENANT_TABLES)
