@@ -1,1 +1,1 @@
-pytest_plugins = ["libs.common.testing.plugin"]
+pytest_plugins = ["libs.common.testing.plugin", "libs.common.testing.seaweedfs"]
