@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -60,9 +61,19 @@ class Embeddings:
 
 @dataclass(frozen=True, slots=True)
 class GeneratedImage:
+    """One image as the provider returned it. `model`, `size` (what was asked of the
+    provider, e.g. `1536x1024`), `usage` (tokens, where the provider counts them) and
+    `cost_usd` (only when the provider reports it; never guessed) go to usage logs as
+    they are."""
+
     data: bytes
     media_type: str
     model: str
+    provider: str = ""
+    size: str = ""
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: Decimal | None = None
+    revised_prompt: str | None = None
 
 
 @runtime_checkable

@@ -26,10 +26,19 @@ class AIConfigurationError(AIError):
 class AIProviderError(AIError):
     """The provider answered with an error or did not answer at all."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        # Seconds the provider asked us to wait (its Retry-After), when it said so.
+        self.retry_after = retry_after
 
 
 class AIResponseInvalid(AIError):

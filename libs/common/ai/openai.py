@@ -24,6 +24,16 @@ from libs.common.ai.base import (
     normalize_rows,
 )
 from libs.common.ai.errors import AIConfigurationError, AIProviderError, AIResponseInvalid
+from libs.common.ai.images import (
+    ImageOutcome,
+    ImageRequest,
+    RetryPolicy,
+    clip_prompt,
+    each_image,
+    provider_size,
+    sniff_media_type,
+    with_retries,
+)
 
 DEFAULT_CHAT_MODEL = "gpt-4o-mini"
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
@@ -181,23 +191,61 @@ class OpenAIProvider:
             return Embeddings(vectors=np.zeros((0, 0), dtype=np.float32), model=name, usage=usage)
         return Embeddings(vectors=normalize_rows(rows), model=name, usage=usage)
 
+    # Transient failures of image calls (429, 5xx, timeouts) are retried within bounds.
+    image_retry = RetryPolicy()
+    image_concurrency = 2
+
     async def generate_image(
         self, prompt: str, *, size: str = "1024x1024", model: str | None = None
     ) -> GeneratedImage:
+        """One image as base64 (`b64_json`). GPT image models always answer base64 and
+        refuse `response_format`, so it is sent to the DALL-E models only."""
         name = model or self.image_model
-        body = await self._post(
-            "/images/generations",
-            {"model": name, "prompt": prompt, "size": size, "n": 1, "response_format": "b64_json"},
+        payload: dict[str, Any] = {"model": name, "prompt": prompt, "size": size, "n": 1}
+        if not name.startswith("gpt-image"):
+            payload["response_format"] = "b64_json"
+        body = await with_retries(
+            lambda: self._post("/images/generations", payload), self.image_retry
         )
         try:
-            data = base64.b64decode(body["data"][0]["b64_json"], validate=True)
+            item = body["data"][0]
+            data = base64.b64decode(item["b64_json"], validate=True)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise AIResponseInvalid(
                 "image response without data[0].b64_json", raw=str(body)[:300]
             ) from exc
-        media = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "application/octet-stream"
-        if data[:3] == b"\xff\xd8\xff":
-            media = "image/jpeg"
-        elif data[:4] == b"RIFF":
-            media = "image/webp"
-        return GeneratedImage(data=data, media_type=media, model=name)
+        media = sniff_media_type(data)
+        if media is None:
+            raise AIResponseInvalid("the image data is not PNG, JPEG, WebP or GIF")
+        counted = body.get("usage") or {}
+        return GeneratedImage(
+            data=data,
+            media_type=media,
+            model=name,
+            provider=self.name,
+            size=size,
+            usage=Usage(
+                prompt_tokens=int(counted.get("input_tokens") or 0),
+                completion_tokens=int(counted.get("output_tokens") or 0),
+            ),
+            revised_prompt=item.get("revised_prompt") or None,
+        )
+
+    async def generate_images(
+        self, requests: Sequence[ImageRequest], *, model: str | None = None
+    ) -> list[ImageOutcome]:
+        """One call per image (the API makes one prompt per call), two at a time, each at
+        the supported size closest in shape to the request; failures stay per image."""
+        name = model or self.image_model
+        limit = 1000 if name.startswith("dall-e-2") else 4000
+
+        async def make(request: ImageRequest) -> GeneratedImage:
+            width, height = provider_size(self.name, name, request.width, request.height)
+            prompt = request.prompt
+            if request.negative_prompt:
+                prompt = f"{prompt} Avoid: {request.negative_prompt}"
+            return await self.generate_image(
+                clip_prompt(prompt, limit), size=f"{width}x{height}", model=name
+            )
+
+        return await each_image(requests, make, concurrency=self.image_concurrency)
