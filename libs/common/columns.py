@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import DateTime, func
+from sqlalchemy import CheckConstraint, DateTime, func
 from sqlmodel import Field
 
 from libs.common.events import utcnow
@@ -24,3 +25,11 @@ def created_timestamp() -> Any:
 def optional_timestamp() -> Any:
     """A moment that may not have happened yet (deleted, revoked, last synced, ...)."""
     return Field(default=None, sa_type=DateTime(timezone=True), nullable=True)
+
+
+def one_of(column: str, choices: Iterable[str], *, name: str) -> CheckConstraint:
+    """A CHECK that `column` holds one of `choices`, usually a `StrEnum`: the model's
+    `__table_args__`, its migration and its schemas then read the same list of values.
+    Values are our own identifiers, never user input."""
+    values = ", ".join(f"'{value}'" for value in choices)
+    return CheckConstraint(f"{column} IN ({values})", name=name)

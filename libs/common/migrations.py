@@ -11,12 +11,14 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
+from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, create_engine, pool, text
+from sqlalchemy import MetaData, Table, create_engine, pool, text
+from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
 
 from libs.common.db import async_url
-from libs.common.models import kernel_metadata
+from libs.common.models import dead_letters, kernel_metadata, outbox, processed_events
 
 
 def alembic_config(migrations_dir: Path, url: str) -> Config:
@@ -91,7 +93,7 @@ def grant_runtime_role(owner_url: str, role: str) -> None:
 
 
 def tenant_rls(table: str, column: str = "account_id") -> list[str]:
-    """Statements that put a tenant table behind row-level security (for migrations).
+    """Statements that put a tenant table behind row-level security.
 
     Rows are visible when they belong to the transaction's account, or when the
     transaction runs in the system scope (platform staff, sweepers).
@@ -105,3 +107,41 @@ def tenant_rls(table: str, column: str = "account_id") -> list[str]:
         f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
         f"CREATE POLICY tenant_isolation ON {table} USING ({predicate}) WITH CHECK ({predicate})",
     ]
+
+
+# --- helpers a migration calls with its `op` ------------------------------------------------
+# DDL goes through `op.execute`, so the helpers also work in offline (`--sql`) mode.
+
+
+def enable_tenant_rls(op: Operations, *tables: str, column: str = "account_id") -> None:
+    """Row-level security on each of `tables`, keyed on `column` (see `tenant_rls`)."""
+    for table in tables:
+        for statement in tenant_rls(table, column):
+            op.execute(statement)
+
+
+def create_tables(op: Operations, *tables: Table) -> None:
+    """Tables declared in code (with their indexes), created as declared: for tables the
+    kernel defines once for every service, rather than a copy pasted per migration."""
+    for table in tables:
+        op.execute(CreateTable(table))
+        for index in sorted(table.indexes, key=lambda i: i.name or ""):
+            op.execute(CreateIndex(index))
+
+
+def drop_tables(op: Operations, *tables: Table) -> None:
+    for table in reversed(tables):
+        op.execute(DropTable(table))
+
+
+KERNEL_TABLES: tuple[Table, ...] = (outbox, processed_events, dead_letters)
+
+
+def kernel_tables(op: Operations) -> None:
+    """The outbox, the inbox of processed events and the dead letters, which every
+    service's first migration creates (`libs.common.models` defines them)."""
+    create_tables(op, *KERNEL_TABLES)
+
+
+def drop_kernel_tables(op: Operations) -> None:
+    drop_tables(op, *KERNEL_TABLES)

@@ -8,6 +8,7 @@ action answers with a message; the gateway adds the envelope.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date
 from typing import Annotated, Any
 
@@ -27,8 +28,11 @@ from services.billing.models import (
     CreditTransaction,
     CreditUsageLog,
     Invoice,
+    InvoiceStatus,
     Payment,
     PaymentMethod,
+    PaymentStatus,
+    TransactionType,
 )
 from services.billing.pdf import render_invoice
 from services.billing.repository import table
@@ -39,9 +43,6 @@ account = APIRouter(prefix="/api/v1/account", tags=["billing"])
 admin = APIRouter(prefix="/api/v1/admin", tags=["billing-admin"])
 
 Page = Annotated[PageParams, Depends(page_params)]
-TRANSACTION_TYPES = ("purchase", "subscription", "refund", "deduction", "adjustment")
-INVOICE_STATUSES = ("draft", "pending", "paid", "void", "uncollectible")
-PAYMENT_STATUSES = ("pending_approval", "succeeded", "failed", "refunded")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -85,9 +86,10 @@ def _range_filters(column: Any, start: date | None, end: date | None) -> list[An
     return filters
 
 
-def _choice(name: str, value: str | None, allowed: tuple[str, ...] | set[str]) -> str | None:
+def _choice(name: str, value: str | None, allowed: Iterable[str]) -> str | None:
     if value is None or value == "":
         return None
+    allowed = {str(choice) for choice in allowed}
     if value not in allowed:
         raise ValidationFailed.field(name, f"Unknown value '{value}'. Allowed: "
                                      f"{', '.join(sorted(allowed))}.")
@@ -170,7 +172,7 @@ async def _transactions(request: Request, uow: Any, principal: Principal, page: 
     tbl = table(CreditTransaction)
     filters = [tbl.c.account_id == principal.account_id,
                *_range_filters(tbl.c.created_at, start, end)]
-    if _choice("transaction_type", transaction_type, TRANSACTION_TYPES):
+    if _choice("transaction_type", transaction_type, TransactionType):
         filters.append(tbl.c.transaction_type == transaction_type)
     count, rows = await svc.repo.page(CreditTransaction, filters=filters, offset=page.offset,
                                       limit=page.limit, order=[tbl.c.id.desc()])
@@ -209,7 +211,7 @@ async def invoices(request: Request, uow: UoW, principal: AdminOrOwner, page: Pa
     svc = service(request, uow)
     tbl = table(Invoice)
     filters = [tbl.c.account_id == principal.account_id]
-    if _choice("status", status, INVOICE_STATUSES):
+    if _choice("status", status, InvoiceStatus):
         filters.append(tbl.c.status == status)
     count, rows = await svc.repo.page(Invoice, filters=filters, offset=page.offset,
                                       limit=page.limit)
@@ -243,7 +245,7 @@ async def payments(request: Request, uow: UoW, principal: AdminOrOwner, page: Pa
     svc = service(request, uow)
     tbl = table(Payment)
     filters = [tbl.c.account_id == principal.account_id]
-    if _choice("status", status, PAYMENT_STATUSES):
+    if _choice("status", status, PaymentStatus):
         filters.append(tbl.c.status == status)
     count, rows = await svc.repo.page(Payment, filters=filters, offset=page.offset,
                                       limit=page.limit)
@@ -399,7 +401,7 @@ async def set_default_payment_method(method_id: int, request: Request, uow: UoW,
 async def pending_payments(request: Request, uow: UoW, _: PlatformStaff, page: Page) -> Response:
     tbl = table(Payment)
     count, rows = await service(request, uow).repo.page(
-        Payment, filters=[tbl.c.status == "pending_approval"], offset=page.offset,
+        Payment, filters=[tbl.c.status == PaymentStatus.PENDING_APPROVAL], offset=page.offset,
         limit=page.limit, order=[tbl.c.created_at, tbl.c.id])
     return page_response(request, page, count, _dump(s.AdminPaymentOut, rows))
 

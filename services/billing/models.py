@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +28,40 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
+
+from libs.common.columns import one_of
+
+
+class TransactionType(StrEnum):
+    PURCHASE = "purchase"
+    SUBSCRIPTION = "subscription"
+    REFUND = "refund"
+    DEDUCTION = "deduction"
+    ADJUSTMENT = "adjustment"
+
+
+class HoldStatus(StrEnum):
+    """held → captured | released | expired"""
+
+    HELD = "held"
+    CAPTURED = "captured"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    PENDING = "pending"
+    PAID = "paid"
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
+
+
+class PaymentStatus(StrEnum):
+    PENDING_APPROVAL = "pending_approval"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REFUNDED = "refunded"
 
 
 class BillingModel(SQLModel, registry=registry()):
@@ -143,10 +178,7 @@ class CreditTransaction(BillingModel, table=True):
         Index("ix_credit_transactions_account_created", "account_id", "created_at"),
         Index("ix_credit_transactions_account_type", "account_id", "transaction_type",
               "created_at"),
-        CheckConstraint(
-            "transaction_type IN ('purchase','subscription','refund','deduction','adjustment')",
-            name="transaction_type_known",
-        ),
+        one_of("transaction_type", TransactionType, name="transaction_type_known"),
     )
 
     id: int | None = _id()
@@ -173,14 +205,14 @@ class CreditHold(BillingModel, table=True):
               postgresql_where=text("status = 'held'")),
         Index("ix_credit_holds_account", "account_id", "created_at"),
         CheckConstraint("amount >= 0", name="hold_amount_not_negative"),
+        one_of("status", HoldStatus, name="hold_status_known"),
     )
 
     id: int | None = _id()
     account_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     operation_type: str = Field(max_length=64)
     amount: int
-    # held → captured | released | expired
-    status: str = Field(default="held", max_length=16)
+    status: str = Field(default=HoldStatus.HELD, max_length=16)
     idempotency_key: str = Field(max_length=255)
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     captured_credits: int = Field(default=0)
@@ -265,15 +297,15 @@ class CreditPackage(BillingModel, table=True):
 
 class Invoice(BillingModel, table=True):
     __tablename__ = "invoices"
-    __table_args__ = (Index("ix_invoices_account_created", "account_id", "created_at"),)
+    __table_args__ = (Index("ix_invoices_account_created", "account_id", "created_at"),
+                      one_of("status", InvoiceStatus, name="invoice_status_known"))
 
     id: int | None = _id()
     account_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     invoice_number: str = Field(max_length=64, unique=True)
     # subscription | credit_package | addon | custom
     invoice_type: str = Field(max_length=32)
-    # draft | pending | paid | void | uncollectible
-    status: str = Field(default="pending", max_length=32)
+    status: str = Field(default=InvoiceStatus.PENDING, max_length=32)
     currency: str = Field(default="USD", max_length=3)
     subtotal: Decimal = _money()
     tax: Decimal = _money()
@@ -299,6 +331,7 @@ class Payment(BillingModel, table=True):
         Index("uq_payments_open_per_invoice", "invoice_id", unique=True,
               postgresql_where=text("status = 'pending_approval'")),
         CheckConstraint("amount > 0", name="payment_amount_positive"),
+        one_of("status", PaymentStatus, name="payment_status_known"),
     )
 
     id: int | None = _id()
@@ -308,8 +341,7 @@ class Payment(BillingModel, table=True):
     currency: str = Field(default="USD", max_length=3)
     # bank_transfer | manual | stripe | paypal
     payment_method: str = Field(max_length=32)
-    # pending_approval | succeeded | failed | refunded
-    status: str = Field(default="pending_approval", max_length=32)
+    status: str = Field(default=PaymentStatus.PENDING_APPROVAL, max_length=32)
     transaction_reference: str = Field(default="", max_length=255)
     notes: str = Field(default="", max_length=2000)
     failure_reason: str | None = Field(default=None, max_length=2000)

@@ -34,6 +34,7 @@ from services.billing.models import (
     CreditPackage,
     CreditTransaction,
     CreditUsageLog,
+    HoldStatus,
     Invoice,
     Payment,
     PaymentMethod,
@@ -467,7 +468,8 @@ class BillingRepository:
         return (await self.session.execute(
             pg_insert(HOLDS)
             .values(account_id=account_id, operation_type=operation_type, amount=amount,
-                    status="held", idempotency_key=idempotency_key, expires_at=expires_at,
+                    status=HoldStatus.HELD, idempotency_key=idempotency_key,
+                    expires_at=expires_at,
                     captured_credits=0, refunded_credits=0, from_plan=0, from_purchased=0)
             .on_conflict_do_nothing(constraint="uq_credit_holds_key")
             .returning(HOLDS)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
+from services.billing.models import InvoiceStatus, PaymentStatus, TransactionType
 from services.billing.pricing import UNITS
 
 PaymentMethodType = Literal["bank_transfer", "manual", "stripe", "paypal"]
@@ -59,7 +60,7 @@ class UsageLogOut(Out):
 
 class TransactionOut(Out):
     id: int
-    transaction_type: str
+    transaction_type: TransactionType
     amount: int
     balance_after: int
     plan_balance_after: int
@@ -74,7 +75,7 @@ class InvoiceOut(Money):
     id: int
     invoice_number: str
     invoice_type: str
-    status: str
+    status: InvoiceStatus
     currency: str
     subtotal: Decimal
     tax: Decimal
@@ -95,7 +96,7 @@ class PaymentOut(Money):
     amount: Decimal
     currency: str
     payment_method: str
-    status: str
+    status: PaymentStatus
     transaction_reference: str
     notes: str
     failure_reason: str | None

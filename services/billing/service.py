@@ -44,11 +44,15 @@ from services.billing.models import (
     Account,
     CreditCostConfig,
     CreditPackage,
+    HoldStatus,
     Invoice,
+    InvoiceStatus,
     Payment,
     PaymentMethod,
+    PaymentStatus,
     Plan,
     Subscription,
+    TransactionType,
 )
 from services.billing.pricing import UNITS, PricingError, add_month, price
 from services.billing.repository import BalanceRow, BillingRepository, CaptureWrite, KeyTaken
@@ -160,11 +164,12 @@ class BillingService:
             before, plan_credits=before.plan_credits - from_plan,
             purchased_credits=before.purchased_credits - (amount - from_plan)))
         tx_id = await self.repo.add_transaction(
-            account_id=account_id, transaction_type="adjustment", amount=-amount, balance=after,
+            account_id=account_id, transaction_type=TransactionType.ADJUSTMENT, amount=-amount,
+            balance=after,
             description=description, reference=reference, meta=meta,
             idempotency_key=idempotency_key)
         await self._publish(ev.CREDITS_DEBITED, account_id, account_id=account_id, amount=amount,
-                            transaction_type="adjustment", transaction_id=tx_id,
+                            transaction_type=TransactionType.ADJUSTMENT, transaction_id=tx_id,
                             balance_after=after.total, operation_type=None)
         return tx_id
 
@@ -184,14 +189,15 @@ class BillingService:
             before, replace(before, plan_credits=plan_credits),
             plan_credits_per_month=included, period_start=period_start, period_end=period_end)
         tx_id = await self.repo.add_transaction(
-            account_id=account_id, transaction_type="subscription", amount=amount, balance=after,
+            account_id=account_id, transaction_type=TransactionType.SUBSCRIPTION, amount=amount,
+            balance=after,
             description=description, reference=reference,
             meta={"included_credits": included, "lapsed": before.plan_credits,
                   "period_start": period_start.isoformat(), "period_end": period_end.isoformat()},
             idempotency_key=idempotency_key)
         event_type = ev.CREDITS_ADDED if amount >= 0 else ev.CREDITS_DEBITED
         await self._publish(event_type, account_id, account_id=account_id, amount=abs(amount),
-                            transaction_type="subscription", transaction_id=tx_id,
+                            transaction_type=TransactionType.SUBSCRIPTION, transaction_id=tx_id,
                             balance_after=after.total, plan_credits=plan_credits,
                             period_start=period_start.isoformat(),
                             period_end=period_end.isoformat())
@@ -315,7 +321,7 @@ class BillingService:
 
         # Ids in the order the captures below change balances (see `ledger_ids`).
         to_write = sum(1 for req in valid
-                       if (hold := found(req)) is not None and hold.status != "captured")
+                       if (hold := found(req)) is not None and hold.status != HoldStatus.CAPTURED)
         ids = iter(await self.repo.ledger_ids(to_write) if to_write else [])
         balances: dict[int, BalanceRow] = {}  # each account's balance as the batch leaves it
         writes: list[CaptureWrite] = []
@@ -324,7 +330,7 @@ class BillingService:
             if hold is None:
                 outcomes[req.hold_id] = NotFound(f"Hold {req.hold_id} not found.",
                                                  errors={"hold_id": ["Not found."]})
-            elif hold.status == "captured":
+            elif hold.status == HoldStatus.CAPTURED:
                 outcomes[req.hold_id] = await self._captured(hold)
             else:
                 before = balances.get(hold.account_id) or BalanceRow(
@@ -367,7 +373,7 @@ class BillingService:
             actual = price(hold, units=req.units)
         else:
             actual = hold.amount
-        reserved = hold.amount if hold.status == "held" else 0
+        reserved = hold.amount if hold.status == HoldStatus.HELD else 0
         # Never more than the hold plus what is still spendable, never below zero.
         charge = max(0, min(actual, reserved + max(before.available, 0), before.total))
         from_plan = min(charge, before.plan_credits)
@@ -383,7 +389,8 @@ class BillingService:
         if charge < actual:
             meta["capped"] = True
         debited = Event(type=ev.CREDITS_DEBITED, account_id=hold.account_id, data={
-            "account_id": hold.account_id, "amount": charge, "transaction_type": "deduction",
+            "account_id": hold.account_id, "amount": charge,
+            "transaction_type": TransactionType.DEDUCTION,
             "transaction_id": tx_id, "usage_log_id": usage_id, "hold_id": hold.id,
             "operation_type": hold.operation_type, "balance_after": after.total,
             "model": req.model, "cost_usd": str(req.cost_usd),
@@ -405,13 +412,13 @@ class BillingService:
 
     async def release(self, req: ReleaseRequest) -> ReleaseResult:
         hold = await self._locked_hold(req.hold_id, req.account_id)
-        if hold.status != "held":
+        if hold.status != HoldStatus.HELD:
             return ReleaseResult(hold_id=hold.id, account_id=hold.account_id,
                                  credits_released=0, status=hold.status)
         await self.repo.release_held(hold.account_id, hold.amount)
-        await self.repo.settle_hold(hold.id, status="released", settled_at=utcnow())
+        await self.repo.settle_hold(hold.id, status=HoldStatus.RELEASED, settled_at=utcnow())
         return ReleaseResult(hold_id=hold.id, account_id=hold.account_id,
-                             credits_released=hold.amount, status="released")
+                             credits_released=hold.amount, status=HoldStatus.RELEASED)
 
     async def refund(self, req: RefundRequest) -> RefundResult:
         hold = await self._locked_hold(req.hold_id, req.account_id)
@@ -421,7 +428,7 @@ class BillingService:
             return RefundResult(hold_id=hold.id, account_id=hold.account_id,
                                 credits_refunded=done.amount, transaction_id=done.id or 0,
                                 balance_after=done.balance_after, replayed=True)
-        if hold.status != "captured":
+        if hold.status != HoldStatus.CAPTURED:
             raise ValidationFailed.field("hold_id", "Only captured holds can be refunded.")
         refundable = hold.captured_credits - hold.refunded_credits
         credits = refundable if req.credits is None else req.credits
@@ -435,7 +442,8 @@ class BillingService:
             before, purchased_credits=before.purchased_credits + purchased_back,
             plan_credits=before.plan_credits + credits - purchased_back))
         tx_id = await self.repo.add_transaction(
-            account_id=hold.account_id, transaction_type="refund", amount=credits, balance=after,
+            account_id=hold.account_id, transaction_type=TransactionType.REFUND, amount=credits,
+            balance=after,
             description=f"Refund for {hold.operation_type}"
             + (f": {req.reason}" if req.reason else ""),
             reference=f"hold:{hold.id}", meta={"hold_id": hold.id, "reason": req.reason},
@@ -678,7 +686,8 @@ class BillingService:
                 "credits": package.credits}
         invoice = await self.repo.add(Invoice.model_validate({
             "account_id": account_id, "invoice_number": f"PENDING-{utcnow().timestamp()}",
-            "invoice_type": "credit_package", "status": "pending", "currency": package.currency,
+            "invoice_type": "credit_package", "status": InvoiceStatus.PENDING,
+            "currency": package.currency,
             "subtotal": package.price, "tax": Decimal("0"), "total": package.price,
             "lines": [line], "credit_package_id": package.id, "credits": package.credits,
             "notes": f"Account: {account.name}" if account and account.name else "",
@@ -700,7 +709,7 @@ class BillingService:
         invoice = await self.repo.get(Invoice, invoice_id, account_id=account_id, lock=True)
         if invoice is None:
             raise NotFound("Invoice not found.", errors={"invoice_id": ["Not found."]})
-        if invoice.status != "pending":
+        if invoice.status != InvoiceStatus.PENDING:
             raise ValidationFailed.field(
                 "invoice_id", f"Invoice {invoice.invoice_number} is {invoice.status}; "
                 "only pending invoices take payments.")
@@ -716,7 +725,8 @@ class BillingService:
         payment = await self.repo.add(Payment.model_validate({
             "account_id": account_id, "invoice_id": invoice_id, "amount": amount,
             "currency": invoice.currency, "payment_method": payment_method,
-            "status": "pending_approval", "transaction_reference": transaction_reference,
+            "status": PaymentStatus.PENDING_APPROVAL,
+            "transaction_reference": transaction_reference,
             "notes": notes, "submitted_by_user_id": user_id,
         }))
         await self._publish(ev.PAYMENT_SUBMITTED, account_id, account_id=account_id,
@@ -730,20 +740,20 @@ class BillingService:
         payment = await self.repo.get(Payment, payment_id, lock=True)
         if payment is None:
             raise NotFound("Payment not found.")
-        if payment.status == "succeeded":
+        if payment.status == PaymentStatus.SUCCEEDED:
             return payment, False
-        if payment.status != "pending_approval":
+        if payment.status != PaymentStatus.PENDING_APPROVAL:
             raise Conflict(f"Payment is {payment.status}; only pending payments can be approved.")
         now = utcnow()
-        payment.status, payment.reviewed_by_user_id = "succeeded", reviewer_id
+        payment.status, payment.reviewed_by_user_id = PaymentStatus.SUCCEEDED, reviewer_id
         payment.reviewed_at, payment.updated_at = now, now
         invoice = await self.repo.get(Invoice, payment.invoice_id, lock=True)
         assert invoice is not None
         await self._publish(ev.PAYMENT_APPROVED, payment.account_id, account_id=payment.account_id,
                             payment_id=payment.id, invoice_id=invoice.id,
                             amount=str(payment.amount), currency=payment.currency)
-        if invoice.status != "paid":
-            invoice.status, invoice.paid_at, invoice.updated_at = "paid", now, now
+        if invoice.status != InvoiceStatus.PAID:
+            invoice.status, invoice.paid_at, invoice.updated_at = InvoiceStatus.PAID, now, now
             await self._apply_paid_invoice(invoice)
             await self._publish(ev.INVOICE_PAID, invoice.account_id, account_id=invoice.account_id,
                                 invoice_id=invoice.id, invoice_number=invoice.invoice_number,
@@ -768,7 +778,7 @@ class BillingService:
                 reference=invoice.invoice_number)
         elif invoice.credits > 0:
             await self.add_credits(
-                invoice.account_id, invoice.credits, transaction_type="purchase",
+                invoice.account_id, invoice.credits, transaction_type=TransactionType.PURCHASE,
                 description=f"Credit purchase (invoice {invoice.invoice_number})",
                 reference=invoice.invoice_number, idempotency_key=key,
                 meta={"invoice_id": invoice.id, "credit_package_id": invoice.credit_package_id})
@@ -777,12 +787,12 @@ class BillingService:
         payment = await self.repo.get(Payment, payment_id, lock=True)
         if payment is None:
             raise NotFound("Payment not found.")
-        if payment.status == "failed":
+        if payment.status == PaymentStatus.FAILED:
             return payment
-        if payment.status != "pending_approval":
+        if payment.status != PaymentStatus.PENDING_APPROVAL:
             raise Conflict(f"Payment is {payment.status}; only pending payments can be rejected.")
         now = utcnow()
-        payment.status, payment.failure_reason = "failed", reason
+        payment.status, payment.failure_reason = PaymentStatus.FAILED, reason
         payment.reviewed_by_user_id, payment.reviewed_at, payment.updated_at = reviewer_id, now, now
         await self.session.flush()
         await self._publish(ev.PAYMENT_REJECTED, payment.account_id, account_id=payment.account_id,
@@ -799,7 +809,8 @@ class BillingService:
         key = f"adjust:{idempotency_key}" if idempotency_key else None
         meta = {"reason": reason, "by_user_id": by_user}
         if amount > 0:
-            return await self.add_credits(account_id, amount, transaction_type="adjustment",
+            return await self.add_credits(account_id, amount,
+                                          transaction_type=TransactionType.ADJUSTMENT,
                                           description=f"Adjustment: {reason}",
                                           reference=f"user:{by_user}", idempotency_key=key,
                                           meta=meta)

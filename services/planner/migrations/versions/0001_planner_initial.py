@@ -12,7 +12,7 @@ import sqlmodel  # noqa: F401 - autogenerate emits sqlmodel types
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from libs.common.migrations import tenant_rls
+from libs.common.migrations import drop_kernel_tables, enable_tenant_rls, kernel_tables
 
 TENANT_TABLES = (
     "accounts",
@@ -460,66 +460,7 @@ def upgrade() -> None:
         unique=True,
         postgresql_where=sa.text("deleted_at IS NULL"),
     )
-    op.create_table(
-        "dead_letters",
-        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
-        sa.Column("consumer", sa.String(length=128), nullable=False),
-        sa.Column("subject", sa.String(length=255), nullable=False),
-        sa.Column("event_id", sa.String(length=64), nullable=True),
-        sa.Column("payload", sa.Text(), nullable=False),
-        sa.Column("error", sa.Text(), nullable=False),
-        sa.Column("deliveries", sa.Integer(), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.UUID(), nullable=False),
-        sa.Column("seq", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("subject", sa.String(length=255), nullable=False),
-        sa.Column("payload", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column(
-            "headers",
-            postgresql.JSONB(astext_type=sa.Text()),
-            server_default=sa.text("'{}'::jsonb"),
-            nullable=False,
-        ),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("seq"),
-    )
-    op.create_index(
-        "ix_outbox_unpublished",
-        "outbox",
-        ["seq"],
-        unique=False,
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.create_table(
-        "processed_events",
-        sa.Column("consumer", sa.String(length=128), nullable=False),
-        sa.Column("event_id", sa.UUID(), nullable=False),
-        sa.Column(
-            "processed_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("consumer", "event_id"),
-    )
+    kernel_tables(op)
     op.execute(COUNTER_FUNCTION)
     op.execute(VISIBLE_VIEW)
     for statement in COUNTER_TRIGGERS:
@@ -531,9 +472,7 @@ def upgrade() -> None:
         "autovacuum_vacuum_insert_scale_factor = 0.02, "
         "autovacuum_analyze_scale_factor = 0.02)"
     )
-    for table in TENANT_TABLES:
-        for statement in tenant_rls(table):
-            op.execute(statement)
+    enable_tenant_rls(op, *TENANT_TABLES)
 
 
 def downgrade() -> None:
@@ -541,14 +480,7 @@ def downgrade() -> None:
     for name in ("insert", "update", "delete"):
         op.execute(f"DROP TRIGGER IF EXISTS keyword_counts_{name} ON keywords")
     op.execute("DROP FUNCTION IF EXISTS keyword_counts_apply()")
-    op.drop_table("processed_events")
-    op.drop_index(
-        "ix_outbox_unpublished",
-        table_name="outbox",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.drop_table("outbox")
-    op.drop_table("dead_letters")
+    drop_kernel_tables(op)
     op.drop_index(
         "uq_keywords_site_sector_text",
         table_name="keywords",

@@ -5,8 +5,7 @@ Revision ID: 0001
 import sqlalchemy as sa
 from alembic import op
 
-from libs.common.migrations import tenant_rls
-from libs.common.models import kernel_metadata
+from libs.common.migrations import drop_kernel_tables, enable_tenant_rls, kernel_tables
 
 revision = "0001"
 down_revision = None
@@ -15,16 +14,16 @@ depends_on = None
 
 
 def upgrade() -> None:
-    kernel_metadata.create_all(op.get_bind())
+    kernel_tables(op)
     op.create_table(
         "notes",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
         sa.Column("account_id", sa.BigInteger, nullable=False),
         sa.Column("body", sa.Text, nullable=False),
     )
-    for statement in tenant_rls("notes"):
-        op.execute(statement)
+    enable_tenant_rls(op, "notes")
 
 
 def downgrade() -> None:
     op.drop_table("notes")
+    drop_kernel_tables(op)
