@@ -1,6 +1,6 @@
 """Idempotent durable consumers: each event changes state once, however often it arrives.
 
-In one transaction the consumer records `(consumer, event_id)` in `processed_events`
+In one unit of work the consumer records `(consumer, event_id)` in `processed_events`
 (`ON CONFLICT DO NOTHING`), applies the handler only when that row is new, and commits;
 only then does it ack (synchronously). Transient failures are nak'ed with a delay;
 a message that cannot be parsed, raises `PermanentError`, or exhausts its deliveries is
@@ -29,6 +29,7 @@ from libs.common.metrics import EVENTS_CONSUMED
 from libs.common.models import dead_letters, processed_events
 from libs.common.pull import pull_forever
 from libs.common.telemetry import context_from_headers, tracer
+from libs.common.uow import unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,9 @@ class EventConsumer:
                 await self._dead_letter(msg, None, f"unparseable event: {exc}")
                 return
             try:
-                async with self.db.session(self.scope(event)) as session:
+                async with unit_of_work(self.db, self.scope(event)) as uow:
                     first_time = (
-                        await session.execute(
+                        await uow.session.execute(
                             pg_insert(processed_events)
                             .values(consumer=self.name, event_id=event.id)
                             .on_conflict_do_nothing()
@@ -98,8 +99,7 @@ class EventConsumer:
                         )
                     ).first()
                     if first_time is not None:
-                        await self.handler(session, event)
-                    await session.commit()
+                        await self.handler(uow.session, event)
             except PermanentError as exc:
                 await self._dead_letter(msg, event, str(exc))
                 return
@@ -122,8 +122,8 @@ class EventConsumer:
 
     async def _dead_letter(self, msg: Msg, event: Event | None, error: str) -> None:
         log.error("consumer %s: dead-lettering %s: %s", self.name, msg.subject, error)
-        async with self.db.session(TenantScope.system()) as session:
-            await session.execute(
+        async with unit_of_work(self.db, TenantScope.system()) as uow:
+            await uow.session.execute(
                 insert(dead_letters).values(
                     consumer=self.name,
                     subject=msg.subject,
@@ -133,7 +133,6 @@ class EventConsumer:
                     deliveries=_deliveries(msg),
                 )
             )
-            await session.commit()
         EVENTS_CONSUMED.labels(self.service, self.name, "dead_letter").inc()
         with contextlib.suppress(Exception):
             await msg.term()

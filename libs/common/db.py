@@ -17,7 +17,7 @@ from typing import Any, cast
 import psycopg
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, PendingRollbackError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -118,6 +118,25 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
 
 
+class UncommittedWrites(RuntimeError):
+    """Writes were about to be thrown away silently: the code forgot its commit."""
+
+
+async def _wrote(session: AsyncSession) -> bool:
+    """Whether the session's open transaction holds writes: ORM changes not yet flushed,
+    or a transaction id PostgreSQL assigns at the first write (or row lock). Asked only of
+    sessions that end without committing, so the committed paths pay nothing."""
+    if session.new or session.deleted or any(session.is_modified(o) for o in session.dirty):
+        return True
+    if not session.in_transaction():
+        return False
+    try:
+        assigned = await session.execute(text("SELECT pg_current_xact_id_if_assigned()"))
+    except (DBAPIError, PendingRollbackError):
+        return False  # the transaction already failed, and its caller was told
+    return assigned.scalar() is not None
+
+
 class Database:
     """The engine and session factory of one service."""
 
@@ -140,7 +159,9 @@ class Database:
     @asynccontextmanager
     async def session(self, scope: TenantScope = NO_TENANT, *,
                       read_only: bool = False) -> AsyncIterator[AsyncSession]:
-        """A session that rolls back whatever was not committed when it closes.
+        """A session whose transaction the caller commits. Closing it with writes nobody
+        committed rolls them back and raises `UncommittedWrites`; an explicit `rollback()`
+        is how code says it meant to discard them.
 
         `read_only`: the transaction is READ ONLY (a write fails), and it ends with COMMIT.
         For a transaction that cannot have written, COMMIT and ROLLBACK are the same to
@@ -157,8 +178,13 @@ class Database:
                 raise
             if read_only:
                 await session.commit()
-            else:
-                await session.rollback()
+                return
+            uncommitted = await _wrote(session)
+            await session.rollback()
+            if uncommitted:
+                raise UncommittedWrites(
+                    "a session closed with writes nobody committed; they were rolled back "
+                    "(write through a unit of work, which commits in one place)")
 
     async def ping(self) -> bool:
         try:

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from libs.common import uow as units  # a module import: uow imports this module too
 from libs.common.aio import sleep_or_stop, wait_or_stop
 from libs.common.db import Database, TenantScope, libpq_url
 from libs.common.events import Event
@@ -131,7 +132,8 @@ class OutboxRelay:
                 return total
 
     async def _publish_batch(self) -> int:
-        async with self.db.session(TenantScope.system()) as session:
+        async with units.unit_of_work(self.db, TenantScope.system()) as uow:
+            session = uow.session
             rows = (
                 await session.execute(
                     # The payload as the text PostgreSQL stores: published as it is, never
@@ -170,14 +172,13 @@ class OutboxRelay:
                     .where(outbox.c.id == row_id)
                     .values(attempts=outbox.c.attempts + 1, last_error=repr(error)[:500])
                 )
-            await session.commit()
-            for r in rows:
-                if r.id in sent:
-                    EVENTS_PUBLISHED.labels(self.service, _subject_family(r.subject)).inc()
-            if failed:
-                raise RuntimeError(f"{len(failed)} of {len(rows)} outbox rows not published: "
-                                   f"{failed[0][1]!r}")
-            return len(rows)
+        for r in rows:
+            if r.id in sent:
+                EVENTS_PUBLISHED.labels(self.service, _subject_family(r.subject)).inc()
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(rows)} outbox rows not published: "
+                               f"{failed[0][1]!r}")
+        return len(rows)
 
     async def _publish(self, event_id: Any, subject: str, payload: str,
                        headers: dict[str, str] | None) -> None:

@@ -2,7 +2,10 @@
 
 `CurrentPrincipal` verifies the bearer token (the gateway already did; services check
 again, defence in depth). `UoW` opens a unit of work whose transactions are bound to the
-caller's tenant, so row-level security backs up the repositories' own filters.
+caller's tenant, so row-level security backs up the repositories' own filters. It commits
+when the endpoint returns and before the response is sent (`scope="function"`: FastAPI
+runs the rest of a default, request-scoped `yield` dependency after the response has
+gone out, where a failed commit could no longer change the answer).
 """
 
 from __future__ import annotations
@@ -14,29 +17,13 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common import outbox
 from libs.common.db import NO_TENANT, Database, TenantScope
-from libs.common.events import Event
 from libs.common.logging import account_id_var, user_id_var
 from libs.common.problems import NotAuthenticated, PermissionDenied
 from libs.common.security import InvalidToken, JwtVerifier, Principal, bearer_token
+from libs.common.uow import UnitOfWork, unit_of_work
 
-
-class UnitOfWork:
-    """One request's transaction. Nothing is kept unless `commit` is called; services
-    never commit, endpoints do (before the response is sent)."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def publish(self, *events: Event) -> None:
-        await outbox.add(self.session, *events)
-
-    async def commit(self) -> None:
-        await self.session.commit()
-
-    async def rollback(self) -> None:
-        await self.session.rollback()
+__all__ = ["UnitOfWork"]  # where endpoints have always imported it from
 
 
 async def get_principal(request: Request) -> Principal:
@@ -100,27 +87,32 @@ _READ_METHODS = frozenset({"GET", "HEAD"})
 def request_session(request: Request,
                     scope: TenantScope) -> AbstractAsyncContextManager[AsyncSession]:
     """The session a request's unit of work runs in: `scope`'s rows, read-only for GET and
-    HEAD. For endpoints that open it themselves rather than through `UoW`."""
+    HEAD. For endpoints that must open it themselves (a streamed body outlives `UoW`)."""
     return database(request).session(scope, read_only=request.method in _READ_METHODS)
 
 
+def request_unit_of_work(request: Request,
+                         scope: TenantScope) -> AbstractAsyncContextManager[UnitOfWork]:
+    return unit_of_work(database(request), scope, read_only=request.method in _READ_METHODS)
+
+
 async def get_uow(request: Request, principal: CurrentPrincipal) -> AsyncIterator[UnitOfWork]:
-    async with request_session(request, principal.scope) as session:
-        yield UnitOfWork(session)
+    async with request_unit_of_work(request, principal.scope) as uow:
+        yield uow
 
 
 async def get_public_uow(request: Request) -> AsyncIterator[UnitOfWork]:
     """For endpoints that act before anyone is known (register, login, public lists)."""
-    async with request_session(request, NO_TENANT) as session:
-        yield UnitOfWork(session)
+    async with request_unit_of_work(request, NO_TENANT) as uow:
+        yield uow
 
 
 async def get_system_uow(request: Request) -> AsyncIterator[UnitOfWork]:
     """Cross-tenant access for the few public flows that must find a row by a secret."""
-    async with request_session(request, TenantScope.system()) as session:
-        yield UnitOfWork(session)
+    async with request_unit_of_work(request, TenantScope.system()) as uow:
+        yield uow
 
 
-UoW = Annotated[UnitOfWork, Depends(get_uow)]
-PublicUoW = Annotated[UnitOfWork, Depends(get_public_uow)]
-SystemUoW = Annotated[UnitOfWork, Depends(get_system_uow)]
+UoW = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
+PublicUoW = Annotated[UnitOfWork, Depends(get_public_uow, scope="function")]
+SystemUoW = Annotated[UnitOfWork, Depends(get_system_uow, scope="function")]

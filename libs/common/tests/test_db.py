@@ -69,8 +69,10 @@ async def test_a_read_only_unit_of_work_refuses_writes_and_keeps_prepared_statem
                 "SELECT count(*) FROM pg_prepared_statements "
                 "WHERE statement LIKE 'SELECT count(*) FROM notes%'"))).scalar_one()
         assert prepared == 1
-        async with db.session(scope) as session:  # a writer's session rolls back as before
-            await session.execute(text("INSERT INTO notes (account_id, body) VALUES (1, 'w')"))
+        with pytest.raises(db_module.UncommittedWrites):  # a write nobody committed
+            async with db.session(scope) as session:
+                await session.execute(text("INSERT INTO notes (account_id, body) "
+                                           "VALUES (1, 'w')"))
         async with db.session(scope, read_only=True) as session:
             assert (await session.execute(read, {"body": "w"})).scalar_one() == 0
     finally:

@@ -47,7 +47,8 @@ async def test_relay_publishes_committed_events_once_and_skips_rolled_back(
         await outbox.add(s, committed)
         await s.commit()
     async with kernel_db.session(TenantScope.account(1)) as s:
-        await outbox.add(s, rolled_back)  # never committed
+        await outbox.add(s, rolled_back)
+        await s.rollback()  # never committed
 
     before = await _stream_seq(js)
     relay = OutboxRelay(kernel_db, js, service="kernel")

@@ -115,6 +115,7 @@ async def test_another_tenants_rows_are_not_there(db: Database) -> None:
         # New rows belong to the caller, whatever the values say.
         row = await things.insert({"site_id": 1, "name": "forged", "account_id": b})
         assert row["account_id"] == a
+        await session.rollback()
     with pytest.raises(TypeError):
         Things(session, None)
 
