@@ -1,1 +1,5 @@
-pytest_plugins = ["libs.common.testing.plugin", "libs.common.testing.seaweedfs"]
+pytest_plugins = [
+    "libs.common.testing.plugin",
+    "libs.common.testing.seaweedfs",
+    "libs.common.testing.network",
+]

@@ -122,6 +122,8 @@ def common_env(inputs: PlatformInputs) -> dict[str, str]:
         "IGNY8_SECRET_KEY": inputs.secret_key,
         "IGNY8_PUBLIC_URL": public_url(inputs.ports, inputs.gateway),
         "IGNY8_JWKS_URL": jwks_url(inputs.ports),
+        # A WordPress or model server on this machine is the usual development target.
+        "IGNY8_OUTBOUND_ALLOW_PRIVATE": "1" if inputs.environment == "development" else "0",
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -31,11 +31,17 @@ class PlatformSettings(BaseSettings):
     otlp_endpoint: str | None = None
     # Public base URL of the gateway, used for absolute links (pagination, file URLs).
     public_url: str = "http://localhost:8000"
+    # Lets calls made for tenants (WordPress, OpenAI-compatible base URLs, webhooks) reach
+    # loopback and private addresses (libs/common/outbound.py): `igny8 up` and the tests
+    # need it, production refuses it.
+    outbound_allow_private: bool = False
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_production(self) -> PlatformSettings:
         if self.environment == "production" and self.secret_key == DEVELOPMENT_SECRET:
             raise ValueError("IGNY8_SECRET_KEY must be set to a real secret in production")
+        if self.environment == "production" and self.outbound_allow_private:
+            raise ValueError("IGNY8_OUTBOUND_ALLOW_PRIVATE is for development, not production")
         return self
 
 
