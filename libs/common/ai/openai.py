@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -34,6 +33,7 @@ from libs.common.ai.images import (
     sniff_media_type,
     with_retries,
 )
+from libs.common.outbound import SessionOwner
 
 DEFAULT_CHAT_MODEL = "gpt-4o-mini"
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
@@ -48,7 +48,7 @@ def _usage(body: dict[str, Any]) -> Usage:
     )
 
 
-class OpenAIProvider:
+class OpenAIProvider(SessionOwner):
     name = "openai"
 
     def __init__(
@@ -72,30 +72,10 @@ class OpenAIProvider:
         self.image_model = image_model
         self.embedding_batch = embedding_batch
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._session = session
-        self._owns_session = session is None
+        super().__init__(session)
 
-    async def __aenter__(self) -> OpenAIProvider:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-        self._session = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-            self._owns_session = True
-        return self._session
+    def _new_session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(timeout=self._timeout)
 
     async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         return await self._request("POST", path, payload)

@@ -21,7 +21,6 @@ import binascii
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
-from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -40,13 +39,14 @@ from libs.common.ai.images import (
     sniff_media_type,
     with_retries,
 )
+from libs.common.outbound import SessionOwner
 
 DEFAULT_BASE_URL = "https://api.runware.ai/v1"
 DEFAULT_MODEL = "runware:100@1"
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
-class RunwareProvider:
+class RunwareProvider(SessionOwner):
     name = "runware"
 
     def __init__(
@@ -72,30 +72,10 @@ class RunwareProvider:
         self.retry = retry or RetryPolicy()
         self.max_response_bytes = max_response_bytes
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._session = session
-        self._owns_session = session is None
+        super().__init__(session)
 
-    async def __aenter__(self) -> RunwareProvider:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-        self._session = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-            self._owns_session = True
-        return self._session
+    def _new_session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(timeout=self._timeout)
 
     # --- the protocol ------------------------------------------------------------------------
 

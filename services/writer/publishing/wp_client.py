@@ -28,7 +28,6 @@ import html
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 import aiohttp
@@ -40,6 +39,7 @@ from libs.common.outbound import (
     OutboundPolicy,
     OutboundRefused,
     ResponseTooLarge,
+    SessionOwner,
     outbound_session,
     parse_json,
     read_capped,
@@ -191,7 +191,7 @@ def _unescape(text: str) -> str:
     return html.unescape(text).strip()
 
 
-class WordPressClient:
+class WordPressClient(SessionOwner):
     """REST calls to one site. One aiohttp session per client (made through the outbound
     guard unless one is given); use it as an async context manager or call `aclose()`."""
 
@@ -206,37 +206,19 @@ class WordPressClient:
         media_timeout: float = 120.0,
         on_call: Callable[[CallRecord], None] | None = None,
     ) -> None:
+        super().__init__(session)
         self.site = site
         self.policy = policy
-        self._session = session
-        self._owns_session = session is None
         self._resolver = resolver
         self.timeout = timeout
         self.media_timeout = media_timeout
         self.on_call = on_call
         self._seo_fields = site.seo_fields
 
-    async def __aenter__(self) -> WordPressClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-        self._session = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = outbound_session(
-                self.policy, resolver=self._resolver, headers={"User-Agent": USER_AGENT}
-            )
-            self._owns_session = True
-        return self._session
+    def _new_session(self) -> aiohttp.ClientSession:
+        return outbound_session(
+            self.policy, resolver=self._resolver, headers={"User-Agent": USER_AGENT}
+        )
 
     def url_for(self, route: str) -> str:
         if self.site.rest_style == "query":
