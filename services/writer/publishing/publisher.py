@@ -42,7 +42,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import re
-import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -65,6 +64,7 @@ from services.writer.publishing.wp_client import (
     WordPressError,
     WordPressSite,
     backoff,
+    slugify,
 )
 
 TargetStatus = Literal["publish", "draft", "future"]
@@ -154,16 +154,6 @@ def marker_search(content_id: int) -> str:
 
 def carries_marker(post: RemotePost, content_id: int) -> bool:
     return any(int(m.group(1)) == content_id for m in _MARKER.finditer(post.content))
-
-
-def slugify(text: str, max_length: int = 180) -> str:
-    """A slug close to WordPress's `sanitize_title`: accents dropped, lowercase, runs of
-    anything but letters and digits made one hyphen. Non-Latin letters are kept (WordPress
-    percent-encodes them); what WordPress finally chose is always read back."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
-    slug = re.sub(r"[^\w]+|_+", "-", plain).strip("-")
-    return slug[:max_length].rstrip("-")
 
 
 def media_slug(sha256: str) -> str:
@@ -369,15 +359,7 @@ class Publisher:
         known = await self.store.term_ids(site_key, taxonomy, wanted)
         missing = [n for n in wanted if n not in known]
         if missing:
-            found = await run.client.find_terms(taxonomy, [slugify(n) for n in missing])
-            by_name = {t.name.casefold(): t.id for t in found}
-            by_slug = {unquote(t.slug).lower(): t.id for t in found}
-            new: dict[str, int] = {}
-            for name in missing:
-                term_id = by_name.get(name.casefold()) or by_slug.get(slugify(name))
-                if term_id is None:
-                    term_id = (await run.client.create_term(taxonomy, name)).id
-                new[name] = term_id
+            new = await run.client.ensure_terms(taxonomy, missing)
             await self.store.terms_found(site_key, taxonomy, new)
             known.update(new)
         return [known[n] for n in wanted]

@@ -25,10 +25,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import html
+import re
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import aiohttp
 
@@ -179,6 +182,16 @@ class RemotePost:
             date_gmt=body.get("date_gmt"), modified_gmt=body.get("modified_gmt"),
             meta=meta if isinstance(meta, dict) else {},
         )
+
+
+def slugify(text: str, max_length: int = 180) -> str:
+    """A slug close to WordPress's `sanitize_title`: accents dropped, lowercase, runs of
+    anything but letters and digits made one hyphen. Non-Latin letters are kept (WordPress
+    percent-encodes them); what WordPress finally chose is always read back."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    slug = re.sub(r"[^\w]+|_+", "-", plain).strip("-")
+    return slug[:max_length].rstrip("-")
 
 
 def _wp_error(body: Any) -> tuple[str | None, str | None, Any]:
@@ -453,6 +466,29 @@ class WordPressClient(SessionOwner):
                                   parent=parent)
             raise
         return self._term(resp.body)
+
+    async def ensure_terms(
+        self, taxonomy: str, names: Sequence[str], known: Sequence[RemoteTerm] = ()
+    ) -> dict[str, int]:
+        """The id of each name on the site: among `known` terms, else looked up by slug in
+        one call, else created (`term_exists` counting as found)."""
+        wanted = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+        by_name = {t.name.casefold(): t.id for t in known}
+        by_slug = {unquote(t.slug).lower(): t.id for t in known}
+
+        def lookup(name: str) -> int | None:
+            return by_name.get(name.casefold()) or by_slug.get(slugify(name))
+
+        missing = [n for n in wanted if lookup(n) is None]
+        for term in await self.find_terms(taxonomy, [slugify(n) for n in missing]):
+            by_name.setdefault(term.name.casefold(), term.id)
+            by_slug.setdefault(unquote(term.slug).lower(), term.id)
+        ids: dict[str, int] = {}
+        for name in wanted:
+            term_id = lookup(name)
+            ids[name] = term_id if term_id is not None else (
+                await self.create_term(taxonomy, name)).id
+        return ids
 
     async def iter_terms(self, taxonomy: str, per_page: int = 100) -> AsyncIterator[RemoteTerm]:
         """Every term of a taxonomy (`categories`, `tags`), page by page."""

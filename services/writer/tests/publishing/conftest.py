@@ -5,9 +5,7 @@ images. Every test here runs under the loopback-only socket guard."""
 from __future__ import annotations
 
 import io
-import itertools
 import random
-from collections.abc import Iterator
 
 import pytest
 from PIL import Image
@@ -18,7 +16,7 @@ from libs.common.testing.wordpress import SiteAccess, WordPressServer
 from services.writer.publishing.publisher import ImageAsset
 from services.writer.publishing.wp_client import WordPressSite
 
-_ids = itertools.count(random.SystemRandom().randrange(10_000, 10_000_000, 100_000))
+_next_id = [random.SystemRandom().randrange(10_000, 10_000_000, 100_000)]
 
 
 @pytest.fixture(autouse=True)
@@ -43,14 +41,17 @@ def wp_site(wordpress: WordPressServer) -> WordPressSite:
     return site_from(wordpress.site)
 
 
+def next_content_id(count: int = 1) -> int:
+    """The first of `count` content ids no other test of the session uses (they share one
+    WordPress, and markers carry content ids)."""
+    first = _next_id[0]
+    _next_id[0] += count
+    return first
+
+
 @pytest.fixture
-def content_id() -> Iterator[int]:
-    """A content id no other test of the session uses (they share one WordPress)."""
-    return next(_ids)
-
-
-def next_content_id() -> int:
-    return next(_ids)
+def content_id() -> int:
+    return next_content_id()
 
 
 def png(seed: int, size: tuple[int, int] = (40, 30)) -> bytes:
