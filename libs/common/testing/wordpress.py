@@ -330,11 +330,14 @@ class WordPressServer:
         log = open(self.root / f"php-{port}.log", "ab")  # noqa: SIM115
         env = {**os.environ, "PHP_CLI_SERVER_WORKERS": str(self.workers),
                "IGNY8_WP_YOAST": "on" if yoast else "off"}
+        php = ["php", "-d", "opcache.enable_cli=1", "-d", "memory_limit=256M",
+               "-d", "upload_max_filesize=32M", "-d", "post_max_size=40M",
+               "-d", "display_errors=stderr", "-S", f"127.0.0.1:{port}",
+               "-t", str(self.docroot), str(self.root / "router.php")]
+        # php -S forks its workers, which outlive a killed master: a shell leads the process
+        # group and, told by Linux that our process died, takes the whole group with it.
         proc = subprocess.Popen(
-            ["php", "-d", "opcache.enable_cli=1", "-d", "memory_limit=256M",
-             "-d", "upload_max_filesize=32M", "-d", "post_max_size=40M",
-             "-d", "display_errors=stderr",
-             "-S", f"127.0.0.1:{port}", "-t", str(self.docroot), str(self.root / "router.php")],
+            ["sh", "-c", "trap 'trap - TERM; kill 0' TERM; \"$@\" & wait", "php-server", *php],
             stdout=log, stderr=log, env=env, cwd=self.docroot, start_new_session=True,
             preexec_fn=die_with_parent(),
         )
