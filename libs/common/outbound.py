@@ -108,6 +108,10 @@ class OutboundRefused(Exception):
         super().__init__(reason)
 
 
+class Unresolvable(OutboundRefused):
+    """The host name has no address (or the lookup failed): not a refusal of policy."""
+
+
 @dataclass(frozen=True)
 class OutboundPolicy:
     """How far outbound calls may go. Build it from settings (`from_settings`)."""
@@ -202,9 +206,9 @@ async def resolve_checked(
     try:
         found = await (resolver or SystemResolver()).addresses(host, port)
     except (OSError, UnicodeError) as exc:
-        raise OutboundRefused("the host name does not resolve") from exc
+        raise Unresolvable("the host name does not resolve") from exc
     if not found:
-        raise OutboundRefused("the host name does not resolve")
+        raise Unresolvable("the host name does not resolve")
     checked: list[IPAddress] = []
     for address in found:
         try:
@@ -441,6 +445,8 @@ async def check_target_url(
     default_port = 443 if parts.scheme.lower() == "https" else 80
     try:
         await resolve_checked(parts.hostname, port or default_port, policy, resolver)
+    except Unresolvable:
+        raise ValidationFailed.field(field, "The host name does not resolve.") from None
     except OutboundRefused as exc:
         raise ValidationFailed.field(field, f"This URL is not allowed: {exc.reason}.") from None
     return url

@@ -107,7 +107,8 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[NetworkGuard]:
 
 class StubResolver:
     """`HostResolver` with fixed answers: `{"wp.example": ["127.0.0.1"]}`. A list of lists
-    gives one answer per call, the last repeating (to play DNS rebinding)."""
+    gives one answer per call, the last repeating (to play DNS rebinding). Other names are
+    unknown, except numeric forms, which resolve locally as getaddrinfo resolves them."""
 
     def __init__(self, answers: Mapping[str, Sequence[str] | Sequence[Sequence[str]]]) -> None:
         self.answers = dict(answers)
@@ -116,8 +117,10 @@ class StubResolver:
     async def addresses(self, host: str, port: int) -> list[str]:
         self.calls.append(host)
         answer = self.answers.get(host.rstrip(".").lower())
-        if answer is None:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        if answer is None:  # numeric forms resolve as the system would (127.1, 0x7f000001)
+            infos = _real_getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                      flags=socket.AI_NUMERICHOST)  # never a query
+            return [str(info[4][0]) for info in infos]
         if answer and not isinstance(answer[0], str):
             turn = min(self.calls.count(host), len(answer)) - 1
             return list(answer[turn])

@@ -43,6 +43,7 @@ from libs.common.outbound import (
     OutboundRefused,
     ResponseTooLarge,
     SessionOwner,
+    Unresolvable,
     outbound_session,
     parse_json,
     read_capped,
@@ -281,6 +282,12 @@ class WordPressClient(SessionOwner):
         except WordPressError as exc:
             error = exc.kind
             raise
+        except Unresolvable:
+            error = "unreachable"
+            raise WordPressError(
+                "unreachable", "The site's host name does not resolve: check the address.",
+                retryable=True,
+            ) from None
         except OutboundRefused as exc:
             error = "refused"
             raise WordPressError(

@@ -153,3 +153,13 @@ async def test_the_client_speaks_rest_route_too(wp_site: WordPressSite, policy: 
         assert me["capabilities"]["publish_posts"] is True
         posts = await client.find_posts(search="nothing-matches-this-string")
         assert posts == []
+
+
+async def test_a_name_that_does_not_resolve_is_unreachable_not_refused(
+    wordpress: WordPressServer,
+) -> None:
+    report = await check_connection(site_from_url("https://no-such-blog.example/", wordpress),
+                                    policy=OutboundPolicy(), resolver=StubResolver({}))
+    (check,) = report.checks
+    assert (check.name, check.ok) == ("reachable", False)
+    assert check.message == "The site's host name does not resolve: check the address."
