@@ -34,7 +34,10 @@ Interface for the writer service:
 
 `publish` retries what can be retried (`attempts`, with backoff) and ends with a
 `PublicationResult`, or records the failure's reason in the store and raises
-`PublishFailed(reason)`.
+`PublishFailed(reason)`. `on_progress(step, percentage, message)` (sync or async) hears
+the steps, for the job's progress: PREP 10 (attempt recorded), MEDIA 20, TERMS 40,
+POST 60, STATUS 80, RETRY 15 (with the reason, before a retry), DONE 100.
+`PublicationResult.warnings` says what was published with less than asked (no Yoast).
 """
 
 from __future__ import annotations
