@@ -19,6 +19,7 @@ BENCHMARKS = {
     "clustering": "clustering quality (ARI, P/R) and speed at 10k/50k keywords (issue #4)",
     "planner": "keyword lists over 1,000,000 rows and CSV import speed (issue #4)",
     "wordpress": "50 posts to a real WordPress: calls per post, time over WordPress (issue #11)",
+    "images": "offline image render time per image type; fitting a provider's image (#10)",
 }
 
 

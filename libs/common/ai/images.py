@@ -74,6 +74,8 @@ class ImageBatchGenerator(Protocol):
         self, requests: Sequence[ImageRequest], *, model: str | None = None
     ) -> list[ImageOutcome]: ...
 
+    async def aclose(self) -> None: ...
+
 
 # --- sizes ----------------------------------------------------------------------------------
 
@@ -125,6 +127,23 @@ def sniff_media_type(data: bytes) -> str | None:
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return "image/gif"
     return None
+
+
+def wrap_words(text: str, too_wide: Callable[[str], bool]) -> list[str]:
+    """Greedy word wrap for text drawn on images: words join a line while `too_wide(line)`
+    stays false; a word too wide on its own keeps a line to itself."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and too_wide(candidate):
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    if line:
+        lines.append(line)
+    return lines
 
 
 def clip_prompt(prompt: str, limit: int = MAX_PROMPT_CHARS) -> str:

@@ -30,6 +30,7 @@ from libs.common.ai.base import (
     normalize_rows,
 )
 from libs.common.ai.errors import AIConfigurationError
+from libs.common.ai.images import wrap_words
 
 if TYPE_CHECKING:
     from wordllama.inference import WordLlamaInference
@@ -146,16 +147,7 @@ def render_image(prompt: str, size: str = "1024x1024") -> bytes:
     pixels = np.broadcast_to(rows, (height, width, 3)).copy()
     image = Image.fromarray(pixels)
     draw = ImageDraw.Draw(image)
-    words, line, lines = prompt.split(), "", []
-    for word in words:
-        candidate = f"{line} {word}".strip()
-        if len(candidate) > max(10, width // 12):
-            lines.append(line)
-            line = word
-        else:
-            line = candidate
-    if line:
-        lines.append(line)
+    lines = wrap_words(prompt, lambda line: len(line) > max(10, width // 12))
     for n, text in enumerate(lines[:8]):
         draw.text((16, 16 + 14 * n), text, fill=(255, 255, 255))
     out = io.BytesIO()

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from libs.common.ai.images import OPENAI_SIZES
@@ -80,3 +82,10 @@ class FakeOpenAI(FakeServer):
         if family == "dall-e-3":
             item["revised_prompt"] = "A revised prompt: " + body["prompt"]
         return web.json_response(answer)
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """A running `FakeOpenAI` (API key `sk-test`, base URL `fake_openai.url`)."""
+    async with FakeOpenAI() as fake:
+        yield fake

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from libs.common.testing.fake_http import FakeServer, solid_image
@@ -92,3 +94,10 @@ class FakeRunware(FakeServer):
         if task.get("numberResults", 1) != 1:
             return {"code": "unsupported", "message": "This fake makes one result per task."}
         return None
+
+
+@pytest.fixture
+async def fake_runware() -> AsyncIterator[FakeRunware]:
+    """A running `FakeRunware` (API key `rw-test`, base URL `fake_runware.url`)."""
+    async with FakeRunware() as fake:
+        yield fake

@@ -5,7 +5,6 @@ cost reporting."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -32,18 +31,6 @@ FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
 
 def _size(image: GeneratedImage) -> tuple[int, int]:
     return Image.open(io.BytesIO(image.data)).size
-
-
-@pytest.fixture
-async def openai_fake() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def runware_fake() -> AsyncIterator[FakeRunware]:
-    async with FakeRunware() as fake:
-        yield fake
 
 
 def _openai(fake: FakeOpenAI, model: str = "gpt-image-1") -> OpenAIProvider:
@@ -134,12 +121,12 @@ async def test_retries_are_bounded_and_honour_retry_after() -> None:
 
 
 async def test_gpt_image_answers_b64_without_response_format_and_reports_tokens(
-    openai_fake: FakeOpenAI,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    async with _openai(openai_fake) as provider:
+    async with _openai(fake_openai) as provider:
         assert isinstance(provider, ImageBatchGenerator)
         image = await provider.generate_image("a red bicycle", size="1536x1024")
-    sent = openai_fake.requests[-1].body
+    sent = fake_openai.requests[-1].body
     assert "response_format" not in sent
     assert sent["size"] == "1536x1024"
     assert image.media_type == "image/png"
@@ -151,33 +138,33 @@ async def test_gpt_image_answers_b64_without_response_format_and_reports_tokens(
 
 
 async def test_dall_e_3_is_asked_for_b64_json_and_keeps_the_revised_prompt(
-    openai_fake: FakeOpenAI,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    async with _openai(openai_fake, "dall-e-3") as provider:
+    async with _openai(fake_openai, "dall-e-3") as provider:
         [image] = await provider.generate_images(
             [ImageRequest(prompt="a harbour at dawn", width=1200, height=630, ref="7")]
         )
     assert isinstance(image, GeneratedImage)
-    assert openai_fake.requests[-1].body["response_format"] == "b64_json"
-    assert openai_fake.requests[-1].body["size"] == "1792x1024"
+    assert fake_openai.requests[-1].body["response_format"] == "b64_json"
+    assert fake_openai.requests[-1].body["size"] == "1792x1024"
     assert image.revised_prompt == "A revised prompt: a harbour at dawn"
     assert image.usage.total_tokens == 0
 
 
-async def test_openai_images_retry_429_and_5xx_then_succeed(openai_fake: FakeOpenAI) -> None:
-    openai_fake.fail_next(429, body={"error": {"message": "Rate limit"}})
-    openai_fake.fail_next(503, body={"error": {"message": "overloaded"}})
-    async with _openai(openai_fake) as provider:
+async def test_openai_images_retry_429_and_5xx_then_succeed(fake_openai: FakeOpenAI) -> None:
+    fake_openai.fail_next(429, body={"error": {"message": "Rate limit"}})
+    fake_openai.fail_next(503, body={"error": {"message": "overloaded"}})
+    async with _openai(fake_openai) as provider:
         image = await provider.generate_image("a lamp", size="1024x1024")
     assert _size(image) == (1024, 1024)
-    assert len(openai_fake.requests) == 3
+    assert len(fake_openai.requests) == 3
 
 
-async def test_openai_batch_keeps_failures_per_image(openai_fake: FakeOpenAI) -> None:
-    openai_fake.fail_next(400, body={"error": {"message": "Your request was rejected"}})
+async def test_openai_batch_keeps_failures_per_image(fake_openai: FakeOpenAI) -> None:
+    fake_openai.fail_next(400, body={"error": {"message": "Your request was rejected"}})
     requests = [ImageRequest(prompt=f"picture {i}", width=1200, height=800, ref=str(i))
                 for i in range(3)]
-    async with _openai(openai_fake) as provider:
+    async with _openai(fake_openai) as provider:
         provider.image_concurrency = 1  # the queued 400 meets the first image
         outcomes = await provider.generate_images(requests)
     assert isinstance(outcomes[0], ImageFailure)
@@ -185,25 +172,25 @@ async def test_openai_batch_keeps_failures_per_image(openai_fake: FakeOpenAI) ->
     assert outcomes[0].code == "400"
     assert not outcomes[0].retryable
     assert [type(o) for o in outcomes[1:]] == [GeneratedImage, GeneratedImage]
-    assert len(openai_fake.requests) == 3  # a 400 is not retried
+    assert len(fake_openai.requests) == 3  # a 400 is not retried
 
 
 async def test_openai_persistent_5xx_fails_after_the_bounded_attempts(
-    openai_fake: FakeOpenAI,
+    fake_openai: FakeOpenAI,
 ) -> None:
-    openai_fake.fail_next(500, times=5, body={"error": {"message": "boom"}})
-    async with _openai(openai_fake) as provider:
+    fake_openai.fail_next(500, times=5, body={"error": {"message": "boom"}})
+    async with _openai(fake_openai) as provider:
         [outcome] = await provider.generate_images(
             [ImageRequest(prompt="x y", width=1024, height=1024, ref="a")]
         )
     assert isinstance(outcome, ImageFailure)
     assert outcome.retryable
-    assert len(openai_fake.requests) == FAST.attempts
+    assert len(fake_openai.requests) == FAST.attempts
 
 
-async def test_openai_answer_that_is_not_an_image_is_invalid(openai_fake: FakeOpenAI) -> None:
-    openai_fake.fail_next(200, body={"data": [{"b64_json": "PGh0bWw+"}]})  # "<html>"
-    async with _openai(openai_fake) as provider:
+async def test_openai_answer_that_is_not_an_image_is_invalid(fake_openai: FakeOpenAI) -> None:
+    fake_openai.fail_next(200, body={"data": [{"b64_json": "PGh0bWw+"}]})  # "<html>"
+    async with _openai(fake_openai) as provider:
         [outcome] = await provider.generate_images(
             [ImageRequest(prompt="x y", width=1024, height=1024)]
         )
@@ -215,7 +202,7 @@ async def test_openai_answer_that_is_not_an_image_is_invalid(openai_fake: FakeOp
 
 
 async def test_runware_batch_with_one_refused_task_partly_succeeds(
-    runware_fake: FakeRunware,
+    fake_runware: FakeRunware,
 ) -> None:
     requests = [
         ImageRequest(prompt="a mountain lake", width=1200, height=630, ref="10",
@@ -223,11 +210,11 @@ async def test_runware_batch_with_one_refused_task_partly_succeeds(
         ImageRequest(prompt="[refuse] something", width=1200, height=800, ref="11"),
         ImageRequest(prompt="a city at night", width=800, height=1000, ref="12"),
     ]
-    async with _runware(runware_fake) as provider:
+    async with _runware(fake_runware) as provider:
         outcomes = await provider.generate_images(requests)
-    assert len(runware_fake.requests) == 1  # one POST for the batch
-    body = runware_fake.requests[0].body
-    assert body[0] == {"taskType": "authentication", "apiKey": runware_fake.api_key}
+    assert len(fake_runware.requests) == 1  # one POST for the batch
+    body = fake_runware.requests[0].body
+    assert body[0] == {"taskType": "authentication", "apiKey": fake_runware.api_key}
     assert [t["taskType"] for t in body[1:]] == ["imageInference"] * 3
     assert len({t["taskUUID"] for t in body[1:]}) == 3
     first = body[1]
@@ -250,33 +237,33 @@ async def test_runware_batch_with_one_refused_task_partly_succeeds(
     assert ok.cost_usd == Decimal(str(COST_PER_IMAGE))
 
 
-async def test_runware_splits_large_batches(runware_fake: FakeRunware) -> None:
+async def test_runware_splits_large_batches(fake_runware: FakeRunware) -> None:
     requests = [ImageRequest(prompt=f"image {i}", width=512, height=512, ref=str(i))
                 for i in range(5)]
-    async with _runware(runware_fake, batch_size=2) as provider:
+    async with _runware(fake_runware, batch_size=2) as provider:
         outcomes = await provider.generate_images(requests)
-    assert len(runware_fake.requests) == 3
+    assert len(fake_runware.requests) == 3
     assert all(isinstance(o, GeneratedImage) for o in outcomes)
 
 
-async def test_runware_retries_the_request_with_fresh_task_ids(runware_fake: FakeRunware) -> None:
-    runware_fake.fail_next(429, body={"errors": [{"code": "rateLimitExceeded"}]},
+async def test_runware_retries_the_request_with_fresh_task_ids(fake_runware: FakeRunware) -> None:
+    fake_runware.fail_next(429, body={"errors": [{"code": "rateLimitExceeded"}]},
                            headers={"Retry-After": "0"})
-    runware_fake.fail_next(502, raw=b"<html>bad gateway</html>")
-    async with _runware(runware_fake) as provider:
+    fake_runware.fail_next(502, raw=b"<html>bad gateway</html>")
+    async with _runware(fake_runware) as provider:
         [image] = await provider.generate_images(
             [ImageRequest(prompt="a tree", width=512, height=512)]
         )
     assert isinstance(image, GeneratedImage)
-    ids = [r.body[1]["taskUUID"] for r in runware_fake.requests]
+    ids = [r.body[1]["taskUUID"] for r in fake_runware.requests]
     assert len(ids) == 3
     assert len(set(ids)) == 3
 
 
 async def test_runware_wrong_key_fails_every_image_without_retry(
-    runware_fake: FakeRunware,
+    fake_runware: FakeRunware,
 ) -> None:
-    provider = RunwareProvider("wrong", base_url=runware_fake.url, retry=FAST)
+    provider = RunwareProvider("wrong", base_url=fake_runware.url, retry=FAST)
     async with provider:
         outcomes = await provider.generate_images(
             [ImageRequest(prompt="a", width=512, height=512, ref="1"),
@@ -287,29 +274,29 @@ async def test_runware_wrong_key_fails_every_image_without_retry(
     assert isinstance(failure, ImageFailure)
     assert failure.code == "401"
     assert "invalidApiKey" in failure.message
-    assert len(runware_fake.requests) == 1
+    assert len(fake_runware.requests) == 1
     with pytest.raises(AIProviderError, match="invalidApiKey"):
-        await RunwareProvider("wrong", base_url=runware_fake.url).generate_image("x y")
+        await RunwareProvider("wrong", base_url=fake_runware.url).generate_image("x y")
 
 
 async def test_runware_persistent_outage_fails_every_image_as_retryable(
-    runware_fake: FakeRunware,
+    fake_runware: FakeRunware,
 ) -> None:
-    runware_fake.fail_next(503, times=3, body={"errors": [{"code": "serviceUnavailable"}]})
-    async with _runware(runware_fake) as provider:
+    fake_runware.fail_next(503, times=3, body={"errors": [{"code": "serviceUnavailable"}]})
+    async with _runware(fake_runware) as provider:
         [outcome] = await provider.generate_images([ImageRequest(prompt="ab", width=512,
                                                                  height=512)])
     assert isinstance(outcome, ImageFailure)
     assert outcome.retryable
-    assert len(runware_fake.requests) == 3
+    assert len(fake_runware.requests) == 3
 
 
-async def test_runware_result_without_image_data_is_a_failure(runware_fake: FakeRunware) -> None:
-    async with _runware(runware_fake) as provider:
+async def test_runware_result_without_image_data_is_a_failure(fake_runware: FakeRunware) -> None:
+    async with _runware(fake_runware) as provider:
         task_id = "00000000-0000-4000-8000-000000000000"
 
         # An answer that names no task of ours, and one that gives a URL instead of bytes.
-        runware_fake.fail_next(200, body={"data": [{"taskType": "imageInference",
+        fake_runware.fail_next(200, body={"data": [{"taskType": "imageInference",
                                                     "taskUUID": task_id}]})
         [missing] = await provider.generate_images([ImageRequest(prompt="ab", width=512,
                                                                  height=512, ref="m")])
@@ -317,8 +304,8 @@ async def test_runware_result_without_image_data_is_a_failure(runware_fake: Fake
     assert missing.code == "missing"
 
 
-async def test_runware_answer_over_the_size_cap_is_refused(runware_fake: FakeRunware) -> None:
-    async with _runware(runware_fake, max_response_bytes=1000) as provider:
+async def test_runware_answer_over_the_size_cap_is_refused(fake_runware: FakeRunware) -> None:
+    async with _runware(fake_runware, max_response_bytes=1000) as provider:
         [outcome] = await provider.generate_images([ImageRequest(prompt="ab", width=1024,
                                                                  height=1024)])
     assert isinstance(outcome, ImageFailure)
