@@ -15,8 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from starlette.responses import Response, StreamingResponse
 
-from libs.common import nats as nats_kernel
-from libs.common.jobs import TaskProgress
+from libs.common.ai_jobs import QueuedJob
 from libs.common.pagination import PageParams, message_response, page_params, page_response
 from libs.common.problems import ValidationFailed
 from libs.common.security import Principal
@@ -27,7 +26,6 @@ from services.planner.service import (
     CLUSTER_ORDERING,
     IDEA_ORDERING,
     KEYWORD_ORDERING,
-    PendingJob,
     Planner,
     keyword_filters,
     parse_ordering,
@@ -42,7 +40,7 @@ PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"description": "A page 
 def _planner(request: Request, uow: UnitOfWork, principal: Principal) -> Planner:
     state = request.app.state
     settings: PlannerSettings = state.settings
-    return Planner(uow, principal, settings, state.auth_client, state.billing)
+    return Planner(uow, principal, settings, state.auth_client, state.ai_jobs)
 
 
 async def reader(request: Request, uow: UoW, principal: CurrentPrincipal) -> Planner:
@@ -83,14 +81,12 @@ OrderingParam = Annotated[str | None, Query(
     description="Comma-separated fields; prefix '-' for descending. Default -created_at.")]
 
 
-async def _queued(request: Request, planner: Planner, job: PendingJob) -> dict[str, str]:
-    """Record the task as PENDING, then commit (the relay sends the job after commit)."""
-    progress = TaskProgress(request.app.state.buckets[nats_kernel.TASK_PROGRESS_BUCKET])
-    await progress.pending(job.task_id, planner.account_id)
+async def _queued(planner: Planner, job: QueuedJob) -> dict[str, str]:
+    """Commit (the relay sends the job after commit); the credits go back if it fails."""
     try:
         await planner.uow.commit()
     except Exception:
-        await planner.billing.release(job.hold_id, account_id=planner.account_id)
+        await job.release()
         raise
     return {"task_id": str(job.task_id)}
 
@@ -125,7 +121,7 @@ async def export_keywords(request: Request, principal: CurrentPrincipal,
     async def stream() -> AsyncIterator[bytes]:
         async with request_session(request, principal.scope) as session:
             planner = Planner(UnitOfWork(session), principal, settings,
-                              request.app.state.auth_client, request.app.state.billing)
+                              request.app.state.auth_client, request.app.state.ai_jobs)
             vis = await planner.visibility()
             buffer = io.StringIO()
             out = csv.writer(buffer, lineterminator="\n")
@@ -205,7 +201,7 @@ async def bulk_add_from_seed(body: s.BulkFromSeed, planner: Writer) -> Response:
 @router.post("/keywords/auto_cluster/", response_model=s.TaskQueued)
 async def auto_cluster(request: Request, body: s.AutoCluster, planner: Writer) -> dict[str, str]:
     job = await planner.request_auto_cluster(body.ids, body.sector_id)
-    return await _queued(request, planner, job)
+    return await _queued(planner, job)
 
 
 @router.get("/keywords/{keyword_id}/", response_model=s.KeywordOut)
@@ -264,7 +260,7 @@ async def bulk_delete_clusters(body: s.Ids, planner: Writer) -> Response:
 async def auto_generate_ideas(request: Request, body: s.AutoGenerateIdeas,
                               planner: Writer) -> dict[str, str]:
     job = await planner.request_ideas(body.ids)
-    return await _queued(request, planner, job)
+    return await _queued(planner, job)
 
 
 @router.get("/clusters/{cluster_id}/", response_model=s.ClusterOut)

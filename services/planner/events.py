@@ -9,6 +9,8 @@ Published (stream `IGNY8_PLANNER`), `data` fields:
 - `planner.keywords.clustered`: `task_id, site_id, sector_id,
   clusters: [{id, name, created, keyword_ids}]`.
 - `planner.ideas.generated`: `task_id, cluster_id, site_id, sector_id, idea_ids`.
+- Jobs `igny8.jobs.planner.auto_cluster` and `.auto_generate_ideas` (`AUTO_CLUSTER`,
+  `AUTO_GENERATE_IDEAS`): data `keyword_ids, site_id, sector_id` / `cluster_ids`.
 - `planner.idea.queued`: the idea: `id, site_id, sector_id, cluster_id, idea_title,
   description, keywords, keyword_ids, content_type, content_structure,
   estimated_word_count`.
@@ -27,6 +29,7 @@ from uuid import UUID
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from libs.common.ai_jobs import AIFunction
 from libs.common.auth import SeedKeywordDoc
 from libs.common.consumer import EventConsumer, PermanentError
 from libs.common.db import Database
@@ -36,6 +39,11 @@ from services.planner.models import DIRECTORY
 
 SERVICE = "planner"
 KEYWORDS_PER_EVENT = 500
+
+# Planner's billed AI jobs (`igny8.jobs.planner.<name>`, libs/common/ai_jobs): clustering is
+# charged per request, ideas per idea.
+AUTO_CLUSTER = AIFunction(SERVICE, "auto_cluster", "clustering", ("clustering",))
+AUTO_GENERATE_IDEAS = AIFunction(SERVICE, "auto_generate_ideas", "idea_generation", ("ideas",))
 
 KEYWORD_FIELDS = (
     "id",

@@ -10,9 +10,7 @@ Build instances with `Model.model_validate(...)` when input must be validated.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -22,16 +20,15 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
-    Integer,
-    Numeric,
     PrimaryKeyConstraint,
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from libs.common.ai_jobs import ai_task_logs_in
 from libs.common.columns import created_timestamp, optional_timestamp
 from libs.common.directory import Directory
 
@@ -311,41 +308,8 @@ class ContentIdea(PlannerModel, table=True):
     deleted_at: datetime | None = optional_timestamp()
 
 
-class AITaskLog(PlannerModel, table=True):
-    """One row per AI function run: what was asked, what it cost, how it ended."""
-
-    __tablename__ = "ai_task_logs"
-    __table_args__ = (
-        Index("ix_ai_task_logs_account_created", "account_id", text("created_at DESC")),
-    )
-
-    id: int | None = _id()
-    account_id: int = _account_id()
-    task_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False, unique=True))
-    function: str = Field(max_length=64)
-    user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    # pending → running → success | failed
-    status: str = Field(default="pending", max_length=16)
-    model: str = Field(default="", max_length=255)
-    tokens_input: int = 0
-    tokens_output: int = 0
-    cost_usd: Decimal = Field(
-        default=Decimal("0"), sa_column=Column(Numeric(12, 6), nullable=False, server_default="0")
-    )
-    hold_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    credits_held: int = 0
-    credits_charged: int = 0
-    attempts: int = 0
-    duration_ms: int | None = Field(default=None, sa_column=Column(Integer))
-    request: dict[str, Any] = Field(
-        default_factory=dict,
-        sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-    )
-    result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
-    error: str | None = Field(default=None, sa_column=Column(Text))
-    created_at: datetime | None = created_timestamp()
-    started_at: datetime | None = optional_timestamp()
-    finished_at: datetime | None = optional_timestamp()
+# One row per AI job (`libs/common/ai_jobs`).
+AI_TASK_LOGS = ai_task_logs_in(PlannerModel.metadata)
 
 
 TENANT_TABLES = (

@@ -38,7 +38,6 @@ from libs.common.directory import upsert
 from libs.common.repository import Visibility
 from services.planner.models import (
     DIRECTORY,
-    AITaskLog,
     Cluster,
     ContentIdea,
     Keyword,
@@ -58,7 +57,6 @@ ideas = _table(ContentIdea)
 counts = _table(KeywordCount)
 sectors = DIRECTORY.tables.sectors
 seeds = _table(SeedKeywordRef)
-task_logs = _table(AITaskLog)
 versions = _table(KeywordVersion)
 
 # The read path for keyword lists (created by the migration): the keywords table filtered
@@ -827,36 +825,3 @@ async def insert_ideas(session: AsyncSession, rows: list[dict[str, Any]]) -> lis
         return []
     result = await session.execute(insert(ideas).values(rows).returning(ideas))
     return [dict(r) for r in result.mappings()]
-
-
-# --- AI task logs --------------------------------------------------------------------
-
-
-async def insert_task_log(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(insert(task_logs).values(**values))
-
-
-async def get_task_log(session: AsyncSession, task_id: Any) -> dict[str, Any] | None:
-    row = (
-        (await session.execute(select(task_logs).where(task_logs.c.task_id == task_id)))
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
-
-
-async def lock_task_log(session: AsyncSession, task_id: Any) -> dict[str, Any] | None:
-    row = (
-        (
-            await session.execute(
-                select(task_logs).where(task_logs.c.task_id == task_id).with_for_update()
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
-
-
-async def update_task_log(session: AsyncSession, task_id: Any, values: dict[str, Any]) -> None:
-    await session.execute(update(task_logs).where(task_logs.c.task_id == task_id).values(**values))

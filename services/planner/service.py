@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from libs.common import jobs
+from libs.common.ai_jobs import AIJobRequests, QueuedJob
 from libs.common.auth import AuthClient
-from libs.common.billing import BillingClient
 from libs.common.problems import Conflict, NotFound, PermissionDenied, ValidationFailed
 from libs.common.repository import Visibility
 from libs.common.security import Principal
 from libs.common.tenancy import UnitOfWork
 from services.planner import events
 from services.planner import repository as repo
+from services.planner.events import AUTO_CLUSTER, AUTO_GENERATE_IDEAS
 from services.planner.models import (
     CLUSTER_STATUSES,
     CONTENT_STRUCTURES,
@@ -128,13 +127,6 @@ def keyword_filters(
         sector_id=sector_id,
         search=(search or "").strip() or None,
     )
-
-
-@dataclass(frozen=True)
-class PendingJob:
-    task_id: uuid.UUID
-    hold_id: int
-    function: str
 
 
 @dataclass
@@ -251,14 +243,14 @@ class Planner:
         principal: Principal,
         settings: PlannerSettings,
         auth: AuthClient,
-        billing: BillingClient,
+        ai_jobs: AIJobRequests,
     ) -> None:
         self.uow = uow
         self.session = uow.session
         self.principal = principal
         self.settings = settings
         self.auth = auth
-        self.billing = billing
+        self.ai_jobs = ai_jobs
         self.access = DIRECTORY.access(uow.session, principal, auth)
 
     @property
@@ -567,7 +559,7 @@ class Planner:
 
     # --- AI functions -----------------------------------------------------------------
 
-    async def request_auto_cluster(self, ids: Sequence[int], sector_id: int | None) -> PendingJob:
+    async def request_auto_cluster(self, ids: Sequence[int], sector_id: int | None) -> QueuedJob:
         limit = self.settings.auto_cluster_max_keywords
         wanted = sorted(set(ids))
         if len(wanted) > limit:
@@ -581,14 +573,11 @@ class Planner:
         site, sector = next(iter(sectors))
         if sector_id is not None and sector_id != sector:
             raise ValidationFailed.field("sector_id", "The keywords are not in this sector.")
-        return await self._queue_ai(
-            "auto_cluster",
-            "clustering",
-            1,
-            {"keyword_ids": wanted, "site_id": site, "sector_id": sector},
-        )
+        return await self.ai_jobs.queue(
+            self.uow, self.principal, AUTO_CLUSTER,
+            {"keyword_ids": wanted, "site_id": site, "sector_id": sector}, units=1)
 
-    async def request_ideas(self, ids: Sequence[int]) -> PendingJob:
+    async def request_ideas(self, ids: Sequence[int]) -> QueuedJob:
         limit = self.settings.auto_generate_ideas_max_clusters
         wanted = sorted(set(ids))
         if len(wanted) > limit:
@@ -596,49 +585,6 @@ class Planner:
         found = await repo.get_rows(self.session, clusters, await self.visibility(), wanted)
         if len(found) != len(wanted):
             raise NotFound("Cluster not found.")
-        return await self._queue_ai(
-            "auto_generate_ideas",
-            "idea_generation",
-            self.settings.ideas_max_per_cluster * len(wanted),
-            {"cluster_ids": wanted},
-        )
-
-    async def _queue_ai(
-        self, function: str, operation: str, units: int, data: dict[str, Any]
-    ) -> PendingJob:
-        """Hold credits first (402 before any work), then record and queue the job in this
-        transaction. The hold's idempotency key is the task id."""
-        task_id = uuid.uuid4()
-        hold = await self.billing.hold(
-            self.account_id,
-            operation,
-            units=units,
-            idempotency_key=str(task_id),
-            ttl_seconds=self.settings.hold_ttl_seconds,
-        )
-        try:
-            await repo.insert_task_log(
-                self.session,
-                {
-                    "account_id": self.account_id,
-                    "task_id": task_id,
-                    "function": function,
-                    "user_id": self.principal.user_id,
-                    "status": "pending",
-                    "hold_id": hold.hold_id,
-                    "credits_held": hold.amount,
-                    "request": {**data, "operation": operation, "units": units},
-                },
-            )
-            await jobs.enqueue(
-                self.session,
-                service=SERVICE,
-                function=function,
-                account_id=self.account_id,
-                task_id=task_id,
-                data={**data, "hold_id": hold.hold_id, "operation": operation},
-            )
-        except Exception:
-            await self.billing.release(hold.hold_id, account_id=self.account_id)
-            raise
-        return PendingJob(task_id, hold.hold_id, function)
+        return await self.ai_jobs.queue(
+            self.uow, self.principal, AUTO_GENERATE_IDEAS, {"cluster_ids": wanted},
+            units=self.settings.ideas_max_per_cluster * len(wanted))

@@ -16,20 +16,14 @@ from services.planner.events import auth_consumer
 from services.planner.jobs import Engines, PlannerJobs
 from services.planner.settings import PlannerSettings
 
-SERVICE = "planner"
-
 
 def job_workers(ctx: WorkerContext, settings: PlannerSettings,
                 engines: Engines | None = None) -> list[JobWorker]:
-    handlers = PlannerJobs(ctx.db, BillingClient(ctx.nc, timeout=settings.command_timeout_seconds),
-                           settings, engines)
+    jobs = PlannerJobs(ctx.db, BillingClient(ctx.nc, timeout=settings.command_timeout_seconds),
+                       settings, engines)
     progress = TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET])
-    return [
-        JobWorker(SERVICE, function, handler, ctx.js, progress,
-                  max_deliver=settings.job_max_deliver, ack_wait=settings.job_ack_wait_seconds)
-        for function, handler in (("auto_cluster", handlers.auto_cluster),
-                                  ("auto_generate_ideas", handlers.auto_generate_ideas))
-    ]
+    return jobs.runner.workers(ctx.js, progress, jobs.bodies,
+                               ack_wait=settings.job_ack_wait_seconds)
 
 
 async def run(stop: asyncio.Event, settings: PlannerSettings | None = None, *,

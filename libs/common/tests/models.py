@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, Column, Identity
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from libs.common.ai_jobs import ai_task_logs_in
 from libs.common.columns import created_timestamp, optional_timestamp
 from libs.common.directory import TENANT_TABLES as DIRECTORY_TENANT_TABLES
 from libs.common.directory import Directory
@@ -58,5 +59,6 @@ class Colour(KernelTestModel, table=True):
 
 # Declared into this registry's metadata, as a service declares it.
 DIRECTORY = Directory(KernelTestModel.metadata)
+AI_TASK_LOGS = ai_task_logs_in(KernelTestModel.metadata)
 
-TENANT_TABLES = ("things", "labels", *DIRECTORY_TENANT_TABLES)
+TENANT_TABLES = ("things", "labels", "ai_task_logs", *DIRECTORY_TENANT_TABLES)

@@ -19,9 +19,9 @@ from nats.aio.client import Client as NATS
 from sqlmodel import col, select
 
 from libs.common.ai.base import Usage
+from libs.common.ai.pricing import cost_usd
 from libs.common.db import Database, TenantScope
 from services.billing.models import CreditUsageLog
-from services.planner.jobs import cost_usd
 from services.planner.settings import PlannerSettings
 
 from .conftest import (

@@ -1,0 +1,99 @@
+"""Asking for a billed AI job (the API side): credits first, then the log row and the job
+in the caller's transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table
+
+from libs.common import jobs
+from libs.common.ai_jobs.log import TaskLogRepository
+from libs.common.billing import BillingClient, HoldResult
+from libs.common.jobs import TaskProgress
+from libs.common.security import Principal
+from libs.common.tenancy import UnitOfWork
+
+
+@dataclass(frozen=True)
+class AIFunction:
+    """One billed AI function: the job it runs (`igny8.jobs.<service>.<name>`), billing's
+    operation it is charged as, and the prompt types it asks auth for."""
+
+    service: str
+    name: str
+    operation: str
+    prompt_types: tuple[str, ...] = ()
+
+
+@dataclass
+class QueuedJob:
+    """A job recorded and queued in the caller's transaction; `release` gives its credits
+    back if that transaction does not commit."""
+
+    task_id: uuid.UUID
+    account_id: int
+    holds: dict[str, int]
+    billing: BillingClient = field(repr=False)
+
+    async def release(self) -> None:
+        await asyncio.gather(*(self.billing.release(hold, account_id=self.account_id)
+                               for hold in self.holds.values()), return_exceptions=True)
+
+
+class AIJobRequests:
+    """The request side of a service's billed AI jobs."""
+
+    def __init__(self, log: Table, billing: BillingClient, progress: TaskProgress | None, *,
+                 hold_ttl_seconds: int) -> None:
+        self.log = log
+        self.billing = billing
+        self.progress = progress
+        self.hold_ttl_seconds = hold_ttl_seconds
+
+    async def queue(self, uow: UnitOfWork, principal: Principal, function: AIFunction,
+                    data: dict[str, Any], *, units: int = 1,
+                    items: Mapping[str, int] | None = None) -> QueuedJob:
+        """Hold the estimate (`PaymentRequired`, HTTP 402, before any work), record the
+        task log row and queue the job through the outbox, in `uow`'s transaction; mark
+        the task PENDING. One hold of `units`, or one per item of `items` (item → units),
+        for jobs that capture what each item cost (partial success). Holds are keyed by
+        the task id: asking again places nothing twice."""
+        task_id = uuid.uuid4()
+        account_id = principal.account_id
+        wanted = dict(items) if items is not None else {"": units}
+        results = await asyncio.gather(*(
+            self.billing.hold(account_id, function.operation, units=n,
+                              idempotency_key=f"{task_id}:{item}" if item else str(task_id),
+                              ttl_seconds=self.hold_ttl_seconds)
+            for item, n in wanted.items()), return_exceptions=True)
+        held = {item: r for item, r in zip(wanted, results, strict=True)
+                if isinstance(r, HoldResult)}
+        job = QueuedJob(task_id, account_id, {item: r.hold_id for item, r in held.items()},
+                        self.billing)
+        refused = next((r for r in results if isinstance(r, BaseException)), None)
+        if refused is not None:
+            await job.release()
+            raise refused
+        try:
+            await TaskLogRepository(uow.session, self.log).insert({
+                "account_id": account_id, "task_id": task_id, "function": function.name,
+                "user_id": principal.user_id, "status": "pending",
+                "hold_id": job.holds.get(""), "holds": job.holds,
+                "credits_held": sum(r.amount for r in held.values()),
+                "request": {**data, "operation": function.operation,
+                            "units": sum(wanted.values())},
+            })
+            await jobs.enqueue(uow.session, service=function.service, function=function.name,
+                               account_id=account_id, task_id=task_id, data=data)
+            if self.progress is not None:
+                await self.progress.pending(task_id, account_id)
+        except BaseException:
+            await job.release()
+            raise
+        return job
+

@@ -1,0 +1,295 @@
+"""Running a billed AI job (the worker side). The job function holds only domain code: it
+reads, calls the AI through the context, records what it charges, and returns how to save
+its results. Everything else is here, once:
+
+- idempotency by task id: a redelivered job whose log says `success` only makes sure its
+  charges are captured (billing captures a hold once) and answers the saved result;
+- the engines: auth's `ai_settings` for the account (`openai` with its key, model and
+  prompts, or `local`); auth not answering is a transient failure (the job is retried),
+  never a silent switch to `local`;
+- the reference's progress phases (INIT and DONE here, PREP/AI_CALL/PARSE/SAVE from the
+  job);
+- saving: the job's writes and the log turning `success` (with its charges) commit
+  together; then each charge is captured against its hold and holds nobody charged are
+  released (a job may succeed for some items only);
+- failure: holds released, the log `failed` (once, whoever gets there first);
+- the AI metrics (`igny8_ai_tokens_total`, `igny8_ai_cost_usd_total`) per function and
+  model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from nats.js import JetStreamContext
+from sqlalchemy import Table, func
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.common.ai import AIError, AIProviderError, AIResponseInvalid, Usage
+from libs.common.ai.openai import OpenAIProvider
+from libs.common.ai.pricing import cost_usd
+from libs.common.ai_jobs.log import Charge, TaskLogRepository, holds_of
+from libs.common.ai_jobs.request import AIFunction
+from libs.common.auth import AISettings, AuthClient
+from libs.common.billing import BillingClient
+from libs.common.db import Database, TenantScope
+from libs.common.events import Event
+from libs.common.jobs import JobContext, JobFailed, JobHandler, JobWorker, TaskProgress
+from libs.common.metrics import AI_COST, AI_TOKENS
+from libs.common.problems import DomainError, ServiceUnavailable
+from libs.common.tenancy import UnitOfWork
+
+# Runs in the job's final transaction: the job's writes; returns the job's result.
+Saver = Callable[[UnitOfWork], Awaitable[dict[str, Any]]]
+JobBody = Callable[["AIJobContext"], Awaitable[Saver]]
+
+
+def ai_failure(exc: Exception, what: str) -> JobFailed | None:
+    """The job-level failure for an engine error, or None for transient provider trouble
+    (HTTP 429/5xx, no answer), which is retried."""
+    if isinstance(exc, AIProviderError) and exc.retryable:
+        return None
+    if isinstance(exc, AIResponseInvalid):
+        return JobFailed(f"The AI answer for the {what} could not be used: {exc.message}")
+    if isinstance(exc, AIError):
+        return JobFailed(f"The AI provider failed on the {what}: {exc.message}")
+    return JobFailed(f"The {what} could not be made: {exc}")
+
+
+@dataclass
+class AIJobContext:
+    """What a job function works with."""
+
+    function: AIFunction
+    job: Event
+    attempt: int
+    base: JobContext = field(repr=False)
+    db: Database = field(repr=False)
+    ai: AISettings
+    # The account's OpenAI-compatible provider, open for the job; None: the offline engines.
+    provider: OpenAIProvider | None = None
+    charges: list[Charge] = field(default_factory=list)
+
+    @property
+    def task_id(self) -> UUID:
+        return self.job.id
+
+    @property
+    def account_id(self) -> int:
+        return self.job.account_id or 0
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.job.data
+
+    @property
+    def model(self) -> str | None:
+        """The account's chat model when it runs on OpenAI."""
+        return self.ai.openai.model if self.ai.openai is not None else None
+
+    def prompt(self, prompt_type: str, default: str) -> str:
+        """The account's saved prompt of this type, or the job's built-in."""
+        return self.ai.prompt(prompt_type, default)
+
+    async def phase(self, phase: str, message: str, fraction: float = 0.0) -> None:
+        await self.base.report.phase(phase, message, fraction)
+
+    def step(self, name: str, *, request: bool = True, **details: Any) -> None:
+        self.base.report.step(name, request=request, **details)
+
+    def session(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+        """A session in the account's scope, for the job's reads."""
+        return self.db.session(TenantScope.account(self.account_id))
+
+    @contextlib.asynccontextmanager
+    async def calling_ai(self, what: str) -> AsyncIterator[None]:
+        """Around an engine call: an error that retrying cannot fix fails the job with a
+        message about `what`; transient provider trouble is retried."""
+        try:
+            yield
+        except (ValueError, AIError) as exc:
+            failure = ai_failure(exc, what)
+            if failure is None:
+                raise
+            raise failure from exc
+
+    def charge(self, units: int, *, model: str = "", usage: Usage | None = None,
+               cost: Decimal | None = None, item: str = "") -> Charge:
+        """Record work to capture once the results are saved: `units` of the function's
+        operation against the hold of `item`, with the tokens and cost behind them."""
+        usage = usage or Usage()
+        charge = Charge(units=units, model=model, tokens_input=usage.prompt_tokens,
+                        tokens_output=usage.completion_tokens,
+                        cost_usd=cost if cost is not None else cost_usd(model, usage),
+                        item=item)
+        self.charges.append(charge)
+        report = self.base.report
+        report.tokens += usage.total_tokens
+        report.cost += float(charge.cost_usd)
+        return charge
+
+
+class AIJobRunner:
+    """The worker side of a service's billed AI jobs."""
+
+    def __init__(self, db: Database, log: Table, billing: BillingClient, auth: AuthClient, *,
+                 max_deliver: int) -> None:
+        self.db = db
+        self.log = log
+        self.billing = billing
+        self.auth = auth
+        self.max_deliver = max_deliver
+
+    def handler(self, function: AIFunction, body: JobBody) -> JobHandler:
+        """`body` as a job of the kernel's job worker (`libs/common/jobs.JobWorker`)."""
+
+        async def handle(ctx: JobContext) -> dict[str, Any]:
+            started = time.perf_counter()
+            try:
+                return await self._run(function, body, ctx, started)
+            except JobFailed as exc:
+                await self._fail(ctx, str(exc), started)
+                raise
+            except Exception as exc:
+                if ctx.attempt >= self.max_deliver:
+                    await self._fail(ctx, f"Failed after {ctx.attempt} attempts: {exc}", started)
+                raise
+
+        return handle
+
+    def workers(self, js: JetStreamContext, progress: TaskProgress,
+                bodies: Mapping[AIFunction, JobBody], *, ack_wait: float) -> list[JobWorker]:
+        return [JobWorker(function.service, function.name, self.handler(function, body), js,
+                          progress, max_deliver=self.max_deliver, ack_wait=ack_wait)
+                for function, body in bodies.items()]
+
+    def _scope(self, ctx: JobContext) -> TenantScope:
+        return TenantScope.account(ctx.job.account_id or 0)
+
+    async def _run(self, function: AIFunction, body: JobBody, ctx: JobContext,
+                   started: float) -> dict[str, Any]:
+        done = await self._begin(ctx)
+        if done is not None:
+            await self._settle(ctx, done)
+            return dict(done["result"] or {})
+        async with self._engines(function, ctx) as (ai, provider):
+            job = AIJobContext(function, ctx.job, ctx.attempt, ctx, self.db, ai, provider)
+            save = await body(job)
+        if ctx.report.phase_name != "SAVE":
+            await ctx.report.phase("SAVE", "Saving")
+        async with self.db.session(self._scope(ctx)) as session:
+            logs = TaskLogRepository(session, self.log)
+            log = await logs.get(ctx.task_id, lock=True)
+            assert log is not None
+            if log["status"] == "success":  # a parallel attempt got there first
+                await session.rollback()
+                await self._settle(ctx, log)
+                return dict(log["result"] or {})
+            outcome = await save(UnitOfWork(session))
+            charges = job.charges
+            await logs.update(ctx.task_id, {
+                "status": "success", "model": next((c.model for c in charges if c.model), ""),
+                "tokens_input": sum(c.tokens_input for c in charges),
+                "tokens_output": sum(c.tokens_output for c in charges),
+                "cost_usd": sum((c.cost_usd for c in charges), Decimal("0")),
+                "charges": [c.as_json() for c in charges], "attempts": ctx.attempt,
+                "result": outcome, "finished_at": func.now(),
+                "duration_ms": int((time.perf_counter() - started) * 1000)})
+            await session.commit()
+            saved = await logs.get(ctx.task_id)
+        for c in charges:
+            AI_TOKENS.labels(function.name, c.model, "input").inc(c.tokens_input)
+            AI_TOKENS.labels(function.name, c.model, "output").inc(c.tokens_output)
+            AI_COST.labels(function.name, c.model).inc(float(c.cost_usd))
+        assert saved is not None
+        await self._settle(ctx, saved)
+        return outcome
+
+    async def _begin(self, ctx: JobContext) -> dict[str, Any] | None:
+        """Mark the run started; the saved log when an earlier attempt finished."""
+        async with self.db.session(self._scope(ctx)) as session:
+            logs = TaskLogRepository(session, self.log)
+            log = await logs.get(ctx.task_id, lock=True)
+            if log is None:
+                raise JobFailed("This task is unknown.")
+            if log["status"] == "success":
+                return log
+            if log["status"] == "failed":
+                raise JobFailed(log["error"] or "The task failed.")
+            await logs.update(ctx.task_id, {"status": "running", "attempts": ctx.attempt,
+                                            "started_at": func.now()})
+            await session.commit()
+        return None
+
+    @contextlib.asynccontextmanager
+    async def _engines(self, function: AIFunction, ctx: JobContext
+                       ) -> AsyncIterator[tuple[AISettings, OpenAIProvider | None]]:
+        """The account's AI settings, and its provider open for the job when it runs on
+        OpenAI. Auth not answering raises `ServiceUnavailable`: retried, never local."""
+        try:
+            ai = await self.auth.ai_settings(ctx.job.account_id or 0,
+                                             list(function.prompt_types))
+        except ServiceUnavailable:
+            raise
+        except DomainError as exc:  # unusable settings: retrying will not help
+            raise JobFailed(exc.detail) from exc
+        if ai.openai is None:
+            ctx.report.step("PREP", provider="local")
+            yield ai, None
+            return
+        try:
+            provider = OpenAIProvider(ai.openai.base_url, ai.openai.api_key,
+                                      chat_model=ai.openai.model)
+        except AIError as exc:
+            raise JobFailed(f"The OpenAI settings cannot be used: {exc.message}") from exc
+        ctx.report.step("PREP", provider="openai", model=ai.openai.model)
+        async with provider:
+            yield ai, provider
+
+    async def _settle(self, ctx: JobContext, log: dict[str, Any]) -> None:
+        """Capture each item's charges against its hold, release holds nobody charged
+        (billing does each once per hold, so a redelivered job may settle again)."""
+        holds = holds_of(log)
+        charges = [Charge.from_json(c) for c in log.get("charges") or []]
+        charged = 0
+        for item, hold_id in holds.items():
+            mine = [c for c in charges if c.item == item]
+            if not mine:
+                await self.billing.release(hold_id, account_id=log["account_id"])
+                continue
+            captured = await self.billing.capture(
+                hold_id, account_id=log["account_id"], units=sum(c.units for c in mine),
+                tokens_input=sum(c.tokens_input for c in mine),
+                tokens_output=sum(c.tokens_output for c in mine),
+                model=next((c.model for c in mine if c.model), ""),
+                cost_usd=sum((c.cost_usd for c in mine), Decimal("0")),
+                related_object_type="ai_task", related_object_id=str(ctx.task_id),
+                metadata={"function": log["function"], **({"item": item} if item else {})})
+            charged += captured.credits_charged
+        if charged != log["credits_charged"]:
+            async with self.db.session(self._scope(ctx)) as session:
+                await TaskLogRepository(session, self.log).update(
+                    ctx.task_id, {"credits_charged": charged})
+                await session.commit()
+        ctx.report.step("CAPTURE", request=False, credits=charged)
+
+    async def _fail(self, ctx: JobContext, error: str, started: float) -> None:
+        """Give the credits back and record the failure (once, whoever gets here first)."""
+        async with self.db.session(self._scope(ctx)) as session:
+            logs = TaskLogRepository(session, self.log)
+            log = await logs.get(ctx.task_id, lock=True)
+            if log is None or log["status"] in ("success", "failed"):
+                return
+            for hold_id in holds_of(log).values():
+                await self.billing.release(hold_id, account_id=log["account_id"])
+            await logs.update(ctx.task_id, {
+                "status": "failed", "error": error[:2000], "attempts": ctx.attempt,
+                "finished_at": func.now(),
+                "duration_ms": int((time.perf_counter() - started) * 1000)})
+            await session.commit()

@@ -1,0 +1,224 @@
+"""The kernel's billed AI job against billing's real worker: per-item holds for a job
+that succeeds for some items only, one capture per item that worked, a release for the
+others, the AI metrics, and a redelivered job that charges nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client as NATS
+from prometheus_client import REGISTRY
+from sqlmodel import col, select
+
+from libs.common import nats as nats_kernel
+from libs.common.ai import Usage
+from libs.common.ai_jobs import AIFunction, AIJobContext, AIJobRequests, AIJobRunner, Saver
+from libs.common.auth import AI_SETTINGS, AISettings, AISettingsRequest, AuthClient
+from libs.common.billing import BillingClient
+from libs.common.commands import CommandServer
+from libs.common.db import Database, TenantScope
+from libs.common.events import Event
+from libs.common.jobs import JobContext, JobFailed, ProgressReporter, TaskProgress
+from libs.common.problems import PaymentRequired
+from libs.common.provision import ServiceDatabase
+from libs.common.security import Principal
+from libs.common.tenancy import UnitOfWork
+from libs.common.testing.plugin import DatabaseFactory
+from libs.common.tests.models import AI_TASK_LOGS
+from services.billing.main import MIGRATIONS as BILLING_MIGRATIONS
+from services.billing.models import CreditHold, CreditTransaction
+from services.billing.pricing import add_month
+from services.billing.service import BillingService, utcnow
+from services.billing.settings import BillingSettings
+from services.billing.worker import run as run_billing_worker
+
+MODELS = Path(__file__).resolve().parent.parent / "libs" / "common" / "tests" / "model_migrations"
+IMAGES = AIFunction("kernel", "generate_images", "image_generation", ("image_prompt",))
+_ids = itertools.count(random.randint(100, 900) * 1_000_000)
+
+
+@pytest.fixture(scope="module")
+def models_db_info(make_database: DatabaseFactory) -> ServiceDatabase:
+    return make_database("kernel_ai_jobs", MODELS)
+
+
+@pytest.fixture(scope="module")
+async def db(models_db_info: ServiceDatabase) -> AsyncIterator[Database]:
+    database = Database(models_db_info.app_url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture(scope="module")
+async def nc(nats_url: str) -> AsyncIterator[NATS]:
+    conn = await nats_kernel.connect(nats_url, "kernel-ai-jobs-tests")
+    yield conn
+    await conn.drain()
+
+
+@pytest.fixture(scope="module")
+async def ledger(make_database: DatabaseFactory, nats_url: str,
+                 nc: NATS) -> AsyncIterator[Database]:
+    """Billing's real worker answering its commands; its database, to read the ledger."""
+    info = make_database("billing", BILLING_MIGRATIONS)
+    settings = BillingSettings(environment="test", database_url=info.app_url,
+                               migration_database_url=info.owner_url, nats_url=nats_url)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_billing_worker(stop, settings))
+    probe = BillingClient(nc, timeout=1.0, retries=0)
+    for _ in range(200):
+        try:
+            await probe.release(0)
+        except Exception as exc:  # noqa: BLE001 - NotFound once billing answers
+            if type(exc).__name__ == "NotFound":
+                break
+            await asyncio.sleep(0.1)
+    database = Database(info.app_url)
+    yield database
+    await database.dispose()
+    stop.set()
+    await asyncio.wait_for(task, 20)
+
+
+@pytest.fixture(scope="module")
+async def auth(nc: NATS) -> AsyncIterator[None]:
+    """Auth's `ai_settings` for these accounts: no integration, the offline engines."""
+
+    async def ai_settings(request: AISettingsRequest) -> AISettings:
+        return AISettings(provider="local")
+
+    stop = asyncio.Event()
+    # A queue group of its own: auth's real responders may run in another test module.
+    task = asyncio.create_task(CommandServer(nc, {AI_SETTINGS: ai_settings},
+                                             queue="kernel-ai-jobs-tests").run(stop))
+    await asyncio.sleep(0.05)
+    yield
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+async def fund(ledger: Database, account: int, credits: int) -> None:
+    now = utcnow()
+    async with ledger.session(TenantScope.system()) as session:
+        await BillingService(session).reset_plan_credits(
+            account, credits, period_start=now, period_end=add_month(now),
+            idempotency_key="signup", description="kernel test credits")
+        await session.commit()
+
+
+async def holds(ledger: Database, account: int) -> list[tuple[str, int]]:
+    async with ledger.session(TenantScope.system()) as session:
+        rows = (await session.execute(select(CreditHold).where(
+            col(CreditHold.account_id) == account).order_by(col(CreditHold.id)))).scalars()
+        return [(h.status, h.captured_credits) for h in rows]
+
+
+async def debits(ledger: Database, account: int) -> list[int]:
+    async with ledger.session(TenantScope.system()) as session:
+        rows = (await session.execute(select(CreditTransaction).where(
+            col(CreditTransaction.account_id) == account,
+            col(CreditTransaction.transaction_type) == "deduction"))).scalars()
+        return sorted(t.amount for t in rows)
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def generate_images(ctx: AIJobContext) -> Saver:
+    """Three images; the second cannot be made. Each one made is charged on its own."""
+    await ctx.phase("PREP", "Reading prompts")
+    made = []
+    for n, item in enumerate(ctx.data["items"]):
+        await ctx.phase("AI_CALL", f"Image {item}", n / 3)
+        if item == "img-2":
+            continue
+        ctx.charge(1, model="gpt-4o-mini", usage=Usage(1000, 0), item=item)
+        made.append(item)
+
+    async def save(uow: UnitOfWork) -> dict[str, Any]:
+        return {"images": made}
+
+    return save
+
+
+async def queue_images(db: Database, nc: NATS, account: int) -> Any:
+    requests = AIJobRequests(AI_TASK_LOGS, BillingClient(nc), None, hold_ttl_seconds=600)
+    principal = Principal(user_id=1, account_id=account, role="owner")
+    items = {"img-1": 1, "img-2": 1, "img-3": 1}
+    async with db.session(TenantScope.account(account)) as session:
+        job = await requests.queue(UnitOfWork(session), principal, IMAGES,
+                                   {"items": list(items)}, items=items)
+        await session.commit()
+    return job
+
+
+async def context(nc: NATS, job: Any, attempt: int = 1) -> JobContext:
+    buckets = await nats_kernel.ensure_platform(nc.jetstream(), "kernel")
+    progress = TaskProgress(buckets[nats_kernel.TASK_PROGRESS_BUCKET])
+    event = Event(id=job.task_id, type="kernel.generate_images", account_id=job.account_id,
+                  data={"items": ["img-1", "img-2", "img-3"]})
+    return JobContext(event, attempt, ProgressReporter(progress, event.id, job.account_id))
+
+
+@pytest.mark.usefixtures("auth")
+async def test_per_item_holds_capture_what_worked(db: Database, nc: NATS,
+                                                  ledger: Database) -> None:
+    account = next(_ids)
+    await fund(ledger, account, 100)
+    job = await queue_images(db, nc, account)
+    assert set(job.holds) == {"img-1", "img-2", "img-3"}
+    runner = AIJobRunner(db, AI_TASK_LOGS, BillingClient(nc), AuthClient(nc), max_deliver=3)
+    handler = runner.handler(IMAGES, generate_images)
+    tokens_before = metric("igny8_ai_tokens_total", function="generate_images",
+                           model="gpt-4o-mini", direction="input")
+    result = await handler(await context(nc, job))
+    assert result == {"images": ["img-1", "img-3"]}
+    assert await holds(ledger, account) == [("captured", 4), ("released", 0), ("captured", 4)]
+    assert await debits(ledger, account) == [-4, -4]
+    assert metric("igny8_ai_tokens_total", function="generate_images", model="gpt-4o-mini",
+                  direction="input") == tokens_before + 2000
+    async with db.session(TenantScope.account(account)) as session:
+        log = (await session.execute(AI_TASK_LOGS.select().where(
+            AI_TASK_LOGS.c.task_id == job.task_id))).mappings().one()
+    assert (log["status"], log["credits_held"], log["credits_charged"]) == ("success", 12, 8)
+    assert log["cost_usd"] == Decimal("0.000300")
+    assert [c["item"] for c in log["charges"]] == ["img-1", "img-3"]
+
+    # Redelivered after it saved: it settles again, and billing charges nothing twice.
+    again = await handler(await context(nc, job, attempt=2))
+    assert again == result
+    assert await debits(ledger, account) == [-4, -4]
+
+
+@pytest.mark.usefixtures("auth")
+async def test_short_credits_hold_nothing_and_a_failed_job_releases_all(
+        db: Database, nc: NATS, ledger: Database) -> None:
+    poor = next(_ids)
+    await fund(ledger, poor, 10)  # two images' worth, three asked
+    with pytest.raises(PaymentRequired):
+        await queue_images(db, nc, poor)
+    assert {status for status, _ in await holds(ledger, poor)} <= {"released"}
+    async with db.session(TenantScope.account(poor)) as session:
+        assert (await session.execute(AI_TASK_LOGS.select().where(
+            AI_TASK_LOGS.c.account_id == poor))).first() is None
+
+    account = next(_ids)
+    await fund(ledger, account, 100)
+    job = await queue_images(db, nc, account)
+
+    async def refuses(ctx: AIJobContext) -> Saver:
+        raise JobFailed("No images today.")
+
+    runner = AIJobRunner(db, AI_TASK_LOGS, BillingClient(nc), AuthClient(nc), max_deliver=3)
+    with pytest.raises(JobFailed):
+        await runner.handler(IMAGES, refuses)(await context(nc, job))
+    assert await holds(ledger, account) == [("released", 0)] * 3
+    assert await debits(ledger, account) == []
