@@ -29,9 +29,9 @@ from libs.common.jobs import JobContext, JobFailed, ProgressReporter, TaskProgre
 from libs.common.problems import PaymentRequired
 from libs.common.provision import ServiceDatabase
 from libs.common.security import Principal
-from libs.common.tenancy import UnitOfWork
 from libs.common.testing.plugin import DatabaseFactory
 from libs.common.tests.models import AI_TASK_LOGS
+from libs.common.uow import UnitOfWork, unit_of_work
 from services.billing.main import MIGRATIONS as BILLING_MIGRATIONS
 from services.billing.models import CreditHold, CreditTransaction
 from services.billing.pricing import add_month
@@ -153,10 +153,9 @@ async def queue_images(db: Database, nc: NATS, account: int) -> Any:
     requests = AIJobRequests(AI_TASK_LOGS, BillingClient(nc), None, hold_ttl_seconds=600)
     principal = Principal(user_id=1, account_id=account, role="owner")
     items = {"img-1": 1, "img-2": 1, "img-3": 1}
-    async with db.session(TenantScope.account(account)) as session:
-        job = await requests.queue(UnitOfWork(session), principal, IMAGES,
-                                   {"items": list(items)}, items=items)
-        await session.commit()
+    async with unit_of_work(db, TenantScope.account(account)) as uow:
+        job = await requests.queue(uow, principal, IMAGES, {"items": list(items)},
+                                   items=items)
     return job
 
 

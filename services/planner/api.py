@@ -1,8 +1,9 @@
 """Planner's HTTP API: `/api/v1/planner/keywords|clusters|ideas/` as the reference lists.
 
-Endpoints parse, call the domain (`service.Planner`), commit, answer. Reads are open to
-every authenticated role; writes need an editor or above. Lists answer inline pages
-(the gateway splices them into the envelope); bulk actions answer `data` + `message`.
+Endpoints parse, call the domain (`service.Planner`) and answer; the unit of work commits.
+Reads are open to every authenticated role; writes need an editor or above. Lists answer
+inline pages (the gateway splices them into the envelope); bulk actions answer `data` +
+`message`.
 """
 
 from __future__ import annotations
@@ -81,13 +82,9 @@ OrderingParam = Annotated[str | None, Query(
     description="Comma-separated fields; prefix '-' for descending. Default -created_at.")]
 
 
-async def _queued(planner: Planner, job: QueuedJob) -> dict[str, str]:
-    """Commit (the relay sends the job after commit); the credits go back if it fails."""
-    try:
-        await planner.uow.commit()
-    except Exception:
-        await job.release()
-        raise
+def _queued(job: QueuedJob) -> dict[str, str]:
+    """The relay sends the job once the unit of work commits; the credits go back if it
+    does not."""
     return {"task_id": str(job.task_id)}
 
 
@@ -104,7 +101,6 @@ async def list_keywords(request: Request, planner: Reader, page: Page,
 @router.post("/keywords/", status_code=201, response_model=s.KeywordOut)
 async def create_keyword(body: s.KeywordCreate, planner: Writer) -> dict[str, Any]:
     row = await planner.create_keyword(body.model_dump())
-    await planner.uow.commit()
     return row
 
 
@@ -156,7 +152,6 @@ async def import_keywords(
     if len(data) > planner.settings.import_max_bytes:
         raise ValidationFailed.field("file", "The file is too large.")
     report = await planner.import_keywords(data, site, sector)
-    await planner.uow.commit()
     return report.as_dict()
 
 
@@ -173,14 +168,12 @@ def _int_query(request: Request, name: str) -> int:
 @router.post("/keywords/bulk_delete/")
 async def bulk_delete_keywords(body: s.Ids, planner: Writer) -> Response:
     deleted = await planner.delete_keywords(body.ids)
-    await planner.uow.commit()
     return message_response({"deleted_count": deleted}, f"{deleted} keywords deleted")
 
 
 @router.post("/keywords/bulk_update_status/")
 async def bulk_update_status(body: s.BulkStatus, planner: Writer) -> Response:
     updated = await planner.bulk_update_status(body.ids, body.status)
-    await planner.uow.commit()
     return message_response({"updated_count": updated}, f"{updated} keywords updated")
 
 
@@ -193,7 +186,6 @@ async def bulk_update(body: s.BulkStatus, planner: Writer) -> Response:
 @router.post("/keywords/bulk_add_from_seed/")
 async def bulk_add_from_seed(body: s.BulkFromSeed, planner: Writer) -> Response:
     result = await planner.add_from_seed(body.seed_keyword_ids, body.site_id, body.sector_id)
-    await planner.uow.commit()
     return message_response(result, f"{result['created']} keywords added, "
                                     f"{result['skipped']} already present")
 
@@ -201,7 +193,7 @@ async def bulk_add_from_seed(body: s.BulkFromSeed, planner: Writer) -> Response:
 @router.post("/keywords/auto_cluster/", response_model=s.TaskQueued)
 async def auto_cluster(request: Request, body: s.AutoCluster, planner: Writer) -> dict[str, str]:
     job = await planner.request_auto_cluster(body.ids, body.sector_id)
-    return await _queued(planner, job)
+    return _queued(job)
 
 
 @router.get("/keywords/{keyword_id}/", response_model=s.KeywordOut)
@@ -213,14 +205,12 @@ async def get_keyword(keyword_id: int, planner: Reader) -> dict[str, Any]:
 @router.patch("/keywords/{keyword_id}/", response_model=s.KeywordOut)
 async def update_keyword(keyword_id: int, body: s.KeywordUpdate, planner: Writer) -> dict[str, Any]:
     row = await planner.update_keyword(keyword_id, body.model_dump(exclude_unset=True))
-    await planner.uow.commit()
     return row
 
 
 @router.delete("/keywords/{keyword_id}/", status_code=204)
 async def delete_keyword(keyword_id: int, planner: Writer) -> Response:
     await planner.delete_keywords([keyword_id], single=True)
-    await planner.uow.commit()
     return Response(status_code=204)
 
 
@@ -245,14 +235,12 @@ async def list_clusters(
 @router.post("/clusters/", status_code=201, response_model=s.ClusterOut)
 async def create_cluster(body: s.ClusterCreate, planner: Writer) -> dict[str, Any]:
     row = await planner.create_cluster(body.model_dump())
-    await planner.uow.commit()
     return row
 
 
 @router.post("/clusters/bulk_delete/")
 async def bulk_delete_clusters(body: s.Ids, planner: Writer) -> Response:
     deleted = await planner.delete_clusters(body.ids)
-    await planner.uow.commit()
     return message_response({"deleted_count": deleted}, f"{deleted} clusters deleted")
 
 
@@ -260,7 +248,7 @@ async def bulk_delete_clusters(body: s.Ids, planner: Writer) -> Response:
 async def auto_generate_ideas(request: Request, body: s.AutoGenerateIdeas,
                               planner: Writer) -> dict[str, str]:
     job = await planner.request_ideas(body.ids)
-    return await _queued(planner, job)
+    return _queued(job)
 
 
 @router.get("/clusters/{cluster_id}/", response_model=s.ClusterOut)
@@ -272,14 +260,12 @@ async def get_cluster(cluster_id: int, planner: Reader) -> dict[str, Any]:
 @router.patch("/clusters/{cluster_id}/", response_model=s.ClusterOut)
 async def update_cluster(cluster_id: int, body: s.ClusterUpdate, planner: Writer) -> dict[str, Any]:
     row = await planner.update_cluster(cluster_id, body.model_dump(exclude_unset=True))
-    await planner.uow.commit()
     return row
 
 
 @router.delete("/clusters/{cluster_id}/", status_code=204)
 async def delete_cluster(cluster_id: int, planner: Writer) -> Response:
     await planner.delete_clusters([cluster_id], single=True)
-    await planner.uow.commit()
     return Response(status_code=204)
 
 
@@ -306,21 +292,18 @@ async def list_ideas(
 @router.post("/ideas/", status_code=201, response_model=s.IdeaOut)
 async def create_idea(body: s.IdeaCreate, planner: Writer) -> dict[str, Any]:
     row = await planner.create_idea(body.model_dump())
-    await planner.uow.commit()
     return row
 
 
 @router.post("/ideas/bulk_delete/")
 async def bulk_delete_ideas(body: s.Ids, planner: Writer) -> Response:
     deleted = await planner.delete_ideas(body.ids)
-    await planner.uow.commit()
     return message_response({"deleted_count": deleted}, f"{deleted} ideas deleted")
 
 
 @router.post("/ideas/bulk_queue_to_writer/")
 async def bulk_queue_to_writer(body: s.Ids, planner: Writer) -> Response:
     queued = await planner.queue_to_writer(body.ids)
-    await planner.uow.commit()
     return message_response({"queued_count": len(queued), "ids": [r["id"] for r in queued]},
                             f"{len(queued)} ideas queued to the writer")
 
@@ -334,12 +317,10 @@ async def get_idea(idea_id: int, planner: Reader) -> dict[str, Any]:
 @router.patch("/ideas/{idea_id}/", response_model=s.IdeaOut)
 async def update_idea(idea_id: int, body: s.IdeaUpdate, planner: Writer) -> dict[str, Any]:
     row = await planner.update_idea(idea_id, body.model_dump(exclude_unset=True))
-    await planner.uow.commit()
     return row
 
 
 @router.delete("/ideas/{idea_id}/", status_code=204)
 async def delete_idea(idea_id: int, planner: Writer) -> Response:
     await planner.delete_ideas([idea_id], single=True)
-    await planner.uow.commit()
     return Response(status_code=204)

@@ -16,7 +16,7 @@ from libs.common.ai_jobs.log import TaskLogRepository
 from libs.common.billing import BillingClient, HoldResult
 from libs.common.jobs import TaskProgress
 from libs.common.security import Principal
-from libs.common.tenancy import UnitOfWork
+from libs.common.uow import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,8 @@ class AIFunction:
 
 @dataclass
 class QueuedJob:
-    """A job recorded and queued in the caller's transaction; `release` gives its credits
-    back if that transaction does not commit."""
+    """A job recorded and queued in the caller's transaction, whose unit of work gives
+    its credits back (`release`) if it does not commit."""
 
     task_id: uuid.UUID
     account_id: int
@@ -59,10 +59,11 @@ class AIJobRequests:
                     data: dict[str, Any], *, units: int = 1,
                     items: Mapping[str, int] | None = None) -> QueuedJob:
         """Hold the estimate (`PaymentRequired`, HTTP 402, before any work), record the
-        task log row and queue the job through the outbox, in `uow`'s transaction; mark
-        the task PENDING. One hold of `units`, or one per item of `items` (item → units),
-        for jobs that capture what each item cost (partial success). Holds are keyed by
-        the task id: asking again places nothing twice."""
+        task log row and queue the job through the outbox, in `uow`'s transaction (which
+        releases the holds if it does not commit); mark the task PENDING. One hold of
+        `units`, or one per item of `items` (item → units), for jobs that capture what
+        each item cost (partial success). Holds are keyed by the task id: asking again
+        places nothing twice."""
         task_id = uuid.uuid4()
         account_id = principal.account_id
         wanted = dict(items) if items is not None else {"": units}
@@ -95,5 +96,6 @@ class AIJobRequests:
         except BaseException:
             await job.release()
             raise
+        uow.on_rollback(job.release)
         return job
 

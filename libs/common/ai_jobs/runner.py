@@ -43,7 +43,7 @@ from libs.common.events import Event
 from libs.common.jobs import JobContext, JobFailed, JobHandler, JobWorker, TaskProgress
 from libs.common.metrics import AI_COST, AI_TOKENS
 from libs.common.problems import DomainError, ServiceUnavailable
-from libs.common.tenancy import UnitOfWork
+from libs.common.uow import UnitOfWork, unit_of_work
 
 # Runs in the job's final transaction: the job's writes; returns the job's result.
 Saver = Callable[[UnitOfWork], Awaitable[dict[str, Any]]]
@@ -104,8 +104,8 @@ class AIJobContext:
         self.base.report.step(name, request=request, **details)
 
     def session(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
-        """A session in the account's scope, for the job's reads."""
-        return self.db.session(TenantScope.account(self.account_id))
+        """A read-only session in the account's scope, for the job's reads."""
+        return self.db.session(TenantScope.account(self.account_id), read_only=True)
 
     @contextlib.asynccontextmanager
     async def calling_ai(self, what: str) -> AsyncIterator[None]:
@@ -183,38 +183,39 @@ class AIJobRunner:
             save = await body(job)
         if ctx.report.phase_name != "SAVE":
             await ctx.report.phase("SAVE", "Saving")
-        async with self.db.session(self._scope(ctx)) as session:
-            logs = TaskLogRepository(session, self.log)
+        outcome: dict[str, Any] | None = None
+        async with unit_of_work(self.db, self._scope(ctx)) as uow:
+            logs = TaskLogRepository(uow.session, self.log)
             log = await logs.get(ctx.task_id, lock=True)
             assert log is not None
-            if log["status"] == "success":  # a parallel attempt got there first
-                await session.rollback()
-                await self._settle(ctx, log)
-                return dict(log["result"] or {})
-            outcome = await save(UnitOfWork(session))
-            charges = job.charges
-            await logs.update(ctx.task_id, {
-                "status": "success", "model": next((c.model for c in charges if c.model), ""),
-                "tokens_input": sum(c.tokens_input for c in charges),
-                "tokens_output": sum(c.tokens_output for c in charges),
-                "cost_usd": sum((c.cost_usd for c in charges), Decimal("0")),
-                "charges": [c.as_json() for c in charges], "attempts": ctx.attempt,
-                "result": outcome, "finished_at": func.now(),
-                "duration_ms": int((time.perf_counter() - started) * 1000)})
-            await session.commit()
-            saved = await logs.get(ctx.task_id)
-        for c in charges:
+            if log["status"] != "success":  # else a parallel attempt got there first
+                outcome = await save(uow)
+                charges = job.charges
+                await logs.update(ctx.task_id, {
+                    "status": "success",
+                    "model": next((c.model for c in charges if c.model), ""),
+                    "tokens_input": sum(c.tokens_input for c in charges),
+                    "tokens_output": sum(c.tokens_output for c in charges),
+                    "cost_usd": sum((c.cost_usd for c in charges), Decimal("0")),
+                    "charges": [c.as_json() for c in charges], "attempts": ctx.attempt,
+                    "result": outcome, "finished_at": func.now(),
+                    "duration_ms": int((time.perf_counter() - started) * 1000)})
+                log = await logs.get(ctx.task_id)
+                assert log is not None
+        if outcome is None:
+            await self._settle(ctx, log)
+            return dict(log["result"] or {})
+        for c in job.charges:
             AI_TOKENS.labels(function.name, c.model, "input").inc(c.tokens_input)
             AI_TOKENS.labels(function.name, c.model, "output").inc(c.tokens_output)
             AI_COST.labels(function.name, c.model).inc(float(c.cost_usd))
-        assert saved is not None
-        await self._settle(ctx, saved)
+        await self._settle(ctx, log)
         return outcome
 
     async def _begin(self, ctx: JobContext) -> dict[str, Any] | None:
         """Mark the run started; the saved log when an earlier attempt finished."""
-        async with self.db.session(self._scope(ctx)) as session:
-            logs = TaskLogRepository(session, self.log)
+        async with unit_of_work(self.db, self._scope(ctx)) as uow:
+            logs = TaskLogRepository(uow.session, self.log)
             log = await logs.get(ctx.task_id, lock=True)
             if log is None:
                 raise JobFailed("This task is unknown.")
@@ -224,7 +225,6 @@ class AIJobRunner:
                 raise JobFailed(log["error"] or "The task failed.")
             await logs.update(ctx.task_id, {"status": "running", "attempts": ctx.attempt,
                                             "started_at": func.now()})
-            await session.commit()
         return None
 
     @contextlib.asynccontextmanager
@@ -273,16 +273,15 @@ class AIJobRunner:
                 metadata={"function": log["function"], **({"item": item} if item else {})})
             charged += captured.credits_charged
         if charged != log["credits_charged"]:
-            async with self.db.session(self._scope(ctx)) as session:
-                await TaskLogRepository(session, self.log).update(
+            async with unit_of_work(self.db, self._scope(ctx)) as uow:
+                await TaskLogRepository(uow.session, self.log).update(
                     ctx.task_id, {"credits_charged": charged})
-                await session.commit()
         ctx.report.step("CAPTURE", request=False, credits=charged)
 
     async def _fail(self, ctx: JobContext, error: str, started: float) -> None:
         """Give the credits back and record the failure (once, whoever gets here first)."""
-        async with self.db.session(self._scope(ctx)) as session:
-            logs = TaskLogRepository(session, self.log)
+        async with unit_of_work(self.db, self._scope(ctx)) as uow:
+            logs = TaskLogRepository(uow.session, self.log)
             log = await logs.get(ctx.task_id, lock=True)
             if log is None or log["status"] in ("success", "failed"):
                 return
@@ -292,4 +291,3 @@ class AIJobRunner:
                 "status": "failed", "error": error[:2000], "attempts": ctx.attempt,
                 "finished_at": func.now(),
                 "duration_ms": int((time.perf_counter() - started) * 1000)})
-            await session.commit()
