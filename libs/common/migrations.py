@@ -17,7 +17,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, Table, create_engine, pool, text
 from sqlalchemy.schema import CreateIndex, CreateTable, DropTable
 
+from libs.common.ai_jobs import ai_task_logs_in
 from libs.common.db import async_url
+from libs.common.directory import TENANT_TABLES as DIRECTORY_TENANT_TABLES
+from libs.common.directory import directory_tables_in
 from libs.common.models import dead_letters, kernel_metadata, outbox, processed_events
 
 
@@ -145,3 +148,25 @@ def kernel_tables(op: Operations) -> None:
 
 def drop_kernel_tables(op: Operations) -> None:
     drop_tables(op, *KERNEL_TABLES)
+
+
+def directory_tables(op: Operations) -> None:
+    """The auth directory's tables (`libs.common.directory`), tenant ones behind
+    row-level security, for a service that declares `Directory(metadata)`."""
+    create_tables(op, *directory_tables_in(MetaData()).all)
+    enable_tenant_rls(op, *DIRECTORY_TENANT_TABLES)
+
+
+def drop_directory_tables(op: Operations) -> None:
+    drop_tables(op, *directory_tables_in(MetaData()).all)
+
+
+def ai_task_log_table(op: Operations) -> None:
+    """The AI task log (`libs.common.ai_jobs`), behind row-level security, for a service
+    that runs billed AI jobs."""
+    create_tables(op, ai_task_logs_in(MetaData()))
+    enable_tenant_rls(op, "ai_task_logs")
+
+
+def drop_ai_task_log_table(op: Operations) -> None:
+    drop_tables(op, ai_task_logs_in(MetaData()))

@@ -11,7 +11,6 @@ from sqlmodel import Field, SQLModel
 
 from libs.common.ai_jobs import ai_task_logs_in
 from libs.common.columns import created_timestamp, optional_timestamp
-from libs.common.directory import TENANT_TABLES as DIRECTORY_TENANT_TABLES
 from libs.common.directory import Directory
 
 
@@ -61,4 +60,3 @@ class Colour(KernelTestModel, table=True):
 DIRECTORY = Directory(KernelTestModel.metadata)
 AI_TASK_LOGS = ai_task_logs_in(KernelTestModel.metadata)
 
-TENANT_TABLES = ("things", "labels", "ai_task_logs", *DIRECTORY_TENANT_TABLES)

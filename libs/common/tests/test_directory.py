@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from nats.aio.client import Client as NATS
 
 from libs.common import nats as nats_kernel
@@ -22,6 +23,7 @@ from libs.common.consumer import PermanentError
 from libs.common.db import Database, TenantScope
 from libs.common.directory import apply_auth_event
 from libs.common.events import Event
+from libs.common.migrations import alembic_config
 from libs.common.problems import NotFound, PermissionDenied, ValidationFailed
 from libs.common.provision import ServiceDatabase
 from libs.common.security import Principal
@@ -174,3 +176,11 @@ async def test_site_and_sector_ask_auth_once_on_a_miss(db: Database, nc: NATS) -
     finally:
         stop.set()
         await asyncio.wait_for(server, 10)
+
+
+def test_the_migration_helpers_build_what_a_service_declares(
+        models_db_info: ServiceDatabase) -> None:
+    """The directory and the AI task log, created by `directory_tables(op)` and
+    `ai_task_log_table(op)`, are what `Directory(metadata)` and `ai_task_logs_in(metadata)`
+    declare (Alembic finds nothing to change)."""
+    command.check(alembic_config(MIGRATIONS, models_db_info.owner_url))
