@@ -1,0 +1,178 @@
+"""An article's HTML read once into what the checks look at (selectolax/Lexbor parser).
+
+Blocks are the innermost of p, li, headings, table cells, blockquote, figcaption, dt, dd
+and pre, in document order. Prose (what the sentence-based readability checks read) is
+p, li, blockquote, dt and dd: headings, table cells and captions are labels, not
+sentences. The word count covers every visible word of the HTML, headings, tables and
+captions included, alt texts excluded; it is the count credits are billed on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from services.writer.text import count_words
+
+BLOCK_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "td", "th", "blockquote",
+              "figcaption", "dt", "dd", "pre")
+PROSE_TAGS = frozenset({"p", "li", "blockquote", "dt", "dd"})
+_BLOCK_SELECTOR = ",".join(BLOCK_TAGS)
+_FAQ_HEADING = re.compile(r"\b(?:faqs?|frequently asked questions|questions and answers|"
+                          r"common questions|questions)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    tag: str
+    text: str
+    section: int  # 0 before the first subheading, then one per h2-h6
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    src: str
+    alt: str
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    href: str
+    text: str
+    rel: str
+
+    @property
+    def nofollow(self) -> bool:
+        return "nofollow" in self.rel.lower().split()
+
+
+@dataclass(frozen=True)
+class Document:
+    text: str
+    word_count: int
+    blocks: tuple[Block, ...]
+    h1: tuple[str, ...]
+    subheadings: tuple[Heading, ...]
+    images: tuple[Image, ...]
+    links: tuple[Anchor, ...]
+    section_words: tuple[int, ...]
+    faq_text: str = ""
+    prose: tuple[Block, ...] = field(default=())
+
+    @property
+    def paragraphs(self) -> list[str]:
+        return [b.text for b in self.blocks if b.tag == "p"]
+
+    @property
+    def first_paragraph(self) -> str:
+        """The introduction: the first paragraph of text (Yoast reads the first <p>)."""
+        return next((b.text for b in self.blocks if b.tag == "p" and b.text), "")
+
+    def h2_h3(self) -> list[str]:
+        return [h.text for h in self.subheadings if h.level in (2, 3)]
+
+
+def _text(node: LexborNode) -> str:
+    return " ".join((node.text(deep=True, separator="") or "").split())
+
+
+def _outer_blocks(nodes: list[LexborNode]) -> set[int]:
+    """Ids of the matched blocks that contain another matched block."""
+    ids = {n.mem_id for n in nodes}
+    outer: set[int] = set()
+    for node in nodes:
+        parent = node.parent
+        while parent is not None:
+            if parent.mem_id in ids:
+                outer.add(parent.mem_id)
+            parent = parent.parent
+    return outer
+
+
+def parse_document(html: str) -> Document:
+    tree = LexborHTMLParser(html or "")
+    root = tree.body or tree.root
+    blocks: list[Block] = []
+    h1: list[str] = []
+    subheadings: list[Heading] = []
+    section_words = [0]
+    faq_parts: list[str] = []
+    faq_level = 0
+    if root is not None:
+        nodes = root.css(_BLOCK_SELECTOR)
+        outer = _outer_blocks(nodes)
+        for node in nodes:
+            if node.mem_id in outer:
+                continue  # its inner blocks are read instead
+            tag = node.tag or ""
+            text = _text(node)
+            if tag == "h1":
+                h1.append(text)
+            elif tag in ("h2", "h3", "h4", "h5", "h6"):
+                level = int(tag[1])
+                subheadings.append(Heading(level, text))
+                section_words.append(0)
+                if faq_level and level <= faq_level:
+                    faq_level = 0
+                if faq_level:
+                    faq_parts.append(text)  # a question heading inside the FAQ
+                elif _FAQ_HEADING.search(text):
+                    faq_level = level
+            elif faq_level:
+                faq_parts.append(text)
+            if tag not in ("h1", "h2", "h3", "h4", "h5", "h6"):
+                section_words[-1] += count_words(text)
+            blocks.append(Block(tag, text, len(section_words) - 1))
+    full_text = " ".join((root.text(deep=True, separator=" ") if root is not None else "").split())
+    images = tuple(
+        Image(src=n.attributes.get("src") or "", alt=" ".join((n.attributes.get("alt") or "").split()))
+        for n in (root.css("img") if root is not None else [])
+    )
+    links = tuple(
+        Anchor(href=(n.attributes.get("href") or "").strip(), text=_text(n),
+               rel=n.attributes.get("rel") or "")
+        for n in (root.css("a[href]") if root is not None else [])
+    )
+    return Document(
+        text=full_text,
+        word_count=count_words(full_text),
+        blocks=tuple(blocks),
+        h1=tuple(h1),
+        subheadings=tuple(subheadings),
+        images=images,
+        links=links,
+        section_words=tuple(section_words),
+        faq_text=" ".join(faq_parts),
+        prose=tuple(b for b in blocks if b.tag in PROSE_TAGS and b.text),
+    )
+
+
+def html_word_count(html: str) -> int:
+    """Visible words of an HTML fragment: what a draft reports and credits are billed on."""
+    return parse_document(html).word_count
+
+
+def link_kind(href: str, site_host: str | None) -> str:
+    """`internal`, `outbound` or `other` (fragments, mailto:, tel:, javascript:)."""
+    if not href or href.startswith("#"):
+        return "other"
+    parts = urlsplit(href)
+    if parts.scheme and parts.scheme not in ("http", "https"):
+        return "other"
+    if not parts.netloc:
+        return "internal"
+    host = parts.netloc.lower().split("@")[-1].split(":")[0]
+    if site_host:
+        site = site_host.lower().removeprefix("www.")
+        if host.removeprefix("www.") == site:
+            return "internal"
+    return "outbound"
