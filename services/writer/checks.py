@@ -3,7 +3,7 @@
 Each check scores like a Yoast assessment: 9 points when good, 6 when ok, 3 when bad
 (0 for the severe cases where Yoast goes below zero, e.g. a text under 200 words or a
 keyphrase stuffed above 4 %). The score is the share of the points available, 0-100,
-the way Yoast's overall score is `sum(scores) / (9 × assessments)`. A check that is not
+the way Yoast's overall score is `sum(scores) / (9 x assessments)`. A check that is not
 good carries a `fix`: every lost point names what would win it back.
 """
 

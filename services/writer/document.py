@@ -17,12 +17,30 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from services.writer.text import count_words
 
-BLOCK_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "td", "th", "blockquote",
-              "figcaption", "dt", "dd", "pre")
+BLOCK_TAGS = (
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "p",
+    "li",
+    "td",
+    "th",
+    "blockquote",
+    "figcaption",
+    "dt",
+    "dd",
+    "pre",
+)
 PROSE_TAGS = frozenset({"p", "li", "blockquote", "dt", "dd"})
 _BLOCK_SELECTOR = ",".join(BLOCK_TAGS)
-_FAQ_HEADING = re.compile(r"\b(?:faqs?|frequently asked questions|questions and answers|"
-                          r"common questions|questions)\b", re.IGNORECASE)
+_FAQ_HEADING = re.compile(
+    r"\b(?:faqs?|frequently asked questions|questions and answers|"
+    r"common questions|questions)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +152,17 @@ def parse_document(html: str) -> Document:
             blocks.append(Block(tag, text, len(section_words) - 1))
     full_text = " ".join((root.text(deep=True, separator=" ") if root is not None else "").split())
     images = tuple(
-        Image(src=n.attributes.get("src") or "", alt=" ".join((n.attributes.get("alt") or "").split()))
+        Image(
+            src=n.attributes.get("src") or "", alt=" ".join((n.attributes.get("alt") or "").split())
+        )
         for n in (root.css("img") if root is not None else [])
     )
     links = tuple(
-        Anchor(href=(n.attributes.get("href") or "").strip(), text=_text(n),
-               rel=n.attributes.get("rel") or "")
+        Anchor(
+            href=(n.attributes.get("href") or "").strip(),
+            text=_text(n),
+            rel=n.attributes.get("rel") or "",
+        )
         for n in (root.css("a[href]") if root is not None else [])
     )
     return Document(

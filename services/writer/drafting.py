@@ -82,13 +82,44 @@ def _lower_words(text: str) -> str:
     out = []
     for word in text.split():
         inner_caps = any(c.isupper() for c in word[1:])
-        out.append(word if inner_caps or word.isupper() and len(word) > 1 else word.lower())
+        out.append(word if inner_caps or (word.isupper() and len(word) > 1) else word.lower())
     return " ".join(out)
 
 
 _CLAUSE_START = frozenset(
-    "how what why when where which who whether should can do does is are will your our "
-    "choose pick find get make use avoid decide set compare check start buy learn".split()
+    [
+        "how",
+        "what",
+        "why",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whether",
+        "should",
+        "can",
+        "do",
+        "does",
+        "is",
+        "are",
+        "will",
+        "your",
+        "our",
+        "choose",
+        "pick",
+        "find",
+        "get",
+        "make",
+        "use",
+        "avoid",
+        "decide",
+        "set",
+        "compare",
+        "check",
+        "start",
+        "buy",
+        "learn",
+    ]
 )
 
 
@@ -116,7 +147,7 @@ def _without_keyphrase(topic: str, keyphrase: str) -> str:
     m = pattern.search(text)
     if not m:
         return topic
-    before, after = text[: m.start()].strip(), text[m.end():].strip()
+    before, after = text[: m.start()].strip(), text[m.end() :].strip()
     last = before.split()[-1].lower() if before else ""
     if before and (last in _CLAUSE_START or last in _PREPOSITIONS or not after):
         rest = f"{before} it {after}".strip()
@@ -130,7 +161,9 @@ def _without_keyphrase(topic: str, keyphrase: str) -> str:
     return f"“{rest}”" if quoted else rest
 
 
-_PREPOSITIONS = frozenset("with for about on of to from into in at by".split())
+_PREPOSITIONS = frozenset(
+    ["with", "for", "about", "on", "of", "to", "from", "into", "in", "at", "by"]
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -205,9 +238,9 @@ def _plan(brief: Brief, embedder: LocalEmbedder) -> _Plan:
     extra = [lk.title for lk in brief.internal_links] + [lk.title for lk in brief.outbound_links]
     vectors = embedder.embed_sync([*texts, *secondary, *questions, *extra])
     h_vec = vectors[: len(texts)]
-    rest = vectors[len(texts):]
-    k_vec, rest = rest[: len(secondary)], rest[len(secondary):]
-    q_vec, l_vec = rest[: len(questions)], rest[len(questions):]
+    rest = vectors[len(texts) :]
+    k_vec, rest = rest[: len(secondary)], rest[len(secondary) :]
+    q_vec, l_vec = rest[: len(questions)], rest[len(questions) :]
     for keyword, i in zip(secondary, _nearest(k_vec, h_vec), strict=True):
         sections[i].keywords.append(keyword)
     link_sections = _nearest(l_vec, h_vec)
@@ -250,8 +283,7 @@ class _Writer:
         return " ".join(sentence.lower().split())
 
     def can_use(self, sentence: str) -> bool:
-        return (self._key(sentence) not in self.used
-                and first_word_key(sentence) != self.last_start)
+        return self._key(sentence) not in self.used and first_word_key(sentence) != self.last_start
 
     def note(self, sentence: str) -> str:
         n, _, transition, hits = _features(sentence, self.kp)
@@ -301,8 +333,12 @@ class _Writer:
 @lru_cache(maxsize=32768)
 def _features(sentence: str, kp: Keyphrase) -> tuple[int, bool, bool, int]:
     """Words, passive voice, transition word, keyphrase occurrences of a sentence."""
-    return (count_words(sentence), is_passive(sentence), has_transition(sentence),
-            kp.occurrences(sentence))
+    return (
+        count_words(sentence),
+        is_passive(sentence),
+        has_transition(sentence),
+        kp.occurrences(sentence),
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -325,8 +361,9 @@ def _fmt(template: str, **values: str) -> str:
 
 
 class _Drafter:
-    def __init__(self, brief: Brief, plan: _Plan, heading_with_kp: dict[str, bool],
-                 lean: int = 0) -> None:
+    def __init__(
+        self, brief: Brief, plan: _Plan, heading_with_kp: dict[str, bool], lean: int = 0
+    ) -> None:
         self.brief = brief
         self.lean = lean  # 0 full, 1-2 fewer fixed sentences (short targets)
         self.plan = plan
@@ -348,9 +385,15 @@ class _Drafter:
     def values(self, topic: str, **extra: str) -> dict[str, str]:
         if self.writer.density() > 1.8:
             topic = _without_keyphrase(topic, self.kp_text)
-        return {"kp": self.kp_text, "KP": sentence_case(self.kp_text), "t": topic,
-                "T": sentence_case(topic), "goal": P.GOALS[self.intent],
-                "unit": P.UNITS[self.structure], **extra}
+        return {
+            "kp": self.kp_text,
+            "KP": sentence_case(self.kp_text),
+            "t": topic,
+            "T": sentence_case(topic),
+            "goal": P.GOALS[self.intent],
+            "unit": P.UNITS[self.structure],
+            **extra,
+        }
 
     def sentence(self, templates: Sequence[str], offset: int, **values: str) -> str | None:
         n = len(templates)
@@ -364,7 +407,7 @@ class _Drafter:
         self.writer.note_heading(text)
         self.writer.words = out.words + self.offset_words
 
-    def paragraph(self, out: _Out, sentences: Sequence[str], links: str = "") -> None:
+    def paragraph(self, out: _Out, sentences: Sequence[str | None], links: str = "") -> None:
         text = " ".join(s for s in sentences if s)
         if not text and not links:
             return
@@ -382,12 +425,17 @@ class _Drafter:
     def intro(self, out: _Out) -> None:
         free = [s.topic for s in self.plan.sections if self.kp.share_in(s.topic) == 0]
         topics = (free if len(free) >= 2 else [s.topic for s in self.plan.sections])[:3]
-        template = (P.ANSWER_FIRST_HOW_TO if self.structure == "how_to"
-                    else P.ANSWER_FIRST[self.intent])
+        template = (
+            P.ANSWER_FIRST_HOW_TO if self.structure == "how_to" else P.ANSWER_FIRST[self.intent]
+        )
         first = ""
         for n in (3, 2, 1):
-            first = _fmt(template, kp=self.kp_text, KP=sentence_case(self.kp_text),
-                         topics=join_list(topics[:n]))
+            first = _fmt(
+                template,
+                kp=self.kp_text,
+                KP=sentence_case(self.kp_text),
+                topics=join_list(topics[:n]),
+            )
             if count_words(first) <= 24:
                 break
         sentences = [self.writer.note(first)]
@@ -403,8 +451,11 @@ class _Drafter:
         self.paragraph(out, sentences)
 
     def image_slot(self, out: _Out, section: _Section) -> None:
-        alt = (f"{self.kp_text}: {section.topic}" if section.image == 1
-               else sentence_case(section.topic))
+        alt = (
+            f"{self.kp_text}: {section.topic}"
+            if section.image == 1
+            else sentence_case(section.topic)
+        )
         what = f"a photo or chart that shows {self.values(section.topic)['t']}"
         caption = P.IMAGE_CAPTION.format(what=what)
         out.add(
@@ -421,8 +472,14 @@ class _Drafter:
         if self.kp.in_text(anchor_text):
             anchor_text = "this related page" if link.url.startswith("/") else "this source"
         anchor = f'<a href="{_attr(link.url)}">{_esc(anchor_text)}</a>'
-        frames = ("For more on this, see {a}.", "See also {a}.", "A useful next read is {a}.",
-                  "There is more in {a}.", "You can read on in {a}.", "Related: {a}.")
+        frames = (
+            "For more on this, see {a}.",
+            "See also {a}.",
+            "A useful next read is {a}.",
+            "There is more in {a}.",
+            "You can read on in {a}.",
+            "Related: {a}.",
+        )
         for i in range(len(frames)):
             frame = frames[(self.links_written + i) % len(frames)]
             plain = frame.replace("{a}", anchor_text)
@@ -468,20 +525,28 @@ class _Drafter:
             if self.lean < 2:
                 sentences.append(self.sentence(P.GUIDE, offset + 3 * j + 1, **kv))
             if not self.lean:
-                sentences.append(self.sentence(self.fill_pool(section, keyword), offset + j + 5,
-                                               **kv))
+                sentences.append(
+                    self.sentence(self.fill_pool(section, keyword), offset + j + 5, **kv)
+                )
             self.paragraph(out, sentences)
         if not self.lean and index % 2 == 1 and out.words - start + 30 < budget:
             self.checklist(out, section, offset)
         if index < self.plan.dilute:
             self.heading(out, 3, P.PLAIN_H3[index % len(P.PLAIN_H3)])
-            self.paragraph(out, [self.sentence(self.fill_pool(section, section.topic),
-                                               offset + 11, **self.values(section.topic))])
+            self.paragraph(
+                out,
+                [
+                    self.sentence(
+                        self.fill_pool(section, section.topic),
+                        offset + 11,
+                        **self.values(section.topic),
+                    )
+                ],
+            )
         self.fill(out, section, start, budget, offset)
 
     def checklist(self, out: _Out, section: _Section, offset: int) -> None:
-        items = (P.CHECKLIST_HOW_TO if self.structure == "how_to"
-                 else P.CHECKLIST[self.intent])
+        items = P.CHECKLIST_HOW_TO if self.structure == "how_to" else P.CHECKLIST[self.intent]
         lead = _fmt(P.CHECKLIST_LEAD, t=self.values(section.topic)["t"])
         if not self.writer.can_use(lead):
             return
@@ -520,8 +585,9 @@ class _Drafter:
                 if paragraph:
                     self.paragraph(out, paragraph)
                     paragraph, para_words = [], 0
-                h3 = sentence_case(P.SUBSECTION_H3[(offset + sub) % len(P.SUBSECTION_H3)]
-                                   .format(t=section.topic))
+                h3 = sentence_case(
+                    P.SUBSECTION_H3[(offset + sub) % len(P.SUBSECTION_H3)].format(t=section.topic)
+                )
                 sub += 1
                 if h3.lower() in (h.lower() for h in self.subsection_headings):
                     h3 = f"{h3} ({sub})"
@@ -542,8 +608,11 @@ class _Drafter:
             "<tr><td>" + _esc(r) + "</td>" + "<td>[Add]</td>" * len(P.TABLE_COLUMNS) + "</tr>"
             for r in rows
         )
-        text = " ".join(["Option", *P.TABLE_COLUMNS]) + " " + " ".join(
-            r + " [Add]" * len(P.TABLE_COLUMNS) for r in rows)
+        text = (
+            " ".join(["Option", *P.TABLE_COLUMNS])
+            + " "
+            + " ".join(r + " [Add]" * len(P.TABLE_COLUMNS) for r in rows)
+        )
         out.add(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>", text)
         self.paragraph(out, [self.writer.note(P.TABLE_NOTE)])
 
@@ -563,8 +632,9 @@ class _Drafter:
             self.paragraph(out, [answer or "", self.writer.note(placeholder)])
 
     def closing(self, out: _Out) -> None:
-        variants = P.CLOSING_HEADINGS_BY_STRUCTURE.get(self.structure,
-                                                       P.CLOSING_HEADINGS[self.intent])
+        variants = P.CLOSING_HEADINGS_BY_STRUCTURE.get(
+            self.structure, P.CLOSING_HEADINGS[self.intent]
+        )
         self.heading(out, 2, self.engine_heading("closing", variants))
         self.paragraph(out, [self.writer.note(P.CLOSING_LEAD)])
         items = []
@@ -665,14 +735,6 @@ def _balance(brief: Brief, plan: _Plan, lean: int) -> str:
     return html
 
 
-_META_OPENING = {
-    "informational": "{KP} explained: what it means, why it matters and what to check first.",
-    "commercial": "{KP}: how to compare the options and choose the one that fits you.",
-    "transactional": "{KP}: what to check on price, terms and delivery before you act.",
-    "navigational": "{KP}: where to go and what to check to reach the right place.",
-}
-
-
 def _meta_sentences(brief: Brief, plan: _Plan) -> list[str]:
     """Sentences for the meta description, the keyphrase in the first one only."""
     kp = Keyphrase.of(brief.primary_keyword)
@@ -682,7 +744,7 @@ def _meta_sentences(brief: Brief, plan: _Plan) -> list[str]:
         extras.append("a comparison table")
     if plan.faq:
         extras.append("answers to common questions")
-    sentences = [_META_OPENING[brief.intent].replace("{KP}", sentence_case(brief.primary_keyword))]
+    sentences = [P.META_OPENING[brief.intent].replace("{KP}", sentence_case(brief.primary_keyword))]
     if topics:
         sentences.append(f"Covers {join_list(topics)}.")
     if extras:
@@ -712,12 +774,23 @@ def draft_local(brief: Brief, *, embedder: LocalEmbedder | None = None) -> Draft
     assert best is not None
     _, body, plan = best
     html = _comment(brief) + body
-    extras = tuple(t.replace("{KP}", title_case(brief.primary_keyword)) for t in (
-        {"how_to": "A Step-by-Step Guide", "review": "An Honest Review Checklist",
-         "comparison": "The Options Compared", "listicle": "The Options Worth a Look",
-         "landing_page": "What You Get and How to Start", "guide": "A Practical Guide",
-         "article": "What to Know Before You Start"}[brief.content_structure],
-        "What to Know", "A Practical Guide for Beginners", "Everything You Need to Know"))
+    extras = tuple(
+        t.replace("{KP}", title_case(brief.primary_keyword))
+        for t in (
+            {
+                "how_to": "A Step-by-Step Guide",
+                "review": "An Honest Review Checklist",
+                "comparison": "The Options Compared",
+                "listicle": "The Options Worth a Look",
+                "landing_page": "What You Get and How to Start",
+                "guide": "A Practical Guide",
+                "article": "What to Know Before You Start",
+            }[brief.content_structure],
+            "What to Know",
+            "A Practical Guide for Beginners",
+            "Everything You Need to Know",
+        )
+    )
     meta_description = fit_meta_description(_meta_sentences(brief, plan), brief.primary_keyword)
     return Draft(
         title=brief.title,

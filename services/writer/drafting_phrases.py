@@ -280,9 +280,18 @@ SUBSECTION_H3 = (
 )
 
 # Subsection headings that do not use the keyphrase, to keep Yoast's subheading band.
-PLAIN_H3 = ("What to Check First", "Mistakes to Avoid", "Questions to Ask", "How to Decide",
-            "Where to Start", "What You Can Skip", "Signs of a Good Choice", "Before You Commit",
-            "A Quick Test", "Keeping It Simple")
+PLAIN_H3 = (
+    "What to Check First",
+    "Mistakes to Avoid",
+    "Questions to Ask",
+    "How to Decide",
+    "Where to Start",
+    "What You Can Skip",
+    "Signs of a Good Choice",
+    "Before You Commit",
+    "A Quick Test",
+    "Keeping It Simple",
+)
 
 # Engine-owned sections: each heading with and without the keyphrase, so the share of
 # subheadings that use it can be tuned without touching the brief's own outline.
@@ -329,21 +338,70 @@ CLOSING_CTA = "[Add a call to action: the one next step you want readers to take
 
 # Default H2s when the brief's outline is short, by structure ({KP} = keyphrase).
 DEFAULT_SECTIONS = {
-    "article": ("What {KP} Means", "Why {KP} Matters", "How It Works", "Common Mistakes",
-                "What to Check Before You Start", "Where to Learn More"),
-    "guide": ("{KP} Basics", "Getting Started", "Tools and Resources", "Common Mistakes to Avoid",
-              "Tips for Better Results", "How to Track Progress"),
-    "listicle": ("How to Use This List", "What to Look For", "Options for Beginners",
-                 "Options for Experts", "Budget Options", "How to Decide"),
-    "how_to": ("What You Need", "Before You Start", "Step-by-Step: {KP}", "How to Check the Result",
-               "Common Mistakes", "Troubleshooting"),
-    "comparison": ("The Options at a Glance", "How They Differ on Cost",
-                   "How They Differ on Quality", "Which One Fits Which Need", "Trade-Offs",
-                   "Verdict"),
-    "review": ("{KP} at a Glance", "What Works Well", "What Falls Short", "Pros and Cons",
-               "Who It Suits", "Alternatives"),
-    "landing_page": ("What You Get", "Who It Is For", "How It Works", "Pricing", "Why People Choose Us",
-                     "Questions Before You Start"),
+    "article": (
+        "What {KP} Means",
+        "Why {KP} Matters",
+        "How It Works",
+        "Common Mistakes",
+        "What to Check Before You Start",
+        "Where to Learn More",
+    ),
+    "guide": (
+        "{KP} Basics",
+        "Getting Started",
+        "Tools and Resources",
+        "Common Mistakes to Avoid",
+        "Tips for Better Results",
+        "How to Track Progress",
+    ),
+    "listicle": (
+        "How to Use This List",
+        "What to Look For",
+        "Options for Beginners",
+        "Options for Experts",
+        "Budget Options",
+        "How to Decide",
+    ),
+    "how_to": (
+        "What You Need",
+        "Before You Start",
+        "Step-by-Step: {KP}",
+        "How to Check the Result",
+        "Common Mistakes",
+        "Troubleshooting",
+    ),
+    "comparison": (
+        "The Options at a Glance",
+        "How They Differ on Cost",
+        "How They Differ on Quality",
+        "Which One Fits Which Need",
+        "Trade-Offs",
+        "Verdict",
+    ),
+    "review": (
+        "{KP} at a Glance",
+        "What Works Well",
+        "What Falls Short",
+        "Pros and Cons",
+        "Who It Suits",
+        "Alternatives",
+    ),
+    "landing_page": (
+        "What You Get",
+        "Who It Is For",
+        "How It Works",
+        "Pricing",
+        "Why People Choose Us",
+        "Questions Before You Start",
+    ),
 }
 
 IMAGE_CAPTION = "[Add an image: {what}.]"
+
+# The meta description's opening sentence, the only one with the keyphrase.
+META_OPENING = {
+    "informational": "{KP} explained: what it means, why it matters and what to check first.",
+    "commercial": "{KP}: how to compare the options and choose the one that fits you.",
+    "transactional": "{KP}: what to check on price, terms and delivery before you act.",
+    "navigational": "{KP}: where to go and what to check to reach the right place.",
+}

@@ -56,7 +56,9 @@ class Analysis:
         return next(c for c in self.checks if c.name == name)
 
     def good(self, group: str | None = None) -> list[Check]:
-        return [c for c in self.checks if c.status == "good" and (group is None or c.group == group)]
+        return [
+            c for c in self.checks if c.status == "good" and (group is None or c.group == group)
+        ]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -81,13 +83,19 @@ def _first_sentences(doc: Document, n: int = 2) -> list[str]:
 def analyze_content(content: ContentInput) -> Analysis:
     doc = parse_document(content.html)
     kp = Keyphrase.of(content.keyphrase)
-    checks = seo_checks(doc, kp, meta_title=content.meta_title,
-                        meta_description=content.meta_description, slug=content.slug,
-                        site_host=content.site_host)
+    checks = seo_checks(
+        doc,
+        kp,
+        meta_title=content.meta_title,
+        meta_description=content.meta_description,
+        slug=content.slug,
+        site_host=content.site_host,
+    )
     checks += readability_checks(doc)
     checks.append(rate_answer_first(kp, _first_sentences(doc)))
-    checks.append(rate_coverage([*content.secondary, *content.questions], doc.h2_h3(),
-                                doc.faq_text))
+    checks.append(
+        rate_coverage([*content.secondary, *content.questions], doc.h2_h3(), doc.faq_text)
+    )
     return Analysis(score=score(checks), checks=tuple(checks), word_count=doc.word_count)
 
 
@@ -103,11 +111,18 @@ def analyze(
     site_host: str | None = None,
 ) -> Analysis:
     """Score an article: see the module docstring."""
-    return analyze_content(ContentInput(
-        html=html, keyphrase=keyphrase, meta_title=meta_title,
-        meta_description=meta_description, slug=slug, secondary=tuple(secondary),
-        questions=tuple(questions), site_host=site_host,
-    ))
+    return analyze_content(
+        ContentInput(
+            html=html,
+            keyphrase=keyphrase,
+            meta_title=meta_title,
+            meta_description=meta_description,
+            slug=slug,
+            secondary=tuple(secondary),
+            questions=tuple(questions),
+            site_host=site_host,
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)

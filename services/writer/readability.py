@@ -6,15 +6,18 @@ and yoast.com/content-analysis-methodological-choices-explained/; boundaries as 
 
 | check | good | ok | bad |
 |---|---|---|---|
-| subheading distribution | every section ≤ 300 words | a section of 301-350 | a section > 350, or > 300 words without subheadings |
+| subheading distribution | sections ≤ 300 words | one of 301-350 | one > 350 (*) |
 | paragraph length | every paragraph ≤ 150 words | one of 151-200 | one > 200 |
 | sentence length | ≤ 25 % of sentences over 20 words | 25-30 % | > 30 % |
 | passive voice | ≤ 10 % of sentences | 10-15 % | > 15 % |
-| transition words | ≥ 30 % of sentences | 20-30 % | < 20 % (texts under 200 words are always good) |
+| transition words | ≥ 30 % of sentences | 20-30 % | < 20 % (**) |
 | consecutive sentences | never 3 in a row starting alike | — | 3 or more in a row |
 | Flesch reading ease | ≥ 60 | 50-60 | < 50 |
 
-Flesch reading ease = 206.835 − 1.015 × words/sentence − 84.6 × syllables/word, with the
+(*) or more than 300 words without any subheading. (**) texts under 200 words are
+always good.
+
+Flesch reading ease = 206.835 - 1.015 x words/sentence - 84.6 x syllables/word, with the
 sentences split here (the same ones the other checks count) and syllables from
 `textstat` 0.7.8 (CMU dictionary, then Pyphen for unknown words; nothing downloaded).
 Passive voice is a form of "be"/"get" followed, within two words, by a past participle
@@ -44,38 +47,147 @@ FLESCH_GOOD, FLESCH_OK = 60.0, 50.0
 
 TRANSITION_PHRASES = (
     # sequence
-    "first", "firstly", "second", "secondly", "third", "thirdly", "next", "then", "after",
-    "afterwards", "later", "finally", "lastly", "last of all", "to begin with", "to start",
-    "first of all", "at first", "at last", "meanwhile", "before", "until", "once", "now",
-    "from now on", "in the end", "eventually", "subsequently", "following this",
+    "first",
+    "firstly",
+    "second",
+    "secondly",
+    "third",
+    "thirdly",
+    "next",
+    "then",
+    "after",
+    "afterwards",
+    "later",
+    "finally",
+    "lastly",
+    "last of all",
+    "to begin with",
+    "to start",
+    "first of all",
+    "at first",
+    "at last",
+    "meanwhile",
+    "before",
+    "until",
+    "once",
+    "now",
+    "from now on",
+    "in the end",
+    "eventually",
+    "subsequently",
+    "following this",
     # addition
-    "also", "besides", "furthermore", "moreover", "in addition", "additionally", "again",
-    "as well", "too", "plus", "what is more", "equally", "not only", "along with",
+    "also",
+    "besides",
+    "furthermore",
+    "moreover",
+    "in addition",
+    "additionally",
+    "again",
+    "as well",
+    "too",
+    "plus",
+    "what is more",
+    "equally",
+    "not only",
+    "along with",
     # contrast
-    "but", "however", "yet", "still", "although", "though", "even so", "even though",
-    "instead", "otherwise", "whereas", "while", "on the other hand", "in contrast",
-    "by contrast", "nevertheless", "nonetheless", "rather", "unlike", "despite",
-    "in spite of", "on the contrary", "all the same", "conversely",
+    "but",
+    "however",
+    "yet",
+    "still",
+    "although",
+    "though",
+    "even so",
+    "even though",
+    "instead",
+    "otherwise",
+    "whereas",
+    "while",
+    "on the other hand",
+    "in contrast",
+    "by contrast",
+    "nevertheless",
+    "nonetheless",
+    "rather",
+    "unlike",
+    "despite",
+    "in spite of",
+    "on the contrary",
+    "all the same",
+    "conversely",
     # cause and effect
-    "because", "since", "so", "therefore", "thus", "hence", "as a result", "consequently",
-    "for this reason", "that is why", "due to", "so that", "in order to", "if", "unless",
-    "provided that", "as long as", "in that case", "given that",
+    "because",
+    "since",
+    "so",
+    "therefore",
+    "thus",
+    "hence",
+    "as a result",
+    "consequently",
+    "for this reason",
+    "that is why",
+    "due to",
+    "so that",
+    "in order to",
+    "if",
+    "unless",
+    "provided that",
+    "as long as",
+    "in that case",
+    "given that",
     # example and emphasis
-    "for example", "for instance", "such as", "namely", "in particular", "particularly",
-    "especially", "specifically", "to illustrate", "in fact", "indeed", "above all",
-    "of course", "clearly", "obviously", "notably", "importantly", "in other words",
-    "that is", "to put it simply", "put simply", "in practice", "in general", "generally",
-    "usually", "often", "typically", "as a rule", "similarly", "likewise", "in the same way",
+    "for example",
+    "for instance",
+    "such as",
+    "namely",
+    "in particular",
+    "particularly",
+    "especially",
+    "specifically",
+    "to illustrate",
+    "in fact",
+    "indeed",
+    "above all",
+    "of course",
+    "clearly",
+    "obviously",
+    "notably",
+    "importantly",
+    "in other words",
+    "that is",
+    "to put it simply",
+    "put simply",
+    "in practice",
+    "in general",
+    "generally",
+    "usually",
+    "often",
+    "typically",
+    "as a rule",
+    "similarly",
+    "likewise",
+    "in the same way",
     # summary
-    "in short", "in brief", "in summary", "to sum up", "overall", "in conclusion",
-    "all in all", "on the whole", "ultimately", "as you can see", "in any case",
+    "in short",
+    "in brief",
+    "in summary",
+    "to sum up",
+    "overall",
+    "in conclusion",
+    "all in all",
+    "on the whole",
+    "ultimately",
+    "as you can see",
+    "in any case",
 )
 _TRANSITION_RE = re.compile(
-    r"\b(?:" + "|".join(re.escape(p) for p in sorted(TRANSITION_PHRASES, key=len, reverse=True))
+    r"\b(?:"
+    + "|".join(re.escape(p) for p in sorted(TRANSITION_PHRASES, key=len, reverse=True))
     + r")\b"
 )
 
-_BE = ("am|is|are|was|were|be|been|being|get|gets|got|gotten|getting|'s|’s|'re|’re")
+_BE = "am|is|are|was|were|be|been|being|get|gets|got|gotten|getting|'s|\u2019s|'re|\u2019re"
 _IRREGULAR_PARTICIPLES = (
     "arisen awoken beaten become begun bent bet bid bitten bled blown born borne bought "
     "bound bred broken brought built burnt burst cast caught chosen clung come cost crept "
@@ -90,10 +202,38 @@ _IRREGULAR_PARTICIPLES = (
     "woken worn woven wept won wound withdrawn written"
 )
 _NOT_PARTICIPLES = frozenset(
-    "bed red need feed seed speed shed indeed hundred bred deed weed breed greed proceed "
-    "succeed exceed naked wicked sacred rugged ragged kindred wretched beloved embed "
-    "sled fled wed led"
-    .split()
+    [
+        "bed",
+        "red",
+        "need",
+        "feed",
+        "seed",
+        "speed",
+        "shed",
+        "indeed",
+        "hundred",
+        "bred",
+        "deed",
+        "weed",
+        "breed",
+        "greed",
+        "proceed",
+        "succeed",
+        "exceed",
+        "naked",
+        "wicked",
+        "sacred",
+        "rugged",
+        "ragged",
+        "kindred",
+        "wretched",
+        "beloved",
+        "embed",
+        "sled",
+        "fled",
+        "wed",
+        "led",
+    ]
 ) - {"fled", "led", "bred", "shed"}
 _PASSIVE_RE = re.compile(
     r"\b(?:" + _BE + r")\s+(?:(?:not|also|often|usually|always|never|rarely|still|being|"
@@ -103,9 +243,14 @@ _PASSIVE_RE = re.compile(
 _IRREGULAR = frozenset(_IRREGULAR_PARTICIPLES.split())
 
 
+_GET_IDIOMS = frozenset({"started", "used", "involved", "dressed", "ready", "going"})
+
+
 def is_passive(sentence: str) -> bool:
     for m in _PASSIVE_RE.finditer(sentence):
         word = m.group(1).lower()
+        if m.group(0).lower().startswith(("get", "got")) and word in _GET_IDIOMS:
+            continue
         if word in _IRREGULAR:
             return True
         if len(word) > 4 and word.endswith("ed") and word not in _NOT_PARTICIPLES:
@@ -135,8 +280,9 @@ class SentenceStats:
     def flesch(self) -> float:
         if not self.sentences or not self.words:
             return 100.0
-        return (206.835 - 1.015 * self.words / len(self.sentences)
-                - 84.6 * self.syllables / self.words)
+        return (
+            206.835 - 1.015 * self.words / len(self.sentences) - 84.6 * self.syllables / self.words
+        )
 
 
 def sentence_stats(prose: Sequence[str]) -> SentenceStats:
@@ -160,26 +306,34 @@ def sentence_stats(prose: Sequence[str]) -> SentenceStats:
         if run > best:
             best, best_word = run, key
     syllables = textstat.syllable_count(" ".join(sentences)) if sentences else 0
-    return SentenceStats(tuple(sentences), long_count, passive, transitions, best, best_word,
-                         word_total, syllables)
+    return SentenceStats(
+        tuple(sentences), long_count, passive, transitions, best, best_word, word_total, syllables
+    )
 
 
 # -- the checks, each a pure function of its measure (tested at every boundary) --------
 
-def rate_subheading_distribution(section_words: Sequence[int], has_subheadings: bool,
-                                 total_words: int) -> Check:
+
+def rate_subheading_distribution(
+    section_words: Sequence[int], has_subheadings: bool, total_words: int
+) -> Check:
     name = "subheading_distribution"
     if not has_subheadings:
         if total_words <= SECTION_GOOD:
             return good(name, "readability", "The text is short enough to need no subheadings.")
-        return bad(name, "readability",
-                   f"{total_words} words without a single subheading.",
-                   "Break the text up with H2/H3 subheadings, one at least every 300 words.")
+        return bad(
+            name,
+            "readability",
+            f"{total_words} words without a single subheading.",
+            "Break the text up with H2/H3 subheadings, one at least every 300 words.",
+        )
     longest = max(section_words, default=0)
     if longest <= SECTION_GOOD:
         return good(name, "readability", "Every section is at most 300 words long.")
-    fix = (f"Add a subheading inside the section of {longest} words so that no section "
-           "runs past 300 words.")
+    fix = (
+        f"Add a subheading inside the section of {longest} words so that no section "
+        "runs past 300 words."
+    )
     if longest <= SECTION_OK:
         return ok(name, "readability", f"One section has {longest} words (over 300).", fix)
     return bad(name, "readability", f"One section has {longest} words (over 350).", fix)
@@ -225,8 +379,10 @@ def rate_transition_words(transition_share: float, total_words: int) -> Check:
     msg = f"{transition_share:.1f} % of the sentences contain a transition word"
     if transition_share >= TRANSITIONS_GOOD:
         return good(name, "readability", msg + " (30 % or more is good).")
-    fix = ("Link sentences with transition words (for example, however, because, next, "
-           "as a result) until 30 % of them have one.")
+    fix = (
+        "Link sentences with transition words (for example, however, because, next, "
+        "as a result) until 30 % of them have one."
+    )
     if transition_share >= TRANSITIONS_OK:
         return ok(name, "readability", msg + ".", fix)
     return bad(name, "readability", msg + ".", fix)
@@ -236,9 +392,12 @@ def rate_consecutive_sentences(longest_run: int, word: str) -> Check:
     name = "consecutive_sentences"
     if longest_run < SAME_START_LIMIT:
         return good(name, "readability", "No three sentences in a row start with the same word.")
-    return bad(name, "readability",
-               f"{longest_run} sentences in a row start with “{word}”.",
-               f"Vary how those sentences begin: start no more than two in a row with “{word}”.")
+    return bad(
+        name,
+        "readability",
+        f"{longest_run} sentences in a row start with “{word}”.",
+        f"Vary how those sentences begin: start no more than two in a row with “{word}”.",
+    )
 
 
 def rate_flesch(flesch: float) -> Check:

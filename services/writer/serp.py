@@ -72,8 +72,7 @@ def title_width_px(title: str) -> int:
 
 def _fits_title(text: str) -> bool:
     return (
-        len(text) <= META_TITLE_MAX_CHARS
-        and TITLE_MIN_PX <= title_width_px(text) <= TITLE_MAX_PX
+        len(text) <= META_TITLE_MAX_CHARS and TITLE_MIN_PX <= title_width_px(text) <= TITLE_MAX_PX
     )
 
 
@@ -97,7 +96,7 @@ def fit_meta_title(keyphrase: str, title: str, extras: tuple[str, ...] = ()) -> 
     tails: list[str] = []
     rest = title
     if kp.exact_at_start(title):
-        rest = title[len(keyphrase):].lstrip(" :-–—|,")
+        rest = title[len(keyphrase) :].lstrip(" :-\u2013—|,")
     for tail in (rest, *extras):
         tail = " ".join(tail.split())
         if tail and tail.lower() != keyphrase.lower() and tail not in tails:
@@ -111,22 +110,40 @@ def fit_meta_title(keyphrase: str, title: str, extras: tuple[str, ...] = ()) -> 
         words = candidate.split()
         while len(words) > len(head.split()) + 1:
             words = words[:-1]
-            shorter = " ".join(words).rstrip(",;:-–")
+            shorter = " ".join(words).rstrip(",;:-\u2013")
             if _fits_title(shorter) and not shorter.endswith(tuple(_DANGLING)):
                 return shorter
     if len(tails) >= 2:
-        joined = f"{head}: {sentence_case(tails[0])} – {tails[1]}"
+        joined = f"{head}: {sentence_case(tails[0])} \u2013 {tails[1]}"
         if _fits_title(joined):
             return joined
-    under = [c for c in [*candidates, head] if len(c) <= META_TITLE_MAX_CHARS
-             and title_width_px(c) <= TITLE_MAX_PX]
+    under = [
+        c
+        for c in [*candidates, head]
+        if len(c) <= META_TITLE_MAX_CHARS and title_width_px(c) <= TITLE_MAX_PX
+    ]
     if under:
         return max(under, key=title_width_px)
     return head[:META_TITLE_MAX_CHARS].rstrip()
 
 
-_DANGLING = (" a", " an", " the", " and", " or", " of", " to", " for", " with", " in", " on",
-             " your", " by", " vs", " from")
+_DANGLING = (
+    " a",
+    " an",
+    " the",
+    " and",
+    " or",
+    " of",
+    " to",
+    " for",
+    " with",
+    " in",
+    " on",
+    " your",
+    " by",
+    " vs",
+    " from",
+)
 
 
 def keyphrase_occurrences(kp: Keyphrase, text: str) -> int:
@@ -155,10 +172,10 @@ def fit_meta_description(sentences: list[str], keyphrase: str) -> str:
         words = sentence.split()
         while words:
             words.pop()
-            cut = f"{out} {' '.join(words)}".strip().rstrip(",;:-–")
-            if len(cut) + 1 <= META_DESCRIPTION_MAX and len(cut) + 1 >= META_DESCRIPTION_MIN:
-                if not cut.endswith(_DANGLING):
-                    return cut + "…"
+            cut = f"{out} {' '.join(words)}".strip().rstrip(",;:-\u2013")
+            fits = META_DESCRIPTION_MIN <= len(cut) + 1 <= META_DESCRIPTION_MAX
+            if fits and not cut.endswith(_DANGLING):
+                return cut + "…"
         # No cut fits: try the next sentence instead.
     return out
 

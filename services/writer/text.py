@@ -18,24 +18,161 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-WORD = re.compile(r"[^\W_](?:[\w'’-]*[^\W_])?")
+WORD = re.compile(r"[^\W_](?:[\w'\u2019-]*[^\W_])?")
 
 FUNCTION_WORDS = frozenset(
-    """a an the and or but nor so yet of to in on at by for from with without into onto
-    over under about above below up down out off than then as if is are was were be been
-    being am do does did doing have has had having can could should would will shall may
-    might must how what why when where who whom whose which that this these those it its
-    i me my we us our you your he him his she her they them their there here not no yes
-    very too also just only all any some each every both either neither such own same
-    other more most much many few less least""".split()
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "nor",
+        "so",
+        "yet",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "from",
+        "with",
+        "without",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "about",
+        "above",
+        "below",
+        "up",
+        "down",
+        "out",
+        "off",
+        "than",
+        "then",
+        "as",
+        "if",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "do",
+        "does",
+        "did",
+        "doing",
+        "have",
+        "has",
+        "had",
+        "having",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "how",
+        "what",
+        "why",
+        "when",
+        "where",
+        "who",
+        "whom",
+        "whose",
+        "which",
+        "that",
+        "this",
+        "these",
+        "those",
+        "it",
+        "its",
+        "i",
+        "me",
+        "my",
+        "we",
+        "us",
+        "our",
+        "you",
+        "your",
+        "he",
+        "him",
+        "his",
+        "she",
+        "her",
+        "they",
+        "them",
+        "their",
+        "there",
+        "here",
+        "not",
+        "no",
+        "yes",
+        "very",
+        "too",
+        "also",
+        "just",
+        "only",
+        "all",
+        "any",
+        "some",
+        "each",
+        "every",
+        "both",
+        "either",
+        "neither",
+        "such",
+        "own",
+        "same",
+        "other",
+        "more",
+        "most",
+        "much",
+        "many",
+        "few",
+        "less",
+        "least",
+    ]
 )
 
 _ABBREVIATIONS = frozenset(
-    "e.g i.e etc vs mr mrs ms dr st no fig approx inc ltd jr sr prof co dept est min max".split()
+    [
+        "e.g",
+        "i.e",
+        "etc",
+        "vs",
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "st",
+        "no",
+        "fig",
+        "approx",
+        "inc",
+        "ltd",
+        "jr",
+        "sr",
+        "prof",
+        "co",
+        "dept",
+        "est",
+        "min",
+        "max",
+    ]
 )
 # A candidate sentence end: . ! or ? (then closing quotes/brackets), whitespace, and a
 # character that can start a sentence.
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[\w\[])")
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”\u2019)\]]*\s+(?=[\"'“\u2018(\[]?[\w\[])")
 
 
 def words(text: str) -> list[str]:
@@ -49,7 +186,7 @@ def count_words(text: str) -> int:
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A light English stem: lower case, no possessive, no plural ending."""
-    w = word.lower().replace("’", "'")
+    w = word.lower().replace("\u2019", "'")
     if w.endswith("'s"):
         w = w[:-2]
     w = w.strip("'")
@@ -146,7 +283,7 @@ class Keyphrase:
 
 def slugify(text: str, max_words: int = 5) -> str:
     """Lower-case ASCII-ish words joined by hyphens, at most `max_words` words."""
-    parts = [w.lower().replace("'", "").replace("’", "") for w in WORD.findall(text)]
+    parts = [w.lower().replace("'", "").replace("\u2019", "") for w in WORD.findall(text)]
     parts = [re.sub(r"[^\w-]", "", p).strip("-_") for p in parts]
     return "-".join([p for p in parts if p][:max_words])
 
@@ -166,9 +303,25 @@ def first_word_key(sentence: str) -> str:
     ws = [w.lower() for w in WORD.findall(sentence)[:2]]
     if not ws:
         return ""
-    if len(ws) > 1 and ws[0] in {"the", "a", "an", "this", "that", "these", "those", "one",
-                                 "two", "three", "four", "five", "six", "seven", "eight",
-                                 "nine", "ten"}:
+    if len(ws) > 1 and ws[0] in {
+        "the",
+        "a",
+        "an",
+        "this",
+        "that",
+        "these",
+        "those",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+    }:
         return f"{ws[0]} {ws[1]}"
     return ws[0]
 
@@ -176,8 +329,25 @@ def first_word_key(sentence: str) -> str:
 def title_case(text: str) -> str:
     """Capitalise words for a heading, leaving short function words and words that
     already carry capitals (brands, acronyms) alone."""
-    small = {"a", "an", "the", "and", "or", "but", "of", "to", "in", "on", "at", "by",
-             "for", "with", "vs", "from", "as"}
+    small = {
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "vs",
+        "from",
+        "as",
+    }
     out: list[str] = []
     for i, word in enumerate(text.split()):
         if any(c.isupper() for c in word) or (i and word.lower() in small):
@@ -193,7 +363,7 @@ def sentence_case(text: str) -> str:
 
 
 def join_list(items: Sequence[str], conjunction: str = "and") -> str:
-    """"a", "a and b", "a, b and c"."""
+    """ "a", "a and b", "a, b and c"."""
     items = [i for i in items if i]
     if len(items) <= 1:
         return "".join(items)

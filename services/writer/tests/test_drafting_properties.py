@@ -23,19 +23,76 @@ from services.writer.optimizer import analyze
 from services.writer.serp import title_width_px
 from services.writer.text import Keyphrase, count_words, split_sentences
 
-NOUNS = ["coffee", "running shoes", "garden", "kettle", "laptop", "yoga", "mortgage",
-         "dog food", "solar panels", "email marketing", "sourdough bread", "protein powder",
-         "electric bike", "home insurance", "python", "wedding dress", "air fryer",
-         "standing desk", "credit card", "hiking boots", "SEO audit", "tax return"]
-MODIFIERS = ["", "", "best", "cheap", "how to choose", "for beginners", "near me", "guide",
-             "review", "price", "vs", "tips", "ideas", "at home", "for small business"]
-QUESTIONS = ["how to {n}", "what is {n}", "is {n} worth it", "can you {n} at home",
-             "why does {n} cost so much", "which {n} is best", "how long does {n} last",
-             "should i buy {n}", "what are the benefits of {n}"]
-HEADINGS = ["What to Know First", "How {N} Works", "Costs and Time Involved", "Step 1: Set a Goal",
-            "Common {N} Mistakes", "Where to Learn More", "Pros and Cons", "Our Top Picks",
-            "How We Tested", "Getting Started with {N}", "Is {N} Right for You?",
-            "Safety Tips", "Tools You Need", "FAQ", "The Verdict", "{N} Compared"]
+NOUNS = [
+    "coffee",
+    "running shoes",
+    "garden",
+    "kettle",
+    "laptop",
+    "yoga",
+    "mortgage",
+    "dog food",
+    "solar panels",
+    "email marketing",
+    "sourdough bread",
+    "protein powder",
+    "electric bike",
+    "home insurance",
+    "python",
+    "wedding dress",
+    "air fryer",
+    "standing desk",
+    "credit card",
+    "hiking boots",
+    "SEO audit",
+    "tax return",
+]
+MODIFIERS = [
+    "",
+    "",
+    "best",
+    "cheap",
+    "how to choose",
+    "for beginners",
+    "near me",
+    "guide",
+    "review",
+    "price",
+    "vs",
+    "tips",
+    "ideas",
+    "at home",
+    "for small business",
+]
+QUESTIONS = [
+    "how to {n}",
+    "what is {n}",
+    "is {n} worth it",
+    "can you {n} at home",
+    "why does {n} cost so much",
+    "which {n} is best",
+    "how long does {n} last",
+    "should i buy {n}",
+    "what are the benefits of {n}",
+]
+HEADINGS = [
+    "What to Know First",
+    "How {N} Works",
+    "Costs and Time Involved",
+    "Step 1: Set a Goal",
+    "Common {N} Mistakes",
+    "Where to Learn More",
+    "Pros and Cons",
+    "Our Top Picks",
+    "How We Tested",
+    "Getting Started with {N}",
+    "Is {N} Right for You?",
+    "Safety Tips",
+    "Tools You Need",
+    "FAQ",
+    "The Verdict",
+    "{N} Compared",
+]
 
 
 def _keyphrase(noun: str, modifier: str) -> str:
@@ -53,31 +110,62 @@ def briefs(draw: st.DrawFn) -> Brief:
     noun = draw(st.sampled_from(NOUNS))
     kp = _keyphrase(noun, draw(st.sampled_from(MODIFIERS)))
     others = draw(st.lists(st.sampled_from(NOUNS), max_size=3, unique=True))
-    secondary = draw(st.lists(
-        st.sampled_from([_keyphrase(n, m) for n in [noun, *others] for m in MODIFIERS[2:8]]),
-        max_size=8, unique=True))
-    questions = draw(st.lists(st.sampled_from([q.format(n=noun) for q in QUESTIONS]),
-                              max_size=6, unique=True))
+    secondary = draw(
+        st.lists(
+            st.sampled_from([_keyphrase(n, m) for n in [noun, *others] for m in MODIFIERS[2:8]]),
+            max_size=8,
+            unique=True,
+        )
+    )
+    questions = draw(
+        st.lists(st.sampled_from([q.format(n=noun) for q in QUESTIONS]), max_size=6, unique=True)
+    )
     outline = draw(st.lists(st.sampled_from(HEADINGS), max_size=12, unique=True))
-    title_frame = draw(st.sampled_from(["{K}: The Complete Guide", "The Best {K} for Everyone",
-                                        "How to Pick {K}", "{K}", "Everything About {K} in 2025",
-                                        "A Short Guide to {K} for Busy People Who Want Results"]))
-    internal = draw(st.lists(st.sampled_from([
-        Link(title=f"More about {noun}", url=f"/blog/{noun.replace(' ', '-')}"),
-        Link(title="Our buying guide", url="/guides/buying"),
-        Link(title=kp.title(), url="/same-topic")]), max_size=2, unique=True))
-    outbound = draw(st.lists(st.sampled_from([
-        Link(title="An official source", url="https://example.org/source")]), max_size=1))
+    title_frame = draw(
+        st.sampled_from(
+            [
+                "{K}: The Complete Guide",
+                "The Best {K} for Everyone",
+                "How to Pick {K}",
+                "{K}",
+                "Everything About {K} in 2025",
+                "A Short Guide to {K} for Busy People Who Want Results",
+            ]
+        )
+    )
+    internal = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    Link(title=f"More about {noun}", url=f"/blog/{noun.replace(' ', '-')}"),
+                    Link(title="Our buying guide", url="/guides/buying"),
+                    Link(title=kp.title(), url="/same-topic"),
+                ]
+            ),
+            max_size=2,
+            unique=True,
+        )
+    )
+    outbound = draw(
+        st.lists(
+            st.sampled_from([Link(title="An official source", url="https://example.org/source")]),
+            max_size=1,
+        )
+    )
     return Brief(
         title=title_frame.replace("{K}", kp.title()),
         outline=tuple(h.replace("{N}", noun.title()) for h in outline),
         primary_keyword=kp,
         secondary_keywords=tuple(secondary),
         question_keywords=tuple(questions),
-        intent=draw(st.sampled_from(["informational", "navigational", "commercial",
-                                     "transactional"])),
-        content_structure=draw(st.sampled_from(["article", "guide", "listicle", "how_to",
-                                                "comparison", "review", "landing_page"])),
+        intent=draw(
+            st.sampled_from(["informational", "navigational", "commercial", "transactional"])
+        ),
+        content_structure=draw(
+            st.sampled_from(
+                ["article", "guide", "listicle", "how_to", "comparison", "review", "landing_page"]
+            )
+        ),
         target_word_count=draw(st.integers(500, 5000)),
         cluster_name=noun.title(),
         internal_links=tuple(internal),
@@ -91,7 +179,9 @@ def _sentences(html: str) -> list[str]:
     return [" ".join(s.lower().split()) for b in doc.prose for s in split_sentences(b.text)]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(brief=briefs())
 def test_every_local_draft_meets_the_contract(brief: Brief) -> None:
     draft = draft_local(brief)
@@ -106,9 +196,11 @@ def test_every_local_draft_meets_the_contract(brief: Brief) -> None:
     intro = doc.first_paragraph
     assert count_words(intro) <= 120
     first = split_sentences(intro)[0]
-    assert kp.in_text(first) and not first.startswith("[")
+    assert kp.in_text(first)
+    assert not first.startswith("[")
 
-    assert len(draft.meta_title) <= 60 and kp.exact_at_start(draft.meta_title)
+    assert len(draft.meta_title) <= 60
+    assert kp.exact_at_start(draft.meta_title)
     assert title_width_px(draft.meta_title) <= 600
     assert 120 <= len(draft.meta_description) <= 156, draft.meta_description
     assert 1 <= len(draft.slug.split("-")) <= 5
@@ -123,9 +215,15 @@ def test_every_local_draft_meets_the_contract(brief: Brief) -> None:
         assert "<table>" in html
     assert "[Add a fact:" in html or "[Add a detail:" in html
 
-    analysis = analyze(html, keyphrase=brief.primary_keyword, meta_title=draft.meta_title,
-                       meta_description=draft.meta_description, slug=draft.slug,
-                       secondary=brief.secondary_keywords, questions=brief.question_keywords)
+    analysis = analyze(
+        html,
+        keyphrase=brief.primary_keyword,
+        meta_title=draft.meta_title,
+        meta_description=draft.meta_description,
+        slug=draft.slug,
+        secondary=brief.secondary_keywords,
+        questions=brief.question_keywords,
+    )
     seo_good = analysis.good("seo")
     failing = [c for c in analysis.checks if c.status != "good"]
     assert len(seo_good) >= 12, failing
