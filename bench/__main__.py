@@ -20,6 +20,7 @@ BENCHMARKS = {
     "planner": "keyword lists over 1,000,000 rows and CSV import speed (issue #4)",
     "wordpress": "50 posts to a real WordPress: calls per post, time over WordPress (issue #11)",
     "images": "offline image render time per image type; fitting a provider's image (#10)",
+    "writer": "local draft per 1,200-word article and optimizer per 2,000 words (issue #10)",
 }
 
 

@@ -18,8 +18,9 @@ and yoast.com/content-analysis-methodological-choices-explained/; boundaries as 
 always good.
 
 Flesch reading ease = 206.835 - 1.015 x words/sentence - 84.6 x syllables/word, with the
-sentences split here (the same ones the other checks count) and syllables from
-`textstat` 0.7.8 (CMU dictionary, then Pyphen for unknown words; nothing downloaded).
+sentences split here (the same ones the other checks count) and syllables counted as
+`textstat` 0.7.8 counts them, with its CMU dictionary and Pyphen (nothing downloaded),
+cached per word.
 Passive voice is a form of "be"/"get" followed, within two words, by a past participle
 (regular "-ed" or from a list of irregular ones). The transition words are a list of
 English connectives written for this module.
@@ -30,9 +31,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from services.writer.checks import Check, bad, good, ok
 from services.writer.document import Document
+if TYPE_CHECKING:
+    from pyphen import Pyphen
+
 from services.writer.text import count_words, first_word_key, split_sentences
 
 SECTION_GOOD, SECTION_OK = 300, 350
@@ -285,9 +291,32 @@ class SentenceStats:
         )
 
 
-def sentence_stats(prose: Sequence[str]) -> SentenceStats:
-    import textstat  # imported here: the CMU dictionary loads on first use
+@lru_cache(maxsize=1)
+def _dictionaries() -> tuple[dict[str, list[list[str]]], Pyphen]:
+    """textstat's own CMU dictionary and Pyphen hyphenator for English (loaded once)."""
+    from textstat.backend.utils import get_cmudict, get_pyphen
 
+    return get_cmudict("en_US") or {}, get_pyphen("en_US")
+
+
+@lru_cache(maxsize=65536)
+def syllables(word: str) -> int:
+    """textstat 0.7.8's syllable count for one word (CMU dictionary, then Pyphen),
+    cached per word: the article-wide call re-counts every word on every analysis."""
+    cmu, pyphen = _dictionaries()
+    phones = cmu.get(word)
+    if phones:
+        return sum(1 for p in phones[0] if p[-1].isdigit())
+    return len(pyphen.positions(word)) + 1
+
+
+def count_syllables(text: str) -> int:
+    from textstat.backend.selections import list_words
+
+    return sum(syllables(w) for w in list_words(text, lowercase=True))
+
+
+def sentence_stats(prose: Sequence[str]) -> SentenceStats:
     sentences: list[str] = []
     for block in prose:
         sentences.extend(split_sentences(block))
@@ -305,9 +334,10 @@ def sentence_stats(prose: Sequence[str]) -> SentenceStats:
         previous = key
         if run > best:
             best, best_word = run, key
-    syllables = textstat.syllable_count(" ".join(sentences)) if sentences else 0
+    syllable_total = count_syllables(" ".join(sentences)) if sentences else 0
     return SentenceStats(
-        tuple(sentences), long_count, passive, transitions, best, best_word, word_total, syllables
+        tuple(sentences), long_count, passive, transitions, best, best_word, word_total,
+        syllable_total,
     )
 
 

@@ -180,7 +180,7 @@ def words(text: str) -> list[str]:
 
 
 def count_words(text: str) -> int:
-    return sum(1 for _ in WORD.finditer(text))
+    return len(WORD.findall(text))
 
 
 @lru_cache(maxsize=65536)
@@ -211,7 +211,17 @@ def content_stems(phrase: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(stem(w) for w in content))
 
 
+@lru_cache(maxsize=16384)
+def _split_sentences(text: str) -> tuple[str, ...]:
+    return tuple(_split(text))
+
+
 def split_sentences(text: str) -> list[str]:
+    """Sentences of one block of prose (cached: blocks are split by several checks)."""
+    return list(_split_sentences(text))
+
+
+def _split(text: str) -> list[str]:
     """Sentences of one block of prose. Ends at . ! ? followed by a capital, digit, quote
     or bracket; not after common abbreviations ("e.g.", "Dr.") or single initials."""
     text = " ".join(text.split())
