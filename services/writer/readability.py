@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from services.writer.checks import Check, bad, good, ok
 from services.writer.document import Document
+
 if TYPE_CHECKING:
     from pyphen import Pyphen
 
