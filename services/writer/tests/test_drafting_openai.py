@@ -57,7 +57,8 @@ async def test_draft_from_the_model_is_sanitised_and_counts_tokens() -> None:
     request = fake.requests[0].body
     assert request["response_format"] == {"type": "json_object"}
     assert request["messages"][1]["content"] == "ACCOUNT PROMPT for How to Descale a Kettle"
-    assert "<script" not in draft.html and "onclick" not in draft.html
+    assert "<script" not in draft.html
+    assert "onclick" not in draft.html
     assert "javascript:" not in draft.html
     assert '<a href="https://example.org">ok</a>' in draft.html
     assert draft.model == "gpt-4o-mini"
@@ -76,7 +77,8 @@ async def test_task_override_wins_and_bad_seo_fields_are_fitted() -> None:
         async with OpenAIProvider(fake.url, "sk-test") as provider:
             draft = await draft_openai(provider, brief, "ACCOUNT PROMPT")
     assert fake.requests[0].body["messages"][1]["content"].startswith("TASK PROMPT")
-    assert len(draft.meta_title) <= 60 and draft.meta_title.lower().startswith("descale")
+    assert len(draft.meta_title) <= 60
+    assert draft.meta_title.lower().startswith("descale")
     assert 120 <= len(draft.meta_description) <= 156
     assert draft.slug == "descale-a-kettle"
 
@@ -108,4 +110,5 @@ async def test_rate_limits_and_server_errors_are_retryable_for_the_job_layer(sta
         async with OpenAIProvider(fake.url, "sk-test") as provider:
             with pytest.raises(AIProviderError) as info:
                 await draft_openai(provider, BRIEF)
-    assert info.value.retryable and info.value.status == status
+    assert info.value.retryable
+    assert info.value.status == status
