@@ -76,7 +76,11 @@ def _fits_title(text: str) -> bool:
     )
 
 
-def fit_meta_title(keyphrase: str, title: str, extras: tuple[str, ...] = ()) -> str:
+TITLE_EXTRAS = ("What to Know", "A Practical Guide", "A Step-by-Step Guide",
+                "Everything You Need to Know")
+
+
+def fit_meta_title(keyphrase: str, title: str, extras: tuple[str, ...] = TITLE_EXTRAS) -> str:
     """An SEO title that starts with the keyphrase, is at most 60 characters and
     400-600 px wide: the keyphrase, then the article's title (or the first extra that
     fits) after a colon. Falls back to the longest candidate under the limits."""
