@@ -13,8 +13,9 @@ deterministic: same input, same answer. Every check that is not good names its f
 slug rebuilt from the article's own words, the keyphrase put into the introduction and
 into image alt texts, extra H1s demoted, missing H1 added from the title, long paragraphs
 split at sentence ends. What it cannot do honestly (links, new sections, facts) stays in
-the checks' fixes. (Optimizing through the account's model is not built yet.) Credits for optimization are per 200 words of the article
-(`Analysis.word_count`); billing is the job layer's.
+the checks' fixes. (Optimizing through the account's model is not built yet.)
+Credits for optimization are per 200 words of the article (`Analysis.word_count`);
+billing is the job layer's.
 """
 
 from __future__ import annotations
