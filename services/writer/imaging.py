@@ -28,7 +28,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -47,6 +47,7 @@ from libs.common.ai.images import (
     wrap_words,
 )
 from libs.common.ai.structured import complete_json
+from libs.common.outbound import OutboundPolicy
 
 ImageType = Literal["featured", "in_article", "desktop", "mobile"]
 
@@ -67,6 +68,7 @@ WEBP_SETTINGS: dict[str, Any] = {"format": "WEBP", "quality": 80, "method": 1}
 MAX_DECODE_PIXELS = 40_000_000
 ALT_TEXT_LIMIT = 125
 DEFAULT_NEGATIVE_PROMPT = "text, letters, captions, logos, watermark, blurry, distorted"
+IMAGE_CALL_TIMEOUT = 180.0
 
 FONT_PATH = Path(__file__).parent / "fonts" / "DejaVuSans-Bold.ttf"
 
@@ -234,25 +236,32 @@ def image_engine(
     api_key: str | None = None,
     base_url: str | None = None,
     model: str | None = None,
-    session: Any = None,
+    policy: OutboundPolicy | None = None,
+    timeout_seconds: float = IMAGE_CALL_TIMEOUT,
 ) -> ImageBatchGenerator:
-    """The engine for the account's image settings: `local`, `openai` (any OpenAI-compatible
-    images API) or `runware`. Pass the outbound guard's session for remote ones; close them
-    with `aclose()`."""
+    """The engine for the account's image settings (auth's `ai_settings().images`):
+    `local`, `openai` (any OpenAI-compatible images API) or `runware`. `policy` is the
+    outbound guard's (`OutboundPolicy.from_settings(settings)`): every call a remote engine
+    makes for the tenant goes through it; its time limit is raised to `timeout_seconds`,
+    as one image can take a minute. Close remote engines with `aclose()`."""
     if provider == "local":
         return LocalImageEngine()
     if not api_key:
         raise ValueError(f"the {provider} image provider needs an API key")
+    if policy is not None and policy.total_timeout < timeout_seconds:
+        policy = replace(policy, total_timeout=timeout_seconds)
     if provider == "openai":
         from libs.common.ai.openai import DEFAULT_IMAGE_MODEL, OpenAIProvider
 
         return OpenAIProvider(base_url or "https://api.openai.com/v1", api_key,
-                              image_model=model or DEFAULT_IMAGE_MODEL, session=session)
+                              image_model=model or DEFAULT_IMAGE_MODEL,
+                              timeout_seconds=timeout_seconds, policy=policy)
     if provider == "runware":
         from libs.common.ai.runware import DEFAULT_BASE_URL, DEFAULT_MODEL, RunwareProvider
 
         return RunwareProvider(api_key, base_url=base_url or DEFAULT_BASE_URL,
-                               model=model or DEFAULT_MODEL, session=session)
+                               model=model or DEFAULT_MODEL, timeout_seconds=timeout_seconds,
+                               policy=policy)
     raise ValueError(f"unknown image provider {provider!r} (local, openai or runware)")
 
 
@@ -272,6 +281,25 @@ class ImageFile:
     usage: Usage = field(default_factory=Usage)
     cost_usd: Decimal | None = None
     media_type: str = MEDIA_TYPE
+
+    def capture_fields(self) -> dict[str, Any]:
+        """The billing capture of this one image (`BillingClient.capture(hold_id,
+        account_id=..., related_object_type="image", related_object_id=..., **these)`):
+        one unit, the tokens and dollars the provider reported (0 when it reported none),
+        and what was asked of which provider."""
+        return {
+            "units": 1,
+            "tokens_input": self.usage.prompt_tokens,
+            "tokens_output": self.usage.completion_tokens,
+            "model": self.model,
+            "cost_usd": self.cost_usd if self.cost_usd is not None else Decimal("0"),
+            "metadata": {
+                "provider": self.provider,
+                "provider_size": self.provider_size,
+                "size": f"{self.width}x{self.height}",
+                "cost_reported": self.cost_usd is not None,
+            },
+        }
 
 
 async def make_image_files(

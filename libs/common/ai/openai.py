@@ -33,7 +33,12 @@ from libs.common.ai.images import (
     sniff_media_type,
     with_retries,
 )
-from libs.common.outbound import SessionOwner
+from libs.common.outbound import (
+    OutboundPolicy,
+    OutboundRefused,
+    SessionOwner,
+    outbound_session,
+)
 
 DEFAULT_CHAT_MODEL = "gpt-4o-mini"
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
@@ -62,6 +67,7 @@ class OpenAIProvider(SessionOwner):
         timeout_seconds: float = 120.0,
         embedding_batch: int = 512,
         session: aiohttp.ClientSession | None = None,
+        policy: OutboundPolicy | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise AIConfigurationError(f"base_url must be an http(s) URL, not {base_url!r}")
@@ -72,9 +78,13 @@ class OpenAIProvider(SessionOwner):
         self.image_model = image_model
         self.embedding_batch = embedding_batch
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._policy = policy
         super().__init__(session)
 
     def _new_session(self) -> aiohttp.ClientSession:
+        """Through the outbound guard when a policy is given (calls made for a tenant)."""
+        if self._policy is not None:
+            return outbound_session(self._policy)
         return aiohttp.ClientSession(timeout=self._timeout)
 
     async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +112,8 @@ class OpenAIProvider(SessionOwner):
                     body = await resp.json(content_type=None)
                 except ValueError as exc:
                     raise AIProviderError(f"{path} answered non-JSON: {text[:300]}") from exc
+        except OutboundRefused as exc:  # the guard's answer: final, safe to show
+            raise AIProviderError(f"{path} was not called: {exc.reason}") from None
         except aiohttp.ClientError as exc:
             raise AIProviderError(f"{path} failed: {exc}", retryable=True) from exc
         except TimeoutError as exc:

@@ -10,8 +10,9 @@ WebP, with `includeCost` so the usage log carries what Runware charged.
 
 Transient failures of the whole request (429, 5xx, connection errors, timeouts) are
 retried with bounded backoff, with fresh task UUIDs each time. The answer's size is
-capped. Pass the outbound guard's session as `session` so calls made for a tenant go
-through it; without one a plain session with the same timeout is made.
+capped. Calls made for a tenant go through the outbound guard: pass its `policy` (or a
+session made by `outbound_session`); without either, a plain session is made (tests,
+platform-owned keys).
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ from libs.common.ai.images import (
     sniff_media_type,
     with_retries,
 )
-from libs.common.outbound import SessionOwner
+from libs.common.outbound import (
+    OutboundPolicy,
+    OutboundRefused,
+    ResponseTooLarge,
+    SessionOwner,
+    outbound_session,
+    read_capped,
+)
 
 DEFAULT_BASE_URL = "https://api.runware.ai/v1"
 DEFAULT_MODEL = "runware:100@1"
@@ -60,6 +68,7 @@ class RunwareProvider(SessionOwner):
         retry: RetryPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         session: aiohttp.ClientSession | None = None,
+        policy: OutboundPolicy | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise AIConfigurationError(f"base_url must be an http(s) URL, not {base_url!r}")
@@ -72,9 +81,13 @@ class RunwareProvider(SessionOwner):
         self.retry = retry or RetryPolicy()
         self.max_response_bytes = max_response_bytes
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._policy = policy
         super().__init__(session)
 
     def _new_session(self) -> aiohttp.ClientSession:
+        """Through the outbound guard when a policy is given (calls made for a tenant)."""
+        if self._policy is not None:
+            return outbound_session(self._policy)
         return aiohttp.ClientSession(timeout=self._timeout)
 
     # --- the protocol ------------------------------------------------------------------------
@@ -111,6 +124,8 @@ class RunwareProvider(SessionOwner):
                 body = await self._read(resp)
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except OutboundRefused as exc:  # the guard's answer: final, safe to show
+            raise AIProviderError(f"Runware was not called: {exc.reason}") from None
         except aiohttp.ClientError as exc:
             raise AIProviderError(f"Runware failed: {exc}", retryable=True) from exc
         except TimeoutError as exc:
@@ -146,15 +161,10 @@ class RunwareProvider(SessionOwner):
         return answer
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
-        if resp.content_length is not None and resp.content_length > self.max_response_bytes:
-            raise AIProviderError(f"Runware's answer is over {self.max_response_bytes} bytes")
-        chunks, size = [], 0
-        async for chunk in resp.content.iter_chunked(256 * 1024):
-            size += len(chunk)
-            if size > self.max_response_bytes:
-                raise AIProviderError(f"Runware's answer is over {self.max_response_bytes} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            return await read_capped(resp, self.max_response_bytes)
+        except ResponseTooLarge as exc:
+            raise AIProviderError(f"Runware's answer is too large: {exc}") from None
 
     async def _batch(self, requests: Sequence[ImageRequest], model: str) -> list[ImageOutcome]:
         sent: list[list[dict[str, Any]]] = []

@@ -309,4 +309,4 @@ async def test_runware_answer_over_the_size_cap_is_refused(fake_runware: FakeRun
         [outcome] = await provider.generate_images([ImageRequest(prompt="ab", width=1024,
                                                                  height=1024)])
     assert isinstance(outcome, ImageFailure)
-    assert "over 1000 bytes" in outcome.message
+    assert "too large" in outcome.message

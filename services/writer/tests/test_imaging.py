@@ -14,6 +14,7 @@ from PIL import Image
 from libs.common.ai.images import ImageBatchGenerator, ImageFailure, ImageRequest, RetryPolicy
 from libs.common.ai.openai import OpenAIProvider
 from libs.common.ai.runware import RunwareProvider
+from libs.common.outbound import OutboundPolicy
 from libs.common.testing.fake_http import solid_image
 from libs.common.testing.fake_openai import GPT_IMAGE_USAGE, FakeOpenAI
 from libs.common.testing.fake_runware import FakeRunware
@@ -156,6 +157,12 @@ async def test_runware_files_are_fitted_and_a_refused_image_stays_failed(
     assert ok.provider_size == "1216x640"  # what Runware drew, for the usage log
     assert _open(mobile.data).size == (800, 1000)
     assert ok.cost_usd is not None
+    assert ok.capture_fields() == {
+        "units": 1, "tokens_input": 0, "tokens_output": 0, "model": "runware:100@1",
+        "cost_usd": ok.cost_usd,
+        "metadata": {"provider": "runware", "provider_size": "1216x640", "size": "1200x630",
+                     "cost_reported": True},
+    }
 
 
 async def test_openai_files_are_fitted_and_keep_the_token_usage(fake_openai: FakeOpenAI) -> None:
@@ -168,6 +175,11 @@ async def test_openai_files_are_fitted_and_keep_the_token_usage(fake_openai: Fak
     assert (file.provider, file.model, file.provider_size) == ("openai", "gpt-image-1",
                                                                "1536x1024")
     assert file.usage.prompt_tokens == GPT_IMAGE_USAGE["input_tokens"]
+    fields = file.capture_fields()
+    assert (fields["tokens_input"], fields["tokens_output"]) == (
+        GPT_IMAGE_USAGE["input_tokens"], GPT_IMAGE_USAGE["output_tokens"])
+    assert fields["cost_usd"] == 0
+    assert fields["metadata"]["cost_reported"] is False
 
 
 async def test_a_provider_answer_that_is_no_image_fails_that_image_only() -> None:
@@ -196,3 +208,29 @@ def test_image_engine_builds_what_the_settings_name() -> None:
         image_engine("runware")
     with pytest.raises(ValueError, match="unknown image provider"):
         image_engine("midjourney", api_key="k")
+
+
+@pytest.mark.parametrize("provider", ["openai", "runware"])
+async def test_remote_engines_call_through_the_outbound_guard(
+    provider: str, fake_openai: FakeOpenAI, fake_runware: FakeRunware
+) -> None:
+    fake = fake_openai if provider == "openai" else fake_runware
+    # The fakes live on loopback: refused by the production policy, called by the
+    # development one. Nothing reaches the fake when refused, and each image fails alone.
+    strict = image_engine(provider, api_key=fake.api_key, base_url=fake.url,
+                          policy=OutboundPolicy(allow_private=False))
+    async with strict:  # type: ignore[attr-defined]
+        outcomes = await make_image_files(strict, _requests())
+    assert [type(o) for o in outcomes] == [ImageFailure] * 3
+    failure = outcomes[0]
+    assert isinstance(failure, ImageFailure)
+    assert "loopback" in failure.message
+    assert not failure.retryable
+    assert fake.requests == []
+
+    dev = image_engine(provider, api_key=fake.api_key, base_url=fake.url,
+                       policy=OutboundPolicy(allow_private=True))
+    async with dev:  # type: ignore[attr-defined]
+        [made] = await make_image_files(dev, _requests()[:1])
+    assert isinstance(made, ImageFile)
+    assert len(fake.requests) == 1
