@@ -11,12 +11,15 @@ path)` names a fault for it:
 - `FIREWALL`: answer 403 with an HTML block page, without forwarding.
 - `FIREWALL_CHALLENGE`: answer 200 with an HTML challenge page, without forwarding.
 - `TOO_LARGE`: answer 413 (HTML, as nginx's body limit does) without forwarding.
+- `SLOW_FORWARD`: hold the request `hold_seconds` before forwarding it, then answer: a
+  client with a shorter timeout gives up before the upstream even starts the write.
 
 `log` keeps (method, path, fault, upstream status) per request, for assertions and figures.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ class Fault(enum.Enum):
     FIREWALL = "403 HTML firewall page"
     FIREWALL_CHALLENGE = "200 HTML challenge page"
     TOO_LARGE = "413"
+    SLOW_FORWARD = "held before forwarding"
 
 
 Chooser = Callable[[str, str], "Fault | None"]
@@ -60,6 +64,7 @@ class FaultProxy:
         self.upstream = upstream.rstrip("/")
         self.choose = choose or (lambda method, path: None)
         self.log: list[ProxiedRequest] = []
+        self.hold_seconds = 3.0
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.url = ""
@@ -118,6 +123,8 @@ class FaultProxy:
         if fault is Fault.TOO_LARGE:
             return web.Response(status=413, text=_page("413 Request Entity Too Large"),
                                 content_type="text/html")
+        if fault is Fault.SLOW_FORWARD:
+            await asyncio.sleep(self.hold_seconds)
         status, headers, answer = await self._forward(request, body)
         entry.upstream_status = status
         if fault is Fault.DROP_AFTER_SAVE:

@@ -42,6 +42,7 @@ POST 60, STATUS 80, RETRY 15 (with the reason, before a retry), DONE 100.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import re
@@ -201,6 +202,7 @@ class Publisher:
         policy: OutboundPolicy,
         attempts: int = 3,
         retry_delay: float = 1.0,
+        settle_delay: float = 5.0,
         resolver: HostResolver | None = None,
         on_call: Callable[[CallRecord], None] | None = None,
         timeout: float = 30.0,
@@ -209,6 +211,7 @@ class Publisher:
         self.policy = policy
         self.attempts = attempts
         self.retry_delay = retry_delay
+        self.settle_delay = settle_delay
         self.resolver = resolver
         self.on_call = on_call
         self.timeout = timeout
@@ -341,6 +344,7 @@ class Publisher:
             )
         except WordPressError as exc:
             if exc.ambiguous:
+                await self._settle(exc)
                 found = await run.client.find_media(slug)
                 if found is not None:
                     return await self._media_found(site_key, sha, found)
@@ -412,6 +416,7 @@ class Publisher:
         except WordPressError as exc:
             if not exc.ambiguous:
                 raise
+            await self._settle(exc)
             # The create may have landed: never resend it blindly, look for it.
             _, own = await self._free_slug(run, desired)
             own = own or await self._find_by_marker(run)
@@ -420,6 +425,13 @@ class Publisher:
             return await self._adopt(run, own, fields)
         await self.store.post_created(record, created.id)
         return created
+
+    async def _settle(self, exc: WordPressError) -> None:
+        """After a timeout (ours, or a proxy's 504) WordPress may still be working on the
+        write: give it `settle_delay` seconds before looking for what it made. A lost
+        connection or a 502/503 after the answer was written needs no wait."""
+        if exc.kind == "timeout" or exc.status == 504:
+            await asyncio.sleep(self.settle_delay)
 
     async def _free_slug(self, run: _Run, desired: str) -> tuple[str, RemotePost | None]:
         """One lookup of the desired slug and its `-2`…`-5` variants: our own post if one
