@@ -339,3 +339,32 @@ async def test_settings_build_the_s3_backend(
     await store.put(key, b"x", account_id=2, content_type="image/webp")
     s3_server.client().head_object(Bucket=s3_server.bucket, Key="from-settings/" + key)
     await store.aclose()
+
+
+async def test_a_stream_serves_an_http_response(storage: FileStorage) -> None:
+    """How a service's file endpoint uses it: the stream as the body, closed afterwards."""
+    import httpx
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+    from starlette.background import BackgroundTask
+
+    key = new_key(8, "images", "image/webp")
+    await storage.put(key, WEBP, account_id=8, content_type="image/webp")
+    app = FastAPI()
+
+    @app.get("/file")
+    async def file() -> StreamingResponse:
+        stream = await storage.open(key, account_id=8, chunk_size=4096)
+        return StreamingResponse(
+            stream, media_type=stream.info.content_type,
+            headers={"Content-Length": str(stream.info.size)},
+            background=BackgroundTask(stream.aclose),
+        )
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        resp = await client.get("/file")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "image/webp"
+    assert resp.headers["content-length"] == str(len(WEBP))
+    assert resp.content == WEBP
