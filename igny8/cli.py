@@ -5,7 +5,7 @@
     igny8 seed          (re)load the demo data through auth
     igny8 status        what `igny8 up` runs and whether it is healthy
     igny8 keys rotate   new token-signing key (the old one stays valid until its tokens expire)
-    igny8 cluster F     cluster a keyword CSV with the offline engine, without the platform
+    igny8 cluster F     cluster a keyword CSV into topics and pages, offline, without the platform
 
 State lives in `.igny8/` (or `$IGNY8_HOME`); `DATABASE_URL` / `NATS_URL` name real servers.
 """
@@ -207,25 +207,31 @@ def cluster(
         exists=True, dir_okay=False, readable=True)],
     output: Annotated[Path | None, typer.Option(
         "-o", "--output", help="Where to write (default: <input>.clustered.csv).")] = None,
+    topics: Annotated[list[str] | None, typer.Option(
+        "-t", "--topics",
+        help='Topics you want, e.g. "massage chairs, standing desks"; with seed keywords: '
+             '"massage chairs: shiatsu massage chair | zero gravity massage chair". '
+             "Repeatable.")] = None,
 ) -> None:
     """Cluster a keyword list with the planner's offline engine, without the platform.
-    Writes keyword, cluster name, cluster id, intent (and volume) per row."""
+    Writes keyword, cluster name, cluster id, topic, intent (and volume) per row: a
+    cluster is what one article targets, a topic groups clusters."""
     from rich.progress import Progress
 
-    from services.planner.cluster_file import ClusterFileError, cluster_csv
+    from services.planner.cluster_file import ClusterFileError, cluster_csv, parse_topics
 
     reporter = _reporter()
     with Progress(console=reporter.console, transient=True) as bar:
         task = bar.add_task(f"clustering {keywords_csv.name}", total=6)
         try:
             report = cluster_csv(
-                keywords_csv, output,
+                keywords_csv, output, topics=parse_topics(topics or []),
                 progress=lambda done, total: bar.update(task, completed=done, total=total))
         except ClusterFileError as exc:
             reporter.fail(str(exc))
             raise typer.Exit(2) from exc
-    reporter.done(f"{report.keywords} keywords in {report.clusters} clusters: "
-                  f"{report.output_path}")
+    reporter.done(f"{report.keywords} keywords in {report.clusters} clusters, "
+                  f"{report.topics} topics: {report.output_path}")
     if report.duplicates:
         reporter.say(f"{report.duplicates} duplicate keywords counted once")
     for row in report.skipped[:20]:

@@ -1,17 +1,20 @@
-"""`igny8 cluster KEYWORDS.csv [-o OUT]`: the local engine on a CSV file, no stack needed.
+"""`igny8 cluster KEYWORDS.csv [-o OUT] [--topics ...]`: the local engine on a CSV file,
+no stack needed.
 
 Input: a CSV with a header; a `keyword` column is required (header matched
 case-insensitively; `keywords`, `keyword text`, `query`, `search term` are accepted too),
 `volume` is optional. Rows with an empty keyword, no letters/digits, or a non-numeric
 volume are skipped and reported with their line number. Output: a CSV with
-`keyword,cluster_name,cluster_id,intent,volume` (cluster ids 1..n, largest volume first),
-to `output_path` or, when None, next to the input as `<name>.clustered.csv`.
+`keyword,cluster_name,cluster_id,topic,intent,volume` (cluster ids 1..n, largest volume
+first; a cluster is one page, its topic groups pages), to `output_path` or, when None,
+next to the input as `<name>.clustered.csv`. Optional topic anchors: the topics the user
+wants, each with optional seed keywords (see `parse_topics`).
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,12 +22,13 @@ from services.planner.clustering import (
     ClusteringConfig,
     KeywordInput,
     LocalClusteringEngine,
+    TopicAnchor,
     normalize_keyword,
 )
 
 KEYWORD_HEADERS = ("keyword", "keywords", "keyword text", "query", "search term")
 VOLUME_HEADERS = ("volume", "search volume", "avg monthly searches", "monthly volume")
-OUTPUT_COLUMNS = ("keyword", "cluster_name", "cluster_id", "intent", "volume")
+OUTPUT_COLUMNS = ("keyword", "cluster_name", "cluster_id", "topic", "intent", "volume")
 
 
 class ClusterFileError(ValueError):
@@ -43,6 +47,7 @@ class ClusterFileReport:
     output_path: Path
     keywords: int
     clusters: int
+    topics: int
     skipped: tuple[SkippedRow, ...] = field(default_factory=tuple)
     duplicates: int = 0
     model: str = ""
@@ -124,12 +129,35 @@ def read_keywords(input_path: Path) -> tuple[list[KeywordInput], list[SkippedRow
     return keywords, skipped, duplicates
 
 
+def parse_topics(specs: Sequence[str]) -> list[TopicAnchor]:
+    """Topic anchors from the command line: each spec is a topic name, optionally with
+    seed keywords after a colon, separated by `|`: "massage chairs" or
+    "massage chairs: shiatsu massage chair | zero gravity massage chair". A spec with
+    commas and no colon is several topics ("massage chairs, standing desks")."""
+    anchors: list[TopicAnchor] = []
+    for spec in specs:
+        if ":" in spec:
+            name, _, seeds = spec.partition(":")
+            keywords = tuple(k.strip() for k in seeds.split("|") if k.strip())
+            parts = [(name.strip(), keywords)]
+        else:
+            parts = [(p.strip(), ()) for p in spec.split(",")]
+        for name, keywords in parts:
+            if not normalize_keyword(name) and not keywords:
+                if name or keywords:
+                    raise ClusterFileError(f"topic {spec!r} has no letters or digits")
+                continue
+            anchors.append(TopicAnchor(name, keywords))
+    return anchors
+
+
 def cluster_csv(
     input_path: Path,
     output_path: Path | None,
     *,
     progress: Callable[[int, int], None] | None = None,
     config: ClusteringConfig | None = None,
+    topics: Sequence[TopicAnchor] = (),
 ) -> ClusterFileReport:
     """Cluster the keywords of `input_path` and write one row per keyword.
 
@@ -147,7 +175,9 @@ def cluster_csv(
     )
     engine = LocalClusteringEngine(config=config)
     result = engine.cluster(
-        keywords, progress=(lambda d, t: progress(1 + d, total)) if progress else None
+        keywords,
+        anchors=topics,
+        progress=(lambda d, t: progress(1 + d, total)) if progress else None,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as fh:
@@ -160,6 +190,7 @@ def cluster_csv(
                         member.keyword.text,
                         cluster.name,
                         cluster_id,
+                        cluster.topic,
                         member.intent.value,
                         member.keyword.volume,
                     )
@@ -171,6 +202,7 @@ def cluster_csv(
         output_path=out,
         keywords=len(keywords),
         clusters=len(result.clusters),
+        topics=len({c.topic for c in result.clusters}),
         skipped=tuple(skipped),
         duplicates=duplicates,
         model=result.model,

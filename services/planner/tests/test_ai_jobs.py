@@ -37,7 +37,7 @@ SHOES_AND_COFFEE = [
     {"keyword": "trail running shoes", "volume": 300},
     {"keyword": "how to brew coffee", "volume": 800},
     {"keyword": "coffee brewing guide", "volume": 200},
-    {"keyword": "pour over coffee", "volume": 100},
+    {"keyword": "how to brew good coffee", "volume": 100},
 ]
 
 
@@ -95,7 +95,7 @@ async def test_auto_cluster_then_ideas_end_to_end(
 
         clusters = (await client.get(f"{API}/clusters/?ordering=name",
                                      headers=tenant.headers())).json()["results"]
-        assert [(c["keywords_count"], c["volume"]) for c in clusters] == [(3, 1600), (3, 1100)]
+        assert sorted((c["keywords_count"], c["volume"]) for c in clusters) == [(3, 1100), (3, 1600)]
         mapped = (await client.get(f"{API}/keywords/?status=mapped",
                                    headers=tenant.headers())).json()
         assert mapped["count"] == 6

@@ -40,7 +40,8 @@ def test_clusters_a_file_and_reports_bad_rows(tmp_path: Path) -> None:
     assert [s.line for s in report.skipped] == [8, 10, 11]
     assert "not a number" in report.skipped[0].reason
     rows = list(csv.DictReader(report.output_path.open()))
-    assert list(rows[0]) == ["keyword", "cluster_name", "cluster_id", "intent", "volume"]
+    assert list(rows[0]) == [
+        "keyword", "cluster_name", "cluster_id", "topic", "intent", "volume"]
     by_kw = {r["keyword"]: r for r in rows}
     assert by_kw["dog food"]["cluster_id"] == by_kw["dry dog food"]["cluster_id"]
     assert by_kw["dog food"]["cluster_id"] != by_kw["cat food"]["cluster_id"]

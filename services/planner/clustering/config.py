@@ -1,0 +1,33 @@
+"""The engine's settings, with the values chosen on the tuning set (bench/data/B); see
+docs/decisions/0020-two-level-clustering.md for how each was measured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ClusteringConfig:
+    # Topic level: near-duplicates grouped first at this cosine; the eigengap is read on
+    # graphs of these degrees (median); how many topics a bucket may hold at most (where
+    # the eigengap is searched); the cosine at which rows of the spectral embedding are
+    # linked into one topic.
+    coarse_threshold: float = 0.85
+    degrees: tuple[int, ...] = (10, 15, 20)
+    neighbours: int = 15
+    max_topics: int = 150
+    link_threshold: float = 0.5
+    # Lists above bucket_limit keywords are split into buckets of ~bucket_size.
+    bucket_limit: int = 2000
+    bucket_size: int = 1500
+    join_threshold: float = 0.8
+    kmeans_iterations: int = 8
+    seed: int = 8
+    # Page level: average cosine of page vectors (pages.py) needed to share a page.
+    page_threshold: float = 0.3
+    # Anchors: weight of a distinctive seed word in a keyword's anchor score; a
+    # keyword with no such word joins a user's topic at cosine >= anchor_floor, a
+    # platform topic (existing clusters, seed library sectors) at >= anchor_join.
+    anchor_vote_weight: float = 0.3
+    anchor_floor: float = 0.3
+    anchor_join: float = 0.6

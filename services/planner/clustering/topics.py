@@ -1,0 +1,144 @@
+"""The topic level: which keywords belong to one subject (a topic groups pages).
+
+Without anchors, topics are the clusters of the keywords' nearest-neighbour graph: its
+leading eigenvectors (spectral clustering), as many as the largest gap in its spectrum
+says (the eigengap heuristic), so their number comes from the data rather than from a
+distance threshold. Lists above `bucket_limit` keywords are first split into buckets of
+similar keywords (spherical k-means); each bucket gets its topics and topics of different
+buckets that mirror each other are joined.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from services.planner.clustering.config import ClusteringConfig
+from services.planner.clustering.graph import (
+    Labels,
+    Matrix,
+    average_linkage,
+    coarse_graph,
+    eigengap_k,
+    knn_graph,
+    nearest,
+    spectral_labels,
+    spectrum,
+    spherical_kmeans,
+    split_count,
+    unit_rows,
+)
+
+
+def neighbours_for(n: int, degree: int) -> int:
+    """Graph degree `degree`, fewer on short lists: a keyword of an 18-keyword list has
+    5 or so true neighbours, not 15."""
+    return max(2, min(degree, n // 4))
+
+
+def max_topics_for(n: int, config: ClusteringConfig) -> int:
+    """How far along the spectrum the eigengap is looked for."""
+    return max(1, min(n - 1, config.max_topics, max(8, n // 5)))
+
+
+def spectral_topics(x: Matrix, config: ClusteringConfig) -> Labels:
+    """Topic labels (dense, 0..k-1) of the rows of `x` (unit vectors).
+
+    Near-duplicates are grouped first (average linkage at `coarse_threshold`) and the
+    keyword graph is summed over the groups: the spectrum of the smaller graph is that
+    of the keyword graph restricted to vectors constant on each group, and it is several
+    times cheaper. The eigengap is read on the graphs of `config.degrees` neighbours and
+    the median taken: on lists whose topics are not far apart two gaps can be nearly
+    equal, and one graph's choice between them is luck."""
+    n = x.shape[0]
+    if n <= 2:
+        return np.zeros(n, dtype=np.int64)
+    groups = average_linkage(x, np.ones(n), config.coarse_threshold)
+    _, groups = np.unique(groups, return_inverse=True)
+    sizes = np.bincount(groups).astype(np.float64)
+    m = sizes.size
+    if m <= 2:
+        return np.zeros(n, dtype=np.int64)
+    degrees = sorted({neighbours_for(n, d) for d in config.degrees})
+    idx, sims = nearest(x, degrees[-1])
+    kmax = max_topics_for(m, config)
+    middle = degrees[len(degrees) // 2]
+    chosen = []
+    spec = None
+    for d in degrees:
+        s = spectrum(coarse_graph(knn_graph(idx, sims, d), groups), kmax, vectors=d == middle)
+        chosen.append(eigengap_k(s, kmax))
+        if d == middle:
+            spec = s
+    assert spec is not None
+    k = max(int(np.median(chosen)), len(spec.values))
+    labels = spectral_labels(spec, split_count(spec, k), config.link_threshold, sizes)
+    return labels[groups]
+
+
+def bucketed_topics(x: Matrix, config: ClusteringConfig) -> Labels:
+    """Spectral topics, bucket by bucket above `config.bucket_limit` keywords."""
+    n = x.shape[0]
+    if n <= config.bucket_limit:
+        return spectral_topics(x, config)
+    buckets = _buckets(x, np.arange(n, dtype=np.int64), config)
+    labels = np.empty(n, dtype=np.int64)
+    offset = 0
+    bucket_of_topic: list[int] = []
+    for b, idx in enumerate(buckets):
+        local = spectral_topics(x[idx], config)
+        labels[idx] = local + offset
+        count = int(local.max()) + 1
+        bucket_of_topic.extend([b] * count)
+        offset += count
+    return _join_mirrored(x, labels, np.asarray(bucket_of_topic), config)
+
+
+def _buckets(x: Matrix, indices: Labels, config: ClusteringConfig, depth: int = 0) -> list[Labels]:
+    """Split `indices` into buckets of at most `bucket_limit` similar rows."""
+    if indices.size <= config.bucket_limit:
+        return [indices]
+    k = max(2, math.ceil(indices.size / config.bucket_size))
+    assign = spherical_kmeans(x[indices], k, iterations=config.kmeans_iterations,
+                              seed=config.seed + depth)
+    parts = [indices[assign == c] for c in range(k)]
+    parts = [p for p in parts if p.size]
+    if len(parts) == 1 or depth > 8:
+        step = config.bucket_size
+        return [indices[s : s + step] for s in range(0, indices.size, step)]
+    out: list[Labels] = []
+    for part in parts:
+        out.extend(_buckets(x, part, config, depth + 1))
+    return out
+
+
+def _join_mirrored(x: Matrix, labels: Labels, bucket_of_topic: np.ndarray,
+                   config: ClusteringConfig) -> Labels:
+    """Join topics of different buckets that are each other's most similar topic and
+    whose centroids are at least `config.join_threshold` apart in cosine."""
+    k = int(labels.max()) + 1
+    sums = np.zeros((k, x.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels, x)
+    cent = unit_rows(sums)
+    sim = cent @ cent.T
+    same = bucket_of_topic[:, None] == bucket_of_topic[None, :]
+    sim[same] = -np.inf
+    best = sim.argmax(axis=1)
+    parent = np.arange(k)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(k):
+        j = int(best[i])
+        if best[j] == i and i < j and sim[i, j] >= config.join_threshold:
+            ri, rj = root(i), root(j)
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
+    roots = np.array([root(i) for i in range(k)])
+    _, dense = np.unique(roots[labels], return_inverse=True)
+    return dense.astype(np.int64)
