@@ -52,6 +52,7 @@ class Claim:
     key: str = ""
     revision: int = 0
     stored: Stored | None = field(default=None)
+    fingerprint: str = ""  # of the request that claimed the key
 
 
 def fingerprint(method: str, path: str, query: bytes, body: bytes) -> str:
@@ -77,7 +78,7 @@ class IdempotencyStore:
         for _ in range(4):
             try:
                 revision = await self.kv.create(storage_key, pending)
-                return Claim("proceed", storage_key, revision)
+                return Claim("proceed", storage_key, revision, fingerprint=fp)
             except KeyWrongLastSequenceError:
                 pass
             try:
@@ -100,7 +101,7 @@ class IdempotencyStore:
                 try:
                     revision = await self.kv.update(storage_key, pending,
                                                     last=entry.revision)
-                    return Claim("proceed", storage_key, revision)
+                    return Claim("proceed", storage_key, revision, fingerprint=fp)
                 except KeyWrongLastSequenceError:
                     continue
             return Claim("conflict", storage_key)

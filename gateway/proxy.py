@@ -15,10 +15,8 @@ import asyncio
 import logging
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from opentelemetry import propagate, trace
@@ -36,8 +34,9 @@ from gateway.http1 import (
     split_base,
 )
 from gateway.idempotency import REPLAY_HEADER, Claim, IdempotencyStore, fingerprint, valid_key
-from gateway.ratelimit import Decision, RateLimiter, caller_key
-from gateway.routes import GATEWAY, WRITE_METHODS, RouteTable
+from gateway.ratelimit import RateLimiter, caller_key
+from gateway.request import RequestHead, RequestLog, RequestRecord
+from gateway.routes import GATEWAY, WRITE_METHODS, Resolved, RouteTable
 from gateway.settings import GatewaySettings
 from libs.common import telemetry
 from libs.common.logging import account_id_var, request_id_var, user_id_var
@@ -50,14 +49,6 @@ ALLOWED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "O
 REVOKED_HEADER = b"x-igny8-revoked-sessions"
 INLINE_HEADER = b"x-igny8-envelope"
 
-# Request headers not forwarded as they are (hop-by-hop, or set by the gateway).
-_REQUEST_DROP = frozenset({
-    b"host", b"connection", b"keep-alive", b"proxy-authorization", b"proxy-connection",
-    b"te", b"trailer", b"transfer-encoding", b"upgrade", b"content-length",
-    b"accept-encoding", b"authorization", b"x-request-id", b"x-forwarded-for",
-    b"x-forwarded-host", b"x-forwarded-proto", b"forwarded", b"x-real-ip", b"traceparent",
-    b"tracestate", b"idempotency-key",
-})
 # Response headers the gateway drops or sets itself.
 _RESPONSE_DROP = frozenset({
     b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"server",
@@ -75,21 +66,13 @@ class ClientGone(Exception):
     """The client disconnected while the body was being read."""
 
 
-class RequestLog:
-    """Recent requests by id, for /api/v1/system/request-metrics/: the pipeline's own
-    record of each request, kept as it is (no copy per request)."""
+class Refusal(Exception):
+    """A step refuses the request: the answer is this error, nothing goes upstream."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._entries: OrderedDict[str, RequestRecord] = OrderedDict()
-
-    def add(self, record: RequestRecord) -> None:
-        self._entries[record.request_id] = record
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-
-    def get(self, request_id: str) -> RequestRecord | None:
-        return self._entries.get(request_id)
+    def __init__(self, status: int, message: str | None = None) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
 
 
 @dataclass(slots=True)
@@ -137,6 +120,9 @@ class Cors:
 
 
 class Pipeline:
+    """Every HTTP request of the gateway: `__call__` reads the head, then one step per
+    concern runs in turn; a step that refuses raises `Refusal`, answered as an error."""
+
     def __init__(self, settings: GatewaySettings,
                  own_app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.settings = settings
@@ -161,64 +147,22 @@ class Pipeline:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        method: str = scope["method"]
-        path: str = scope["path"]
-        authorization: bytes | None = None
-        rid_in: bytes | None = None
-        idem_key: bytes | None = None
-        origin: bytes | None = None
-        content_length: bytes | None = None
-        host: bytes = b""
-        xff: bytes | None = None
-        xfp: bytes | None = None
-        traceparent: bytes | None = None
-        acrm: bytes | None = None
-        acrh: bytes | None = None
-        chunked = False
-        forward: list[tuple[bytes, bytes]] = []  # sent upstream as they came
-        for name, value in scope["headers"]:
-            if name in _REQUEST_DROP or name.startswith(b"x-igny8-"):
-                if name == b"authorization":
-                    authorization = value
-                elif name == b"x-request-id":
-                    rid_in = value
-                elif name == b"host":
-                    host = value
-                elif name == b"content-length":
-                    content_length = value
-                elif name == b"idempotency-key":
-                    idem_key = value
-                elif name == b"x-forwarded-for":
-                    xff = value
-                elif name == b"x-forwarded-proto":
-                    xfp = value
-                elif name == b"traceparent":
-                    traceparent = value
-                elif name == b"transfer-encoding":
-                    chunked = True
-                continue
-            if name == b"origin":
-                origin = value
-            elif name == b"access-control-request-method":
-                acrm = value
-            elif name == b"access-control-request-headers":
-                acrh = value
-            forward.append((name, value))
-
+        head = RequestHead(scope)
+        rid_in = head.request_id
         request_id = request_id_from(rid_in.decode("latin-1") if rid_in else None)
         rid_token = request_id_var.set(request_id)
         extra: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
-        if origin is not None:
-            extra.extend(self.cors.headers(origin))
-        ctx = RequestRecord(request_id, method, path, started, extra)
+        if head.origin is not None:
+            extra.extend(self.cors.headers(head.origin))
+        ctx = RequestRecord(request_id, head.method, head.path, started, extra)
         try:
-            await self._handle(ctx, scope, receive, send, authorization, idem_key, origin,
-                               content_length, chunked, host, xff, xfp, traceparent,
-                               acrm, acrh, forward)
+            await self._handle(ctx, head, receive, send)
+        except Refusal as refusal:
+            await self._error(ctx, send, refusal.status, refusal.message)
         except ClientGone:
             ctx.status = 499
         except Exception:
-            log.exception("gateway failed on %s %s", method, path)
+            log.exception("gateway failed on %s %s", head.method, head.path)
             if not ctx.responded:
                 await self._error(ctx, send, 500)
             ctx.status = 500
@@ -228,143 +172,35 @@ class Pipeline:
             account_id_var.set(None)
             user_id_var.set(None)
 
-    # ---- the steps ---------------------------------------------------------------------
-
-    async def _handle(self, ctx: RequestRecord, scope: Scope, receive: Receive, send: Send,
-                      authorization: bytes | None, idem_key: bytes | None,
-                      origin: bytes | None, content_length: bytes | None, chunked: bool,
-                      host: bytes, xff: bytes | None, xfp: bytes | None,
-                      traceparent: bytes | None, acrm: bytes | None, acrh: bytes | None,
-                      forward: list[tuple[bytes, bytes]]) -> None:
-        method, path = ctx.method, ctx.path
-        if method == "OPTIONS" and origin is not None and acrm is not None:
-            headers = self.cors.preflight(origin, acrh)
-            ctx.extra = [(b"x-request-id", ctx.request_id.encode()), *headers]
-            await self._send(ctx, send, 204 if headers else 403, [], b"")
+    async def _handle(self, ctx: RequestRecord, head: RequestHead, receive: Receive,
+                      send: Send) -> None:
+        """The steps, in order. Each returns what the next needs or raises `Refusal`."""
+        if head.method == "OPTIONS" and head.origin is not None and head.cors_method is not None:
+            await self._preflight(ctx, head, send)
             return
-        if method not in ALLOWED_METHODS:
-            await self._error(ctx, send, 405)
-            return
-        resolved = self.routes.resolve(method, path)
-        if resolved is None:
-            await self._error(ctx, send, 404)
-            return
-        ctx.service = resolved.service
-        if content_length is not None:
-            try:
-                declared = int(content_length)
-            except ValueError:
-                await self._error(ctx, send, 400, "Invalid Content-Length header")
-                return
-            if declared > self.max_body:
-                await self._error(ctx, send, 413)
-                return
+        resolved = self._route(ctx, head)
         services = self.services
         assert services is not None, "gateway used outside its lifespan"
-
-        # Credentials.
-        auth: Authenticated | None = None
-        upstream_authorization: str | None = None
-        t = time.perf_counter()
-        if not resolved.public:
-            if not authorization:
-                await self._error(ctx, send, 401)
-                return
-            try:
-                auth = await services.authenticator.authenticate(
-                    authorization.decode("latin-1"), apikey_allowed=resolved.apikey_allowed,
-                    request_id=ctx.request_id)
-            except AuthFailure as exc:
-                ctx.auth_ms = (time.perf_counter() - t) * 1000
-                await self._error(ctx, send, exc.status, exc.message)
-                return
-            upstream_authorization = "Bearer " + auth.token
-            ctx.account_id = auth.principal.account_id
-            account_id_var.set(auth.principal.account_id)
-            user_id_var.set(auth.principal.user_id)
-        elif authorization and authorization[:7].lower() == b"bearer ":
-            upstream_authorization = authorization.decode("latin-1")
-        ctx.auth_ms = (time.perf_counter() - t) * 1000
-
-        client = self._client_address(scope, xff)
-        # Rate limit.
-        if self.throttle and resolved.scope is not None and services.limiter is not None:
-            t = time.perf_counter()
-            user_id = auth.principal.user_id if auth else None
-            decision: Decision = await services.limiter.check_or_admit(
-                resolved.scope, caller_key(resolved.scope, user_id, client))
-            ctx.rate_limit_ms = (time.perf_counter() - t) * 1000
-            ctx.extra.extend(decision.headers())
-            if not decision.allowed:
-                await self._error(ctx, send, 429)
-                return
-
+        auth = await self._credentials(ctx, head, resolved, services)
+        client = self._client_address(head)
+        await self._limit(ctx, resolved, auth, client, services)
         if resolved.service == GATEWAY:
-            await self._own(ctx, scope, receive, send, auth)
+            await self._own(ctx, head, receive, send, auth)
             return
-
         base = self.upstreams.get(resolved.service)
         if base is None:
-            await self._error(ctx, send, 503)
+            raise Refusal(503)
+        body = await self._body(head, receive)
+        claim = await self._claim(ctx, head, auth, client, body, services)
+        if claim is not None and claim.outcome == "replay" and claim.stored is not None:
+            stored = claim.stored
+            ctx.extra = [h for h in ctx.extra if h[0] != b"x-request-id"]
+            ctx.extra.append(REPLAY_HEADER)
+            await self._send(ctx, send, stored.status, stored.headers, stored.body)
             return
-
-        body = b""
-        if chunked or content_length is not None or method in WRITE_METHODS:
-            read = await self._read_body(receive)
-            if read is None:
-                await self._error(ctx, send, 413)
-                return
-            body = read
-
-        # Idempotency.
-        claim: Claim | None = None
-        fp = ""
-        if idem_key is not None and method == "POST":
-            key = idem_key.decode("latin-1").strip()
-            if not valid_key(key):
-                await self._error(ctx, send, 400, "Invalid Idempotency-Key header")
-                return
-            tenant = f"a{auth.principal.account_id}" if auth else f"ip{client}"
-            fp = fingerprint(method, path, scope.get("query_string", b""), body)
-            try:
-                claim = await services.idempotency.begin(tenant, key, fp)
-            except Exception as exc:  # noqa: BLE001 - any store failure is the same answer
-                UPSTREAM_ERRORS.labels("nats", "idempotency_store").inc()
-                log.warning("idempotency store unavailable: %s", exc)
-                await self._error(ctx, send, 503, "Idempotency store unavailable")
-                return
-            if claim.outcome == "replay" and claim.stored is not None:
-                stored = claim.stored
-                ctx.extra = [h for h in ctx.extra if h[0] != b"x-request-id"]
-                ctx.extra.append(REPLAY_HEADER)
-                await self._send(ctx, send, stored.status, stored.headers, stored.body)
-                return
-            if claim.outcome == "mismatch":
-                await self._error(ctx, send, 422, "Idempotency-Key was already used with "
-                                  "a different request")
-                return
-            if claim.outcome == "conflict":
-                await self._error(ctx, send, 409, "A request with this Idempotency-Key is "
-                                  "still in progress")
-                return
-
-        proto = (xfp if (xfp and self.hops) else scope.get("scheme", "http").encode()).decode()
-        forward.append((b"x-request-id", ctx.request_id.encode()))
-        forward.append((b"x-forwarded-for", client.encode("latin-1")))
-        forward.append((b"x-forwarded-proto", proto.encode("latin-1")))
-        if host:
-            forward.append((b"x-forwarded-host", host))
-        if upstream_authorization:
-            forward.append((b"authorization", upstream_authorization.encode("latin-1")))
-        if idem_key is not None:
-            forward.append((b"idempotency-key", idem_key))
-        query = scope.get("query_string", b"")
-        raw_path = scope.get("raw_path") or path.encode()
-        target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-
+        proto = self._forward(ctx, head, client, auth)
         try:
-            result = await self._upstream(ctx, services, method, resolved.service, target,
-                                          forward, body, traceparent)
+            result = await self._upstream(ctx, head, services, body)
         except BaseException:
             if claim is not None:
                 await _quietly(services.idempotency.release(claim))
@@ -372,24 +208,172 @@ class Pipeline:
         if result is None:
             if claim is not None:
                 await _quietly(services.idempotency.release(claim))
-            return await self._error(ctx, send, ctx.status)
-        status, raw_headers, upstream_body = result
-        out_status, headers, out_body = self._shape(ctx, status, raw_headers, upstream_body,
-                                                    base, proto, host, method)
+            raise Refusal(ctx.status)
+        status, headers, out_body = self._shape(ctx, head, result, base, proto)
         if claim is not None:
             stored_headers = [*headers, (b"x-request-id", ctx.request_id.encode())]
-            await _quietly(services.idempotency.finish(claim, fp, out_status, stored_headers,
-                                                       out_body))
-        await self._send(ctx, send, out_status, headers, out_body)
+            await _quietly(services.idempotency.finish(claim, claim.fingerprint, status,
+                                                       stored_headers, out_body))
+        await self._send(ctx, send, status, headers, out_body)
 
-    async def _upstream(self, ctx: RequestRecord, services: Services, method: str, service: str,
-                        target: str, headers: list[tuple[bytes, bytes]], body: bytes,
-                        traceparent: bytes | None) -> Response | None:
+    # ---- CORS --------------------------------------------------------------------------
+
+    async def _preflight(self, ctx: RequestRecord, head: RequestHead, send: Send) -> None:
+        assert head.origin is not None
+        headers = self.cors.preflight(head.origin, head.cors_headers)
+        ctx.extra = [(b"x-request-id", ctx.request_id.encode()), *headers]
+        await self._send(ctx, send, 204 if headers else 403, [], b"")
+
+    # ---- routing -----------------------------------------------------------------------
+
+    def _route(self, ctx: RequestRecord, head: RequestHead) -> Resolved:
+        """Where the request goes, and whether its declared size is acceptable."""
+        if head.method not in ALLOWED_METHODS:
+            raise Refusal(405)
+        resolved = self.routes.resolve(head.method, head.path)
+        if resolved is None:
+            raise Refusal(404)
+        ctx.service = resolved.service
+        if head.content_length is not None:
+            try:
+                declared = int(head.content_length)
+            except ValueError:
+                raise Refusal(400, "Invalid Content-Length header") from None
+            if declared > self.max_body:
+                raise Refusal(413)
+        return resolved
+
+    # ---- credentials -------------------------------------------------------------------
+
+    async def _credentials(self, ctx: RequestRecord, head: RequestHead, resolved: Resolved,
+                           services: Services) -> Authenticated | None:
+        """The caller, verified, for routes that need one (None for public routes)."""
+        if resolved.public:
+            return None
+        authorization = head.authorization
+        if not authorization:
+            raise Refusal(401)
+        t = time.perf_counter()
+        try:
+            auth = await services.authenticator.authenticate(
+                authorization.decode("latin-1"), apikey_allowed=resolved.apikey_allowed,
+                request_id=ctx.request_id)
+        except AuthFailure as exc:
+            raise Refusal(exc.status, exc.message) from None
+        finally:
+            ctx.auth_ms = (time.perf_counter() - t) * 1000
+        principal = auth.principal
+        ctx.account_id = principal.account_id
+        account_id_var.set(principal.account_id)
+        user_id_var.set(principal.user_id)
+        return auth
+
+    def _client_address(self, head: RequestHead) -> str:
+        xff = head.forwarded_for
+        if self.hops and xff:
+            parts = [p.strip() for p in xff.decode("latin-1").split(",") if p.strip()]
+            if parts:
+                return parts[-self.hops] if len(parts) >= self.hops else parts[0]
+        client = head.scope.get("client")
+        return str(client[0]) if client else "unknown"
+
+    # ---- rate limits -------------------------------------------------------------------
+
+    async def _limit(self, ctx: RequestRecord, resolved: Resolved, auth: Authenticated | None,
+                     client: str, services: Services) -> None:
+        """Charges the request to its scope; refuses it (429) past the limit."""
+        if not self.throttle or resolved.scope is None or services.limiter is None:
+            return
+        t = time.perf_counter()
+        user_id = auth.principal.user_id if auth else None
+        decision = await services.limiter.check_or_admit(
+            resolved.scope, caller_key(resolved.scope, user_id, client))
+        ctx.rate_limit_ms = (time.perf_counter() - t) * 1000
+        ctx.extra.extend(decision.headers())
+        if not decision.allowed:
+            raise Refusal(429)
+
+    # ---- body --------------------------------------------------------------------------
+
+    async def _body(self, head: RequestHead, receive: Receive) -> bytes:
+        """The whole request body (empty when the request has none), at most `max_body`."""
+        if not head.has_body and head.method not in WRITE_METHODS:
+            return b""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > self.max_body:
+                    raise Refusal(413)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # ---- idempotency -------------------------------------------------------------------
+
+    async def _claim(self, ctx: RequestRecord, head: RequestHead, auth: Authenticated | None,
+                     client: str, body: bytes, services: Services) -> Claim | None:
+        """A POST with an Idempotency-Key claims it: the first runs (and its answer is
+        stored), a repeat replays the stored answer, a different request with the same
+        key or one while the first still runs is refused."""
+        if head.idempotency_key is None or head.method != "POST":
+            return None
+        key = head.idempotency_key.decode("latin-1").strip()
+        if not valid_key(key):
+            raise Refusal(400, "Invalid Idempotency-Key header")
+        tenant = f"a{auth.principal.account_id}" if auth else f"ip{client}"
+        fp = fingerprint(head.method, head.path, head.scope.get("query_string", b""), body)
+        try:
+            claim = await services.idempotency.begin(tenant, key, fp)
+        except Exception as exc:  # noqa: BLE001 - any store failure is the same answer
+            UPSTREAM_ERRORS.labels("nats", "idempotency_store").inc()
+            log.warning("idempotency store unavailable: %s", exc)
+            raise Refusal(503, "Idempotency store unavailable") from None
+        if claim.outcome == "mismatch":
+            raise Refusal(422, "Idempotency-Key was already used with a different request")
+        if claim.outcome == "conflict":
+            raise Refusal(409, "A request with this Idempotency-Key is still in progress")
+        return claim
+
+    # ---- upstream ----------------------------------------------------------------------
+
+    def _forward(self, ctx: RequestRecord, head: RequestHead, client: str,
+                 auth: Authenticated | None) -> str:
+        """Completes the headers sent upstream (`head.forward`); the scheme the client
+        used."""
+        xfp = head.forwarded_proto
+        proto = (xfp if (xfp and self.hops) else head.scope.get("scheme", "http").encode()
+                 ).decode()
+        forward = head.forward
+        forward.append((b"x-request-id", ctx.request_id.encode()))
+        forward.append((b"x-forwarded-for", client.encode("latin-1")))
+        forward.append((b"x-forwarded-proto", proto.encode("latin-1")))
+        if head.host:
+            forward.append((b"x-forwarded-host", head.host))
+        if auth is not None:
+            forward.append((b"authorization", b"Bearer " + auth.token.encode("latin-1")))
+        elif head.authorization and head.authorization[:7].lower() == b"bearer ":
+            forward.append((b"authorization", head.authorization))
+        if head.idempotency_key is not None:
+            forward.append((b"idempotency-key", head.idempotency_key))
+        return proto
+
+    async def _upstream(self, ctx: RequestRecord, head: RequestHead, services: Services,
+                        body: bytes) -> Response | None:
+        """The upstream's whole answer, or None (with `ctx.status` set) when it failed."""
+        method, service, headers = head.method, ctx.service, head.forward
         span: trace.Span | None = None
         if self.spans and telemetry.exporting():
+            traceparent = head.traceparent
             parent = (propagate.extract({"traceparent": traceparent.decode("latin-1")})
                       if traceparent else None)
-            span = self.tracer.start_span(f"{method} {ctx.service}", context=parent,
+            span = self.tracer.start_span(f"{method} {service}", context=parent,
                                           kind=SpanKind.SERVER,
                                           attributes={"http.request.method": method,
                                                       "url.path": ctx.path,
@@ -400,7 +384,8 @@ class Pipeline:
                                                 f"{sc.trace_flags:02x}".encode()))
         else:
             # Nothing could export a gateway span: skip it, keep the trace going.
-            headers.append((b"traceparent", _forwarded_traceparent(traceparent)))
+            headers.append((b"traceparent", _forwarded_traceparent(head.traceparent)))
+        target = head.target
         t = time.perf_counter()
         lean = self.http1_targets.get(service) if services.http1 is not None else None
         result: Response
@@ -450,9 +435,14 @@ class Pipeline:
             span.end()
         ctx.status = status
 
-    def _shape(self, ctx: RequestRecord, status: int, raw_headers: list[tuple[bytes, bytes]],
-               body: bytes, base: str, proto: str, host: bytes, method: str
-               ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    # ---- response shaping --------------------------------------------------------------
+
+    def _shape(self, ctx: RequestRecord, head: RequestHead, result: Response, base: str,
+               proto: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The upstream's answer as the client gets it: the headers it may see, and the
+        body in the public envelope."""
+        status, raw_headers, body = result
+        method = head.method
         headers: list[tuple[bytes, bytes]] = []
         content_type = b""
         is_inline = False
@@ -467,7 +457,8 @@ class Pipeline:
                 elif name == REVOKED_HEADER:
                     self._apply_revocations(value)
                 elif name == b"location":
-                    headers.append((b"location", _public_location(value, base, proto, host)))
+                    headers.append((b"location",
+                                    _public_location(value, base, proto, head.host)))
                 continue
             headers.append((name, value))
         rid = ctx.request_id
@@ -492,8 +483,11 @@ class Pipeline:
         if sids and self.services is not None:
             self.services.authenticator.verifier.revocations.add_local(*sids)
 
-    async def _own(self, ctx: RequestRecord, scope: Scope, receive: Receive, send: Send,
+    # ---- the gateway's own routes ------------------------------------------------------
+
+    async def _own(self, ctx: RequestRecord, head: RequestHead, receive: Receive, send: Send,
                    auth: Authenticated | None) -> None:
+        scope = head.scope
         state = scope.setdefault("state", {})
         state["request_id"] = ctx.request_id
         state["principal"] = auth.principal if auth else None
@@ -510,32 +504,7 @@ class Pipeline:
 
         await self.own_app(scope, receive, send_wrapper)
 
-    # ---- helpers -----------------------------------------------------------------------
-
-    def _client_address(self, scope: Scope, xff: bytes | None) -> str:
-        if self.hops and xff:
-            parts = [p.strip() for p in xff.decode("latin-1").split(",") if p.strip()]
-            if parts:
-                return parts[-self.hops] if len(parts) >= self.hops else parts[0]
-        client = scope.get("client")
-        return str(client[0]) if client else "unknown"
-
-    async def _read_body(self, receive: Receive) -> bytes | None:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > self.max_body:
-                    return None
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    # ---- answering ---------------------------------------------------------------------
 
     async def _error(self, ctx: RequestRecord, send: Send, status: int,
                      message: str | None = None) -> None:
@@ -566,44 +535,6 @@ class Pipeline:
             log.error("%s %s -> %d", ctx.method, ctx.path, ctx.status,
                       extra={"fields": {"status": ctx.status, "ms": round(elapsed * 1e3, 2)}})
         self.request_log.add(ctx)
-
-
-class RequestRecord:
-    """One request as the pipeline sees it: filled in step by step, then kept in the
-    RequestLog as its timing breakdown."""
-
-    __slots__ = ("account_id", "auth_ms", "extra", "method", "path", "rate_limit_ms",
-                 "request_id", "responded", "service", "started", "status", "total_ms",
-                 "upstream_ms", "upstream_timing")
-
-    def __init__(self, request_id: str, method: str, path: str, started: float,
-                 extra: list[tuple[bytes, bytes]]) -> None:
-        self.request_id = request_id
-        self.method = method
-        self.path = path
-        self.started = started  # perf_counter()
-        self.extra = extra  # headers every answer to this request carries
-        self.service = ""
-        self.status = 500
-        self.account_id: int | None = None
-        self.auth_ms = 0.0
-        self.rate_limit_ms = 0.0
-        self.upstream_ms = 0.0
-        self.total_ms = 0.0
-        self.upstream_timing: str | None = None
-        self.responded = False
-
-    def as_dict(self) -> dict[str, Any]:
-        started_at = time.time() - (time.perf_counter() - self.started)
-        return {
-            "request_id": self.request_id, "method": self.method, "path": self.path,
-            "service": self.service or "unmatched", "status": self.status,
-            "started_at": started_at, "total_ms": round(self.total_ms, 3),
-            "auth_ms": round(self.auth_ms, 3), "rate_limit_ms": round(self.rate_limit_ms, 3),
-            "upstream_ms": round(self.upstream_ms, 3),
-            "gateway_ms": round(self.total_ms - self.upstream_ms, 3),
-            "upstream_server_timing": self.upstream_timing,
-        }
 
 
 def _forwarded_traceparent(incoming: bytes | None) -> bytes:
