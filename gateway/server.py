@@ -16,11 +16,25 @@ HTTP/1.1 as clients use it:
 - request bodies streamed to `receive()`, chunked or not, with `Expect: 100-continue`;
 - responses with `content-length`, or chunked when the app streams;
 - `HEAD`; HTTP/1.0; `Connection: close`;
-- 400 for what cannot be parsed and 431 for oversized heads;
+- 400 for what cannot be parsed (a `#` in the request target too) and 431 for oversized
+  heads;
 - an upgrade it does not offer (h2c, WebSocket) answered as plain HTTP/1.1;
 - a request answered before its body arrived ends its connection;
 - idle connections closed after `keep_alive_seconds`;
 - a graceful stop on SIGTERM that finishes the requests in flight.
+
+What one client can make it hold is bounded (issue 13, H1 and H2):
+- a request head must arrive within `head_timeout_seconds` and a body within
+  `body_timeout_seconds` of the server starting to read it, else 408 and the connection
+  closes;
+- request bodies being received are reserved against a budget per client address and one
+  for the process, by their declared length: a body that does not fit waits, unread,
+  until earlier ones are answered;
+- answers to pipelined requests are produced one at a time, and the next only once the
+  client has read the previous one down to the transport's high-water mark; at most
+  `max_pipelined` parsed requests wait per connection; a client that reads nothing for
+  `write_timeout_seconds` while an answer waits is disconnected;
+- at most `max_connections_per_address` connections per client address (0: no cap).
 
 It does not do TLS (the ingress terminates it), HTTP/2 or WebSockets.
 """
@@ -43,6 +57,8 @@ from urllib.parse import unquote
 
 import httptools
 from starlette.types import ASGIApp, Message, Scope
+
+from gateway.settings import GatewaySettings
 
 log = logging.getLogger("igny8.gateway.server")
 
@@ -74,10 +90,90 @@ class ServerConfig:
     graceful_seconds: float = 20.0
     max_head_bytes: int = 64 * 1024
     backlog: int = 2048
+    # Deadlines: a request head from its first byte; a body from when reading it starts.
+    head_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    # An answer the client does not read for this long ends the connection.
+    write_timeout_seconds: float = 30.0
+    # Parsed requests waiting for their turn on one connection (pipelining).
+    max_pipelined: int = 16
+    # Connections per client address (the socket's peer); 0: no cap.
+    max_connections_per_address: int = 0
+    # Request bodies being received at once, by declared length (chunked: max_body_bytes).
+    max_body_bytes: int = 10 * 1024 * 1024
+    body_budget_per_address: int = 10 * 1024 * 1024 + 1
+    body_budget: int = 64 * 1024 * 1024
+    # Other ports served by the same app (the gateway's metrics listener).
+    extra_ports: tuple[int, ...] = ()
+
+    @property
+    def sweep_seconds(self) -> float:
+        """How often the sweeper looks at every connection's deadlines."""
+        return max(0.02, min(1.0, self.keep_alive_seconds, self.head_timeout_seconds,
+                             self.body_timeout_seconds, self.write_timeout_seconds) / 2)
 
 
 class _HeadTooLarge(Exception):
     pass
+
+
+class _BadTarget(Exception):
+    """A request target the services behind would read differently (a fragment)."""
+
+
+class _PipelineFull(Exception):
+    """More parsed requests wait on the connection than `max_pipelined`."""
+
+
+class BodyBudget:
+    """Request-body bytes being received, reserved by declared length per client address
+    and for the whole process. A reservation that does not fit waits (its connection
+    unread) until earlier ones are released; budgets of at least one maximal body
+    guarantee that every waiting body eventually fits."""
+
+    def __init__(self, per_address: int, total: int) -> None:
+        self.per_address = per_address
+        self.total = total
+        self.reserved = 0
+        self.by_address: dict[str, int] = {}
+        self.waiting: collections.deque[_Exchange] = collections.deque()
+
+    def fits(self, address: str, size: int) -> bool:
+        return (self.reserved + size <= self.total
+                and self.by_address.get(address, 0) + size <= self.per_address)
+
+    def reserve(self, exchange: _Exchange) -> bool:
+        """Reserves the exchange's body now (True), or queues it (False)."""
+        if self.waiting or not self.fits(exchange.address, exchange.reservation):
+            self.waiting.append(exchange)
+            return False
+        self._take(exchange)
+        return True
+
+    def _take(self, exchange: _Exchange) -> None:
+        self.reserved += exchange.reservation
+        self.by_address[exchange.address] = (self.by_address.get(exchange.address, 0)
+                                             + exchange.reservation)
+        exchange.reserved = True
+
+    def release(self, exchange: _Exchange) -> None:
+        if exchange.reserved:
+            exchange.reserved = False
+            self.reserved -= exchange.reservation
+            left = self.by_address[exchange.address] - exchange.reservation
+            if left:
+                self.by_address[exchange.address] = left
+            else:
+                del self.by_address[exchange.address]
+        elif exchange in self.waiting:
+            self.waiting.remove(exchange)
+            return
+        # Admit the waiting bodies that fit now, oldest first.
+        for waiting in list(self.waiting):
+            if self.fits(waiting.address, waiting.reservation):
+                self.waiting.remove(waiting)
+                self._take(waiting)
+                waiting.admitted()
 
 
 class HttpServer:
@@ -92,6 +188,8 @@ class HttpServer:
         self.state: dict[str, Any] = {}
         self.date_line = b""
         self.port: int | None = None  # the bound port, once listening
+        self.per_address: dict[str, int] = {}  # open connections per client address
+        self.budget = BodyBudget(config.body_budget_per_address, config.body_budget)
 
     async def serve(self, stop: asyncio.Event,
                     ready: Callable[[int], None] | None = None) -> None:
@@ -99,13 +197,18 @@ class HttpServer:
         await lifespan.startup()
         loop = asyncio.get_running_loop()
         self._refresh_date()
+        servers: list[asyncio.Server] = []
         try:
-            server = await loop.create_server(lambda: HttpConnection(self), self.config.host,
-                                              self.config.port, backlog=self.config.backlog)
+            for port in (self.config.port, *self.config.extra_ports):
+                servers.append(await loop.create_server(
+                    lambda: HttpConnection(self), self.config.host, port,
+                    backlog=self.config.backlog))
         except BaseException:
+            for server in servers:
+                server.close()
             await lifespan.shutdown()
             raise
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = servers[0].sockets[0].getsockname()[1]
         sweeper = asyncio.create_task(self._sweep(stop))
         log.info("listening on %s:%d", self.config.host, self.port)
         if ready is not None:
@@ -114,7 +217,8 @@ class HttpServer:
             await stop.wait()
         finally:
             self.stopping = True
-            server.close()
+            for server in servers:
+                server.close()
             for conn in list(self.connections):
                 if not conn.exchanges:  # idle keep-alive connections go at once
                     conn.close()
@@ -131,17 +235,16 @@ class HttpServer:
         self.date_line = b"date: " + email.utils.formatdate(usegmt=True).encode() + b"\r\n"
 
     async def _sweep(self, stop: asyncio.Event) -> None:
-        """Once a second: the `date` header, and closing connections idle for too long
-        (one timer for all connections instead of one per request)."""
+        """The `date` header, and every connection's deadlines: one timer for all
+        connections instead of one per request."""
+        config = self.config
         while not stop.is_set():
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(config.sweep_seconds)
             self._refresh_date()
-            deadline = time.monotonic() - self.config.keep_alive_seconds
+            now = time.monotonic()
+            idle = now - config.keep_alive_seconds
             for conn in list(self.connections):
-                # No request in flight and nothing heard for a while: an idle keep-alive
-                # connection, or a request head that stopped arriving.
-                if not conn.exchanges and conn.last_heard < deadline:
-                    conn.close()
+                conn.check_deadlines(now, idle)
 
 
 class HttpConnection(asyncio.Protocol):
@@ -165,6 +268,12 @@ class HttpConnection(asyncio.Protocol):
         self.reading_paused = False
         self.writable = asyncio.Event()
         self.writable.set()
+        self.address = ""  # the client's address, counted in server.per_address
+        self.head_started = 0.0  # monotonic time of a request head's first byte, if any
+        self.write_paused_since = 0.0  # since when the client has read none of our answer
+        self.write_pending = 0  # bytes waiting to be written at the last look
+        self.next_after_drain = False  # the next answer waits for the client to read
+        self.stop_parsing = False  # nothing more is read from this connection
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -175,16 +284,38 @@ class HttpConnection(asyncio.Protocol):
         local = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if peer else None
         self.local = (str(local[0]), int(local[1])) if local else None
-        self.server.connections.add(self)
+        server = self.server
+        address = self.client[0] if self.client else ""
+        count = server.per_address.get(address, 0)
+        cap = server.config.max_connections_per_address
+        if cap and count >= cap:
+            self.transport.write(_plain_response(503))
+            self.transport.close()
+            self.closed = self.stop_parsing = True
+            return
+        self.address = address
+        server.per_address[address] = count + 1
+        server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.server.connections.discard(self)
+        server = self.server
+        if self in server.connections:
+            server.connections.discard(self)
+            left = server.per_address.get(self.address, 1) - 1
+            if left > 0:
+                server.per_address[self.address] = left
+            else:
+                server.per_address.pop(self.address, None)
         self.writable.set()
         for exchange in self.exchanges:
             exchange.lost()
+            server.budget.release(exchange)
+        self.exchanges.clear()
 
     def data_received(self, data: bytes) -> None:
+        if self.stop_parsing:
+            return
         self.last_heard = time.monotonic()
         try:
             self.parser.feed_data(data)
@@ -199,6 +330,13 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _HeadTooLarge):
                 self._reject(431)
+            elif isinstance(exc.__context__, _BadTarget):
+                self._reject(400)
+            elif isinstance(exc.__context__, _PipelineFull):
+                # Answer what is queued, then close: the client retries the rest.
+                self.stop_parsing = True
+                self.exchanges[-1].keep_alive = False
+                self._pause_reading()
             else:
                 log.exception("request parsing failed")
                 self._reject(400)
@@ -207,9 +345,39 @@ class HttpConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writable.clear()
+        self.write_paused_since = time.monotonic()
+        self.write_pending = self.buffered_bytes()
 
     def resume_writing(self) -> None:
         self.writable.set()
+        self.write_paused_since = 0.0
+        if self.next_after_drain:
+            self.next_after_drain = False
+            self._next()
+
+    def check_deadlines(self, now: float, idle_since: float) -> None:
+        """Called by the sweeper: ends what has run out of time."""
+        config = self.server.config
+        if self.write_paused_since:
+            pending = self.buffered_bytes()
+            if pending < self.write_pending:  # the client reads, slowly: progress
+                self.write_pending = pending
+                self.write_paused_since = now
+            elif now - self.write_paused_since > config.write_timeout_seconds:
+                self.abort()  # the client reads nothing: what waits for it is dropped
+                return
+        if self.head_started and now - self.head_started > config.head_timeout_seconds:
+            self._reject(408)
+            return
+        parsing = self.parsing
+        if (parsing is not None and parsing.body_deadline
+                and parsing.more_body and now > parsing.body_deadline):
+            parsing.time_out()
+            return
+        # No request in flight and nothing heard for a while: an idle keep-alive
+        # connection, or a request head that stopped arriving.
+        if not self.exchanges and self.last_heard < idle_since:
+            self.close()
 
     # --- httptools callbacks ------------------------------------------------------------
 
@@ -217,6 +385,7 @@ class HttpConnection(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.head_bytes = 0
+        self.head_started = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -231,7 +400,12 @@ class HttpConnection(asyncio.Protocol):
             raise _HeadTooLarge
 
     def on_headers_complete(self) -> None:
+        self.head_started = 0.0
         url = self.url
+        if b"#" in url:
+            raise _BadTarget
+        if len(self.exchanges) >= self.server.config.max_pipelined:
+            raise _PipelineFull
         if url[:1] != b"/":  # absolute-form (a proxy request) or `*`
             parsed = httptools.parse_url(url)
             raw_path = parsed.path or b"/"
@@ -254,14 +428,22 @@ class HttpConnection(asyncio.Protocol):
                              expect_continue=(b"expect", b"100-continue") in self.headers)
         self.exchanges.append(exchange)
         self.parsing = exchange
+        reservation = _body_reservation(self.headers, self.server.config.max_body_bytes)
+        if reservation:
+            exchange.reservation = reservation
+            if self.server.budget.reserve(exchange):
+                exchange.admitted()
+            else:  # its body waits, unread, until earlier bodies are answered
+                self._pause_reading()
         if len(self.exchanges) == 1:
             exchange.start()
         else:  # pipelined: it waits for the answers before it
             self._pause_reading()
 
     def on_body(self, body: bytes) -> None:
-        assert self.parsing is not None
-        if self.parsing.feed(body) > _BODY_HIGH_WATER:
+        parsing = self.parsing
+        assert parsing is not None
+        if parsing.feed(body) > _BODY_HIGH_WATER or not parsing.may_read:
             self._pause_reading()
 
     def on_message_complete(self) -> None:
@@ -279,6 +461,7 @@ class HttpConnection(asyncio.Protocol):
         """The response to the oldest request is complete: close, or go on to the next."""
         if self.exchanges and self.exchanges[0] is exchange:
             self.exchanges.popleft()
+        self.server.budget.release(exchange)
         # Answered before its body arrived (a 401 or 413 before reading it): the rest of
         # the body would have to be read and thrown away, so the connection ends instead.
         if exchange.more_body:
@@ -287,12 +470,24 @@ class HttpConnection(asyncio.Protocol):
             self.close()
             return
         self.last_heard = time.monotonic()
+        if not self.writable.is_set():
+            # The client has not read this answer yet: the next one (and reading more
+            # requests) waits until it has, so unread answers never pile up here.
+            self.next_after_drain = True
+            return
+        self._next()
+
+    def _next(self) -> None:
+        if self.closed:
+            return
         if self.exchanges:
             self.exchanges[0].start()
         self.resume_reading()
 
     def resume_reading(self) -> None:
-        if self.reading_paused and not self.closed and self.transport is not None:
+        if (self.reading_paused and not self.closed and not self.stop_parsing
+                and self.transport is not None and not self.next_after_drain
+                and (self.parsing is None or self.parsing.may_read)):
             self.reading_paused = False
             self.transport.resume_reading()
 
@@ -309,14 +504,39 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
+    def abort(self) -> None:
+        """Closes at once, dropping whatever waits to be written."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    def buffered_bytes(self) -> int:
+        """Bytes of answers waiting to be written to the client."""
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+
+def _body_reservation(headers: list[tuple[bytes, bytes]], max_body: int) -> int:
+    """What a request's body is reserved at: its declared length (at most one byte more
+    than the largest body accepted, which the app refuses without reading), or the
+    largest body for a chunked one; 0 without a body."""
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return min(int(value), max_body + 1)
+            except ValueError:
+                return max_body + 1
+        if name == b"transfer-encoding":
+            return max_body + 1
+    return 0
+
 
 class _Exchange:
     """One request and its response, between the connection and the app."""
 
-    __slots__ = ("body", "body_delivered", "body_size", "chunked", "complete", "conn",
-                 "continue_sent",
-                 "disconnected", "expect_continue", "head", "head_only", "keep_alive",
-                 "more_body", "no_body", "scope", "started", "wakeup")
+    __slots__ = ("address", "body", "body_deadline", "body_delivered", "body_size", "chunked",
+                 "complete", "conn", "continue_sent", "disconnected", "expect_continue",
+                 "head", "head_only", "keep_alive", "more_body", "no_body", "reservation",
+                 "reserved", "scope", "started", "wakeup")
 
     def __init__(self, conn: HttpConnection, scope: Scope, *, keep_alive: bool,
                  head_only: bool, expect_continue: bool) -> None:
@@ -337,6 +557,10 @@ class _Exchange:
         self.complete = False
         self.chunked = False
         self.no_body = False
+        self.address = conn.address
+        self.reservation = 0  # body bytes reserved in the server's BodyBudget
+        self.reserved = False
+        self.body_deadline = 0.0  # monotonic time by which the body must have arrived
 
     # --- from the connection ------------------------------------------------------------
 
@@ -354,7 +578,27 @@ class _Exchange:
 
     def body_complete(self) -> None:
         self.more_body = False
+        if self.reservation and not self.reserved:  # arrived whole while it waited
+            self.conn.server.budget.release(self)
         self._wake()
+
+    @property
+    def may_read(self) -> bool:
+        """Whether more of this request's body may be read from the socket."""
+        return self.reserved or not self.reservation or not self.more_body
+
+    def admitted(self) -> None:
+        """The budget took this body: reading it may start, and its deadline runs."""
+        self.body_deadline = time.monotonic() + self.conn.server.config.body_timeout_seconds
+        if self.conn.parsing is self and self.body_size <= _BODY_HIGH_WATER:
+            self.conn.resume_reading()
+
+    def time_out(self) -> None:
+        """The body did not arrive in time: 408 if nothing was answered yet, then close."""
+        if not self.started:
+            self.started = True
+            self.conn.write(_plain_response(408))
+        self.conn.close()
 
     def lost(self) -> None:
         self.disconnected = True
@@ -433,6 +677,8 @@ class _Exchange:
                 self.keep_alive = False
             if not self.keep_alive:
                 head.append(b"connection: close\r\n")
+            elif self.scope["http_version"] == "1.0":
+                head.append(b"connection: keep-alive\r\n")
             if has_length or self.no_body:
                 head.append(b"\r\n")
             self.head = head
@@ -533,9 +779,29 @@ async def serve(app: ASGIApp, config: ServerConfig) -> None:
     await HttpServer(app, config).serve(stop)
 
 
+def server_config(settings: GatewaySettings, host: str, port: int) -> ServerConfig:
+    """The server's configuration from the gateway's settings."""
+    max_body = settings.max_body_bytes
+    return ServerConfig(
+        host=host, port=port,
+        keep_alive_seconds=settings.keep_alive_seconds,
+        graceful_seconds=settings.graceful_shutdown_seconds,
+        head_timeout_seconds=settings.request_head_timeout_seconds,
+        body_timeout_seconds=settings.request_body_timeout_seconds,
+        write_timeout_seconds=settings.write_timeout_seconds,
+        max_pipelined=settings.max_pipelined_requests,
+        # Behind trusted proxies every peer is a proxy: they cap connections per client.
+        max_connections_per_address=(0 if settings.trusted_proxy_hops
+                                     else settings.max_connections_per_address),
+        max_body_bytes=max_body,
+        body_budget_per_address=settings.body_budget_per_address_bytes or max_body + 1,
+        body_budget=max(settings.body_budget_bytes, max_body + 1),
+        extra_ports=(settings.metrics_port,) if settings.metrics_port else (),
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     from gateway.main import create_app
-    from gateway.settings import GatewaySettings
 
     parser = argparse.ArgumentParser(description="The IGNY8 gateway's HTTP server.")
     parser.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server's default
@@ -543,9 +809,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="default: IGNY8_HTTP_PORT, else 8000")
     args = parser.parse_args(argv)
     settings = GatewaySettings()
-    config = ServerConfig(host=args.host, port=args.port or settings.http_port,
-                          keep_alive_seconds=settings.keep_alive_seconds,
-                          graceful_seconds=settings.graceful_shutdown_seconds)
+    config = server_config(settings, args.host, args.port or settings.http_port)
     with contextlib.suppress(ImportError):
         import uvloop
 

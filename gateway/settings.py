@@ -20,6 +20,26 @@ class GatewaySettings(PlatformSettings):
     # on SIGTERM, requests in flight get this long to finish.
     keep_alive_seconds: float = 5.0
     graceful_shutdown_seconds: float = 20.0
+    # What one client can make the server hold (issue 13, H1/H2; gateway/server.py): a
+    # request head must arrive within, and a body within, these many seconds (else 408);
+    # a client that reads none of an answer for `write_timeout_seconds` is disconnected.
+    request_head_timeout_seconds: float = 10.0
+    request_body_timeout_seconds: float = 60.0
+    write_timeout_seconds: float = 30.0
+    # Parsed requests that may wait their turn on one connection (pipelining).
+    max_pipelined_requests: int = 16
+    # Connections per client address (socket peer). Applies only without trusted proxies
+    # (IGNY8_TRUSTED_PROXY_HOPS=0): behind an ingress every peer is the ingress, which
+    # limits connections per client itself. 0: no cap.
+    max_connections_per_address: int = 32
+    # Request bodies being received at once, reserved by declared length: per client
+    # address (default: one body of the largest size) and for the process.
+    body_budget_per_address_bytes: int | None = None
+    body_budget_bytes: int = 64 * MiB
+    # /metrics is served on this port (all of the gateway's routes answer there), and on
+    # the public port only to loopback clients that came through no proxy. Unset: public
+    # port only, loopback only.
+    metrics_port: int | None = None
 
     # Upstream base URLs (scheme://host:port). Unset: routes to that service answer 503.
     auth_url: str | None = None
@@ -60,6 +80,10 @@ class GatewaySettings(PlatformSettings):
     # sampled). 0 never creates gateway spans; with no exporter configured none are created
     # either. The trace context (traceparent) is forwarded upstream in every case.
     trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    # Server-Timing on every answer (gateway and upstream durations). Off by default (it
+    # tells outsiders how long each step takes); on with DEBUG. An account's own timings
+    # are always at /api/v1/system/request-metrics/<request id>/.
+    server_timing: bool = False
     # Request timing breakdowns kept in memory for /api/v1/system/request-metrics/.
     request_metrics_size: int = 10_000
 
