@@ -122,9 +122,11 @@ async def request_metrics(request: Request, request_id: str) -> Response:
     principal = _principal(request)
     if principal is None:
         return fail(request, 401)
-    timing = request.app.state.gw.pipeline.request_log.get(request_id)
-    if timing is None or (not principal.is_platform_staff
-                          and timing.account_id != principal.account_id):
+    log = request.app.state.gw.pipeline.request_log
+    timing = log.get(principal.account_id, request_id)
+    if timing is None and principal.is_platform_staff:
+        timing = log.newest(request_id)
+    if timing is None:
         return fail(request, 404)
     return ok(request, timing.as_dict())
 

@@ -13,20 +13,25 @@ with bytes operations, to save httptools' per-header callbacks, measured 3x slow
   (below uvicorn's 5 s keep-alive, so an upstream rarely closes one under us).
 - A request whose reused connection turns out to be closed before any answer byte is
   retried once on a new connection when its method is idempotent.
+- A non-idempotent request cannot be retried once sent, so before it is sent on a reused
+  connection, the socket is asked (`poll`, no wait) whether the upstream has closed it
+  meanwhile: a service that closes a connection right after a 500 must not fail the next
+  tenant's POST (issue 13, M4). The close may have arrived since the loop last looked.
 - `UpstreamUnavailable` (connect failed or timed out, connection lost), `TimeoutError`
   (no whole answer within `timeout`), `UpstreamBadResponse` (unparsable answer).
 - No timer and no semaphore per request: a request is a counter and a deadline, and one
   watchdog per pool fails the answers that are late (checked `timeout / 4` apart, at most
   a second). Per-request `asyncio.timeout` and `Semaphore` were ~5 % of the gateway's
   CPU per request.
-- HEAD is not supported (httptools cannot be told a response has no body): callers send
-  those through another client.
+- HEAD is not supported (httptools cannot be told a response has no body): the gateway
+  asks GET instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +40,10 @@ import httptools
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _NEEDS_LENGTH = frozenset({"POST", "PUT", "PATCH"})
+# poll() events saying a kept-alive connection cannot carry a request: the upstream closed
+# it (or half-closed it), it failed, or it sent bytes nobody asked for.
+_NOT_REUSABLE = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | getattr(
+    select, "POLLRDHUP", 0x2000)
 
 
 class UpstreamUnavailable(Exception):
@@ -50,7 +59,8 @@ Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("body", "closed", "deadline", "delimited", "headers", "idle_since",
-                 "keep_alive", "loop", "parser", "received", "status", "transport", "waiter")
+                 "keep_alive", "loop", "parser", "poller", "received", "status", "transport",
+                 "waiter")
 
     def __init__(self) -> None:
         self.transport: Any = None  # asyncio's or uvloop's transport
@@ -66,11 +76,25 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.deadline = 0.0  # loop time by which the answer in flight must be complete
         self.idle_since = 0.0
+        self.poller: select.poll | None = None
 
     # ---- asyncio.Protocol ----
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A poll object holds the descriptor's number only: it owns nothing, and is
+            # asked only while the transport keeps the socket open.
+            self.poller = select.poll()
+            self.poller.register(sock.fileno(), _NOT_REUSABLE)
+
+    def still_open(self) -> bool:
+        """Whether the upstream has neither closed this idle connection nor written to it
+        since its last answer, as the socket says now (one poll, no wait)."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return False
+        return self.poller is None or not self.poller.poll(0)
 
     def data_received(self, data: bytes) -> None:
         self.received = True
@@ -192,7 +216,7 @@ class Http1Pool:
             await self._wait_for_slot(upstream, deadline)
         upstream.busy += 1
         try:
-            connection = self._idle_connection(upstream, loop)
+            connection = self._idle_connection(upstream, loop, method not in IDEMPOTENT)
             reused = connection is not None
             if connection is None:
                 connection = await self._connect(upstream)
@@ -249,13 +273,18 @@ class Http1Pool:
                 connection._fail(TimeoutError(f"no complete answer in {self.timeout:g} s"))
                 connection.close()
 
-    def _idle_connection(self, upstream: _Upstream,
-                         loop: asyncio.AbstractEventLoop) -> _Connection | None:
-        """The warmest kept-alive connection that is still fresh, if any."""
+    def _idle_connection(self, upstream: _Upstream, loop: asyncio.AbstractEventLoop,
+                         unrepeatable: bool) -> _Connection | None:
+        """The warmest kept-alive connection that is still fresh, if any. For a request
+        that cannot be repeated, the socket itself confirms that it is still open (an
+        idempotent one is repeated on a new connection instead, at no cost when the
+        connection is fine)."""
         idle = upstream.idle
         while idle:
             connection = idle.pop()
-            if not connection.closed and loop.time() - connection.idle_since < self.idle_seconds:
+            if (not connection.closed
+                    and loop.time() - connection.idle_since < self.idle_seconds
+                    and (not unrepeatable or connection.still_open())):
                 return connection
             connection.close()
         return None

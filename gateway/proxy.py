@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 from opentelemetry import propagate, trace
@@ -34,9 +35,9 @@ from gateway.http1 import (
     split_base,
 )
 from gateway.idempotency import REPLAY_HEADER, Claim, IdempotencyStore, fingerprint, valid_key
-from gateway.ratelimit import RateLimiter, caller_key
+from gateway.ratelimit import RateLimiter, caller_key, lockout_headers
 from gateway.request import RequestHead, RequestLog, RequestRecord
-from gateway.routes import GATEWAY, WRITE_METHODS, Resolved, RouteTable
+from gateway.routes import AUTH_FAILURE_SCOPE, GATEWAY, WRITE_METHODS, Resolved, RouteTable
 from gateway.settings import GatewaySettings
 from libs.common import telemetry
 from libs.common.logging import account_id_var, request_id_var, user_id_var
@@ -57,6 +58,10 @@ _RESPONSE_DROP = frozenset({
 })
 
 _JSON = b"application/json"
+_NO_STORE = (b"cache-control", b"no-store")
+# The gateway's rate-limit headers (ratelimit.Decision.headers).
+_THROTTLE_HEADERS = frozenset({b"x-throttle-limit", b"x-throttle-remaining",
+                               b"x-throttle-reset", b"ratelimit", b"ratelimit-policy"})
 # W3C traceparent (version ff is invalid); later versions may append fields.
 _TRACEPARENT = re.compile(
     rb"((?!ff)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2})(?:-[0-9a-f].*)?")
@@ -69,10 +74,12 @@ class ClientGone(Exception):
 class Refusal(Exception):
     """A step refuses the request: the answer is this error, nothing goes upstream."""
 
-    def __init__(self, status: int, message: str | None = None) -> None:
+    def __init__(self, status: int, message: str | None = None,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
         super().__init__(status, message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 @dataclass(slots=True)
@@ -142,6 +149,13 @@ class Pipeline:
         self.tracer = trace.get_tracer("igny8.gateway")
         # The gateway's own span per request, when something exports it.
         self.spans = settings.trace_sample_ratio > 0
+        # Links and redirects name the configured public URL, never the client's Host.
+        public = urlsplit(settings.public_url)
+        self.public_base = f"{public.scheme}://{public.netloc}"
+        self.public_host = public.netloc.encode("latin-1")
+        self.public_proto = public.scheme.encode("latin-1")
+        self.server_timing = settings.server_timing or settings.debug
+        self.metrics_port = settings.metrics_port
 
     # ---- entry -------------------------------------------------------------------------
 
@@ -158,6 +172,8 @@ class Pipeline:
         try:
             await self._handle(ctx, head, receive, send)
         except Refusal as refusal:
+            if refusal.headers:
+                ctx.extra.extend(refusal.headers)
             await self._error(ctx, send, refusal.status, refusal.message)
         except ClientGone:
             ctx.status = 499
@@ -181,8 +197,8 @@ class Pipeline:
         resolved = self._route(ctx, head)
         services = self.services
         assert services is not None, "gateway used outside its lifespan"
-        auth = await self._credentials(ctx, head, resolved, services)
         client = self._client_address(head)
+        auth = await self._credentials(ctx, head, resolved, client, services)
         await self._limit(ctx, resolved, auth, client, services)
         if resolved.service == GATEWAY:
             await self._own(ctx, head, receive, send, auth)
@@ -198,7 +214,7 @@ class Pipeline:
             ctx.extra.append(REPLAY_HEADER)
             await self._send(ctx, send, stored.status, stored.headers, stored.body)
             return
-        proto = self._forward(ctx, head, client, auth)
+        self._forward(ctx, head, client, auth)
         try:
             result = await self._upstream(ctx, head, services, body)
         except BaseException:
@@ -209,7 +225,7 @@ class Pipeline:
             if claim is not None:
                 await _quietly(services.idempotency.release(claim))
             raise Refusal(ctx.status)
-        status, headers, out_body = self._shape(ctx, head, result, base, proto)
+        status, headers, out_body = self._shape(ctx, head, result, base)
         if claim is not None:
             stored_headers = [*headers, (b"x-request-id", ctx.request_id.encode())]
             await _quietly(services.idempotency.finish(claim, claim.fingerprint, status,
@@ -231,7 +247,7 @@ class Pipeline:
         if head.method not in ALLOWED_METHODS:
             raise Refusal(405)
         resolved = self.routes.resolve(head.method, head.path)
-        if resolved is None:
+        if resolved is None or (head.path == "/metrics" and not self._may_scrape(head)):
             raise Refusal(404)
         ctx.service = resolved.service
         if head.content_length is not None:
@@ -243,30 +259,65 @@ class Pipeline:
                 raise Refusal(413)
         return resolved
 
+    def _may_scrape(self, head: RequestHead) -> bool:
+        """/metrics: on the metrics port, or to a loopback client that came through no
+        proxy (`igny8 up`); never to the public (issue 13, L5)."""
+        server = head.scope.get("server")
+        if self.metrics_port and server and server[1] == self.metrics_port:
+            return True
+        client = head.scope.get("client")
+        return (head.forwarded_for is None and client is not None
+                and str(client[0]).startswith(("127.", "::1")))
+
     # ---- credentials -------------------------------------------------------------------
 
     async def _credentials(self, ctx: RequestRecord, head: RequestHead, resolved: Resolved,
-                           services: Services) -> Authenticated | None:
-        """The caller, verified, for routes that need one (None for public routes)."""
+                           client: str, services: Services) -> Authenticated | None:
+        """The caller, verified, for routes that need one (None for public routes).
+        Credentials verified before pass at once; any others are checked only while the
+        client's address is within its budget of failed attempts, and a failure spends
+        it (issue 13, M3)."""
         if resolved.public:
             return None
         authorization = head.authorization
         if not authorization:
             raise Refusal(401)
         t = time.perf_counter()
-        try:
-            auth = await services.authenticator.authenticate(
-                authorization.decode("latin-1"), apikey_allowed=resolved.apikey_allowed,
-                request_id=ctx.request_id)
-        except AuthFailure as exc:
-            raise Refusal(exc.status, exc.message) from None
-        finally:
+        credentials = authorization.decode("latin-1")
+        authenticator = services.authenticator
+        auth = authenticator.known(credentials, apikey_allowed=resolved.apikey_allowed)
+        if auth is None:
+            try:
+                auth = await self._verify(ctx, credentials, resolved, client, services)
+            finally:
+                ctx.auth_ms = (time.perf_counter() - t) * 1000
+        else:
             ctx.auth_ms = (time.perf_counter() - t) * 1000
         principal = auth.principal
         ctx.account_id = principal.account_id
         account_id_var.set(principal.account_id)
         user_id_var.set(principal.user_id)
         return auth
+
+    async def _verify(self, ctx: RequestRecord, credentials: str, resolved: Resolved,
+                      client: str, services: Services) -> Authenticated:
+        limiter = services.limiter if self.throttle else None
+        key = caller_key(AUTH_FAILURE_SCOPE, None, client)
+        if limiter is not None:
+            refusal = limiter.refused(AUTH_FAILURE_SCOPE, key)
+            if refusal is not None:
+                raise Refusal(429, "Too many failed authentication attempts",
+                              refusal.headers())
+        try:
+            return await services.authenticator.authenticate(
+                credentials, apikey_allowed=resolved.apikey_allowed,
+                request_id=ctx.request_id, client_address=client)
+        except AuthFailure as exc:
+            if exc.status == 401 and limiter is not None:
+                await limiter.check_or_admit(AUTH_FAILURE_SCOPE, key)
+            headers = (lockout_headers(exc.retry_after, time.time())
+                       if exc.retry_after is not None else None)
+            raise Refusal(exc.status, exc.message, headers) from None
 
     def _client_address(self, head: RequestHead) -> str:
         xff = head.forwarded_for
@@ -344,25 +395,20 @@ class Pipeline:
     # ---- upstream ----------------------------------------------------------------------
 
     def _forward(self, ctx: RequestRecord, head: RequestHead, client: str,
-                 auth: Authenticated | None) -> str:
-        """Completes the headers sent upstream (`head.forward`); the scheme the client
-        used."""
-        xfp = head.forwarded_proto
-        proto = (xfp if (xfp and self.hops) else head.scope.get("scheme", "http").encode()
-                 ).decode()
+                 auth: Authenticated | None) -> None:
+        """Completes the headers sent upstream (`head.forward`). The forwarded host and
+        scheme are the public URL's: services build links from them (issue 13, L2)."""
         forward = head.forward
         forward.append((b"x-request-id", ctx.request_id.encode()))
         forward.append((b"x-forwarded-for", client.encode("latin-1")))
-        forward.append((b"x-forwarded-proto", proto.encode("latin-1")))
-        if head.host:
-            forward.append((b"x-forwarded-host", head.host))
+        forward.append((b"x-forwarded-proto", self.public_proto))
+        forward.append((b"x-forwarded-host", self.public_host))
         if auth is not None:
             forward.append((b"authorization", b"Bearer " + auth.token.encode("latin-1")))
         elif head.authorization and head.authorization[:7].lower() == b"bearer ":
             forward.append((b"authorization", head.authorization))
         if head.idempotency_key is not None:
             forward.append((b"idempotency-key", head.idempotency_key))
-        return proto
 
     async def _upstream(self, ctx: RequestRecord, head: RequestHead, services: Services,
                         body: bytes) -> Response | None:
@@ -386,18 +432,21 @@ class Pipeline:
             # Nothing could export a gateway span: skip it, keep the trace going.
             headers.append((b"traceparent", _forwarded_traceparent(head.traceparent)))
         target = head.target
+        # HEAD is asked as GET: the answer's length is the enveloped GET's, and the
+        # server sends no body for HEAD (issue 13, L6).
+        upstream_method = "GET" if method == "HEAD" else method
         t = time.perf_counter()
         lean = self.http1_targets.get(service) if services.http1 is not None else None
         result: Response
         try:
-            if lean is not None and method != "HEAD":
+            if lean is not None:
                 assert services.http1 is not None
                 host, port, prefix = lean
-                result = await services.http1.request(method, host, port, prefix + target,
-                                                      headers, body)
+                result = await services.http1.request(upstream_method, host, port,
+                                                      prefix + target, headers, body)
             else:
                 async with services.session.request(
-                    method, URL(self.upstreams[service] + target, encoded=True),
+                    upstream_method, URL(self.upstreams[service] + target, encoded=True),
                     headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers],
                     data=body or None, allow_redirects=False,
                 ) as resp:
@@ -437,12 +486,11 @@ class Pipeline:
 
     # ---- response shaping --------------------------------------------------------------
 
-    def _shape(self, ctx: RequestRecord, head: RequestHead, result: Response, base: str,
-               proto: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    def _shape(self, ctx: RequestRecord, head: RequestHead, result: Response, base: str
+               ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """The upstream's answer as the client gets it: the headers it may see, and the
-        body in the public envelope."""
+        body in the public envelope (also for HEAD: the server sends only its length)."""
         status, raw_headers, body = result
-        method = head.method
         headers: list[tuple[bytes, bytes]] = []
         content_type = b""
         is_inline = False
@@ -458,25 +506,43 @@ class Pipeline:
                     self._apply_revocations(value)
                 elif name == b"location":
                     headers.append((b"location",
-                                    _public_location(value, base, proto, head.host)))
+                                    _public_location(value, base, self.public_base)))
                 continue
             headers.append((name, value))
         rid = ctx.request_id
         if status in (204, 304) or 100 <= status < 200:
             return status, headers, b""
         if status >= 400:
+            if status == 429:
+                self._upstream_refused(ctx, headers)
             if envelope.is_json(content_type) or envelope.is_problem(content_type):
                 out = envelope.from_problem(body, status, rid)
             else:
                 out = envelope.error_for_status(status, rid)
             headers.append((b"content-type", _JSON))
-            return status, headers, b"" if method == "HEAD" else out
+            return status, headers, out
         if content_type:
             headers.append((b"content-type", content_type))
-        if method == "HEAD" or not (200 <= status < 300) or not envelope.is_json(content_type):
-            return status, headers, body if method != "HEAD" else b""
+        if not (200 <= status < 300) or not envelope.is_json(content_type):
+            return status, headers, body
         wrapped = envelope.inline(body, rid) if is_inline else None
         return status, headers, wrapped if wrapped is not None else envelope.success(body, rid)
+
+    @staticmethod
+    def _upstream_refused(ctx: RequestRecord, headers: list[tuple[bytes, bytes]]) -> None:
+        """A service's own 429 (auth's sign-in lockout): the gateway's scope admitted the
+        request, so its throttle headers would promise what the service refuses. The
+        service's Retry-After says when to come back; the throttle headers say the same."""
+        retry_after = next((v for n, v in headers if n == b"retry-after"), None)
+        if retry_after is None or any(n == b"x-throttle-remaining" for n, _ in headers):
+            return
+        try:
+            seconds = max(1, int(retry_after))
+        except ValueError:
+            return
+        ctx.extra = [h for h in ctx.extra if h[0] not in _THROTTLE_HEADERS]
+        headers.extend(h for h in lockout_headers(seconds, time.time())
+                       if h[0] != b"retry-after")
 
     def _apply_revocations(self, value: bytes) -> None:
         sids = [s.strip() for s in value.decode("latin-1").split(",") if s.strip()]
@@ -498,8 +564,10 @@ class Pipeline:
                 ctx.status = message["status"]
                 ctx.responded = True
                 names = {h[0] for h in extra}
-                message["headers"] = [h for h in message.get("headers", [])
-                                      if h[0].lower() not in names] + extra
+                headers = [h for h in message.get("headers", []) if h[0].lower() not in names]
+                if not any(h[0].lower() == b"cache-control" for h in headers):
+                    headers.append(_NO_STORE)
+                message["headers"] = headers + extra
             await send(message)
 
         await self.own_app(scope, receive, send_wrapper)
@@ -513,13 +581,20 @@ class Pipeline:
 
     async def _send(self, ctx: RequestRecord, send: Send, status: int,
                     headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Answers with `headers`, the request's own (`ctx.extra`), Cache-Control: no-store
+        unless the answer has its own (tokens and tenant data stay out of caches), and
+        Server-Timing when configured (it tells outsiders how long things take)."""
         ctx.status = status
-        upstream_ms = ctx.upstream_ms
-        gateway_ms = (time.perf_counter() - ctx.started) * 1000 - upstream_ms
-        timing = (b"gateway;dur=%.3f, upstream;dur=%.3f" % (gateway_ms, upstream_ms)
-                  if upstream_ms else b"gateway;dur=%.3f" % gateway_ms)
-        out = [*headers, *ctx.extra, (b"server-timing", timing),
-               (b"content-length", b"%d" % len(body))]
+        out = [*headers, *ctx.extra]
+        if not any(name == b"cache-control" for name, _ in headers):
+            out.append(_NO_STORE)
+        if self.server_timing:
+            upstream_ms = ctx.upstream_ms
+            gateway_ms = (time.perf_counter() - ctx.started) * 1000 - upstream_ms
+            out.append((b"server-timing",
+                        b"gateway;dur=%.3f, upstream;dur=%.3f" % (gateway_ms, upstream_ms)
+                        if upstream_ms else b"gateway;dur=%.3f" % gateway_ms))
+        out.append((b"content-length", b"%d" % len(body)))
         ctx.responded = True
         # With content-length known, gateway/server.py writes the head and the body in one.
         await send({"type": "http.response.start", "status": status, "headers": out})
@@ -547,11 +622,11 @@ def _forwarded_traceparent(incoming: bytes | None) -> bytes:
     return b"00-" + ids[:32] + b"-" + ids[32:] + b"-01"
 
 
-def _public_location(value: bytes, base: str, proto: str, host: bytes) -> bytes:
-    """A redirect to the upstream's own address becomes one to the gateway's."""
+def _public_location(value: bytes, base: str, public_base: str) -> bytes:
+    """A redirect to the upstream's own address becomes one to the public URL."""
     location = value.decode("latin-1")
-    if host and location.startswith(base):
-        return f"{proto}://{host.decode('latin-1')}{location[len(base):]}".encode("latin-1")
+    if location.startswith(base):
+        return (public_base + location[len(base):]).encode("latin-1")
     return value
 
 

@@ -97,6 +97,14 @@ def _policy_headers(scope: str, limit: int, period: float
             (b"ratelimit-policy", f'"{scope}";q={limit};w={int(period)}'.encode()))
 
 
+def lockout_headers(retry_after: int, now: float) -> list[tuple[bytes, bytes]]:
+    """The throttle headers of a refusal decided elsewhere (auth's sign-in lockout, or
+    a service's own 429): nothing remains until `retry_after` seconds from now."""
+    return [(b"x-throttle-remaining", b"0"),
+            (b"x-throttle-reset", b"%d" % math.ceil(now + retry_after)),
+            (b"retry-after", b"%d" % retry_after)]
+
+
 def caller_key(scope: str, user_id: int | None, client_address: str) -> str:
     if user_id is not None:
         return f"{scope}.u{user_id}"
@@ -298,6 +306,23 @@ class RateLimiter:
         RATE_LIMITED.labels(scope).inc(count)
         return [Decision(False, scope, limit, period, 0, now + interval, interval, now)
                 for _ in range(count)]
+
+    def refused(self, scope: str, key: str) -> Decision | None:
+        """The refusal `check` would give now, read from the mirror alone (no round
+        trip); None when a request would be admitted. For keys charged only after the
+        fact, such as failed authentication."""
+        entry = self._mirror.get(key)
+        if entry is None:
+            return None
+        limit = self.limits[scope]
+        period = self.period
+        interval = period / limit
+        now = time.time()
+        tat = max(entry[0], now)
+        if math.floor((period - (tat - now)) / interval + 1e-9) >= 1:
+            return None
+        RATE_LIMITED.labels(scope).inc()
+        return Decision(False, scope, limit, period, 0, tat, tat + interval - period - now, now)
 
     async def check_or_admit(self, scope: str, key: str) -> Decision:
         """`check`, admitting (without headers' promise) when the store is unreachable."""

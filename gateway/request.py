@@ -129,16 +129,30 @@ class RequestRecord:
 
 
 class RequestLog:
-    """Recent requests by id, for /api/v1/system/request-metrics/."""
+    """Recent requests by account and id, for /api/v1/system/request-metrics/. Clients
+    may choose their request ids: keyed by id alone, one tenant's request could take
+    the place of another's (issue 13, L3)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: OrderedDict[str, RequestRecord] = OrderedDict()
+        self._entries: OrderedDict[tuple[int | None, str], RequestRecord] = OrderedDict()
 
     def add(self, record: RequestRecord) -> None:
-        self._entries[record.request_id] = record
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        key = (record.account_id, record.request_id)
+        entries = self._entries
+        if key in entries:  # the newest of an account's requests with this id
+            del entries[key]
+        entries[key] = record
+        if len(entries) > self.size:
+            entries.popitem(last=False)
 
-    def get(self, request_id: str) -> RequestRecord | None:
-        return self._entries.get(request_id)
+    def get(self, account_id: int | None, request_id: str) -> RequestRecord | None:
+        """The account's request with this id (account None: requests with no caller)."""
+        return self._entries.get((account_id, request_id))
+
+    def newest(self, request_id: str) -> RequestRecord | None:
+        """The most recent request with this id, whatever its account (platform staff)."""
+        for (_, rid), record in reversed(self._entries.items()):
+            if rid == request_id:
+                return record
+        return None

@@ -92,7 +92,10 @@ RATE_LIMITS: dict[str, int] = {
     "billing": 30,
     "billing_admin": 10,
     "default": 100,
+    # Failed authentication per client address (credentials that needed checking).
+    "auth_failure": 20,
 }
+AUTH_FAILURE_SCOPE = "auth_failure"
 RATE_PERIOD_SECONDS = 60.0
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -60,6 +60,7 @@ def make_gateway(nats_url: str, upstream_url: str, closed_port_url: str,
     async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
         values: dict[str, Any] = {
             "environment": "test",
+            "public_url": "http://testserver",
             "nats_url": nats_url,
             "auth_url": upstream_url,
             "planner_url": upstream_url,

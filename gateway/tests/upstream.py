@@ -24,6 +24,7 @@ from libs.common.problems import (
 from libs.common.testing.tokens import TestIssuer
 
 GOOD_BASIC = ("owner@example.com", "s3cret-pass")
+LOCKED_EMAIL = "locked@example.com"  # auth's sign-in lockout: 429, Retry-After 900
 GOOD_API_KEY = "site-key-123"
 BASIC_USER_ID = 424242
 BASIC_ACCOUNT_ID = 4242
@@ -34,6 +35,7 @@ class Counters:
         self.posts = 0
         self.failures = 0
         self.exchanges = 0
+        self.exchange_addresses: list[str | None] = []
 
 
 def build_upstream(issuer: TestIssuer, counters: Counters) -> FastAPI:
@@ -103,6 +105,12 @@ def build_upstream(issuer: TestIssuer, counters: Counters) -> FastAPI:
         return Response(orjson.dumps({"headers": dict(request.headers)}),
                         media_type="application/json", headers={"X-Igny8-Internal": "secret"})
 
+    @app.get("/api/v1/planner/moved/")
+    async def moved(request: Request) -> Response:
+        """A redirect to the service's own address, as FastAPI's slash redirect builds it."""
+        return Response(status_code=307, headers={
+            "Location": f"{request.url.scheme}://{request.url.netloc}/api/v1/planner/keywords/"})
+
     @app.get("/api/v1/writer/slow/")
     async def slow() -> dict[str, bool]:
         await asyncio.sleep(3)
@@ -122,8 +130,13 @@ def build_upstream(issuer: TestIssuer, counters: Counters) -> FastAPI:
         return {"authorization": request.headers.get("authorization")}
 
     @app.post("/api/v1/auth/login/")
-    async def login() -> dict[str, str]:
-        return {"access": "token"}
+    async def login(request: Request) -> Response:
+        body = orjson.loads(await request.body() or b"{}")
+        if body.get("email") == LOCKED_EMAIL:
+            return problem_response(429, "Rate limit exceeded",
+                                    "Too many failed sign-in attempts. Try again later.",
+                                    headers={"Retry-After": "900"})
+        return JSONResponse({"access": "token"})
 
     @app.post("/api/v1/auth/change-password/")
     async def change_password() -> Response:
@@ -134,14 +147,19 @@ def build_upstream(issuer: TestIssuer, counters: Counters) -> FastAPI:
         sid = request.query_params["sid"]
         return Response(status_code=204, headers={"X-Igny8-Revoked-Sessions": sid})
 
-    @app.post("/internal/v1/auth/exchange")
-    async def exchange(request: Request) -> dict[str, Any]:
+    @app.post("/internal/v1/auth/exchange", response_model=None)
+    async def exchange(request: Request) -> dict[str, Any] | Response:
         counters.exchanges += 1
-        authorization = orjson.loads(await request.body())["authorization"]
-        scheme, _, value = authorization.partition(" ")
+        doc = orjson.loads(await request.body())
+        counters.exchange_addresses.append(doc.get("client_address"))
+        scheme, _, value = doc["authorization"].partition(" ")
         now = int(time.time())
         if scheme.lower() == "basic":
             user, _, password = base64.b64decode(value).decode().partition(":")
+            if user == LOCKED_EMAIL:
+                return problem_response(429, "Rate limit exceeded",
+                                        "Too many failed sign-in attempts. Try again later.",
+                                        headers={"Retry-After": "900"})
             if (user, password) == GOOD_BASIC:
                 token = issuer.issue(user_id=BASIC_USER_ID, account_id=BASIC_ACCOUNT_ID,
                                      ttl=300)
