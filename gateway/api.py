@@ -156,32 +156,34 @@ async def schema(request: Request) -> Response:
                     media_type="application/vnd.oai.openapi+json")
 
 
-def swagger_assets() -> Path | None:
-    try:
-        from swagger_ui_bundle import swagger_ui_path
-    except ImportError:
+def _package_file(package: str, relative: str) -> Path | None:
+    """A file shipped inside an installed package (the documentation pages' assets are
+    served from there: nothing is fetched from a CDN)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(str(swagger_ui_path))
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / relative
+        if candidate.is_file():
+            return candidate
+    return None
 
 
-# Packages that ship ReDoc's standalone bundle, and where inside them.
-REDOC_BUNDLES = (
-    ("fastapi_standalone_docs", "static/redoc/redoc.standalone.js"),
-    ("drf_spectacular_sidecar", "static/drf_spectacular_sidecar/redoc/bundles/"
-                                "redoc.standalone.js"),
-)
+# Swagger UI 5 (it reads OpenAPI 3.1; the 4.x of swagger-ui-bundle cannot) and ReDoc, from
+# fastapi-standalone-docs.
+DOCS_PACKAGE = "fastapi_standalone_docs"
+SWAGGER_FILES = {"swagger-ui.css": "static/swagger/swagger-ui.css",
+                 "swagger-ui-bundle.js": "static/swagger/swagger-ui-bundle.js"}
+REDOC_FILE = "static/redoc/redoc.standalone.js"
+
+
+def swagger_asset_path(name: str) -> Path | None:
+    relative = SWAGGER_FILES.get(name)
+    return _package_file(DOCS_PACKAGE, relative) if relative else None
 
 
 def redoc_bundle() -> Path | None:
-    for package, relative in REDOC_BUNDLES:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        for location in spec.submodule_search_locations:
-            candidate = Path(location) / relative
-            if candidate.is_file():
-                return candidate
-    return None
+    return _package_file(DOCS_PACKAGE, REDOC_FILE)
 
 
 _SWAGGER_HTML = """<!DOCTYPE html>
@@ -189,14 +191,14 @@ _SWAGGER_HTML = """<!DOCTYPE html>
 <link rel="stylesheet" href="/api/docs/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="/api/docs/swagger-ui-bundle.js"></script>
-<script src="/api/docs/swagger-ui-standalone-preset.js"></script>
 <script src="/api/docs/init.js"></script>
 </body></html>"""
 
+# validatorUrl: null, or Swagger UI asks validator.swagger.io about the document.
 _SWAGGER_INIT = """window.ui = SwaggerUIBundle({url: "/api/schema/", dom_id: "#swagger-ui",
-  deepLinking: true, persistAuthorization: true,
-  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
-  layout: "StandaloneLayout"});"""
+  deepLinking: true, persistAuthorization: true, validatorUrl: null,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+  layout: "BaseLayout"});"""
 
 _REDOC_HTML = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>IGNY8 API</title>
@@ -204,15 +206,11 @@ _REDOC_HTML = """<!DOCTYPE html>
 <body><redoc spec-url="/api/schema/"></redoc>
 <script src="/api/redoc/redoc.standalone.js"></script></body></html>"""
 
-_SWAGGER_FILES = frozenset({"swagger-ui.css", "swagger-ui-bundle.js",
-                            "swagger-ui-standalone-preset.js", "favicon-32x32.png",
-                            "favicon-16x16.png"})
-
-
 @router.get("/api/docs/", include_in_schema=False)
 async def swagger_ui(request: Request) -> Response:
-    if swagger_assets() is None:
-        return fail(request, 503, "Swagger UI assets are not installed (swagger-ui-bundle)")
+    if swagger_asset_path("swagger-ui-bundle.js") is None:
+        return fail(request, 503, "Swagger UI assets are not installed: add the "
+                                  "fastapi-standalone-docs package")
     return HTMLResponse(_SWAGGER_HTML)
 
 
@@ -223,10 +221,10 @@ async def swagger_init() -> Response:
 
 @router.get("/api/docs/{name}", include_in_schema=False)
 async def swagger_asset(request: Request, name: str) -> Response:
-    assets = swagger_assets()
-    if assets is None or name not in _SWAGGER_FILES or not (assets / name).is_file():
+    path = swagger_asset_path(name)
+    if path is None:
         return fail(request, 404)
-    return FileResponse(assets / name, headers={"cache-control": "public, max-age=86400"})
+    return FileResponse(path, headers={"cache-control": "public, max-age=86400"})
 
 
 @router.get("/api/redoc/", include_in_schema=False)

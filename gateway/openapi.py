@@ -1,7 +1,16 @@
 """`/api/schema/`: the services' OpenAPI documents merged into one, with the public
 envelope in every response schema. Each service's `/openapi.json` is fetched and cached; a
 service that does not answer keeps its last good document, or is left out (and named in
-`x-igny8-unavailable-services`) until it does."""
+`x-igny8-unavailable-services`) until it does.
+
+The merge documents what the API answers, whatever a service declared (issue 13):
+- a GET with `page` and `page_size` query parameters answers a page
+  (`libs/common/pagination.py`), so its 200 is the page envelope; a declared array gives
+  the items' schema;
+- request validation answers 400 (the kernel's problem handlers), never FastAPI's 422;
+- 400 on every operation, 403 on every operation that needs credentials and 404 on every
+  path with a parameter, beside the gateway's own 401, 429, 503 and 504;
+- operation ids are unique across the merged document."""
 
 from __future__ import annotations
 
@@ -50,7 +59,10 @@ ENVELOPE_SCHEMAS: dict[str, Any] = {
 }
 
 _ERROR_RESPONSES = {
+    "400": "Bad request",
     "401": "Authentication required",
+    "403": "Permission denied",
+    "404": "Not found",
     "429": "Rate limit exceeded",
     "503": "Service unavailable",
     "504": "Gateway timeout",
@@ -65,6 +77,23 @@ def success_schema(schema: dict[str, Any] | None) -> dict[str, Any]:
             "success": {"type": "boolean", "enum": [True]},
             "data": schema or {},
             "message": {"type": "string"},
+            "request_id": {"type": "string"},
+        },
+    }
+
+
+def page_schema(items: dict[str, Any] | None) -> dict[str, Any]:
+    """A page of a list endpoint in the envelope."""
+    link = {"type": ["string", "null"], "format": "uri"}
+    return {
+        "type": "object",
+        "required": ["success", "count", "next", "previous", "results", "request_id"],
+        "properties": {
+            "success": {"type": "boolean", "enum": [True]},
+            "count": {"type": "integer", "minimum": 0},
+            "next": link,
+            "previous": link,
+            "results": {"type": "array", "items": items or {}},
             "request_id": {"type": "string"},
         },
     }
@@ -93,9 +122,29 @@ def _is_inline(schema: dict[str, Any], schemas: dict[str, Any]) -> bool:
     return {"count", "results"} <= props.keys() or {"data", "message"} <= props.keys()
 
 
+def _is_page(method: str, op: dict[str, Any]) -> bool:
+    """A list endpoint: a GET taking `page` and `page_size` answers a page."""
+    names = {p.get("name") for p in op.get("parameters", ())
+             if isinstance(p, dict) and p.get("in") == "query"}
+    return method == "get" and {"page", "page_size"} <= names
+
+
+def _wrap(schema: Any, schemas: dict[str, Any], page: bool) -> dict[str, Any]:
+    """A 2xx JSON schema as the client receives it, in the envelope."""
+    declared = schema if isinstance(schema, dict) else None
+    if declared is not None and _is_inline(declared, schemas):
+        return {"allOf": [{"$ref": REF_PREFIX + "InlineEnvelope"}, declared]}
+    if page:
+        resolved = _resolve(declared, schemas) if declared is not None else {}
+        items = resolved.get("items") if resolved.get("type") == "array" else None
+        return page_schema(items if isinstance(items, dict) else None)
+    return success_schema(declared)
+
+
 def envelope_operation(op: dict[str, Any], schemas: dict[str, Any], *, public: bool,
-                       limited: bool) -> None:
+                       limited: bool, method: str = "get", path: str = "") -> None:
     responses = op.setdefault("responses", {})
+    page = _is_page(method, op)
     for code, response in list(responses.items()):
         if not isinstance(response, dict):
             continue
@@ -107,20 +156,21 @@ def envelope_operation(op: dict[str, Any], schemas: dict[str, Any], *, public: b
             for media, media_obj in list(content.items()):
                 if "json" not in media or not isinstance(media_obj, dict):
                     continue
-                schema = media_obj.get("schema")
-                if isinstance(schema, dict) and _is_inline(schema, schemas):
-                    wrapped = {"allOf": [{"$ref": REF_PREFIX + "InlineEnvelope"}, schema]}
-                else:
-                    wrapped = success_schema(schema if isinstance(schema, dict) else None)
+                wrapped = _wrap(media_obj.get("schema"), schemas, page)
                 content.pop(media)
                 content["application/json"] = {"schema": wrapped}
+        elif code == "422":  # FastAPI's validation answer: the kernel answers 400
+            del responses[code]
+            responses.setdefault("400", error_response("Validation failed"))
         elif code[0] in "45" or code == "default":
             responses[code] = error_response(response.get("description") or "Error")
     extra = dict(_ERROR_RESPONSES)
     if public:
-        extra.pop("401")
+        del extra["401"], extra["403"]
     if not limited:
-        extra.pop("429")
+        del extra["429"]
+    if "{" not in path:
+        del extra["404"]
     for code, description in extra.items():
         responses.setdefault(code, error_response(description))
 
@@ -137,13 +187,16 @@ def merge(documents: dict[str, dict[str, Any]], routes: RouteTable, public_url: 
             if routes.service_for(path) != service:
                 continue  # internal or another service's path
             paths[path] = item
+    operation_ids: set[str] = set()
     for path, item in paths.items():
         for method, op in item.items():
             if method not in METHODS or not isinstance(op, dict):
                 continue
             public = is_public(method.upper(), path)
             scope = scope_for(method.upper(), path)
-            envelope_operation(op, schemas, public=public, limited=scope is not None)
+            envelope_operation(op, schemas, public=public, limited=scope is not None,
+                               method=method, path=path)
+            _unique_operation_id(op, method, operation_ids)
             if public:
                 op["security"] = []
             if scope is not None:
@@ -177,6 +230,19 @@ def merge(documents: dict[str, dict[str, Any]], routes: RouteTable, public_url: 
     if unavailable:
         document["x-igny8-unavailable-services"] = sorted(unavailable)
     return document
+
+
+def _unique_operation_id(op: dict[str, Any], method: str, seen: set[str]) -> None:
+    """A service that serves PUT and PATCH with one function gives both its name."""
+    operation_id = op.get("operationId")
+    if not isinstance(operation_id, str):
+        return
+    candidate, n = operation_id, 1
+    while candidate in seen:
+        n += 1
+        candidate = f"{operation_id}_{method}" if n == 2 else f"{operation_id}_{method}{n}"
+    op["operationId"] = candidate
+    seen.add(candidate)
 
 
 def _rename_conflicts(service: str, doc: dict[str, Any], merged: dict[str, Any]

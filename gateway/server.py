@@ -24,9 +24,9 @@ HTTP/1.1 as clients use it:
 - a graceful stop on SIGTERM that finishes the requests in flight.
 
 What one client can make it hold is bounded (issue 13, H1 and H2):
-- a request head must arrive within `head_timeout_seconds` and a body within
-  `body_timeout_seconds` of the server starting to read it, else 408 and the connection
-  closes;
+- a request head must arrive within `head_timeout_seconds` of its first byte and a body
+  within `body_timeout_seconds` of the end of its head (waiting for the budget included),
+  else 408 and the connection closes;
 - request bodies being received are reserved against a budget per client address and one
   for the process, by their declared length: a body that does not fit waits, unread,
   until earlier ones are answered;
@@ -69,6 +69,9 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _NO_BODY_STATUSES = frozenset({204, 304})
 # Pause reading a connection while this much request body waits for the app.
 _BODY_HIGH_WATER = 256 * 1024
+# After an error answer, what the client still sends is read and dropped this long, so
+# that closing does not reset the connection (and lose the answer) over unread bytes.
+_LINGER_SECONDS = 2.0
 
 
 def _status_line(status: int) -> bytes:
@@ -90,7 +93,7 @@ class ServerConfig:
     graceful_seconds: float = 20.0
     max_head_bytes: int = 64 * 1024
     backlog: int = 2048
-    # Deadlines: a request head from its first byte; a body from when reading it starts.
+    # Deadlines: a request head from its first byte; a body from the end of its head.
     head_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 60.0
     # An answer the client does not read for this long ends the connection.
@@ -225,7 +228,10 @@ class HttpServer:
             if self.tasks:
                 await asyncio.wait(set(self.tasks), timeout=self.config.graceful_seconds)
             for conn in list(self.connections):
-                conn.close()
+                if conn.lingering_until:
+                    conn.abort()
+                else:
+                    conn.close()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
@@ -273,7 +279,8 @@ class HttpConnection(asyncio.Protocol):
         self.write_paused_since = 0.0  # since when the client has read none of our answer
         self.write_pending = 0  # bytes waiting to be written at the last look
         self.next_after_drain = False  # the next answer waits for the client to read
-        self.stop_parsing = False  # nothing more is read from this connection
+        self.stop_parsing = False  # nothing more is parsed on this connection
+        self.lingering_until = 0.0  # answered and half-closed: closes by then at the latest
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -358,6 +365,10 @@ class HttpConnection(asyncio.Protocol):
     def check_deadlines(self, now: float, idle_since: float) -> None:
         """Called by the sweeper: ends what has run out of time."""
         config = self.server.config
+        if self.lingering_until:
+            if now > self.lingering_until:
+                self.abort()
+            return
         if self.write_paused_since:
             pending = self.buffered_bytes()
             if pending < self.write_pending:  # the client reads, slowly: progress
@@ -431,6 +442,7 @@ class HttpConnection(asyncio.Protocol):
         reservation = _body_reservation(self.headers, self.server.config.max_body_bytes)
         if reservation:
             exchange.reservation = reservation
+            exchange.body_deadline = time.monotonic() + self.server.config.body_timeout_seconds
             if self.server.budget.reserve(exchange):
                 exchange.admitted()
             else:  # its body waits, unread, until earlier bodies are answered
@@ -454,7 +466,8 @@ class HttpConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         transport = self.transport
-        if not self.closed and transport is not None and not transport.is_closing():
+        if (not self.closed and not self.lingering_until and transport is not None
+                and not transport.is_closing()):
             transport.write(data)
 
     def answered(self, exchange: _Exchange) -> None:
@@ -498,9 +511,29 @@ class HttpConnection(asyncio.Protocol):
 
     def _reject(self, status: int) -> None:
         self.write(_plain_response(status))
-        self.close()
+        self.linger()
+
+    def linger(self) -> None:
+        """Ends the connection after an error answer without losing it: our side is
+        half-closed after the answer, and what the client still sends is read and
+        dropped (unread bytes would make closing a reset) until it closes too, or
+        `_LINGER_SECONDS` have passed."""
+        self.stop_parsing = True
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            self.close()
+            return
+        transport.write_eof()
+        self.lingering_until = time.monotonic() + _LINGER_SECONDS
+        if self.reading_paused:
+            self.reading_paused = False
+            transport.resume_reading()
 
     def close(self) -> None:
+        if self.lingering_until:  # closing now could reset the connection: it ends itself
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -588,8 +621,7 @@ class _Exchange:
         return self.reserved or not self.reservation or not self.more_body
 
     def admitted(self) -> None:
-        """The budget took this body: reading it may start, and its deadline runs."""
-        self.body_deadline = time.monotonic() + self.conn.server.config.body_timeout_seconds
+        """The budget took this body: reading it may start."""
         if self.conn.parsing is self and self.body_size <= _BODY_HIGH_WATER:
             self.conn.resume_reading()
 
@@ -598,7 +630,11 @@ class _Exchange:
         if not self.started:
             self.started = True
             self.conn.write(_plain_response(408))
-        self.conn.close()
+        self.more_body = False
+        self.disconnected = True  # the app's receive() ends, nothing it sends goes out
+        self._wake()
+        self.conn.server.budget.release(self)
+        self.conn.linger()
 
     def lost(self) -> None:
         self.disconnected = True

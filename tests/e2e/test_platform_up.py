@@ -22,6 +22,8 @@ import psycopg
 import pytest
 from pypdf import PdfReader
 
+from gateway.tests.browser import render
+
 REPO = Path(__file__).resolve().parents[2]
 API_LINE = re.compile(r"API\s+(http://localhost:\d+/api/v1/)")
 
@@ -206,6 +208,29 @@ def test_buying_credits_through_the_gateway(platform: Platform) -> None:
         assert after["credits"] == before + package["credits"]
         paid = client.get(f"billing/invoices/{invoice['id']}/", headers=owner).json()["data"]
         assert paid["status"] == "paid"
+
+
+@pytest.mark.parametrize(("page", "rendered"), [
+    # Swagger UI 5 marks each operation with its path, and renders only the operations in
+    # view: the deep link scrolls to the planner's. ReDoc writes every path out.
+    ("/api/docs/#/planner", 'data-path="/api/v1/planner/keywords/"'),
+    ("/api/redoc/", "/api/v1/planner/keywords/"),
+])
+def test_api_documentation_renders_in_a_browser(platform: Platform, page: str,
+                                                rendered: str) -> None:
+    """Issue 13: opened in a real browser, the documentation pages render the API's
+    operations from the merged OpenAPI 3.1 document, and request nothing from elsewhere
+    than the gateway."""
+    assert platform.api_url is not None
+    origin = platform.api_url.removesuffix("/api/v1/")
+    dom, requested, errors = render(origin + page, rendered)
+    assert rendered in dom, dom[-3000:]
+    assert "Unable to render this definition" not in dom
+    assert errors == []
+    assert f"{origin}/api/schema/" in requested
+    elsewhere = [url for url in requested
+                 if not url.startswith((origin + "/", "data:", f"blob:{origin}/"))]
+    assert elsewhere == []
 
 
 def test_sigterm_stops_everything_and_leaves_no_orphans(platform: Platform) -> None:
