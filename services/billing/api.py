@@ -288,7 +288,6 @@ async def submit_payment(body: s.PaymentCreate, request: Request, uow: UoW,
         payment_method=body.payment_method, transaction_reference=body.transaction_reference,
         notes=body.notes)
     out = s.PaymentOut.model_validate(payment)
-    await uow.commit()
     return message_response(out, "Payment submitted; it awaits approval.", 201)
 
 
@@ -320,7 +319,6 @@ async def purchase(package_id: int, request: Request, uow: UoW,
     invoice = await service(request, uow).purchase_package(
         principal.account_id, principal.user_id, package_id)
     out = s.InvoiceOut.model_validate(invoice)
-    await uow.commit()
     return message_response(out, f"Invoice {invoice.invoice_number} created; pay it to "
                                  f"receive {invoice.credits:,} credits.", 201)
 
@@ -344,7 +342,6 @@ async def create_payment_method(body: s.PaymentMethodCreate, request: Request, u
     method = await service(request, uow).create_payment_method(principal.account_id,
                                                                body.model_dump())
     out = s.PaymentMethodOut.model_validate(method)
-    await uow.commit()
     return out
 
 
@@ -360,9 +357,7 @@ async def _patched(uow: UnitOfWork, row: SQLModel, body: BaseModel,
     for key, value in body.model_dump(exclude_unset=True, exclude_none=True).items():
         setattr(row, key, value)
     await uow.session.flush()
-    answer = out.model_validate(row)
-    await uow.commit()
-    return answer
+    return out.model_validate(row)
 
 
 @billing.put("/payment-methods/{method_id}/", response_model=s.PaymentMethodOut)
@@ -379,7 +374,6 @@ async def delete_payment_method(method_id: int, request: Request, uow: UoW,
     svc = service(request, uow)
     method = await _owned(svc, PaymentMethod, method_id, principal, lock=True)
     await svc.repo.delete(method)
-    await uow.commit()
     return Response(status_code=204)
 
 
@@ -390,7 +384,6 @@ async def set_default_payment_method(method_id: int, request: Request, uow: UoW,
     method = await _owned(svc, PaymentMethod, method_id, principal, lock=True)
     method = await svc.set_default_payment_method(method)
     out = s.PaymentMethodOut.model_validate(method)
-    await uow.commit()
     return out
 
 
@@ -411,7 +404,6 @@ async def approve_payment(payment_id: int, request: Request, uow: UoW,
                           staff: PlatformStaff) -> Response:
     payment, changed = await service(request, uow).approve_payment(payment_id, staff.user_id)
     out = s.AdminPaymentOut.model_validate(payment)
-    await uow.commit()
     return message_response(out, "Payment approved." if changed
                             else "Payment was already approved; nothing changed.")
 
@@ -421,7 +413,6 @@ async def reject_payment(payment_id: int, body: s.PaymentReject, request: Reques
                          staff: PlatformStaff) -> Response:
     payment = await service(request, uow).reject_payment(payment_id, staff.user_id, body.reason)
     out = s.AdminPaymentOut.model_validate(payment)
-    await uow.commit()
     return message_response(out, "Payment rejected.")
 
 
@@ -432,7 +423,6 @@ async def adjust_credits(body: s.AdjustCredits, request: Request, uow: UoW,
     tx_id = await svc.adjust(body.account_id, body.amount, body.reason, staff.user_id,
                              body.idempotency_key)
     balance = await svc.repo.get_balance(body.account_id)
-    await uow.commit()
     data = {"account_id": body.account_id, "amount": body.amount, "transaction_id": tx_id,
             "credits": balance.total if balance else 0,
             "credits_remaining": balance.available if balance else 0}
@@ -459,7 +449,6 @@ async def admin_create_package(body: s.PackageCreate, request: Request, uow: UoW
         raise ValidationFailed.field("slug", "A package with this slug already exists.")
     package = await svc.repo.add(CreditPackage.model_validate(body.model_dump()))
     out = s.PackageOut.model_validate(package)
-    await uow.commit()
     return out
 
 
@@ -488,7 +477,6 @@ async def admin_delete_package(package_id: int, request: Request, uow: UoW,
                                _: PlatformStaff) -> Response:
     svc = service(request, uow)
     await svc.repo.delete(await _package(svc, package_id, lock=True))
-    await uow.commit()
     return Response(status_code=204)
 
 
@@ -522,7 +510,6 @@ async def admin_update_cost(key: str, body: s.CostConfigUpdate, request: Request
                                                                   exclude_none=True),
                                           staff.user_id)
     out = s.CostConfigOut.model_validate(config)
-    await uow.commit()
     return out
 
 

@@ -26,6 +26,7 @@ from libs.common.events import Event, stream_name
 from libs.common.outbox import RelayWaker
 from libs.common.problems import Conflict, DomainError
 from libs.common.runtime import WorkerContext, main, run_worker
+from libs.common.uow import unit_of_work
 from services.billing import events as ev
 from services.billing.service import BillingPolicy, BillingService, HoldRace
 from services.billing.settings import BillingSettings
@@ -248,9 +249,8 @@ async def _in_batches(db: Database, limit: int,
     Short transactions keep the rows each one locks few."""
     total = 0
     while True:
-        async with db.session(TenantScope.system()) as session:
-            count = await step(BillingService(session, policy), limit)
-            await session.commit()
+        async with unit_of_work(db, TenantScope.system()) as uow:
+            count = await step(BillingService(uow.session, policy), limit)
         total += count
         if count < limit:
             return total
