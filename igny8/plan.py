@@ -178,9 +178,10 @@ def plan_processes(inputs: PlatformInputs, *, with_workers: Mapping[str, bool] |
                 name=f"{spec.name}-worker",
                 kind="worker",
                 argv=(inputs.python, "-m", spec.worker_module),
-                env={**env, "IGNY8_METRICS_PORT": str(metrics_port)},
+                env={**env, "IGNY8_METRICS_HOST": LOCALHOST,
+                     "IGNY8_METRICS_PORT": str(metrics_port)},
                 port=metrics_port,
-                health=(local_url(metrics_port) + "/metrics",),
+                health=(local_url(metrics_port) + "/healthz",),
             ))
     if inputs.gateway_present:
         port = inputs.ports[inputs.gateway.name]

@@ -58,6 +58,9 @@ def test_service_manifests(spec: ServiceSpec) -> None:
     worker = _container(found[("Deployment", f"igny8-{spec.name}-worker")])
     assert worker["command"] == ["python", "-m", spec.worker_module]
     assert "IGNY8_METRICS_PORT" in _env(worker)
+    assert _env(worker)["IGNY8_METRICS_HOST"] == "0.0.0.0"  # the pod's address is scraped
+    for probe in ("livenessProbe", "startupProbe"):
+        assert worker[probe]["httpGet"]["path"] == "/healthz"  # loops running, NATS there
     job = found[("Job", f"igny8-{spec.name}-migrate")]
     (migrate,) = job["spec"]["template"]["spec"]["containers"]
     assert migrate["command"] == ["igny8", "migrate", "--service", spec.name]
@@ -100,6 +103,7 @@ def test_compose_runs_every_service_and_the_gateway() -> None:
         api, worker = compose[f"{spec.name}-api"], compose[f"{spec.name}-worker"]
         assert spec.app_factory in api["command"]
         assert worker["command"] == ["python", "-m", spec.worker_module]
+        assert worker["healthcheck"]["test"][-1].endswith(":9100/healthz', timeout=2)")
         assert api["environment"]["IGNY8_DATABASE_URL"].endswith(f"/{spec.database}")
         assert compose["gateway"]["environment"][f"IGNY8_{spec.name.upper()}_URL"] == \
             f"http://{spec.name}-api:{spec.port}"

@@ -64,7 +64,8 @@ def test_service_env_follows_the_contract() -> None:
     assert auth_worker.argv == ("/venv/bin/python", "-m", "services.auth.worker")
     assert auth_worker.env["IGNY8_METRICS_PORT"] == "9101"
     assert auth_worker.env["IGNY8_DATABASE_URL"] == env["IGNY8_DATABASE_URL"]
-    assert auth_worker.health == ("http://127.0.0.1:9101/metrics",)
+    assert auth_worker.health == ("http://127.0.0.1:9101/healthz",)
+    assert auth_worker.env["IGNY8_METRICS_HOST"] == "127.0.0.1"
 
 
 def test_each_service_gets_its_own_database() -> None:

@@ -1,21 +1,33 @@
 """The worker process of a service: the outbox relay, its event consumers, its job
-workers and its schedulers, run until SIGTERM/SIGINT and then drained. Also what every
-long-running process of ours does once it has started (`settled_heap`)."""
+workers and its schedulers, each supervised, run until SIGTERM/SIGINT and then drained.
+Also what every long-running process of ours does once it has started (`settled_heap`).
+
+A loop that raises, or returns before the worker stops, is restarted with backoff; one
+that keeps failing ends the process with a non-zero exit code, so `igny8 up`, compose
+or Kubernetes restart the whole worker. The worker serves `/healthz` (every loop running
+and NATS connected: 200, otherwise 503 with what is wrong) and `/metrics` on
+`metrics_host:metrics_port`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import signal
+import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from prometheus_client import start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from libs.common import nats as nats_kernel
 from libs.common.consumer import EventConsumer
@@ -39,6 +51,7 @@ class WorkerContext:
 
 
 Task = Callable[[WorkerContext], Coroutine[Any, Any, None]]
+Loop = Callable[[], Coroutine[Any, Any, None]]
 
 
 @contextlib.contextmanager
@@ -57,35 +70,161 @@ def settled_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
+# --- supervision ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Backoff doubles from `first_delay` to `max_delay`; a loop that ran `stable_after`
+    seconds starts counting again; `give_up_after` failures in a row end the worker."""
+
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    stable_after: float = 60.0
+    give_up_after: int = 5
+
+
+class WorkerFailed(RuntimeError):
+    """A loop kept failing: the process must end non-zero so it is restarted whole."""
+
+
+@dataclass
+class LoopState:
+    state: str = "starting"  # running | restarting | failed | stopped
+    starts: int = 0
+    failures: int = 0
+    last_error: str | None = None
+
+
+@dataclass
+class WorkerHealth:
+    loops: dict[str, LoopState] = field(default_factory=dict)
+    nc: NATS | None = None
+
+    def healthy(self) -> bool:
+        return (all(loop.state == "running" for loop in self.loops.values())
+                and self.nc is not None and bool(self.nc.is_connected))
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.healthy() else "failing",
+            "nats": "ok" if self.nc is not None and self.nc.is_connected else "down",
+            "loops": {name: vars(loop) for name, loop in self.loops.items()},
+        }
+
+
+async def supervise(name: str, run: Loop, stop: asyncio.Event,
+                    health: WorkerHealth, policy: RestartPolicy) -> None:
+    """Run `run` until `stop`; restart it whenever it raises, is cancelled from outside or
+    returns early. Raises `WorkerFailed` after `policy.give_up_after` quick failures."""
+    loop = health.loops.setdefault(name, LoopState())
+    in_a_row = 0
+    while not stop.is_set():
+        loop.state, loop.starts = "running", loop.starts + 1
+        started = time.monotonic()
+        attempt = asyncio.create_task(run(), name=name)
+        try:
+            await asyncio.wait({attempt})
+        except asyncio.CancelledError:
+            attempt.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await attempt
+            raise
+        if stop.is_set() and not attempt.cancelled() and attempt.exception() is None:
+            break
+        if attempt.cancelled():
+            error = "cancelled"
+        elif (exc := attempt.exception()) is not None:
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("worker loop %s failed", name, exc_info=exc)
+        else:
+            error = "returned before the worker stopped"
+        if stop.is_set():
+            break
+        in_a_row = 1 if time.monotonic() - started >= policy.stable_after else in_a_row + 1
+        loop.failures, loop.last_error = loop.failures + 1, error
+        if in_a_row >= policy.give_up_after:
+            loop.state = "failed"
+            raise WorkerFailed(f"worker loop {name} failed {in_a_row} times in a row: {error}")
+        delay = min(policy.first_delay * 2 ** (in_a_row - 1), policy.max_delay)
+        loop.state = "restarting"
+        log.warning("worker loop %s: %s; restarting in %.1fs", name, error, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+    loop.state = "stopped"
+
+
+# --- the health and metrics endpoint ------------------------------------------------------
+
+
+async def serve_health(health: WorkerHealth, host: str, port: int) -> web.AppRunner:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(health.report()),
+                            status=200 if health.healthy() else 503,
+                            content_type="application/json")
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(REGISTRY),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+# --- the process --------------------------------------------------------------------------
+
+
 async def run_worker(
     settings: ServiceSettings,
     *,
     consumers: Callable[[WorkerContext], Sequence[EventConsumer]] = lambda _: (),
     tasks: Sequence[Task] = (),
     stop: asyncio.Event | None = None,
+    restart: RestartPolicy = RestartPolicy(),  # noqa: B008 - frozen
 ) -> None:
+    """Run the outbox relay, `consumers(ctx)` and `tasks` (each `async def task(ctx)`
+    running until `ctx.stop`) under supervision until `stop` is set. Raises
+    `WorkerFailed` when a loop keeps failing."""
     service = settings.service_name
     configure_logging(f"{service}-worker", settings.log_level)
     configure_tracing(f"{service}-worker", settings.otlp_endpoint)
+    health = WorkerHealth()
+    server = None
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="0.0.0.0")  # noqa: S104 - scraped in-cluster
+        server = await serve_health(health, settings.metrics_host, settings.metrics_port)
     db = Database(settings.database_url, pool_size=5, max_overflow=5)
     nc = await nats_kernel.connect(settings.nats_url, f"{service}-worker")
+    health.nc = nc
     js = nc.jetstream()
     buckets = await nats_kernel.ensure_platform(js, service)
     ctx = WorkerContext(settings, db, nc, js, buckets, stop or asyncio.Event())
     relay = OutboxRelay(db, js, service=service)
-    running = [asyncio.create_task(relay.run(ctx.stop), name="outbox-relay")]
+    loops: dict[str, Loop] = {"outbox-relay": functools.partial(relay.run, ctx.stop)}
     for consumer in consumers(ctx):
-        running.append(asyncio.create_task(consumer.run(ctx.stop), name=consumer.name))
+        loops[consumer.name] = functools.partial(consumer.run, ctx.stop)
     for task in tasks:
-        running.append(asyncio.create_task(task(ctx), name=getattr(task, "__name__", "task")))
+        loops[getattr(task, "__name__", "task")] = functools.partial(task, ctx)
+    running = [asyncio.create_task(supervise(name, run, ctx.stop, health, restart),
+                                   name=f"supervise-{name}") for name, run in loops.items()]
     log.info("worker started: %d loops", len(running))
+    failed: BaseException | None = None
     try:
         with settled_heap():
-            await ctx.stop.wait()
+            stopping = asyncio.ensure_future(ctx.stop.wait())
+            done, _ = await asyncio.wait([stopping, *running],
+                                         return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            for finished in done:
+                if finished is not stopping and finished.exception() is not None:
+                    failed = finished.exception()
     finally:
         log.info("worker stopping")
+        ctx.stop.set()
         _done, pending = await asyncio.wait(running, timeout=10)
         for t in pending:
             t.cancel()
@@ -95,10 +234,15 @@ async def run_worker(
         with contextlib.suppress(Exception):
             await nc.drain()
         await db.dispose()
+        if server is not None:
+            await server.cleanup()
+    if failed is not None:
+        raise failed
 
 
 def main(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Entry point for `python -m services.<name>.worker`: stop cleanly on signals."""
+    """Entry point for `python -m services.<name>.worker`: stop cleanly on signals; exit
+    with code 1 when a loop kept failing."""
 
     async def _main() -> None:
         stop = asyncio.Event()
@@ -111,4 +255,8 @@ def main(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         import uvloop
 
         uvloop.install()
-    asyncio.run(_main())
+    try:
+        asyncio.run(_main())
+    except WorkerFailed as exc:
+        log.critical("worker exits: %s", exc)
+        sys.exit(1)

@@ -56,4 +56,7 @@ class ServiceSettings(PlatformSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 10
     http_port: int = 8100
+    # Where a worker serves /healthz and /metrics: loopback unless told (igny8 up keeps it
+    # there; Kubernetes and compose set 0.0.0.0, where Prometheus scrapes the pod's address).
+    metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
