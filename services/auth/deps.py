@@ -84,6 +84,14 @@ def client_address(request: Request) -> str | None:
 ClientAddress = Annotated[str | None, Depends(client_address)]
 
 
+def peer_address(request: Request) -> str | None:
+    """The address of whoever opened the connection, whatever headers it sent."""
+    return request.client.host if request.client else None
+
+
+PeerAddress = Annotated[str | None, Depends(peer_address)]
+
+
 async def announce_revoked(request: Request, sids: list[str] | tuple[str, ...]) -> dict[str, str]:
     """After commit: tell every verifier (KV bucket) and the gateway (header) at once."""
     if not sids:

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, IPvAnyAddress, field_validator
 
 from libs.common.ids import Id
 from libs.common.schemas import WriteModel
@@ -288,6 +288,9 @@ class TeamMemberCreate(WriteModel):
 
 class ExchangeRequest(BaseModel):
     authorization: str = Field(min_length=1, max_length=4096)
+    # The address of the gateway's client: failed Basic credentials are counted against it
+    # (without it, against the caller of the exchange, i.e. the gateway itself).
+    client_address: IPvAnyAddress | None = None
 
 
 class ExchangeResult(BaseModel):

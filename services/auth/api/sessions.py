@@ -20,7 +20,14 @@ from libs.common.tenancy import (
 )
 from services.auth import schemas as s
 from services.auth.api.common import json_response
-from services.auth.deps import Actor, ClientAddress, IssuerDep, announce_revoked, keeping_failures
+from services.auth.deps import (
+    Actor,
+    ClientAddress,
+    IssuerDep,
+    PeerAddress,
+    announce_revoked,
+    keeping_failures,
+)
 from services.auth.service import sessions as service
 
 auth = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -111,8 +118,12 @@ async def exchange(
     request: Request,
     uow: SystemUoW,
     issuer: IssuerDep,
-    address: ClientAddress,
+    peer: PeerAddress,
 ) -> s.ExchangeResult:
+    """The gateway's exchange of Basic and ApiKey credentials (ADR 0002). Failures count
+    against `client_address` from the body (the gateway's client), else against the peer;
+    `X-Forwarded-For` is not read here."""
+    address = str(data.client_address) if data.client_address is not None else peer
     async with keeping_failures(request, uow):
         token = await service.exchange(uow, issuer, data.authorization, address)
     await uow.commit()

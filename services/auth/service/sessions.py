@@ -156,23 +156,51 @@ def _at(unix: int) -> datetime:
 # --- sign-in, sessions, tokens -----------------------------------------------------------
 
 
-def _throttle_keys(email: str, address: str | None) -> dict[str, int]:
-    return {f"email:{email.lower()}": 0, **({f"addr:{address}": 1} if address else {})}
+# The rate-limit scope a sign-in lockout names in its `RateLimit` headers.
+LOCKOUT_SCOPE = "auth_failures"
+
+
+def _throttle_keys(email: str, address: str | None) -> list[str]:
+    return [f"email:{email.lower()}", *([f"addr:{address}"] if address else [])]
+
+
+def _failure_limit(settings: AuthSettings, key: str) -> int:
+    if key.startswith("email:"):
+        return settings.login_max_failures_per_account
+    return settings.login_max_failures_per_address
 
 
 async def _check_throttle(
     uow: UnitOfWork, issuer: Issuer, email: str, address: str | None
 ) -> dict[str, Any]:
-    rows = await repo.throttles(uow.session, list(_throttle_keys(email, address)))
+    rows = await repo.throttles(uow.session, _throttle_keys(email, address))
     now = utcnow()
-    locked = [r.locked_until for r in rows.values() if r.locked_until and r.locked_until > now]
-    if locked:
-        retry = max(1, math.ceil((max(locked) - now).total_seconds()))
-        raise TooManyRequests(
-            "Too many failed sign-in attempts. Try again later.",
-            headers={"Retry-After": str(retry)},
-        )
+    locks = [
+        (row.locked_until, _failure_limit(issuer.settings, key))
+        for key, row in rows.items()
+        if row.locked_until and row.locked_until > now
+    ]
+    if locks:
+        until, limit = max(locks)
+        raise _lockout(issuer.settings, until, limit, now)
     return rows
+
+
+def _lockout(settings: AuthSettings, until: datetime, limit: int, now: datetime) -> TooManyRequests:
+    """A 429 whose headers describe the lockout itself: no attempt left until `until`
+    (not the gateway's request quota, which says nothing about it)."""
+    retry = max(1, math.ceil((until - now).total_seconds()))
+    return TooManyRequests(
+        "Too many failed sign-in attempts. Try again later.",
+        headers={
+            "Retry-After": str(retry),
+            "X-Throttle-Limit": str(limit),
+            "X-Throttle-Remaining": "0",
+            "X-Throttle-Reset": str(math.ceil(until.timestamp())),
+            "RateLimit-Policy": f'"{LOCKOUT_SCOPE}";q={limit};w={settings.login_window_seconds}',
+            "RateLimit": f'"{LOCKOUT_SCOPE}";r=0;t={retry}',
+        },
+    )
 
 
 def _record_failure(issuer: Issuer, rows: dict[str, Any]) -> None:
@@ -183,12 +211,7 @@ def _record_failure(issuer: Issuer, rows: dict[str, Any]) -> None:
         if row.window_started_at + window <= now:
             row.failures, row.window_started_at, row.locked_until = 0, now, None
         row.failures += 1
-        limit = (
-            cfg.login_max_failures_per_account
-            if key.startswith("email:")
-            else cfg.login_max_failures_per_address
-        )
-        if row.failures >= limit:
+        if row.failures >= _failure_limit(cfg, key):
             row.locked_until = now + window
 
 

@@ -465,3 +465,92 @@ async def test_exchange_basic_and_api_key(client: httpx.AsyncClient, owner: Tena
     assert (
         await client.post("/internal/v1/auth/exchange", json={"authorization": "Bearer x"})
     ).status_code == 401
+
+
+EXCHANGE = "/internal/v1/auth/exchange"
+
+
+def _basic(email: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{email}:{password}".encode()).decode()
+
+
+def _documentation_address() -> str:
+    """A fresh client address per test run (2001:db8::/32 is for documentation)."""
+    return f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+
+
+async def test_a_lockout_is_a_429_whose_headers_describe_it(
+    client: httpx.AsyncClient, settings: AuthSettings
+) -> None:
+    """D6: the lockout said `X-Throttle-Remaining: 13` and a reset in 20 s (the gateway's
+    request quota) beside `Retry-After: 900`. Auth's 429 now describes the lockout itself,
+    on login and on the gateway's Basic exchange alike."""
+    victim = await register(client)
+    for _ in range(settings.login_max_failures_per_account):
+        bad = await client.post(
+            "/api/v1/auth/login/",
+            json={"email": victim.email, "password": "bad-password"},
+            headers={"X-Forwarded-For": _documentation_address()},
+        )
+        assert bad.status_code == 401
+    window = settings.login_window_seconds
+    for resp in (
+        await client.post(
+            "/api/v1/auth/login/",
+            json={"email": victim.email, "password": PASSWORD},
+            headers={"X-Forwarded-For": _documentation_address()},
+        ),
+        await client.post(
+            EXCHANGE,
+            json={
+                "authorization": _basic(victim.email, PASSWORD),
+                "client_address": _documentation_address(),
+            },
+        ),
+    ):
+        assert resp.status_code == 429, resp.text
+        headers = resp.headers
+        retry = int(headers["retry-after"])
+        assert window - 30 <= retry <= window
+        assert headers["x-throttle-limit"] == str(settings.login_max_failures_per_account)
+        assert headers["x-throttle-remaining"] == "0"
+        assert abs(int(headers["x-throttle-reset"]) - (time.time() + retry)) <= 5
+        assert headers["ratelimit"] == f'"auth_failures";r=0;t={retry}'
+        assert headers["ratelimit-policy"] == (
+            f'"auth_failures";q={settings.login_max_failures_per_account};w={window}'
+        )
+
+
+async def test_the_exchange_counts_failures_against_the_gateways_client(
+    client: httpx.AsyncClient, settings: AuthSettings
+) -> None:
+    """M3 (auth's part): the gateway's exchange counted failed Basic credentials against
+    the gateway's own address, so 20 failures from anyone locked Basic sign-in for every
+    client. The exchange takes the client's address in its body (and ignores
+    `X-Forwarded-For`, which anyone could send)."""
+    spraying, innocent = _documentation_address(), _documentation_address()
+    for _ in range(settings.login_max_failures_per_address):
+        resp = await client.post(
+            EXCHANGE,
+            json={"authorization": _basic(unique_email(), "nope"), "client_address": spraying},
+        )
+        assert resp.status_code == 401
+    user = await register(client)
+    locked = await client.post(
+        EXCHANGE,
+        json={"authorization": _basic(user.email, PASSWORD), "client_address": spraying},
+        headers={"X-Forwarded-For": innocent},
+    )
+    assert locked.status_code == 429
+    assert locked.headers["x-throttle-limit"] == str(settings.login_max_failures_per_address)
+    fine = await client.post(
+        EXCHANGE,
+        json={"authorization": _basic(user.email, PASSWORD), "client_address": innocent},
+        headers={"X-Forwarded-For": spraying},
+    )
+    assert fine.status_code == 200, fine.text
+    bad = await client.post(
+        EXCHANGE, json={"authorization": _basic(user.email, PASSWORD), "client_address": "x"}
+    )
+    assert bad.status_code == 400
+    assert "client_address" in bad.json()["errors"]
