@@ -104,7 +104,7 @@ async def list_accounts(request: Request, actor: Admin, uow: UoW, params: Page) 
 
 
 @auth.post("/accounts/", status_code=201)
-async def create_account(data: s.AccountCreate, actor: Staff, uow: UoW) -> s.AccountPublic:
+async def create_account(data: s.AccountCreate, actor: Admin, uow: UoW) -> s.AccountPublic:
     account_row, plan = await service.create_account(uow, actor, data)
     await uow.commit()
     return s.account_public(account_row, plan)

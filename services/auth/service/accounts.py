@@ -29,6 +29,11 @@ from services.auth.service.common import (
 )
 from services.auth.service.sessions import revoke_live_sessions
 
+NEW_ACCOUNTS_REGISTER = (
+    "A new account is opened by registering (POST /api/v1/auth/register/); only platform "
+    "staff open an account for someone else."
+)
+
 # --- accounts and registration ---------------------------------------------------------
 
 
@@ -140,7 +145,11 @@ async def get_account(uow: UnitOfWork, actor: Principal, account_id: int) -> tup
 async def create_account(
     uow: UnitOfWork, actor: Principal, data: s.AccountCreate
 ) -> tuple[Account, Plan]:
-    staff_only(actor)
+    """Platform staff opening an account for someone. Owners and admins are refused with
+    the way in: an account's owner is a new user, so a new account is a registration
+    (docs/contracts.md, where auth departs from the reference)."""
+    if not actor.is_platform_staff:
+        raise PermissionDenied(NEW_ACCOUNTS_REGISTER)
     account, _user, plan = await open_account(
         uow,
         name=data.name,

@@ -7,11 +7,11 @@ import base64
 
 import httpx
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from libs.common import nats as nats_kernel
 from libs.common.db import Database, TenantScope
-from services.auth.models import Site
+from services.auth.models import Site, User
 from services.auth.settings import AuthSettings
 
 from .conftest import (
@@ -450,3 +450,26 @@ async def test_a_demotion_revokes_the_users_sessions(
 def _claims(token: str) -> dict:  # type: ignore[type-arg]
     segment = token.split(".")[1]
     return orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
+async def test_an_owner_is_sent_to_registration_to_open_an_account(
+    client: httpx.AsyncClient, owner: Tenant, db: Database
+) -> None:
+    """D8: the reference lists IsOwnerOrAdmin for `POST accounts/`; here a new account
+    (and its new owner) is a registration, or platform staff's act (docs/contracts.md)."""
+    body = {"name": "Second", "owner_email": unique_email(), "owner_password": PASSWORD}
+    resp = await owner.post("/api/v1/auth/accounts/", json=body)
+    assert resp.status_code == 403
+    assert "POST /api/v1/auth/register/" in resp.json()["detail"]
+    editor = await add_member(owner, "editor")
+    assert (await editor.post("/api/v1/auth/accounts/", json=body)).status_code == 403
+    # Platform staff open accounts for others.
+    async with db.session(TenantScope.system()) as session:
+        await session.execute(
+            update(User).where(User.id == owner.user_id).values(role="developer")  # type: ignore[arg-type]
+        )
+        await session.commit()
+    staff = await login_as(client, owner.email)
+    made = await staff.post("/api/v1/auth/accounts/", json=body)
+    assert made.status_code == 201, made.text
+    assert made.json()["name"] == "Second"
