@@ -7,10 +7,11 @@ sends them again after a timeout).
   site is not the account's.
 - `seed_keywords`: seed keywords by id (at most 1,000).
 - `ai_settings`: what an account's AI jobs run with: its OpenAI integration (the key in
-  clear: this answer stays on the internal bus) or `local`, and its saved prompts (a type
-  without one is absent and the caller uses its built-in). `AISettingsUnusable` when the
-  saved settings cannot be used (the key no longer decrypts): jobs fail, never fall back to
-  `local`.
+  clear: this answer stays on the internal bus) or `local`, its saved prompts (a type
+  without one is absent and the caller uses its built-in), and its image settings (with
+  the Runware integration when images use it); auth owns this configuration (ADR 0021).
+  `AISettingsUnusable` when the saved settings cannot be used (the key no longer
+  decrypts): jobs fail, never fall back to `local`.
 """
 
 from __future__ import annotations
@@ -137,16 +138,37 @@ class AISettingsRequest(BaseModel):
     prompt_types: list[str] | None = None
 
 
-class OpenAISettings(BaseModel):
+class ProviderSettings(BaseModel):
+    """An account's provider integration: where to call, with which key (it goes to this
+    `base_url` only), and its models."""
+
     base_url: str
     api_key: str = Field(repr=False)
     model: str
+    image_model: str | None = None
+
+
+class ImageSettings(BaseModel):
+    """The account's image generation settings (auth's `image_generation` integration).
+    `provider` names the engine: `local`, `openai` (the `openai` settings, `image_model`)
+    or `runware` (the `runware` settings)."""
+
+    provider: str = "local"
+    model: str = "local-image"
+    image_type: str = "realistic"
+    max_in_article_images: int = 2
+    image_format: str = "webp"
+    desktop_enabled: bool = True
+    mobile_enabled: bool = True
 
 
 class AISettings(BaseModel):
     provider: Literal["openai", "local"]
-    openai: OpenAISettings | None = None
+    openai: ProviderSettings | None = None
     prompts: dict[str, str] = Field(default_factory=dict)
+    images: ImageSettings = Field(default_factory=ImageSettings)
+    # Set when the image provider is `runware` and its integration is active with a key.
+    runware: ProviderSettings | None = None
 
     @model_validator(mode="after")
     def _openai_has_settings(self) -> AISettings:

@@ -404,30 +404,52 @@ class UnreadableIntegrationKey(Exception):
     """The account's saved API key cannot be decrypted (the platform secret changed)."""
 
 
+async def _provider_settings(
+    uow: UnitOfWork, keys: SecretBox, account_id: int, provider: str
+) -> dict[str, str] | None:
+    """An active integration with a key, the key in clear (for the internal answer only)."""
+    row = await repo.integration(uow.session, account_id, provider)
+    if row is None or not row.is_active or not row.api_key_encrypted:
+        return None
+    try:
+        api_key = keys.decrypt(row.api_key_encrypted)
+    except UndecryptableSecret as exc:
+        raise UnreadableIntegrationKey(
+            f"The saved {provider} API key cannot be read; save it again."
+        ) from exc
+    config = {**DEFAULT_INTEGRATIONS[provider], **(row.config or {})}
+    found = {
+        "base_url": _base_url(provider, config),
+        "api_key": api_key,
+        "model": str(config["model"]),
+    }
+    if config.get("image_model"):
+        found["image_model"] = str(config["image_model"])
+    return found
+
+
 async def ai_settings(
     uow: UnitOfWork, keys: SecretBox, account_id: int, prompt_types: Sequence[str] | None = None
 ) -> dict[str, Any]:
-    """What the account's AI jobs run with: its active OpenAI integration (API key in
-    clear: for the internal command answer only, never an HTTP response) or `local`, and
-    its saved prompts (types without one are absent: callers use their built-ins)."""
-    row = await repo.integration(uow.session, account_id, "openai")
-    openai: dict[str, str] | None = None
-    if row is not None and row.is_active and row.api_key_encrypted:
-        try:
-            api_key = keys.decrypt(row.api_key_encrypted)
-        except UndecryptableSecret as exc:
-            raise UnreadableIntegrationKey(
-                "The saved OpenAI API key cannot be read; save it again."
-            ) from exc
-        config = {**DEFAULT_INTEGRATIONS["openai"], **(row.config or {})}
-        openai = {
-            "base_url": str(config["base_url"]).rstrip("/"),
-            "api_key": api_key,
-            "model": str(config["model"]),
-        }
+    """What the account's AI jobs run with (`libs.common.auth.AISettings`): its active
+    OpenAI integration (API key in clear: for the internal command answer only, never an
+    HTTP response) or `local`, its saved prompts (types without one are absent: callers
+    use their built-ins), and its image settings, with the Runware integration when
+    images use it."""
+    openai = await _provider_settings(uow, keys, account_id, "openai")
+    images_row = await repo.integration(uow.session, account_id, "image_generation")
+    images = {
+        **DEFAULT_INTEGRATIONS["image_generation"],
+        **(images_row.config if images_row is not None and images_row.is_active else {}),
+    }
+    runware = None
+    if images.get("provider") == "runware":
+        runware = await _provider_settings(uow, keys, account_id, "runware")
     prompts = await repo.account_prompts(uow.session, account_id, prompt_types)
     return {
         "provider": "openai" if openai else "local",
         "openai": openai,
         "prompts": {p.prompt_type: p.prompt_value for p in prompts},
+        "images": images,
+        "runware": runware,
     }

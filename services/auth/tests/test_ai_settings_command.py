@@ -17,7 +17,16 @@ from .conftest import Tenant
 OPENAI = "/api/v1/system/settings/integrations/openai/"
 SAVE_PROMPT = "/api/v1/system/prompts/save/"
 KEY = "sk-test-0123456789abcdef"
-
+IMAGES = {
+    "provider": "local",
+    "model": "local-image",
+    "image_type": "realistic",
+    "max_in_article_images": 2,
+    "image_format": "webp",
+    "desktop_enabled": True,
+    "mobile_enabled": True,
+}
+LOCAL = {"provider": "local", "openai": None, "images": IMAGES, "runware": None}
 
 
 async def ask(ctx: WorkerContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -30,7 +39,7 @@ async def test_account_without_settings_runs_local(
     worker_ctx: WorkerContext, other: Tenant
 ) -> None:
     answer = await ask(worker_ctx, {"account_id": other.account_id})
-    assert answer == {"ok": True, "provider": "local", "openai": None, "prompts": {}}
+    assert answer == {"ok": True, **LOCAL, "prompts": {}}
 
 
 async def test_openai_settings_and_prompts(
@@ -49,8 +58,15 @@ async def test_openai_settings_and_prompts(
     assert answer == {
         "ok": True,
         "provider": "openai",
-        "openai": {"base_url": "http://127.0.0.1:9/v1", "api_key": KEY, "model": "gpt-test"},
+        "openai": {
+            "base_url": "http://127.0.0.1:9/v1",
+            "api_key": KEY,
+            "model": "gpt-test",
+            "image_model": "dall-e-3",
+        },
         "prompts": {"ideas": "My ideas prompt"},
+        "images": IMAGES,
+        "runware": None,
     }
     every = await ask(worker_ctx, {"account_id": owner.account_id})
     assert every["prompts"] == {"clustering": "My clusters", "ideas": "My ideas prompt"}
@@ -65,7 +81,7 @@ async def test_openai_settings_and_prompts(
     r = await owner.put(OPENAI, json={"is_active": False})
     assert r.status_code == 200, r.text
     answer = await ask(worker_ctx, {"account_id": owner.account_id, "prompt_types": ["ideas"]})
-    assert answer == {"ok": True, "provider": "local", "openai": None, "prompts": {}}
+    assert answer == {"ok": True, **LOCAL, "prompts": {}}
 
 
 async def test_defaults_fill_the_config(worker_ctx: WorkerContext, owner: Tenant) -> None:
@@ -73,9 +89,38 @@ async def test_defaults_fill_the_config(worker_ctx: WorkerContext, owner: Tenant
     assert r.status_code == 200, r.text
     answer = await ask(worker_ctx, {"account_id": owner.account_id, "prompt_types": []})
     assert answer["openai"] == {
-        "base_url": "https://api.openai.com/v1", "api_key": KEY, "model": "gpt-4o-mini"
+        "base_url": "https://api.openai.com/v1",
+        "api_key": KEY,
+        "model": "gpt-4o-mini",
+        "image_model": "dall-e-3",
     }
     assert answer["prompts"] == {}
+
+
+async def test_image_settings_and_runware(worker_ctx: WorkerContext, owner: Tenant) -> None:
+    """Writer's image jobs read the image settings from the same answer (ADR 0021); the
+    Runware key comes only when images use Runware."""
+    runware_key = "rw-test-0123456789"
+    r = await owner.put(
+        "/api/v1/system/settings/integrations/runware/", json={"api_key": runware_key}
+    )
+    assert r.status_code == 200, r.text
+    answer = await ask(worker_ctx, {"account_id": owner.account_id})
+    assert (answer["images"], answer["runware"]) == (IMAGES, None)
+    r = await owner.put(
+        "/api/v1/system/settings/integrations/image_generation/",
+        json={"config": {"provider": "runware", "max_in_article_images": 4}},
+    )
+    assert r.status_code == 200, r.text
+    answer = await ask(worker_ctx, {"account_id": owner.account_id})
+    assert answer["images"] == {**IMAGES, "provider": "runware", "max_in_article_images": 4}
+    assert answer["runware"] == {
+        "base_url": "https://api.runware.ai/v1",
+        "api_key": runware_key,
+        "model": "runware:100@1",
+        "image_model": None,
+    }
+    assert answer["provider"] == "local"  # text stays on its own setting
 
 
 async def test_unreadable_key_is_an_error_not_local(
