@@ -226,6 +226,11 @@ class RunwareProvider(SessionOwner):
             cost_usd=_cost(item.get("cost")),
         )
 
+    async def authenticate(self) -> None:
+        """Send the authentication task alone: proves the URL and key without making (or
+        paying for) an image. `AIProviderError` when Runware refuses it."""
+        await self._send([])
+
     async def generate_images(
         self, requests: Sequence[ImageRequest], *, model: str | None = None
     ) -> list[ImageOutcome]:

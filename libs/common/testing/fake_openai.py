@@ -1,5 +1,6 @@
 """A fake OpenAI-compatible server on loopback: `/chat/completions` answering scripted
-replies and `/images/generations` answering real PNGs as `b64_json`, with the rules the
+replies, `/images/generations` answering real PNGs as `b64_json`, `/models` listing
+`models`, with the rules the
 real API enforces that clients trip on (each model's sizes; GPT image models refuse
 `response_format` and report token usage; dall-e-3 revises prompts)."""
 
@@ -31,6 +32,7 @@ class FakeOpenAI(FakeServer):
         super().__init__()
         self.api_key = api_key
         self.chat_replies: list[Any] = []
+        self.models: list[str] = ["gpt-4o-mini", "dall-e-3"]
 
     @property
     def url(self) -> str:
@@ -39,9 +41,17 @@ class FakeOpenAI(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.handler(self._chat))
         app.router.add_post("/v1/images/generations", self.handler(self._images))
+        app.router.add_get("/v1/models", self.handler(self._models))
 
     def _authorised(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.api_key}"
+
+    async def _models(self, request: web.Request, body: Any) -> web.StreamResponse:
+        if not self._authorised(request):
+            return _error("Incorrect API key provided", 401, "invalid_api_key")
+        return web.json_response(
+            {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]}
+        )
 
     async def _chat(self, request: web.Request, body: Any) -> web.StreamResponse:
         if not self._authorised(request):

@@ -14,6 +14,7 @@ from typing import Any
 
 from libs.common.ai import AIConfigurationError, AIError, AIProviderError
 from libs.common.ai.openai import OpenAIProvider
+from libs.common.ai.runware import RunwareProvider
 from libs.common.crypto import InvalidToken as UndecryptableSecret
 from libs.common.crypto import SecretBox, mask_secret
 from libs.common.events import utcnow
@@ -293,6 +294,7 @@ async def save_integration(
 class _Target:
     """Where a provider call goes and with which key."""
 
+    provider: str
     base_url: str
     api_key: str
     config: dict[str, Any]
@@ -325,15 +327,26 @@ async def _target(
             raise ValidationFailed("The saved API key cannot be read; save it again.") from exc
     if not key:
         raise ValidationFailed(errors={"api_key": ["No API key saved for this provider."]})
-    return _Target(base_url, key, config)
+    return _Target(provider, base_url, key, config)
 
 
 @contextlib.asynccontextmanager
-async def _provider_call(target: _Target, timeout: float) -> AsyncIterator[OpenAIProvider]:
-    """The provider's client from the kernel, its failures turned into generic 400s (the
-    details go to the log only)."""
+async def _provider_call(
+    target: _Target, timeout: float
+) -> AsyncIterator[OpenAIProvider | RunwareProvider]:
+    """The provider's client from the kernel (`libs/common/ai`), its failures turned into
+    generic 400s (the details go to the log only)."""
+    client: OpenAIProvider | RunwareProvider
     try:
-        client = OpenAIProvider(target.base_url, target.api_key, timeout_seconds=timeout)
+        if target.provider == "runware":
+            client = RunwareProvider(
+                target.api_key,
+                base_url=target.base_url,
+                model=str(target.config["model"]),
+                timeout_seconds=timeout,
+            )
+        else:
+            client = OpenAIProvider(target.base_url, target.api_key, timeout_seconds=timeout)
     except AIConfigurationError as exc:
         raise ValidationFailed(errors={"base_url": ["Enter an http(s) URL."]}) from exc
     try:
@@ -358,10 +371,15 @@ async def test_integration(
     *,
     timeout: float,
 ) -> s.IntegrationTestResult:
-    """List the provider's models with the saved (or supplied) URL and key."""
+    """Prove the saved (or supplied) URL and key: list an OpenAI-compatible provider's
+    models; authenticate at Runware (which lists none: the configured model is shown)."""
     target = await _target(uow, actor, keys, provider, override)
     async with _provider_call(target, timeout) as client:
-        models = await client.list_models()
+        if isinstance(client, RunwareProvider):
+            await client.authenticate()
+            models = [str(target.config["model"])]
+        else:
+            models = await client.list_models()
     return s.IntegrationTestResult(
         ok=True, provider=provider, base_url=target.base_url, models=models
     )

@@ -1,101 +1,59 @@
 """The account's provider integrations: keys encrypted and masked, the `test` and
-`generate` actions through the kernel's OpenAI-compatible client, and what keeps a saved
-key where it was saved (issue 13 M2, D2). Every provider here is a fake listening on
-127.0.0.1."""
+`generate` actions through the kernel's provider clients (`libs/common/ai`), and what
+keeps a saved key where it was saved (issue 13 M2, D2). Every provider here is one of the
+kernel's fakes listening on 127.0.0.1 (`libs/common/testing`)."""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
 from sqlalchemy import select
 
 from libs.common.db import Database, TenantScope
+from libs.common.testing.fake_openai import FakeOpenAI
+from libs.common.testing.fake_runware import FakeRunware
 from services.auth.models import IntegrationSetting
 from services.auth.service.ai_config import KEY_STAYS_WITH_ITS_URL, PROVIDER_UNREACHABLE
 
 from .conftest import Tenant
 
 OPENAI = "/api/v1/system/settings/integrations/openai/"
+RUNWARE = "/api/v1/system/settings/integrations/runware/"
 KEY = "sk-test-1234567890"
+OTHER_KEY = "sk-elsewhere-000000"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@dataclass
-class FakeProvider:
-    """An OpenAI-compatible server on 127.0.0.1 that accepts one key and records every
-    request it gets (method, path, Authorization)."""
-
-    url: str = ""
-    seen: list[tuple[str, str, str]] = field(default_factory=list)
-
-
-async def _serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
-
-
-def _provider_app(state: FakeProvider, *, key: str = KEY) -> web.Application:
-    @web.middleware
-    async def record(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        state.seen.append((request.method, request.path, request.headers.get("Authorization", "")))
-        if request.headers.get("Authorization") != f"Bearer {key}":
-            return web.json_response({"error": {"message": "bad key"}}, status=401)
-        return await handler(request)
-
-    async def models(request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "object": "list",
-                "data": [
-                    {"id": "gpt-fake-mini", "object": "model"},
-                    {"id": "fake-image", "object": "model"},
-                ],
-            }
-        )
-
-    async def images(request: web.Request) -> web.Response:
-        body = await request.json()
-        if body.get("response_format") != "b64_json":
-            return web.json_response({"data": [{"url": "http://127.0.0.1/x.png"}]})
-        image = PNG + f"{body['model']}/{body['size']}".encode()
-        return web.json_response({"data": [{"b64_json": base64.b64encode(image).decode()}]})
-
-    app = web.Application(middlewares=[record])
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/images/generations", images)
-    return app
+def _keys(fake: FakeOpenAI | FakeRunware) -> list[str]:
+    """The key each request to `fake` carried."""
+    out = []
+    for r in fake.requests:
+        if isinstance(r.body, list):
+            out.append(str(r.body[0].get("apiKey")))
+        else:
+            out.append(r.headers.get("Authorization", "").removeprefix("Bearer "))
+    return out
 
 
 @pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeProvider]:
-    state = FakeProvider()
-    async for url in _serve(_provider_app(state)):
-        state.url = url
-        yield state
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI(api_key=KEY) as fake:
+        fake.models = ["gpt-fake-mini", "dall-e-2"]
+        yield fake
 
 
 @pytest.fixture
-async def elsewhere() -> AsyncIterator[FakeProvider]:
-    """A second listener that must never see the saved key."""
-    state = FakeProvider()
-    async for url in _serve(_provider_app(state, key="sk-elsewhere-000000")):
-        state.url = url
-        yield state
+async def elsewhere() -> AsyncIterator[FakeOpenAI]:
+    """A second provider that must never see the saved key."""
+    async with FakeOpenAI(api_key=OTHER_KEY) as fake:
+        yield fake
 
 
 async def test_integrations_encrypted_masked_and_tested(
-    owner: Tenant, db: Database, fake_openai: FakeProvider
+    owner: Tenant, db: Database, fake_openai: FakeOpenAI
 ) -> None:
     empty = (await owner.get(OPENAI)).json()
     assert empty["has_api_key"] is False
@@ -115,29 +73,25 @@ async def test_integrations_encrypted_masked_and_tested(
 
     tested = await owner.post(f"{OPENAI}test/", json={"provider": "openai"})
     assert tested.status_code == 200, tested.text
-    assert tested.json()["data"]["models"] == ["gpt-fake-mini", "fake-image"]
+    assert tested.json()["data"]["models"] == ["gpt-fake-mini", "dall-e-2"]
     wrong = await owner.post(f"{OPENAI}test/", json={"api_key": "sk-wrong-key"})
     assert wrong.status_code == 400
     assert "rejected" in wrong.json()["detail"]
     image = await owner.post(
-        f"{OPENAI}generate/", json={"prompt": "a cat", "model": "fake-image", "size": "512x512"}
+        f"{OPENAI}generate/", json={"prompt": "a cat", "model": "dall-e-2", "size": "512x512"}
     )
     assert image.status_code == 200, image.text
     made = image.json()
-    assert (made["model"], made["media_type"]) == ("fake-image", "image/png")
-    assert base64.b64decode(made["b64_json"]) == PNG + b"fake-image/512x512"
+    assert (made["model"], made["media_type"]) == ("dall-e-2", "image/png")
+    assert base64.b64decode(made["b64_json"]).startswith(PNG)
     # Every call went to the saved URL through the kernel's client, with the saved key
     # (or the one sent to try).
-    assert [(m, p) for m, p, _ in fake_openai.seen] == [
-        ("GET", "/v1/models"),
-        ("GET", "/v1/models"),
-        ("POST", "/v1/images/generations"),
+    assert [r.path for r in fake_openai.requests] == [
+        "/v1/models",
+        "/v1/models",
+        "/v1/images/generations",
     ]
-    assert [a for _, _, a in fake_openai.seen] == [
-        f"Bearer {KEY}",
-        "Bearer sk-wrong-key",
-        f"Bearer {KEY}",
-    ]
+    assert _keys(fake_openai) == [KEY, "sk-wrong-key", KEY]
 
     saved = await owner.post(f"{OPENAI}save/", json={"is_active": False})
     assert saved.json()["data"]["has_api_key"]
@@ -153,6 +107,26 @@ async def test_integrations_encrypted_masked_and_tested(
     assert viewer_resp.json()["config"]["provider"] == "openai"
 
 
+async def test_runware_is_tested_and_generates_through_its_own_client(owner: Tenant) -> None:
+    """Runware is not OpenAI-compatible: `test` authenticates (no image made, none paid)
+    and `generate` sends one image task, through the kernel's Runware client."""
+    key = "rw-test-123456789"
+    async with FakeRunware(api_key=key) as fake:
+        saved = await owner.put(RUNWARE, json={"api_key": key, "base_url": fake.url})
+        assert saved.status_code == 200, saved.text
+        tested = await owner.post(f"{RUNWARE}test/")
+        assert tested.status_code == 200, tested.text
+        assert tested.json()["data"]["models"] == ["runware:100@1"]
+        assert fake.tasks == []
+        image = await owner.post(f"{RUNWARE}generate/", json={"prompt": "a lighthouse at dusk"})
+        assert image.status_code == 200, image.text
+        assert image.json()["media_type"] == "image/webp"
+        assert len(fake.tasks) == 1
+        wrong = await owner.post(f"{RUNWARE}test/", json={"api_key": "rw-wrong"})
+        assert wrong.status_code == 400
+        assert "rejected" in wrong.json()["detail"]
+
+
 async def test_integration_unreachable_provider_is_a_clear_400(owner: Tenant) -> None:
     await owner.put(OPENAI, json={"api_key": "sk-x", "base_url": "http://127.0.0.1:9/v1"})
     resp = await owner.post(f"{OPENAI}test/")
@@ -161,7 +135,7 @@ async def test_integration_unreachable_provider_is_a_clear_400(owner: Tenant) ->
 
 
 async def test_a_saved_key_goes_only_to_its_saved_url(
-    owner: Tenant, db: Database, fake_openai: FakeProvider, elsewhere: FakeProvider
+    owner: Tenant, fake_openai: FakeOpenAI, elsewhere: FakeOpenAI
 ) -> None:
     """M2: `test` with another base_url used to send `Bearer <saved key>` there and echo
     the answer. Now another URL needs its own key, and saving a new URL needs the key again."""
@@ -175,31 +149,31 @@ async def test_a_saved_key_goes_only_to_its_saved_url(
     assert moved.json()["errors"] == {"api_key": [KEY_STAYS_WITH_ITS_URL]}
     moved = await owner.put(OPENAI, json={"config": {"base_url": elsewhere.url}})
     assert moved.status_code == 400
-    assert elsewhere.seen == []
+    assert elsewhere.requests == []
     assert (await owner.get(OPENAI)).json()["config"]["base_url"] == fake_openai.url
 
     # With its own key another URL can be tried, and saved.
-    other_key = "sk-elsewhere-000000"
-    try_it = {"base_url": elsewhere.url, "api_key": other_key}
+    try_it = {"base_url": elsewhere.url, "api_key": OTHER_KEY}
     resp = await owner.post(f"{OPENAI}test/", json=try_it)
     assert resp.status_code == 200, resp.text
-    assert elsewhere.seen == [("GET", "/v1/models", f"Bearer {other_key}")]
-    saved = await owner.put(OPENAI, json={"base_url": elsewhere.url, "api_key": other_key})
+    assert [r.path for r in elsewhere.requests] == ["/v1/models"]
+    saved = await owner.put(OPENAI, json=try_it)
     assert saved.status_code == 200
     assert saved.json()["api_key"] == "********0000"
-    assert all(KEY not in auth for _, _, auth in elsewhere.seen)
+    assert _keys(elsewhere) == [OTHER_KEY]
 
 
-async def test_provider_failures_read_alike(owner: Tenant, fake_openai: FakeProvider) -> None:
+async def test_provider_failures_read_alike(owner: Tenant, fake_openai: FakeOpenAI) -> None:
     """M2: error texts told a closed port from an open one (connection refused vs HTTP
     404 vs non-JSON): a caller could map ports. Every failure but a refused key reads the
     same, without addresses, ports or exception names."""
-    own_key = {"api_key": "sk-test-1234567890"}
+    own_key = {"api_key": KEY}
+    fake_openai.fail_next(200, raw=b"<html>a login page</html>")
     answers = []
     for url in (
         "http://127.0.0.1:9/v1",  # nothing listens
         fake_openai.url.replace("/v1", "/nope"),  # 404
-        fake_openai.url.replace("/v1", ""),  # the server, but no /models at its root
+        fake_openai.url,  # 200, but HTML
     ):
         resp = await owner.post(f"{OPENAI}test/", json={"base_url": url, **own_key})
         assert resp.status_code == 400
@@ -210,7 +184,7 @@ async def test_provider_failures_read_alike(owner: Tenant, fake_openai: FakeProv
     assert ":9" not in str(answers)
 
 
-async def test_redirects_are_not_followed(owner: Tenant, elsewhere: FakeProvider) -> None:
+async def test_redirects_are_not_followed(owner: Tenant, elsewhere: FakeOpenAI) -> None:
     """A provider answering 307 to another host does not get the key forwarded there."""
 
     async def redirect(request: web.Request) -> web.Response:
@@ -218,15 +192,25 @@ async def test_redirects_are_not_followed(owner: Tenant, elsewhere: FakeProvider
 
     app = web.Application()
     app.router.add_get("/v1/models", redirect)
-    async for url in _serve(app):
-        resp = await owner.post(f"{OPENAI}test/", json={"base_url": url, "api_key": KEY})
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        resp = await owner.post(
+            f"{OPENAI}test/",
+            json={"base_url": f"http://127.0.0.1:{port}/v1", "api_key": OTHER_KEY},
+        )
         assert resp.status_code == 400
         assert resp.json()["detail"] == PROVIDER_UNREACHABLE
-    assert elsewhere.seen == []
+    finally:
+        await runner.cleanup()
+    assert elsewhere.requests == []
 
 
 async def test_saving_without_is_active_keeps_the_stored_value(
-    owner: Tenant, fake_openai: FakeProvider
+    owner: Tenant, fake_openai: FakeOpenAI
 ) -> None:
     """D2: a save without `is_active` switched the integration on (and planner jobs
     moved to it)."""
