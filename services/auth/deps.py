@@ -14,7 +14,6 @@ from fastapi import Depends, Request
 
 from libs.common.crypto import SecretBox
 from libs.common.nats import REVOCATIONS_BUCKET
-from libs.common.pagination import PageParams, page_params
 from libs.common.security import Principal, revoke_sessions
 from libs.common.tenancy import CurrentPrincipal, UnitOfWork, UoW, require_role
 from services.auth.service.common import PersistentFailure
@@ -58,8 +57,6 @@ def get_integration_keys(request: Request) -> SecretBox:
 
 
 IntegrationKeys = Annotated[SecretBox, Depends(get_integration_keys)]
-
-Page = Annotated[PageParams, Depends(page_params)]
 
 
 def get_settings(request: Request) -> AuthSettings:

@@ -7,16 +7,28 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, IPvAnyAddress, field_validator
+from sqlalchemy import ColumnElement, Table
 
-from libs.common.ids import Id
+from libs.common.ids import MAX_BIGINT, Id
+from libs.common.problems import ValidationFailed
+from libs.common.repository import (
+    Choice,
+    Equals,
+    Filter,
+    FilterSet,
+    ListQuery,
+    NoFilters,
+    Orderings,
+    Search,
+    table_of,
+)
 from libs.common.schemas import WriteModel
+from libs.common.security import ROLES
+from services.auth.models import Account, Industry, IndustrySector, Plan, User
 from services.auth.passwords import MIN_PASSWORD_LENGTH
-
-if TYPE_CHECKING:
-    from services.auth.models import Account, Plan, User
 
 AssignableRole = Literal["admin", "editor", "viewer"]
 AccountStatus = Literal["active", "trial", "suspended", "cancelled"]
@@ -561,3 +573,84 @@ class ImageGenerateResult(BaseModel):
     url: str | None
     b64_json: str | None
     media_type: str | None = None
+
+
+# --- what lists accept: filters, ordering and paging declared once (libs/common/repository) --
+
+
+def as_id(value: str) -> int | None:
+    """`value` as a row id when it is one (digits within bigint), else None (a slug)."""
+    return int(value) if value.isdigit() and 0 < int(value) <= MAX_BIGINT else None
+
+
+class IdOrSlug(Filter):
+    """A row of a joined catalogue table named by its id or its slug."""
+
+    def __init__(self, table: Table, description: str) -> None:
+        super().__init__(description=description)
+        self.table = table
+
+    def condition(self, t: Any, value: Any) -> ColumnElement[bool]:
+        row_id = as_id(value)
+        if row_id is not None:
+            return self.table.c.id == row_id
+        return self.table.c.slug == value
+
+
+class CountryCode(Filter):
+    """A two-letter country code, any case."""
+
+    def clean(self, value: Any) -> Any:
+        value = super().clean(value)
+        if value is not None and (len(value) != 2 or not value.isalpha()):
+            raise ValidationFailed.field(self.name, "Enter a two-letter country code.")
+        return value.upper() if value else None
+
+
+class UserFilters(FilterSet):
+    role = Choice(tuple(r for r in ROLES if r != "system_bot"))
+    is_active = Equals(bool)
+
+
+class ActiveFilters(FilterSet):
+    is_active = Equals(bool)
+
+
+class SectorFilters(FilterSet):
+    site_id = Equals(Id)
+    is_active = Equals(bool)
+
+
+class SiteAccessFilters(FilterSet):
+    user_id = Equals(Id)
+    site_id = Equals(Id)
+
+
+class SeedKeywordFilters(FilterSet):
+    industry = IdOrSlug(table_of(Industry), "Industry id or slug.")
+    sector = IdOrSlug(table_of(IndustrySector), "Industry sector id or slug.")
+    intent = Choice(get_args(Intent))
+    country = CountryCode()
+    search = Search("keyword")
+
+
+USER_ORDERING = Orderings("id", "email", "username", "created_at", "last_login_at", default="id")
+SECTOR_ORDERING = Orderings("id", "name", "site_id", "created_at", default="site_id,id")
+
+UserQuery = ListQuery.of(UserFilters, USER_ORDERING)
+TeamQuery = ListQuery.of(NoFilters, USER_ORDERING)
+AccountQuery = ListQuery.of(NoFilters, Orderings("id", "name", "created_at", default="id"))
+SubscriptionQuery = ListQuery.of(
+    NoFilters, Orderings("id", "created_at", "current_period_end", default="-id")
+)
+PlanQuery = ListQuery.of(NoFilters, Orderings("price", "name", "id", default="price"))
+SiteQuery = ListQuery.of(ActiveFilters, Orderings("id", "name", "created_at", default="id"))
+SectorQuery = ListQuery.of(SectorFilters, SECTOR_ORDERING)
+SiteSectorQuery = ListQuery.of(NoFilters, SECTOR_ORDERING)
+SiteAccessQuery = ListQuery.of(SiteAccessFilters, Orderings("id", "created_at", default="id"))
+GroupQuery = ListQuery.of(NoFilters, Orderings("id", "name", "created_at", default="id"))
+IndustryQuery = ListQuery.of(NoFilters, Orderings("name", "id", default="name"))
+SeedKeywordQuery = ListQuery.of(
+    SeedKeywordFilters, Orderings("keyword", "volume", "difficulty", default="keyword")
+)
+PromptQuery = ListQuery.of(NoFilters, Orderings("prompt_type", "id", default="prompt_type"))

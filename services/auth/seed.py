@@ -16,6 +16,8 @@ from libs.common.security import Principal
 from libs.common.tenancy import UnitOfWork
 from services.auth import repository as repo
 from services.auth import schemas as s
+from services.auth.repository import catalogue as catalogue_repo
+from services.auth.repository import sessions as sessions_repo
 from services.auth.service import accounts, catalogue, sites
 
 SEED_DATA_DIR = Path(__file__).parent / "seed_data"
@@ -79,7 +81,7 @@ STAFF = Principal(user_id=0, account_id=0, role="developer")
 async def seed_plans(uow: UnitOfWork) -> int:
     created = 0
     for spec in PLANS:
-        if await repo.plan_by_slug(uow.session, spec["slug"]) is None:
+        if await catalogue_repo.plan_by_slug(uow.session, spec["slug"]) is None:
             await catalogue.create_plan(uow, STAFF, s.PlanCreate(**spec))
             created += 1
     return created
@@ -114,13 +116,13 @@ async def seed_keywords(uow: UnitOfWork, path: Path) -> int:
 
 async def seed_demo(uow: UnitOfWork, email: str, password: str) -> int:
     """The demo owner, a demo site, and two sectors of the first industry."""
-    if await repo.user_by_email_any_tenant(uow.session, email) is not None:
+    if await sessions_repo.user_by_email_any_tenant(uow.session, email) is not None:
         return 0
     account, owner, _plan = await accounts.open_account(
         uow, name="Demo Agency", email=email, password=password, username="demo"
     )
     actor = Principal(user_id=owner.id or 0, account_id=account.id or 0, role="owner")
-    industries, sectors = await repo.all_industries_and_sectors(uow.session)
+    industries, sectors = await catalogue_repo.all_industries_and_sectors(uow.session)
     industry = next(iter(sorted(industries.values(), key=lambda i: i.slug)), None)
     site = await sites.create_site(
         uow,

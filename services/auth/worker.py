@@ -28,7 +28,7 @@ from libs.common.events import utcnow
 from libs.common.problems import NotFound, ValidationFailed
 from libs.common.runtime import WorkerContext
 from libs.common.tenancy import UnitOfWork
-from services.auth import repository as repo
+from services.auth.repository import sessions as sessions_repo
 from services.auth.service import ai_config, catalogue, sites
 from services.auth.settings import AuthSettings
 
@@ -83,7 +83,8 @@ async def housekeeping(ctx: WorkerContext, interval: float = 3600.0) -> None:
         try:
             async with ctx.db.session(TenantScope.system()) as session:
                 now = utcnow()
-                removed = await repo.purge_stale(session, now, now - timedelta(seconds=window))
+                window_start = now - timedelta(seconds=window)
+                removed = await sessions_repo.purge_stale(session, now, window_start)
                 await session.commit()
             if removed:
                 log.info("housekeeping removed %d stale rows", removed)

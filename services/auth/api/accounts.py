@@ -13,7 +13,7 @@ from libs.common.pagination import message_response, page_response
 from libs.common.tenancy import SystemUoW, UoW
 from services.auth import schemas as s
 from services.auth.api.common import NO_CONTENT, json_response
-from services.auth.deps import Admin, Page, Staff, Viewer, announce_revoked
+from services.auth.deps import Admin, Staff, Viewer, announce_revoked
 from services.auth.service import accounts as service
 
 auth = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -36,16 +36,9 @@ async def register(data: s.RegisterRequest, uow: SystemUoW) -> Response:
 
 
 @auth.get("/users/")
-async def list_users(
-    request: Request,
-    actor: Admin,
-    uow: UoW,
-    params: Page,
-    role: str | None = None,
-    is_active: bool | None = None,
-) -> Response:
-    count, users = await service.list_users(uow, actor, params, role=role, is_active=is_active)
-    return page_response(request, params, count, users)
+async def list_users(request: Request, actor: Admin, uow: UoW, query: s.UserQuery) -> Response:
+    page = await service.list_users(uow, actor, query)
+    return page_response(request, query.page, page.count, page.rows)
 
 
 @auth.post("/users/", status_code=201)
@@ -98,9 +91,11 @@ async def activate_user(user_id: Id, actor: Admin, uow: UoW) -> Response:
 
 
 @auth.get("/accounts/")
-async def list_accounts(request: Request, actor: Admin, uow: UoW, params: Page) -> Response:
-    count, accounts = await service.list_accounts(uow, actor, params)
-    return page_response(request, params, count, accounts)
+async def list_accounts(
+    request: Request, actor: Admin, uow: UoW, query: s.AccountQuery
+) -> Response:
+    page = await service.list_accounts(uow, actor, query)
+    return page_response(request, query.page, page.count, page.rows)
 
 
 @auth.post("/accounts/", status_code=201)
@@ -136,9 +131,11 @@ async def delete_account(account_id: Id, request: Request, actor: Admin, uow: Uo
 
 
 @auth.get("/subscriptions/")
-async def list_subscriptions(request: Request, actor: Admin, uow: UoW, params: Page) -> Response:
-    count, subscriptions = await service.list_subscriptions(uow, actor, params)
-    return page_response(request, params, count, subscriptions)
+async def list_subscriptions(
+    request: Request, actor: Admin, uow: UoW, query: s.SubscriptionQuery
+) -> Response:
+    page = await service.list_subscriptions(uow, actor, query)
+    return page_response(request, query.page, page.count, page.rows)
 
 
 @auth.post("/subscriptions/", status_code=201)
@@ -181,9 +178,9 @@ async def update_settings(data: s.AccountSettingsUpdate, actor: Admin, uow: UoW)
 
 
 @account.get("/team/")
-async def list_team(request: Request, actor: Admin, uow: UoW, params: Page) -> Response:
-    count, users = await service.list_users(uow, actor, params, own_account=True)
-    return page_response(request, params, count, users)
+async def list_team(request: Request, actor: Admin, uow: UoW, query: s.TeamQuery) -> Response:
+    page = await service.list_users(uow, actor, query, own_account=True)
+    return page_response(request, query.page, page.count, page.rows)
 
 
 @account.post("/team/", status_code=201)

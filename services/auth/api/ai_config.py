@@ -13,7 +13,7 @@ from libs.common.pagination import message_response, page_response
 from libs.common.tenancy import UoW
 from services.auth import schemas as s
 from services.auth.api.common import NO_CONTENT
-from services.auth.deps import Admin, Editor, IntegrationKeys, Page, Settings, Viewer
+from services.auth.deps import Admin, Editor, IntegrationKeys, Settings, Viewer
 from services.auth.service import ai_config as service
 
 system = APIRouter(prefix="/api/v1/system", tags=["system"])
@@ -24,9 +24,9 @@ ROUTERS = (system,)
 
 
 @system.get("/prompts/")
-async def list_prompts(request: Request, actor: Viewer, uow: UoW, params: Page) -> Response:
-    count, prompts = await service.list_prompts(uow, actor, params)
-    return page_response(request, params, count, prompts)
+async def list_prompts(request: Request, actor: Viewer, uow: UoW, query: s.PromptQuery) -> Response:
+    page = await service.list_prompts(uow, actor, query)
+    return page_response(request, query.page, page.count, page.rows)
 
 
 @system.post("/prompts/", status_code=201)

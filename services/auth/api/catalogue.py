@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, File, Request, UploadFile
 from starlette.responses import Response
 
 from libs.common.ids import Id
 from libs.common.pagination import message_response, page_response
 from libs.common.tenancy import PublicUoW, UoW
 from services.auth import schemas as s
-from services.auth.deps import Actor, Page, Staff
+from services.auth.deps import Actor, Staff
 from services.auth.service import catalogue as service
 
 auth = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -22,9 +22,9 @@ ROUTERS = (auth,)
 
 
 @auth.get("/plans/")
-async def list_plans(request: Request, uow: PublicUoW, params: Page) -> Response:
-    count, plans = await service.list_plans(uow, params)
-    return page_response(request, params, count, plans)
+async def list_plans(request: Request, uow: PublicUoW, query: s.PlanQuery) -> Response:
+    page = await service.list_plans(uow, query)
+    return page_response(request, query.page, page.count, page.rows)
 
 
 @auth.get("/plans/{plan_id:int}/")
@@ -50,9 +50,9 @@ async def update_plan(plan_id: Id, data: s.PlanUpdate, actor: Staff, uow: UoW) -
 
 
 @auth.get("/industries/")
-async def list_industries(request: Request, uow: PublicUoW, params: Page) -> Response:
-    count, industries = await service.list_industries(uow, params)
-    return page_response(request, params, count, industries)
+async def list_industries(request: Request, uow: PublicUoW, query: s.IndustryQuery) -> Response:
+    page = await service.list_industries(uow, query)
+    return page_response(request, query.page, page.count, page.rows)
 
 
 @auth.get("/industries/{industry_id:int}/")
@@ -62,28 +62,10 @@ async def get_industry(industry_id: Id, uow: PublicUoW) -> s.IndustryPublic:
 
 @auth.get("/seed-keywords/")
 async def list_seed_keywords(
-    request: Request,
-    actor: Actor,
-    uow: UoW,
-    params: Page,
-    industry: Annotated[str | None, Query(description="Industry id or slug.")] = None,
-    sector: Annotated[str | None, Query(description="Industry sector id or slug.")] = None,
-    intent: s.Intent | None = None,
-    country: Annotated[str | None, Query(min_length=2, max_length=2)] = None,
-    search: Annotated[str | None, Query(max_length=200)] = None,
-    ordering: Annotated[str | None, Query(pattern=r"^-?(keyword|volume|difficulty)$")] = None,
+    request: Request, actor: Actor, uow: UoW, query: s.SeedKeywordQuery
 ) -> Response:
-    count, keywords = await service.list_seed_keywords(
-        uow,
-        params,
-        industry=industry,
-        sector=sector,
-        intent=intent,
-        country=country,
-        search=search,
-        ordering=ordering,
-    )
-    return page_response(request, params, count, keywords)
+    page = await service.list_seed_keywords(uow, query)
+    return page_response(request, query.page, page.count, page.rows)
 
 
 @auth.get("/seed-keywords/{keyword_id:int}/")

@@ -10,7 +10,7 @@ from libs.common.pagination import message_response, page_response
 from libs.common.tenancy import UoW
 from services.auth import schemas as s
 from services.auth.api.common import NO_CONTENT, json_response
-from services.auth.deps import Actor, Admin, Editor, Page, announce_revoked
+from services.auth.deps import Actor, Admin, Editor, announce_revoked
 from services.auth.service import sites as service
 
 auth = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -21,11 +21,9 @@ ROUTERS = (auth,)
 
 
 @auth.get("/sites/")
-async def list_sites(
-    request: Request, actor: Actor, uow: UoW, params: Page, is_active: bool | None = None
-) -> Response:
-    count, sites = await service.list_sites(uow, actor, params, is_active=is_active)
-    return page_response(request, params, count, sites)
+async def list_sites(request: Request, actor: Actor, uow: UoW, query: s.SiteQuery) -> Response:
+    page = await service.list_sites(uow, actor, query)
+    return page_response(request, query.page, page.count, page.rows)
 
 
 @auth.post("/sites/", status_code=201)
@@ -56,10 +54,10 @@ async def delete_site(site_id: Id, request: Request, actor: Editor, uow: UoW) ->
 
 @auth.get("/sites/{site_id:int}/sectors/")
 async def site_sectors(
-    site_id: Id, request: Request, actor: Actor, uow: UoW, params: Page
+    site_id: Id, request: Request, actor: Actor, uow: UoW, query: s.SiteSectorQuery
 ) -> Response:
-    count, sectors = await service.list_sectors(uow, actor, params, site_id=site_id)
-    return page_response(request, params, count, sectors)
+    page = await service.list_sectors(uow, actor, query, site_id=site_id)
+    return page_response(request, query.page, page.count, page.rows)
 
 
 @auth.post("/sites/{site_id:int}/set_active/")
@@ -97,18 +95,9 @@ async def generate_api_key(site_id: Id, request: Request, actor: Admin, uow: UoW
 
 
 @auth.get("/sectors/")
-async def list_sectors(
-    request: Request,
-    actor: Actor,
-    uow: UoW,
-    params: Page,
-    site_id: Id | None = None,
-    is_active: bool | None = None,
-) -> Response:
-    count, sectors = await service.list_sectors(
-        uow, actor, params, site_id=site_id, is_active=is_active
-    )
-    return page_response(request, params, count, sectors)
+async def list_sectors(request: Request, actor: Actor, uow: UoW, query: s.SectorQuery) -> Response:
+    page = await service.list_sectors(uow, actor, query)
+    return page_response(request, query.page, page.count, page.rows)
 
 
 @auth.post("/sectors/", status_code=201)
@@ -144,17 +133,10 @@ async def delete_sector(sector_id: Id, actor: Editor, uow: UoW) -> Response:
 
 @auth.get("/site-access/")
 async def list_site_access(
-    request: Request,
-    actor: Admin,
-    uow: UoW,
-    params: Page,
-    user_id: Id | None = None,
-    site_id: Id | None = None,
+    request: Request, actor: Admin, uow: UoW, query: s.SiteAccessQuery
 ) -> Response:
-    count, grants = await service.list_site_access(
-        uow, actor, params, user_id=user_id, site_id=site_id
-    )
-    return page_response(request, params, count, grants)
+    page = await service.list_site_access(uow, actor, query)
+    return page_response(request, query.page, page.count, page.rows)
 
 
 @auth.post("/site-access/", status_code=201)
@@ -177,9 +159,9 @@ async def revoke_site_access(access_id: Id, actor: Admin, uow: UoW) -> Response:
 
 
 @auth.get("/groups/")
-async def list_groups(request: Request, actor: Admin, uow: UoW, params: Page) -> Response:
-    count, groups = await service.list_groups(uow, actor, params)
-    return page_response(request, params, count, groups)
+async def list_groups(request: Request, actor: Admin, uow: UoW, query: s.GroupQuery) -> Response:
+    page = await service.list_groups(uow, actor, query)
+    return page_response(request, query.page, page.count, page.rows)
 
 
 @auth.post("/groups/", status_code=201)

@@ -5,18 +5,29 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from libs.common.events import utcnow
-from libs.common.pagination import PageParams
 from libs.common.problems import NotFound, PermissionDenied, ValidationFailed
+from libs.common.repository import ListQuery, Page, Visibility
 from libs.common.security import ROLE_RANK, Principal
 from libs.common.tenancy import UnitOfWork
 from services.auth import events, passwords
 from services.auth import repository as repo
 from services.auth import schemas as s
 from services.auth.models import Account, Plan, Subscription, User
+from services.auth.repository import accounts as accounts_repo
+from services.auth.repository import catalogue as catalogue_repo
+from services.auth.repository import sessions as sessions_repo
+from services.auth.repository import sites as sites_repo
+from services.auth.repository import visibility_of
+from services.auth.repository.accounts import (
+    AccountRepository,
+    SubscriptionRepository,
+    UserRepository,
+)
 from services.auth.service.common import (
     BLOCKED_STATUSES,
     Outcome,
@@ -64,10 +75,10 @@ async def open_account(
 ) -> tuple[Account, User, Plan]:
     """A new tenant: account on `plan_slug`, an active subscription for one month, and
     its owner. Runs in the system scope (the account has no id yet to scope by)."""
-    plan = await repo.plan_by_slug(uow.session, plan_slug)
+    plan = await catalogue_repo.plan_by_slug(uow.session, plan_slug)
     if plan is None or not plan.is_active:
         raise ValidationFailed(errors={"plan_slug": [f"Unknown plan {plan_slug!r}."]})
-    if await repo.user_by_email_any_tenant(uow.session, email):
+    if await sessions_repo.user_by_email_any_tenant(uow.session, email):
         raise ValidationFailed(errors={"email": ["A user with this email already exists."]})
     await repo.lock(uow.session, "auth-account-slugs")
     account = Account(
@@ -126,17 +137,17 @@ async def register(uow: UnitOfWork, data: s.RegisterRequest) -> tuple[User, Acco
 
 
 async def list_accounts(
-    uow: UnitOfWork, actor: Principal, params: PageParams
-) -> tuple[int, list[s.AccountPublic]]:
+    uow: UnitOfWork, actor: Principal, query: ListQuery[Any]
+) -> Page[s.AccountPublic]:
     check_role(actor, "admin")
-    count, rows = await repo.page(uow.session, repo.accounts_query(actor), params)
-    plans = await repo.plans_by_id(uow.session, [a.plan_id for a in rows])
-    return count, [s.account_public(a, plans[a.plan_id]) for a in rows]
+    page = await AccountRepository(uow.session, visibility_of(actor)).page(query)
+    plans = await catalogue_repo.plans_by_id(uow.session, [a.plan_id for a in page.rows])
+    return Page(page.count, [s.account_public(a, plans[a.plan_id]) for a in page.rows])
 
 
 async def get_account(uow: UnitOfWork, actor: Principal, account_id: int) -> tuple[Account, Plan]:
     check_role(actor, "viewer")
-    account = await repo.get_scoped(uow.session, Account, actor, account_id)
+    account = await AccountRepository(uow.session, visibility_of(actor)).get(account_id)
     if account is None:
         raise NotFound("Account not found.")
     return account, await plan_row(uow, account.plan_id)
@@ -164,7 +175,8 @@ async def update_account(
     uow: UnitOfWork, actor: Principal, account_id: int, data: s.AccountUpdate
 ) -> Outcome:
     check_role(actor, "admin")
-    account = await repo.get_scoped(uow.session, Account, actor, account_id, for_update=True)
+    accounts = AccountRepository(uow.session, visibility_of(actor))
+    account = await accounts.get_for_update(account_id)
     if account is None:
         raise NotFound("Account not found.")
     changes = data.model_dump(exclude_unset=True)
@@ -199,7 +211,7 @@ async def _change_plan(uow: UnitOfWork, account: Account, plan_id: int) -> Plan:
     if plan is None:
         raise ValidationFailed(errors={"plan_id": ["Unknown plan."]})
     account.plan_id = plan_id
-    subs = await repo.account_subscriptions(uow.session, account.id or 0)
+    subs = await accounts_repo.account_subscriptions(uow.session, account.id or 0)
     if subs:
         sub = subs[0]
         sub.plan_id = plan_id
@@ -211,7 +223,8 @@ async def _change_plan(uow: UnitOfWork, account: Account, plan_id: int) -> Plan:
 
 async def delete_account(uow: UnitOfWork, actor: Principal, account_id: int) -> Outcome:
     """Closing an account keeps its data (billing, audit) and shuts every door."""
-    account = await repo.get_scoped(uow.session, Account, actor, account_id, for_update=True)
+    accounts = AccountRepository(uow.session, visibility_of(actor))
+    account = await accounts.get_for_update(account_id)
     if account is None:
         raise NotFound("Account not found.")
     if not (actor.is_platform_staff or actor.role == "owner"):
@@ -239,7 +252,7 @@ async def update_settings(
 async def subscriptions_public(
     uow: UnitOfWork, rows: Sequence[Subscription]
 ) -> list[s.SubscriptionPublic]:
-    plans = await repo.plans_by_id(uow.session, [x.plan_id for x in rows])
+    plans = await catalogue_repo.plans_by_id(uow.session, [x.plan_id for x in rows])
     return [
         s.SubscriptionPublic.model_validate(x).model_copy(
             update={"plan_slug": plans[x.plan_id].slug}
@@ -249,16 +262,16 @@ async def subscriptions_public(
 
 
 async def list_subscriptions(
-    uow: UnitOfWork, actor: Principal, params: PageParams
-) -> tuple[int, list[s.SubscriptionPublic]]:
+    uow: UnitOfWork, actor: Principal, query: ListQuery[Any]
+) -> Page[s.SubscriptionPublic]:
     check_role(actor, "admin")
-    count, rows = await repo.page(uow.session, repo.subscriptions_query(actor), params)
-    return count, await subscriptions_public(uow, rows)
+    page = await SubscriptionRepository(uow.session, visibility_of(actor)).page(query)
+    return Page(page.count, await subscriptions_public(uow, page.rows))
 
 
 async def get_subscription(uow: UnitOfWork, actor: Principal, sub_id: int) -> Subscription:
     check_role(actor, "admin")
-    sub = await repo.get_scoped(uow.session, Subscription, actor, sub_id)
+    sub = await SubscriptionRepository(uow.session, visibility_of(actor)).get(sub_id)
     if sub is None:
         raise NotFound("Subscription not found.")
     return sub
@@ -272,7 +285,7 @@ async def create_subscription(
     plan = await repo.get(uow.session, Plan, data.plan_id)
     if plan is None:
         raise ValidationFailed(errors={"plan_id": ["Unknown plan."]})
-    current = await repo.account_subscriptions(uow.session, account.id or 0)
+    current = await accounts_repo.account_subscriptions(uow.session, account.id or 0)
     now = utcnow()
     for old in current:
         if old.status == "active":
@@ -301,7 +314,8 @@ async def update_subscription(
     uow: UnitOfWork, actor: Principal, sub_id: int, data: s.SubscriptionUpdate
 ) -> Subscription:
     staff_only(actor)
-    sub = await repo.get_scoped(uow.session, Subscription, actor, sub_id, for_update=True)
+    subs = SubscriptionRepository(uow.session, visibility_of(actor))
+    sub = await subs.get_for_update(sub_id)
     if sub is None:
         raise NotFound("Subscription not found.")
     changes = data.model_dump(exclude_unset=True)
@@ -341,36 +355,26 @@ def _may_assign(actor: Principal, role: str) -> None:
 async def _enforce_user_limit(uow: UnitOfWork, account_id: int) -> None:
     await repo.lock(uow.session, f"auth-users:{account_id}")
     _account_row, plan = await account_and_plan(uow, account_id)
-    if await repo.count_members(uow.session, account_id) >= plan.max_users:
+    if await accounts_repo.count_members(uow.session, account_id) >= plan.max_users:
         raise PermissionDenied(
             f"Plan limit reached: the {plan.name} plan allows {plan.max_users} users (max_users)."
         )
 
 
 async def list_users(
-    uow: UnitOfWork,
-    actor: Principal,
-    params: PageParams,
-    *,
-    role: str | None = None,
-    is_active: bool | None = None,
-    own_account: bool = False,
-) -> tuple[int, list[s.UserPublic]]:
+    uow: UnitOfWork, actor: Principal, query: ListQuery[Any], *, own_account: bool = False
+) -> Page[s.UserPublic]:
     """Users the actor manages; `own_account` keeps platform staff to their own team."""
     check_role(actor, "admin")
-    query = repo.users_query(
-        actor,
-        role=role,
-        is_active=is_active,
-        account_id=actor.account_id if own_account else None,
-    )
-    count, rows = await repo.page(uow.session, query, params)
-    return count, [s.UserPublic.model_validate(u) for u in rows]
+    visibility = Visibility(actor.account_id) if own_account else visibility_of(actor)
+    page = await UserRepository(uow.session, visibility).page(query)
+    return Page(page.count, [s.UserPublic.model_validate(u) for u in page.rows])
 
 
 async def get_user(uow: UnitOfWork, actor: Principal, user_id: int) -> User:
-    user = await repo.get_scoped(uow.session, User, actor, user_id)
-    if user is None or (user.role == "system_bot" and not actor.is_platform_staff):
+    users = UserRepository(uow.session, visibility_of(actor), include_bots=actor.is_platform_staff)
+    user = await users.get(user_id)
+    if user is None:
         raise NotFound("User not found.")
     return user
 
@@ -460,7 +464,7 @@ async def delete_user(uow: UnitOfWork, actor: Principal, user_id: int) -> list[s
     if not _may_manage(actor, user) or user.role == "owner":
         raise PermissionDenied("You may not delete this user.")
     revoked = await revoke_live_sessions(uow, user_id=user.id, reason="user_deleted")
-    for access in await repo.site_access_for_user(uow.session, user.id or 0):
+    for access in await sites_repo.site_access_for_user(uow.session, user.id or 0):
         await uow.publish(
             events.site_access_event("revoked", access.account_id, access.user_id, access.site_id)
         )

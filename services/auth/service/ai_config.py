@@ -18,13 +18,16 @@ from libs.common.ai.runware import RunwareProvider
 from libs.common.crypto import InvalidToken as UndecryptableSecret
 from libs.common.crypto import SecretBox, mask_secret
 from libs.common.events import utcnow
-from libs.common.pagination import PageParams
 from libs.common.problems import NotFound, ValidationFailed
+from libs.common.repository import ListQuery, Page
 from libs.common.security import Principal
 from libs.common.tenancy import UnitOfWork
 from services.auth import repository as repo
 from services.auth import schemas as s
 from services.auth.models import IntegrationSetting, Prompt
+from services.auth.repository import ai_config as ai_config_repo
+from services.auth.repository import visibility_of
+from services.auth.repository.ai_config import PromptRepository
 from services.auth.service.common import check_role
 
 log = logging.getLogger(__name__)
@@ -84,17 +87,17 @@ def prompt_public(prompt_type: str, row: Prompt | None) -> s.PromptPublic:
 
 
 async def list_prompts(
-    uow: UnitOfWork, actor: Principal, params: PageParams
-) -> tuple[int, list[s.PromptPublic]]:
+    uow: UnitOfWork, actor: Principal, query: ListQuery[Any]
+) -> Page[s.PromptPublic]:
     """The account's saved prompts (types without one use the built-in, see `by_type`)."""
     check_role(actor, "viewer")
-    count, rows = await repo.page(uow.session, repo.prompts_query(actor), params)
-    return count, [prompt_public(p.prompt_type, p) for p in rows]
+    page = await PromptRepository(uow.session, visibility_of(actor)).page(query)
+    return Page(page.count, [prompt_public(p.prompt_type, p) for p in page.rows])
 
 
 async def get_prompt(uow: UnitOfWork, actor: Principal, prompt_id: int) -> Prompt:
     check_role(actor, "viewer")
-    row = await repo.get_scoped(uow.session, Prompt, actor, prompt_id)
+    row = await PromptRepository(uow.session, visibility_of(actor)).get(prompt_id)
     if row is None:
         raise NotFound("Prompt not found.")
     return row
@@ -109,7 +112,7 @@ async def _lock_prompt_type(uow: UnitOfWork, account_id: int, prompt_type: str) 
 async def create_prompt(uow: UnitOfWork, actor: Principal, data: s.PromptCreate) -> Prompt:
     check_role(actor, "editor")
     await _lock_prompt_type(uow, actor.account_id, data.prompt_type)
-    if await repo.prompt_by_type(uow.session, actor.account_id, data.prompt_type):
+    if await ai_config_repo.prompt_by_type(uow.session, actor.account_id, data.prompt_type):
         raise ValidationFailed(
             errors={"prompt_type": ["A prompt of this type already exists; update it or use save."]}
         )
@@ -141,14 +144,14 @@ async def prompt_by_type(uow: UnitOfWork, actor: Principal, prompt_type: str) ->
     if prompt_type not in DEFAULT_PROMPTS:
         raise NotFound(f"Unknown prompt type {prompt_type!r}.")
     return prompt_public(
-        prompt_type, await repo.prompt_by_type(uow.session, actor.account_id, prompt_type)
+        prompt_type, await ai_config_repo.prompt_by_type(uow.session, actor.account_id, prompt_type)
     )
 
 
 async def save_prompt(uow: UnitOfWork, actor: Principal, data: s.PromptSave) -> s.PromptPublic:
     check_role(actor, "editor")
     await _lock_prompt_type(uow, actor.account_id, data.prompt_type)
-    row = await repo.prompt_by_type(uow.session, actor.account_id, data.prompt_type)
+    row = await ai_config_repo.prompt_by_type(uow.session, actor.account_id, data.prompt_type)
     if row is None:
         row = Prompt(
             account_id=actor.account_id,
@@ -162,7 +165,7 @@ async def save_prompt(uow: UnitOfWork, actor: Principal, data: s.PromptSave) -> 
 
 async def reset_prompt(uow: UnitOfWork, actor: Principal, data: s.PromptReset) -> s.PromptPublic:
     check_role(actor, "editor")
-    row = await repo.prompt_by_type(uow.session, actor.account_id, data.prompt_type)
+    row = await ai_config_repo.prompt_by_type(uow.session, actor.account_id, data.prompt_type)
     if row is not None:
         await repo.remove(uow.session, row)
     return prompt_public(data.prompt_type, None)
@@ -222,7 +225,7 @@ async def get_integration(
     check_role(actor, minimum)
     provider = _provider(provider)
     return integration_public(
-        keys, provider, await repo.integration(uow.session, actor.account_id, provider)
+        keys, provider, await ai_config_repo.integration(uow.session, actor.account_id, provider)
     )
 
 
@@ -254,7 +257,7 @@ async def save_integration(
     check_role(actor, "admin")
     provider = _provider(provider)
     await repo.lock(uow.session, f"auth-integration:{actor.account_id}:{provider}")
-    row = await repo.integration(uow.session, actor.account_id, provider)
+    row = await ai_config_repo.integration(uow.session, actor.account_id, provider)
     if row is None:
         row = IntegrationSetting(account_id=actor.account_id, provider=provider)
     if data.api_key is not None and data.api_key == integration_public(keys, provider, row).api_key:
@@ -313,7 +316,7 @@ async def _target(
     provider = _provider(provider)
     if provider in KEYLESS_PROVIDERS:
         raise ValidationFailed(f"{provider} has no endpoint of its own to call.")
-    row = await repo.integration(uow.session, actor.account_id, provider)
+    row = await ai_config_repo.integration(uow.session, actor.account_id, provider)
     config = {**DEFAULT_INTEGRATIONS[provider], **(row.config if row else {})}
     saved_url = _base_url(provider, config)
     base_url = override.base_url.rstrip("/") if override and override.base_url else saved_url
@@ -426,7 +429,7 @@ async def _provider_settings(
     uow: UnitOfWork, keys: SecretBox, account_id: int, provider: str
 ) -> dict[str, str] | None:
     """An active integration with a key, the key in clear (for the internal answer only)."""
-    row = await repo.integration(uow.session, account_id, provider)
+    row = await ai_config_repo.integration(uow.session, account_id, provider)
     if row is None or not row.is_active or not row.api_key_encrypted:
         return None
     try:
@@ -455,7 +458,7 @@ async def ai_settings(
     use their built-ins), and its image settings, with the Runware integration when
     images use it."""
     openai = await _provider_settings(uow, keys, account_id, "openai")
-    images_row = await repo.integration(uow.session, account_id, "image_generation")
+    images_row = await ai_config_repo.integration(uow.session, account_id, "image_generation")
     images = {
         **DEFAULT_INTEGRATIONS["image_generation"],
         **(images_row.config if images_row is not None and images_row.is_active else {}),
@@ -463,7 +466,7 @@ async def ai_settings(
     runware = None
     if images.get("provider") == "runware":
         runware = await _provider_settings(uow, keys, account_id, "runware")
-    prompts = await repo.account_prompts(uow.session, account_id, prompt_types)
+    prompts = await ai_config_repo.account_prompts(uow.session, account_id, prompt_types)
     return {
         "provider": "openai" if openai else "local",
         "openai": openai,

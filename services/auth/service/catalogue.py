@@ -11,14 +11,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from libs.common.events import utcnow
-from libs.common.pagination import PageParams
 from libs.common.problems import NotFound, ValidationFailed
+from libs.common.repository import ListQuery, Page
 from libs.common.security import Principal
 from libs.common.tenancy import UnitOfWork
 from services.auth import events
 from services.auth import repository as repo
 from services.auth import schemas as s
 from services.auth.models import Industry, IndustrySector, Plan, SeedKeyword
+from services.auth.repository import catalogue as catalogue_repo
+from services.auth.repository.catalogue import (
+    IndustryRepository,
+    PlanRepository,
+    SeedKeywordRepository,
+)
 from services.auth.service.common import staff_only
 
 # --- plans and subscriptions -----------------------------------------------------------------
@@ -26,7 +32,7 @@ from services.auth.service.common import staff_only
 
 async def create_plan(uow: UnitOfWork, actor: Principal, data: s.PlanCreate) -> Plan:
     staff_only(actor)
-    if await repo.plan_by_slug(uow.session, data.slug):
+    if await catalogue_repo.plan_by_slug(uow.session, data.slug):
         raise ValidationFailed(errors={"slug": ["A plan with this slug already exists."]})
     plan = Plan(**data.model_dump())
     await repo.add(uow.session, plan)
@@ -50,29 +56,27 @@ async def update_plan(uow: UnitOfWork, actor: Principal, plan_id: int, data: s.P
 # --- catalogue ------------------------------------------------------------------------------
 
 
-async def list_plans(uow: UnitOfWork, params: PageParams) -> tuple[int, list[s.PlanPublic]]:
+async def list_plans(uow: UnitOfWork, query: ListQuery[Any]) -> Page[s.PlanPublic]:
     """The plans on sale (the public list)."""
-    count, rows = await repo.page(uow.session, repo.plans_query(include_inactive=False), params)
-    return count, [s.PlanPublic.model_validate(p) for p in rows]
+    page = await PlanRepository(uow.session).page(query)
+    return Page(page.count, [s.PlanPublic.model_validate(p) for p in page.rows])
 
 
 async def get_plan(uow: UnitOfWork, plan_id: int) -> Plan:
-    plan = await repo.get(uow.session, Plan, plan_id)
-    if plan is None or not plan.is_active:
+    plan = await PlanRepository(uow.session).get(plan_id)
+    if plan is None:
         raise NotFound("Plan not found.")
     return plan
 
 
-async def list_industries(
-    uow: UnitOfWork, params: PageParams
-) -> tuple[int, list[s.IndustryPublic]]:
-    count, rows = await repo.page(uow.session, repo.industries_query(), params)
-    return count, await industries_public(uow, rows)
+async def list_industries(uow: UnitOfWork, query: ListQuery[Any]) -> Page[s.IndustryPublic]:
+    page = await IndustryRepository(uow.session).page(query)
+    return Page(page.count, await industries_public(uow, page.rows))
 
 
 async def get_industry(uow: UnitOfWork, industry_id: int) -> s.IndustryPublic:
-    industry = await repo.get(uow.session, Industry, industry_id)
-    if industry is None or not industry.is_active:
+    industry = await IndustryRepository(uow.session).get(industry_id)
+    if industry is None:
         raise NotFound("Industry not found.")
     return (await industries_public(uow, [industry]))[0]
 
@@ -80,7 +84,7 @@ async def get_industry(uow: UnitOfWork, industry_id: int) -> s.IndustryPublic:
 async def industries_public(
     uow: UnitOfWork, industries: Sequence[Industry]
 ) -> list[s.IndustryPublic]:
-    sectors = await repo.industry_sectors(uow.session, [i.id for i in industries if i.id])
+    sectors = await catalogue_repo.industry_sectors(uow.session, [i.id for i in industries if i.id])
     by_industry: dict[int, list[s.IndustrySectorPublic]] = {}
     for sector in sectors:
         by_industry.setdefault(sector.industry_id, []).append(
@@ -97,7 +101,7 @@ async def industries_public(
 async def upsert_industry(
     uow: UnitOfWork, *, name: str, slug: str, description: str = ""
 ) -> tuple[Industry, bool]:
-    industry = await repo.industry_by_slug(uow.session, slug)
+    industry = await catalogue_repo.industry_by_slug(uow.session, slug)
     if industry is not None:
         return industry, False
     industry = Industry(name=name, slug=slug, description=description)
@@ -108,7 +112,7 @@ async def upsert_industry(
 async def upsert_industry_sector(
     uow: UnitOfWork, industry: Industry, *, name: str, slug: str, description: str = ""
 ) -> tuple[IndustrySector, bool]:
-    sector = await repo.industry_sector_by_slug(uow.session, industry.id or 0, slug)
+    sector = await catalogue_repo.industry_sector_by_slug(uow.session, industry.id or 0, slug)
     if sector is not None:
         return sector, False
     sector = IndustrySector(
@@ -137,31 +141,13 @@ def seed_keyword_public(row: Any) -> s.SeedKeywordPublic:
     )
 
 
-async def list_seed_keywords(
-    uow: UnitOfWork,
-    params: PageParams,
-    *,
-    industry: str | None = None,
-    sector: str | None = None,
-    intent: str | None = None,
-    country: str | None = None,
-    search: str | None = None,
-    ordering: str | None = None,
-) -> tuple[int, list[s.SeedKeywordPublic]]:
-    query = repo.seed_keywords_query(
-        industry=industry,
-        sector=sector,
-        intent=intent,
-        country=country,
-        search=search,
-        ordering=ordering,
-    )
-    count, rows = await repo.page_rows(uow.session, query, params)
-    return count, [seed_keyword_public(r) for r in rows]
+async def list_seed_keywords(uow: UnitOfWork, query: ListQuery[Any]) -> Page[s.SeedKeywordPublic]:
+    page = await SeedKeywordRepository(uow.session).page(query)
+    return Page(page.count, [seed_keyword_public(r) for r in page.rows])
 
 
 async def get_seed_keyword(uow: UnitOfWork, keyword_id: int) -> s.SeedKeywordPublic:
-    rows = await repo.seed_keywords_by_ids(uow.session, [keyword_id])
+    rows = await catalogue_repo.seed_keywords_by_ids(uow.session, [keyword_id])
     if not rows:
         raise NotFound("Seed keyword not found.")
     return seed_keyword_public(rows[0])
@@ -201,7 +187,7 @@ async def import_seed_keywords(
 ) -> s.ImportReport:
     """Create or update seed keywords from CSV rows. All or nothing: any bad row answers
     400 naming every bad line, and nothing is written."""
-    industries, sectors = await repo.all_industries_and_sectors(uow.session)
+    industries, sectors = await catalogue_repo.all_industries_and_sectors(uow.session)
     errors: dict[str, list[str]] = {}
     parsed: dict[tuple[int, str, str], tuple[s.SeedKeywordRow, Industry, IndustrySector]] = {}
     for line, raw in rows:
@@ -228,7 +214,7 @@ async def import_seed_keywords(
         )
     if errors:
         raise ValidationFailed("Some rows could not be imported.", errors=errors)
-    existing = await repo.seed_keywords_matching(uow.session, list(parsed))
+    existing = await catalogue_repo.seed_keywords_matching(uow.session, list(parsed))
     created = updated = unchanged = 0
     pending: list[tuple[SeedKeyword, Industry, IndustrySector]] = []
     for key, (row, industry, sector) in parsed.items():
@@ -271,5 +257,5 @@ async def import_seed_keywords(
 
 
 async def seed_keywords_data(uow: UnitOfWork, ids: Sequence[int]) -> list[dict[str, Any]]:
-    rows = await repo.seed_keywords_by_ids(uow.session, ids)
+    rows = await catalogue_repo.seed_keywords_by_ids(uow.session, ids)
     return [events.seed_keyword_data(kw, i, sec) for kw, i, sec in rows]

@@ -26,6 +26,9 @@ from services.auth import events, passwords, tokens
 from services.auth import repository as repo
 from services.auth import schemas as s
 from services.auth.models import Account, AuthSession, Plan, RefreshToken, SigningKey, User
+from services.auth.repository import sessions as sessions_repo
+from services.auth.repository import visibility_of
+from services.auth.repository.accounts import UserRepository
 from services.auth.service.common import (
     BLOCKED_STATUSES,
     AccountBlocked,
@@ -88,7 +91,7 @@ async def ensure_signing_key(db: Database, keyring: tokens.KeyRing) -> str:
     async with db.session(TenantScope.system()) as session:
         uow = UnitOfWork(session)
         await repo.lock(session, "auth-signing-keys")
-        if await repo.signing_keys_exist(session):
+        if await sessions_repo.signing_keys_exist(session):
             return ""
         kid = await _create_signing_key(uow, keyring, utcnow())
         await uow.commit()
@@ -110,14 +113,14 @@ async def rotate_signing_key(db: Database, *, settings: AuthSettings | None = No
         uow = UnitOfWork(session)
         await repo.lock(session, "auth-signing-keys")
         activates_at = utcnow() + timedelta(seconds=settings.key_activation_delay_seconds)
-        await repo.retire_signing_keys(session, activates_at, activates_at + overlap)
+        await sessions_repo.retire_signing_keys(session, activates_at, activates_at + overlap)
         kid = await _create_signing_key(uow, keyring, activates_at)
         await uow.commit()
         return kid
 
 
 async def jwks(uow: UnitOfWork) -> dict[str, Any]:
-    keys = await repo.published_signing_keys(uow.session, utcnow())
+    keys = await sessions_repo.published_signing_keys(uow.session, utcnow())
     return {"keys": [dict(k.public_jwk) for k in keys]}
 
 
@@ -131,7 +134,7 @@ async def _sign(
     ttl: int | None = None,
     site_id: int | None = None,
 ) -> tokens.AccessToken:
-    row = await repo.current_signing_key(uow.session, utcnow())
+    row = await sessions_repo.current_signing_key(uow.session, utcnow())
     if row is None:
         raise RuntimeError("no signing key: auth has not finished starting")
     cfg = issuer.settings
@@ -173,7 +176,7 @@ def _failure_limit(settings: AuthSettings, key: str) -> int:
 async def _check_throttle(
     uow: UnitOfWork, issuer: Issuer, email: str, address: str | None
 ) -> dict[str, Any]:
-    rows = await repo.throttles(uow.session, _throttle_keys(email, address))
+    rows = await sessions_repo.throttles(uow.session, _throttle_keys(email, address))
     now = utcnow()
     locks = [
         (row.locked_until, _failure_limit(issuer.settings, key))
@@ -221,14 +224,14 @@ async def authenticate(
     """Check credentials with throttling per account and per client address. Must run
     in the system scope: the user is found by email across tenants."""
     rows = await _check_throttle(uow, issuer, email, address)
-    user = await repo.user_by_email_any_tenant(uow.session, email)
+    user = await sessions_repo.user_by_email_any_tenant(uow.session, email)
     usable = user is not None and user.role != "system_bot"
     ok = await passwords.verify_password(user.password_hash if usable and user else None, password)
     if not ok or user is None:
         _record_failure(issuer, rows)
         await repo.add(uow.session, *rows.values())
         raise InvalidCredentials("Invalid email or password.")
-    await repo.clear_throttle(uow.session, f"email:{email.lower()}")
+    await sessions_repo.clear_throttle(uow.session, f"email:{email.lower()}")
     account, plan = await account_and_plan(uow, user.account_id)
     if account.status in BLOCKED_STATUSES:
         raise AccountBlocked(account.status)
@@ -307,7 +310,7 @@ async def login(
 async def refresh(uow: UnitOfWork, issuer: Issuer, token: str) -> Session:
     """Rotate: the presented token is spent, a new one issued in the same family. A spent
     token presented again means it leaked: the whole family is revoked."""
-    row = await repo.refresh_token_any_tenant(uow.session, tokens.digest(token))
+    row = await sessions_repo.refresh_token_any_tenant(uow.session, tokens.digest(token))
     if row is None:
         raise NotAuthenticated("Invalid refresh token.")
     family = await repo.get(uow.session, AuthSession, row.session_id)
@@ -315,7 +318,7 @@ async def refresh(uow: UnitOfWork, issuer: Issuer, token: str) -> Session:
     if family is None or family.revoked_at is not None:
         raise NotAuthenticated("Session has been revoked.")
     if row.used_at is not None:
-        await repo.revoke_session_rows(uow.session, [family.id], "refresh_reuse", now)
+        await sessions_repo.revoke_session_rows(uow.session, [family.id], "refresh_reuse", now)
         raise RefreshTokenReused([family.id])
     if row.expires_at <= now:
         raise NotAuthenticated("Refresh token has expired.")
@@ -350,25 +353,26 @@ async def revoke_live_sessions(
     reason: str,
     keep: str | None = None,
 ) -> list[str]:
-    live = await repo.live_sessions(
+    live = await sessions_repo.live_sessions(
         uow.session, user_id=user_id, account_id=account_id, now=utcnow()
     )
     sids = [x.id for x in live if x.id != keep]
-    await repo.revoke_session_rows(uow.session, sids, reason, utcnow())
+    await sessions_repo.revoke_session_rows(uow.session, sids, reason, utcnow())
     return sids
 
 
 async def logout(uow: UnitOfWork, actor: Principal) -> list[str]:
     if actor.session_id is None:
         return []
-    await repo.revoke_session_rows(uow.session, [actor.session_id], "logout", utcnow())
+    await sessions_repo.revoke_session_rows(uow.session, [actor.session_id], "logout", utcnow())
     return [actor.session_id]
 
 
 async def change_password(
     uow: UnitOfWork, actor: Principal, data: s.ChangePasswordRequest
 ) -> list[str]:
-    user = await repo.get_scoped(uow.session, User, actor, actor.user_id, for_update=True)
+    users = UserRepository(uow.session, visibility_of(actor))
+    user = await users.get_for_update(actor.user_id)
     if user is None or user.role == "system_bot":
         raise PermissionDenied("This identity has no password.")
     if not await passwords.verify_password(user.password_hash, data.old_password):
@@ -387,7 +391,7 @@ async def change_password(
 async def session_actor(uow: UnitOfWork, token_principal: Principal) -> Principal:
     """Auth's own check behind the token: the session is live, the user active, the
     account not blocked. The role comes from the database, so changes apply at once."""
-    state = await repo.session_state(uow.session, _session_id(token_principal))
+    state = await sessions_repo.session_state(uow.session, _session_id(token_principal))
     if state is None:
         raise NotAuthenticated("Session not found.")
     return _actor_from_state(state, token_principal)
@@ -435,13 +439,13 @@ async def exchange(
         session = await _open_session(uow, issuer, user, account, plan, kind="basic")
         return tokens.AccessToken(session.access, "", int(session.access_expires_at.timestamp()))
     if scheme.lower() == "apikey" and value:
-        site = await repo.site_by_api_key_any_tenant(uow.session, tokens.digest(value))
+        site = await sessions_repo.site_by_api_key_any_tenant(uow.session, tokens.digest(value))
         if site is None or not site.is_active or site.api_key_session_id is None:
             raise NotAuthenticated("Invalid API key.")
         account, _plan_row = await account_and_plan(uow, site.account_id)
         if account.status in BLOCKED_STATUSES:
             raise AccountBlocked(account.status)
-        bot = await repo.bot_user(uow.session, site.account_id)
+        bot = await sessions_repo.bot_user(uow.session, site.account_id)
         if bot is None or not bot.is_active:
             raise NotAuthenticated("Invalid API key.")
         return await _sign(
@@ -469,7 +473,8 @@ async def me(uow: UnitOfWork, token_principal: Principal) -> s.MeUser:
     """The caller's profile, account, plan and the sites they may open, after the same
     session check as every other endpoint (`session_actor`), all read in one statement.
     The role shown is the actor's (a site key's bot shows `system_bot`)."""
-    row = await repo.me_view(uow.session, _session_id(token_principal), token_principal.site_id)
+    sid = _session_id(token_principal)
+    row = await sessions_repo.me_view(uow.session, sid, token_principal.site_id)
     if row is None:
         raise NotAuthenticated("Session not found.")
     actor = _actor_from_state(row, token_principal)

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from libs.common.events import utcnow
-from libs.common.pagination import PageParams
 from libs.common.problems import NotFound, PermissionDenied, ValidationFailed
+from libs.common.repository import ListQuery, Page, Visibility
 from libs.common.security import Principal
 from libs.common.tenancy import UnitOfWork
 from services.auth import events, passwords, tokens
@@ -28,6 +28,17 @@ from services.auth.models import (
     SiteUserAccess,
     User,
 )
+from services.auth.repository import accounts as accounts_repo
+from services.auth.repository import catalogue as catalogue_repo
+from services.auth.repository import sessions as sessions_repo
+from services.auth.repository import sites as sites_repo
+from services.auth.repository import visibility_of
+from services.auth.repository.sites import (
+    GroupRepository,
+    SectorRepository,
+    SiteAccessRepository,
+    SiteRepository,
+)
 from services.auth.service.accounts import get_user, insert_user
 from services.auth.service.common import (
     Outcome,
@@ -42,23 +53,24 @@ API_KEY_SESSION_TTL = timedelta(days=3650)
 # --- sites -----------------------------------------------------------------------------------
 
 
-def site_list_query(actor: Principal, *, own_account: bool = False) -> Any:
+async def site_visibility(uow: UnitOfWork, actor: Principal) -> Visibility:
     """The sites the actor may see: a site key's one site, every site for owners and
     admins, the granted ones for editors and viewers."""
-    account_id = actor.account_id if own_account else None
+    accounts = visibility_of(actor)
     if actor.site_id is not None:
-        return repo.sites_query(actor, only_site=actor.site_id, account_id=account_id)
+        return Visibility(accounts.account_id, (actor.site_id,))
     if sees_all_sites(actor):
-        return repo.sites_query(actor, account_id=account_id)
-    return repo.sites_query(actor, accessible_to=actor.user_id, account_id=account_id)
+        return accounts
+    granted = await sites_repo.granted_site_ids(uow.session, actor.user_id)
+    return Visibility(accounts.account_id, tuple(granted))
 
 
 async def list_sites(
-    uow: UnitOfWork, actor: Principal, params: PageParams, *, is_active: bool | None = None
-) -> tuple[int, list[s.SitePublic]]:
-    query = repo.with_active(site_list_query(actor), Site, is_active)
-    count, rows = await repo.page(uow.session, query, params)
-    return count, await site_public(uow, rows)
+    uow: UnitOfWork, actor: Principal, query: ListQuery[Any]
+) -> Page[s.SitePublic]:
+    sites = SiteRepository(uow.session, await site_visibility(uow, actor))
+    page = await sites.page(query)
+    return Page(page.count, await site_public(uow, page.rows))
 
 
 async def get_site(
@@ -70,14 +82,9 @@ async def get_site(
     for_update: bool = False,
 ) -> Site:
     """Tenant, then site access, then role: a site the caller cannot see is a 404."""
-    site = await repo.get_scoped(uow.session, Site, actor, site_id, for_update=for_update)
-    if site is None or (actor.site_id is not None and site.id != actor.site_id):
-        raise NotFound("Site not found.")
-    if (
-        not sees_all_sites(actor)
-        and actor.site_id is None
-        and not await repo.has_site_access(uow.session, actor.user_id, site_id)
-    ):
+    sites = SiteRepository(uow.session, await site_visibility(uow, actor))
+    site = await (sites.get_for_update(site_id) if for_update else sites.get(site_id))
+    if site is None:
         raise NotFound("Site not found.")
     if write:
         check_role(actor, "editor")
@@ -118,7 +125,7 @@ async def create_site(uow: UnitOfWork, actor: Principal, data: s.SiteCreate) -> 
     industry = await _industry(uow, data.industry_id)
     await repo.lock(uow.session, f"auth-sites:{actor.account_id}")
     _account_row, plan = await account_and_plan(uow, actor.account_id)
-    if await repo.count_sites(uow.session, actor.account_id) >= plan.max_sites:
+    if await sites_repo.count_sites(uow.session, actor.account_id) >= plan.max_sites:
         raise PermissionDenied(
             f"Plan limit reached: the {plan.name} plan allows {plan.max_sites} sites (max_sites)."
         )
@@ -157,16 +164,16 @@ async def update_site(
 async def delete_site(uow: UnitOfWork, actor: Principal, site_id: int) -> list[str]:
     site = await get_site(uow, actor, site_id, write=True)
     industry = await _industry(uow, site.industry_id)
-    for sector in await repo.site_sectors(uow.session, site_id):
+    for sector in await sites_repo.site_sectors(uow.session, site_id):
         await uow.publish(events.sector_event("deleted", sector))
-    for access in await repo.site_access_for_site(uow.session, site_id):
+    for access in await sites_repo.site_access_for_site(uow.session, site_id):
         await uow.publish(
             events.site_access_event("revoked", access.account_id, access.user_id, access.site_id)
         )
     revoked = []
     if site.api_key_session_id:
         revoked = [site.api_key_session_id]
-        await repo.revoke_session_rows(uow.session, revoked, "site_deleted", utcnow())
+        await sessions_repo.revoke_session_rows(uow.session, revoked, "site_deleted", utcnow())
     await uow.publish(events.site_event("deleted", site, industry))
     await repo.remove(uow.session, site)
     return revoked
@@ -177,7 +184,7 @@ async def generate_api_key(uow: UnitOfWork, actor: Principal, site_id: int) -> O
     minted from it stop working."""
     check_role(actor, "admin")
     site = await get_site(uow, actor, site_id, for_update=True)
-    bot = await repo.bot_user(uow.session, site.account_id)
+    bot = await sessions_repo.bot_user(uow.session, site.account_id)
     if bot is None:
         account, _ = await account_and_plan(uow, site.account_id)
         bot = User(
@@ -192,7 +199,7 @@ async def generate_api_key(uow: UnitOfWork, actor: Principal, site_id: int) -> O
     revoked = []
     if site.api_key_session_id:
         revoked = [site.api_key_session_id]
-        await repo.revoke_session_rows(uow.session, revoked, "api_key_rotated", utcnow())
+        await sessions_repo.revoke_session_rows(uow.session, revoked, "api_key_rotated", utcnow())
     key = tokens.new_api_key()
     sid = tokens.new_session_id()
     await repo.add(
@@ -217,13 +224,13 @@ async def select_sectors(
     """Make exactly these sectors of `industry_slug` active on the site (creating the
     missing ones within the plan's limit) and deactivate the others."""
     site = await get_site(uow, actor, site_id, write=True, for_update=True)
-    industry = await repo.industry_by_slug(uow.session, data.industry_slug)
+    industry = await catalogue_repo.industry_by_slug(uow.session, data.industry_slug)
     if industry is None or not industry.is_active:
         raise ValidationFailed(errors={"industry_slug": ["Unknown industry."]})
     wanted: list[IndustrySector] = []
     unknown = []
     for slug in dict.fromkeys(data.sector_slugs):
-        template = await repo.industry_sector_by_slug(uow.session, industry.id or 0, slug)
+        template = await catalogue_repo.industry_sector_by_slug(uow.session, industry.id or 0, slug)
         if template is None or not template.is_active:
             unknown.append(slug)
         else:
@@ -246,7 +253,9 @@ async def select_sectors(
         )
     if site.industry_id != industry.id:
         await update_site(uow, actor, site.id or 0, {"industry_id": industry.id})
-    existing = {x.slug: x for x in await repo.site_sectors(uow.session, site_id, for_update=True)}
+    existing = {
+        x.slug: x for x in await sites_repo.site_sectors(uow.session, site_id, for_update=True)
+    }
     wanted_slugs = {t.slug for t in wanted}
     result: list[Sector] = []
     for sector in existing.values():
@@ -284,7 +293,10 @@ async def select_sectors(
 async def _enforce_sector_limit(uow: UnitOfWork, site: Site) -> None:
     await repo.lock(uow.session, f"auth-sectors:{site.id}")
     _account_row, plan = await account_and_plan(uow, site.account_id)
-    if await repo.count_active_sectors(uow.session, site.id or 0) >= plan.max_sectors_per_site:
+    if (
+        await sites_repo.count_active_sectors(uow.session, site.id or 0)
+        >= plan.max_sectors_per_site
+    ):
         raise PermissionDenied(
             f"Plan limit reached: the {plan.name} plan allows "
             f"{plan.max_sectors_per_site} active sectors per site "
@@ -295,37 +307,29 @@ async def _enforce_sector_limit(uow: UnitOfWork, site: Site) -> None:
 async def get_sector(
     uow: UnitOfWork, actor: Principal, sector_id: int, *, write: bool = False
 ) -> Sector:
-    sector = await repo.get_scoped(uow.session, Sector, actor, sector_id, for_update=write)
+    """A sector of a site the actor sees (another's is a 404)."""
+    sectors = SectorRepository(uow.session, await site_visibility(uow, actor))
+    sector = await (sectors.get_for_update(sector_id) if write else sectors.get(sector_id))
     if sector is None:
         raise NotFound("Sector not found.")
-    try:
-        await get_site(uow, actor, sector.site_id, write=write)
-    except NotFound as exc:
-        raise NotFound("Sector not found.") from exc
+    if write:
+        check_role(actor, "editor")
     return sector
 
 
-async def sector_list_query(
-    uow: UnitOfWork, actor: Principal, site_id: int | None, is_active: bool | None = None
-) -> Any:
-    if site_id is not None:
-        await get_site(uow, actor, site_id)
-        return repo.sectors_query(actor, site_id=site_id, is_active=is_active)
-    return repo.sectors_query(actor, within_sites=site_list_query(actor), is_active=is_active)
-
-
 async def list_sectors(
-    uow: UnitOfWork,
-    actor: Principal,
-    params: PageParams,
-    *,
-    site_id: int | None = None,
-    is_active: bool | None = None,
-) -> tuple[int, list[s.SectorPublic]]:
-    """The sectors of one site, or of every site the actor sees."""
-    query = await sector_list_query(uow, actor, site_id, is_active)
-    count, rows = await repo.page(uow.session, query, params)
-    return count, [s.SectorPublic.model_validate(x) for x in rows]
+    uow: UnitOfWork, actor: Principal, query: ListQuery[Any], *, site_id: int | None = None
+) -> Page[s.SectorPublic]:
+    """The sectors of the sites the actor sees, of one site (`site_id`, from the path, or
+    the `site_id` filter): a site the actor does not see is a 404."""
+    if site_id is not None:
+        query = ListQuery(s.SectorFilters(site_id=site_id), query.ordering, query.page)
+    filtered_site = query.filters.value("site_id")
+    if filtered_site is not None:
+        await get_site(uow, actor, filtered_site)
+    sectors = SectorRepository(uow.session, await site_visibility(uow, actor))
+    page = await sectors.page(query)
+    return Page(page.count, [s.SectorPublic.model_validate(x) for x in page.rows])
 
 
 async def create_sector(uow: UnitOfWork, actor: Principal, data: s.SectorCreate) -> Sector:
@@ -385,7 +389,7 @@ async def _grant(
     uow: UnitOfWork, account_id: int, user_id: int, site_id: int, granted_by: int
 ) -> SiteUserAccess:
     await repo.lock(uow.session, f"auth-site-access:{user_id}:{site_id}")
-    row = await repo.site_access_row(uow.session, user_id, site_id)
+    row = await sites_repo.site_access_row(uow.session, user_id, site_id)
     if row is not None:
         return row
     row = SiteUserAccess(
@@ -397,22 +401,16 @@ async def _grant(
 
 
 async def list_site_access(
-    uow: UnitOfWork,
-    actor: Principal,
-    params: PageParams,
-    *,
-    user_id: int | None = None,
-    site_id: int | None = None,
-) -> tuple[int, list[s.SiteAccessPublic]]:
+    uow: UnitOfWork, actor: Principal, query: ListQuery[Any]
+) -> Page[s.SiteAccessPublic]:
     check_role(actor, "admin")
-    query = repo.site_access_query(actor, user_id=user_id, site_id=site_id)
-    count, rows = await repo.page(uow.session, query, params)
-    return count, [s.SiteAccessPublic.model_validate(x) for x in rows]
+    page = await SiteAccessRepository(uow.session, visibility_of(actor)).page(query)
+    return Page(page.count, [s.SiteAccessPublic.model_validate(x) for x in page.rows])
 
 
 async def get_site_access(uow: UnitOfWork, actor: Principal, access_id: int) -> SiteUserAccess:
     check_role(actor, "admin")
-    row = await repo.get_scoped(uow.session, SiteUserAccess, actor, access_id)
+    row = await SiteAccessRepository(uow.session, visibility_of(actor)).get(access_id)
     if row is None:
         raise NotFound("Site access not found.")
     return row
@@ -436,15 +434,15 @@ async def revoke_site_access(uow: UnitOfWork, actor: Principal, access_id: int) 
 
 
 async def list_groups(
-    uow: UnitOfWork, actor: Principal, params: PageParams
-) -> tuple[int, list[s.GroupPublic]]:
+    uow: UnitOfWork, actor: Principal, query: ListQuery[Any]
+) -> Page[s.GroupPublic]:
     check_role(actor, "admin")
-    count, rows = await repo.page(uow.session, repo.groups_query(actor), params)
-    return count, await group_public(uow, rows)
+    page = await GroupRepository(uow.session, visibility_of(actor)).page(query)
+    return Page(page.count, await group_public(uow, page.rows))
 
 
 async def group_public(uow: UnitOfWork, groups: Sequence[Group]) -> list[s.GroupPublic]:
-    members = await repo.group_members(uow.session, [g.id for g in groups if g.id])
+    members = await sites_repo.group_members(uow.session, [g.id for g in groups if g.id])
     return [
         s.GroupPublic.model_validate(g).model_copy(update={"user_ids": members[g.id or 0]})
         for g in groups
@@ -452,7 +450,7 @@ async def group_public(uow: UnitOfWork, groups: Sequence[Group]) -> list[s.Group
 
 
 async def _members(uow: UnitOfWork, account_id: int, user_ids: Sequence[int]) -> list[int]:
-    found = await repo.user_ids_in_account(uow.session, account_id, user_ids)
+    found = await accounts_repo.user_ids_in_account(uow.session, account_id, user_ids)
     missing = sorted(set(user_ids) - found)
     if missing:
         raise ValidationFailed(errors={"user_ids": [f"Unknown user(s): {missing}"]})
@@ -461,7 +459,7 @@ async def _members(uow: UnitOfWork, account_id: int, user_ids: Sequence[int]) ->
 
 async def get_group(uow: UnitOfWork, actor: Principal, group_id: int) -> Group:
     check_role(actor, "admin")
-    group = await repo.get_scoped(uow.session, Group, actor, group_id)
+    group = await GroupRepository(uow.session, visibility_of(actor)).get(group_id)
     if group is None:
         raise NotFound("Group not found.")
     return group
@@ -491,7 +489,7 @@ async def save_group(
     except IntegrityError as exc:
         raise ValidationFailed(errors={"name": ["A group with this name already exists."]}) from exc
     if user_ids is not None:
-        await repo.set_group_members(
+        await sites_repo.set_group_members(
             uow.session, group, await _members(uow, group.account_id, user_ids)
         )
     return group
@@ -506,7 +504,7 @@ async def lookup_site(uow: UnitOfWork, account_id: int, site_id: int) -> dict[st
     if site is None or site.account_id != account_id:
         return None
     industry = await repo.get(uow.session, Industry, site.industry_id) if site.industry_id else None
-    sectors = await repo.site_sectors(uow.session, site_id)
+    sectors = await sites_repo.site_sectors(uow.session, site_id)
     return {
         "site": events.site_data(site, industry),
         "sectors": [events.sector_data(x) for x in sectors],

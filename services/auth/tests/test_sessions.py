@@ -17,8 +17,8 @@ from sqlalchemy import select, update
 from libs.common.db import Database, TenantScope
 from libs.common.events import utcnow
 from services.auth import passwords, tokens
-from services.auth import repository as repo
 from services.auth.models import Account, User
+from services.auth.repository import sessions as sessions_repo
 from services.auth.service.sessions import rotate_signing_key
 from services.auth.settings import AuthSettings
 
@@ -85,7 +85,7 @@ async def test_register_bad_input_is_400_per_field_and_writes_nothing(
     assert resp.status_code == 400
     assert "password_confirm" in resp.json()["errors"]
     async with db.session(TenantScope.system()) as session:
-        assert await repo.user_by_email_any_tenant(session, email) is None
+        assert await sessions_repo.user_by_email_any_tenant(session, email) is None
     await register(client, email)
     resp = await client.post(
         "/api/v1/auth/register/",
@@ -200,7 +200,7 @@ async def test_change_password_revokes_other_sessions(
 
 async def _key(db: Database, settings: AuthSettings) -> tuple[str, OKPKey]:
     async with db.session() as session:
-        row = await repo.current_signing_key(session, utcnow())
+        row = await sessions_repo.current_signing_key(session, utcnow())
         assert row is not None
         return row.kid, tokens.KeyRing(settings.secret_key).open(row.kid, row.private_jwk_encrypted)
 
