@@ -5,15 +5,17 @@ announcing revoked sessions."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.responses import Response
 
 from libs.common.crypto import SecretBox
 from libs.common.nats import REVOCATIONS_BUCKET
+from libs.common.outbound import OutboundPolicy
+from libs.common.problems import problem_response
 from libs.common.security import Principal, revoke_sessions
 from libs.common.tenancy import CurrentPrincipal, UnitOfWork, UoW, require_role
 from services.auth.service.common import PersistentFailure
@@ -67,6 +69,15 @@ def get_settings(request: Request) -> AuthSettings:
 Settings = Annotated[AuthSettings, Depends(get_settings)]
 
 
+def get_outbound_policy(request: Request) -> OutboundPolicy:
+    policy: OutboundPolicy = request.app.state.outbound
+    return policy
+
+
+# How far calls made for a tenant may go (libs/common/outbound.py).
+Outbound = Annotated[OutboundPolicy, Depends(get_outbound_policy)]
+
+
 def client_address(request: Request) -> str | None:
     """The caller's address: the gateway's `X-Forwarded-For` first hop, else the peer.
     Auth is reachable only through the gateway, which sets the header."""
@@ -89,25 +100,32 @@ def peer_address(request: Request) -> str | None:
 PeerAddress = Annotated[str | None, Depends(peer_address)]
 
 
-async def announce_revoked(request: Request, sids: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """After commit: tell every verifier (KV bucket) and the gateway (header) at once."""
+def announce_revoked(
+    request: Request, uow: UnitOfWork, sids: list[str] | tuple[str, ...]
+) -> dict[str, str]:
+    """Revoked sessions: the header tells the gateway with this answer; once the unit of
+    work has committed, every verifier learns them from the KV bucket, and this process at
+    once. Returns the header to send."""
     if not sids:
         return {}
-    request.app.state.verifier.revocations.add_local(*sids)
-    try:
-        await revoke_sessions(request.app.state.buckets[REVOCATIONS_BUCKET], *sids)
-    except Exception as exc:  # the database already refuses them; the KV entry is the fast path
-        log.warning("could not publish %d revocations to NATS: %s", len(sids), exc)
-    return {REVOKED_HEADER: ",".join(sids)}
+    revoked = tuple(sids)
+
+    async def publish() -> None:
+        request.app.state.verifier.revocations.add_local(*revoked)
+        try:
+            await revoke_sessions(request.app.state.buckets[REVOCATIONS_BUCKET], *revoked)
+        except Exception as exc:  # the database already refuses them; the KV is the fast path
+            log.warning("could not publish %d revocations to NATS: %s", len(revoked), exc)
+
+    uow.after_commit(publish)
+    return {REVOKED_HEADER: ",".join(revoked)}
 
 
-@contextlib.asynccontextmanager
-async def keeping_failures(request: Request, uow: UnitOfWork) -> AsyncIterator[None]:
-    """Commit what a `PersistentFailure` changed (throttle counters, revoked families)
-    before its error goes out."""
-    try:
-        yield
-    except PersistentFailure as exc:
-        await uow.commit()
-        exc.headers.update(await announce_revoked(request, exc.revoked))
-        raise
+def kept_failure(request: Request, uow: UnitOfWork, failure: PersistentFailure) -> Response:
+    """The answer to a failure whose traces must be kept (a failed sign-in counted, a
+    reused refresh token's family revoked): returned, not raised, so the unit of work
+    commits them like any other answer."""
+    headers = {**failure.headers, **announce_revoked(request, uow, failure.revoked)}
+    return problem_response(
+        failure.status, failure.title, failure.detail, failure.errors, headers=headers
+    )

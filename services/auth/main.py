@@ -9,8 +9,9 @@ from fastapi import FastAPI
 
 from libs.common.app import create_service_app
 from libs.common.db import NO_TENANT
+from libs.common.outbound import OutboundPolicy
 from libs.common.security import KeysFetcher
-from libs.common.tenancy import UnitOfWork
+from libs.common.uow import UnitOfWork
 from services.auth import passwords
 from services.auth.api import ROUTERS
 from services.auth.service import ai_config, sessions
@@ -36,6 +37,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
     async def start(app_: FastAPI) -> None:
         app_.state.issuer = issuer
         app_.state.integration_keys = ai_config.integration_keys(settings.secret_key)
+        app_.state.outbound = OutboundPolicy.from_settings(settings)
         await sessions.ensure_signing_key(app_.state.db, issuer.keyring)
         await passwords.warm_up()
         # Auth reads its own keys from its database: a cheap query, so an unknown kid

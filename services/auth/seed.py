@@ -13,7 +13,7 @@ from typing import Any
 
 from libs.common.db import Database, TenantScope
 from libs.common.security import Principal
-from libs.common.tenancy import UnitOfWork
+from libs.common.uow import UnitOfWork, unit_of_work
 from services.auth import repository as repo
 from services.auth import schemas as s
 from services.auth.repository import catalogue as catalogue_repo
@@ -154,9 +154,8 @@ async def seed_platform(
 ) -> dict[str, int]:
     """Create what is missing; returns how many of each were created this time."""
     counts = {"plans": 0, "industries": 0, "sectors": 0, "seed_keywords": 0, "accounts": 0}
-    async with db.session(TenantScope.system()) as session:
-        uow = UnitOfWork(session)
-        await repo.lock(session, "auth-seed")
+    async with unit_of_work(db, TenantScope.system()) as uow:
+        await repo.lock(uow.session, "auth-seed")
         counts["plans"] = await seed_plans(uow)
         if (data_dir / "industries.csv").exists():
             counts["industries"], counts["sectors"] = await seed_industries(
@@ -165,5 +164,4 @@ async def seed_platform(
         if (data_dir / "seed_keywords.csv").exists():
             counts["seed_keywords"] = await seed_keywords(uow, data_dir / "seed_keywords.csv")
         counts["accounts"] = await seed_demo(uow, demo_email, demo_password)
-        await uow.commit()
     return counts

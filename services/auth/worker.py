@@ -27,7 +27,7 @@ from libs.common.db import TenantScope
 from libs.common.events import utcnow
 from libs.common.problems import NotFound, ValidationFailed
 from libs.common.runtime import WorkerContext
-from libs.common.tenancy import UnitOfWork
+from libs.common.uow import UnitOfWork, unit_of_work
 from services.auth.repository import sessions as sessions_repo
 from services.auth.service import ai_config, catalogue, sites
 from services.auth.settings import AuthSettings
@@ -81,11 +81,10 @@ async def housekeeping(ctx: WorkerContext, interval: float = 3600.0) -> None:
     window = getattr(settings, "login_window_seconds", 900)
     while not ctx.stop.is_set():
         try:
-            async with ctx.db.session(TenantScope.system()) as session:
+            async with unit_of_work(ctx.db, TenantScope.system()) as uow:
                 now = utcnow()
                 window_start = now - timedelta(seconds=window)
-                removed = await sessions_repo.purge_stale(session, now, window_start)
-                await session.commit()
+                removed = await sessions_repo.purge_stale(uow.session, now, window_start)
             if removed:
                 log.info("housekeeping removed %d stale rows", removed)
         except Exception as exc:

@@ -24,7 +24,6 @@ ROUTERS = (auth, account)
 @auth.post("/register/", status_code=201)
 async def register(data: s.RegisterRequest, uow: SystemUoW) -> Response:
     user, account_row, plan = await service.register(uow, data)
-    await uow.commit()
     return message_response(
         {"user": s.user_with_account(user, account_row, plan)},
         "Registration successful",
@@ -44,14 +43,12 @@ async def list_users(request: Request, actor: Admin, uow: UoW, query: s.UserQuer
 @auth.post("/users/", status_code=201)
 async def create_user(data: s.UserCreate, actor: Admin, uow: UoW) -> s.UserPublic:
     user, _ = await service.create_user(uow, actor, data)
-    await uow.commit()
     return s.UserPublic.model_validate(user)
 
 
 @auth.post("/users/invite/", status_code=201)
 async def invite_user(data: s.UserInvite, actor: Admin, uow: UoW) -> Response:
     user, temporary = await service.invite_user(uow, actor, data)
-    await uow.commit()
     body = s.UserInvited(user=s.UserPublic.model_validate(user), temporary_password=temporary)
     return message_response(body, "Invitation created", status_code=201)
 
@@ -66,24 +63,21 @@ async def update_user(
     user_id: Id, data: s.UserUpdate, request: Request, actor: Admin, uow: UoW
 ) -> Response:
     outcome = await service.update_user(uow, actor, user_id, data)
-    await uow.commit()
     return json_response(
         s.UserPublic.model_validate(outcome.value),
-        headers=await announce_revoked(request, outcome.revoked),
+        headers=announce_revoked(request, uow, outcome.revoked),
     )
 
 
 @auth.delete("/users/{user_id:int}/", status_code=NO_CONTENT)
 async def delete_user(user_id: Id, request: Request, actor: Admin, uow: UoW) -> Response:
     revoked = await service.delete_user(uow, actor, user_id)
-    await uow.commit()
-    return Response(status_code=NO_CONTENT, headers=await announce_revoked(request, revoked))
+    return Response(status_code=NO_CONTENT, headers=announce_revoked(request, uow, revoked))
 
 
 @auth.post("/users/{user_id:int}/activate/")
 async def activate_user(user_id: Id, actor: Admin, uow: UoW) -> Response:
     user = await service.activate_user(uow, actor, user_id)
-    await uow.commit()
     return message_response(s.UserPublic.model_validate(user), "User activated")
 
 
@@ -101,7 +95,6 @@ async def list_accounts(
 @auth.post("/accounts/", status_code=201)
 async def create_account(data: s.AccountCreate, actor: Admin, uow: UoW) -> s.AccountPublic:
     account_row, plan = await service.create_account(uow, actor, data)
-    await uow.commit()
     return s.account_public(account_row, plan)
 
 
@@ -115,19 +108,15 @@ async def update_account(
     account_id: Id, data: s.AccountUpdate, request: Request, actor: Admin, uow: UoW
 ) -> Response:
     outcome = await service.update_account(uow, actor, account_id, data)
-    await uow.commit()
     return json_response(
-        s.account_public(*outcome.value), headers=await announce_revoked(request, outcome.revoked)
+        s.account_public(*outcome.value), headers=announce_revoked(request, uow, outcome.revoked)
     )
 
 
 @auth.delete("/accounts/{account_id:int}/", status_code=NO_CONTENT)
 async def delete_account(account_id: Id, request: Request, actor: Admin, uow: UoW) -> Response:
     outcome = await service.delete_account(uow, actor, account_id)
-    await uow.commit()
-    return Response(
-        status_code=NO_CONTENT, headers=await announce_revoked(request, outcome.revoked)
-    )
+    return Response(status_code=NO_CONTENT, headers=announce_revoked(request, uow, outcome.revoked))
 
 
 @auth.get("/subscriptions/")
@@ -143,7 +132,6 @@ async def create_subscription(
     data: s.SubscriptionCreate, actor: Staff, uow: UoW
 ) -> s.SubscriptionPublic:
     sub = await service.create_subscription(uow, actor, data)
-    await uow.commit()
     return (await service.subscriptions_public(uow, [sub]))[0]
 
 
@@ -158,7 +146,6 @@ async def update_subscription(
     sub_id: Id, data: s.SubscriptionUpdate, actor: Staff, uow: UoW
 ) -> s.SubscriptionPublic:
     sub = await service.update_subscription(uow, actor, sub_id, data)
-    await uow.commit()
     return (await service.subscriptions_public(uow, [sub]))[0]
 
 
@@ -173,7 +160,6 @@ async def get_settings(actor: Viewer, uow: UoW) -> s.AccountPublic:
 @account.api_route("/settings/", methods=["PATCH", "PUT"])
 async def update_settings(data: s.AccountSettingsUpdate, actor: Admin, uow: UoW) -> s.AccountPublic:
     result = await service.update_settings(uow, actor, data)
-    await uow.commit()
     return s.account_public(*result)
 
 
@@ -186,7 +172,6 @@ async def list_team(request: Request, actor: Admin, uow: UoW, query: s.TeamQuery
 @account.post("/team/", status_code=201)
 async def add_team_member(data: s.TeamMemberCreate, actor: Admin, uow: UoW) -> Response:
     user, temporary = await service.create_user(uow, actor, data)
-    await uow.commit()
     body: dict[str, Any] = {"user": s.UserPublic.model_validate(user)}
     if temporary:
         body["temporary_password"] = temporary
@@ -196,5 +181,4 @@ async def add_team_member(data: s.TeamMemberCreate, actor: Admin, uow: UoW) -> R
 @account.delete("/team/{user_id:int}/", status_code=NO_CONTENT)
 async def remove_team_member(user_id: Id, request: Request, actor: Admin, uow: UoW) -> Response:
     revoked = await service.delete_user(uow, actor, user_id)
-    await uow.commit()
-    return Response(status_code=NO_CONTENT, headers=await announce_revoked(request, revoked))
+    return Response(status_code=NO_CONTENT, headers=announce_revoked(request, uow, revoked))

@@ -13,7 +13,7 @@ from libs.common.pagination import message_response, page_response
 from libs.common.tenancy import UoW
 from services.auth import schemas as s
 from services.auth.api.common import NO_CONTENT
-from services.auth.deps import Admin, Editor, IntegrationKeys, Settings, Viewer
+from services.auth.deps import Admin, Editor, IntegrationKeys, Outbound, Settings, Viewer
 from services.auth.service import ai_config as service
 
 system = APIRouter(prefix="/api/v1/system", tags=["system"])
@@ -32,7 +32,6 @@ async def list_prompts(request: Request, actor: Viewer, uow: UoW, query: s.Promp
 @system.post("/prompts/", status_code=201)
 async def create_prompt(data: s.PromptCreate, actor: Editor, uow: UoW) -> s.PromptPublic:
     row = await service.create_prompt(uow, actor, data)
-    await uow.commit()
     return service.prompt_public(row.prompt_type, row)
 
 
@@ -44,14 +43,12 @@ async def prompt_by_type(prompt_type: str, actor: Viewer, uow: UoW) -> s.PromptP
 @system.post("/prompts/save/")
 async def save_prompt(data: s.PromptSave, actor: Editor, uow: UoW) -> Response:
     result = await service.save_prompt(uow, actor, data)
-    await uow.commit()
     return message_response(result, "Prompt saved")
 
 
 @system.post("/prompts/reset/")
 async def reset_prompt(data: s.PromptReset, actor: Editor, uow: UoW) -> Response:
     result = await service.reset_prompt(uow, actor, data)
-    await uow.commit()
     return message_response(result, "Prompt reset to default")
 
 
@@ -66,14 +63,12 @@ async def update_prompt(
     prompt_id: Id, data: s.PromptUpdate, actor: Editor, uow: UoW
 ) -> s.PromptPublic:
     row = await service.update_prompt(uow, actor, prompt_id, data)
-    await uow.commit()
     return service.prompt_public(row.prompt_type, row)
 
 
 @system.delete("/prompts/{prompt_id:int}/", status_code=NO_CONTENT)
 async def delete_prompt(prompt_id: Id, actor: Editor, uow: UoW) -> Response:
     await service.delete_prompt(uow, actor, prompt_id)
-    await uow.commit()
     return Response(status_code=NO_CONTENT)
 
 
@@ -89,19 +84,26 @@ async def get_integration(
 
 @system.put("/settings/integrations/{provider}/")
 async def put_integration(
-    provider: str, data: s.IntegrationUpdate, actor: Admin, uow: UoW, keys: IntegrationKeys
+    provider: str,
+    data: s.IntegrationUpdate,
+    actor: Admin,
+    uow: UoW,
+    keys: IntegrationKeys,
+    outbound: Outbound,
 ) -> s.IntegrationPublic:
-    result = await service.save_integration(uow, actor, keys, provider, data)
-    await uow.commit()
-    return result
+    return await service.save_integration(uow, actor, keys, provider, data, outbound)
 
 
 @system.post("/settings/integrations/{provider}/save/")
 async def save_integration(
-    provider: str, data: s.IntegrationUpdate, actor: Admin, uow: UoW, keys: IntegrationKeys
+    provider: str,
+    data: s.IntegrationUpdate,
+    actor: Admin,
+    uow: UoW,
+    keys: IntegrationKeys,
+    outbound: Outbound,
 ) -> Response:
-    result = await service.save_integration(uow, actor, keys, provider, data)
-    await uow.commit()
+    result = await service.save_integration(uow, actor, keys, provider, data, outbound)
     return message_response(result, "Integration settings saved")
 
 
@@ -112,10 +114,17 @@ async def check_integration(
     uow: UoW,
     keys: IntegrationKeys,
     settings: Settings,
+    outbound: Outbound,
     data: s.IntegrationTest | None = None,
 ) -> Response:
     result = await service.test_integration(
-        uow, actor, keys, provider, data, timeout=settings.provider_timeout_seconds
+        uow,
+        actor,
+        keys,
+        provider,
+        data,
+        policy=outbound,
+        timeout=settings.provider_timeout_seconds,
     )
     return message_response(result, f"Connection to {provider} succeeded")
 
@@ -128,9 +137,16 @@ async def generate_test_image(
     uow: UoW,
     keys: IntegrationKeys,
     settings: Settings,
+    outbound: Outbound,
 ) -> s.ImageGenerateResult:
     return await service.generate_test_image(
-        uow, actor, keys, provider, data, timeout=settings.provider_timeout_seconds * 6
+        uow,
+        actor,
+        keys,
+        provider,
+        data,
+        policy=outbound,
+        timeout=settings.provider_timeout_seconds * 6,
     )
 
 

@@ -35,14 +35,12 @@ async def get_plan(plan_id: Id, uow: PublicUoW) -> s.PlanPublic:
 @auth.post("/plans/", status_code=201)
 async def create_plan(data: s.PlanCreate, actor: Staff, uow: UoW) -> s.PlanPublic:
     plan = await service.create_plan(uow, actor, data)
-    await uow.commit()
     return s.PlanPublic.model_validate(plan)
 
 
 @auth.api_route("/plans/{plan_id:int}/", methods=["PUT", "PATCH"])
 async def update_plan(plan_id: Id, data: s.PlanUpdate, actor: Staff, uow: UoW) -> s.PlanPublic:
     plan = await service.update_plan(uow, actor, plan_id, data)
-    await uow.commit()
     return s.PlanPublic.model_validate(plan)
 
 
@@ -79,5 +77,4 @@ async def import_seed_keywords(
 ) -> Response:
     rows = service.parse_seed_keyword_csv(await file.read())
     report = await service.import_seed_keywords(uow, rows)
-    await uow.commit()
     return message_response(report, f"Imported {report.created + report.updated} seed keywords")

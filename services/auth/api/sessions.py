@@ -26,9 +26,10 @@ from services.auth.deps import (
     IssuerDep,
     PeerAddress,
     announce_revoked,
-    keeping_failures,
+    kept_failure,
 )
 from services.auth.service import sessions as service
+from services.auth.service.common import PersistentFailure
 
 auth = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 internal = APIRouter(prefix="/internal/v1/auth", tags=["internal"], include_in_schema=False)
@@ -52,9 +53,10 @@ async def login(
     issuer: IssuerDep,
     address: ClientAddress,
 ) -> Response:
-    async with keeping_failures(request, uow):
+    try:
         session = await service.login(uow, issuer, data, address)
-    await uow.commit()
+    except PersistentFailure as failure:
+        return kept_failure(request, uow, failure)
     body = {
         "user": s.user_with_account(session.user, session.account, session.plan),
         **_tokens(session),
@@ -66,18 +68,18 @@ async def login(
 async def refresh(
     data: s.RefreshRequest, request: Request, uow: SystemUoW, issuer: IssuerDep
 ) -> Response:
-    async with keeping_failures(request, uow):
+    try:
         session = await service.refresh(uow, issuer, data.refresh)
-    await uow.commit()
+    except PersistentFailure as failure:
+        return kept_failure(request, uow, failure)
     return json_response(_tokens(session))
 
 
 @auth.post("/logout/")
 async def logout(request: Request, actor: Actor, uow: UoW) -> Response:
     revoked = await service.logout(uow, actor)
-    await uow.commit()
     response = message_response(None, "Logout successful")
-    response.headers.update(await announce_revoked(request, revoked))
+    response.headers.update(announce_revoked(request, uow, revoked))
     return response
 
 
@@ -86,9 +88,8 @@ async def change_password(
     data: s.ChangePasswordRequest, request: Request, actor: Actor, uow: UoW
 ) -> Response:
     revoked = await service.change_password(uow, actor, data)
-    await uow.commit()
     response = message_response(None, "Password changed successfully")
-    response.headers.update(await announce_revoked(request, revoked))
+    response.headers.update(announce_revoked(request, uow, revoked))
     return response
 
 
@@ -119,12 +120,13 @@ async def exchange(
     uow: SystemUoW,
     issuer: IssuerDep,
     peer: PeerAddress,
-) -> s.ExchangeResult:
+) -> Response:
     """The gateway's exchange of Basic and ApiKey credentials (ADR 0002). Failures count
     against `client_address` from the body (the gateway's client), else against the peer;
     `X-Forwarded-For` is not read here."""
     address = str(data.client_address) if data.client_address is not None else peer
-    async with keeping_failures(request, uow):
+    try:
         token = await service.exchange(uow, issuer, data.authorization, address)
-    await uow.commit()
-    return s.ExchangeResult(access=token.token, expires_at=token.expires_at)
+    except PersistentFailure as failure:
+        return kept_failure(request, uow, failure)
+    return json_response(s.ExchangeResult(access=token.token, expires_at=token.expires_at))

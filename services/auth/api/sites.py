@@ -29,7 +29,6 @@ async def list_sites(request: Request, actor: Actor, uow: UoW, query: s.SiteQuer
 @auth.post("/sites/", status_code=201)
 async def create_site(data: s.SiteCreate, actor: Editor, uow: UoW) -> s.SitePublic:
     site = await service.create_site(uow, actor, data)
-    await uow.commit()
     return (await service.site_public(uow, [site]))[0]
 
 
@@ -41,15 +40,13 @@ async def get_site(site_id: Id, actor: Actor, uow: UoW) -> s.SitePublic:
 @auth.api_route("/sites/{site_id:int}/", methods=["PUT", "PATCH"])
 async def update_site(site_id: Id, data: s.SiteUpdate, actor: Editor, uow: UoW) -> s.SitePublic:
     site = await service.update_site(uow, actor, site_id, data)
-    await uow.commit()
     return (await service.site_public(uow, [site]))[0]
 
 
 @auth.delete("/sites/{site_id:int}/", status_code=NO_CONTENT)
 async def delete_site(site_id: Id, request: Request, actor: Editor, uow: UoW) -> Response:
     revoked = await service.delete_site(uow, actor, site_id)
-    await uow.commit()
-    return Response(status_code=NO_CONTENT, headers=await announce_revoked(request, revoked))
+    return Response(status_code=NO_CONTENT, headers=announce_revoked(request, uow, revoked))
 
 
 @auth.get("/sites/{site_id:int}/sectors/")
@@ -63,7 +60,6 @@ async def site_sectors(
 @auth.post("/sites/{site_id:int}/set_active/")
 async def set_active_site(site_id: Id, actor: Editor, uow: UoW) -> Response:
     site = await service.update_site(uow, actor, site_id, {"is_active": True})
-    await uow.commit()
     return message_response((await service.site_public(uow, [site]))[0], "Site activated")
 
 
@@ -72,7 +68,6 @@ async def select_sectors(
     site_id: Id, data: s.SelectSectorsRequest, actor: Editor, uow: UoW
 ) -> Response:
     sectors = await service.select_sectors(uow, actor, site_id, data)
-    await uow.commit()
     site = await service.get_site(uow, actor, site_id)
     body = {
         "site": (await service.site_public(uow, [site]))[0],
@@ -84,10 +79,9 @@ async def select_sectors(
 @auth.post("/sites/{site_id:int}/generate_api_key/")
 async def generate_api_key(site_id: Id, request: Request, actor: Admin, uow: UoW) -> Response:
     outcome = await service.generate_api_key(uow, actor, site_id)
-    await uow.commit()
     return json_response(
         s.SiteApiKey(api_key=outcome.value),
-        headers=await announce_revoked(request, outcome.revoked),
+        headers=announce_revoked(request, uow, outcome.revoked),
     )
 
 
@@ -103,7 +97,6 @@ async def list_sectors(request: Request, actor: Actor, uow: UoW, query: s.Sector
 @auth.post("/sectors/", status_code=201)
 async def create_sector(data: s.SectorCreate, actor: Editor, uow: UoW) -> s.SectorPublic:
     sector = await service.create_sector(uow, actor, data)
-    await uow.commit()
     return s.SectorPublic.model_validate(sector)
 
 
@@ -117,14 +110,12 @@ async def update_sector(
     sector_id: Id, data: s.SectorUpdate, actor: Editor, uow: UoW
 ) -> s.SectorPublic:
     sector = await service.update_sector(uow, actor, sector_id, data)
-    await uow.commit()
     return s.SectorPublic.model_validate(sector)
 
 
 @auth.delete("/sectors/{sector_id:int}/", status_code=NO_CONTENT)
 async def delete_sector(sector_id: Id, actor: Editor, uow: UoW) -> Response:
     await service.delete_sector(uow, actor, sector_id)
-    await uow.commit()
     return Response(status_code=NO_CONTENT)
 
 
@@ -142,7 +133,6 @@ async def list_site_access(
 @auth.post("/site-access/", status_code=201)
 async def grant_site_access(data: s.SiteAccessCreate, actor: Admin, uow: UoW) -> s.SiteAccessPublic:
     row = await service.grant_site_access(uow, actor, data)
-    await uow.commit()
     return s.SiteAccessPublic.model_validate(row)
 
 
@@ -154,7 +144,6 @@ async def get_site_access(access_id: Id, actor: Admin, uow: UoW) -> s.SiteAccess
 @auth.delete("/site-access/{access_id:int}/", status_code=NO_CONTENT)
 async def revoke_site_access(access_id: Id, actor: Admin, uow: UoW) -> Response:
     await service.revoke_site_access(uow, actor, access_id)
-    await uow.commit()
     return Response(status_code=NO_CONTENT)
 
 
@@ -167,7 +156,6 @@ async def list_groups(request: Request, actor: Admin, uow: UoW, query: s.GroupQu
 @auth.post("/groups/", status_code=201)
 async def create_group(data: s.GroupCreate, actor: Admin, uow: UoW) -> s.GroupPublic:
     group = await service.save_group(uow, actor, data)
-    await uow.commit()
     return (await service.group_public(uow, [group]))[0]
 
 
@@ -179,12 +167,10 @@ async def get_group(group_id: Id, actor: Admin, uow: UoW) -> s.GroupPublic:
 @auth.api_route("/groups/{group_id:int}/", methods=["PUT", "PATCH"])
 async def update_group(group_id: Id, data: s.GroupUpdate, actor: Admin, uow: UoW) -> s.GroupPublic:
     group = await service.save_group(uow, actor, data, group_id)
-    await uow.commit()
     return (await service.group_public(uow, [group]))[0]
 
 
 @auth.delete("/groups/{group_id:int}/", status_code=NO_CONTENT)
 async def delete_group(group_id: Id, actor: Admin, uow: UoW) -> Response:
     await service.delete_group(uow, actor, group_id)
-    await uow.commit()
     return Response(status_code=NO_CONTENT)

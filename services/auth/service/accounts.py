@@ -13,7 +13,7 @@ from libs.common.events import utcnow
 from libs.common.problems import NotFound, PermissionDenied, ValidationFailed
 from libs.common.repository import ListQuery, Page, Visibility
 from libs.common.security import ROLE_RANK, Principal
-from libs.common.tenancy import UnitOfWork
+from libs.common.uow import UnitOfWork
 from services.auth import events, passwords
 from services.auth import repository as repo
 from services.auth import schemas as s

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -18,10 +19,11 @@ from libs.common.ai.runware import RunwareProvider
 from libs.common.crypto import InvalidToken as UndecryptableSecret
 from libs.common.crypto import SecretBox, mask_secret
 from libs.common.events import utcnow
+from libs.common.outbound import OutboundPolicy, check_target_url
 from libs.common.problems import NotFound, ValidationFailed
 from libs.common.repository import ListQuery, Page
 from libs.common.security import Principal
-from libs.common.tenancy import UnitOfWork
+from libs.common.uow import UnitOfWork
 from services.auth import repository as repo
 from services.auth import schemas as s
 from services.auth.models import IntegrationSetting, Prompt
@@ -250,10 +252,17 @@ def _base_url(provider: str, config: dict[str, Any]) -> str:
 
 
 async def save_integration(
-    uow: UnitOfWork, actor: Principal, keys: SecretBox, provider: str, data: s.IntegrationUpdate
+    uow: UnitOfWork,
+    actor: Principal,
+    keys: SecretBox,
+    provider: str,
+    data: s.IntegrationUpdate,
+    policy: OutboundPolicy,
 ) -> s.IntegrationPublic:
     """Merge the given settings into the saved ones. Fields not sent keep their saved
-    value (`is_active` too); a saved key never follows a changed base_url on its own."""
+    value (`is_active` too); a saved key never follows a changed base_url on its own; a
+    new base_url must pass the outbound guard (no loopback, private or metadata targets
+    unless development allows private ones)."""
     check_role(actor, "admin")
     provider = _provider(provider)
     await repo.lock(uow.session, f"auth-integration:{actor.account_id}:{provider}")
@@ -283,6 +292,8 @@ async def save_integration(
         moved = _base_url(provider, config) != _base_url(provider, row.config or {})
         if moved and data.api_key is None and row.api_key_encrypted:
             raise ValidationFailed(errors={"api_key": [KEY_STAYS_WITH_ITS_URL]})
+        if moved:
+            await check_target_url(_base_url(provider, config), field="base_url", policy=policy)
     row.config = config
     if data.api_key is not None:
         row.api_key_encrypted = keys.encrypt(data.api_key)
@@ -308,10 +319,12 @@ async def _target(
     actor: Principal,
     keys: SecretBox,
     provider: str,
+    policy: OutboundPolicy,
     override: s.IntegrationTest | None = None,
 ) -> _Target:
     """The saved base_url and key, or the ones the caller sends to try before saving. A
-    saved key goes only to the saved base_url: another base_url needs its own key."""
+    saved key goes only to the saved base_url: another base_url needs its own key and must
+    pass the outbound guard."""
     check_role(actor, "admin")
     provider = _provider(provider)
     if provider in KEYLESS_PROVIDERS:
@@ -323,6 +336,8 @@ async def _target(
     key = override.api_key if override and override.api_key else None
     if key is None and base_url != saved_url:
         raise ValidationFailed(errors={"api_key": [KEY_STAYS_WITH_ITS_URL]})
+    if base_url != saved_url:
+        await check_target_url(base_url, field="base_url", policy=policy)
     if key is None and row is not None and row.api_key_encrypted:
         try:
             key = keys.decrypt(row.api_key_encrypted)
@@ -335,21 +350,20 @@ async def _target(
 
 @contextlib.asynccontextmanager
 async def _provider_call(
-    target: _Target, timeout: float
+    target: _Target, policy: OutboundPolicy
 ) -> AsyncIterator[OpenAIProvider | RunwareProvider]:
-    """The provider's client from the kernel (`libs/common/ai`), its failures turned into
-    generic 400s (the details go to the log only)."""
+    """The provider's client from the kernel (`libs/common/ai`), calling through the
+    outbound guard (`policy`: every connection checked at connect time), its failures
+    turned into generic 400s (the details go to the log only)."""
     client: OpenAIProvider | RunwareProvider
     try:
         if target.provider == "runware":
+            model = str(target.config["model"])
             client = RunwareProvider(
-                target.api_key,
-                base_url=target.base_url,
-                model=str(target.config["model"]),
-                timeout_seconds=timeout,
+                target.api_key, base_url=target.base_url, model=model, policy=policy
             )
         else:
-            client = OpenAIProvider(target.base_url, target.api_key, timeout_seconds=timeout)
+            client = OpenAIProvider(target.base_url, target.api_key, policy=policy)
     except AIConfigurationError as exc:
         raise ValidationFailed(errors={"base_url": ["Enter an http(s) URL."]}) from exc
     try:
@@ -365,6 +379,11 @@ async def _provider_call(
         raise ProviderCallFailed(PROVIDER_UNREACHABLE) from exc
 
 
+def _for_test(policy: OutboundPolicy, timeout: float) -> OutboundPolicy:
+    """The guard's policy with the integration action's time limit."""
+    return dataclasses.replace(policy, total_timeout=timeout, connect_timeout=min(timeout, 10))
+
+
 async def test_integration(
     uow: UnitOfWork,
     actor: Principal,
@@ -372,12 +391,13 @@ async def test_integration(
     provider: str,
     override: s.IntegrationTest | None,
     *,
+    policy: OutboundPolicy,
     timeout: float,
 ) -> s.IntegrationTestResult:
     """Prove the saved (or supplied) URL and key: list an OpenAI-compatible provider's
     models; authenticate at Runware (which lists none: the configured model is shown)."""
-    target = await _target(uow, actor, keys, provider, override)
-    async with _provider_call(target, timeout) as client:
+    target = await _target(uow, actor, keys, provider, policy, override)
+    async with _provider_call(target, _for_test(policy, timeout)) as client:
         if isinstance(client, RunwareProvider):
             await client.authenticate()
             models = [str(target.config["model"])]
@@ -395,12 +415,13 @@ async def generate_test_image(
     provider: str,
     data: s.ImageGenerateRequest,
     *,
+    policy: OutboundPolicy,
     timeout: float,
 ) -> s.ImageGenerateResult:
     """One image from the saved provider, to check its image settings."""
-    target = await _target(uow, actor, keys, provider)
+    target = await _target(uow, actor, keys, provider, policy)
     model = data.model or str(target.config.get("image_model") or target.config.get("model"))
-    async with _provider_call(target, timeout) as client:
+    async with _provider_call(target, _for_test(policy, timeout)) as client:
         image = await client.generate_image(data.prompt, size=data.size, model=model)
     return s.ImageGenerateResult(
         provider=provider,

@@ -14,7 +14,7 @@ from libs.common.events import utcnow
 from libs.common.problems import NotFound, ValidationFailed
 from libs.common.repository import ListQuery, Page
 from libs.common.security import Principal
-from libs.common.tenancy import UnitOfWork
+from libs.common.uow import UnitOfWork
 from services.auth import events
 from services.auth import repository as repo
 from services.auth import schemas as s

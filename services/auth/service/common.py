@@ -12,7 +12,7 @@ from typing import Any
 
 from libs.common.problems import DomainError, NotAuthenticated, NotFound, PermissionDenied
 from libs.common.security import Principal
-from libs.common.tenancy import UnitOfWork
+from libs.common.uow import UnitOfWork
 from services.auth import repository as repo
 from services.auth.models import Account, Plan
 

@@ -21,7 +21,7 @@ from libs.common.problems import (
     ValidationFailed,
 )
 from libs.common.security import Principal
-from libs.common.tenancy import UnitOfWork
+from libs.common.uow import UnitOfWork, unit_of_work
 from services.auth import events, passwords, tokens
 from services.auth import repository as repo
 from services.auth import schemas as s
@@ -88,14 +88,11 @@ async def _create_signing_key(
 async def ensure_signing_key(db: Database, keyring: tokens.KeyRing) -> str:
     """First start: create a key if there is none (replicas racing take turns); returns
     its kid, or "" when keys existed already."""
-    async with db.session(TenantScope.system()) as session:
-        uow = UnitOfWork(session)
-        await repo.lock(session, "auth-signing-keys")
-        if await sessions_repo.signing_keys_exist(session):
+    async with unit_of_work(db, TenantScope.system()) as uow:
+        await repo.lock(uow.session, "auth-signing-keys")
+        if await sessions_repo.signing_keys_exist(uow.session):
             return ""
-        kid = await _create_signing_key(uow, keyring, utcnow())
-        await uow.commit()
-        return kid
+        return await _create_signing_key(uow, keyring, utcnow())
 
 
 async def rotate_signing_key(db: Database, *, settings: AuthSettings | None = None) -> str:
@@ -109,14 +106,11 @@ async def rotate_signing_key(db: Database, *, settings: AuthSettings | None = No
         seconds=max(settings.access_token_ttl_seconds, settings.exchange_token_ttl_seconds)
         + settings.jwt_leeway_seconds
     )
-    async with db.session(TenantScope.system()) as session:
-        uow = UnitOfWork(session)
-        await repo.lock(session, "auth-signing-keys")
+    async with unit_of_work(db, TenantScope.system()) as uow:
+        await repo.lock(uow.session, "auth-signing-keys")
         activates_at = utcnow() + timedelta(seconds=settings.key_activation_delay_seconds)
-        await sessions_repo.retire_signing_keys(session, activates_at, activates_at + overlap)
-        kid = await _create_signing_key(uow, keyring, activates_at)
-        await uow.commit()
-        return kid
+        await sessions_repo.retire_signing_keys(uow.session, activates_at, activates_at + overlap)
+        return await _create_signing_key(uow, keyring, activates_at)
 
 
 async def jwks(uow: UnitOfWork) -> dict[str, Any]:

@@ -45,6 +45,8 @@ def settings(auth_db_info: ServiceDatabase, nats_url: str) -> AuthSettings:
         login_max_failures_per_address=6,
         secret_key="test-secret-key-for-auth",
         key_activation_delay_seconds=1.0,
+        # The fake providers listen on 127.0.0.1 (the development setting `igny8 up` uses).
+        outbound_allow_private=True,
     )
 
 

@@ -1,7 +1,8 @@
 """The account's provider integrations: keys encrypted and masked, the `test` and
-`generate` actions through the kernel's provider clients (`libs/common/ai`), and what
-keeps a saved key where it was saved (issue 13 M2, D2). Every provider here is one of the
-kernel's fakes listening on 127.0.0.1 (`libs/common/testing`)."""
+`generate` actions through the kernel's provider clients (`libs/common/ai`) and outbound
+guard (`libs/common/outbound.py`), and what keeps a saved key where it was saved (issue
+13 M2, D2). Every provider here is one of the kernel's fakes listening on 127.0.0.1
+(`libs/common/testing`), and every test runs under the loopback-only socket guard."""
 
 from __future__ import annotations
 
@@ -13,12 +14,17 @@ from aiohttp import web
 from sqlalchemy import select
 
 from libs.common.db import Database, TenantScope
+from libs.common.testing.apps import running_app
 from libs.common.testing.fake_openai import FakeOpenAI
 from libs.common.testing.fake_runware import FakeRunware
+from services.auth.main import create_app
 from services.auth.models import IntegrationSetting
 from services.auth.service.ai_config import KEY_STAYS_WITH_ITS_URL, PROVIDER_UNREACHABLE
+from services.auth.settings import AuthSettings
 
-from .conftest import Tenant
+from .conftest import Tenant, login_as
+
+pytestmark = pytest.mark.usefixtures("loopback_only")
 
 OPENAI = "/api/v1/system/settings/integrations/openai/"
 RUNWARE = "/api/v1/system/settings/integrations/runware/"
@@ -227,3 +233,25 @@ async def test_saving_without_is_active_keeps_the_stored_value(
     on = await owner.put(OPENAI, json={"is_active": True})
     assert on.json()["is_active"] is True
     assert (await owner.put(OPENAI, json={"model": "gpt-third"})).json()["is_active"] is True
+
+
+async def test_the_outbound_guard_refuses_internal_targets(
+    owner: Tenant, settings: AuthSettings, fake_openai: FakeOpenAI
+) -> None:
+    """M2: with the production setting (no private targets) neither `test` nor a save can
+    point a provider at loopback; metadata addresses are refused even in development."""
+    production = settings.model_copy(update={"outbound_allow_private": False})
+    async with running_app(create_app(production)) as strict:
+        me = await login_as(strict, owner.email)
+        tried = await me.post(f"{OPENAI}test/", json={"base_url": fake_openai.url, "api_key": KEY})
+        assert tried.status_code == 400
+        [refusal] = tried.json()["errors"]["base_url"]
+        assert refusal.startswith("This URL is not allowed: the address is a loopback address")
+        saved = await me.put(OPENAI, json={"base_url": fake_openai.url, "api_key": KEY})
+        assert saved.status_code == 400
+        assert "base_url" in saved.json()["errors"]
+    assert fake_openai.requests == []
+    for url in ("http://169.254.169.254/v1", "http://[fd00:ec2::254]/v1"):
+        resp = await owner.post(f"{OPENAI}test/", json={"base_url": url, "api_key": KEY})
+        assert resp.status_code == 400
+        assert "not allowed" in resp.json()["errors"]["base_url"][0]
