@@ -79,6 +79,25 @@ async def test_seed_keyword_filters(owner: Tenant) -> None:
     assert (await owner.get(f"{SEEDS}?intent=bogus")).status_code == 400
 
 
+async def test_lists_take_the_references_ordering_form(owner: Tenant) -> None:
+    """D5: seed keywords took one ordering field; the reference's form is `?ordering=a,b`
+    (every auth list now declares its ordering on the kernel's repository base)."""
+    body = (await owner.get(f"{SEEDS}?industry=technology&ordering=-difficulty,keyword")).json()
+    assert [k["keyword"] for k in body["results"]] == [
+        "best crm software",
+        "buy gaming laptop",
+        "laptop reviews",
+        "what is saas",
+    ]
+    bad = await owner.get(f"{SEEDS}?ordering=volume,nope")
+    assert bad.status_code == 400
+    assert "ordering" in bad.json()["errors"]
+    plans = (await owner.get("/api/v1/auth/plans/?ordering=-price")).json()["results"]
+    prices = [float(p["price"]) for p in plans]
+    assert prices == sorted(prices, reverse=True)
+    assert (await owner.get("/api/v1/auth/users/?role=emperor")).status_code == 400
+
+
 async def test_seed_keyword_import_is_staff_only_and_all_or_nothing(
     client: httpx.AsyncClient, owner: Tenant, db: Database
 ) -> None:
