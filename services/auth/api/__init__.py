@@ -1,6 +1,7 @@
 """Auth's HTTP routes, one module per sub-domain (the same names as `service/`). Each
-endpoint checks who is calling (dependencies), parses, calls the service layer, commits
-through the unit of work and only then answers; none touches the repository."""
+endpoint checks who is calling (dependencies), parses, calls the service layer and
+answers; the unit of work commits before the answer goes out. None touches the
+repository."""
 
 from __future__ import annotations
 
