@@ -6,6 +6,7 @@
     igny8 status        what `igny8 up` runs and whether it is healthy
     igny8 keys rotate   new token-signing key (the old one stays valid until its tokens expire)
     igny8 cluster F     cluster a keyword CSV into topics and pages, offline, without the platform
+    igny8 new-service N a working empty service N: package, registry, gateway route, deploy
 
 State lives in `.igny8/` (or `$IGNY8_HOME`); `DATABASE_URL` / `NATS_URL` name real servers.
 """
@@ -238,6 +239,29 @@ def cluster(
         reporter.warn(f"line {row.line} skipped: {row.reason}")
     if len(report.skipped) > 20:
         reporter.warn(f"... and {len(report.skipped) - 20} more skipped rows")
+
+
+@app.command("new-service")
+def new_service(
+    name: Annotated[str, typer.Argument(help="Lowercase letters and digits, e.g. writer.")],
+) -> None:
+    """Generate a working empty service (docs/adding-a-service.md): the package with every
+    module of the house shape and its tests, its ports in igny8/services.py, its prefix in
+    gateway/routes.py, its compose and Kubernetes entries. Existing files are kept."""
+    from igny8.scaffold import ScaffoldError, create, plan
+    from igny8.services import REPO_ROOT
+
+    reporter = _reporter()
+    try:
+        planned = plan(name)
+    except ScaffoldError as exc:
+        reporter.fail(str(exc))
+        raise typer.Exit(2) from exc
+    for line in create(REPO_ROOT, planned):
+        reporter.say(line)
+    reporter.done(f"{name}: API on port {planned.port}, worker health and metrics on "
+                  f"{planned.metrics_port}; run its tests with "
+                  f".venv/bin/pytest services/{name}")
 
 
 def _yes(flag: bool) -> str:

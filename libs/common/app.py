@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
@@ -29,6 +30,8 @@ from libs.common.telemetry import configure_tracing
 log = logging.getLogger(__name__)
 
 Hook = Callable[[FastAPI], Awaitable[None]]
+S = TypeVar("S", bound=ServiceSettings)
+S_in = TypeVar("S_in", bound=ServiceSettings, contravariant=True)
 
 # FastAPI's own OpenTelemetry (spans, metrics and logs per request, on as soon as a tracer
 # provider is set) would repeat per request what `ObservabilityMiddleware` already records
@@ -114,3 +117,23 @@ def create_service_app(
 
     app.add_middleware(ObservabilityMiddleware, service=service)
     return app
+
+
+class AppFactory(Protocol[S_in]):
+    def __call__(self, settings: S_in | None = None, *,
+                 keys_fetcher: KeysFetcher | None = None) -> FastAPI: ...
+
+
+def app_factory(settings_class: type[S], *, title: str, routers: Sequence[APIRouter],
+                migrations_dir: Path | None, on_startup: Sequence[Hook] = (),
+                on_shutdown: Sequence[Hook] = ()) -> AppFactory[S]:
+    """A service's `create_app` (what `uvicorn services.<name>.main:create_app --factory`
+    calls): settings from the environment unless a test passes its own."""
+
+    def create_app(settings: S | None = None, *,
+                   keys_fetcher: KeysFetcher | None = None) -> FastAPI:
+        return create_service_app(settings or settings_class(), title=title, routers=routers,
+                                  migrations_dir=migrations_dir, keys_fetcher=keys_fetcher,
+                                  on_startup=on_startup, on_shutdown=on_shutdown)
+
+    return create_app

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiohttp import web
@@ -238,6 +238,28 @@ async def run_worker(
             await server.cleanup()
     if failed is not None:
         raise failed
+
+
+S = TypeVar("S", bound=ServiceSettings)
+S_in = TypeVar("S_in", bound=ServiceSettings, contravariant=True)
+
+
+class WorkerRun(Protocol[S_in]):
+    def __call__(self, stop: asyncio.Event,
+                 settings: S_in | None = None) -> Coroutine[Any, Any, None]: ...
+
+
+def worker_runner(settings_class: type[S], *,
+                  consumers: Callable[[WorkerContext], Sequence[EventConsumer]] = lambda _: (),
+                  tasks: Sequence[Task] = ()) -> WorkerRun[S]:
+    """A service's worker `run(stop, settings=None)`: `run_worker` with the service's
+    consumers and tasks, settings from the environment unless a test passes its own."""
+
+    async def run(stop: asyncio.Event, settings: S | None = None) -> None:
+        await run_worker(settings or settings_class(), consumers=consumers, tasks=tasks,
+                         stop=stop)
+
+    return run
 
 
 def main(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -13,14 +13,22 @@ import secrets
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import pytest
+from nats.aio.client import Client as NATS
 
+from libs.common import nats as nats_kernel
 from libs.common.embedded import EmbeddedNats, EmbeddedPostgres
 from libs.common.provision import ServiceDatabase, drop_database, provision_service_database
+from libs.common.settings import ServiceSettings
+from libs.common.testing.factories import Factories
+from libs.common.testing.tokens import TestIssuer
+
+S = TypeVar("S", bound=ServiceSettings)
 
 
 def _docker_available() -> bool:
@@ -134,3 +142,42 @@ def make_database(postgres_admin_url: str) -> Iterator[DatabaseFactory]:
     factory = DatabaseFactory(postgres_admin_url)
     yield factory
     factory.drop_all()
+
+
+class MakeSettings(Protocol):
+    def __call__(self, settings_class: type[S], migrations_dir: Path, **overrides: Any) -> S: ...
+
+
+@pytest.fixture(scope="session")
+def make_settings(make_database: DatabaseFactory, nats_url: str) -> MakeSettings:
+    """A service's settings for tests: a fresh database migrated from `migrations_dir`
+    (runtime role and owner), the test NATS, `environment="test"`."""
+
+    def make(settings_class: type[S], migrations_dir: Path, **overrides: Any) -> S:
+        service = str(settings_class.model_fields["service_name"].default)
+        db = make_database(service, migrations_dir)
+        values: dict[str, Any] = {
+            "environment": "test", "database_url": db.app_url,
+            "migration_database_url": db.owner_url, "nats_url": nats_url, **overrides}
+        return settings_class(**values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def issuer() -> TestIssuer:
+    """Signs access tokens the way auth does, with a key of its own (pass
+    `issuer.fetcher()` as the app's `keys_fetcher`)."""
+    return TestIssuer()
+
+
+@pytest.fixture(scope="session")
+def factories(issuer: TestIssuer) -> Factories:
+    return Factories(issuer)
+
+
+@pytest.fixture(scope="session")
+async def nc(nats_url: str) -> AsyncIterator[NATS]:
+    connection = await nats_kernel.connect(nats_url, "tests")
+    yield connection
+    await connection.drain()
