@@ -423,16 +423,25 @@ class Repository(Generic[R]):
         self.session = session
         self.visibility = visibility
 
+    @property
+    def account_id(self) -> int:
+        """The caller's account, for repositories made for one (not `all_accounts`)."""
+        if self.visibility is None or self.visibility.account_id is None:
+            raise TypeError(f"{type(self).__name__} is not made for one account")
+        return self.visibility.account_id
+
     # --- building blocks -------------------------------------------------------------
 
-    def scope(self, t: Any = None) -> list[ColumnElement[bool]]:
-        """The caller's rows that are not deleted: every statement starts here."""
+    def scope(self, t: Any = None, *, live: bool = True) -> list[ColumnElement[bool]]:
+        """The caller's rows that are not deleted: every statement starts here. `t` may
+        be another table or view with the same tenant columns (`live=False` when it has
+        no deleted marker, such as a counter table)."""
         t = self.table if t is None else t
         conds: list[ColumnElement[bool]] = []
         if self.visibility is not None:
             conds += self.visibility.conditions(t, tenant_column=self.tenant_column,
                                                 site_column=self.site_column)
-        if self.deleted_column is not None:
+        if live and self.deleted_column is not None:
             conds.append(t.c[self.deleted_column].is_(None))
         return conds
 

@@ -34,8 +34,8 @@ from libs.common.auth import SeedKeywordDoc
 from libs.common.consumer import EventConsumer, PermanentError
 from libs.common.db import Database
 from libs.common.events import Event
-from services.planner import repository as repo
 from services.planner.models import DIRECTORY
+from services.planner.repository import SeedKeywordRepository
 
 SERVICE = "planner"
 KEYWORDS_PER_EVENT = 500
@@ -153,8 +153,8 @@ async def apply_seed_keyword_event(session: AsyncSession, event: Event) -> None:
         seed = SeedKeywordDoc.model_validate(event.data)
     except ValidationError as exc:
         raise PermanentError(f"{event.type}: {exc}") from exc
-    await repo.upsert_seed(session, seed, deleted=event.type.endswith(".deleted"),
-                           occurred_at=event.occurred_at)
+    await SeedKeywordRepository(session).upsert(
+        seed, deleted=event.type.endswith(".deleted"), occurred_at=event.occurred_at)
 
 
 def auth_consumer(db: Database, js: Any) -> EventConsumer:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -21,27 +20,11 @@ from libs.common.ai.base import ChatMessage, TextGenerator, Usage
 from libs.common.ai.structured import complete_json
 from services.planner.clustering import display_name, normalize_keyword
 from services.planner.intent import QUESTION_WORDS, Intent, classify_intent
+from services.planner.models import ContentStructure, ContentType
 
 LOCAL_IDEAS_MODEL = "local-ideas-1"
 MIN_IDEAS = 3
 MAX_IDEAS = 7
-
-
-class ContentType(StrEnum):
-    POST = "post"
-    PAGE = "page"
-    PRODUCT = "product"
-    TAXONOMY = "taxonomy"
-
-
-class ContentStructure(StrEnum):
-    ARTICLE = "article"
-    GUIDE = "guide"
-    LISTICLE = "listicle"
-    HOW_TO = "how_to"
-    COMPARISON = "comparison"
-    REVIEW = "review"
-    LANDING_PAGE = "landing_page"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ from libs.common.jobs import JobFailed
 from libs.common.repository import Visibility
 from libs.common.tenancy import UnitOfWork
 from services.planner import events
-from services.planner import repository as repo
 from services.planner.clustering import (
     DEFAULT_CLUSTERING_PROMPT,
     ClusteringResult,
@@ -44,7 +43,7 @@ from services.planner.ideas_local import (
 from services.planner.ideas_local import KEYWORDS_PLACEHOLDER as IDEAS_KEYWORDS_PLACEHOLDER
 from services.planner.intent import Intent
 from services.planner.models import AI_TASK_LOGS
-from services.planner.repository import clusters
+from services.planner.repository import ClusterRepository, IdeaRepository, KeywordRepository
 from services.planner.settings import PlannerSettings
 
 # How long a job waits for auth's AI settings before it counts as a transient failure.
@@ -139,11 +138,11 @@ class PlannerJobs:
         vis = Visibility(account_id)
         await ctx.phase("PREP", "Loading keywords")
         async with ctx.session() as session:
-            found = [k for k in await repo.get_keywords(session, vis, data["keyword_ids"])
-                     if k["sector_id"] == sector_id]
-            existing_rows = await repo.sector_clusters(session, account_id, sector_id)
-            members = await repo.cluster_keyword_texts(
-                session, account_id, [c["id"] for c in existing_rows])
+            found = [k for k in await KeywordRepository(session, vis).get_many(
+                data["keyword_ids"]) if k["sector_id"] == sector_id]
+            existing_rows = await ClusterRepository(session, vis).in_sector(sector_id)
+            members = await KeywordRepository(session, vis).in_clusters(
+                [c["id"] for c in existing_rows])
         if not found:
             raise JobFailed("None of the keywords exist any more.")
         inputs = [KeywordInput(text=k["keyword"], volume=k["volume"], ref=k["id"]) for k in found]
@@ -163,23 +162,22 @@ class PlannerJobs:
         await ctx.phase("SAVE", "Saving clusters")
 
         async def save(uow: UnitOfWork) -> dict[str, Any]:
-            session = uow.session
+            keywords = KeywordRepository(uow.session, vis)
+            clusters = ClusterRepository(uow.session, vis)
             saved: list[dict[str, Any]] = []
             for cluster, keyword_ids in plan:
                 if not keyword_ids:
                     continue
-                row, created = await self._cluster_row(
-                    session, account_id, site_id, sector_id, cluster.name,
-                    cluster.description, cluster.existing_id)
+                row, created = await _cluster_row(clusters, site_id, sector_id, cluster.name,
+                                                  cluster.description, cluster.existing_id)
                 if created:
                     await uow.publish(events.cluster_created(row))
-                await repo.assign_keywords(session, account_id, row["id"], keyword_ids)
+                await keywords.assign(row["id"], keyword_ids)
                 saved.append({"id": row["id"], "name": row["name"], "created": created,
                               "keyword_ids": keyword_ids})
             previous = {k["cluster_id"] for k in found}
-            await repo.refresh_cluster_stats(session, account_id,
-                                             [*(c["id"] for c in saved), *previous])
-            moved = await repo.get_keywords(session, vis, [k["id"] for k in found])
+            await clusters.refresh_stats([*(c["id"] for c in saved), *previous])
+            moved = await keywords.get_many([k["id"] for k in found])
             await uow.publish(*events.keyword_events("updated", account_id, moved))
             await uow.publish(events.keywords_clustered(account_id, ctx.task_id, site_id,
                                                         sector_id, saved))
@@ -190,27 +188,6 @@ class PlannerJobs:
 
         return save
 
-    async def _cluster_row(
-        self, session: Any, account_id: int, site_id: int, sector_id: int, name: str,
-        description: str, existing_id: Any,
-    ) -> tuple[dict[str, Any], bool]:
-        vis = Visibility(account_id)
-        if existing_id is not None:
-            rows = await repo.get_rows(session, clusters, vis, [int(existing_id)])
-            if rows:
-                return rows[0], False
-        same_name = [
-            c for c in await repo.sector_clusters(session, account_id, sector_id)
-            if c["name"].lower() == name.lower()
-        ]
-        if same_name:
-            return same_name[0], False
-        row = await repo.insert_row(session, clusters, {
-            "account_id": account_id, "site_id": site_id, "sector_id": sector_id,
-            "name": name[:255], "description": description, "status": "active",
-        })
-        return row, True
-
     # --- auto_generate_ideas ----------------------------------------------------------
 
     async def ideas(self, ctx: AIJobContext) -> Saver:
@@ -218,9 +195,9 @@ class PlannerJobs:
         vis = Visibility(account_id)
         await ctx.phase("PREP", "Loading clusters")
         async with ctx.session() as session:
-            found = await repo.get_rows(session, clusters, vis, ctx.data["cluster_ids"])
-            members = await repo.cluster_keyword_texts(session, account_id,
-                                                       [c["id"] for c in found])
+            found = await ClusterRepository(session, vis).get_many(ctx.data["cluster_ids"])
+            members = await KeywordRepository(session, vis).in_clusters(
+                [c["id"] for c in found])
         if not found:
             raise JobFailed("The cluster does not exist any more.")
         ctx.step("PREP", clusters=len(found))
@@ -243,13 +220,13 @@ class PlannerJobs:
         await ctx.phase("SAVE", "Saving ideas")
 
         async def save(uow: UnitOfWork) -> dict[str, Any]:
-            session = uow.session
+            clusters = ClusterRepository(uow.session, vis)
             created: list[int] = []
             for cluster, result in drafts:
                 ids_by_text = {k["keyword"].lower(): k["id"] for k in members[cluster["id"]]}
-                rows = await repo.insert_ideas(session, [
+                rows = await IdeaRepository(uow.session, vis).insert_many([
                     {
-                        "account_id": account_id, "site_id": cluster["site_id"],
+                        "site_id": cluster["site_id"],
                         "sector_id": cluster["sector_id"], "cluster_id": cluster["id"],
                         "idea_title": idea.title[:255], "description": idea.description,
                         "keywords": ", ".join(idea.keywords),
@@ -263,12 +240,29 @@ class PlannerJobs:
                 ])
                 idea_ids = [r["id"] for r in rows]
                 created += idea_ids
-                await repo.update_row(session, clusters, account_id, cluster["id"],
-                                      {"status": "mapped"})
+                await clusters.update(cluster["id"], {"status": "mapped"})
                 await uow.publish(events.ideas_generated(account_id, ctx.task_id, cluster,
                                                          idea_ids))
-            await repo.refresh_cluster_stats(session, account_id, [c["id"] for c in found])
+            await clusters.refresh_stats([c["id"] for c in found])
             return {"ideas": len(created), "idea_ids": created,
                     "cluster_ids": [c["id"] for c in found], "model": drafts[0][1].model}
 
         return save
+
+
+async def _cluster_row(clusters: ClusterRepository, site_id: int, sector_id: int, name: str,
+                       description: str, existing_id: Any) -> tuple[dict[str, Any], bool]:
+    """The cluster a clustering result names (an existing one, or one of the same name in
+    the sector), or a new one; whether it is new."""
+    if existing_id is not None:
+        found = await clusters.get(int(existing_id))
+        if found is not None:
+            return found, False
+    same_name = [c for c in await clusters.in_sector(sector_id)
+                 if c["name"].lower() == name.lower()]
+    if same_name:
+        return same_name[0], False
+    row = await clusters.insert({"site_id": site_id, "sector_id": sector_id,
+                                 "name": name[:255], "description": description,
+                                 "status": "active"})
+    return row, True

@@ -11,6 +11,7 @@ Build instances with `Model.model_validate(...)` when input must be validated.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -29,25 +30,50 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from libs.common.ai_jobs import ai_task_logs_in
-from libs.common.columns import created_timestamp, optional_timestamp
+from libs.common.columns import created_timestamp, one_of, optional_timestamp
 from libs.common.directory import Directory
+from services.planner.intent import Intent
 
 LIVE = text("deleted_at IS NULL")
 
-KEYWORD_STATUSES = ("active", "mapped", "archived")
-CLUSTER_STATUSES = ("active", "mapped", "archived")
-IDEA_STATUSES = ("new", "queued", "completed")
-INTENTS = ("informational", "navigational", "commercial", "transactional")
-CONTENT_TYPES = ("post", "page", "product", "taxonomy")
-CONTENT_STRUCTURES = (
-    "article",
-    "guide",
-    "listicle",
-    "how_to",
-    "comparison",
-    "review",
-    "landing_page",
-)
+
+# One enum per status or choice: the tables' CHECKs, the schemas (OpenAPI enums) and the
+# list filters read the same values. Keywords' intents are `intent.Intent`.
+
+
+class KeywordStatus(StrEnum):
+    ACTIVE = "active"
+    MAPPED = "mapped"
+    ARCHIVED = "archived"
+
+
+class ClusterStatus(StrEnum):
+    ACTIVE = "active"
+    MAPPED = "mapped"
+    ARCHIVED = "archived"
+
+
+class IdeaStatus(StrEnum):
+    NEW = "new"
+    QUEUED = "queued"
+    COMPLETED = "completed"
+
+
+class ContentType(StrEnum):
+    POST = "post"
+    PAGE = "page"
+    PRODUCT = "product"
+    TAXONOMY = "taxonomy"
+
+
+class ContentStructure(StrEnum):
+    ARTICLE = "article"
+    GUIDE = "guide"
+    LISTICLE = "listicle"
+    HOW_TO = "how_to"
+    COMPARISON = "comparison"
+    REVIEW = "review"
+    LANDING_PAGE = "landing_page"
 
 
 class PlannerModel(SQLModel, registry=registry()):
@@ -62,10 +88,6 @@ def _account_id() -> Any:
     return Field(sa_column=Column(BigInteger, nullable=False))
 
 
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 # --- read models of auth's data -------------------------------------------------------
@@ -121,7 +143,7 @@ class Cluster(PlannerModel, table=True):
             postgresql_ops={"name": "gin_trgm_ops"},
             postgresql_where=LIVE,
         ),
-        CheckConstraint(_in("status", CLUSTER_STATUSES), name="cluster_status"),
+        one_of("status", ClusterStatus, name="cluster_status"),
     )
 
     id: int | None = _id()
@@ -209,8 +231,8 @@ class Keyword(PlannerModel, table=True):
             postgresql_ops={"keyword": "gin_trgm_ops"},
             postgresql_where=LIVE,
         ),
-        CheckConstraint(_in("status", KEYWORD_STATUSES), name="keyword_status"),
-        CheckConstraint(_in("intent", INTENTS), name="keyword_intent"),
+        one_of("status", KeywordStatus, name="keyword_status"),
+        one_of("intent", Intent, name="keyword_intent"),
         CheckConstraint("difficulty BETWEEN 0 AND 100", name="keyword_difficulty"),
         CheckConstraint("volume >= 0", name="keyword_volume"),
     )
@@ -277,11 +299,9 @@ class ContentIdea(PlannerModel, table=True):
             postgresql_ops={"idea_title": "gin_trgm_ops"},
             postgresql_where=LIVE,
         ),
-        CheckConstraint(_in("status", IDEA_STATUSES), name="idea_status"),
-        CheckConstraint(_in("content_type", CONTENT_TYPES), name="idea_content_type"),
-        CheckConstraint(
-            _in("content_structure", CONTENT_STRUCTURES), name="idea_content_structure"
-        ),
+        one_of("status", IdeaStatus, name="idea_status"),
+        one_of("content_type", ContentType, name="idea_content_type"),
+        one_of("content_structure", ContentStructure, name="idea_content_structure"),
     )
 
     id: int | None = _id()

@@ -1,23 +1,86 @@
-"""Request and response models of planner's API (field names as the reference uses them)."""
+"""What planner's API reads and answers (field names as the reference uses them): request
+and response models, and each list's filters and ordering, declared once for the OpenAPI
+parameters, their validation and the SQL (`libs/common/repository.py`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-KeywordStatus = Literal["active", "mapped", "archived"]
-ClusterStatus = Literal["active", "mapped", "archived"]
-IdeaStatus = Literal["new", "queued", "completed"]
-Intent = Literal["informational", "navigational", "commercial", "transactional"]
-ContentType = Literal["post", "page", "product", "taxonomy"]
-ContentStructure = Literal[
-    "article", "guide", "listicle", "how_to", "comparison", "review", "landing_page"
-]
+from libs.common.ids import Id
+from libs.common.repository import (
+    AtLeast,
+    AtMost,
+    Choice,
+    Equals,
+    FilterSet,
+    ListQuery,
+    Orderings,
+    Search,
+)
+from services.planner.intent import Intent
+from services.planner.models import (
+    ClusterStatus,
+    ContentStructure,
+    ContentType,
+    IdeaStatus,
+    KeywordStatus,
+)
 
 MAX_BULK_IDS = 1000
+
+
+# --- lists ---------------------------------------------------------------------------
+
+
+class KeywordFilters(FilterSet):
+    status = Choice(KeywordStatus)
+    cluster_id = Equals(Id)
+    seed_keyword__intent = Choice(Intent, column="intent", description="Filter by intent")
+    seed_keyword_id = Equals(Id)
+    difficulty_min = AtLeast("difficulty")
+    difficulty_max = AtMost("difficulty")
+    volume_min = AtLeast("volume")
+    volume_max = AtMost("volume")
+    site_id = Equals(Id)
+    sector_id = Equals(Id)
+    search = Search("keyword", description="Search by keyword text")
+
+
+# `seed_keyword__volume`/`__difficulty` are the keyword's own (copied from the seed).
+KEYWORD_ORDERING = Orderings(
+    "created_at", "updated_at", "id", "keyword", "volume", "difficulty", "status",
+    seed_keyword__volume="volume", seed_keyword__difficulty="difficulty")
+KeywordQuery = ListQuery.of(KeywordFilters, KEYWORD_ORDERING)
+
+
+class ClusterFilters(FilterSet):
+    status = Choice(ClusterStatus)
+    site_id = Equals(Id)
+    sector_id = Equals(Id)
+    search = Search("name", description="Search by cluster name")
+
+
+CLUSTER_ORDERING = Orderings(
+    "created_at", "updated_at", "id", "name", "keywords_count", "volume", "difficulty",
+    "ideas_count", "status")
+ClusterQuery = ListQuery.of(ClusterFilters, CLUSTER_ORDERING)
+
+
+class IdeaFilters(FilterSet):
+    status = Choice(IdeaStatus)
+    cluster_id = Equals(Id)
+    content_type = Choice(ContentType)
+    site_id = Equals(Id)
+    sector_id = Equals(Id)
+    search = Search("idea_title", description="Search by idea title")
+
+
+IDEA_ORDERING = Orderings(
+    "created_at", "updated_at", "id", "idea_title", "status", "estimated_word_count")
+IdeaQuery = ListQuery.of(IdeaFilters, IDEA_ORDERING)
 
 
 class Strict(BaseModel):
@@ -36,14 +99,14 @@ def _clean_text(value: str) -> str:
 
 class KeywordCreate(Strict):
     keyword: str = Field(min_length=1, max_length=255)
-    site_id: int
-    sector_id: int
-    volume: int = Field(default=0, ge=0)
+    site_id: Id
+    sector_id: Id
+    volume: int = Field(default=0, ge=0, le=2**31 - 1)
     difficulty: int = Field(default=0, ge=0, le=100)
-    intent: Intent = "informational"
-    seed_keyword_id: int | None = None
-    cluster_id: int | None = None
-    status: KeywordStatus = "active"
+    intent: Intent = Intent.INFORMATIONAL
+    seed_keyword_id: Id | None = None
+    cluster_id: Id | None = None
+    status: KeywordStatus = KeywordStatus.ACTIVE
     disabled: bool = False
 
     _clean = field_validator("keyword")(_clean_text)
@@ -51,10 +114,10 @@ class KeywordCreate(Strict):
 
 class KeywordUpdate(Strict):
     keyword: str | None = Field(default=None, min_length=1, max_length=255)
-    volume: int | None = Field(default=None, ge=0)
+    volume: int | None = Field(default=None, ge=0, le=2**31 - 1)
     difficulty: int | None = Field(default=None, ge=0, le=100)
     intent: Intent | None = None
-    cluster_id: int | None = None
+    cluster_id: Id | None = None
     status: KeywordStatus | None = None
     disabled: bool | None = None
 
@@ -84,7 +147,7 @@ class KeywordOut(BaseModel):
 
 
 class Ids(Strict):
-    ids: list[int] = Field(min_length=1, max_length=MAX_BULK_IDS)
+    ids: list[Id] = Field(min_length=1, max_length=MAX_BULK_IDS)
 
 
 class BulkStatus(Ids):
@@ -92,14 +155,14 @@ class BulkStatus(Ids):
 
 
 class BulkFromSeed(Strict):
-    seed_keyword_ids: list[int] = Field(min_length=1, max_length=MAX_BULK_IDS)
-    site_id: int
-    sector_id: int
+    seed_keyword_ids: list[Id] = Field(min_length=1, max_length=MAX_BULK_IDS)
+    site_id: Id
+    sector_id: Id
 
 
 class AutoCluster(Strict):
-    ids: list[int] = Field(min_length=1, max_length=MAX_BULK_IDS)
-    sector_id: int | None = None
+    ids: list[Id] = Field(min_length=1, max_length=MAX_BULK_IDS)
+    sector_id: Id | None = None
 
 
 class TaskQueued(BaseModel):
@@ -111,10 +174,10 @@ class TaskQueued(BaseModel):
 
 class ClusterCreate(Strict):
     name: str = Field(min_length=1, max_length=255)
-    site_id: int
-    sector_id: int
+    site_id: Id
+    sector_id: Id
     description: str = ""
-    status: ClusterStatus = "active"
+    status: ClusterStatus = ClusterStatus.ACTIVE
 
     _clean = field_validator("name")(_clean_text)
 
@@ -152,22 +215,22 @@ class ClusterOut(BaseModel):
 
 class IdeaCreate(Strict):
     idea_title: str = Field(min_length=1, max_length=255)
-    site_id: int
-    sector_id: int
-    cluster_id: int | None = None
+    site_id: Id
+    sector_id: Id
+    cluster_id: Id | None = None
     description: str = ""
     keywords: str = ""
-    content_type: ContentType = "post"
-    content_structure: ContentStructure = "article"
+    content_type: ContentType = ContentType.POST
+    content_structure: ContentStructure = ContentStructure.ARTICLE
     estimated_word_count: int = Field(default=1500, ge=0, le=100_000)
-    status: IdeaStatus = "new"
+    status: IdeaStatus = IdeaStatus.NEW
 
     _clean = field_validator("idea_title")(_clean_text)
 
 
 class IdeaUpdate(Strict):
     idea_title: str | None = Field(default=None, min_length=1, max_length=255)
-    cluster_id: int | None = None
+    cluster_id: Id | None = None
     description: str | None = None
     keywords: str | None = None
     content_type: ContentType | None = None
@@ -201,7 +264,7 @@ class IdeaOut(BaseModel):
 
 
 class AutoGenerateIdeas(Strict):
-    ids: list[int] = Field(min_length=1, max_length=MAX_BULK_IDS)
+    ids: list[Id] = Field(min_length=1, max_length=MAX_BULK_IDS)
 
 
 # --- CSV import ----------------------------------------------------------------------

@@ -264,3 +264,33 @@ async def test_suspended_account_is_refused(client: httpx.AsyncClient, tenant: T
         await s.commit()
     r = await client.get(f"{API}/keywords/", headers=tenant.headers())
     assert r.status_code == 403
+
+
+async def test_numbers_the_database_cannot_hold_are_400s_or_404s(
+        client: httpx.AsyncClient, tenant: Tenant) -> None:
+    """Issue 13 M5: ids past bigint in a path, an id list, a filter or a page number, and
+    ids below 1 in a body, are the caller's error, never a 5xx."""
+    big = 2**63
+    t = tenant
+    for path in (f"keywords/{big}/", f"clusters/{big}/", f"ideas/{big}/"):
+        assert (await client.get(f"{API}/{path}", headers=t.headers())).status_code == 400
+    for qs, field in ((f"cluster_id={big}", "cluster_id"), (f"volume_min={big}", "volume_min"),
+                      (f"page={big}", "page"), ("status=bogus", "status"),
+                      ("ordering=-nope", "ordering")):
+        r = await client.get(f"{API}/keywords/?{qs}", headers=t.headers())
+        assert r.status_code == 400, (qs, r.text)
+        assert field in r.json()["errors"]
+    assert (await client.get(f"{API}/keywords/?page=1133416100135823104",
+                             headers=t.headers())).status_code == 404
+    assert (await client.get(f"{API}/keywords/?status=", headers=t.headers())).status_code == 200
+    for body, field in (({"keyword": "x", "site_id": -1, "sector_id": t.sector_id}, "site_id"),
+                        ({"keyword": "x", "site_id": t.site_id, "sector_id": big}, "sector_id"),
+                        ({"keyword": "x", "site_id": t.site_id, "sector_id": t.sector_id,
+                          "volume": big}, "volume")):
+        r = await client.post(f"{API}/keywords/", json=body, headers=t.headers())
+        assert r.status_code == 400, r.text
+        assert field in r.json()["errors"]
+    r = await client.post(f"{API}/keywords/bulk_delete/", json={"ids": [1, big]},
+                          headers=t.headers())
+    assert r.status_code == 400
+    assert "ids.1" in r.json()["errors"]
