@@ -26,6 +26,11 @@ from libs.common.problems import NotFound, Unprocessable
 
 SERVICE = "auth"
 
+# An account's statuses; in the blocked ones it is refused everywhere but in auth (which
+# lets its owner in to pay or reactivate).
+ACCOUNT_STATUSES = ("active", "trial", "suspended", "cancelled")
+BLOCKED_ACCOUNT_STATUSES = ("suspended", "cancelled")
+
 
 class AISettingsUnusable(Unprocessable):
     """The account configured an AI provider that cannot be used as saved."""

@@ -20,6 +20,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common import outbox
+from libs.common.auth import BLOCKED_ACCOUNT_STATUSES
 from libs.common.billing import (
     CaptureRequest,
     CaptureResult,
@@ -61,7 +62,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-INACTIVE_ACCOUNT = {"suspended", "cancelled"}
+INACTIVE_ACCOUNT = frozenset(BLOCKED_ACCOUNT_STATUSES)
 INACTIVE_SUBSCRIPTION = {"cancelled", "canceled", "expired", "inactive"}
 MANUAL_METHODS = ("bank_transfer", "manual")
 PAYMENT_METHOD_TYPES = ("bank_transfer", "manual", "stripe", "paypal")

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.auth import AuthClient
+from libs.common.auth import ACCOUNT_STATUSES, BLOCKED_ACCOUNT_STATUSES, AuthClient
 from libs.common.consumer import EventConsumer
 from libs.common.db import Database
 from libs.common.directory.access import DirectoryAccess, account_blocked
@@ -36,8 +36,6 @@ from libs.common.directory.events import (
 )
 from libs.common.directory.repository import DirectoryRepository, upsert
 from libs.common.directory.tables import (
-    ACCOUNT_STATUSES,
-    BLOCKED_ACCOUNT_STATUSES,
     TENANT_TABLES,
     DirectoryTables,
     directory_tables_in,

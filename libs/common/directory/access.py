@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.auth import AuthClient
+from libs.common.auth import BLOCKED_ACCOUNT_STATUSES, AuthClient
 from libs.common.directory.repository import DirectoryRepository
-from libs.common.directory.tables import BLOCKED_ACCOUNT_STATUSES, DirectoryTables
+from libs.common.directory.tables import DirectoryTables
 from libs.common.problems import NotFound, PermissionDenied, ValidationFailed
 from libs.common.repository import Visibility
 from libs.common.security import Principal

@@ -19,11 +19,6 @@ from sqlalchemy import (
     Table,
 )
 
-# An account in one of these statuses is refused everywhere but auth (which lets its
-# owner in to pay or reactivate).
-ACCOUNT_STATUSES = ("active", "trial", "suspended", "cancelled")
-BLOCKED_ACCOUNT_STATUSES = ("suspended", "cancelled")
-
 # Tenant rows (row-level security on `account_id`); plans are global.
 TENANT_TABLES = ("accounts", "sites", "sectors", "site_access")
 

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from libs.common.auth import BLOCKED_ACCOUNT_STATUSES
 from libs.common.problems import DomainError, NotAuthenticated, NotFound, PermissionDenied
 from libs.common.security import Principal
 from libs.common.uow import UnitOfWork
 from services.auth import repository as repo
 from services.auth.models import Account, Plan
 
-BLOCKED_STATUSES = ("suspended", "cancelled")
+BLOCKED_STATUSES = BLOCKED_ACCOUNT_STATUSES  # the platform's one definition
 # Roles that see every site of their account without a grant (unless bound to one site).
 SEES_ALL_SITES = ("owner", "admin", "developer")
 
