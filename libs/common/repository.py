@@ -432,16 +432,15 @@ class Repository(Generic[R]):
 
     # --- building blocks -------------------------------------------------------------
 
-    def scope(self, t: Any = None, *, live: bool = True) -> list[ColumnElement[bool]]:
-        """The caller's rows that are not deleted: every statement starts here. `t` may
-        be another table or view with the same tenant columns (`live=False` when it has
-        no deleted marker, such as a counter table)."""
+    def scope(self, t: Any = None) -> list[ColumnElement[bool]]:
+        """The caller's rows that are not deleted: every statement starts here (`t`:
+        another table or view with the same columns, such as a view of the table)."""
         t = self.table if t is None else t
         conds: list[ColumnElement[bool]] = []
         if self.visibility is not None:
             conds += self.visibility.conditions(t, tenant_column=self.tenant_column,
                                                 site_column=self.site_column)
-        if live and self.deleted_column is not None:
+        if self.deleted_column is not None:
             conds.append(t.c[self.deleted_column].is_(None))
         return conds
 

@@ -120,7 +120,8 @@ class KeywordRepository(Repository[Row]):
 
     async def count(self, filters: FilterSet) -> int:
         if filters.only("site_id", "sector_id", "status"):
-            conds = self.scope(counts, live=False)  # counters count live keywords only
+            assert self.visibility is not None  # counters count live keywords only
+            conds = self.visibility.conditions(counts)
             conds += [counts.c[name] == value for name, value in filters.given().items()]
             total = (await self.session.execute(
                 select(func.coalesce(func.sum(counts.c.n), 0)).where(*conds))).scalar_one()
