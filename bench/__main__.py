@@ -18,6 +18,7 @@ BENCHMARKS = {
     "billing": "hold+capture pairs per second through NATS vs direct SQL (issue #3)",
     "clustering": "clustering quality (ARI, P/R) and speed at 10k/50k keywords (issue #4)",
     "planner": "keyword lists over 1,000,000 rows and CSV import speed (issue #4)",
+    "rows": "a list page's rows as dicts, typed rows or ORM objects (issue #9, ADR 0018)",
     "wordpress": "50 posts to a real WordPress: calls per post, time over WordPress (issue #11)",
     "images": "offline image render time per image type; fitting a provider's image (#10)",
     "writer": "local draft per 1,200-word article and optimizer per 2,000 words (issue #10)",
