@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from libs.common.problems import ValidationFailed
@@ -31,14 +31,8 @@ class ImportReport:
     errors: list[dict[str, Any]]
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "total_rows": self.total_rows,
-            "imported": self.imported,
-            "skipped_duplicates": self.skipped_duplicates,
-            "over_limit": self.over_limit,
-            "failed": len(self.errors),
-            "errors": self.errors,
-        }
+        """`failed` counts the errors answered (the first `import_max_error_rows`)."""
+        return {**asdict(self), "failed": len(self.errors)}
 
 
 ImportRow = tuple[int, str, int, int, str, str]
