@@ -153,9 +153,14 @@ def load_intents(path: Path) -> list[tuple[str, str]]:
 
 def synthetic(n: int, seed: int = 7) -> list[tuple[str, int]]:
     """n distinct keywords: labelled keywords with a prefix and/or one or two suffixes."""
+    return [(k, v) for k, v, _ in synthetic_labelled(n, seed)]
+
+
+def synthetic_labelled(n: int, seed: int = 7) -> list[tuple[str, int, str]]:
+    """`synthetic` with the topic of the labelled keyword each was made from."""
     rows = load_rows(OLD)
     rng = random.Random(seed)
-    out: dict[str, int] = {}
+    out: dict[str, tuple[int, str]] = {}
     while len(out) < n:
         row = rng.choice(rows)
         keyword = row.keyword
@@ -165,8 +170,8 @@ def synthetic(n: int, seed: int = 7) -> list[tuple[str, int]]:
             keyword = f"{keyword} {rng.choice(SUFFIXES)}"
         if rng.random() < 0.3:
             keyword = f"{keyword} {rng.choice(SUFFIXES)}"
-        out.setdefault(keyword, max(10, row.volume // rng.randint(5, 50)))
-    return sorted(out.items())
+        out.setdefault(keyword, (max(10, row.volume // rng.randint(5, 50)), row.topic))
+    return [(k, v, t) for k, (v, t) in sorted(out.items())]
 
 
 def time_one(n: int) -> dict[str, float]:

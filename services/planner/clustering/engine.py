@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from libs.common.ai.local import EMBEDDING_MODEL, LocalEmbedder
 from services.planner.clustering.anchors import AnchorSeeds, assign_to_anchors
@@ -33,7 +34,7 @@ from services.planner.clustering.model import (
     KeywordInput,
     TopicAnchor,
 )
-from services.planner.clustering.pages import WordVectors, topic_pages
+from services.planner.clustering.pages import PageFeatures, topic_pages
 from services.planner.clustering.text import (
     display_name,
     group_by_text,
@@ -63,7 +64,7 @@ def describe(name: str, members: Sequence[ClusteredKeyword], intent: Intent) -> 
     return f"{len(members)} {noun} about {name.lower()}, mostly {intent.value} intent. Top: {top}."
 
 
-def topic_phrase(members: Sequence[int], words: Sequence[Sequence[str]],
+def topic_phrase(members: Sequence[int], grams: Sequence[set[str]],
                  count: Counter[str], context: frozenset[str]) -> str:
     """The phrase that best marks a topic's keywords: the most of them contain it and
     the fewest other keywords do (coverage x precision); longer phrases win ties.
@@ -71,7 +72,7 @@ def topic_phrase(members: Sequence[int], words: Sequence[Sequence[str]],
     appended to every keyword) only count when nothing else does."""
     inside: Counter[str] = Counter()
     for i in members:
-        inside.update(set(phrases(words[i])))
+        inside.update(grams[i])
     plain = {p: c for p, c in inside.items() if not context.intersection(p.split())}
     candidates = plain or inside
     best, best_key = "", (-1.0, 0, "")
@@ -107,7 +108,18 @@ class LocalClusteringEngine:
 
         `existing` clusters of the sector anchor their topics and absorb close new
         keywords; `anchors` are the user's topics. `progress(done, total)` is called
-        between phases (total = 4)."""
+        between phases (total = 4). Linear algebra runs on `config.blas_threads` threads:
+        on a machine shared with other services more threads were slower, not faster."""
+        with threadpool_limits(limits=self.config.blas_threads, user_api="blas"):
+            return self._cluster(keywords, existing, anchors, progress)
+
+    def _cluster(
+        self,
+        keywords: Sequence[KeywordInput],
+        existing: Sequence[ExistingCluster],
+        anchors: Sequence[TopicAnchor],
+        progress: Callable[[int, int], None] | None,
+    ) -> ClusteringResult:
         by_text = group_by_text(keywords)
         texts = sorted(by_text)
         existing_sorted = sorted(existing, key=lambda c: (str(c.name).lower(), str(c.id)))
@@ -201,10 +213,11 @@ class LocalClusteringEngine:
 
     def _topic_names(self, topic_of: Labels, anchors: Sequence[_Anchor],
                      words: Sequence[Sequence[str]], texts: Sequence[str]) -> dict[int, str]:
+        grams = [set(phrases(ws)) for ws in words]
         count: Counter[str] = Counter()
         word_count: Counter[str] = Counter()
-        for ws in words:
-            count.update(set(phrases(ws)))
+        for ws, gs in zip(words, grams, strict=True):
+            count.update(gs)
             word_count.update(set(ws))
         # Words in 80 % of the keywords or more are the list's context, not a topic.
         context = frozenset(w for w, c in word_count.items() if c >= 0.8 * len(words))
@@ -218,7 +231,7 @@ class LocalClusteringEngine:
         for t in sorted(members):
             if t in names:
                 continue
-            phrase = topic_phrase(members[t], words, count, context)
+            phrase = topic_phrase(members[t], grams, count, context)
             shown = surface_form(phrase, (texts[i] for i in members[t]))
             names[t] = unique_name(display_name(shown), taken)
         return names
@@ -233,7 +246,12 @@ class LocalClusteringEngine:
         existing: Sequence[ExistingCluster],
         existing_texts: Sequence[Sequence[str]],
     ) -> list[Cluster]:
-        words = WordVectors(self._embed, [*texts, *(t for g in existing_texts for t in g)])
+        existing_rows: list[list[int]] = []
+        all_texts = list(texts)
+        for group in existing_texts:
+            existing_rows.append(list(range(len(all_texts), len(all_texts) + len(group))))
+            all_texts.extend(group)
+        features = PageFeatures(self._embed, all_texts)
         taken = {c.name.lower() for c in existing}
         drafts: list[tuple[int, int, str, Cluster]] = []
         for t in sorted({int(x) for x in topic_of}):
@@ -241,7 +259,8 @@ class LocalClusteringEngine:
             topic_texts = [texts[int(i)] for i in idx]
             own = anchors[t].existing if t < len(anchors) else []
             labels, joined, vectors = topic_pages(
-                topic_texts, [existing_texts[e] for e in own], words, self.config.page_threshold
+                [int(i) for i in idx], [existing_rows[e] for e in own], features,
+                self.config.page_threshold,
             )
             for page in range(int(labels.max()) + 1):
                 rows = np.flatnonzero(labels == page)

@@ -35,7 +35,14 @@ def nearest(x: Matrix, k: int) -> tuple[Labels, Matrix]:
         sim = x[start : start + _BLOCK] @ x.T
         m = sim.shape[0]
         sim[np.arange(m), np.arange(start, start + m)] = -np.inf
-        top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+        if k < n - 1:
+            part = np.argpartition(-sim, k, axis=1)[:, :k]
+        else:
+            part = np.tile(np.arange(n), (m, 1))
+        part_sims = np.take_along_axis(sim, part, axis=1)
+        # Best first; equal cosines in index order (lexsort: last key first).
+        order = np.lexsort((part, -part_sims), axis=1)
+        top = np.take_along_axis(part, order, axis=1)[:, :k]
         idx[start : start + m] = top
         sims[start : start + m] = np.take_along_axis(sim, top, axis=1)
     return idx, sims
@@ -173,13 +180,15 @@ def average_linkage(
     sizes: npt.NDArray[np.float64],
     threshold: float,
     frozen: npt.NDArray[np.bool_] | None = None,
+    apart: Labels | None = None,
 ) -> Labels:
     """Average-linkage clustering of groups given by their mean unit vector and size.
 
     With unit vectors the average pairwise cosine of two groups is the dot product of
     their means, so groups merge exactly by the Lance-Williams update. Merges the most
     similar pair while its similarity reaches `threshold`; two frozen groups are never
-    merged. Returns a label per group (the index of its surviving representative)."""
+    merged, nor two clusters holding groups of the same `apart` label. Returns a label
+    per group (the index of its surviving representative)."""
     n = means.shape[0]
     labels = np.arange(n, dtype=np.int64)
     if n < 2:
@@ -190,6 +199,11 @@ def average_linkage(
     frz = np.zeros(n, dtype=bool) if frozen is None else frozen.copy()
     if frz.any():
         sim[np.ix_(frz, frz)] = neg
+    member: npt.NDArray[np.bool_] | None = None
+    if apart is not None:
+        member = np.zeros((n, int(apart.max()) + 1), dtype=bool)
+        member[np.arange(n), apart] = True
+        sim[apart[:, None] == apart[None, :]] = neg
     size = sizes.astype(np.float64).copy()
     row_arg = sim.argmax(axis=1)
     row_max = sim[np.arange(n), row_arg]
@@ -209,6 +223,9 @@ def average_linkage(
             frz[a] = True
         if frz[a]:
             new[frz] = neg
+        if member is not None:
+            member[a] |= member[b]
+            new[member[:, member[a]].any(axis=1)] = neg
         new[a] = neg
         new[b] = neg
         sim[b, :] = neg
@@ -256,8 +273,7 @@ def spherical_kmeans(x: Matrix, k: int, *, iterations: int, seed: int) -> Labels
     assign = np.zeros(n, dtype=np.int64)
     for _ in range(iterations):
         assign = (x @ centers.T).argmax(axis=1)
-        sums = np.zeros_like(centers)
-        np.add.at(sums, assign, x)
+        sums = group_sums(x, assign, k)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         empty = norms[:, 0] == 0
         norms[empty] = 1.0
@@ -265,6 +281,13 @@ def spherical_kmeans(x: Matrix, k: int, *, iterations: int, seed: int) -> Labels
         new_centers[empty] = centers[empty]
         centers = new_centers.astype(np.float32)
     return assign
+
+
+def group_sums(x: Matrix, labels: Labels, k: int) -> Matrix:
+    """Sum of the rows of `x` per label (0..k-1), as a sparse product (np.add.at is slow)."""
+    n = labels.size
+    onehot = sp.csr_matrix((np.ones(n, dtype=np.float32), (labels, np.arange(n))), shape=(k, n))
+    return np.asarray(onehot @ x, dtype=np.float32)
 
 
 def unit_rows(m: npt.NDArray[np.floating]) -> Matrix:

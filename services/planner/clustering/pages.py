@@ -4,19 +4,19 @@ Inside a topic its head words ("laminate flooring") are in almost every keyword 
 nothing about the page; what tells pages apart is the rest ("install", "cost", "vs
 vinyl"). So a keyword's page vector weighs each of its words by how rare the word is in
 its topic (the smooth inverse frequency weight a / (a + share)), modifiers included, and
-adds character trigrams so misspellings and spacing variants ("zuchini", "airfryer")
-meet their keyword. Pages are then average-linkage clusters at `page_threshold`;
-existing clusters of the topic take part as frozen groups, so new keywords join them.
+adds character trigrams weighted the same way, so misspellings and spacing variants
+("zuchini", "airfryer") meet their keyword. Pages are then average-linkage clusters at
+`page_threshold`; existing clusters of the topic take part as frozen groups, so new
+keywords join them.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
-from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from services.planner.clustering.graph import Labels, Matrix, average_linkage, unit_rows
 from services.planner.clustering.vectors import Embed
@@ -26,74 +26,66 @@ from services.planner.clustering.vectors import Embed
 SIF_A = 0.3
 # Share of the page similarity from character trigrams (the rest from words).
 TRIGRAM_SHARE = 0.5
-TRIGRAM_DIM = 2048
 
 
-class WordVectors:
-    """Unit embeddings of single words, computed once per run."""
+class PageFeatures:
+    """Word and trigram counts of every text of a run (sparse), and unit embeddings of
+    its words: page vectors of any subset are then a few sparse products."""
 
     def __init__(self, embed: Embed, texts: Sequence[str]) -> None:
-        vocab = sorted({w for t in texts for w in t.split()})
-        self.index = {w: i for i, w in enumerate(vocab)}
-        self.vectors = unit_rows(embed(vocab)) if vocab else np.zeros((0, 1), np.float32)
+        index: dict[str, int] = {}
+        rows, cols = [], []
+        grams: dict[str, int] = {}
+        trows, tcols = [], []
+        for row, text in enumerate(texts):
+            for w in text.split():
+                rows.append(row)
+                cols.append(index.setdefault(w, len(index)))
+            padded = f" {text} "
+            for i in range(len(padded) - 2):
+                trows.append(row)
+                tcols.append(grams.setdefault(padded[i : i + 3], len(grams)))
+        n = len(texts)
+        self.words = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, len(index))
+        )
+        self.trigrams = sp.csr_matrix(
+            (np.ones(len(trows), dtype=np.float32), (trows, tcols)), shape=(n, len(grams))
+        )
+        vocab = sorted(index, key=index.__getitem__)
+        self.word_vectors = (
+            unit_rows(embed(vocab)) if vocab else np.zeros((0, 1), dtype=np.float32)
+        )
+
+    def vectors(self, rows: Sequence[int]) -> Matrix:
+        """Page vectors of these texts, weighted by the shares of words and trigrams
+        among them (the rows of one topic)."""
+        sem = unit_rows(np.asarray(_weighted(self.words[rows]) @ self.word_vectors))
+        tri = unit_rows(_weighted(self.trigrams[rows]).toarray())
+        return unit_rows(
+            np.hstack([sem * math.sqrt(1 - TRIGRAM_SHARE), tri * math.sqrt(TRIGRAM_SHARE)])
+        )
 
 
-def _weighted_rows(items: Sequence[Sequence[str]]) -> tuple[list[dict[str, float]], int]:
-    """Per row, each distinct item weighted a / (a + share of rows holding it)."""
-    n = len(items)
-    share = Counter(x for row in items for x in set(row))
-    rows = []
-    for row in items:
-        counts = Counter(row)
-        rows.append({x: c * SIF_A / (SIF_A + share[x] / n) for x, c in counts.items()})
-    return rows, n
-
-
-def trigram_vectors(texts: Sequence[str]) -> Matrix:
-    """Hashed character trigrams of " text ", each weighted by how rare it is among
-    `texts` (a suffix on every keyword weighs little), unit rows."""
-    grams = []
-    for text in texts:
-        padded = f" {text} "
-        grams.append([padded[i : i + 3] for i in range(len(padded) - 2)])
-    weighted, _ = _weighted_rows(grams)
-    out = np.zeros((len(texts), TRIGRAM_DIM), dtype=np.float32)
-    cache: dict[str, int] = {}
-    for row, weights in enumerate(weighted):
-        for gram, w in weights.items():
-            col = cache.get(gram)
-            if col is None:
-                col = cache[gram] = zlib.crc32(gram.encode("utf-8")) % TRIGRAM_DIM
-            out[row, col] += w
-    return unit_rows(out)
-
-
-def page_vectors(texts: Sequence[str], words: WordVectors) -> Matrix:
-    """Page vectors of the keywords of one topic (normalised texts)."""
-    weighted, n = _weighted_rows([t.split() for t in texts])
-    dim = words.vectors.shape[1]
-    sem = np.zeros((n, dim), dtype=np.float32)
-    for row, weights in enumerate(weighted):
-        for w, weight in weights.items():
-            sem[row] += words.vectors[words.index[w]] * weight
-    sem = unit_rows(sem)
-    tri = trigram_vectors(texts)
-    return unit_rows(
-        np.hstack([sem * math.sqrt(1 - TRIGRAM_SHARE), tri * math.sqrt(TRIGRAM_SHARE)])
-    )
+def _weighted(counts: sp.csr_matrix) -> sp.csr_matrix:
+    """Counts scaled per column by a / (a + share of rows holding the column)."""
+    n = counts.shape[0]
+    share = np.asarray((counts > 0).sum(axis=0)).ravel() / max(n, 1)
+    return sp.csr_matrix(counts.multiply(SIF_A / (SIF_A + share)))
 
 
 def topic_pages(
-    texts: Sequence[str],
-    existing: Sequence[Sequence[str]],
-    words: WordVectors,
+    rows: Sequence[int],
+    existing: Sequence[Sequence[int]],
+    features: PageFeatures,
     threshold: float,
 ) -> tuple[Labels, Labels, Matrix]:
-    """Page labels of one topic's new keywords (`texts`), which existing cluster (index
-    into `existing`, -1 for none) each keyword's page joined, and the page vectors."""
-    all_texts = list(texts) + [t for group in existing for t in group]
-    vectors = page_vectors(all_texts, words)
-    n = len(texts)
+    """Page labels of one topic's new keywords (`rows` of the features), which existing
+    cluster (index into `existing`, whose items are rows too; -1 for none) each keyword's
+    page joined, and the new keywords' page vectors."""
+    all_rows = list(rows) + [r for group in existing for r in group]
+    vectors = features.vectors(all_rows)
+    n = len(rows)
     means = [vectors[:n]]
     sizes = [np.ones(n)]
     offset = n

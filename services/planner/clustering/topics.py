@@ -21,13 +21,13 @@ from services.planner.clustering.graph import (
     average_linkage,
     coarse_graph,
     eigengap_k,
+    group_sums,
     knn_graph,
     nearest,
     spectral_labels,
     spectrum,
     spherical_kmeans,
     split_count,
-    unit_rows,
 )
 
 
@@ -115,30 +115,13 @@ def _buckets(x: Matrix, indices: Labels, config: ClusteringConfig, depth: int = 
 
 def _join_mirrored(x: Matrix, labels: Labels, bucket_of_topic: np.ndarray,
                    config: ClusteringConfig) -> Labels:
-    """Join topics of different buckets that are each other's most similar topic and
-    whose centroids are at least `config.join_threshold` apart in cosine."""
+    """Join the pieces of one topic that fell into different buckets: average linkage
+    of the topics' keywords at `config.join_threshold`, never joining two topics of the
+    same bucket (the spectral step already kept those apart)."""
     k = int(labels.max()) + 1
-    sums = np.zeros((k, x.shape[1]), dtype=np.float64)
-    np.add.at(sums, labels, x)
-    cent = unit_rows(sums)
-    sim = cent @ cent.T
-    same = bucket_of_topic[:, None] == bucket_of_topic[None, :]
-    sim[same] = -np.inf
-    best = sim.argmax(axis=1)
-    parent = np.arange(k)
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(k):
-        j = int(best[i])
-        if best[j] == i and i < j and sim[i, j] >= config.join_threshold:
-            ri, rj = root(i), root(j)
-            if ri != rj:
-                parent[max(ri, rj)] = min(ri, rj)
-    roots = np.array([root(i) for i in range(k)])
-    _, dense = np.unique(roots[labels], return_inverse=True)
+    sizes = np.bincount(labels, minlength=k).astype(np.float64)
+    means = (group_sums(x, labels, k) / sizes[:, None]).astype(np.float32)
+    joined = average_linkage(means, sizes, config.join_threshold,
+                             apart=bucket_of_topic.astype(np.int64))
+    _, dense = np.unique(joined[labels], return_inverse=True)
     return dense.astype(np.int64)

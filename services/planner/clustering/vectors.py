@@ -34,7 +34,12 @@ def keyword_vectors(texts: Sequence[str], embed: Embed) -> KeywordVectors:
     if not texts:
         empty = np.zeros((0, 1), dtype=np.float32)
         return KeywordVectors(words, empty, empty)
-    about = unit_rows(embed([" ".join(ws) for ws in words]))
+    # Many keywords share their topic words ("best dog food", "dog food online"):
+    # each distinct string is embedded once.
+    joined = [" ".join(ws) for ws in words]
+    distinct = sorted(set(joined))
+    row = {s: i for i, s in enumerate(distinct)}
+    about = unit_rows(embed(distinct))[[row[s] for s in joined]]
     whole = unit_rows(embed(list(texts)))
     topic = unit_rows(np.hstack([about, whole]))
     return KeywordVectors(words, topic, whole)

@@ -21,7 +21,7 @@ from services.planner.clustering import (
     normalize_keyword,
     topic_words,
 )
-from services.planner.intent import Intent, classify_intent, dominant_intent
+from services.planner.intent import Intent
 
 DATA = Path(__file__).resolve().parents[3] / "bench" / "data" / "keywords_labelled.csv"
 
@@ -165,36 +165,13 @@ def test_display_name_and_topic_words() -> None:
     assert topic_words("best trail running shoes for women") == ["trail", "running", "shoe"]
 
 
-@pytest.mark.parametrize(
-    ("keyword", "intent"),
-    [
-        ("how to choose running shoes", Intent.INFORMATIONAL),
-        ("what is the keto diet", Intent.INFORMATIONAL),
-        ("python tutorial for beginners", Intent.INFORMATIONAL),
-        ("best running shoes", Intent.COMMERCIAL),
-        ("asana vs trello", Intent.COMMERCIAL),
-        ("hubspot crm review", Intent.COMMERCIAL),
-        ("buy dog food online", Intent.TRANSACTIONAL),
-        ("cheap hiking boots", Intent.TRANSACTIONAL),
-        ("wedding dress shops near me", Intent.TRANSACTIONAL),
-        ("chase login", Intent.NAVIGATIONAL),
-        ("youtube", Intent.NAVIGATIONAL),
-        ("amazon.com customer service", Intent.NAVIGATIONAL),
-    ],
-)
-def test_intent_rules(keyword: str, intent: Intent) -> None:
-    assert classify_intent(keyword) is intent
-
-
 def test_given_intent_is_kept_and_cluster_intent_follows_volume(
     engine: LocalClusteringEngine,
 ) -> None:
     result = engine.cluster([KeywordInput("dog food", 10, intent=Intent.NAVIGATIONAL)])
     assert result.clusters[0].keywords[0].intent is Intent.NAVIGATIONAL
-    assert (
-        dominant_intent([(Intent.INFORMATIONAL, 10), (Intent.COMMERCIAL, 500)]) is Intent.COMMERCIAL
-    )
-    assert dominant_intent([]) is Intent.INFORMATIONAL
+    mixed = engine.cluster([KeywordInput("best dog food", 500), KeywordInput("dog food", 10)])
+    assert [c.intent for c in mixed.clusters] == [Intent.COMMERCIAL]
 
 
 def test_new_keywords_join_close_existing_cluster(engine: LocalClusteringEngine) -> None:

@@ -1,0 +1,67 @@
+"""Intent rules: one per keyword, the order of the rules, a cluster's intent."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.planner.intent import Intent, classify_intent, dominant_intent
+
+INFO, N, C, T = (Intent.INFORMATIONAL, Intent.NAVIGATIONAL, Intent.COMMERCIAL,
+              Intent.TRANSACTIONAL)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "intent"),
+    [
+        # Questions and guides are informational, even with a buying word.
+        ("how to choose running shoes", INFO),
+        ("what is the keto diet", INFO),
+        ("python tutorial for beginners", INFO),
+        ("best time to book flights", INFO),
+        ("best way to learn spanish", INFO),
+        ("best things to do in rome", INFO),
+        ("best banana bread recipe", INFO),
+        ("how much paint do i need", INFO),
+        # Weighing options is commercial.
+        ("best running shoes", C),
+        ("asana vs trello", C),
+        ("rome or florence", C),
+        ("is notion better than evernote", C),
+        ("difference between a roth and a traditional ira", C),
+        ("hubspot crm review", C),
+        ("slack alternatives", C),
+        ("is costco membership worth it", C),
+        ("travel insurance for seniors", C),
+        # Ready to act, including the price of a product or service.
+        ("buy dog food online", T),
+        ("cheap hiking boots", T),
+        ("wedding dress shops near me", T),
+        ("how much does lasik cost", T),
+        ("how much is a passport", T),
+        ("cheap flights to rome", T),
+        ("hotels in paris", T),
+        ("mortgage rates today", T),
+        ("shopify pricing", T),
+        # One site, app or account.
+        ("chase login", N),
+        ("youtube", N),
+        ("best buy", N),
+        ("home depot near me", N),
+        ("amazon.com customer service", N),
+        ("spotify web player", N),
+        ("ryanair check in", N),
+        ("apple support", N),
+    ],
+)
+def test_intent_rules(keyword: str, intent: Intent) -> None:
+    assert classify_intent(keyword) is intent
+
+
+def test_blank_keyword_is_informational() -> None:
+    assert classify_intent("  ") is INFO
+
+
+def test_cluster_intent_follows_volume() -> None:
+    assert dominant_intent([(INFO, 10), (C, 500)]) is C
+    assert dominant_intent([(INFO, 1), (T, 1)]) is T
+    assert dominant_intent([]) is INFO
