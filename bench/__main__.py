@@ -15,6 +15,8 @@ import time
 
 BENCHMARKS = {
     "gateway": "overhead of the gateway over auth's /me, ping and the 429 path (issue #2)",
+    "gateway_attacks": "what slow heads, stalled bodies and unread answers make the gateway "
+                       "hold (issue #13, H1/H2)",
     "billing": "hold+capture pairs per second through NATS vs direct SQL (issue #3)",
     "clustering": "clustering quality (ARI, P/R) and speed at 10k/50k keywords (issue #4)",
     "planner": "keyword lists over 1,000,000 rows and CSV import speed (issue #4)",

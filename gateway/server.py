@@ -49,6 +49,8 @@ import email.utils
 import http
 import logging
 import signal
+import socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,7 +107,7 @@ class ServerConfig:
     # Request bodies being received at once, by declared length (chunked: max_body_bytes).
     max_body_bytes: int = 10 * 1024 * 1024
     body_budget_per_address: int = 10 * 1024 * 1024 + 1
-    body_budget: int = 64 * 1024 * 1024
+    body_budget: int = 16 * 1024 * 1024
     # Other ports served by the same app (the gateway's metrics listener).
     extra_ports: tuple[int, ...] = ()
 
@@ -538,9 +540,17 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()
 
     def abort(self) -> None:
-        """Closes at once, dropping whatever waits to be written."""
-        if self.transport is not None:
-            self.transport.abort()
+        """Closes at once with a reset, dropping whatever waits to be written, in the
+        process and in the kernel (closed normally, the socket would live on, orphaned,
+        holding what the client never read, and the client would not be told)."""
+        transport = self.transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
 
     def buffered_bytes(self) -> int:
         """Bytes of answers waiting to be written to the client."""

@@ -33,9 +33,12 @@ class GatewaySettings(PlatformSettings):
     # limits connections per client itself. 0: no cap.
     max_connections_per_address: int = 32
     # Request bodies being received at once, reserved by declared length: per client
-    # address (default: one body of the largest size) and for the process.
+    # address (default: one body of the largest size) and for the process (at least one
+    # body of the largest size). What stalled uploads can make a replica hold, whoever
+    # sends them; a body that does not fit waits, unread. Behind an ingress that buffers
+    # request bodies (nginx does by default), bodies arrive at once and rarely wait.
     body_budget_per_address_bytes: int | None = None
-    body_budget_bytes: int = 64 * MiB
+    body_budget_bytes: int = 16 * MiB
     # /metrics is served on this port (all of the gateway's routes answer there), and on
     # the public port only to loopback clients that came through no proxy. Unset: public
     # port only, loopback only.

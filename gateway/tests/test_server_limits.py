@@ -74,6 +74,13 @@ async def closed_by_server(reader: asyncio.StreamReader) -> bytes:
         return b""
 
 
+TCP_CLOSE = 7  # Linux's TCP_CLOSE state: what a reset leaves
+
+
+def tcp_state(sock: Any) -> int:
+    return int(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0])
+
+
 async def open_small(server: HttpServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A client with a small receive buffer that will read nothing."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -109,6 +116,10 @@ async def test_unread_pipelined_answers_do_not_pile_up() -> None:
 
         await until(lambda: conn.closed, "the unread connection is dropped")
         assert app.large_answers == answered
+        # With a reset: the kernel drops what it held for the client, and the client
+        # learns it at once (a close would queue behind the unread bytes).
+        client = writer.get_extra_info("socket")
+        await until(lambda: tcp_state(client) == TCP_CLOSE, "the client sees a reset")
         writer.close()
         other_writer.close()
 
