@@ -62,6 +62,14 @@ class Attack:
         self.answers[status] = self.answers.get(status, 0) + 1
         self.open_seconds.append(seconds)
 
+    def settle(self, answer: asyncio.Future[bytes], started: float) -> None:
+        """Counts a connection whose answer came (or did not, by the end)."""
+        if answer.done():
+            self.answered(answer.result(), time.monotonic() - started)
+        else:
+            self.still_open += 1
+            answer.cancel()
+
 
 async def _connect(port: int, source: str, rcvbuf: int | None = None
                    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, socket.socket]:
@@ -72,6 +80,21 @@ async def _connect(port: int, source: str, rcvbuf: int | None = None
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
     reader, writer = await asyncio.open_connection(sock=sock, limit=rcvbuf or 65536)
+    return reader, writer, sock
+
+
+async def _open(port: int, source: str, attack: Attack, first: bytes,
+                rcvbuf: int | None = None
+                ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, socket.socket] | None:
+    """A connection for the attack with `first` sent on it, or None (counted as closed
+    at once) when refused."""
+    try:
+        reader, writer, sock = await _connect(port, source, rcvbuf)
+    except OSError:
+        attack.answered(b"", 0.0)
+        return None
+    writer.write(first)
+    await writer.drain()
     return reader, writer, sock
 
 
@@ -92,12 +115,11 @@ def address(net: int, i: int, spread: int) -> str:
 
 async def slow_head(port: int, attack: Attack, stop: float, source: str) -> None:
     started = time.monotonic()
-    try:
-        reader, writer, _ = await _connect(port, source)
-    except OSError:
-        attack.answered(b"", 0.0)
+    opened = await _open(port, source, attack,
+                         b"GET /api/v1/system/ping/ HTTP/1.1\r\nHost: bench\r\n")
+    if opened is None:
         return
-    writer.write(b"GET /api/v1/system/ping/ HTTP/1.1\r\nHost: bench\r\n")
+    reader, writer, _ = opened
     answer = asyncio.ensure_future(_first_line_then_close(reader))
     n = 0
     while not answer.done() and time.monotonic() < stop:
@@ -105,24 +127,19 @@ async def slow_head(port: int, attack: Attack, stop: float, source: str) -> None
             writer.write(b"X-Slow-%d: 1\r\n" % n)
         n += 1
         await asyncio.wait([answer], timeout=3)
-    if answer.done():
-        attack.answered(answer.result(), time.monotonic() - started)
-    else:
-        attack.still_open += 1
-        answer.cancel()
+    attack.settle(answer, started)
     writer.close()
 
 
 async def stalled_body(port: int, attack: Attack, stop: float, source: str) -> None:
     started = time.monotonic()
-    try:
-        reader, writer, sock = await _connect(port, source)
-    except OSError:
-        attack.answered(b"", 0.0)
+    opened = await _open(port, source, attack,
+                         b"POST /api/v1/auth/register/ HTTP/1.1\r\nHost: bench\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                         % BODY)
+    if opened is None:
         return
-    writer.write(b"POST /api/v1/auth/register/ HTTP/1.1\r\nHost: bench\r\n"
-                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % BODY)
-    await writer.drain()
+    reader, writer, sock = opened
     # What the socket takes without waiting; then nothing more.
     chunk, sent = b"{" + b" " * (256 * 1024), 0
     while sent < BODY - len(chunk):
@@ -135,11 +152,7 @@ async def stalled_body(port: int, attack: Attack, stop: float, source: str) -> N
             break
     answer = asyncio.ensure_future(_first_line_then_close(reader))
     await asyncio.wait([answer], timeout=max(0.0, stop - time.monotonic()))
-    if answer.done():
-        attack.answered(answer.result(), time.monotonic() - started)
-    else:
-        attack.still_open += 1
-        answer.cancel()
+    attack.settle(answer, started)
     writer.close()
 
 
@@ -150,12 +163,12 @@ def _tcp_state(sock: socket.socket) -> int:
 
 async def pipeliner(port: int, attack: Attack, stop: float, source: str) -> None:
     started = time.monotonic()
-    try:
-        _, writer, sock = await _connect(port, source, rcvbuf=4096)
-    except OSError:
-        attack.answered(b"", 0.0)
+    opened = await _open(port, source, attack,
+                         b"GET /api/schema/ HTTP/1.1\r\nHost: bench\r\n\r\n" * 200,
+                         rcvbuf=4096)
+    if opened is None:
         return
-    writer.write(b"GET /api/schema/ HTTP/1.1\r\nHost: bench\r\n\r\n" * 200)
+    _, writer, sock = opened
     # Never read: watch the connection's TCP state instead.
     while time.monotonic() < stop:
         if _tcp_state(sock) in _TCP_CLOSED_STATES:
