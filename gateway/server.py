@@ -379,7 +379,10 @@ class HttpConnection(asyncio.Protocol):
             elif now - self.write_paused_since > config.write_timeout_seconds:
                 self.abort()  # the client reads nothing: what waits for it is dropped
                 return
-        if self.head_started and now - self.head_started > config.head_timeout_seconds:
+        # (While earlier requests are being answered, a 408 would interleave with their
+        # answers: the head's time runs out once they are done.)
+        if (self.head_started and not self.exchanges
+                and now - self.head_started > config.head_timeout_seconds):
             self._reject(408)
             return
         parsing = self.parsing
@@ -636,7 +639,13 @@ class _Exchange:
             self.conn.resume_reading()
 
     def time_out(self) -> None:
-        """The body did not arrive in time: 408 if nothing was answered yet, then close."""
+        """The body did not arrive in time: 408 if nothing was answered yet, then close.
+        A pipelined request behind others cannot be answered out of turn: its connection
+        is reset instead."""
+        conn = self.conn
+        if conn.exchanges and conn.exchanges[0] is not self:
+            conn.abort()
+            return
         if not self.started:
             self.started = True
             self.conn.write(_plain_response(408))

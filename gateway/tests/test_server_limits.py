@@ -255,3 +255,15 @@ async def test_http_1_0_keep_alive_is_said_and_kept() -> None:
             assert status == 200 and headers[b"connection"] == b"keep-alive"
             assert orjson.loads(body)["path"] == f"/echo/{i}"
         writer.close()
+
+
+async def test_a_late_head_behind_an_answer_in_progress_waits_its_turn() -> None:
+    """The 408 of a head that ran out of time never lands inside an earlier answer."""
+    async with serving(App(), head_timeout_seconds=0.05, keep_alive_seconds=30) as server:
+        reader, writer = await connect(server)
+        writer.write(get("/slow") + b"GET /echo HTTP/1.1\r\nHost: t\r\n")  # never finished
+        status, _, body = await asyncio.wait_for(read_response(reader), 10)
+        assert status == 200 and orjson.loads(body)["path"] == "/slow"
+        status, headers, _ = await asyncio.wait_for(read_response(reader), 10)
+        assert status == 408 and headers[b"connection"] == b"close"
+        writer.close()
