@@ -52,13 +52,6 @@ class UnitOfWork:
         """Run `then` (a function or a coroutine function) once the commit is durable."""
         self._after_commit.append(then)
 
-    async def commit(self) -> None:
-        """For code not yet moved onto the one commit (`unit_of_work` and `UoW` commit
-        themselves). Compensations registered so far are discharged: their writes are
-        kept."""
-        await self.session.commit()
-        self._compensations.clear()
-
     async def _compensate(self) -> None:
         pending, self._compensations = self._compensations[::-1], []
         for undo in pending:

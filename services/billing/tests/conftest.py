@@ -1,12 +1,11 @@
 # ruff: noqa: PT018 - compound assertions read as one fact about a response
 """Billing against real PostgreSQL and NATS: a migrated database, the in-process app,
-the real worker (command responders, consumer, sweeper, scheduler) in the test loop."""
+the real worker (command responders, consumer, sweeper, scheduler) in the test loop.
+Tokens (`issuer`), the NATS connection (`nc`) and ids come from the kernel's plugin."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,38 +14,27 @@ import pytest
 from nats.aio.client import Client as NATS
 from sqlalchemy import select
 
-from libs.common import nats as nats_kernel
 from libs.common.db import Database, TenantScope
-from libs.common.provision import ServiceDatabase
 from libs.common.testing.apps import running_app
-from libs.common.testing.plugin import DatabaseFactory
+from libs.common.testing.factories import next_id
+from libs.common.testing.plugin import MakeSettings
 from libs.common.testing.tokens import TestIssuer
+from libs.common.uow import unit_of_work
 from services.billing.main import MIGRATIONS, create_app
 from services.billing.models import CreditBalance, CreditTransaction
 from services.billing.service import BillingPolicy, BillingService, utcnow
 from services.billing.settings import BillingSettings
+from services.billing.testing import wait_until_answering
 from services.billing.worker import run as run_worker
 
-_ids = itertools.count(random.randint(10_000, 90_000) * 1000)
-
-
-def new_account_id() -> int:
-    return next(_ids)
+new_account_id = next_id
 
 
 @pytest.fixture(scope="package")
-def billing_db_info(make_database: DatabaseFactory) -> ServiceDatabase:
-    return make_database("billing", MIGRATIONS)
-
-
-@pytest.fixture(scope="package")
-def settings(billing_db_info: ServiceDatabase, nats_url: str) -> BillingSettings:
-    return BillingSettings(
-        environment="test", database_url=billing_db_info.app_url,
-        migration_database_url=billing_db_info.owner_url, nats_url=nats_url,
-        hold_sweep_interval_seconds=0.2, renewal_interval_seconds=0.5,
-        low_balance_threshold=50, worker_db_pool_size=30,
-    )
+def settings(make_settings: MakeSettings) -> BillingSettings:
+    return make_settings(BillingSettings, MIGRATIONS, hold_sweep_interval_seconds=0.2,
+                         renewal_interval_seconds=0.5, low_balance_threshold=50,
+                         worker_db_pool_size=30)
 
 
 @pytest.fixture(scope="package")
@@ -57,34 +45,21 @@ async def db(settings: BillingSettings) -> AsyncIterator[Database]:
 
 
 @pytest.fixture(scope="package")
-def issuer() -> TestIssuer:
-    return TestIssuer()
-
-
-@pytest.fixture(scope="package")
 async def client(settings: BillingSettings, issuer: TestIssuer) -> AsyncIterator[httpx.AsyncClient]:
     async with running_app(create_app(settings, keys_fetcher=issuer.fetcher())) as c:
         yield c
 
 
 @pytest.fixture(scope="package")
-async def worker(settings: BillingSettings) -> AsyncIterator[None]:
+async def worker(settings: BillingSettings, nc: NATS) -> AsyncIterator[None]:
     """Package-scoped: billing's responders must not outlive billing's tests, or they
     would answer other packages' commands on the same NATS."""
     stop = asyncio.Event()
     task = asyncio.create_task(run_worker(stop, settings))
-    await asyncio.sleep(0.5)  # responders subscribed, consumer provisioned
-    assert not task.done(), task.exception() if task.done() else None
+    await wait_until_answering(nc, task)
     yield
     stop.set()
     await asyncio.wait_for(task, 20)
-
-
-@pytest.fixture(scope="package")
-async def nc(nats_url: str) -> AsyncIterator[NATS]:
-    conn = await nats_kernel.connect(nats_url, "billing-tests")
-    yield conn
-    await conn.drain()
 
 
 def policy() -> BillingPolicy:
@@ -92,10 +67,8 @@ def policy() -> BillingPolicy:
 
 
 async def in_tx(db: Database, fn: Callable[[BillingService], Awaitable[Any]]) -> Any:
-    async with db.session(TenantScope.system()) as session:
-        result = await fn(BillingService(session, policy()))
-        await session.commit()
-        return result
+    async with unit_of_work(db, TenantScope.system()) as uow:
+        return await fn(BillingService(uow.session, policy()))
 
 
 async def fund(db: Database, account_id: int, *, plan: int = 0, purchased: int = 0) -> None:

@@ -147,7 +147,6 @@ class Ledger(RuleBasedStateMachine):
         self.run(check)
 
 
-@pytest.mark.usefixtures("billing_db_info")
 def test_ledger_invariants_hold_under_random_operations(settings_for_machine: Any) -> None:
     run_state_machine_as_test(Ledger, settings=settings(
         max_examples=20, stateful_step_count=30, deadline=None,
@@ -155,11 +154,11 @@ def test_ledger_invariants_hold_under_random_operations(settings_for_machine: An
 
 
 @pytest.fixture
-def settings_for_machine(billing_db_info: Any) -> Any:
+def settings_for_machine(db: Database) -> Any:
     """The machine runs synchronously, so it gets its own loop and engine."""
     loop = asyncio.new_event_loop()
     Ledger.loop = loop
-    Ledger.db = Database(billing_db_info.app_url, pool_size=2, max_overflow=0)
+    Ledger.db = Database(db.url, pool_size=2, max_overflow=0)
     yield
     loop.run_until_complete(Ledger.db.dispose())
     loop.close()

@@ -16,12 +16,10 @@ import httpx
 import pytest
 from aiohttp import web
 from nats.aio.client import Client as NATS
-from sqlmodel import col, select
 
 from libs.common.ai.base import Usage
 from libs.common.ai.pricing import cost_usd
-from libs.common.db import Database, TenantScope
-from services.billing.models import CreditUsageLog
+from libs.common.db import Database
 from services.planner.settings import PlannerSettings
 
 from .conftest import (
@@ -86,15 +84,6 @@ async def fake_openai() -> AsyncIterator[tuple[FakeOpenAI, str]]:
     await runner.cleanup()
 
 
-async def _usage_logs(billing: Ledger, account_id: int) -> list[CreditUsageLog]:
-    async with billing.db.session(TenantScope.system()) as session:
-        rows = list((await session.execute(
-            select(CreditUsageLog).where(col(CreditUsageLog.account_id) == account_id)
-            .order_by(col(CreditUsageLog.id)))).scalars().all())
-        session.expunge_all()
-        return rows
-
-
 async def _cluster(client: httpx.AsyncClient, t: Tenant, ids: list[int]) -> str:
     r = await client.post(f"{API}/keywords/auto_cluster/", headers=t.headers(),
                           json={"ids": ids, "sector_id": t.sector_id})
@@ -144,7 +133,7 @@ async def test_openai_account_clusters_and_ideas_from_its_endpoint_with_its_prom
         assert (log["status"], log["model"], log["tokens_input"], log["tokens_output"],
                 log["cost_usd"], log["credits_charged"]) == ("success", MODEL, 50, 20,
                                                             expected, 10)
-        usage = await _usage_logs(billing, tenant.account_id)
+        usage = await billing.usage_logs(tenant.account_id)
         assert [(u.model_used, u.tokens_input, u.tokens_output, u.cost_usd, u.credits_used)
                 for u in usage] == [(MODEL, 50, 20, expected, 10)]
 
