@@ -1,6 +1,5 @@
 pytest_plugins = [
     "libs.common.testing.plugin",
-    "services.billing.testing",  # `billing`: billing's real worker for other services' tests
     "libs.common.testing.seaweedfs",
     "libs.common.testing.network",
     "libs.common.testing.wordpress",

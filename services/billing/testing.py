@@ -1,16 +1,24 @@
-"""Billing for other services' tests (a pytest plugin, loaded by the root conftest):
-billing's real worker on its own migrated database answering hold, capture, release and
-refund on the test NATS, and a `Ledger` that funds accounts and reads what was charged.
-Other services' tests use this instead of billing's internals."""
+"""Billing for other services' tests: billing's real worker on its own migrated database
+answering hold, capture, release and refund on the test NATS, and a `Ledger` that funds
+accounts and reads what was charged. Other services' tests use this instead of billing's
+internals, from a package-scoped fixture in the package that needs it:
+
+    @pytest.fixture(scope="package")
+    async def billing(make_settings: MakeSettings, nc: NATS) -> AsyncIterator[Ledger]:
+        async with running_billing(make_settings, nc) as ledger:
+            yield ledger
+
+Billing's responders must not outlive that package: another package's tests may run
+their own billing worker, on another database, in the same queue group."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from nats.aio.client import Client as NATS
 from sqlalchemy import select
 from sqlmodel import col
@@ -114,10 +122,8 @@ async def wait_until_answering(nc: NATS, worker: asyncio.Task[None],
         await asyncio.sleep(0.1)
 
 
-@pytest.fixture(scope="package")
-async def billing(make_settings: MakeSettings, nc: NATS) -> AsyncIterator[Ledger]:
-    """Package-scoped: billing's responders must not outlive the package that started
-    them (billing's own tests run theirs on another database)."""
+@asynccontextmanager
+async def running_billing(make_settings: MakeSettings, nc: NATS) -> AsyncIterator[Ledger]:
     settings = make_settings(BillingSettings, MIGRATIONS)
     stop = asyncio.Event()
     worker = asyncio.create_task(run(stop, settings))

@@ -1,9 +1,21 @@
 """Auth's commands answered by a fake on the real NATS, for the tests of services that ask
 auth (`libs.common.auth.AuthClient`): sites and sectors, seed keywords and each account's
-AI settings, in the contracts' shapes. Auth's own tests run the real responders."""
+AI settings, in the contracts' shapes.
+
+Use it from a package-scoped fixture in the package that needs it:
+
+    @pytest.fixture(scope="package")
+    async def fake_auth(nc: NATS) -> AsyncIterator[FakeAuth]:
+        async with answering_auth(nc) as auth:
+            yield auth
+
+(not from a plugin: a package-scoped fixture declared there lives for the whole session,
+and auth's own tests, or another package's, answer the same queue group)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,3 +105,14 @@ class FakeAuth:
         ids = orjson.loads(msg.data)["ids"]
         found = [self.seeds[i] for i in ids if i in self.seeds]
         await msg.respond(orjson.dumps({"ok": True, "seed_keywords": found}))
+
+
+@asynccontextmanager
+async def answering_auth(nc: NATS) -> AsyncIterator[FakeAuth]:
+    auth = FakeAuth()
+    subscriptions = await auth.start(nc)
+    try:
+        yield auth
+    finally:
+        for subscription in subscriptions:
+            await subscription.unsubscribe()

@@ -26,7 +26,6 @@ from libs.common.embedded import EmbeddedNats, EmbeddedPostgres
 from libs.common.provision import ServiceDatabase, drop_database, provision_service_database
 from libs.common.settings import ServiceSettings
 from libs.common.testing.factories import Factories
-from libs.common.testing.fake_auth import FakeAuth
 from libs.common.testing.tokens import TestIssuer
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -183,13 +182,3 @@ async def nc(nats_url: str) -> AsyncIterator[NATS]:
     yield connection
     await connection.drain()
 
-
-@pytest.fixture(scope="package")
-async def fake_auth(nc: NATS) -> AsyncIterator[FakeAuth]:
-    """Auth's commands answered by a fake, for one test package: auth's own tests run the
-    real responders in the same queue group on the same NATS."""
-    auth = FakeAuth()
-    subscriptions = await auth.start(nc)
-    yield auth
-    for subscription in subscriptions:
-        await subscription.unsubscribe()

@@ -1,7 +1,7 @@
 """Fixtures for planner's tests: a migrated database, the app in-process, the worker.
 Billing's real worker (`billing`, a `Ledger`) and auth's commands answered by a fake
-(`fake_auth`) come from the test plugins (services/billing/testing.py,
-libs/common/testing)."""
+(`fake_auth`) come from billing's and the kernel's test helpers (services/billing/testing.py,
+libs/common/testing/fake_auth.py)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ from libs.common.jobs import TaskProgress
 from libs.common.provision import ServiceDatabase
 from libs.common.testing.apps import running_app
 from libs.common.testing.factories import Factories, Tenant, next_id
-from libs.common.testing.fake_auth import FakeAuth
-from libs.common.testing.plugin import DatabaseFactory
+from libs.common.testing.fake_auth import FakeAuth, answering_auth
+from libs.common.testing.plugin import DatabaseFactory, MakeSettings
 from libs.common.testing.tokens import TestIssuer
-from services.billing.testing import Ledger
+from services.billing.testing import Ledger, running_billing
 from services.planner.main import MIGRATIONS, create_app
 from services.planner.settings import PlannerSettings
 
@@ -52,6 +52,18 @@ async def planner_db(planner_db_info: ServiceDatabase) -> AsyncIterator[Database
     db = Database(planner_db_info.app_url)
     yield db
     await db.dispose()
+
+
+@pytest.fixture(scope="package")
+async def fake_auth(nc: NATS) -> AsyncIterator[FakeAuth]:
+    async with answering_auth(nc) as auth:
+        yield auth
+
+
+@pytest.fixture(scope="package")
+async def billing(make_settings: MakeSettings, nc: NATS) -> AsyncIterator[Ledger]:
+    async with running_billing(make_settings, nc) as ledger:
+        yield ledger
 
 
 # --- the app ---------------------------------------------------------------------------
