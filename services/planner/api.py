@@ -162,7 +162,8 @@ async def bulk_add_from_seed(body: s.BulkFromSeed, keywords: KeywordsEditor) -> 
 
 @router.post("/keywords/auto_cluster/", response_model=s.TaskQueued)
 async def auto_cluster(body: s.AutoCluster, keywords: KeywordsEditor) -> dict[str, str]:
-    return _queued(await keywords.request_auto_cluster(body.ids, body.sector_id))
+    return _queued(await keywords.request_auto_cluster(body.ids, body.sector_id,
+                                                       body.anchors()))
 
 
 @router.get("/keywords/{keyword_id}/", response_model=s.KeywordOut)

@@ -85,6 +85,7 @@ def cluster_created(row: dict[str, Any]) -> Event:
             "sector_id": row["sector_id"],
             "name": row["name"],
             "description": row["description"],
+            "topic": row.get("topic", ""),
             "status": row["status"],
         },
     )

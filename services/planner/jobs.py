@@ -25,11 +25,14 @@ from libs.common.tenancy import UnitOfWork
 from services.planner import events
 from services.planner.clustering import (
     DEFAULT_CLUSTERING_PROMPT,
+    Cluster,
     ClusteringResult,
     ExistingCluster,
     KeywordInput,
     LocalClusteringEngine,
     OpenAIClusteringEngine,
+    TopicAnchor,
+    display_name,
 )
 from services.planner.events import AUTO_CLUSTER, AUTO_GENERATE_IDEAS
 from services.planner.ideas_local import (
@@ -43,14 +46,20 @@ from services.planner.ideas_local import (
 from services.planner.ideas_local import KEYWORDS_PLACEHOLDER as IDEAS_KEYWORDS_PLACEHOLDER
 from services.planner.intent import Intent
 from services.planner.models import AI_TASK_LOGS
-from services.planner.repository import ClusterRepository, IdeaRepository, KeywordRepository
+from services.planner.repository import (
+    ClusterRepository,
+    IdeaRepository,
+    KeywordRepository,
+    SeedKeywordRepository,
+)
 from services.planner.settings import PlannerSettings
 
 # How long a job waits for auth's AI settings before it counts as a transient failure.
 AI_SETTINGS_TIMEOUT_SECONDS = 3.0
 
 ClusterFn = Callable[
-    [Sequence[KeywordInput], Sequence[ExistingCluster]], Awaitable[ClusteringResult]
+    [Sequence[KeywordInput], Sequence[ExistingCluster], Sequence[TopicAnchor]],
+    Awaitable[ClusteringResult],
 ]
 IdeasFn = Callable[[IdeaCluster], Awaitable[IdeasResult]]
 
@@ -63,12 +72,13 @@ class LocalEngines:
         self._clustering: LocalClusteringEngine | None = None
 
     async def cluster(
-        self, keywords: Sequence[KeywordInput], existing: Sequence[ExistingCluster]
+        self, keywords: Sequence[KeywordInput], existing: Sequence[ExistingCluster],
+        anchors: Sequence[TopicAnchor] = (),
     ) -> ClusteringResult:
         def run() -> ClusteringResult:
             if self._clustering is None:
                 self._clustering = LocalClusteringEngine()
-            return self._clustering.cluster(keywords, existing)
+            return self._clustering.cluster(keywords, existing, anchors=anchors)
 
         return await asyncio.to_thread(run)
 
@@ -96,11 +106,31 @@ class Engines:
             "[IGNY8_KEYWORDS]", IDEAS_KEYWORDS_PLACEHOLDER
         )
         clustering = OpenAIClusteringEngine(provider, cluster_prompt, model=model)
+
+        async def cluster(keywords: Sequence[KeywordInput], existing: Sequence[ExistingCluster],
+                          anchors: Sequence[TopicAnchor] = ()) -> ClusteringResult:
+            # The chat model's contract has no topics: the user's topics are not sent.
+            return await clustering.cluster(keywords, existing)
+
         return cls(
-            cluster=clustering.cluster,
+            cluster=cluster,
             ideas=functools.partial(generate_ideas_openai, provider, prompt=ideas_prompt,
                                     model=model),
         )
+
+
+def keyword_inputs(rows: Sequence[dict[str, Any]],
+                   seeds: dict[int, dict[str, Any]]) -> list[KeywordInput]:
+    """The engine's view of stored keywords: text, volume, the stored intent (kept), and
+    the seed library sector of a seed-added keyword as a topic hint."""
+    out = []
+    for k in rows:
+        seed = seeds.get(k["seed_keyword_id"]) if k["seed_keyword_id"] else None
+        slug = (seed or {}).get("sector_slug") or ""
+        out.append(KeywordInput(text=k["keyword"], volume=k["volume"], ref=k["id"],
+                                intent=_intent(k["intent"]),
+                                topic_hint=display_name(slug.replace("-", " ")) if slug else ""))
+    return out
 
 
 def _intent(value: str | None) -> Intent | None:
@@ -143,16 +173,21 @@ class PlannerJobs:
             existing_rows = await ClusterRepository(session, vis).in_sector(sector_id)
             members = await KeywordRepository(session, vis).in_clusters(
                 [c["id"] for c in existing_rows])
+            seeds = await SeedKeywordRepository(session).get_many(
+                sorted({k["seed_keyword_id"] for k in found if k["seed_keyword_id"]}))
         if not found:
             raise JobFailed("None of the keywords exist any more.")
-        inputs = [KeywordInput(text=k["keyword"], volume=k["volume"], ref=k["id"]) for k in found]
+        inputs = keyword_inputs(found, {s["id"]: s for s in seeds})
         existing = [ExistingCluster(id=c["id"], name=c["name"],
-                                    keywords=tuple(m["keyword"] for m in members[c["id"]]))
+                                    keywords=tuple(m["keyword"] for m in members[c["id"]]),
+                                    topic=c["topic"])
                     for c in existing_rows]
+        anchors = [TopicAnchor(t["name"], tuple(t.get("keywords") or ()))
+                   for t in data.get("topics") or ()]
         ctx.step("PREP", keywords=len(inputs), existing_clusters=len(existing))
         await ctx.phase("AI_CALL", f"Clustering {len(inputs)} keywords")
         async with ctx.calling_ai("clusters"):
-            result = await self._engines(ctx).cluster(inputs, existing)
+            result = await self._engines(ctx).cluster(inputs, existing, anchors)
         ctx.charge(1, model=result.model, usage=result.usage)
         ctx.step("AI_CALL", request=False, model=result.model, clusters=len(result.clusters))
         await ctx.phase("PARSE", "Reading clusters")
@@ -168,13 +203,12 @@ class PlannerJobs:
             for cluster, keyword_ids in plan:
                 if not keyword_ids:
                     continue
-                row, created = await _cluster_row(clusters, site_id, sector_id, cluster.name,
-                                                  cluster.description, cluster.existing_id)
+                row, created = await _cluster_row(clusters, site_id, sector_id, cluster)
                 if created:
                     await uow.publish(events.cluster_created(row))
                 await keywords.assign(row["id"], keyword_ids)
-                saved.append({"id": row["id"], "name": row["name"], "created": created,
-                              "keyword_ids": keyword_ids})
+                saved.append({"id": row["id"], "name": row["name"], "topic": row["topic"],
+                              "created": created, "keyword_ids": keyword_ids})
             previous = {k["cluster_id"] for k in found}
             await clusters.refresh_stats([*(c["id"] for c in saved), *previous])
             moved = await keywords.get_many([k["id"] for k in found])
@@ -250,19 +284,22 @@ class PlannerJobs:
         return save
 
 
-async def _cluster_row(clusters: ClusterRepository, site_id: int, sector_id: int, name: str,
-                       description: str, existing_id: Any) -> tuple[dict[str, Any], bool]:
+async def _cluster_row(clusters: ClusterRepository, site_id: int, sector_id: int,
+                       cluster: Cluster) -> tuple[dict[str, Any], bool]:
     """The cluster a clustering result names (an existing one, or one of the same name in
-    the sector), or a new one; whether it is new."""
-    if existing_id is not None:
-        found = await clusters.get(int(existing_id))
-        if found is not None:
-            return found, False
-    same_name = [c for c in await clusters.in_sector(sector_id)
-                 if c["name"].lower() == name.lower()]
-    if same_name:
-        return same_name[0], False
+    the sector), or a new one in its topic; whether it is new. An existing cluster without
+    a topic (made before topics) gets the one it was placed in."""
+    found = None
+    if cluster.existing_id is not None:
+        found = await clusters.get(int(cluster.existing_id))
+    if found is None:
+        found = next((c for c in await clusters.in_sector(sector_id)
+                      if c["name"].lower() == cluster.name.lower()), None)
+    if found is not None:
+        if not found["topic"] and cluster.topic:
+            found = await clusters.update(found["id"], {"topic": cluster.topic[:255]}) or found
+        return found, False
     row = await clusters.insert({"site_id": site_id, "sector_id": sector_id,
-                                 "name": name[:255], "description": description,
-                                 "status": "active"})
+                                 "name": cluster.name[:255], "description": cluster.description,
+                                 "topic": cluster.topic[:255], "status": "active"})
     return row, True

@@ -11,7 +11,7 @@ from typing import Any
 
 from libs.common.problems import ValidationFailed
 from libs.common.repository import Row
-from services.planner.intent import Intent
+from services.planner.intent import Intent, classify_intent
 from services.planner.models import KeywordStatus
 
 # keywords.volume is an integer column.
@@ -42,7 +42,7 @@ def parse_keyword_csv(data: bytes) -> tuple[list[ImportRow], list[dict[str, Any]
     """Rows that pass validation (with their line numbers) and the reasons the others fail.
 
     Header required; `keyword` column required; `volume`, `difficulty`, `intent`, `status`
-    optional (defaults 0, 0, informational, active); other columns ignored.
+    optional (defaults 0, 0, the intent rules' answer, active); other columns ignored.
     """
     try:
         content = data.decode("utf-8-sig")
@@ -106,7 +106,8 @@ def parse_keyword_csv(data: bytes) -> tuple[list[ImportRow], list[dict[str, Any]
                 problems[name] = [f"Must be between 0 and {high}."]
                 continue
             numbers[name] = number
-        intent = cell("intent").lower() or "informational"
+        # No intent given: the rules' answer (services/planner/intent.py).
+        intent = cell("intent").lower() or classify_intent(keyword).value
         if intent not in _INTENTS:
             problems["intent"] = [f"'{intent}' is not a valid choice."]
         status = cell("status").lower() or "active"

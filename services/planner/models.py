@@ -22,6 +22,7 @@ from sqlalchemy import (
     Identity,
     Index,
     PrimaryKeyConstraint,
+    String,
     Text,
     text,
 )
@@ -109,6 +110,8 @@ class SeedKeywordRef(PlannerModel, table=True):
     intent: str = Field(default="informational", max_length=20)
     industry_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     sector_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    # The library sector's slug: seed-added keywords anchor a topic of that name.
+    sector_slug: str | None = Field(default=None, max_length=255)
     country: str | None = Field(default=None, max_length=8)
     is_active: bool = True
     deleted: bool = False
@@ -143,7 +146,14 @@ class Cluster(PlannerModel, table=True):
             postgresql_ops={"name": "gin_trgm_ops"},
             postgresql_where=LIVE,
         ),
+        Index(
+            "ix_clusters_sector_topic",
+            "sector_id",
+            text("lower(topic)"),
+            postgresql_where=LIVE,
+        ),
         one_of("status", ClusterStatus, name="cluster_status"),
+        one_of("intent", Intent, name="cluster_intent"),
     )
 
     id: int | None = _id()
@@ -152,6 +162,12 @@ class Cluster(PlannerModel, table=True):
     sector_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     name: str = Field(max_length=255)
     description: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    # The topic this cluster (one page) belongs to; clusters of a topic share it.
+    topic: str = Field(default="", sa_column=Column(String(255), nullable=False,
+                                                    server_default=""))
+    # Derived: the volume-weighted intent of its keywords (ClusterRepository.refresh_stats).
+    intent: str = Field(default="informational", sa_column=Column(
+        String(20), nullable=False, server_default="informational"))
     keywords_count: int = 0
     volume: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     difficulty: int = 0

@@ -271,14 +271,16 @@ class ClusterRepository(Repository[Row]):
         return await self.find(self.table.c.sector_id == sector_id)
 
     async def refresh_stats(self, cluster_ids: Iterable[int | None]) -> None:
-        """Recompute the derived figures of clusters from their live keywords and ideas."""
+        """Recompute the derived figures of clusters from their live keywords and ideas;
+        the intent is the one carrying the most volume (at least 1 per keyword; ties to
+        the more specific intent), as `intent.dominant_intent` computes it."""
         ids = sorted({cid for cid in cluster_ids if cid is not None})
         if not ids:
             return
         await self.session.execute(text("""
             UPDATE clusters c SET
                 keywords_count = s.n, volume = s.v, difficulty = s.d, ideas_count = i.n,
-                updated_at = now()
+                intent = coalesce(t.intent, 'informational'), updated_at = now()
             FROM unnest(CAST(:ids AS bigint[])) AS x(id)
             CROSS JOIN LATERAL (
                 SELECT count(*) AS n, coalesce(sum(volume), 0) AS v,
@@ -287,6 +289,13 @@ class ClusterRepository(Repository[Row]):
             CROSS JOIN LATERAL (
                 SELECT count(*) AS n FROM content_ideas
                 WHERE cluster_id = x.id AND deleted_at IS NULL) i
+            LEFT JOIN LATERAL (
+                SELECT intent FROM keywords WHERE cluster_id = x.id AND deleted_at IS NULL
+                GROUP BY intent
+                ORDER BY sum(greatest(volume, 1)) DESC,
+                         array_position(ARRAY['navigational', 'transactional', 'commercial',
+                                              'informational']::text[], intent::text)
+                LIMIT 1) t ON true
             WHERE c.id = x.id AND c.account_id = :account
         """), {"ids": ids, "account": self.account_id})
 

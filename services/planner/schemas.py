@@ -5,9 +5,11 @@ parameters, their validation and the SQL (`libs/common/repository.py`)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import ColumnElement, func
 
 from libs.common.ids import Id
 from libs.common.repository import (
@@ -15,6 +17,7 @@ from libs.common.repository import (
     AtMost,
     Choice,
     Equals,
+    Filter,
     FilterSet,
     ListQuery,
     Orderings,
@@ -56,10 +59,22 @@ KEYWORD_ORDERING = Orderings(
 KeywordQuery = ListQuery.of(KeywordFilters, KEYWORD_ORDERING)
 
 
+class TopicIs(Filter):
+    """The clusters of one topic: its name, case and spacing aside."""
+
+    def clean(self, value: Any) -> Any:
+        return " ".join(value.split()) or None if isinstance(value, str) else value
+
+    def condition(self, t: Any, value: Any) -> ColumnElement[bool]:
+        return cast(ColumnElement[bool], func.lower(t.c[self.column]) == value.lower())
+
+
 class ClusterFilters(FilterSet):
     status = Choice(ClusterStatus)
     site_id = Equals(Id)
     sector_id = Equals(Id)
+    topic = TopicIs(description="Clusters of this topic")
+    intent = Choice(Intent, description="Clusters of this intent")
     search = Search("name", description="Search by cluster name")
 
 
@@ -87,6 +102,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _spaces(value: str) -> str:
+    return " ".join(value.split())
+
+
 def _clean_text(value: str) -> str:
     cleaned = " ".join(value.split())
     if not cleaned:
@@ -103,7 +122,8 @@ class KeywordCreate(Strict):
     sector_id: Id
     volume: int = Field(default=0, ge=0, le=2**31 - 1)
     difficulty: int = Field(default=0, ge=0, le=100)
-    intent: Intent = Intent.INFORMATIONAL
+    # None: the intent rules classify the keyword (services/planner/intent.py).
+    intent: Intent | None = None
     seed_keyword_id: Id | None = None
     cluster_id: Id | None = None
     status: KeywordStatus = KeywordStatus.ACTIVE
@@ -160,9 +180,44 @@ class BulkFromSeed(Strict):
     sector_id: Id
 
 
+MAX_TOPICS = 100
+MAX_SEEDS_PER_TOPIC = 100
+
+
+def _named(value: str) -> str:
+    cleaned = _clean_text(value)
+    if not any(c.isalnum() for c in cleaned):
+        raise ValueError("Must contain letters or digits.")
+    if len(cleaned) > 255:
+        raise ValueError("Ensure this value has at most 255 characters.")
+    return cleaned
+
+
 class AutoCluster(Strict):
+    """`topics`: topic names the user wants (they get exactly those topics);
+    `seed_keywords`: topic name -> seed keywords of that topic (a topic too)."""
+
     ids: list[Id] = Field(min_length=1, max_length=MAX_BULK_IDS)
     sector_id: Id | None = None
+    topics: list[str] = Field(default_factory=list, max_length=MAX_TOPICS)
+    seed_keywords: dict[str, list[str]] = Field(default_factory=dict, max_length=MAX_TOPICS)
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, value: list[str]) -> list[str]:
+        return [_named(v) for v in value]
+
+    @field_validator("seed_keywords")
+    @classmethod
+    def _seeds(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        if any(len(seeds) > MAX_SEEDS_PER_TOPIC for seeds in value.values()):
+            raise ValueError(f"At most {MAX_SEEDS_PER_TOPIC} seed keywords per topic.")
+        return {_named(name): [_named(k) for k in seeds] for name, seeds in value.items()}
+
+    def anchors(self) -> list[dict[str, Any]]:
+        """The topics as the job carries them, [{name, keywords}], each name once."""
+        names = list(dict.fromkeys([*self.topics, *self.seed_keywords]))
+        return [{"name": n, "keywords": self.seed_keywords.get(n, [])} for n in names]
 
 
 class TaskQueued(BaseModel):
@@ -177,15 +232,23 @@ class ClusterCreate(Strict):
     site_id: Id
     sector_id: Id
     description: str = ""
+    topic: str = Field(default="", max_length=255)
     status: ClusterStatus = ClusterStatus.ACTIVE
 
     _clean = field_validator("name")(_clean_text)
+    _topic = field_validator("topic")(_spaces)
 
 
 class ClusterUpdate(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=255)
     description: str | None = None
+    topic: str | None = Field(default=None, max_length=255)
     status: ClusterStatus | None = None
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        return None if value is None else _spaces(value)
 
     @field_validator("name")
     @classmethod
@@ -197,6 +260,8 @@ class ClusterOut(BaseModel):
     id: int
     name: str
     description: str
+    topic: str
+    intent: str
     site_id: int
     sector_id: int
     keywords_count: int

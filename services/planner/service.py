@@ -19,7 +19,7 @@ from libs.common.security import Principal
 from libs.common.uow import UnitOfWork
 from services.planner import events
 from services.planner.events import AUTO_CLUSTER, AUTO_GENERATE_IDEAS
-from services.planner.intent import Intent
+from services.planner.intent import Intent, classify_intent
 from services.planner.keyword_csv import ImportReport, export_csv, parse_keyword_csv
 from services.planner.models import DIRECTORY, KeywordStatus
 from services.planner.repository import (
@@ -113,6 +113,8 @@ class KeywordService(PlannerService):
 
     async def create(self, values: dict[str, Any]) -> Row:
         site_id, sector_id = values["site_id"], values["sector_id"]
+        if values.get("intent") is None:
+            values = {**values, "intent": classify_intent(values["keyword"]).value}
         await self.access.site_and_sector(site_id, sector_id)
         if values.get("cluster_id") is not None:
             await self._cluster_in_sector(values["cluster_id"], site_id, sector_id)
@@ -130,6 +132,10 @@ class KeywordService(PlannerService):
         current = await self.get(keyword_id)
         if not changes:
             return current
+        if ("keyword" in changes or "intent" in changes) and changes.get("intent") is None:
+            # New text and no intent given (or `intent: null`): the rules decide.
+            text = changes.get("keyword") or current["keyword"]
+            changes = {**changes, "intent": classify_intent(text).value}
         keywords = await self.keywords()
         if "keyword" in changes and await keywords.text_taken(
                 current["site_id"], current["sector_id"], changes["keyword"],
@@ -184,7 +190,8 @@ class KeywordService(PlannerService):
                 "keyword": " ".join(s["keyword"].split()),
                 "volume": int(s.get("volume") or 0),
                 "difficulty": min(max(int(s.get("difficulty") or 0), 0), 100),
-                "intent": s.get("intent") if s.get("intent") in INTENTS else "informational",
+                "intent": s.get("intent") if s.get("intent") in INTENTS
+                else classify_intent(s["keyword"]).value,
                 "seed_keyword_id": s["id"], "status": KeywordStatus.ACTIVE,
             })
         await self._check_room(len(fresh))
@@ -219,8 +226,9 @@ class KeywordService(PlannerService):
                                                       self.settings.export_batch_rows)):
             yield chunk
 
-    async def request_auto_cluster(self, ids: Sequence[int],
-                                   sector_id: int | None) -> QueuedJob:
+    async def request_auto_cluster(self, ids: Sequence[int], sector_id: int | None,
+                                   topics: Sequence[dict[str, Any]] = ()) -> QueuedJob:
+        """Queue auto_cluster; `topics` ([{name, keywords}]) are the user's topics."""
         limit = self.settings.auto_cluster_max_keywords
         wanted = sorted(set(ids))
         if len(wanted) > limit:
@@ -236,7 +244,8 @@ class KeywordService(PlannerService):
             raise ValidationFailed.field("sector_id", "The keywords are not in this sector.")
         return await self._jobs().queue(
             self.uow, self.principal, AUTO_CLUSTER,
-            {"keyword_ids": wanted, "site_id": site, "sector_id": sector}, units=1)
+            {"keyword_ids": wanted, "site_id": site, "sector_id": sector,
+             "topics": list(topics)}, units=1)
 
 
 class ClusterService(PlannerService):

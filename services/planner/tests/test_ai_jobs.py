@@ -15,7 +15,12 @@ from libs.common.billing import BillingClient
 from libs.common.db import Database, TenantScope
 from libs.common.jobs import JobWorker
 from libs.common.outbox import OutboxRelay
-from services.planner.clustering import ClusteringResult, ExistingCluster, KeywordInput
+from services.planner.clustering import (
+    ClusteringResult,
+    ExistingCluster,
+    KeywordInput,
+    TopicAnchor,
+)
 from services.planner.jobs import Engines, PlannerJobs
 from services.planner.settings import PlannerSettings
 
@@ -142,7 +147,8 @@ class StallsOnce:
         self.calls = 0
 
     async def cluster(self, keywords: Sequence[KeywordInput],
-                      existing: Sequence[ExistingCluster]) -> ClusteringResult:
+                      existing: Sequence[ExistingCluster],
+                      anchors: Sequence[TopicAnchor] = ()) -> ClusteringResult:
         self.calls += 1
         self.started.set()
         await asyncio.sleep(3600)
@@ -193,7 +199,8 @@ async def test_job_of_a_killed_worker_is_retried_and_charged_once(
 
 class Broken:
     async def cluster(self, keywords: Sequence[KeywordInput],
-                      existing: Sequence[ExistingCluster]) -> ClusteringResult:
+                      existing: Sequence[ExistingCluster],
+                      anchors: Sequence[TopicAnchor] = ()) -> ClusteringResult:
         raise ValueError("the engine refuses")
 
 
