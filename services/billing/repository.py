@@ -1,8 +1,12 @@
-"""Every SQL statement billing runs. Nothing here decides anything; `service.py` does.
+"""Every SQL statement billing runs. Nothing here decides anything; `service/` does.
 
-Balance rows are the serialisation point of an account: whatever changes credits locks
-that one row (`FOR UPDATE`) or changes it with a conditional `UPDATE`, so concurrent
-holds and captures can never jointly spend more than the balance.
+`BillingRepository` holds the credit path: balances, holds, the ledger and usage, with
+hand-written SQL where it was measured (ADRs 0013, 0015, 0017). Balance rows are the
+serialisation point of an account: whatever changes credits locks that one row
+(`FOR UPDATE`) or changes it with a conditional `UPDATE`, so concurrent holds and captures
+can never jointly spend more than the balance. The rest (usage logs, the ledger's pages,
+invoices, payments, payment methods, packages, cost tables) stands on the kernel's
+`Repository`, made for the caller's `Visibility`.
 """
 
 from __future__ import annotations
@@ -10,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import Date as SqlDate
-from sqlalchemy import Row, Table, and_, case, func, insert, select, text, update
+from sqlalchemy import Row, case, func, insert, select, text, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +29,7 @@ from sqlmodel import SQLModel, col
 
 from libs.common.db import driver_connection
 from libs.common.events import Event
+from libs.common.repository import Repository, table_of
 from libs.common.telemetry import current_trace_headers
 from services.billing.models import (
     Account,
@@ -38,22 +43,18 @@ from services.billing.models import (
     Invoice,
     Payment,
     PaymentMethod,
+    PaymentStatus,
     Plan,
     Subscription,
 )
 
 M = TypeVar("M", bound=SQLModel)
 
-
-def table(model: type[SQLModel]) -> Table:
-    return cast(Table, model.__table__)  # type: ignore[attr-defined]
-
-
-BALANCES = table(CreditBalance)
-HOLDS = table(CreditHold)
-LEDGER = table(CreditTransaction)
-USAGE = table(CreditUsageLog)
-COSTS = table(CreditCostConfig)
+BALANCES = table_of(CreditBalance)
+HOLDS = table_of(CreditHold)
+LEDGER = table_of(CreditTransaction)
+USAGE = table_of(CreditUsageLog)
+COSTS = table_of(CreditCostConfig)
 
 
 class KeyTaken(Exception):
@@ -518,11 +519,6 @@ class BillingRepository:
             select(COSTS).where(COSTS.c.operation_type == operation_type)
         )).first()
 
-    async def cost_configs(self) -> Sequence[CreditCostConfig]:
-        return (await self.session.execute(
-            select(CreditCostConfig).order_by(col(CreditCostConfig.id))
-        )).scalars().all()
-
     async def operation_types(self) -> set[str]:
         return set((await self.session.execute(select(COSTS.c.operation_type))).scalars().all())
 
@@ -530,7 +526,7 @@ class BillingRepository:
 
     async def upsert(self, model: type[SQLModel], keys: Sequence[str],
                      values: dict[str, Any]) -> None:
-        tbl = table(model)
+        tbl = table_of(model)
         stmt = pg_insert(tbl).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=[tbl.c[k] for k in keys],
@@ -551,69 +547,6 @@ class BillingRepository:
             .order_by(col(Subscription.updated_at).desc(), col(Subscription.id).desc())
             .limit(1)
         )).scalar_one_or_none()
-
-    # --- generic ORM access -----------------------------------------------------------
-
-    async def get(self, model: type[M], ident: int, *, account_id: int | None = None,
-                  lock: bool = False) -> M | None:
-        tbl = table(model)
-        query = select(model).where(tbl.c[tbl.primary_key.columns.keys()[0]] == ident)
-        if account_id is not None:
-            query = query.where(tbl.c.account_id == account_id)
-        if lock:
-            query = query.with_for_update()
-        return (await self.session.execute(query)).scalar_one_or_none()
-
-    async def add(self, obj: M) -> M:
-        self.session.add(obj)
-        await self.session.flush()
-        return obj
-
-    async def delete(self, obj: SQLModel) -> None:
-        await self.session.delete(obj)
-        await self.session.flush()
-
-    async def page(self, model: type[M], *, filters: Sequence[Any], offset: int, limit: int,
-                   order: Sequence[Any] = ()) -> tuple[int, list[M]]:
-        tbl = table(model)
-        where = and_(True, *filters)
-        count = int((await self.session.execute(
-            select(func.count()).select_from(tbl).where(where))).scalar_one())
-        ordering = list(order) or [tbl.c.created_at.desc(), tbl.c.id.desc()]
-        rows = (await self.session.execute(
-            select(model).where(where).order_by(*ordering).offset(offset).limit(limit)
-        )).scalars().all()
-        return count, list(rows)
-
-    async def list_all(self, model: type[M], *, filters: Sequence[Any],
-                       order: Sequence[Any]) -> list[M]:
-        return list((await self.session.execute(
-            select(model).where(and_(True, *filters)).order_by(*order))).scalars().all())
-
-    # --- money --------------------------------------------------------------------------
-
-    async def assign_invoice_number(self, invoice: Invoice, prefix: str) -> None:
-        invoice.invoice_number = f"{prefix}-{invoice.id:06d}"
-        await self.session.flush()
-
-    async def clear_default_payment_method(self, account_id: int) -> None:
-        await self.session.execute(
-            update(table(PaymentMethod))
-            .where(table(PaymentMethod).c.account_id == account_id,
-                   table(PaymentMethod).c.is_default.is_(True))
-            .values(is_default=False, updated_at=func.now())
-        )
-
-    async def pending_payment_for(self, invoice_id: int) -> Payment | None:
-        return (await self.session.execute(
-            select(Payment).where(col(Payment.invoice_id) == invoice_id,
-                                  col(Payment.status) == "pending_approval")
-        )).scalar_one_or_none()
-
-    async def active_packages(self) -> list[CreditPackage]:
-        return await self.list_all(
-            CreditPackage, filters=[table(CreditPackage).c.is_active.is_(True)],
-            order=[table(CreditPackage).c.sort_order, table(CreditPackage).c.id])
 
     # --- usage analytics ----------------------------------------------------------------
 
@@ -657,3 +590,102 @@ class BillingRepository:
             .group_by(day)
         )).all()
         return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
+
+
+# --- the rest, on the kernel's repository base ------------------------------------------
+
+
+class Rows(Repository[M]):
+    """Billing's other tables as SQLModel instances: created whole (`add`, after
+    `model_validate`), changed by setting attributes, read locked where a review changes
+    them (`locked`)."""
+
+    async def locked(self, row_id: int) -> M | None:
+        found = await self.fetch(self.select().where(*self.scope(), self.table.c.id == row_id)
+                                 .with_for_update())
+        return found[0] if found else None
+
+    async def add(self, row: M) -> M:
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def remove(self, row: M) -> None:
+        await self.session.delete(row)
+        await self.session.flush()
+
+
+def rows_of(model: type[M]) -> type[Rows[M]]:
+    """The repository of a tenant table that needs nothing beyond the base."""
+    return type(f"{model.__name__}Rows", (Rows,), {"table": table_of(model), "model": model})
+
+
+UsageLogs = rows_of(CreditUsageLog)
+Transactions = rows_of(CreditTransaction)
+
+
+class Invoices(Rows[Invoice]):
+    """Invoices; their number is written once the row has its id."""
+
+    table = table_of(Invoice)
+    model = Invoice
+
+    async def number(self, invoice: Invoice, prefix: str) -> None:
+        invoice.invoice_number = f"{prefix}-{invoice.id:06d}"
+        await self.session.flush()
+
+
+class Payments(Rows[Payment]):
+    """Payments, and the one a pending invoice may have awaiting review."""
+
+    table = table_of(Payment)
+    model = Payment
+
+    async def pending_for(self, invoice_id: int) -> Payment | None:
+        found = await self.find(self.table.c.invoice_id == invoice_id,
+                                self.table.c.status == PaymentStatus.PENDING_APPROVAL)
+        return found[0] if found else None
+
+
+class PendingPayments(Payments):
+    """Payments awaiting a review, oldest first (platform staff's queue)."""
+
+    def scope(self, t: Any = None) -> list[Any]:
+        t = self.table if t is None else t
+        return [*super().scope(t), t.c.status == PaymentStatus.PENDING_APPROVAL]
+
+
+class PaymentMethods(Rows[PaymentMethod]):
+    """An account's saved payment methods; at most one is its default."""
+
+    table = table_of(PaymentMethod)
+    model = PaymentMethod
+
+    async def clear_default(self) -> None:
+        await self.session.execute(
+            update(self.table).where(*self.scope(), self.table.c.is_default.is_(True))
+            .values(is_default=False, updated_at=func.now()))
+
+
+class Packages(Rows[CreditPackage]):
+    """Credit packages, the same for every account."""
+
+    table = table_of(CreditPackage)
+    model = CreditPackage
+    tenant_column = None
+
+
+class ActivePackages(Packages):
+    """What accounts may buy: an inactive package is not found."""
+
+    def scope(self, t: Any = None) -> list[Any]:
+        t = self.table if t is None else t
+        return [*super().scope(t), t.c.is_active.is_(True)]
+
+
+class CostConfigs(Rows[CreditCostConfig]):
+    """The price of each operation, the same for every account."""
+
+    table = table_of(CreditCostConfig)
+    model = CreditCostConfig
+    tenant_column = None

@@ -8,6 +8,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
+from libs.common.problems import ValidationFailed
+from libs.common.repository import (
+    Choice,
+    DayFrom,
+    DayUntil,
+    Equals,
+    FilterSet,
+    ListQuery,
+    NoFilters,
+    Orderings,
+)
 from services.billing.models import InvoiceStatus, PaymentStatus, TransactionType
 from services.billing.pricing import UNITS
 
@@ -210,3 +221,55 @@ class AdjustCredits(BaseModel):
     amount: int
     reason: str = Field(min_length=1, max_length=400)
     idempotency_key: str | None = Field(default=None, max_length=200)
+
+
+# --- what the lists accept -------------------------------------------------------------
+
+
+class DateRange(FilterSet):
+    """`start_date` / `end_date` (YYYY-MM-DD, whole days, UTC) on `created_at`."""
+
+    start_date = DayFrom("created_at")
+    end_date = DayUntil("created_at")
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        if self.start_date and self.end_date and self.start_date > self.end_date:
+            raise ValidationFailed.field("end_date", "Must not be before start_date.")
+
+
+class UsageFilters(DateRange):
+    # One of the cost table's operations (checked by the service: the table can change).
+    operation_type = Equals(str)
+
+
+class TransactionFilters(DateRange):
+    transaction_type = Choice(TransactionType)
+
+
+class InvoiceFilters(FilterSet):
+    status = Choice(InvoiceStatus)
+
+
+class PaymentFilters(FilterSet):
+    status = Choice(PaymentStatus)
+
+
+USAGE_ORDERING = Orderings("created_at", "credits_used", "operation_type", "id",
+                           default="-created_at")
+TRANSACTION_ORDERING = Orderings("created_at", "amount", "id", default="-id")
+INVOICE_ORDERING = Orderings("created_at", "issued_at", "total", "status", "id",
+                             default="-created_at")
+PAYMENT_ORDERING = Orderings("created_at", "amount", "status", "id", default="-created_at")
+PENDING_ORDERING = Orderings("created_at", "amount", "id", default="created_at")
+PACKAGE_ORDERING = Orderings("sort_order", "credits", "price", "name", "id",
+                             default="sort_order,id")
+METHOD_ORDERING = Orderings("created_at", "display_name", "id", default="-is_default,id")
+
+UsageQuery = ListQuery.of(UsageFilters, USAGE_ORDERING)
+TransactionQuery = ListQuery.of(TransactionFilters, TRANSACTION_ORDERING)
+InvoiceQuery = ListQuery.of(InvoiceFilters, INVOICE_ORDERING)
+PaymentQuery = ListQuery.of(PaymentFilters, PAYMENT_ORDERING)
+PendingQuery = ListQuery.of(NoFilters, PENDING_ORDERING)
+PackageQuery = ListQuery.of(NoFilters, PACKAGE_ORDERING)
+MethodQuery = ListQuery.of(NoFilters, METHOD_ORDERING)

@@ -151,24 +151,22 @@ async def test_abandoned_hold_is_released_after_its_ttl(db: Database, nc: NATS) 
 
 
 async def test_token_priced_operation(db: Database, nc: NATS) -> None:
-    from services.billing.models import CreditCostConfig
     from services.billing.service import BillingService
+    from services.billing.service.accounts import StaffBilling
     from services.billing.tests.conftest import in_tx
 
     account = new_account_id()
     await fund(db, account, plan=100)
 
     async def to_tokens(svc: BillingService) -> None:
-        config = (await svc.session.execute(select(CreditCostConfig).where(
-            CreditCostConfig.operation_type == "linking"))).scalar_one()
-        await svc.update_cost_config(config, {"unit": "per_tokens", "tokens_per_credit": 1000,
-                                              "min_credits": 2}, by_user=1)
+        await StaffBilling(svc.session, svc.policy).update_cost_config(
+            "linking", {"unit": "per_tokens", "tokens_per_credit": 1000, "min_credits": 2},
+            by_user=1)
 
     async def back(svc: BillingService) -> None:
-        config = (await svc.session.execute(select(CreditCostConfig).where(
-            CreditCostConfig.operation_type == "linking"))).scalar_one()
-        await svc.update_cost_config(config, {"unit": "per_request", "tokens_per_credit": None,
-                                              "min_credits": 0, "credits_cost": 1}, by_user=1)
+        await StaffBilling(svc.session, svc.policy).update_cost_config(
+            "linking", {"unit": "per_request", "tokens_per_credit": None, "min_credits": 0,
+                        "credits_cost": 1}, by_user=1)
 
     await in_tx(db, to_tokens)
     try:

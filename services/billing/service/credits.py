@@ -1,4 +1,5 @@
-"""Billing's domain logic: credits, holds, the ledger, read models, invoices, payments.
+"""Billing's credits: balances, holds and captures, the ledger, auth's facts (plans,
+accounts, subscriptions), periods, paid invoices and adjustments.
 
 No HTTP and no commits: callers (endpoints, command responders, consumers, schedulers)
 own the transaction. Every credit movement locks the account's balance row or changes it
@@ -34,7 +35,6 @@ from libs.common.billing import (
 from libs.common.events import Event, utcnow
 from libs.common.metrics import CREDITS_CAPTURED, CREDITS_HELD
 from libs.common.problems import (
-    Conflict,
     DomainError,
     NotFound,
     PaymentRequired,
@@ -43,19 +43,13 @@ from libs.common.problems import (
 from services.billing import events as ev
 from services.billing.models import (
     Account,
-    CreditCostConfig,
-    CreditPackage,
     HoldStatus,
     Invoice,
-    InvoiceStatus,
-    Payment,
-    PaymentMethod,
-    PaymentStatus,
     Plan,
     Subscription,
     TransactionType,
 )
-from services.billing.pricing import UNITS, PricingError, add_month, price
+from services.billing.pricing import PricingError, add_month, price
 from services.billing.repository import BalanceRow, BillingRepository, CaptureWrite, KeyTaken
 
 log = logging.getLogger(__name__)
@@ -94,7 +88,7 @@ class BillingService:
         # or the relay's poll finds the event.
         self.relay_wake_needed = False
 
-    async def _publish(self, event_type: str, tenant: int | None, /, **data: Any) -> None:
+    async def publish(self, event_type: str, tenant: int | None, /, **data: Any) -> None:
         await outbox.add(self.session, Event(type=event_type, account_id=tenant, data=data))
 
     # ===================================================================== credits core
@@ -113,7 +107,7 @@ class BillingService:
         below the threshold (once per crossing, not on every debit)."""
         low = after.available < self.policy.low_balance_threshold
         if low and not before.low_notified:
-            await self._publish(ev.BALANCE_LOW, after.account_id, account_id=after.account_id,
+            await self.publish(ev.BALANCE_LOW, after.account_id, account_id=after.account_id,
                                 credits=after.total, available=after.available,
                                 threshold=self.policy.low_balance_threshold)
         return replace(after, low_notified=low)
@@ -145,7 +139,7 @@ class BillingService:
             account_id=account_id, transaction_type=transaction_type, amount=amount,
             balance=after, description=description, reference=reference, meta=meta or {},
             idempotency_key=idempotency_key)
-        await self._publish(ev.CREDITS_ADDED, account_id, account_id=account_id, amount=amount,
+        await self.publish(ev.CREDITS_ADDED, account_id, account_id=account_id, amount=amount,
                             transaction_type=transaction_type, transaction_id=tx_id,
                             balance_after=after.total, reference=reference)
         return tx_id
@@ -169,7 +163,7 @@ class BillingService:
             balance=after,
             description=description, reference=reference, meta=meta,
             idempotency_key=idempotency_key)
-        await self._publish(ev.CREDITS_DEBITED, account_id, account_id=account_id, amount=amount,
+        await self.publish(ev.CREDITS_DEBITED, account_id, account_id=account_id, amount=amount,
                             transaction_type=TransactionType.ADJUSTMENT, transaction_id=tx_id,
                             balance_after=after.total, operation_type=None)
         return tx_id
@@ -197,7 +191,7 @@ class BillingService:
                   "period_start": period_start.isoformat(), "period_end": period_end.isoformat()},
             idempotency_key=idempotency_key)
         event_type = ev.CREDITS_ADDED if amount >= 0 else ev.CREDITS_DEBITED
-        await self._publish(event_type, account_id, account_id=account_id, amount=abs(amount),
+        await self.publish(event_type, account_id, account_id=account_id, amount=abs(amount),
                             transaction_type=TransactionType.SUBSCRIPTION, transaction_id=tx_id,
                             balance_after=after.total, plan_credits=plan_credits,
                             period_start=period_start.isoformat(),
@@ -450,7 +444,7 @@ class BillingService:
             reference=f"hold:{hold.id}", meta={"hold_id": hold.id, "reason": req.reason},
             idempotency_key=key)
         await self.repo.settle_hold(hold.id, refunded_credits=hold.refunded_credits + credits)
-        await self._publish(ev.CREDITS_REFUNDED, hold.account_id, account_id=hold.account_id,
+        await self.publish(ev.CREDITS_REFUNDED, hold.account_id, account_id=hold.account_id,
                             amount=credits, transaction_id=tx_id, hold_id=hold.id,
                             operation_type=hold.operation_type, balance_after=after.total,
                             reason=req.reason)
@@ -577,193 +571,11 @@ class BillingService:
             # Same period as ours: adopt auth's exact boundaries; plan changes wait for them.
             await self.repo.set_balance(account_id, period_start=start, period_end=end)
 
-    # ======================================================================= queries
+    # =================================================== paid invoices, adjustments
 
-    async def balance_summary(self, account_id: int) -> dict[str, Any]:
-        balance = await self.repo.get_balance(account_id)
-        subscription = await self.repo.subscription_for(account_id)
-        used = await self.repo.credits_used_since(account_id, month_start(utcnow()))
-        per_month = (subscription.included_credits if subscription is not None
-                     else balance.plan_credits_per_month if balance else 0)
-        return {
-            "credits": balance.total if balance else 0,
-            "plan_credits_per_month": per_month,
-            "credits_used_this_month": used,
-            "credits_remaining": balance.available if balance else 0,
-            "plan_credits": balance.plan_credits if balance else 0,
-            "purchased_credits": balance.purchased_credits if balance else 0,
-            "held_credits": balance.held if balance else 0,
-            "period_start": balance.period_start if balance else None,
-            "period_end": balance.period_end if balance else None,
-        }
-
-    async def usage_limits(self, account_id: int) -> dict[str, Any]:
-        summary = await self.balance_summary(account_id)
-        account = await self.repo.get_account(account_id)
-        plan = await self.repo.get_plan(account.plan_id) if account and account.plan_id else None
-        return {
-            "plan": None if plan is None else {
-                "id": plan.id, "name": plan.name, "slug": plan.slug,
-                "included_credits": plan.included_credits, "billing_cycle": plan.billing_cycle,
-            },
-            "limits": dict(plan.limits) if plan is not None else {},
-            "credits": {
-                "plan_credits_per_month": summary["plan_credits_per_month"],
-                "credits_used_this_month": summary["credits_used_this_month"],
-                "credits_remaining": summary["credits_remaining"],
-                "credits": summary["credits"],
-                "period_end": summary["period_end"],
-            },
-        }
-
-    async def usage_summary(self, account_id: int, start: date | None,
-                            end: date | None) -> dict[str, Any]:
-        since = _day_start(start) if start else None
-        until = _day_start(end) + timedelta(days=1) if end else None
-        rows = await self.repo.usage_summary(account_id, since, until)
-        by_operation = [{
-            "operation_type": r.operation_type, "count": int(r.n),
-            "credits": int(r.credits or 0), "cost_usd": str(r.cost_usd or Decimal("0")),
-            "tokens_input": int(r.tokens_input or 0), "tokens_output": int(r.tokens_output or 0),
-        } for r in rows]
-        return {
-            "start_date": start.isoformat() if start else None,
-            "end_date": end.isoformat() if end else None,
-            "total_operations": sum(o["count"] for o in by_operation),
-            "total_credits": sum(o["credits"] for o in by_operation),
-            "total_cost_usd": str(sum((Decimal(o["cost_usd"]) for o in by_operation),
-                                      Decimal("0"))),
-            "by_operation": by_operation,
-        }
-
-    async def usage_analytics(self, account_id: int, days: int) -> dict[str, Any]:
-        today = utcnow().date()
-        first = today - timedelta(days=days - 1)
-        since = _day_start(first)
-        rows = await self.repo.usage_by_day(account_id, since)
-        ledger = await self.repo.spend_by_day(account_id, since)
-        series: dict[date, dict[str, Any]] = {
-            first + timedelta(days=i): {"date": (first + timedelta(days=i)).isoformat(),
-                                        "credits_used": 0, "operations": 0, "cost_usd": "0",
-                                        "credits_added": 0, "by_operation": {}}
-            for i in range(days)
-        }
-        totals: dict[str, dict[str, Any]] = {}
-        for r in rows:
-            day = series.get(r.day)
-            if day is None:
-                continue
-            credits, count = int(r.credits or 0), int(r.n)
-            day["credits_used"] += credits
-            day["operations"] += count
-            day["cost_usd"] = str(Decimal(day["cost_usd"]) + (r.cost_usd or 0))
-            day["by_operation"][r.operation_type] = credits
-            total = totals.setdefault(r.operation_type, {"operation_type": r.operation_type,
-                                                         "credits": 0, "count": 0})
-            total["credits"] += credits
-            total["count"] += count
-        for day_key, (added, _spent) in ledger.items():
-            if day_key in series:
-                series[day_key]["credits_added"] = added
-        return {
-            "days": days,
-            "start_date": first.isoformat(),
-            "end_date": today.isoformat(),
-            "total_credits_used": sum(d["credits_used"] for d in series.values()),
-            "total_operations": sum(d["operations"] for d in series.values()),
-            "by_operation": sorted(totals.values(), key=lambda t: -t["credits"]),
-            "daily": list(series.values()),
-        }
-
-    # ================================================================ invoices, payments
-
-    async def purchase_package(self, account_id: int, user_id: int, package_id: int) -> Invoice:
-        package = await self.repo.get(CreditPackage, package_id)
-        if package is None or not package.is_active:
-            raise NotFound("Credit package not found.", errors={"id": ["Not found."]})
-        account = await self.repo.get_account(account_id)
-        line = {"description": f"{package.name} credit package: {package.credits:,} credits",
-                "quantity": 1, "unit_price": str(package.price), "amount": str(package.price),
-                "credits": package.credits}
-        invoice = await self.repo.add(Invoice.model_validate({
-            "account_id": account_id, "invoice_number": f"PENDING-{utcnow().timestamp()}",
-            "invoice_type": "credit_package", "status": InvoiceStatus.PENDING,
-            "currency": package.currency,
-            "subtotal": package.price, "tax": Decimal("0"), "total": package.price,
-            "lines": [line], "credit_package_id": package.id, "credits": package.credits,
-            "notes": f"Account: {account.name}" if account and account.name else "",
-            "created_by_user_id": user_id, "due_date": utcnow() + timedelta(days=14),
-        }))
-        await self.repo.assign_invoice_number(invoice, f"INV-{utcnow().year}")
-        await self._publish(ev.INVOICE_CREATED, account_id, account_id=account_id,
-                            invoice_id=invoice.id, invoice_number=invoice.invoice_number,
-                            invoice_type=invoice.invoice_type, total=str(invoice.total),
-                            currency=invoice.currency, credits=invoice.credits)
-        return invoice
-
-    async def submit_payment(self, account_id: int, user_id: int, *, invoice_id: int,
-                             amount: Decimal | None, payment_method: str,
-                             transaction_reference: str, notes: str) -> Payment:
-        if payment_method not in MANUAL_METHODS:
-            raise ValidationFailed.field(
-                "payment_method", f"Manual payments use one of: {', '.join(MANUAL_METHODS)}.")
-        invoice = await self.repo.get(Invoice, invoice_id, account_id=account_id, lock=True)
-        if invoice is None:
-            raise NotFound("Invoice not found.", errors={"invoice_id": ["Not found."]})
-        if invoice.status != InvoiceStatus.PENDING:
-            raise ValidationFailed.field(
-                "invoice_id", f"Invoice {invoice.invoice_number} is {invoice.status}; "
-                "only pending invoices take payments.")
-        if amount is None:
-            amount = invoice.total
-        if amount <= 0:
-            raise ValidationFailed.field("amount", "Must be a positive amount.")
-        if amount != invoice.total:
-            raise ValidationFailed.field(
-                "amount", f"Must equal the invoice total ({invoice.total} {invoice.currency}).")
-        if await self.repo.pending_payment_for(invoice_id) is not None:
-            raise Conflict("A payment for this invoice is already awaiting approval.")
-        payment = await self.repo.add(Payment.model_validate({
-            "account_id": account_id, "invoice_id": invoice_id, "amount": amount,
-            "currency": invoice.currency, "payment_method": payment_method,
-            "status": PaymentStatus.PENDING_APPROVAL,
-            "transaction_reference": transaction_reference,
-            "notes": notes, "submitted_by_user_id": user_id,
-        }))
-        await self._publish(ev.PAYMENT_SUBMITTED, account_id, account_id=account_id,
-                            payment_id=payment.id, invoice_id=invoice_id, amount=str(amount),
-                            currency=payment.currency, payment_method=payment_method)
-        return payment
-
-    async def approve_payment(self, payment_id: int, reviewer_id: int) -> tuple[Payment, bool]:
-        """Mark the payment paid, the invoice paid, and apply the invoice (credits). Returns
-        (payment, changed); approving an approved payment changes nothing."""
-        payment = await self.repo.get(Payment, payment_id, lock=True)
-        if payment is None:
-            raise NotFound("Payment not found.")
-        if payment.status == PaymentStatus.SUCCEEDED:
-            return payment, False
-        if payment.status != PaymentStatus.PENDING_APPROVAL:
-            raise Conflict(f"Payment is {payment.status}; only pending payments can be approved.")
-        now = utcnow()
-        payment.status, payment.reviewed_by_user_id = PaymentStatus.SUCCEEDED, reviewer_id
-        payment.reviewed_at, payment.updated_at = now, now
-        invoice = await self.repo.get(Invoice, payment.invoice_id, lock=True)
-        assert invoice is not None
-        await self._publish(ev.PAYMENT_APPROVED, payment.account_id, account_id=payment.account_id,
-                            payment_id=payment.id, invoice_id=invoice.id,
-                            amount=str(payment.amount), currency=payment.currency)
-        if invoice.status != InvoiceStatus.PAID:
-            invoice.status, invoice.paid_at, invoice.updated_at = InvoiceStatus.PAID, now, now
-            await self._apply_paid_invoice(invoice)
-            await self._publish(ev.INVOICE_PAID, invoice.account_id, account_id=invoice.account_id,
-                                invoice_id=invoice.id, invoice_number=invoice.invoice_number,
-                                total=str(invoice.total), currency=invoice.currency,
-                                credits=invoice.credits)
-        await self.session.flush()
-        return payment, True
-
-    async def _apply_paid_invoice(self, invoice: Invoice) -> None:
+    async def apply_paid_invoice(self, invoice: Invoice) -> None:
+        """Credits for a paid invoice: the plan's for a subscription, the package's
+        otherwise; once per invoice (the ledger key)."""
         key = f"invoice:{invoice.id}"
         if invoice.invoice_type == "subscription":
             subscription = await self.repo.subscription_for(invoice.account_id)
@@ -784,22 +596,6 @@ class BillingService:
                 reference=invoice.invoice_number, idempotency_key=key,
                 meta={"invoice_id": invoice.id, "credit_package_id": invoice.credit_package_id})
 
-    async def reject_payment(self, payment_id: int, reviewer_id: int, reason: str) -> Payment:
-        payment = await self.repo.get(Payment, payment_id, lock=True)
-        if payment is None:
-            raise NotFound("Payment not found.")
-        if payment.status == PaymentStatus.FAILED:
-            return payment
-        if payment.status != PaymentStatus.PENDING_APPROVAL:
-            raise Conflict(f"Payment is {payment.status}; only pending payments can be rejected.")
-        now = utcnow()
-        payment.status, payment.failure_reason = PaymentStatus.FAILED, reason
-        payment.reviewed_by_user_id, payment.reviewed_at, payment.updated_at = reviewer_id, now, now
-        await self.session.flush()
-        await self._publish(ev.PAYMENT_REJECTED, payment.account_id, account_id=payment.account_id,
-                            payment_id=payment.id, invoice_id=payment.invoice_id, reason=reason)
-        return payment
-
     async def adjust(self, account_id: int, amount: int, reason: str, by_user: int,
                      idempotency_key: str | None) -> int | None:
         if amount == 0:
@@ -818,38 +614,6 @@ class BillingService:
         return await self.debit_adjustment(account_id, -amount, description=f"Adjustment: {reason}",
                                            reference=f"user:{by_user}", idempotency_key=key,
                                            meta=meta)
-
-    # =================================================================== payment methods
-
-    async def create_payment_method(self, account_id: int, values: dict[str, Any]) -> PaymentMethod:
-        existing = await self.repo.list_all(
-            PaymentMethod, filters=[PaymentMethod.account_id == account_id], order=[])
-        make_default = bool(values.pop("is_default", False)) or not existing
-        if make_default:
-            await self.repo.clear_default_payment_method(account_id)
-        return await self.repo.add(PaymentMethod.model_validate(
-            {**values, "account_id": account_id, "is_default": make_default}))
-
-    async def set_default_payment_method(self, method: PaymentMethod) -> PaymentMethod:
-        await self.repo.clear_default_payment_method(method.account_id)
-        method.is_default, method.updated_at = True, utcnow()
-        await self.session.flush()
-        return method
-
-    async def update_cost_config(self, config: CreditCostConfig, values: dict[str, Any],
-                                 by_user: int) -> CreditCostConfig:
-        unit = values.get("unit", config.unit)
-        if unit not in UNITS:
-            raise ValidationFailed.field("unit", f"Must be one of: {', '.join(UNITS)}.")
-        tokens_per_credit = values.get("tokens_per_credit", config.tokens_per_credit)
-        if unit == "per_tokens" and not tokens_per_credit:
-            raise ValidationFailed.field("tokens_per_credit",
-                                         "Token-priced operations need tokens per credit.")
-        for key, value in values.items():
-            setattr(config, key, value)
-        config.updated_by_user_id, config.updated_at = by_user, utcnow()
-        await self.session.flush()
-        return config
 
 
 def _one(outcomes: Sequence[T | DomainError]) -> T:
