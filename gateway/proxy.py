@@ -198,16 +198,22 @@ class Pipeline:
         services = self.services
         assert services is not None, "gateway used outside its lifespan"
         client = self._client_address(head)
-        auth = await self._credentials(ctx, head, resolved, client, services)
-        await self._limit(ctx, resolved, auth, client, services)
+        # (Each step's condition is checked here: a coroutine not created costs nothing.)
+        auth = (None if resolved.public
+                else await self._credentials(ctx, head, resolved, client, services))
+        if self.throttle and resolved.scope is not None and services.limiter is not None:
+            await self._limit(ctx, resolved.scope, auth, client, services.limiter)
         if resolved.service == GATEWAY:
             await self._own(ctx, head, receive, send, auth)
             return
         base = self.upstreams.get(resolved.service)
         if base is None:
             raise Refusal(503)
-        body = await self._body(head, receive)
-        claim = await self._claim(ctx, head, auth, client, body, services)
+        body = (await self._body(receive)
+                if head.chunked or head.content_length is not None
+                or head.method in WRITE_METHODS else b"")
+        claim = (await self._claim(ctx, head, auth, client, body, services)
+                 if head.idempotency_key is not None and head.method == "POST" else None)
         if claim is not None and claim.outcome == "replay" and claim.stored is not None:
             stored = claim.stored
             ctx.extra = [h for h in ctx.extra if h[0] != b"x-request-id"]
@@ -272,13 +278,10 @@ class Pipeline:
     # ---- credentials -------------------------------------------------------------------
 
     async def _credentials(self, ctx: RequestRecord, head: RequestHead, resolved: Resolved,
-                           client: str, services: Services) -> Authenticated | None:
-        """The caller, verified, for routes that need one (None for public routes).
-        Credentials verified before pass at once; any others are checked only while the
-        client's address is within its budget of failed attempts, and a failure spends
-        it (issue 13, M3)."""
-        if resolved.public:
-            return None
+                           client: str, services: Services) -> Authenticated:
+        """The caller, verified, for a route that needs one. Credentials verified before
+        pass at once; any others are checked only while the client's address is within
+        its budget of failed attempts, and a failure spends it (issue 13, M3)."""
         authorization = head.authorization
         if not authorization:
             raise Refusal(401)
@@ -330,15 +333,12 @@ class Pipeline:
 
     # ---- rate limits -------------------------------------------------------------------
 
-    async def _limit(self, ctx: RequestRecord, resolved: Resolved, auth: Authenticated | None,
-                     client: str, services: Services) -> None:
+    async def _limit(self, ctx: RequestRecord, scope: str, auth: Authenticated | None,
+                     client: str, limiter: RateLimiter) -> None:
         """Charges the request to its scope; refuses it (429) past the limit."""
-        if not self.throttle or resolved.scope is None or services.limiter is None:
-            return
         t = time.perf_counter()
         user_id = auth.principal.user_id if auth else None
-        decision = await services.limiter.check_or_admit(
-            resolved.scope, caller_key(resolved.scope, user_id, client))
+        decision = await limiter.check_or_admit(scope, caller_key(scope, user_id, client))
         ctx.rate_limit_ms = (time.perf_counter() - t) * 1000
         ctx.extra.extend(decision.headers())
         if not decision.allowed:
@@ -346,10 +346,8 @@ class Pipeline:
 
     # ---- body --------------------------------------------------------------------------
 
-    async def _body(self, head: RequestHead, receive: Receive) -> bytes:
-        """The whole request body (empty when the request has none), at most `max_body`."""
-        if not head.has_body and head.method not in WRITE_METHODS:
-            return b""
+    async def _body(self, receive: Receive) -> bytes:
+        """The whole request body, at most `max_body`."""
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -373,8 +371,7 @@ class Pipeline:
         """A POST with an Idempotency-Key claims it: the first runs (and its answer is
         stored), a repeat replays the stored answer, a different request with the same
         key or one while the first still runs is refused."""
-        if head.idempotency_key is None or head.method != "POST":
-            return None
+        assert head.idempotency_key is not None
         key = head.idempotency_key.decode("latin-1").strip()
         if not valid_key(key):
             raise Refusal(400, "Invalid Idempotency-Key header")
@@ -586,7 +583,10 @@ class Pipeline:
         Server-Timing when configured (it tells outsiders how long things take)."""
         ctx.status = status
         out = [*headers, *ctx.extra]
-        if not any(name == b"cache-control" for name, _ in headers):
+        for name, _ in headers:
+            if name == b"cache-control":
+                break
+        else:
             out.append(_NO_STORE)
         if self.server_timing:
             upstream_ms = ctx.upstream_ms

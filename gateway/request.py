@@ -76,11 +76,6 @@ class RequestHead:
         self.forward = forward
 
     @property
-    def has_body(self) -> bool:
-        """Whether the head announces a body (a write without either still gets read)."""
-        return self.chunked or self.content_length is not None
-
-    @property
     def target(self) -> str:
         """The request target as the client sent it (path still percent-encoded)."""
         scope = self.scope
