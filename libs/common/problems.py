@@ -6,7 +6,7 @@ knows about HTTP. The gateway turns problem documents into the public error enve
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -125,10 +126,46 @@ def validation_errors(exc: RequestValidationError) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
     for err in exc.errors():
         message = str(err.get("msg", "Invalid value"))
+        field = _field_name(err.get("loc", ()))
         if err.get("type") == "missing":
             message = "This field is required."
-        errors.setdefault(_field_name(err.get("loc", ())), []).append(message)
+        elif err.get("type") == "json_invalid":
+            # The location is a character offset, not a field (DRF's wording).
+            field = "non_field_errors"
+            message = f"JSON parse error - {(err.get('ctx') or {}).get('error', message)}"
+        errors.setdefault(field, []).append(message)
     return errors
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods that work on the request's path. A route whose path is all literal
+    (`keywords/bulk_delete/`) outranks one that matched through a parameter
+    (`keywords/{id}/`), as the reference's URL patterns resolve them."""
+    matching = [route for route in _endpoints(request.app.router.routes)
+                if getattr(route, "methods", None)
+                and route.matches(request.scope)[0] != Match.NONE]
+    literal = [route for route in matching if not route.param_convertors]
+    return sorted({m for route in (literal or matching) for m in route.methods or ()})
+
+
+def _endpoints(routes: Iterable[Any]) -> Iterator[Any]:
+    """Every endpoint route. FastAPI 0.16x keeps an included router as one entry that
+    resolves its routes (with the prefix) lazily, through `effective_candidates()`."""
+    for route in routes:
+        candidates = getattr(route, "effective_candidates", None)
+        if callable(candidates):
+            yield from _endpoints(candidates())
+        elif hasattr(route, "param_convertors"):  # an endpoint, not a mount or websocket
+            yield route
+
+
+def _wrong_method(request: Request, allowed: Sequence[str]) -> Response:
+    allow = ", ".join([*allowed, "OPTIONS"])
+    if request.method == "OPTIONS":
+        return Response(orjson.dumps({"allowed_methods": [*allowed, "OPTIONS"]}),
+                        media_type="application/json", headers={"Allow": allow})
+    return problem_response(405, "Method not allowed",
+                            f'Method "{request.method}" not allowed.', headers={"Allow": allow})
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -136,12 +173,20 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, DomainError)
         return problem_response(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
 
-    async def on_validation_error(_: Request, exc: Exception) -> Response:
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
+        if all(err.get("loc", ("",))[0] == "path" for err in exc.errors()):
+            # `GET keywords/bulk_delete/` reached `keywords/{id}/`: the path names an
+            # action that takes other methods, not a malformed id.
+            allowed = allowed_methods(request)
+            if allowed and request.method not in allowed:
+                return _wrong_method(request, allowed)
         return problem_response(400, "Validation failed", errors=validation_errors(exc))
 
-    async def on_http_error(_: Request, exc: Exception) -> Response:
+    async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 405:
+            return _wrong_method(request, allowed_methods(request))
         titles = {404: "Not found", 405: "Method not allowed", 401: "Authentication required"}
         title = titles.get(exc.status_code, str(exc.detail))
         return problem_response(exc.status_code, title, str(exc.detail), headers=exc.headers)

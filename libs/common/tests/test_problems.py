@@ -1,0 +1,70 @@
+"""Errors every service answers the same way (issue 13, D3, D4, D7): malformed JSON names
+no field, a POST-only action answers GET with 405, 405's Allow lists every method that
+works on the path, and OPTIONS answers instead of 405."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.testclient import TestClient
+
+from libs.common.problems import install_problem_handlers
+
+router = APIRouter(prefix="/api/v1/kernel")
+
+
+@router.get("/keywords/")
+def list_keywords() -> list[Any]:
+    return []
+
+
+@router.post("/keywords/", status_code=201)
+def create_keyword(body: dict[str, Any]) -> dict[str, Any]:
+    return body
+
+
+@router.get("/keywords/{keyword_id}/")
+@router.delete("/keywords/{keyword_id}/")
+def keyword(keyword_id: int) -> dict[str, int]:
+    return {"id": keyword_id}
+
+
+@router.post("/keywords/bulk_delete/")
+def bulk_delete(body: dict[str, Any]) -> dict[str, int]:
+    return {"deleted": 0}
+
+
+def client() -> TestClient:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(router)
+    return TestClient(app)
+
+
+def test_malformed_json_is_a_non_field_error() -> None:
+    answer = client().post("/api/v1/kernel/keywords/", content=b'{"keyword": ',
+                           headers={"content-type": "application/json"})
+    assert answer.status_code == 400
+    (message,) = answer.json()["errors"]["non_field_errors"]
+    assert message.startswith("JSON parse error - ")
+
+
+def test_get_on_a_post_only_action_is_405_not_a_bad_id() -> None:
+    answer = client().get("/api/v1/kernel/keywords/bulk_delete/")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "POST, OPTIONS"
+    # A malformed id where no action has that name is still the id's fault.
+    wrong = client().get("/api/v1/kernel/keywords/abc/")
+    assert wrong.status_code == 400
+    assert "keyword_id" in wrong.json()["errors"]
+
+
+def test_405_allows_every_method_that_works_and_options_answers() -> None:
+    answer = client().put("/api/v1/kernel/keywords/")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "GET, POST, OPTIONS"
+    options = client().options("/api/v1/kernel/keywords/7/")
+    assert options.status_code == 200
+    assert options.headers["allow"] == "DELETE, GET, OPTIONS"
+    assert client().options("/api/v1/kernel/nothing/").status_code == 404
