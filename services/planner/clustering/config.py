@@ -13,6 +13,8 @@ class ClusteringConfig:
     # the eigengap is searched); the cosine at which rows of the spectral embedding are
     # linked into one topic.
     coarse_threshold: float = 0.85
+    # Share of the topic similarity from the topic words (the rest: the whole keyword).
+    about_share: float = 0.5
     degrees: tuple[int, ...] = (10, 15, 20)
     neighbours: int = 15
     max_topics: int = 150

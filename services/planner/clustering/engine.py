@@ -145,14 +145,16 @@ class LocalClusteringEngine:
                     extra.append(t)
                 rows.append(row_of[t])
             seeds.append(AnchorSeeds(a.name, tuple(sorted(set(rows))), a.exclusive))
-        vectors = keyword_vectors(texts + extra, self._embed)
+        vectors = keyword_vectors(texts + extra, self._embed, self.config.about_share)
         if progress:
             progress(1, PHASES)
 
         topic_of = assign_to_anchors(vectors.topic, vectors.words, n, seeds, self.config)
         free = np.flatnonzero(topic_of < 0)
         if free.size:
-            free_labels = bucketed_topics(vectors.topic[free], self.config)
+            about = [" ".join(vectors.words[int(i)]) for i in free]
+            same = np.unique(np.array(about, dtype=object), return_inverse=True)[1]
+            free_labels = bucketed_topics(vectors.topic[free], self.config, same)
             topic_of[free] = free_labels + len(anchor_list)
         topic_names = self._topic_names(topic_of, anchor_list, vectors.words[:n], texts)
         if progress:
@@ -232,7 +234,7 @@ class LocalClusteringEngine:
             if t in names:
                 continue
             phrase = topic_phrase(members[t], grams, count, context)
-            shown = surface_form(phrase, (texts[i] for i in members[t]))
+            shown = surface_form(phrase, (texts[i] for i in members[t]), context)
             names[t] = unique_name(display_name(shown), taken)
         return names
 

@@ -22,9 +22,10 @@ _BLOCK = 2048
 _DENSE_LIMIT = 1500
 
 
-def nearest(x: Matrix, k: int) -> tuple[Labels, Matrix]:
+def nearest(x: Matrix, k: int, apart: Labels | None = None) -> tuple[Labels, Matrix]:
     """Each row's k nearest other rows (by cosine, best first; ties to the lowest index)
-    and their cosines. Computed in blocks of rows to bound memory."""
+    and their cosines, not counting rows of its own `apart` label. Computed in blocks of
+    rows to bound memory."""
     n = x.shape[0]
     k = min(k, n - 1)
     idx = np.zeros((n, max(k, 0)), dtype=np.int64)
@@ -35,6 +36,8 @@ def nearest(x: Matrix, k: int) -> tuple[Labels, Matrix]:
         sim = x[start : start + _BLOCK] @ x.T
         m = sim.shape[0]
         sim[np.arange(m), np.arange(start, start + m)] = -np.inf
+        if apart is not None:
+            sim[apart[start : start + m, None] == apart[None, :]] = -np.inf
         if k < n - 1:
             part = np.argpartition(-sim, k, axis=1)[:, :k]
         else:

@@ -18,7 +18,13 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from services.planner.clustering.graph import Labels, Matrix, average_linkage, unit_rows
+from services.planner.clustering.graph import (
+    Labels,
+    Matrix,
+    average_linkage,
+    spherical_kmeans,
+    unit_rows,
+)
 from services.planner.clustering.vectors import Embed
 
 # Smooth inverse frequency constant: a word in every keyword of the topic weighs
@@ -26,6 +32,8 @@ from services.planner.clustering.vectors import Embed
 SIF_A = 0.3
 # Share of the page similarity from character trigrams (the rest from words).
 TRIGRAM_SHARE = 0.5
+# Topics above this many keywords are cut in chunks before their pages are made.
+PAGE_CHUNK = 1500
 
 
 class PageFeatures:
@@ -74,6 +82,23 @@ def _weighted(counts: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(counts.multiply(SIF_A / (SIF_A + share)))
 
 
+def _chunks(vectors: Matrix) -> list[Labels]:
+    """The nodes of a large topic in chunks of similar ones (spherical k-means), each at
+    most PAGE_CHUNK: average linkage is quadratic, and a page's keywords are close enough
+    to land in one chunk."""
+    n = vectors.shape[0]
+    every = np.arange(n, dtype=np.int64)
+    if n <= PAGE_CHUNK:
+        return [every]
+    k = math.ceil(n / (PAGE_CHUNK * 0.7))
+    assign = spherical_kmeans(unit_rows(vectors), k, iterations=8, seed=11)
+    out: list[Labels] = []
+    for c in range(k):
+        part = every[assign == c]
+        out.extend(part[i : i + PAGE_CHUNK] for i in range(0, part.size, PAGE_CHUNK))
+    return [p for p in out if p.size]
+
+
 def topic_pages(
     rows: Sequence[int],
     existing: Sequence[Sequence[int]],
@@ -95,9 +120,13 @@ def topic_pages(
         means.append(block.mean(axis=0, keepdims=True))
         sizes.append(np.array([float(len(group))]))
     node_means = np.ascontiguousarray(np.concatenate(means), dtype=np.float32)
+    node_sizes = np.concatenate(sizes)
     frozen = np.zeros(node_means.shape[0], dtype=bool)
     frozen[n:] = True
-    labels = average_linkage(node_means, np.concatenate(sizes), threshold, frozen)
+    labels = np.arange(node_means.shape[0], dtype=np.int64)
+    for chunk in _chunks(node_means):
+        local = average_linkage(node_means[chunk], node_sizes[chunk], threshold, frozen[chunk])
+        labels[chunk] = chunk[local]
     joined = np.full(n, -1, dtype=np.int64)
     root_to_existing = {int(labels[n + e]): e for e in range(len(existing))}
     for i in range(n):

@@ -83,21 +83,67 @@ def phrases(words: Sequence[str], max_words: int = MAX_PHRASE_WORDS) -> list[str
     return list(out)
 
 
-def surface_form(phrase: str, texts: Iterable[str]) -> str:
-    """How the keywords spell a stemmed phrase most often ("massage chair" may be
-    written "massage chairs"); the phrase itself when no keyword spells it."""
+def surface_form(phrase: str, texts: Iterable[str], avoid: frozenset[str] = frozenset()) -> str:
+    """How the keywords write a stemmed phrase most often, with the words most of them
+    put around it ("carry" is written "carry on" when most keywords say "carry on"; a
+    phrase whose words stand apart keeps what stands between: "carry on luggage"). The
+    span never grows into a word of `avoid` (the list's context words)."""
     target = phrase.split()
-    n = len(target)
-    seen: Counter[str] = Counter()
+    spans: list[tuple[list[str], int, int]] = []
     for text in texts:
-        words = [w for w in text.split() if w not in MODIFIERS]
-        for i in range(len(words) - n + 1):
-            run = words[i : i + n]
-            if [stem(w) for w in run] == target:
-                seen[" ".join(run)] += 1
-    if not seen:
+        words = text.split()
+        stems = [stem(w) for w in words]
+        for i in range(len(words)):
+            j, t = i, 0
+            while j < len(words) and t < len(target):
+                if stems[j] == target[t]:
+                    t += 1
+                elif t == 0 or words[j] not in MODIFIERS:
+                    break
+                j += 1
+            if t == len(target):
+                spans.append((words, i, j))
+                break
+    if not spans:
         return phrase
+    # Grow the span while a neighbouring word (or a small word and the word after it:
+    # "paint a room") is shared by most occurrences.
+    for _ in range(3):
+        grown = False
+        for side in (1, -1):
+            step = _common_step(spans, side)
+            if step and not avoid.intersection(stem(w) for w in step):
+                spans = [_grow(w, i, j, side, len(step)) for w, i, j in spans
+                         if _next(w, i, j, side, len(step)) == step]
+                grown = True
+        if not grown:
+            break
+    seen = Counter(" ".join(w[i:j]) for w, i, j in spans)
     return min(seen, key=lambda s: (-seen[s], s))
+
+
+def _next(words: list[str], i: int, j: int, side: int, n: int) -> list[str]:
+    return words[j : j + n] if side == 1 else words[max(i - n, 0) : i][::-1]
+
+
+def _grow(words: list[str], i: int, j: int, side: int, n: int) -> tuple[list[str], int, int]:
+    return (words, i, j + n) if side == 1 else (words, i - n, j)
+
+
+def _common_step(spans: Sequence[tuple[list[str], int, int]], side: int) -> list[str]:
+    """The word(s) next to the spans on one side shared by 60 % of them or more: one
+    content word, or a modifier and the content word after it; [] when none."""
+    for n in (1, 2):
+        seen = Counter(" ".join(_next(w, i, j, side, n)) for w, i, j in spans)
+        best, count = min(seen.items(), key=lambda wc: (-wc[1], wc[0]))
+        step = best.split()
+        if count < 0.6 * len(spans) or len(step) < n:
+            continue
+        if n == 1 and step[0] not in MODIFIERS:
+            return step
+        if n == 2 and step[0] in MODIFIERS and step[1] not in MODIFIERS:
+            return step
+    return []
 
 
 def display_name(keyword: str) -> str:

@@ -4,8 +4,9 @@ Without anchors, topics are the clusters of the keywords' nearest-neighbour grap
 leading eigenvectors (spectral clustering), as many as the largest gap in its spectrum
 says (the eigengap heuristic), so their number comes from the data rather than from a
 distance threshold. Lists above `bucket_limit` keywords are first split into buckets of
-similar keywords (spherical k-means); each bucket gets its topics and topics of different
-buckets that mirror each other are joined.
+similar keywords (spherical k-means); each bucket gets its topics, and the pieces of one
+topic (in two buckets, or split inside a bucket of near-identical keywords) are joined
+by average linkage of the pieces.
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ def max_topics_for(n: int, config: ClusteringConfig) -> int:
     return max(1, min(n - 1, config.max_topics, max(8, n // 5)))
 
 
-def spectral_topics(x: Matrix, config: ClusteringConfig) -> Labels:
+def spectral_topics(x: Matrix, config: ClusteringConfig, same: Labels | None = None) -> Labels:
     """Topic labels (dense, 0..k-1) of the rows of `x` (unit vectors).
 
-    Near-duplicates are grouped first (average linkage at `coarse_threshold`) and the
+    Rows with the same `same` label (keywords with the same topic words: "best dog food",
+    "dog food near me") start as one group; near-duplicates are grouped with them
+    (average linkage at `coarse_threshold`) and the
     keyword graph is summed over the groups: the spectrum of the smaller graph is that
     of the keyword graph restricted to vectors constant on each group, and it is several
     times cheaper. The eigengap is read on the graphs of `config.degrees` neighbours and
@@ -54,14 +57,23 @@ def spectral_topics(x: Matrix, config: ClusteringConfig) -> Labels:
     n = x.shape[0]
     if n <= 2:
         return np.zeros(n, dtype=np.int64)
-    groups = average_linkage(x, np.ones(n), config.coarse_threshold)
-    _, groups = np.unique(groups, return_inverse=True)
+    if same is None:
+        same = np.arange(n, dtype=np.int64)
+    _, seeds = np.unique(same, return_inverse=True)
+    k0 = int(seeds.max()) + 1
+    seed_sizes = np.bincount(seeds, minlength=k0).astype(np.float64)
+    seed_means = (group_sums(x, seeds, k0) / seed_sizes[:, None]).astype(np.float32)
+    merged = average_linkage(seed_means, seed_sizes, config.coarse_threshold)
+    _, merged = np.unique(merged, return_inverse=True)
+    groups = merged[seeds]
     sizes = np.bincount(groups).astype(np.float64)
     m = sizes.size
     if m <= 2:
         return np.zeros(n, dtype=np.int64)
+    # A keyword's neighbours are sought outside its own group: otherwise they would be
+    # its variants, and a graph of variant cliques has no topic structure to read.
     degrees = sorted({neighbours_for(n, d) for d in config.degrees})
-    idx, sims = nearest(x, degrees[-1])
+    idx, sims = nearest(x, degrees[-1], apart=groups)
     kmax = max_topics_for(m, config)
     middle = degrees[len(degrees) // 2]
     chosen = []
@@ -77,22 +89,20 @@ def spectral_topics(x: Matrix, config: ClusteringConfig) -> Labels:
     return labels[groups]
 
 
-def bucketed_topics(x: Matrix, config: ClusteringConfig) -> Labels:
+def bucketed_topics(x: Matrix, config: ClusteringConfig, same: Labels | None = None) -> Labels:
     """Spectral topics, bucket by bucket above `config.bucket_limit` keywords."""
     n = x.shape[0]
     if n <= config.bucket_limit:
-        return spectral_topics(x, config)
+        return spectral_topics(x, config, same)
     buckets = _buckets(x, np.arange(n, dtype=np.int64), config)
     labels = np.empty(n, dtype=np.int64)
     offset = 0
-    bucket_of_topic: list[int] = []
-    for b, idx in enumerate(buckets):
-        local = spectral_topics(x[idx], config)
+    for idx in buckets:
+        local = spectral_topics(x[idx], config, None if same is None else same[idx])
         labels[idx] = local + offset
         count = int(local.max()) + 1
-        bucket_of_topic.extend([b] * count)
         offset += count
-    return _join_mirrored(x, labels, np.asarray(bucket_of_topic), config)
+    return _join_pieces(x, labels, config)
 
 
 def _buckets(x: Matrix, indices: Labels, config: ClusteringConfig, depth: int = 0) -> list[Labels]:
@@ -113,15 +123,13 @@ def _buckets(x: Matrix, indices: Labels, config: ClusteringConfig, depth: int = 
     return out
 
 
-def _join_mirrored(x: Matrix, labels: Labels, bucket_of_topic: np.ndarray,
-                   config: ClusteringConfig) -> Labels:
-    """Join the pieces of one topic that fell into different buckets: average linkage
-    of the topics' keywords at `config.join_threshold`, never joining two topics of the
-    same bucket (the spectral step already kept those apart)."""
+def _join_pieces(x: Matrix, labels: Labels, config: ClusteringConfig) -> Labels:
+    """Join the pieces of one topic that fell into different buckets, or that a bucket of
+    near-identical keywords split: average linkage of the buckets' topics (their
+    keywords' mean vectors) at `config.join_threshold`."""
     k = int(labels.max()) + 1
     sizes = np.bincount(labels, minlength=k).astype(np.float64)
     means = (group_sums(x, labels, k) / sizes[:, None]).astype(np.float32)
-    joined = average_linkage(means, sizes, config.join_threshold,
-                             apart=bucket_of_topic.astype(np.int64))
+    joined = average_linkage(means, sizes, config.join_threshold)
     _, dense = np.unique(joined[labels], return_inverse=True)
     return dense.astype(np.int64)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,8 +29,10 @@ class KeywordVectors:
     page: Matrix  # unit rows, page-level similarity
 
 
-def keyword_vectors(texts: Sequence[str], embed: Embed) -> KeywordVectors:
-    """Vectors of normalised keyword texts."""
+def keyword_vectors(texts: Sequence[str], embed: Embed,
+                    about_share: float = 0.5) -> KeywordVectors:
+    """Vectors of normalised keyword texts; `about_share` of the topic similarity comes
+    from the topic words, the rest from the whole keyword."""
     words = [topic_words(t) for t in texts]
     if not texts:
         empty = np.zeros((0, 1), dtype=np.float32)
@@ -41,5 +44,6 @@ def keyword_vectors(texts: Sequence[str], embed: Embed) -> KeywordVectors:
     row = {s: i for i, s in enumerate(distinct)}
     about = unit_rows(embed(distinct))[[row[s] for s in joined]]
     whole = unit_rows(embed(list(texts)))
-    topic = unit_rows(np.hstack([about, whole]))
+    topic = unit_rows(np.hstack([about * np.float32(math.sqrt(about_share)),
+                                 whole * np.float32(math.sqrt(1 - about_share))]))
     return KeywordVectors(words, topic, whole)
