@@ -13,8 +13,9 @@ The rules read whole words and short phrases of the lower-cased keyword, in this
 5. other questions ("how", "what", "can"...) are informational unless they weigh options
    ("worth it", "best");
 6. transactional words (buy, price, cheap, near me, book, quote, flights, hotels...);
-7. commercial words (best, top, review, for seniors...);
-8. informational, the default.
+7. commercial words (best, top, review, for seniors, software...);
+8. hiring or subscribing words (service, repair, contractor, insurance...): transactional;
+9. informational, the default.
 
 Tuned on bench/data/B/intent_B.csv and the intent column of keywords_B.csv; held-out
 accuracy on set A is in docs/decisions/0020-two-level-clustering.md.
@@ -44,7 +45,8 @@ _NAVIGATIONAL = (
 )
 # A word ending a short keyword that makes it about one brand's own service:
 # "spotify app", "apple support", "costco hours", "allstate claims".
-_NAV_TAILS = frozenset({"app", "support", "hours", "claims", "login", "account", "portal"})
+_NAV_TAILS = frozenset({"app", "support", "hours", "claims", "login", "account", "portal",
+                        "site", "web"})
 
 # Words of a question: such keywords are informational (unless they weigh options), and
 # they suggest FAQ-style ideas.
@@ -62,11 +64,20 @@ _TRANSACTIONAL = (
     "sign up", "appointment", "installation", "rates", "rate", "flight", "flights",
     "hotel", "hotels", "tickets", "airfare", "open an account", "open a",
 )
+# Hiring a service or buying a policy ("emergency plumber", "roof repair estimate",
+# "pet insurance"): transactional unless the keyword weighs options ("best pet insurance").
+_SOFT_TRANSACTIONAL = (
+    "service", "services", "repair", "estimate", "estimates", "contractor", "contractors",
+    "installer", "installers", "emergency", "consultation", "reservation", "reservations",
+    "subscription", "adopt", "adoption", "insurance",
+)
 _COMMERCIAL = (
     "best", "top", "review", "reviews", "compare", "comparison", "alternative",
     "alternatives", "rated", "top rated", "highest rated", "worth it", "worth the money",
     "brands", "pros and cons", "recommended", "most reliable", "most popular", "under",
     "premium", "for seniors", "for elderly", "for small business", "for business",
+    # Choosing among products of a kind: "crm software", "budgeting apps".
+    "software", "apps", "tools", "platforms", "providers",
 )
 _COMPARISON = re.compile(
     r"\b(?:vs|versus)\b|\bbetter than\b|\bwhich is better\b|\bdifference between\b"
@@ -87,6 +98,8 @@ _INFO_WORDS = (
     "guide", "tutorial", "tips", "ideas", "examples", "example", "explained", "meaning",
     "definition", "learn", "benefits", "course", "basics", "calculator", "checklist",
     "step by step", "diy", "what to", "how to",
+    # Health and care questions without a question word: "migraine symptoms".
+    "symptoms", "causes", "side effects", "signs", "treatment", "remedies", "dosage",
 )
 
 _KNOWN_SITES = frozenset(
@@ -105,23 +118,46 @@ _KNOWN_SITES = frozenset(
 _DOMAIN = re.compile(r"\b[a-z0-9-]+\.(?:com|org|net|io|co|uk|de|app|gov|edu)\b|\bwww\b")
 
 
-def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str]:
-    ordered = sorted(set(phrases), key=lambda p: (-len(p), p))
-    return re.compile(r"\b(?:" + "|".join(re.escape(p) for p in ordered) + r")\b")
+class _Cues:
+    """Cue words and phrases matched on whole words: single words by set lookup,
+    phrases only when their first word is present (substring search in the padded
+    text). A few microseconds per keyword: imports classify 100,000 rows at a time."""
+
+    def __init__(self, cues: Iterable[str]) -> None:
+        self.words = frozenset(c for c in cues if " " not in c)
+        by_first: dict[str, list[str]] = {}
+        for c in sorted(c for c in set(cues) if " " in c):
+            by_first.setdefault(c.split(" ", 1)[0], []).append(f" {c} ")
+        self.phrases = {w: tuple(ps) for w, ps in by_first.items()}
+        self.firsts = frozenset(self.phrases)
+
+    def search(self, padded: str, bag: set[str]) -> bool:
+        if not self.words.isdisjoint(bag):
+            return True
+        return any(p in padded for w in self.firsts.intersection(bag) for p in self.phrases[w])
 
 
-_NAV_RE = _phrase_pattern(_NAVIGATIONAL)
-_TRANS_RE = _phrase_pattern(_TRANSACTIONAL)
-_COMM_RE = _phrase_pattern(_COMMERCIAL)
-_INFO_RE = _phrase_pattern(_INFO_WORDS)
-_OPTIONS_RE = _phrase_pattern(("best", "top", "worth it", "worth", "review", "reviews",
-                               "better", "good"))
-_SPACES = re.compile(r"\s+")
-_CLEAN = re.compile(r"[^0-9a-z.\s-]+")
+_NAV = _Cues(_NAVIGATIONAL)
+_TRANS = _Cues(_TRANSACTIONAL)
+_SOFT_TRANS = _Cues(_SOFT_TRANSACTIONAL)
+_COMM = _Cues(_COMMERCIAL)
+_INFO = _Cues(_INFO_WORDS)
+_OPTIONS = _Cues(("best", "top", "worth it", "worth", "review", "reviews", "better", "good"))
+# Words without which the structural patterns below cannot match (skips their regex).
+_COMPARISON_WORDS = frozenset({"vs", "versus", "or", "better", "difference", "compare",
+                               "compared", "alternative", "alternatives"})
+_INFO_BEST_WORDS = frozenset({"best", "top", "cheapest", "recipe", "recipes", "much"})
+_COST_WORDS = frozenset({"much", "cost"})
+_SITE_FIRSTS = frozenset(s.split(" ", 1)[0] for s in _KNOWN_SITES)
+# Lower-case letters, digits, dots and hyphens stay; everything else is a space.
+_KEEP = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+_CLEAN_TABLE = {c: " " for c in range(128) if chr(c) not in _KEEP}
 
 
 def _site_of(words: list[str]) -> tuple[str, list[str]] | None:
     """The well-known site or brand a keyword starts with, and the words after it."""
+    if words[0] not in _SITE_FIRSTS:
+        return None
     for n in (3, 2, 1):
         head = " ".join(words[:n])
         if len(words) >= n and head in _KNOWN_SITES:
@@ -129,38 +165,54 @@ def _site_of(words: list[str]) -> tuple[str, list[str]] | None:
     return None
 
 
+def _cue_text(text: str) -> tuple[str, set[str]]:
+    padded = f" {text} "
+    return padded, set(padded.split())
+
+
 def classify_intent(keyword: str) -> Intent:
     """The intent of one keyword (see the module docstring for the order of the rules)."""
-    text = _SPACES.sub(" ", _CLEAN.sub(" ", keyword.lower().replace("'", ""))).strip()
+    lowered = keyword.lower().replace("'", "")
+    text = " ".join(lowered.translate(_CLEAN_TABLE).split())
+    if not text.isascii():
+        text = " ".join("".join(c if c.isalnum() or c in ".-" else " " for c in text).split())
     words = text.split(" ") if text else []
     if not words:
         return Intent.INFORMATIONAL
-    if _DOMAIN.search(text) or _NAV_RE.search(text):
+    # Hyphens join words ("check-in", "carry-on"): cues see them apart.
+    padded, bag = _cue_text(text.replace("-", " "))
+    if _NAV.search(padded, bag) or (("." in text or "www" in bag) and _DOMAIN.search(text)):
         return Intent.NAVIGATIONAL
     site = _site_of(words)
     if site is not None:
-        rest = " ".join(site[1])
+        rest = site[1]
+        rest_padded, rest_bag = _cue_text(" ".join(rest))
         # "best buy", "home depot near me", "youtube music"; not "slack alternatives".
-        if not rest or rest == "near me" or (
-            len(site[1]) == 1 and not (_TRANS_RE.search(rest) or _COMM_RE.search(rest))
+        if not rest or rest == ["near", "me"] or (
+            len(rest) == 1
+            and not (_TRANS.search(rest_padded, rest_bag) or _COMM.search(rest_padded, rest_bag))
         ):
             return Intent.NAVIGATIONAL
-    if 2 <= len(words) <= 3 and words[-1] in _NAV_TAILS and not _COMM_RE.search(text):
+    comm = _COMM.search(padded, bag)
+    if 2 <= len(words) <= 3 and words[-1] in _NAV_TAILS and not comm:
         return Intent.NAVIGATIONAL
-    if _INFO_BEST.search(text):
+    if not _INFO_BEST_WORDS.isdisjoint(bag) and _INFO_BEST.search(text):
         return Intent.INFORMATIONAL
-    if _COST_QUESTION.search(text):
+    if not _COST_WORDS.isdisjoint(bag) and _COST_QUESTION.search(text):
         return Intent.TRANSACTIONAL
-    if _COMPARISON.search(text) and not _INFO_RE.search(text):
+    info = _INFO.search(padded, bag)
+    if not info and not _COMPARISON_WORDS.isdisjoint(bag) and _COMPARISON.search(text):
         return Intent.COMMERCIAL
     if words[0] in QUESTION_WORDS:
-        return Intent.COMMERCIAL if _OPTIONS_RE.search(text) else Intent.INFORMATIONAL
-    if _INFO_RE.search(text):
+        return Intent.COMMERCIAL if _OPTIONS.search(padded, bag) else Intent.INFORMATIONAL
+    if info:
         return Intent.INFORMATIONAL
-    if _TRANS_RE.search(text):
+    if _TRANS.search(padded, bag):
         return Intent.TRANSACTIONAL
-    if _COMM_RE.search(text):
+    if comm:
         return Intent.COMMERCIAL
+    if _SOFT_TRANS.search(padded, bag):
+        return Intent.TRANSACTIONAL
     return Intent.INFORMATIONAL
 
 

@@ -40,6 +40,7 @@ class AnchorSeeds:
     name: str
     rows: tuple[int, ...]
     exclusive: bool
+    clamp: bool = True
 
 
 def distinctive_votes(words: Sequence[Sequence[str]], n: int,
@@ -98,7 +99,8 @@ def anchor_scores(x: Matrix, words: Sequence[Sequence[str]], n: int,
 def assign_to_anchors(x: Matrix, words: Sequence[Sequence[str]], n: int,
                       anchors: Sequence[AnchorSeeds], config: ClusteringConfig) -> Labels:
     """The anchor of each of the first `n` rows, or -1 when the keyword is left to the
-    unsupervised topics. A list keyword that is an anchor's seed stays with it."""
+    unsupervised topics. A list keyword that is an anchor's seed stays with it (unless
+    the anchor does not clamp: seed-library sectors are a hint, not a verdict)."""
     out = np.full(n, -1, dtype=np.int64)
     if not anchors or n == 0:
         return out
@@ -115,7 +117,8 @@ def assign_to_anchors(x: Matrix, words: Sequence[Sequence[str]], n: int,
     )
     out[take] = best[take]
     for a, anchor in enumerate(anchors):
-        for row in anchor.rows:
-            if row < n:
-                out[row] = a
+        if anchor.clamp:
+            for row in anchor.rows:
+                if row < n:
+                    out[row] = a
     return out

@@ -56,6 +56,8 @@ class _Anchor:
     texts: list[str]
     exclusive: bool
     existing: list[int]  # indices into the sorted existing clusters
+    # Seeds that are keywords of the list stay with the anchor (not for sector hints).
+    clamp: bool = True
 
 
 def describe(name: str, members: Sequence[ClusteredKeyword], intent: Intent) -> str:
@@ -144,7 +146,7 @@ class LocalClusteringEngine:
                     row_of[t] = n + len(extra)
                     extra.append(t)
                 rows.append(row_of[t])
-            seeds.append(AnchorSeeds(a.name, tuple(sorted(set(rows))), a.exclusive))
+            seeds.append(AnchorSeeds(a.name, tuple(sorted(set(rows))), a.exclusive, a.clamp))
         vectors = keyword_vectors(texts + extra, self._embed, self.config.about_share)
         if progress:
             progress(1, PHASES)
@@ -186,7 +188,7 @@ class LocalClusteringEngine:
             key = clean.lower()
             anchor = by_name.get(key)
             if anchor is None:
-                anchor = _Anchor(clean, [], exclusive, [])
+                anchor = _Anchor(clean, [], exclusive, [], True)
                 by_name[key] = anchor
                 out.append(anchor)
             anchor.exclusive = anchor.exclusive or exclusive
@@ -209,8 +211,10 @@ class LocalClusteringEngine:
                 if kw.topic_hint.strip():
                     hints.setdefault(kw.topic_hint.strip(), []).append(t)
                     break
-        for name in sorted(hints, key=str.lower):
-            add(name, hints[name], False)
+        # One sector behind every keyword says nothing about their topics.
+        if not (len(hints) == 1 and len(next(iter(hints.values()))) == len(texts)):
+            for name in sorted(hints, key=str.lower):
+                add(name, hints[name], False).clamp = False
         return [a for a in out if a.texts]
 
     def _topic_names(self, topic_of: Labels, anchors: Sequence[_Anchor],
