@@ -48,6 +48,7 @@ from services.planner.clustering.vectors import Embed, keyword_vectors
 from services.planner.intent import Intent, classify_intent, dominant_intent
 
 PHASES = 4
+_INTENT_ORDER = list(Intent)
 
 
 @dataclass
@@ -264,9 +265,14 @@ class LocalClusteringEngine:
             idx = np.flatnonzero(topic_of == t)
             topic_texts = [texts[int(i)] for i in idx]
             own = anchors[t].existing if t < len(anchors) else []
+            kinds = None
+            if self.config.page_per_intent:
+                kinds = [_INTENT_ORDER.index(
+                    dominant_intent((kw.intent or classify_intent(kw.text), kw.volume)
+                                    for kw in by_text[texts[int(i)]])) for i in idx]
             labels, joined, vectors = topic_pages(
                 [int(i) for i in idx], [existing_rows[e] for e in own], features,
-                self.config.page_threshold,
+                self.config.page_threshold, kinds,
             )
             for page in range(int(labels.max()) + 1):
                 rows = np.flatnonzero(labels == page)

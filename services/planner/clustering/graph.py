@@ -96,16 +96,16 @@ def spectrum(a: sp.csr_matrix, kmax: int, *, vectors: bool = True) -> Spectrum:
         idx = np.flatnonzero(comp == c).astype(np.int64)
         members.append(idx)
         m = idx.size
-        if m <= 2:
+        if m == 1:
             values.append(np.ones(1))
-            vecs_out.append(np.ones((m, 1)) / np.sqrt(m))
+            vecs_out.append(np.ones((1, 1)))
             continue
         sub = a[idx][:, idx]
         dm = 1.0 / np.sqrt(np.maximum(deg[idx], 1e-12))
         norm = sp.diags(dm) @ sub @ sp.diags(dm)
-        want = min(kmax, m - 1)
         vecs: npt.NDArray[np.float64] | None = None
         if m <= _DENSE_LIMIT:
+            want = min(kmax, m)
             dense = norm.toarray()
             if vectors:
                 vals, vecs = scipy.linalg.eigh(dense, subset_by_index=[m - want, m - 1])
@@ -113,6 +113,7 @@ def spectrum(a: sp.csr_matrix, kmax: int, *, vectors: bool = True) -> Spectrum:
             else:
                 vals = scipy.linalg.eigh(dense, eigvals_only=True)[::-1][:want]
         else:
+            want = min(kmax, m - 1)
             # Deterministic start: the square root of the degrees (the leading eigenvector).
             v0 = np.sqrt(np.maximum(deg[idx], 1e-12))
             out = eigsh(norm, k=want, which="LA", v0=v0 / np.linalg.norm(v0), tol=1e-5,
@@ -139,9 +140,13 @@ def eigengap_k(spec: Spectrum, kmax: int) -> int:
     pooled = _pooled(spec)
     n_comp = len(spec.values)
     limit = min(len(pooled), max(kmax, n_comp))
-    if limit <= n_comp:
+    if limit <= n_comp and len(pooled) <= n_comp:
         return n_comp
     vals = np.array([v for v, _ in pooled[: limit + 1]])
+    if len(pooled) == sum(m.size for m in spec.members) and limit == len(pooled):
+        # The whole spectrum is known: after the last eigenvalue comes 0, the level below
+        # which eigenvalues say nothing about clusters (so k may be every node).
+        vals = np.append(vals, 0.0)
     gaps = vals[:-1] - vals[1:]
     gaps[: n_comp - 1] = -np.inf
     return int(np.argmax(gaps)) + 1
@@ -164,7 +169,7 @@ def spectral_labels(spec: Spectrum, counts: list[int], link_threshold: float,
     labels = np.empty(n, dtype=np.int64)
     offset = 0
     for idx, vecs, k in zip(spec.members, spec.vectors, counts, strict=True):
-        if k <= 1 or idx.size <= 2 or vecs is None:
+        if k <= 1 or idx.size < 2 or vecs is None:
             labels[idx] = offset
             offset += 1
             continue
@@ -184,14 +189,16 @@ def average_linkage(
     threshold: float,
     frozen: npt.NDArray[np.bool_] | None = None,
     apart: Labels | None = None,
+    kind: Labels | None = None,
 ) -> Labels:
     """Average-linkage clustering of groups given by their mean unit vector and size.
 
     With unit vectors the average pairwise cosine of two groups is the dot product of
     their means, so groups merge exactly by the Lance-Williams update. Merges the most
     similar pair while its similarity reaches `threshold`; two frozen groups are never
-    merged, nor two clusters holding groups of the same `apart` label. Returns a label
-    per group (the index of its surviving representative)."""
+    merged, nor two clusters holding groups of the same `apart` label, nor groups of two
+    different `kind`s (-1: any kind). Returns a label per group (the index of its
+    surviving representative)."""
     n = means.shape[0]
     labels = np.arange(n, dtype=np.int64)
     if n < 2:
@@ -207,6 +214,11 @@ def average_linkage(
         member = np.zeros((n, int(apart.max()) + 1), dtype=bool)
         member[np.arange(n), apart] = True
         sim[apart[:, None] == apart[None, :]] = neg
+    kinds: Labels | None = None
+    if kind is not None:
+        kinds = kind.astype(np.int64).copy()
+        known = kinds >= 0
+        sim[known[:, None] & known[None, :] & (kinds[:, None] != kinds[None, :])] = neg
     size = sizes.astype(np.float64).copy()
     row_arg = sim.argmax(axis=1)
     row_max = sim[np.arange(n), row_arg]
@@ -229,6 +241,11 @@ def average_linkage(
         if member is not None:
             member[a] |= member[b]
             new[member[:, member[a]].any(axis=1)] = neg
+        if kinds is not None:
+            if kinds[a] < 0:
+                kinds[a] = kinds[b]
+            if kinds[a] >= 0:
+                new[(kinds >= 0) & (kinds != kinds[a])] = neg
         new[a] = neg
         new[b] = neg
         sim[b, :] = neg

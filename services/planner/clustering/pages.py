@@ -104,6 +104,7 @@ def topic_pages(
     existing: Sequence[Sequence[int]],
     features: PageFeatures,
     threshold: float,
+    kinds: Sequence[int] | None = None,
 ) -> tuple[Labels, Labels, Matrix]:
     """Page labels of one topic's new keywords (`rows` of the features), which existing
     cluster (index into `existing`, whose items are rows too; -1 for none) each keyword's
@@ -124,8 +125,13 @@ def topic_pages(
     frozen = np.zeros(node_means.shape[0], dtype=bool)
     frozen[n:] = True
     labels = np.arange(node_means.shape[0], dtype=np.int64)
+    node_kinds = None
+    if kinds is not None:
+        node_kinds = np.concatenate([np.asarray(kinds, dtype=np.int64),
+                                     np.full(len(existing), -1, dtype=np.int64)])
     for chunk in _chunks(node_means):
-        local = average_linkage(node_means[chunk], node_sizes[chunk], threshold, frozen[chunk])
+        local = average_linkage(node_means[chunk], node_sizes[chunk], threshold, frozen[chunk],
+                                kind=None if node_kinds is None else node_kinds[chunk])
         labels[chunk] = chunk[local]
     joined = np.full(n, -1, dtype=np.int64)
     root_to_existing = {int(labels[n + e]): e for e in range(len(existing))}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.sparse as sp
 
 from services.planner.clustering.config import ClusteringConfig
 from services.planner.clustering.graph import (
@@ -40,7 +41,7 @@ def neighbours_for(n: int, degree: int) -> int:
 
 def max_topics_for(n: int, config: ClusteringConfig) -> int:
     """How far along the spectrum the eigengap is looked for."""
-    return max(1, min(n - 1, config.max_topics, max(8, n // 5)))
+    return max(1, min(n, config.max_topics, max(8, n // 5)))
 
 
 def spectral_topics(x: Matrix, config: ClusteringConfig, same: Labels | None = None) -> Labels:
@@ -68,18 +69,31 @@ def spectral_topics(x: Matrix, config: ClusteringConfig, same: Labels | None = N
     groups = merged[seeds]
     sizes = np.bincount(groups).astype(np.float64)
     m = sizes.size
-    if m <= 2:
+    if m == 1:
         return np.zeros(n, dtype=np.int64)
     # A keyword's neighbours are sought outside its own group: otherwise they would be
     # its variants, and a graph of variant cliques has no topic structure to read.
     degrees = sorted({neighbours_for(n, d) for d in config.degrees})
     idx, sims = nearest(x, degrees[-1], apart=groups)
+    # A group's own cohesion, as self-loops: each keyword linked to (up to) a few of its
+    # variants at the group's mean cosine. Without it, in a short list, a group whose only
+    # neighbours are weak links to another topic is pulled to it by the normalisation.
+    sums = group_sums(x, groups, m)
+    cohesion = np.maximum((np.einsum("ij,ij->i", sums, sums) - sizes) /
+                          np.maximum(sizes * (sizes - 1), 1), 0)
+    loops = sizes * cohesion
     kmax = max_topics_for(m, config)
     middle = degrees[len(degrees) // 2]
     chosen = []
     spec = None
     for d in degrees:
-        s = spectrum(coarse_graph(knn_graph(idx, sims, d), groups), kmax, vectors=d == middle)
+        graph = coarse_graph(knn_graph(idx, sims, d), groups)
+        if m <= 2 * d:
+            # Few groups: a keyword's d neighbours outside its group must include other
+            # topics, so the group's own weight has to be there to hold it together.
+            graph = (graph + sp.diags(loops * np.minimum(sizes - 1, config.group_loops))
+                     ).tocsr()
+        s = spectrum(graph, kmax, vectors=d == middle)
         chosen.append(eigengap_k(s, kmax))
         if d == middle:
             spec = s

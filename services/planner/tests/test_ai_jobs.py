@@ -38,11 +38,11 @@ from .conftest import (
 
 SHOES_AND_COFFEE = [
     {"keyword": "best running shoes", "volume": 900},
-    {"keyword": "running shoes for men", "volume": 400},
-    {"keyword": "trail running shoes", "volume": 300},
+    {"keyword": "best running shoes for men", "volume": 400},
+    {"keyword": "top running shoes", "volume": 300},
     {"keyword": "how to brew coffee", "volume": 800},
     {"keyword": "coffee brewing guide", "volume": 200},
-    {"keyword": "how to brew good coffee", "volume": 100},
+    {"keyword": "how to brew coffee at home", "volume": 100},
 ]
 
 

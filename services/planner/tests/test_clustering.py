@@ -86,6 +86,20 @@ def test_three_obvious_topics_whatever_the_suffix(
         "office chair", "standing desk", "massage chair"}
 
 
+@pytest.mark.parametrize("groups", [
+    [["best running shoes", "best running shoes for men", "top running shoes"],
+     ["how to brew coffee", "coffee brewing guide", "how to brew coffee guide"]],
+    [["dog food", "best dog food", "cheap dog food"],
+     ["cat food", "best cat food", "wet cat food"]],
+])
+def test_short_lists_find_their_topics(engine: LocalClusteringEngine,
+                                       groups: list[list[str]]) -> None:
+    keywords = [k for g in groups for k in g]
+    result = engine.cluster([KeywordInput(k) for k in keywords])
+    assert topic_groups(result, keywords) == sorted((set(g) for g in groups),
+                                                    key=lambda g: sorted(g))
+
+
 def test_user_topics_are_exactly_the_topics(engine: LocalClusteringEngine) -> None:
     keywords = [k for group in CHAIRS_AND_DESKS.values() for k in group]
     anchors = [TopicAnchor("Massage Chairs"), TopicAnchor("Standing Desks"),
@@ -170,8 +184,14 @@ def test_given_intent_is_kept_and_cluster_intent_follows_volume(
 ) -> None:
     result = engine.cluster([KeywordInput("dog food", 10, intent=Intent.NAVIGATIONAL)])
     assert result.clusters[0].keywords[0].intent is Intent.NAVIGATIONAL
-    mixed = engine.cluster([KeywordInput("best dog food", 500), KeywordInput("dog food", 10)])
-    assert [c.intent for c in mixed.clusters] == [Intent.COMMERCIAL]
+    # A page targets one intent: "best dog food" (comparing) and "buy dog food" (buying)
+    # are two pages of one topic, each with its keywords' intent.
+    mixed = engine.cluster([KeywordInput("best dog food", 500), KeywordInput("buy dog food", 10),
+                            KeywordInput("top dog food", 50)])
+    assert len({c.topic for c in mixed.clusters}) == 1
+    assert sorted(c.intent for c in mixed.clusters) == [Intent.COMMERCIAL, Intent.TRANSACTIONAL]
+    for c in mixed.clusters:
+        assert {k.intent for k in c.keywords} == {c.intent}
 
 
 def test_new_keywords_join_close_existing_cluster(engine: LocalClusteringEngine) -> None:
