@@ -5,8 +5,10 @@ few lines that call the kernel); a file that already exists is never overwritten
 package that holds domain code already gets the missing modules only. Then the service
 gets its ports in the registry (`igny8/services.py`), its prefix in the gateway's table
 (`gateway/routes.py`), and its compose and Kubernetes entries, cloned from the last
-service of the registry with names and ports changed. Each edit is skipped when the
-service is already there, so running the command twice changes nothing.
+service of the registry with names and ports changed: its manifests (without the model's
+consumer-lag triggers: the new service's consumers are its own), its migration Job, its
+database and role, and its share of PostgreSQL's max_connections. Each edit is skipped
+when the service is already there, so running the command twice changes nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from igny8.services import SERVICES, ServiceSpec
 
@@ -131,6 +136,35 @@ def add_to_prometheus(text: str, new: NewService) -> str:
     return _after(text, jobs, _clone(jobs, m, new))
 
 
+def without_consumer_triggers(manifest: str) -> str:
+    """A worker's ScaledObject without its `nats-jetstream` triggers (each a comment line
+    and the trigger's block), keeping the CPU one."""
+    return re.sub(r"  # Backlog: [^\n]*\n  - type: nats-jetstream\n(?:    [^\n]*\n)*", "",
+                  manifest)
+
+
+def connections_at_maximum(manifest: str) -> int:
+    """PostgreSQL connections a service's manifest can open: per Deployment its
+    `igny8.io/db-connections` times its autoscaler's maximum plus one surge pod."""
+    docs = [d for d in yaml.safe_load_all(manifest) if d]
+    maxima: dict[str, int] = {}
+    for doc in docs:
+        if doc["kind"] == "HorizontalPodAutoscaler":
+            maxima[doc["spec"]["scaleTargetRef"]["name"]] = doc["spec"]["maxReplicas"]
+        elif doc["kind"] == "ScaledObject":
+            maxima[doc["spec"]["scaleTargetRef"]["name"]] = doc["spec"]["maxReplicaCount"]
+    total = 0
+    for doc in docs:
+        per_pod = _annotations(doc).get("igny8.io/db-connections")
+        if per_pod is not None:
+            total += int(per_pod) * (maxima.get(doc["metadata"]["name"], 0) + 1)
+    return total
+
+
+def _annotations(doc: dict[str, Any]) -> dict[str, str]:
+    return doc.get("metadata", {}).get("annotations") or {}
+
+
 def add_to_kustomization(text: str, new: NewService) -> str:
     line = f"  - services/{new.model.name}.yaml\n"
     if f"services/{new.name}.yaml" in text:
@@ -146,10 +180,23 @@ def add_to_config(text: str, new: NewService) -> str:
     return _after(text, line, _clone(line, m, new))
 
 
-def add_to_postgres(text: str, new: NewService) -> str:
+def add_to_migrations(text: str, new: NewService) -> str:
+    line = f"  - {new.model.name}.yaml\n"
+    if f"  - {new.name}.yaml\n" in text:
+        return text
+    return _after(text, line, _clone(line, new.model, new))
+
+
+def add_to_postgres(text: str, new: NewService, added_connections: int = 0) -> str:
+    """The service's runtime role and database, and `added_connections` more on
+    max_connections (igny8/tests/test_deploy.py checks the sum)."""
     if f"igny8_{new.name}_app" in text:
         return text
     m = new.model
+    current = re.search(r"max_connections: '(\d+)'", text)
+    if current and added_connections:
+        text = text.replace(current.group(0),
+                            f"max_connections: '{int(current.group(1)) + added_connections}'")
     role = _span(text, f"    - name: igny8_{m.name}_app\n", f"name: igny8-{m.name}-db\n")
     text = _after(text, role, _clone(role, m, new))
     head = f"apiVersion: postgresql.cnpg.io/v1\nkind: Database\nmetadata:\n  name: igny8-{m.name}\n"
@@ -166,7 +213,7 @@ SHARED_EDITS = (
     ("deploy/prometheus/prometheus-compose.yml", add_to_prometheus),
     ("deploy/k8s/base/kustomization.yaml", add_to_kustomization),
     ("deploy/k8s/base/config.yaml", add_to_config),
-    ("deploy/k8s/base/postgres.yaml", add_to_postgres),
+    ("deploy/k8s/migrations/kustomization.yaml", add_to_migrations),
 )
 
 
@@ -182,11 +229,24 @@ def create(root: Path, new: NewService) -> list[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         done.append(f"created  services/{new.name}/{relative}")
-    manifest = root / "deploy" / "k8s" / "base" / "services" / f"{new.name}.yaml"
+    k8s = root / "deploy" / "k8s"
+    manifest = k8s / "base" / "services" / f"{new.name}.yaml"
     if not manifest.exists():
         model = manifest.with_name(f"{new.model.name}.yaml")
-        manifest.write_text(_clone(model.read_text(), new.model, new))
+        manifest.write_text(without_consumer_triggers(_clone(model.read_text(), new.model, new)))
         done.append(f"created  {manifest.relative_to(root)}")
+    job = k8s / "migrations" / f"{new.name}.yaml"
+    if not job.exists():
+        job.write_text(_clone(job.with_name(f"{new.model.name}.yaml").read_text(),
+                              new.model, new))
+        done.append(f"created  {job.relative_to(root)}")
+    postgres = k8s / "base" / "postgres.yaml"
+    before = postgres.read_text()
+    after = add_to_postgres(before, new, connections_at_maximum(manifest.read_text())
+                            + connections_at_maximum(job.read_text()))
+    if after != before:
+        postgres.write_text(after)
+        done.append(f"updated  {postgres.relative_to(root)}")
     for relative_path, edit in SHARED_EDITS:
         path = root / relative_path
         before = path.read_text()

@@ -109,6 +109,18 @@ CREDITS_HELD = Counter("igny8_credits_held_total", "Credits placed on hold", ["o
 CREDITS_CAPTURED = Counter("igny8_credits_captured_total", "Credits captured", ["operation"])
 AI_TOKENS = Counter("igny8_ai_tokens_total", "AI tokens used", ["function", "model", "direction"])
 AI_COST = Counter("igny8_ai_cost_usd_total", "AI cost in USD", ["function", "model"])
+CONSUMER_PENDING = Gauge(
+    "igny8_consumer_pending_messages",
+    "Messages waiting for a durable consumer (events or jobs), as the server last said",
+    ["stream", "consumer"],
+)
+WORKER_HEALTHY = Gauge(
+    "igny8_worker_healthy", "1 while every loop of the worker runs and NATS is connected",
+    ["service"],
+)
+WORKER_NATS_CONNECTED = Gauge(
+    "igny8_worker_nats_connected", "1 while the worker's NATS connection is up", ["service"],
+)
 UPSTREAM_ERRORS = Counter(
     "igny8_gateway_upstream_errors_total", "Upstream failures seen by the gateway",
     ["upstream", "kind"],

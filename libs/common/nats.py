@@ -24,6 +24,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 
 from libs.common.events import JOBS_PREFIX, JOBS_STREAM, stream_name, stream_subjects
+from libs.common.settings import JetStreamSettings
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,9 @@ async def _add_or_update_stream(js: JetStreamContext, config: StreamConfig) -> N
         await js.update_stream(config)
 
 
-async def ensure_event_stream(js: JetStreamContext, service: str) -> None:
+async def ensure_event_stream(js: JetStreamContext, service: str,
+                              limits: JetStreamSettings | None = None) -> None:
+    limits = limits or JetStreamSettings()
     await _add_or_update_stream(
         js,
         StreamConfig(
@@ -81,13 +84,17 @@ async def ensure_event_stream(js: JetStreamContext, service: str) -> None:
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=7 * 24 * 3600,
+            max_bytes=limits.stream_max_bytes,
+            num_replicas=limits.replicas,
             duplicate_window=120,
             discard=DiscardPolicy.OLD,
         ),
     )
 
 
-async def ensure_jobs_stream(js: JetStreamContext) -> None:
+async def ensure_jobs_stream(js: JetStreamContext,
+                             limits: JetStreamSettings | None = None) -> None:
+    limits = limits or JetStreamSettings()
     await _add_or_update_stream(
         js,
         StreamConfig(
@@ -95,24 +102,39 @@ async def ensure_jobs_stream(js: JetStreamContext) -> None:
             subjects=[f"{JOBS_PREFIX}.>"],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
+            max_bytes=limits.stream_max_bytes,
+            num_replicas=limits.replicas,
+            # Full: publishing fails (the outbox retries) rather than dropping queued jobs.
+            discard=DiscardPolicy.NEW,
             duplicate_window=120,
         ),
     )
 
 
-async def ensure_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
+async def ensure_bucket(js: JetStreamContext, bucket: str,
+                        limits: JetStreamSettings | None = None) -> KeyValue:
+    """The bucket, created with the configured copies and cap, or brought to them (a
+    bucket is the stream `KV_<bucket>`)."""
+    limits = limits or JetStreamSettings()
     try:
-        return await js.key_value(bucket)
+        kv = await js.key_value(bucket)
     except (NotFoundError, Exception):
         return await js.create_key_value(
             KeyValueConfig(bucket=bucket, history=1, ttl=BUCKET_TTLS.get(bucket),
-                           storage=StorageType.FILE)
+                           storage=StorageType.FILE, replicas=limits.replicas,
+                           max_bytes=limits.bucket_max_bytes)
         )
+    config = (await js.stream_info(f"KV_{bucket}")).config
+    if (config.num_replicas, config.max_bytes) != (limits.replicas, limits.bucket_max_bytes):
+        config.num_replicas, config.max_bytes = limits.replicas, limits.bucket_max_bytes
+        await js.update_stream(config)
+    return kv
 
 
 async def ensure_platform(js: JetStreamContext, *services: str) -> dict[str, Any]:
     """Everything a process of the platform may touch; idempotent."""
+    limits = JetStreamSettings()
     for service in services:
-        await ensure_event_stream(js, service)
-    await ensure_jobs_stream(js)
-    return {bucket: await ensure_bucket(js, bucket) for bucket in BUCKET_TTLS}
+        await ensure_event_stream(js, service, limits)
+    await ensure_jobs_stream(js, limits)
+    return {bucket: await ensure_bucket(js, bucket, limits) for bucket in BUCKET_TTLS}

@@ -6,6 +6,9 @@ nats-py 2.16 sends `idle_heartbeat` without `expires`, which the server rejects,
 the consumer. Instead, after a stretch of empty fetches we ask the server whether the
 consumer has messages waiting; if it does while we receive nothing (typically after a
 server restart), the subscription is stale and is bound again.
+
+Each consumer's backlog (`igny8_consumer_pending_messages`) is read from what the server
+says anyway: the pending count every delivered message carries, and that idle check.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from libs.common.aio import sleep_or_stop
+from libs.common.metrics import CONSUMER_PENDING
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,8 @@ async def _fetch_until_stale(
         idle = failures = 0
         for msg in msgs:
             await handle(msg)
+        with contextlib.suppress(Exception):  # not a JetStream message: nothing to read
+            CONSUMER_PENDING.labels(stream, durable).set(msgs[-1].metadata.num_pending)
 
 
 async def _messages_waiting(js: JetStreamContext, stream: str, durable: str) -> bool:
@@ -89,4 +95,5 @@ async def _messages_waiting(js: JetStreamContext, stream: str, durable: str) -> 
         info = await js.consumer_info(stream, durable, timeout=2.0)
     except Exception:  # the server is away: re-bind once it is back
         return True
+    CONSUMER_PENDING.labels(stream, durable).set(info.num_pending or 0)
     return bool(info.num_pending)

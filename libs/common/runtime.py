@@ -33,6 +33,7 @@ from libs.common import nats as nats_kernel
 from libs.common.consumer import EventConsumer
 from libs.common.db import Database
 from libs.common.logging import configure_logging
+from libs.common.metrics import WORKER_HEALTHY, WORKER_NATS_CONNECTED
 from libs.common.outbox import OutboxRelay
 from libs.common.settings import ServiceSettings
 from libs.common.telemetry import configure_tracing
@@ -103,12 +104,15 @@ class WorkerHealth:
 
     def healthy(self) -> bool:
         return (all(loop.state == "running" for loop in self.loops.values())
-                and self.nc is not None and bool(self.nc.is_connected))
+                and self.nats_connected())
+
+    def nats_connected(self) -> bool:
+        return self.nc is not None and bool(self.nc.is_connected)
 
     def report(self) -> dict[str, Any]:
         return {
             "status": "ok" if self.healthy() else "failing",
-            "nats": "ok" if self.nc is not None and self.nc.is_connected else "down",
+            "nats": "ok" if self.nats_connected() else "down",
             "loops": {name: vars(loop) for name, loop in self.loops.items()},
         }
 
@@ -194,6 +198,9 @@ async def run_worker(
     configure_logging(f"{service}-worker", settings.log_level)
     configure_tracing(f"{service}-worker", settings.otlp_endpoint)
     health = WorkerHealth()
+    # /healthz as metrics, read at each scrape (alerts cannot read /healthz).
+    WORKER_HEALTHY.labels(service).set_function(lambda: float(health.healthy()))
+    WORKER_NATS_CONNECTED.labels(service).set_function(lambda: float(health.nats_connected()))
     server = None
     if settings.metrics_port:
         server = await serve_health(health, settings.metrics_host, settings.metrics_port)
@@ -225,7 +232,7 @@ async def run_worker(
     finally:
         log.info("worker stopping")
         ctx.stop.set()
-        _done, pending = await asyncio.wait(running, timeout=10)
+        _done, pending = await asyncio.wait(running, timeout=settings.worker_drain_seconds)
         for t in pending:
             t.cancel()
         for t in pending:
@@ -236,6 +243,9 @@ async def run_worker(
         await db.dispose()
         if server is not None:
             await server.cleanup()
+        for gauge in (WORKER_HEALTHY, WORKER_NATS_CONNECTED):
+            with contextlib.suppress(KeyError):
+                gauge.remove(service)
     if failed is not None:
         raise failed
 

@@ -60,3 +60,21 @@ class ServiceSettings(PlatformSettings):
     # there; Kubernetes and compose set 0.0.0.0, where Prometheus scrapes the pod's address).
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
+    # On SIGTERM a worker stops taking work and waits this long for what runs (a job) to
+    # finish before cancelling it; Kubernetes' grace period must be longer.
+    worker_drain_seconds: float = 10.0
+
+
+class JetStreamSettings(BaseSettings):
+    """How the streams and KV buckets are created (`IGNY8_NATS_*`): copies per NATS
+    cluster node and size caps. Read where they are provisioned, by every process alike, so
+    a consumer that provisions another service's stream creates it the same way."""
+
+    model_config = SettingsConfigDict(env_prefix="IGNY8_NATS_", extra="ignore")
+
+    # 1 for a single server (igny8 up, tests); 3 on the 3-node cluster of deploy/k8s.
+    replicas: int = Field(default=1, ge=1, le=5)
+    # Per event stream and for the jobs stream; events drop their oldest messages at the
+    # cap, the jobs stream refuses new ones (a job is never silently dropped).
+    stream_max_bytes: int = Field(default=2 * 1024**3, ge=1024**2)
+    bucket_max_bytes: int = Field(default=512 * 1024**2, ge=1024**2)

@@ -129,3 +129,38 @@ def test_the_worker_process_exits_non_zero_when_a_loop_keeps_failing(
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr[-2000:]
     assert "broken failed 2 times" in done.stdout + done.stderr
+
+
+async def test_health_is_exported_as_metrics_and_a_stop_drains_running_work(
+        kernel_db_info: ServiceDatabase, nats_url: str) -> None:
+    """Alerts read /healthz as `igny8_worker_healthy` and `igny8_worker_nats_connected`;
+    on stop, work in flight gets `worker_drain_seconds` to finish (Kubernetes' grace
+    period is sized from it), not a fixed 10 s."""
+    settings = worker_settings(kernel_db_info, nats_url).model_copy(
+        update={"worker_drain_seconds": 30.0})
+    finished = asyncio.Event()
+
+    async def long_job(ctx: WorkerContext) -> None:
+        await ctx.stop.wait()
+        await asyncio.sleep(0.5)  # a job still running when SIGTERM came
+        finished.set()
+
+    async def exported() -> str:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"http://127.0.0.1:{settings.metrics_port}/metrics")).text
+
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, tasks=[long_job], stop=stop,
+                                            restart=QUICK))
+    try:
+        await until(lambda: _contains(exported(), 'igny8_worker_healthy{service="kernel"} 1.0'),
+                    "the health gauge")
+        assert 'igny8_worker_nats_connected{service="kernel"} 1.0' in await exported()
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 60)
+    assert finished.is_set()
+
+
+async def _contains(text: Awaitable[str], wanted: str) -> bool:
+    return wanted in await text
