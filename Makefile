@@ -5,7 +5,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
-.PHONY: install system-packages up test lint bench clean
+.PHONY: install system-packages up test lint bench clean deploy-check
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "==> Preparing $(VENV) (Python $$(python3 -c 'import sys; print(sys.version.split()[0])'))"
@@ -27,6 +27,11 @@ system-packages:
 
 test: install system-packages
 	@$(VENV)/bin/pytest
+
+# Renders deploy/k8s (base, overlays), validates every object, runs checkov and promtool
+# (deploy/check.py); offline. `make test` runs it too (tests/test_deploy_check.py).
+deploy-check: install system-packages
+	@$(PY) deploy/check.py
 
 lint: install
 	@$(VENV)/bin/ruff check .

@@ -37,7 +37,14 @@ from gateway.http1 import (
 from gateway.idempotency import REPLAY_HEADER, Claim, IdempotencyStore, fingerprint, valid_key
 from gateway.ratelimit import RateLimiter, caller_key, lockout_headers
 from gateway.request import RequestHead, RequestLog, RequestRecord
-from gateway.routes import AUTH_FAILURE_SCOPE, GATEWAY, WRITE_METHODS, Resolved, RouteTable
+from gateway.routes import (
+    AUTH_FAILURE_SCOPE,
+    GATEWAY,
+    PUBLIC_GATEWAY_PATHS,
+    WRITE_METHODS,
+    Resolved,
+    RouteTable,
+)
 from gateway.settings import GatewaySettings
 from libs.common import telemetry
 from libs.common.logging import account_id_var, request_id_var, user_id_var
@@ -605,7 +612,10 @@ class Pipeline:
         ctx.total_ms = elapsed * 1000
         # Any other method is one label: clients choose methods, series must stay few.
         method = ctx.method if ctx.method in ALLOWED_METHODS else "OTHER"
-        HTTP_METRICS.record("gateway", method, ctx.service or "unmatched", ctx.status, elapsed)
+        route = ctx.service or "unmatched"
+        if route == GATEWAY and ctx.path in PUBLIC_GATEWAY_PATHS:
+            route = ctx.path  # scrapes and probes, which dashboards leave out of traffic
+        HTTP_METRICS.record("gateway", method, route, ctx.status, elapsed)
         if ctx.status >= 500:
             log.error("%s %s -> %d", ctx.method, ctx.path, ctx.status,
                       extra={"fields": {"status": ctx.status, "ms": round(elapsed * 1e3, 2)}})

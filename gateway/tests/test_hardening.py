@@ -126,6 +126,31 @@ async def test_metrics_are_not_served_to_the_public(make_gateway: GatewayFactory
             assert (await outsider.get("/metrics")).status_code == 404
 
 
+async def test_scrapes_and_probes_are_counted_apart_from_traffic(
+        make_gateway: GatewayFactory) -> None:
+    """Dashboards count the gateway's traffic without Prometheus's scrapes and the
+    kubelet's probes: those carry their path as the route, not `gateway`."""
+    from prometheus_client import REGISTRY
+
+    def count(route: str, path_status: str = "200") -> float:
+        return REGISTRY.get_sample_value("igny8_http_requests_total", {
+            "service": "gateway", "method": "GET", "route": route,
+            "status": path_status}) or 0.0
+
+    async with make_gateway(metrics_port=9998) as gw:
+        before = {route: count(route) for route in ("/metrics", "/healthz", "gateway")}
+        transport = httpx.ASGITransport(app=gw.app,  # type: ignore[attr-defined]
+                                        client=("10.0.0.7", 5000))
+        async with httpx.AsyncClient(transport=transport,
+                                     base_url="http://testserver:9998") as scraper:
+            assert (await scraper.get("/metrics")).status_code == 200
+        assert (await gw.get("/healthz")).status_code == 200
+        assert (await gw.get("/api/v1/system/ping/")).status_code == 200
+        assert count("/metrics") == before["/metrics"] + 1
+        assert count("/healthz") == before["/healthz"] + 1
+        assert count("gateway") == before["gateway"] + 1
+
+
 async def test_answers_carry_no_server_timing_and_are_not_stored(
         gw: httpx.AsyncClient, make_gateway: GatewayFactory) -> None:
     login = await gw.post("/api/v1/auth/login/", json={"email": "a@b.c", "password": "x"},

@@ -301,3 +301,18 @@ def test_compose_prometheus_scrapes_the_gateway_metrics_port() -> None:
     scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus-compose.yml").read_text())
     jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
     assert jobs["igny8-gateway"]["static_configs"][0]["targets"] == [f"gateway:{port}"]
+
+
+def test_kubernetes_prometheus_discovers_the_pods_and_loads_the_rules() -> None:
+    """What promtool cannot check here (Debian builds Prometheus without Kubernetes
+    discovery): pods of the igny8 namespace, kept by annotation, job = their name."""
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    (igny8,) = [job for job in config["scrape_configs"] if job["job_name"] == "igny8"]
+    (discovery,) = igny8["kubernetes_sd_configs"]
+    assert discovery == {"role": "pod", "namespaces": {"names": ["igny8"]}}
+    targets = {rule.get("target_label") for rule in igny8["relabel_configs"]}
+    assert {"__address__", "__metrics_path__", "job"} <= targets
+    kustomization = yaml.safe_load((DEPLOY / "prometheus" / "kustomization.yaml").read_text())
+    (generator,) = kustomization["configMapGenerator"]
+    assert "rules/igny8.yml" in generator["files"]
+    assert config["rule_files"] == ["/etc/prometheus/igny8.yml"]
