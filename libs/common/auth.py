@@ -108,6 +108,7 @@ class PlanDoc(AuthDoc):
     id: int
     slug: str = ""
     max_keywords: int = 0
+    max_author_profiles: int = 0
     is_active: bool = True
 
 

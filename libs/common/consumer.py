@@ -23,6 +23,7 @@ from sqlalchemy import insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from libs.common import nats as nats_kernel
 from libs.common.db import Database, TenantScope
 from libs.common.events import Event
 from libs.common.metrics import EVENTS_CONSUMED
@@ -60,8 +61,13 @@ class EventConsumer:
     batch: int = 64
     scope: Callable[[Event], TenantScope] = default_scope
     nak_delays: Sequence[float] = field(default_factory=lambda: (0.5, 1, 2, 5, 10, 30))
+    # The service whose stream this reads, when it may not exist yet (the consuming
+    # service started first): provisioned with that service's own configuration.
+    source: str | None = None
 
     async def provision(self) -> None:
+        if self.source is not None:
+            await nats_kernel.ensure_event_stream(self.js, self.source)
         config = ConsumerConfig(
             durable_name=self.name,
             ack_policy=AckPolicy.EXPLICIT,

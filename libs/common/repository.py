@@ -60,7 +60,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
-from libs.common.ids import MAX_BIGINT, BigInt
+from libs.common.ids import MAX_BIGINT, BigInt, Id
 from libs.common.pagination import PageParams, page_params
 from libs.common.problems import ValidationFailed
 
@@ -358,6 +358,14 @@ class FilterSet:
 
 class NoFilters(FilterSet):
     """For lists that take no filters."""
+
+
+class SiteFilters(FilterSet):
+    """`site_id` and `sector_id`, which every list of site-and-sector rows takes (the
+    reference's query parameters): a list's filters inherit them."""
+
+    site_id = Equals(Id)
+    sector_id = Equals(Id)
 
 
 # --- a list request and its answer ---------------------------------------------------

@@ -107,6 +107,18 @@ def new_key(account_id: int, kind: str, content_type: str) -> str:
     return f"accounts/{account_id}/{kind}/{uuid.uuid4().hex}.{ext}"
 
 
+def named_key(account_id: int, kind: str, name: str, content_type: str) -> str:
+    """A key in the account's namespace whose name the caller chooses (letters, digits,
+    `-` and `_`): a job that stores a file under a name derived from its row and the
+    bytes' hash overwrites its own file when it is retried, and leaves no orphan."""
+    ext = EXTENSIONS.get(content_type)
+    if ext is None:
+        raise InvalidKey(f"content type {content_type!r} is not one the storage keeps")
+    key = f"accounts/{account_id}/{kind}/{name}.{ext}"
+    check_key(key, account_id)
+    return key
+
+
 def check_key(key: str, account_id: int) -> str:
     """The key's content type, after checking the key is well formed and inside
     `account_id`'s namespace."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -116,3 +116,21 @@ async def get_system_uow(request: Request) -> AsyncIterator[UnitOfWork]:
 UoW = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
 PublicUoW = Annotated[UnitOfWork, Depends(get_public_uow, scope="function")]
 SystemUoW = Annotated[UnitOfWork, Depends(get_system_uow, scope="function")]
+
+
+S = TypeVar("S")
+
+
+def service_dependency(
+    build: Callable[[Request, UnitOfWork, Principal], S],
+    who: Callable[..., Coroutine[Any, Any, Principal]] = get_principal,
+) -> Callable[..., Coroutine[Any, Any, S]]:
+    """A dependency giving an endpoint its service, made by `build` for the caller (`who`
+    says who may call: `get_principal`, `require_role("editor")`...) in the request's
+    unit of work: `Keywords = Annotated[KeywordService, Depends(service_dependency(...))]`."""
+
+    async def provide(request: Request, uow: UoW,
+                      principal: Principal = Depends(who)) -> S:
+        return build(request, uow, principal)
+
+    return provide

@@ -8,6 +8,7 @@ envelope); bulk actions answer `data` + `message`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
@@ -22,10 +23,10 @@ from libs.common.repository import Ordering
 from libs.common.security import Principal
 from libs.common.tenancy import (
     CurrentPrincipal,
-    UoW,
     get_principal,
     request_unit_of_work,
     require_role,
+    service_dependency,
 )
 from libs.common.uow import UnitOfWork
 from services.planner import schemas as s
@@ -50,11 +51,7 @@ def _service(kind: type[S], request: Request, uow: UnitOfWork, principal: Princi
 
 def _provider(kind: type[S], who: Callable[..., Coroutine[Any, Any, Principal]]
               ) -> Callable[..., Coroutine[Any, Any, S]]:
-    async def provide(request: Request, uow: UoW,
-                      principal: Principal = Depends(who)) -> S:
-        return _service(kind, request, uow, principal)
-
-    return provide
+    return service_dependency(functools.partial(_service, kind), who)
 
 
 _editor = require_role("editor")

@@ -20,6 +20,7 @@ from libs.common.auth import AuthClient
 from libs.common.billing import BillingClient
 from libs.common.db import Database
 from libs.common.jobs import JobFailed
+from libs.common.outbound import OutboundPolicy
 from libs.common.repository import Visibility
 from libs.common.tenancy import UnitOfWork
 from services.planner import events
@@ -152,7 +153,8 @@ class PlannerJobs:
         auth = auth or AuthClient(
             billing.nc, timeout=min(settings.command_timeout_seconds, AI_SETTINGS_TIMEOUT_SECONDS))
         self.runner = AIJobRunner(db, AI_TASK_LOGS, billing, auth,
-                                  max_deliver=settings.job_max_deliver)
+                                  max_deliver=settings.job_max_deliver,
+                                  policy=OutboundPolicy.from_settings(settings))
         self.bodies = {AUTO_CLUSTER: self.cluster, AUTO_GENERATE_IDEAS: self.ideas}
         self.auto_cluster = self.runner.handler(AUTO_CLUSTER, self.cluster)
         self.auto_generate_ideas = self.runner.handler(AUTO_GENERATE_IDEAS, self.ideas)

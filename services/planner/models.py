@@ -32,6 +32,7 @@ from sqlmodel import Field, SQLModel
 
 from libs.common.ai_jobs import ai_task_logs_in
 from libs.common.columns import created_timestamp, one_of, optional_timestamp
+from libs.common.content_kinds import ContentStructure, ContentType
 from libs.common.directory import Directory
 from services.planner.intent import Intent
 
@@ -39,7 +40,9 @@ LIVE = text("deleted_at IS NULL")
 
 
 # One enum per status or choice: the tables' CHECKs, the schemas (OpenAPI enums) and the
-# list filters read the same values. Keywords' intents are `intent.Intent`.
+# list filters read the same values. Keywords' intents are `intent.Intent`; ideas' content
+# types and structures are the platform's (`libs/common/content_kinds.py`, shared with
+# writer).
 
 
 class KeywordStatus(StrEnum):
@@ -58,23 +61,6 @@ class IdeaStatus(StrEnum):
     NEW = "new"
     QUEUED = "queued"
     COMPLETED = "completed"
-
-
-class ContentType(StrEnum):
-    POST = "post"
-    PAGE = "page"
-    PRODUCT = "product"
-    TAXONOMY = "taxonomy"
-
-
-class ContentStructure(StrEnum):
-    ARTICLE = "article"
-    GUIDE = "guide"
-    LISTICLE = "listicle"
-    HOW_TO = "how_to"
-    COMPARISON = "comparison"
-    REVIEW = "review"
-    LANDING_PAGE = "landing_page"
 
 
 class PlannerModel(SQLModel, registry=registry()):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -32,7 +32,7 @@ from sqlalchemy import Table, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.ai import AIError, AIProviderError, AIResponseInvalid, Usage
-from libs.common.ai.openai import OpenAIProvider
+from libs.common.ai.openai import DEFAULT_IMAGE_MODEL, OpenAIProvider
 from libs.common.ai.pricing import cost_usd
 from libs.common.ai_jobs.log import Charge, TaskLogRepository, holds_of
 from libs.common.ai_jobs.request import AIFunction
@@ -42,8 +42,13 @@ from libs.common.db import Database, TenantScope
 from libs.common.events import Event
 from libs.common.jobs import JobContext, JobFailed, JobHandler, JobWorker, TaskProgress
 from libs.common.metrics import AI_COST, AI_TOKENS
+from libs.common.outbound import OutboundPolicy
 from libs.common.problems import DomainError, ServiceUnavailable
 from libs.common.uow import UnitOfWork, unit_of_work
+
+# The longest one call to the account's model may take (a long article is written in one
+# completion); the outbound guard's own limit is raised to it.
+AI_CALL_TIMEOUT_SECONDS = 120.0
 
 # Runs in the job's final transaction: the job's writes; returns the job's result.
 Saver = Callable[[UnitOfWork], Awaitable[dict[str, Any]]]
@@ -139,12 +144,15 @@ class AIJobRunner:
     """The worker side of a service's billed AI jobs."""
 
     def __init__(self, db: Database, log: Table, billing: BillingClient, auth: AuthClient, *,
-                 max_deliver: int) -> None:
+                 max_deliver: int, policy: OutboundPolicy | None = None) -> None:
         self.db = db
         self.log = log
         self.billing = billing
         self.auth = auth
         self.max_deliver = max_deliver
+        # The outbound guard every call to the account's provider goes through (the
+        # tenant chose its `base_url`): `OutboundPolicy.from_settings(settings)`.
+        self.policy = policy or OutboundPolicy()
 
     def handler(self, function: AIFunction, body: JobBody) -> JobHandler:
         """`body` as a job of the kernel's job worker (`libs/common/jobs.JobWorker`)."""
@@ -244,8 +252,11 @@ class AIJobRunner:
             yield ai, None
             return
         try:
+            policy = replace(self.policy, total_timeout=max(self.policy.total_timeout,
+                                                            AI_CALL_TIMEOUT_SECONDS))
             provider = OpenAIProvider(ai.openai.base_url, ai.openai.api_key,
-                                      chat_model=ai.openai.model)
+                                      chat_model=ai.openai.model, policy=policy,
+                                      image_model=ai.openai.image_model or DEFAULT_IMAGE_MODEL)
         except AIError as exc:
             raise JobFailed(f"The OpenAI settings cannot be used: {exc.message}") from exc
         ctx.report.step("PREP", provider="openai", model=ai.openai.model)

@@ -35,7 +35,8 @@ class DirectoryAccess:
         return self.principal.account_id
 
     async def account(self) -> dict[str, Any] | None:
-        """Status, deletion and plan limits (`max_keywords`) as auth last said; None
+        """Status, deletion and plan limits (`max_keywords`, `max_author_profiles`) as auth
+        last said; None
         while the directory has not heard of the account."""
         return await self.repo.account(self.account_id)
 
@@ -59,28 +60,46 @@ class DirectoryAccess:
         self._visibility = Visibility(self.account_id, site_ids)
         return self._visibility
 
+    async def site(self, site_id: int) -> dict[str, Any]:
+        """The caller's site, active: 404 for a site that is not the account's, 403 for
+        one not granted to the caller, 400 naming `site_id` for an inactive one."""
+        site, _ = await self._site_and_sector(site_id, None)
+        if not site["is_active"]:
+            raise ValidationFailed.field("site_id", "The site is not active.")
+        return site
+
     async def site_and_sector(self, site_id: int,
                               sector_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """The caller's site and its sector, both active: 404 for a site that is not the
         account's, 403 for one not granted to the caller, 400 naming `sector_id` for a
         sector of another site or an inactive one."""
+        site, sector = await self._site_and_sector(site_id, sector_id)
+        if sector is None or sector["site_id"] != site_id:
+            raise ValidationFailed.field("sector_id", "This sector does not belong to the site.")
+        if not site["is_active"] or not sector["is_active"]:
+            raise ValidationFailed.field("sector_id", "The site or sector is not active.")
+        return site, sector
+
+    async def _site_and_sector(self, site_id: int, sector_id: int | None
+                               ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The site (404, 403 as above) and the sector when asked, asking auth once when
+        the directory has not heard of either yet."""
         vis = await self.visibility()
         site = await self.repo.site(self.account_id, site_id)
-        sector = await self.repo.sector(self.account_id, sector_id)
-        if (site is None or sector is None) and self.auth is not None:
+        sector = None if sector_id is None else await self.repo.sector(self.account_id,
+                                                                         sector_id)
+        if (site is None or (sector_id is not None and sector is None)) \
+                and self.auth is not None:
             found = await self.auth.lookup_site(self.account_id, site_id)
             if found is not None and found.site.account_id == self.account_id:
                 await self.repo.upsert_site(found.site.model_dump())
                 for s in found.sectors:
                     await self.repo.upsert_sector(s.model_dump())
                 site = await self.repo.site(self.account_id, site_id)
-                sector = await self.repo.sector(self.account_id, sector_id)
+                if sector_id is not None:
+                    sector = await self.repo.sector(self.account_id, sector_id)
         if site is None:
             raise NotFound("Site not found.")
         if not vis.may_see(site_id):
             raise PermissionDenied("You do not have access to this site.")
-        if sector is None or sector["site_id"] != site_id:
-            raise ValidationFailed.field("sector_id", "This sector does not belong to the site.")
-        if not site["is_active"] or not sector["is_active"]:
-            raise ValidationFailed.field("sector_id", "The site or sector is not active.")
         return site, sector

@@ -8,7 +8,6 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common import nats as nats_kernel
 from libs.common.auth import AccountDoc, PlanDoc, SectorDoc, SiteAccessDoc, SiteDoc
 from libs.common.consumer import EventConsumer, PermanentError, default_scope
 from libs.common.db import Database
@@ -56,12 +55,10 @@ async def apply_auth_event(session: AsyncSession, tables: DirectoryTables, event
 
 
 class AuthEventConsumer(EventConsumer):
-    """A durable consumer of auth's stream. Auth's stream may not exist yet when the
-    consuming service starts first: it is provisioned with auth's own configuration."""
+    """A durable consumer of auth's stream (provisioned first when auth has not yet)."""
 
-    async def provision(self) -> None:
-        await nats_kernel.ensure_event_stream(self.js, "auth")
-        await super().provision()
+    def __post_init__(self) -> None:
+        self.source = "auth"
 
 
 def directory_consumer(db: Database, js: Any, tables: DirectoryTables, *, service: str,

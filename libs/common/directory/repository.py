@@ -95,7 +95,7 @@ class DirectoryRepository:
         accounts, plans = self.t.accounts, self.t.plans
         row = (await self.session.execute(
             select(accounts.c.status, accounts.c.deleted, accounts.c.plan_id,
-                   plans.c.max_keywords)
+                   plans.c.max_keywords, plans.c.max_author_profiles)
             .select_from(accounts.outerjoin(plans, plans.c.id == accounts.c.plan_id))
             .where(accounts.c.account_id == account_id))).mappings().first()
         return dict(row) if row else None

@@ -55,6 +55,8 @@ def directory_tables_in(metadata: MetaData) -> DirectoryTables:
             Column("id", BigInteger, primary_key=True, autoincrement=False),
             Column("slug", String(100), nullable=False),
             Column("max_keywords", Integer, nullable=False, default=0),
+            Column("max_author_profiles", Integer, nullable=False, default=0,
+                   server_default="0"),
             Column("is_active", Boolean, nullable=False, default=True),
             _occurred(),
         ),

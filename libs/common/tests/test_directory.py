@@ -95,13 +95,14 @@ async def test_events_fold_in_newest_first(db: Database) -> None:
 
     plan = next(_ids)
     await apply(db, Event(type="auth.plan.created", data={"id": plan, "slug": "tiny",
-                                                          "max_keywords": 7, "name": "Tiny"}),
+                                                          "max_keywords": 7, "name": "Tiny",
+                                                          "max_author_profiles": 3}),
                 Event(type="auth.account.updated", account_id=a, data={
                     "account_id": a, "status": "active", "plan_id": plan, "name": "A"}))
     async with db.session(TenantScope.account(a)) as session:
         account = await DIRECTORY.repository(session).account(a)
     assert account == {"status": "active", "deleted": False, "plan_id": plan,
-                       "max_keywords": 7}
+                       "max_keywords": 7, "max_author_profiles": 3}
     with pytest.raises(PermanentError):
         await apply(db, Event(type="auth.site.created", account_id=a, data={"name": "no id"}))
     with pytest.raises(PermanentError):

@@ -43,7 +43,7 @@ def planner_db_info(make_database: DatabaseFactory) -> ServiceDatabase:
 def planner_settings(planner_db_info: ServiceDatabase, nats_url: str) -> PlannerSettings:
     return PlannerSettings(
         database_url=planner_db_info.app_url, nats_url=nats_url, environment="test",
-        command_timeout_seconds=2.0, job_ack_wait_seconds=2.0,
+        command_timeout_seconds=2.0, job_ack_wait_seconds=2.0, outbound_allow_private=True,
     )
 
 

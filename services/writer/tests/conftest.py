@@ -1,0 +1,179 @@
+"""Writer's tests run against its migrated database, real NATS, the app in-process and,
+where jobs run, its real worker. Billing's real worker (`billing`, a `Ledger`) and auth's
+commands answered by a fake (`fake_auth`) come from billing's and the kernel's test
+helpers; files go to a temporary folder through the kernel's storage."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from nats.aio.client import Client as NATS
+from sqlalchemy import text
+
+from libs.common import nats as nats_kernel
+from libs.common.db import Database, TenantScope
+from libs.common.events import Event
+from libs.common.jobs import TaskProgress
+from libs.common.provision import ServiceDatabase
+from libs.common.testing.apps import running_app
+from libs.common.testing.factories import Factories, Tenant, next_id
+from libs.common.testing.fake_auth import FakeAuth, answering_auth
+from libs.common.testing.plugin import DatabaseFactory, MakeSettings
+from libs.common.testing.tokens import TestIssuer
+from libs.common.uow import unit_of_work
+from services.billing.testing import Ledger, running_billing
+from services.writer.main import create_app
+from services.writer.models import DIRECTORY
+from services.writer.settings import MIGRATIONS, WriterSettings
+
+__all__ = ["FakeAuth", "Ledger", "Tenant", "next_id"]  # the tests import them from here
+
+API = "/api/v1/writer"
+
+
+@pytest.fixture(scope="package")
+def writer_db_info(make_database: DatabaseFactory) -> ServiceDatabase:
+    return make_database("writer", MIGRATIONS)
+
+
+@pytest.fixture(scope="package")
+def settings(writer_db_info: ServiceDatabase, nats_url: str,
+             tmp_path_factory: pytest.TempPathFactory) -> WriterSettings:
+    return WriterSettings(
+        database_url=writer_db_info.app_url, nats_url=nats_url, environment="test",
+        command_timeout_seconds=2.0, job_ack_wait_seconds=2.0, outbound_allow_private=True,
+        storage_dir=tmp_path_factory.mktemp("writer-files"),
+        public_url="http://gateway.test")
+
+
+@pytest.fixture(scope="package")
+async def writer_db(writer_db_info: ServiceDatabase) -> AsyncIterator[Database]:
+    db = Database(writer_db_info.app_url)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture(scope="package")
+async def fake_auth(nc: NATS) -> AsyncIterator[FakeAuth]:
+    async with answering_auth(nc) as auth:
+        yield auth
+
+
+@pytest.fixture(scope="package")
+async def billing(make_settings: MakeSettings, nc: NATS) -> AsyncIterator[Ledger]:
+    async with running_billing(make_settings, nc) as ledger:
+        yield ledger
+
+
+@pytest.fixture(scope="package")
+async def client(settings: WriterSettings, issuer: TestIssuer, fake_auth: FakeAuth,
+                 billing: Ledger) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(create_app(settings, keys_fetcher=issuer.fetcher())) as c:
+        yield c
+
+
+MakeTenant = Callable[..., Awaitable[Tenant]]
+
+
+@pytest.fixture
+def make_tenant(factories: Factories, fake_auth: FakeAuth, billing: Ledger) -> MakeTenant:
+    async def make(credits: int = 1000) -> Tenant:
+        tenant = factories.tenant()
+        tenant.site_id, tenant.sector_ids = fake_auth.add_site(tenant.account_id)
+        await billing.fund(tenant.account_id, credits)
+        return tenant
+
+    return make
+
+
+@pytest.fixture
+async def tenant(make_tenant: MakeTenant) -> Tenant:
+    return await make_tenant()
+
+
+async def set_plan(db: Database, account_id: int, **limits: Any) -> None:
+    """What auth's events would have told the directory: the account on a plan."""
+    plan_id = next_id()
+    async with unit_of_work(db, TenantScope.system()) as uow:
+        directory = DIRECTORY.repository(uow.session)
+        await directory.upsert_plan({"id": plan_id, "slug": f"plan-{plan_id}", **limits})
+        await directory.upsert_account({"account_id": account_id, "plan_id": plan_id})
+
+
+async def create(client: httpx.AsyncClient, t: Tenant, path: str,
+                 *bodies: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows made through the API (`path` under `/api/v1/`), each answered 201."""
+    out = []
+    for body in bodies:
+        r = await client.post(f"/api/v1/{path}", json=body, headers=t.headers())
+        assert r.status_code == 201, r.text
+        out.append(r.json())
+    return out
+
+
+def in_sector(t: Tenant, **fields: Any) -> dict[str, Any]:
+    """A body in the tenant's site and first sector."""
+    return {"site_id": t.site_id, "sector_id": t.sector_id, **fields}
+
+
+async def publish(nc: NATS, event: Event, *, msg_id: str | None = None) -> None:
+    """An event as another service's outbox relay sends it."""
+    js = nc.jetstream()
+    await nats_kernel.ensure_event_stream(js, event.service)
+    await js.publish(event.subject, event.model_dump_json().encode(),
+                     headers={"Nats-Msg-Id": msg_id or str(event.id)})
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+async def task_progress(nc: NATS) -> TaskProgress:
+    buckets = await nats_kernel.ensure_platform(nc.jetstream(), "writer")
+    return TaskProgress(buckets[nats_kernel.TASK_PROGRESS_BUCKET])
+
+
+async def finished_task(progress: TaskProgress, task_id: str,
+                        timeout: float = 60) -> dict[str, Any]:
+    """The task's final progress document, with the phases seen on the way."""
+    seen: list[str] = []
+
+    async def done() -> bool:
+        doc = await progress.get(task_id)
+        if doc and doc["meta"].get("phase") not in seen[-1:]:
+            seen.append(doc["meta"]["phase"])
+        return bool(doc and doc["state"] in ("SUCCESS", "FAILURE"))
+
+    await eventually(done, timeout)
+    doc = await progress.get(task_id)
+    assert doc is not None
+    doc["phases_seen"] = seen
+    return doc
+
+
+async def rows(db: Database, account_id: int, sql: str, **params: Any) -> list[dict[str, Any]]:
+    """Rows of the writer database as the account sees them."""
+    async with db.session(TenantScope.account(account_id), read_only=True) as s:
+        result = await s.execute(text(sql), {"a": account_id, **params})
+        return [dict(r) for r in result.mappings()]
+
+
+async def task_log(db: Database, account_id: int, task_id: str) -> dict[str, Any]:
+    (row,) = await rows(db, account_id, "SELECT * FROM ai_task_logs WHERE task_id = :t",
+                        t=uuid.UUID(task_id))
+    return row
+
+
+def storage_root(settings: WriterSettings) -> Path:
+    return settings.local_storage_dir()

@@ -1,0 +1,257 @@
+"""Tasks, content, images, taxonomies and author profiles through the API: every filter,
+search, ordering and bulk action the reference lists; bodies read as DRF reads them;
+another tenant's rows are 404."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from libs.common.db import Database
+
+from .conftest import API, MakeTenant, Tenant, create, in_sector, set_plan
+
+
+def ids(answer: httpx.Response) -> list[int]:
+    assert answer.status_code == 200, answer.text
+    return [r["id"] for r in answer.json()["results"]]
+
+
+async def three_tasks(client: httpx.AsyncClient, t: Tenant) -> list[dict[str, Any]]:
+    return await create(client, t, "writer/tasks/",
+                        in_sector(t, title="Best espresso grinders", keywords="grinder, burr",
+                                  content_type="post", content_structure="comparison",
+                                  word_count=1800, cluster_id=11),
+                        in_sector(t, title="How to descale a kettle", keywords="limescale",
+                                  content_type="page", content_structure="how_to",
+                                  word_count=900, status="review", cluster_id=12),
+                        {"site_id": t.site_id, "sector_id": t.sector_ids[1],
+                         "title": "Tea for beginners", "keywords": "green tea, burr-free",
+                         "word_count": 1200, "status": "archived"})
+
+
+async def test_task_filters_search_ordering_and_bulk_actions(
+        client: httpx.AsyncClient, tenant: Tenant) -> None:
+    grinders, kettle, tea = await three_tasks(client, tenant)
+    h = tenant.headers()
+    assert grinders["status"] == "draft"
+    assert grinders["content_id"] is None
+    get = lambda q: client.get(f"{API}/tasks/?{q}", headers=h)  # noqa: E731
+    assert ids(await get("")) == [tea["id"], kettle["id"], grinders["id"]]
+    assert ids(await get("status=review")) == [kettle["id"]]
+    assert ids(await get("cluster_id=11")) == [grinders["id"]]
+    assert ids(await get("content_type=page")) == [kettle["id"]]
+    assert ids(await get("content_structure=comparison")) == [grinders["id"]]
+    assert ids(await get(f"site_id={tenant.site_id}&sector_id={tenant.sector_ids[1]}")) == [
+        tea["id"]]
+    assert ids(await get("search=BURR")) == [tea["id"], grinders["id"]]    # title or keywords
+    assert ids(await get("search=kettle")) == [kettle["id"]]
+    assert ids(await get("ordering=word_count")) == [kettle["id"], tea["id"], grinders["id"]]
+    assert ids(await get("ordering=-title")) == [tea["id"], kettle["id"], grinders["id"]]
+    assert ids(await get("status=")) == ids(await get(""))       # empty filters nothing
+    bad = await get("status=published")
+    assert bad.status_code == 400
+    assert "status" in bad.json()["errors"]
+    assert (await get("ordering=volume")).status_code == 400
+
+    moved = await client.post(f"{API}/tasks/bulk_update/", headers=h, json={
+        "ids": [grinders["id"], kettle["id"]], "status": "completed"})
+    assert moved.json() == {"data": {"updated_count": 2}, "message": "2 tasks updated"}
+    assert ids(await get("status=completed")) == [kettle["id"], grinders["id"]]
+    gone = await client.post(f"{API}/tasks/bulk_delete/", headers=h,
+                             json={"ids": [tea["id"], kettle["id"]]})
+    assert gone.json()["data"] == {"deleted_count": 2}
+    assert ids(await get("")) == [grinders["id"]]
+    assert (await client.get(f"{API}/tasks/{tea['id']}/", headers=h)).status_code == 404
+
+
+async def test_a_task_put_back_as_read_and_its_checks(
+        client: httpx.AsyncClient, tenant: Tenant) -> None:
+    (task,) = await create(client, tenant, "writer/tasks/", in_sector(tenant, title="Kettles"))
+    h = tenant.headers()
+    edited = {**task, "title": "  Electric   kettles ", "prompt_override": "Write briefly."}
+    r = await client.put(f"{API}/tasks/{task['id']}/", headers=h, json=edited)
+    assert r.status_code == 200, r.text
+    assert (r.json()["title"], r.json()["prompt_override"]) == ("Electric kettles",
+                                                                "Write briefly.")
+    assert (await client.patch(f"{API}/tasks/{task['id']}/", headers=h,
+                               json={"colour": "red"})).status_code == 400
+    null_title = await client.patch(f"{API}/tasks/{task['id']}/", headers=h,
+                                    json={"title": None})
+    assert null_title.status_code == 400
+    assert "title" in null_title.json()["errors"]
+    missing_profile = await client.patch(f"{API}/tasks/{task['id']}/", headers=h,
+                                         json={"author_profile_id": 999_999_999})
+    assert "author_profile_id" in missing_profile.json()["errors"]
+    viewer = await client.patch(f"{API}/tasks/{task['id']}/",
+                                headers=tenant.headers("viewer"), json={"title": "x"})
+    assert viewer.status_code == 403
+    foreign_sector = await client.post(f"{API}/tasks/", headers=h, json={
+        "site_id": tenant.site_id, "sector_id": 12345, "title": "x"})
+    assert "sector_id" in foreign_sector.json()["errors"]
+    too_many = await client.post(f"{API}/tasks/auto_generate_content/", headers=h,
+                                 json={"ids": list(range(1, 52))})
+    assert too_many.status_code == 400
+    assert "ids" in too_many.json()["errors"]
+    assert (await client.get(f"{API}/tasks/auto_generate_content/", headers=h)
+            ).status_code == 405
+
+
+async def test_content_counts_words_and_bumps_its_revision(
+        client: httpx.AsyncClient, tenant: Tenant) -> None:
+    (task,) = await create(client, tenant, "writer/tasks/", in_sector(tenant, title="Kettles"))
+    h = tenant.headers()
+    (content,) = await create(client, tenant, "writer/content/", in_sector(
+        tenant, title="Kettles", task_id=task["id"], html="<h1>Kettles</h1><p>One two three.</p>",
+        primary_keyword="kettles", secondary_keywords=["how to descale a kettle"]))
+    assert (content["word_count"], content["revision"], content["status"],
+            content["source"]) == (4, 1, "draft", "igny8")
+    again = await client.post(f"{API}/content/", headers=h, json=in_sector(
+        tenant, title="Twice", task_id=task["id"]))
+    assert again.status_code == 409
+    assert "task_id" in again.json()["errors"]
+    r = await client.put(f"{API}/content/{content['id']}/", headers=h, json={
+        **content, "html": "<p>Four five six seven.</p>", "status": "review"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["word_count"], r.json()["revision"], r.json()["status"]) == (4, 2, "review")
+    bad_slug = await client.patch(f"{API}/content/{content['id']}/", headers=h,
+                                  json={"slug": "Not A Slug"})
+    assert "slug" in bad_slug.json()["errors"]
+    assert (await client.get(f"{API}/tasks/{task['id']}/", headers=h)).json()[
+        "content_id"] == content["id"]
+    listed = await client.get(f"{API}/content/?status=review&content_type=post&task_id="
+                              f"{task['id']}&site_id={tenant.site_id}&sector_id="
+                              f"{tenant.sector_id}&search=KETT", headers=h)
+    assert ids(listed) == [content["id"]]
+    assert ids(await client.get(f"{API}/content/?status=published", headers=h)) == []
+    assert ids(await client.get(f"{API}/content/?ordering=-word_count,title",
+                                headers=h)) == [content["id"]]
+    assert (await client.delete(f"{API}/content/{content['id']}/", headers=h)).status_code == 204
+    assert (await client.get(f"{API}/tasks/{task['id']}/", headers=h)).json()[
+        "content_id"] is None
+
+
+async def test_images_filters_content_images_and_bulk_update(
+        client: httpx.AsyncClient, tenant: Tenant) -> None:
+    (task,) = await create(client, tenant, "writer/tasks/", in_sector(tenant, title="Kettles"))
+    (content,) = await create(client, tenant, "writer/content/", in_sector(
+        tenant, title="Kettles", task_id=task["id"]))
+    h = tenant.headers()
+    featured, inline, loose = await create(
+        client, tenant, "writer/images/",
+        {"content_id": content["id"], "image_type": "featured", "prompt": "A kettle"},
+        {"content_id": content["id"], "image_type": "in_article", "position": 2,
+         "prompt": "Scale", "status": "failed"},
+        {"task_id": task["id"], "image_type": "mobile", "prompt": "Portrait"})
+    assert (featured["task_id"], featured["site_id"], featured["status"],
+            featured["image_url"]) == (task["id"], tenant.site_id, "pending", None)
+    get = lambda q: client.get(f"{API}/images/?{q}", headers=h)  # noqa: E731
+    assert ids(await get("image_type=in_article")) == [inline["id"]]
+    assert ids(await get("status=failed")) == [inline["id"]]
+    assert ids(await get(f"content_id={content['id']}")) == [inline["id"], featured["id"]]
+    assert ids(await get(f"task_id={task['id']}")) == [loose["id"], inline["id"],
+                                                      featured["id"]]
+    assert ids(await get(f"site_id={tenant.site_id}&sector_id={tenant.sector_id}"
+                         "&ordering=position")) == [featured["id"], loose["id"], inline["id"]]
+    assert (await get("image_type=banner")).status_code == 400
+    of_content = await client.get(f"{API}/images/content_images/?content_id={content['id']}",
+                                  headers=h)
+    assert [i["id"] for i in of_content.json()] == [featured["id"], inline["id"]]
+    required = await client.get(f"{API}/images/content_images/", headers=h)
+    assert required.status_code == 400
+    assert "content_id" in required.json()["errors"]
+    moved = await client.post(f"{API}/images/bulk_update/", headers=h,
+                              json={"ids": [featured["id"], inline["id"]], "status": "pending"})
+    assert moved.json()["data"] == {"updated_count": 1}
+    no_file = await client.get(f"{API}/images/{featured['id']}/file/", headers=h)
+    assert no_file.status_code == 404
+    orphan = await client.post(f"{API}/images/", headers=h, json={"prompt": "x"})
+    assert "content_id" in orphan.json()["errors"]
+    r = await client.patch(f"{API}/images/{loose['id']}/", headers=h,
+                           json={"alt_text": "A kettle on a hob", "image_url": "ignored"})
+    assert r.json()["alt_text"] == "A kettle on a hob"
+
+
+async def test_taxonomies_are_unique_per_site_type_and_slug(
+        client: httpx.AsyncClient, tenant: Tenant) -> None:
+    h = tenant.headers()
+    coffee, tag = await create(client, tenant, "writer/taxonomies/",
+                               {"site_id": tenant.site_id, "name": "Coffee & Tea"},
+                               {"site_id": tenant.site_id, "name": "Coffee & Tea",
+                                "taxonomy_type": "tag", "external_id": "17"})
+    assert (coffee["slug"], coffee["taxonomy_type"]) == ("coffee-tea", "category")
+    clash = await client.post(f"{API}/taxonomies/", headers=h, json={
+        "site_id": tenant.site_id, "name": "Other", "slug": "coffee-tea"})
+    assert clash.status_code == 409
+    assert "slug" in clash.json()["errors"]
+    get = lambda q: client.get(f"{API}/taxonomies/?{q}", headers=h)  # noqa: E731
+    assert ids(await get("taxonomy_type=tag")) == [tag["id"]]
+    assert ids(await get("external_id=17")) == [tag["id"]]
+    assert ids(await get("search=coffee&ordering=taxonomy_type")) == [coffee["id"], tag["id"]]
+    renamed = await client.patch(f"{API}/taxonomies/{tag['id']}/", headers=h,
+                                 json={"taxonomy_type": "category"})
+    assert renamed.status_code == 409
+    unknown_site = await client.post(f"{API}/taxonomies/", headers=h,
+                                     json={"site_id": 999_999_999, "name": "x"})
+    assert unknown_site.status_code == 404
+
+
+async def test_author_profiles_are_limited_by_the_plan(
+        client: httpx.AsyncClient, tenant: Tenant, writer_db: Database) -> None:
+    await set_plan(writer_db, tenant.account_id, max_author_profiles=2)
+    h = tenant.headers()
+    path = "/api/v1/system/author-profiles/"
+    first, second = await create(client, tenant, "system/author-profiles/",
+                                 {"name": "Barista", "tone": "warm"},
+                                 {"name": "Engineer", "language": "de"})
+    third = await client.post(path, headers=h, json={"name": "Critic"})
+    assert third.status_code == 403
+    assert "max_author_profiles" in third.json()["detail"]
+    parked = await client.post(path, headers=h, json={"name": "Critic", "is_active": False})
+    assert parked.status_code == 201
+    revived = await client.patch(f"{path}{parked.json()['id']}/", headers=h,
+                                 json={"is_active": True})
+    assert revived.status_code == 403
+    duplicate = await client.patch(f"{path}{second['id']}/", headers=h,
+                                   json={"name": "barista"})
+    assert duplicate.status_code == 409
+    assert ids(await client.get(f"{path}?language=de", headers=h)) == [second["id"]]
+    assert ids(await client.get(f"{path}?is_active=false", headers=h)) == [parked.json()["id"]]
+    assert ids(await client.get(f"{path}?search=bari&ordering=name", headers=h)) == [
+        first["id"]]
+    assert (await client.delete(f"{path}{first['id']}/", headers=h)).status_code == 204
+    assert (await client.post(path, headers=h, json={"name": "Critic 2"})).status_code == 201
+
+
+async def test_another_tenants_rows_are_not_found(
+        client: httpx.AsyncClient, tenant: Tenant, make_tenant: MakeTenant) -> None:
+    (task,) = await create(client, tenant, "writer/tasks/", in_sector(tenant, title="Mine"))
+    (content,) = await create(client, tenant, "writer/content/", in_sector(
+        tenant, title="Mine", task_id=task["id"]))
+    (image,) = await create(client, tenant, "writer/images/",
+                            {"content_id": content["id"], "prompt": "A kettle"})
+    (taxonomy,) = await create(client, tenant, "writer/taxonomies/",
+                               {"site_id": tenant.site_id, "name": "Mine"})
+    (profile,) = await create(client, tenant, "system/author-profiles/", {"name": "Mine"})
+    other = await make_tenant()
+    h = other.headers()
+    for path in (f"{API}/tasks/{task['id']}/", f"{API}/content/{content['id']}/",
+                 f"{API}/images/{image['id']}/", f"{API}/images/{image['id']}/file/",
+                 f"{API}/images/{image['id']}/download/",
+                 f"{API}/taxonomies/{taxonomy['id']}/",
+                 f"/api/v1/system/author-profiles/{profile['id']}/"):
+        assert (await client.get(path, headers=h)).status_code == 404, path
+    assert (await client.get(f"{API}/images/content_images/?content_id={content['id']}",
+                             headers=h)).status_code == 404
+    assert (await client.delete(f"{API}/tasks/{task['id']}/", headers=h)).status_code == 404
+    assert (await client.patch(f"{API}/content/{content['id']}/", headers=h,
+                               json={"title": "theirs"})).status_code == 404
+    for listing in ("tasks", "content", "images", "taxonomies"):
+        assert (await client.get(f"{API}/{listing}/", headers=h)).json()["count"] == 0
+    stolen = await client.post(f"{API}/content/", headers=h, json=in_sector(
+        other, title="x", task_id=task["id"]))
+    assert "task_id" in stolen.json()["errors"]
+    queued = await client.post(f"{API}/tasks/auto_generate_content/", headers=h,
+                               json={"ids": [task["id"]]})
+    assert queued.status_code == 404
