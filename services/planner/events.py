@@ -5,7 +5,8 @@ Published (stream `IGNY8_PLANNER`), `data` fields:
 - `planner.keyword.created` / `.updated` / `.deleted`: `keywords`, a list of
   `{id, site_id, sector_id, keyword, volume, difficulty, intent, status, cluster_id,
   seed_keyword_id}` (at most 500 per event; one event per API call or chunk).
-- `planner.cluster.created`: `id, site_id, sector_id, name, description, status`.
+- `planner.cluster.created` / `.updated` / `.deleted`: `id, site_id, sector_id, name,
+  description, topic, status`.
 - `planner.keywords.clustered`: `task_id, site_id, sector_id,
   clusters: [{id, name, created, keyword_ids}]`.
 - `planner.ideas.generated`: `task_id, cluster_id, site_id, sector_id, idea_ids`.
@@ -18,6 +19,8 @@ Published (stream `IGNY8_PLANNER`), `data` fields:
 Consumed (stream `IGNY8_AUTH`): sites, sectors, site access, accounts and plans into the
 kernel's directory (`libs/common/directory`), seed keywords into planner's own read model.
 Each upsert keeps the newest event's state: an older event arriving late changes nothing.
+From writer (stream `IGNY8_WRITER`): `writer.content.generated` marks its idea
+`completed`.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from libs.common.ai_jobs import AIFunction
 from libs.common.auth import SeedKeywordDoc
 from libs.common.consumer import EventConsumer, PermanentError
 from libs.common.db import Database
-from libs.common.events import Event
+from libs.common.events import Event, stream_name
+from libs.common.repository import Visibility
 from services.planner.models import DIRECTORY
-from services.planner.repository import SeedKeywordRepository
+from services.planner.repository import IdeaRepository, SeedKeywordRepository
 
 SERVICE = "planner"
 KEYWORDS_PER_EVENT = 500
@@ -75,9 +79,10 @@ def keyword_events(verb: str, account_id: int, rows: Sequence[dict[str, Any]]) -
     ]
 
 
-def cluster_created(row: dict[str, Any]) -> Event:
+def cluster_event(row: dict[str, Any], verb: str = "created") -> Event:
+    """`planner.cluster.created` (or `.updated`, `.deleted` with `verb`)."""
     return Event(
-        type=f"{SERVICE}.cluster.created",
+        type=f"{SERVICE}.cluster.{verb}",
         account_id=row["account_id"],
         data={
             "id": row["id"],
@@ -162,3 +167,23 @@ def auth_consumer(db: Database, js: Any) -> EventConsumer:
     """The directory (sites, sectors, site access, accounts, plans) and the seed keywords."""
     return DIRECTORY.consumer(db, js, service=SERVICE,
                               extra={"seed_keyword": apply_seed_keyword_event})
+
+
+# --- consuming writer's events -------------------------------------------------------
+
+
+async def complete_idea(session: AsyncSession, event: Event) -> None:
+    """An idea whose content writer generated is `completed` (again: nothing changes)."""
+    idea_id = event.data.get("idea_id")
+    if idea_id is None:
+        return  # content of a task made by hand
+    if not event.account_id or not isinstance(idea_id, int):
+        raise PermanentError(f"{event.type}: no account or idea id")
+    await IdeaRepository(session, Visibility(event.account_id)).complete([idea_id])
+
+
+def writer_consumer(db: Database, js: Any) -> EventConsumer:
+    return EventConsumer(
+        name=f"{SERVICE}-writer-events", stream=stream_name("writer"),
+        subjects=["igny8.writer.content.generated"], handler=complete_idea, db=db, js=js,
+        service=SERVICE, source="writer")

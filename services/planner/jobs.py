@@ -207,7 +207,7 @@ class PlannerJobs:
                     continue
                 row, created = await _cluster_row(clusters, site_id, sector_id, cluster)
                 if created:
-                    await uow.publish(events.cluster_created(row))
+                    await uow.publish(events.cluster_event(row))
                 await keywords.assign(row["id"], keyword_ids)
                 saved.append({"id": row["id"], "name": row["name"], "topic": row["topic"],
                               "created": created, "keyword_ids": keyword_ids})

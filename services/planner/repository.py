@@ -311,6 +311,11 @@ class IdeaRepository(Repository[Row]):
         return await self.update_many(ids, {"status": "queued", "queued_at": func.now()},
                                       self.table.c.status == "new")
 
+    async def complete(self, ids: Sequence[int]) -> list[Row]:
+        """Ideas among `ids` whose content is written become `completed`."""
+        return await self.update_many(ids, {"status": "completed"},
+                                      self.table.c.status != "completed")
+
 
 # --- seed keywords (global) ----------------------------------------------------------
 

@@ -264,7 +264,7 @@ class ClusterService(PlannerService):
         if await clusters.name_taken(values["site_id"], values["sector_id"], values["name"]):
             raise Conflict(DUPLICATE_CLUSTER, errors={"name": [DUPLICATE_CLUSTER]})
         row = await clusters.insert(values)
-        await self.uow.publish(events.cluster_created(row))
+        await self.uow.publish(events.cluster_event(row))
         return row
 
     async def update(self, cluster_id: int, changes: dict[str, Any]) -> Row:
@@ -278,12 +278,14 @@ class ClusterService(PlannerService):
         row = await clusters.update(cluster_id, changes)
         if row is None:
             raise NotFound("Cluster not found.")
+        await self.uow.publish(events.cluster_event(row, "updated"))
         return row
 
     async def delete(self, ids: Sequence[int], *, single: bool = False) -> int:
         """Their keywords go back to `active` without a cluster."""
         deleted = await (await self.clusters()).delete(ids)
         _deleted(deleted, "Cluster", single=single)
+        await self.uow.publish(*(events.cluster_event(row, "deleted") for row in deleted))
         if deleted:
             keywords = await self.keywords()
             freed = await keywords.unassign([d["id"] for d in deleted])

@@ -1,7 +1,8 @@
 """Planner's worker process: `python -m services.planner.worker`.
 
-Runs the outbox relay, the consumer that builds the read models from auth's events, and
-the AI job workers (auto_cluster, auto_generate_ideas) on the work queue.
+Runs the outbox relay, the consumer that builds the read models from auth's events, the
+one that marks ideas `completed` when writer has written them, and the AI job workers
+(auto_cluster, auto_generate_ideas) on the work queue.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from libs.common import nats as nats_kernel
 from libs.common.billing import BillingClient
 from libs.common.jobs import JobWorker, TaskProgress
 from libs.common.runtime import WorkerContext, main, run_worker
-from services.planner.events import auth_consumer
+from services.planner.events import auth_consumer, writer_consumer
 from services.planner.jobs import Engines, PlannerJobs
 from services.planner.settings import PlannerSettings
 
@@ -33,7 +34,8 @@ async def run(stop: asyncio.Event, settings: PlannerSettings | None = None, *,
     async def jobs(ctx: WorkerContext) -> None:
         await asyncio.gather(*(w.run(ctx.stop) for w in job_workers(ctx, settings, engines)))
 
-    await run_worker(settings, consumers=lambda ctx: [auth_consumer(ctx.db, ctx.js)],
+    await run_worker(settings, consumers=lambda ctx: [auth_consumer(ctx.db, ctx.js),
+                                                      writer_consumer(ctx.db, ctx.js)],
                      tasks=[jobs], stop=stop)
 
 

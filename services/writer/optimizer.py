@@ -13,7 +13,8 @@ deterministic: same input, same answer. Every check that is not good names its f
 slug rebuilt from the article's own words, the keyphrase put into the introduction and
 into image alt texts, extra H1s demoted, missing H1 added from the title, long paragraphs
 split at sentence ends. What it cannot do honestly (links, new sections, facts) stays in
-the checks' fixes. (Optimizing through the account's model is not built yet.)
+the checks' fixes; accounts on their own model get those rewritten by it
+(`optimizer_openai.optimize_openai`).
 Credits for optimization are per 200 words of the article (`Analysis.word_count`);
 billing is the job layer's.
 """
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field, replace
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from libs.common.ai.base import Usage
 from services.writer.checks import Check, score
 from services.writer.document import Document, parse_document
 from services.writer.readability import readability_checks
@@ -135,6 +137,8 @@ class OptimizedContent:
     after: Analysis
     changes: tuple[str, ...] = field(default=())
     model: str = "local-optimizer-1"
+    # The tokens the account's model spent on it (none offline).
+    usage: Usage = field(default_factory=Usage)
 
     @property
     def word_count(self) -> int:

@@ -1,18 +1,52 @@
 """Writer's worker process: `python -m services.writer.worker`.
 
 Runs the outbox relay, the consumers of auth's directory and of planner's events (queued
-ideas become tasks; clusters and keywords feed the briefs' read models), each supervised
-(`libs.common.runtime.run_worker`).
+ideas become tasks; clusters and keywords feed the briefs' read models), and the AI job
+workers (`auto_generate_content`, `generate_image_prompts`, `generate_images`,
+`optimize`) on the work queue, each supervised (`libs.common.runtime.run_worker`).
 """
 
 from __future__ import annotations
 
-from libs.common.runtime import main, worker_runner
+import asyncio
+
+from libs.common import nats as nats_kernel
+from libs.common.billing import BillingClient
+from libs.common.jobs import JobWorker, TaskProgress
+from libs.common.runtime import WorkerContext, main, run_worker
+from libs.common.storage import build_storage
 from services.writer.events import auth_consumer, planner_consumer
+from services.writer.jobs import DraftFn, WriterJobs, draft_offline
+from services.writer.service import Platform
 from services.writer.settings import WriterSettings
 
-run = worker_runner(WriterSettings, consumers=lambda ctx: [auth_consumer(ctx.db, ctx.js),
-                                                           planner_consumer(ctx.db, ctx.js)])
+
+def job_workers(ctx: WorkerContext, jobs: WriterJobs,
+                settings: WriterSettings) -> list[JobWorker]:
+    progress = TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET])
+    return jobs.runner.workers(ctx.js, progress, jobs.bodies,
+                               ack_wait=settings.job_ack_wait_seconds)
+
+
+async def run(stop: asyncio.Event, settings: WriterSettings | None = None, *,
+              offline: DraftFn = draft_offline) -> None:
+    settings = settings or WriterSettings()
+
+    async def jobs(ctx: WorkerContext) -> None:
+        storage = build_storage(settings)
+        platform = Platform(settings, storage=storage)
+        billing = BillingClient(ctx.nc, timeout=settings.command_timeout_seconds)
+        writer_jobs = WriterJobs(ctx.db, billing, platform, offline=offline)
+        try:
+            await asyncio.gather(*(w.run(ctx.stop)
+                                   for w in job_workers(ctx, writer_jobs, settings)))
+        finally:
+            await storage.aclose()
+
+    await run_worker(settings, consumers=lambda ctx: [auth_consumer(ctx.db, ctx.js),
+                                                      planner_consumer(ctx.db, ctx.js)],
+                     tasks=[jobs], stop=stop)
+
 
 if __name__ == "__main__":
     main(run)

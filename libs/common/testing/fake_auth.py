@@ -37,10 +37,12 @@ class FakeAuth:
     sectors: dict[int, dict[str, Any]] = field(default_factory=dict)
     seeds: dict[int, dict[str, Any]] = field(default_factory=dict)
     lookups: list[tuple[int, int]] = field(default_factory=list)
-    openai: dict[int, dict[str, str]] = field(default_factory=dict)
+    openai: dict[int, dict[str, str | None]] = field(default_factory=dict)
     prompts: dict[int, dict[str, str]] = field(default_factory=dict)
     ai_requests: list[dict[str, Any]] = field(default_factory=list)
     silent: set[int] = field(default_factory=set)
+    images: dict[int, dict[str, Any]] = field(default_factory=dict)
+    runware: dict[int, dict[str, str]] = field(default_factory=dict)
 
     async def start(self, nc: NATS) -> list[Subscription]:
         answers = ((LOOKUP_SITE, self._lookup), (SEED_KEYWORDS, self._seeds),
@@ -49,9 +51,18 @@ class FakeAuth:
                 for command, answer in answers]
 
     def set_openai(self, account_id: int, base_url: str, api_key: str, model: str,
-                   **prompts: str) -> None:
-        self.openai[account_id] = {"base_url": base_url, "api_key": api_key, "model": model}
+                   image_model: str | None = None, **prompts: str) -> None:
+        self.openai[account_id] = {"base_url": base_url, "api_key": api_key, "model": model,
+                                   "image_model": image_model}
         self.prompts[account_id] = dict(prompts)
+
+    def set_images(self, account_id: int, provider: str, *,
+                   runware: dict[str, str] | None = None, **settings: Any) -> None:
+        """The account's image settings (`ImageSettings` fields), and its Runware
+        integration (`base_url`, `api_key`, `model`) when images use it."""
+        self.images[account_id] = {"provider": provider, **settings}
+        if runware is not None:
+            self.runware[account_id] = runware
 
     def add_site(self, account_id: int, sectors: int = 2) -> tuple[int, list[int]]:
         site_id = next_id()
@@ -87,8 +98,11 @@ class FakeAuth:
         types = body.get("prompt_types")
         prompts = {t: v for t, v in saved.items() if types is None or t in types}
         openai = self.openai.get(account_id)
-        await msg.respond(orjson.dumps({"ok": True, "provider": "openai" if openai else "local",
-                                        "openai": openai, "prompts": prompts}))
+        answer = {"ok": True, "provider": "openai" if openai else "local", "openai": openai,
+                  "prompts": prompts, "runware": self.runware.get(account_id)}
+        if account_id in self.images:
+            answer["images"] = self.images[account_id]
+        await msg.respond(orjson.dumps(answer))
 
     async def _lookup(self, msg: Msg) -> None:
         body = orjson.loads(msg.data)

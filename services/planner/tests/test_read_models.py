@@ -69,3 +69,32 @@ async def test_sites_sectors_access_and_accounts_arrive_from_auth_events(
             return got.status_code == 403
 
         await eventually(suspended)
+
+
+async def test_an_idea_writer_has_written_is_completed(
+    client: httpx.AsyncClient, tenant: Tenant, planner_settings: object, nc: NATS,
+) -> None:
+    """`writer.content.generated` (writer's stream) marks the idea `completed`; the same
+    event again changes nothing; content of a task made by hand names no idea."""
+    r = await client.post(f"{API}/ideas/", headers=tenant.headers(), json={
+        "idea_title": "Descaling kettles", "site_id": tenant.site_id,
+        "sector_id": tenant.sector_id})
+    idea = r.json()
+    await client.post(f"{API}/ideas/bulk_queue_to_writer/", headers=tenant.headers(),
+                      json={"ids": [idea["id"]]})
+    written = Event(type="writer.content.generated", account_id=tenant.account_id, data={
+        "task_id": None, "run_id": None, "content_id": next_id(), "writer_task_id": next_id(),
+        "idea_id": idea["id"]})
+    by_hand = Event(type="writer.content.generated", account_id=tenant.account_id,
+                    data={**written.data, "idea_id": None})
+    js = nc.jetstream()
+    await nats_kernel.ensure_event_stream(js, "writer")
+    for e in (written, written, by_hand):
+        await js.publish(e.subject, orjson.dumps(e.model_dump(mode="json")))
+    async with running_worker(planner_settings):  # type: ignore[arg-type]
+
+        async def completed() -> bool:
+            found = await client.get(f"{API}/ideas/{idea['id']}/", headers=tenant.headers())
+            return bool(found.json()["status"] == "completed")
+
+        await eventually(completed)
