@@ -4,21 +4,31 @@ The rules read whole words and short phrases of the lower-cased keyword, in this
 (the first that matches decides):
 
 1. navigational: the searcher wants one site, app or account page (a domain, "login",
-   "customer service", "<brand> app", "check in", "returns", a bare well-known site);
+   "customer service", "<brand> app", "<carrier> tracking", "check in", "returns", a
+   bare well-known site);
 2. informational despite a buying word: "best time to ...", "best way to ...", "best
-   things to do", "best ... recipe", "how much ... do i need";
+   things to do", "best exercises for ...", "best ... recipe", "how much ... do i need",
+   "what is a good credit score", "is coffee good for you";
 3. transactional cost questions: "how much does ... cost", "how much is a ...";
-4. commercial comparisons: "x vs y", "x or y", "is x better than y", "difference
-   between", "alternatives";
+4. commercial comparisons: "x vs y", "x or y" (not inside a yes/no question: "is my
+   budgie a boy or girl"), "is x better than y", "difference between", "alternatives",
+   "competitors";
 5. other questions ("how", "what", "can"...) are informational unless they weigh options
    ("worth it", "best");
-6. transactional words (buy, price, cheap, near me, book, quote, flights, hotels...);
-7. commercial words (best, top, review, for seniors, software...);
-8. hiring or subscribing words (service, repair, contractor, insurance...): transactional;
-9. informational, the default.
+6. guide words (how to, guide, tips, meaning...): informational;
+7. choosing by a feature ("best", "top", "no annual fee") is commercial unless the
+   searcher is ready to pay (buy, price, near me, coupon...);
+8. transactional words (buy, price, cheap, near me, book, quote, flights, download...);
+9. weaker informational words (symptoms, treatment, course, calculator...);
+10. commercial words (review, for seniors, software, kinds of products such as cream or
+   mattress, superlatives such as strongest);
+11. hiring or subscribing words (service, repair, plumber, local, insurance...):
+   transactional;
+12. informational, the default.
 
-Tuned on bench/data/B/intent_B.csv and the intent column of keywords_B.csv; held-out
-accuracy on set A is in docs/decisions/0020-two-level-clustering.md.
+Cue words also match their plural ("repairs", "plumbers"). Tuned on the intent sets and
+keyword sets' intent columns of bench/data/B and (after its four evaluations) A; the
+figures on the held-out set C are in docs/decisions/0020-two-level-clustering.md.
 """
 
 from __future__ import annotations
@@ -37,16 +47,17 @@ class Intent(StrEnum):
 
 _NAVIGATIONAL = (
     "login", "log in", "logon", "sign in", "signin", "official site", "official website",
-    "website", "web site", "customer service", "customer support", "phone number",
+    "customer service", "customer support", "phone number",
     "contact number", "store locator", "store hours", "opening hours", "my account",
     "account login", "portal", "web player", "online banking", "check in", "checkin",
     "boarding pass", "return policy", "returns", "order tracking", "track my order",
     "track order", "support number", "help center", "help centre", "app login",
+    "webmail", "sign on", "baggage policy", "baggage allowance",
 )
 # A word ending a short keyword that makes it about one brand's own service:
 # "spotify app", "apple support", "costco hours", "allstate claims".
 _NAV_TAILS = frozenset({"app", "support", "hours", "claims", "login", "account", "portal",
-                        "site", "web"})
+                        "site", "web", "website", "tracking", "airlines", "airline"})
 
 # Words of a question: such keywords are informational (unless they weigh options), and
 # they suggest FAQ-style ideas.
@@ -63,6 +74,8 @@ _TRANSACTIONAL = (
     "booking", "rent", "rental", "lease", "subscribe", "free trial", "delivery", "demo",
     "sign up", "appointment", "installation", "rates", "rate", "flight", "flights",
     "hotel", "hotels", "tickets", "airfare", "open an account", "open a",
+    # Doing the thing online rather than reading about it.
+    "download", "sell", "renew", "renewal", "test kit",
 )
 # Hiring a service or buying a policy ("emergency plumber", "roof repair estimate",
 # "pet insurance"): transactional unless the keyword weighs options ("best pet insurance").
@@ -70,6 +83,11 @@ _SOFT_TRANSACTIONAL = (
     "service", "services", "repair", "estimate", "estimates", "contractor", "contractors",
     "installer", "installers", "emergency", "consultation", "reservation", "reservations",
     "subscription", "adopt", "adoption", "insurance",
+    # Trades and providers one hires: "plumbers in austin", "termite exterminator".
+    "plumber", "electrician", "roofer", "roofing company", "exterminator", "extermination",
+    "locksmith", "handyman", "mover", "movers", "landscaper", "cleaner", "cleaners",
+    "cleaning company", "cleaning service", "pest control", "company", "companies",
+    "local", "24 hour", "after hours", "same day", "professional", "clinic", "online",
 )
 _COMMERCIAL = (
     "best", "top", "review", "reviews", "compare", "comparison", "alternative",
@@ -77,18 +95,32 @@ _COMMERCIAL = (
     "brands", "pros and cons", "recommended", "most reliable", "most popular", "under",
     "premium", "for seniors", "for elderly", "for small business", "for business",
     # Choosing among products of a kind: "crm software", "budgeting apps".
-    "software", "apps", "tools", "platforms", "providers",
+    "software", "apps", "tools", "platforms", "providers", "solutions", "systems",
+    # Kinds of products bought to solve a problem: "eczema cream", "cpap machine".
+    "cream", "lotion", "shampoo", "medicine", "medication", "pills", "supplement",
+    "supplements", "machine", "device", "devices", "mouthpiece", "mattress", "cage",
+    "over the counter", "otc",
+    # Superlatives that rank options: "strongest allergy medicine", "easiest corals".
+    "strongest", "easiest", "hardiest", "quietest", "safest", "healthiest", "lightest",
+    "most comfortable", "most effective",
 )
 _COMPARISON = re.compile(
     r"\b(?:vs|versus)\b|\bbetter than\b|\bwhich is better\b|\bdifference between\b"
-    r"|\bcompared? to\b|\balternatives?\b|\b\w+ or \w+"
+    r"|\bcompared? to\b|\balternatives?\b|\bcompetitors?\b"
 )
+# "x or y" weighs options, except in a yes/no or wh- question ("is my budgie a boy or
+# girl", "is it an allergy or intolerance"): there it asks what something is.
+_EITHER = re.compile(r"\b\w+ or \w+")
 # "best" that is not choosing a product: when, how, what to do, a recipe.
 _INFO_BEST = re.compile(
-    r"\b(?:best|top|cheapest) (?:time|times|way|ways|day|days|month|months|season|age|place to"
+    r"\b(?:best|top|cheapest) (?:times?(?: to| of| for| in| when|$)|way|ways|day|days"
+    r"|month|months|season|age|place to"
     r"|places to|area|areas|neighborhood|neighborhoods|neighbourhood|neighbourhoods|part"
-    r"|things|attractions|spots|thing)\b"
-    r"|\brecipes?\b|\bhow much \w+(?: \w+)? (?:do i need|can i afford|should i)\b"
+    r"|things|attractions|spots|thing|exercises?|stretch(?:es)?|practices?|beaches|foods"
+    r"|positions?|habits?)\b"
+    r"|\brecipes?\b|\bgood for (?:you|your|me|health)\b"
+    r"|\b(?:is|a) good \w+(?: \w+)? (?:score|number|rate|age|level|weight|range)\b"
+    r"|\bhow much \w+(?: \w+)? (?:do i need|can i afford|should i)\b"
 )
 _COST_QUESTION = re.compile(
     r"\bhow much (?:does|do|will|would|for)\b.*\b(?:cost|costs|charge|price)\b"
@@ -96,8 +128,12 @@ _COST_QUESTION = re.compile(
 )
 _INFO_WORDS = (
     "guide", "tutorial", "tips", "ideas", "examples", "example", "explained", "meaning",
-    "definition", "learn", "benefits", "course", "basics", "calculator", "checklist",
-    "step by step", "diy", "what to", "how to",
+    "definition", "learn", "basics", "step by step", "diy", "what to", "how to",
+)
+# Weaker: a price or "near me" beside them makes the keyword transactional ("termite
+# treatment cost", "sat prep course price").
+_SOFT_INFO_WORDS = (
+    "benefits", "course", "calculator", "checklist",
     # Health and care questions without a question word: "migraine symptoms".
     "symptoms", "causes", "side effects", "signs", "treatment", "remedies", "dosage",
 )
@@ -137,16 +173,25 @@ class _Cues:
         return any(p in padded for w in self.firsts.intersection(bag) for p in self.phrases[w])
 
 
+_CHOOSING = _Cues(("best", "top", "top rated", "highest rated", "most popular"))
+_READY = _Cues(("buy", "order", "purchase", "price", "prices", "cost", "costs", "coupon",
+                "promo code", "for sale", "near me", "deal", "deals", "discount", "cheapest",
+                "quote", "book", "booking", "rent", "rental", "apply"))
+_NO_FEE = re.compile(r"\b(?:no|without|zero)\b(?: \w+){0,3} fees?\b")
 _NAV = _Cues(_NAVIGATIONAL)
 _TRANS = _Cues(_TRANSACTIONAL)
 _SOFT_TRANS = _Cues(_SOFT_TRANSACTIONAL)
 _COMM = _Cues(_COMMERCIAL)
 _INFO = _Cues(_INFO_WORDS)
+_SOFT_INFO = _Cues(_SOFT_INFO_WORDS)
 _OPTIONS = _Cues(("best", "top", "worth it", "worth", "review", "reviews", "better", "good"))
 # Words without which the structural patterns below cannot match (skips their regex).
-_COMPARISON_WORDS = frozenset({"vs", "versus", "or", "better", "difference", "compare",
-                               "compared", "alternative", "alternatives"})
-_INFO_BEST_WORDS = frozenset({"best", "top", "cheapest", "recipe", "recipes", "much"})
+_COMPARISON_WORDS = frozenset({"vs", "versus", "better", "compare", "compared",
+                               "alternative", "alternatives", "competitor", "competitors",
+                               "difference"})
+# Questions that weigh options even with "or": "should i visit lisbon or porto".
+_CHOOSING_STARTS = frozenset({"should", "which", "do"})
+_INFO_BEST_WORDS = frozenset({"best", "top", "cheapest", "recipe", "recipes", "much", "good"})
 _COST_WORDS = frozenset({"much", "cost"})
 _SITE_FIRSTS = frozenset(s.split(" ", 1)[0] for s in _KNOWN_SITES)
 # Lower-case letters, digits, dots and hyphens stay; everything else is a space.
@@ -165,9 +210,20 @@ def _site_of(words: list[str]) -> tuple[str, list[str]] | None:
     return None
 
 
+def _singular(word: str) -> str:
+    """Plural to singular, the cheap way: cue words match "repairs" and "plumbers"."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
 def _cue_text(text: str) -> tuple[str, set[str]]:
     padded = f" {text} "
-    return padded, set(padded.split())
+    bag = set(padded.split())
+    bag.update([_singular(w) for w in bag])
+    return padded, bag
 
 
 def classify_intent(keyword: str) -> Intent:
@@ -201,14 +257,25 @@ def classify_intent(keyword: str) -> Intent:
     if not _COST_WORDS.isdisjoint(bag) and _COST_QUESTION.search(text):
         return Intent.TRANSACTIONAL
     info = _INFO.search(padded, bag)
-    if not info and not _COMPARISON_WORDS.isdisjoint(bag) and _COMPARISON.search(text):
+    if not info and (
+        (not _COMPARISON_WORDS.isdisjoint(bag) and _COMPARISON.search(text))
+        or ("or" in bag and (words[0] not in QUESTION_WORDS or words[0] in _CHOOSING_STARTS)
+            and _EITHER.search(text))
+    ):
         return Intent.COMMERCIAL
     if words[0] in QUESTION_WORDS:
         return Intent.COMMERCIAL if _OPTIONS.search(padded, bag) else Intent.INFORMATIONAL
     if info:
         return Intent.INFORMATIONAL
+    # Choosing a product by a feature ("best budget smartphones", "best hotels in paris",
+    # "credit card with no foreign transaction fee") is commercial, unless the searcher
+    # is ready to pay ("best price", "buy", "near me", a coupon).
+    if (_CHOOSING.search(padded, bag) or _NO_FEE.search(text)) and not _READY.search(padded, bag):
+        return Intent.COMMERCIAL
     if _TRANS.search(padded, bag):
         return Intent.TRANSACTIONAL
+    if _SOFT_INFO.search(padded, bag):
+        return Intent.INFORMATIONAL
     if comm:
         return Intent.COMMERCIAL
     if _SOFT_TRANS.search(padded, bag):
