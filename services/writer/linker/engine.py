@@ -41,6 +41,7 @@ from services.writer.linker.automaton import TokenAutomaton
 from services.writer.linker.html import (
     TOKEN,
     Page,
+    Paragraph,
     Placement,
     insert_links,
     read_page,
@@ -227,10 +228,7 @@ class SiteIndex:
                     ) -> dict[int, list[Occurrence]]:
         """Where each target's variants occur in the source's eligible text."""
         own = phrase_tokens(source.keyphrase)
-        own_automaton: TokenAutomaton[int] = TokenAutomaton()
-        if own:
-            own_automaton.add(own, 0)
-        own_automaton.build()
+        own_automaton = _own_automaton(own)
         found: dict[int, list[Occurrence]] = defaultdict(list)
         for paragraph in page.paragraphs:
             if not paragraph.body:
@@ -238,40 +236,90 @@ class SiteIndex:
             for s_index, segment in enumerate(paragraph.segments):
                 if segment.linked:
                     continue
-                spans = [(a, b, w) for a, b, w in token_spans(segment.text)]
-                allowed = [i >= segment.first_words for i in range(len(spans))]
-                kept = [i for i, (_, _, w) in enumerate(spans) if w.lower() not in ARTICLES]
-                tokens = [stem(spans[i][2]) for i in kept]
-                blocked: set[int] = set()
-                for start, end, _ in own_automaton.find(tokens):
-                    blocked.update(kept[start:end])
-                for start, end, (tid, rank) in self.automaton.find(tokens):
+                words = _Words(segment.text, segment.first_words, own_automaton)
+                for start, end, (tid, rank) in self.automaton.find(words.tokens):
                     if tid == source.id or tid in exclude:
                         continue
                     if own and self.variant_tokens[tid][rank] == own:
                         continue
-                    words = kept[start:end]
-                    if not all(allowed[i] for i in words) or blocked.intersection(
-                            range(words[0], words[-1] + 1)):
+                    span = words.span(start, end)
+                    if span is None:
                         continue
-                    a, b = spans[words[0]][0], spans[words[-1]][1]
+                    a, b = span
                     found[tid].append(Occurrence(rank, paragraph.index, s_index, a, b,
                                                  segment.text[a:b]))
         return found
+
+    def place(self, source_id: int, html: str, links: Sequence[Link]) -> list[Placement]:
+        """Where given links go, each checked against the rules (`LinkRefused` names the
+        link and the field that breaks one). An anchor is found as written (case aside)
+        in its paragraph, at the first place the rules allow."""
+        source = self.target(source_id)
+        page = read_page(html)
+        linked = self._linked(page, source_id)
+        own_automaton = _own_automaton(phrase_tokens(source.keyphrase))
+        placements: list[Placement] = []
+        targets: set[int] = set()
+        paragraphs: set[int] = set()
+        for i, link in enumerate(links):
+            tid, index = link.target_content_id, link.paragraph_index
+            if tid not in self.position:
+                raise LinkRefused(i, "target_content_id",
+                                  f"Content {tid} is not content of this site.")
+            if tid == source_id:
+                raise LinkRefused(i, "target_content_id", "A content cannot link to itself.")
+            if tid in linked or tid in targets:
+                raise LinkRefused(i, "target_content_id",
+                                  f"This content links to content {tid} already.")
+            if index >= len(page.paragraphs) or not page.paragraphs[index].body:
+                raise LinkRefused(i, "paragraph_index",
+                                  f"Paragraph {index} is not a body paragraph.")
+            if index in paragraphs:
+                raise LinkRefused(i, "paragraph_index", f"Paragraph {index} has a link already.")
+            wanted = [w.lower() for w in TOKEN.findall(link.anchor)]
+            spot = _find_anchor(page.paragraphs[index], wanted, own_automaton)
+            if spot is None:
+                raise LinkRefused(i, "anchor", (
+                    f"{link.anchor!r} is not in paragraph {index} outside the first sentence, "
+                    "existing links and the content's own keyphrase."))
+            segment, a, b = spot
+            targets.add(tid)
+            paragraphs.add(index)
+            placements.append(Placement(index, segment, a, b, self.target(tid).href))
+        allowed = self._budget(source_id, page.word_count, linked)
+        if len(links) > allowed:
+            raise LinkRefused(None, "links", (
+                f"At most {allowed} more links for {page.word_count} words "
+                f"(5 per 1,000 words, {len(linked)} there already)."))
+        return placements
+
+    def _linked(self, page: Page, source_id: int) -> set[int]:
+        """The site's contents the page links to already."""
+        linked = {self.by_href[h] for h in map(normalise_href, page.hrefs) if h in self.by_href}
+        linked.discard(source_id)
+        return linked
+
+    def _mandatory(self, source_id: int, linked: set[int]) -> list[int]:
+        """A pillar's cluster pages it does not link yet (none for other pages)."""
+        source = self.target(source_id)
+        if not self.is_pillar(source_id) or source.cluster_id is None:
+            return []
+        return [m for m in self.members[source.cluster_id]
+                if m != source_id and m not in linked]
+
+    def _budget(self, source_id: int, words: int, linked: set[int]) -> int:
+        """How many more links the source may take."""
+        high = link_bounds(words, self.config)[1]
+        return max(high - len(linked), len(self._mandatory(source_id, linked)), 0)
 
     def plan(self, source_id: int, html: str) -> list[Planned]:
         """The links to add to `source_id`'s `html`, in paragraph order."""
         source = self.target(source_id)
         page = read_page(html)
-        linked = {self.by_href[h] for h in map(normalise_href, page.hrefs) if h in self.by_href}
-        linked.discard(source_id)
-        low, high = link_bounds(page.word_count, self.config)
-        budget = high - len(linked)
-        mandatory: list[int] = []
-        if self.is_pillar(source_id) and source.cluster_id is not None:
-            mandatory = [m for m in self.members[source.cluster_id]
-                         if m != source_id and m not in linked]
-            budget = max(budget, len(mandatory))
+        linked = self._linked(page, source_id)
+        low = link_bounds(page.word_count, self.config)[0]
+        mandatory = self._mandatory(source_id, linked)
+        budget = self._budget(source_id, page.word_count, linked)
         if budget <= 0:
             return []
         scores = self.scores(source_id)
@@ -310,6 +358,67 @@ class SiteIndex:
     def apply(self, source_id: int, html: str) -> tuple[str, list[Link]]:
         planned = self.plan(source_id, html)
         return insert_links(html, [p.placement for p in planned]), [p.link for p in planned]
+
+
+class LinkRefused(ValueError):
+    """A given link that breaks a rule: which link (None: the list) and which field."""
+
+    def __init__(self, index: int | None, field: str, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+        self.field = field
+        self.message = message
+
+
+def _own_automaton(own: tuple[str, ...]) -> TokenAutomaton[int]:
+    automaton: TokenAutomaton[int] = TokenAutomaton()
+    if own:
+        automaton.add(own, 0)
+    return automaton.build()
+
+
+class _Words:
+    """One segment's words as the automaton reads them (articles left out), with what
+    the rules forbid: the first sentence's words and the source's own keyphrase."""
+
+    def __init__(self, text: str, first_words: int, own: TokenAutomaton[int]) -> None:
+        self.spans = token_spans(text)
+        self.kept = [i for i, (_, _, w) in enumerate(self.spans) if w.lower() not in ARTICLES]
+        self.tokens = [stem(self.spans[i][2]) for i in self.kept]
+        self.first_words = first_words
+        self.blocked: set[int] = set()
+        for start, end, _ in own.find(self.tokens):
+            self.blocked.update(range(self.kept[start], self.kept[end - 1] + 1))
+
+    def allowed(self, first: int, last: int) -> bool:
+        """Words `first..last` (positions in `spans`) may carry a link."""
+        return first >= self.first_words and not self.blocked.intersection(
+            range(first, last + 1))
+
+    def span(self, start: int, end: int) -> tuple[int, int] | None:
+        """The characters of kept tokens `start:end`, when the rules allow them."""
+        first, last = self.kept[start], self.kept[end - 1]
+        if not self.allowed(first, last):
+            return None
+        return self.spans[first][0], self.spans[last][1]
+
+
+def _find_anchor(paragraph: Paragraph, wanted: list[str], own: TokenAutomaton[int]
+                 ) -> tuple[int, int, int] | None:
+    """The first allowed place of the words `wanted` (lower case) in the paragraph's
+    unlinked text: (segment, start, end)."""
+    n = len(wanted)
+    if not n:
+        return None
+    for s_index, segment in enumerate(paragraph.segments):
+        if segment.linked:
+            continue
+        words = _Words(segment.text, segment.first_words, own)
+        lower = [w.lower() for _, _, w in words.spans]
+        for i in range(len(lower) - n + 1):
+            if lower[i:i + n] == wanted and words.allowed(i, i + n - 1):
+                return s_index, words.spans[i][0], words.spans[i + n - 1][1]
+    return None
 
 
 def _match(queue: list[_Candidate], budget: int,

@@ -154,3 +154,33 @@ def test_insert_keeps_comments_entities_and_text() -> None:
     assert "&amp; tea" in new
     assert links
     assert check(SITE[1], SITE, html, new) == []
+
+
+def test_given_links_are_placed_or_refused_naming_the_field() -> None:
+    from services.writer.linker.engine import Link, LinkRefused
+    from services.writer.linker.html import insert_links
+
+    html = ("<h1>Cold Brew Coffee</h1><p>French press coffee is close. More.</p>"
+            f"<p>{FILLER} A French Press Coffee maker, or pour over coffee.</p>"
+            f"<h2>Pour over coffee</h2><p>{FILLER} Read <a href='/x/'>pour over coffee</a>.</p>")
+    idx = index()
+    placed = idx.place(4, html, [Link(2, "french press coffee", 1)])
+    new = insert_links(html, placed)
+    assert '<a href="/french-press/">French Press Coffee</a> maker' in new
+    assert check(SITE[3], SITE, html, new) == []
+
+    def refused(*links: Link) -> tuple[int | None, str]:
+        with pytest.raises(LinkRefused) as caught:
+            idx.place(4, html, list(links))
+        return caught.value.index, caught.value.field
+
+    assert refused(Link(99, "pour over coffee", 1)) == (0, "target_content_id")
+    assert refused(Link(4, "pour over coffee", 1)) == (0, "target_content_id")
+    assert refused(Link(2, "french press coffee", 0)) == (0, "anchor")  # first sentence
+    assert refused(Link(3, "pour over coffee", 2)) == (0, "anchor")  # inside a link
+    assert refused(Link(3, "pour over coffee", 7)) == (0, "paragraph_index")
+    assert refused(Link(2, "french press coffee", 1), Link(3, "pour over coffee", 1)) == (
+        1, "paragraph_index")
+    assert refused(Link(2, "french press coffee", 1), Link(2, "pour over coffee", 2)) == (
+        1, "target_content_id")
+    assert refused(Link(3, "cold brew coffee", 1)) == (0, "anchor")  # not in the text

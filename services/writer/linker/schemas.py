@@ -1,0 +1,46 @@
+"""`/api/v1/linker/` bodies and answers."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.common.ids import Id
+
+
+class LinkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target_content_id: Id
+    anchor: str = Field(min_length=1, max_length=255)
+    paragraph_index: int = Field(ge=0, le=100_000)
+
+
+class LinkOut(BaseModel):
+    target_content_id: int
+    anchor: str
+    paragraph_index: int
+
+
+class SuggestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content_id: Id
+
+
+class ApplyRequest(SuggestRequest):
+    """Without `links`, the suggested links are applied."""
+
+    links: list[LinkIn] | None = Field(default=None, max_length=200)
+
+
+class SuggestOut(BaseModel):
+    content_id: int
+    links: list[LinkOut]
+
+
+class ApplyOut(SuggestOut):
+    """The links put in, the content's new HTML and revision (unchanged when none)."""
+
+    html: str
+    revision: int
+    word_count: int
