@@ -10,7 +10,8 @@ cluster and `pillar_boost` for the source's cluster pillar. Those scoring at lea
 
 **Anchors.** The targets' keyword variants (keyphrase first, then secondary keywords; at
 least two words; question keywords left out) are looked for with a token Aho-Corasick
-automaton over light stems (articles "a", "an", "the" ignored), in body paragraphs only
+automaton over light stems (`match_stem`: plurals, and "-ing" so that "making matcha"
+finds "make matcha"; articles "a", "an", "the" ignored), in body paragraphs only
 (`html.py`): never in headings, lists, tables, captions or quotes, never in the article's
 first sentence, never inside an existing link, never overlapping the source's own
 keyphrase, and never a variant that *is* the source's keyphrase.
@@ -21,9 +22,10 @@ source: at most max(1, ⌊5·words/1000⌋) counting links it already has to the
 content, and when fewer than ⌊3·words/1000⌋ are found the candidates down to `fill_score`
 are tried. The cluster's **pillar** (its `guide`/`landing_page` or `page`, else its longest
 content; ties by lowest id) links every page of its cluster: for a pillar, the cluster's
-pages are linked first and the budget grows to cover them. Paragraphs are shared out by
-matching (augmenting paths, best candidates first), so a later candidate never takes a
-paragraph an earlier one needed. Same input, same output.
+pages are linked first and the budget grows to cover them; the other pages of the
+cluster link up to their pillar first (hub and spokes), within their budget. Paragraphs
+are shared out by matching (augmenting paths, best candidates first), so a later
+candidate never takes a paragraph an earlier one needed. Same input, same output.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -101,7 +104,22 @@ def link_bounds(words: int, config: LinkerConfig = LinkerConfig()) -> tuple[int,
 
 def phrase_tokens(phrase: str) -> tuple[str, ...]:
     """What a phrase is matched on: its words' light stems, articles left out."""
-    return tuple(stem(w) for w in TOKEN.findall(phrase) if w.lower() not in ARTICLES)
+    return tuple(match_stem(w) for w in TOKEN.findall(phrase) if w.lower() not in ARTICLES)
+
+
+@lru_cache(maxsize=65536)
+def match_stem(word: str) -> str:
+    """`text.stem` (lower case, no plural or possessive), then "-ing" and a final "e"
+    dropped and a doubled final consonant undone: "making" and "make" → "mak",
+    "running" and "run" → "run". Only ever compared with another word's match stem."""
+    s = stem(word)
+    if len(s) > 5 and s.endswith("ing"):
+        s = s[:-3]
+        if len(s) > 2 and s[-1] == s[-2] and s[-1] not in "aeiouls":
+            s = s[:-1]
+    if len(s) > 3 and s.endswith("e"):
+        s = s[:-1]
+    return s
 
 
 def is_question(phrase: str) -> bool:
@@ -207,15 +225,20 @@ class SiteIndex:
         t = self.target(target_id)
         return t.cluster_id is not None and self.pillars.get(t.cluster_id) == t.id
 
-    def scores(self, source_id: int) -> dict[int, float]:
-        """Every other target's score for `source_id` (rounded: same input, same order)."""
+    def scores(self, source_id: int, ids: Iterable[int] | None = None) -> dict[int, float]:
+        """Other targets' scores for `source_id` (all, or those of `ids`), rounded so that
+        the same input gives the same order."""
         source = self.target(source_id)
-        sims = self.vectors @ self.vectors[self.position[source_id]]
+        wanted = [t for t in (self.targets if ids is None else map(self.target, ids))
+                  if t.id != source_id]
+        if not wanted:
+            return {}
+        rows = np.fromiter((self.position[t.id] for t in wanted), dtype=np.int64,
+                           count=len(wanted))
+        sims = self.vectors[rows] @ self.vectors[self.position[source_id]]
         pillar = self.pillars.get(source.cluster_id) if source.cluster_id is not None else None
         out: dict[int, float] = {}
-        for t, sim in zip(self.targets, sims.tolist(), strict=True):
-            if t.id == source_id:
-                continue
+        for t, sim in zip(wanted, sims.tolist(), strict=True):
             score = float(sim)
             if source.cluster_id is not None and t.cluster_id == source.cluster_id:
                 score += self.config.cluster_boost
@@ -322,8 +345,8 @@ class SiteIndex:
         budget = self._budget(source_id, page.word_count, linked)
         if budget <= 0:
             return []
-        scores = self.scores(source_id)
         found = self.occurrences(source, page, linked | {source_id})
+        scores = self.scores(source_id, sorted(found))
         candidates: dict[int, _Candidate] = {}
         for tid, occs in found.items():
             c = _Candidate(self.target(tid), scores[tid])
@@ -335,8 +358,12 @@ class SiteIndex:
             return sorted((candidates[i] for i in ids if i in candidates),
                           key=lambda c: (-c.score, c.target.id))
 
-        first = ordered(mandatory)
-        rest = ordered(i for i in candidates if i not in set(mandatory))
+        # A pillar links its cluster first; a page of a cluster links up to its pillar
+        # first (when it has an anchor for it), whatever their similarity.
+        up = [self.pillars[source.cluster_id]] if (
+            source.cluster_id in self.pillars and not self.is_pillar(source_id)) else []
+        first = ordered(mandatory) + ordered(up)
+        rest = ordered(i for i in candidates if i not in {*mandatory, *up})
         queue = first + [c for c in rest if c.score >= self.config.min_score]
         assigned = _match(queue, budget)
         if len(assigned) + len(linked) < low:
@@ -384,7 +411,7 @@ class _Words:
     def __init__(self, text: str, first_words: int, own: TokenAutomaton[int]) -> None:
         self.spans = token_spans(text)
         self.kept = [i for i, (_, _, w) in enumerate(self.spans) if w.lower() not in ARTICLES]
-        self.tokens = [stem(self.spans[i][2]) for i in self.kept]
+        self.tokens = [match_stem(self.spans[i][2]) for i in self.kept]
         self.first_words = first_words
         self.blocked: set[int] = set()
         for start, end, _ in own.find(self.tokens):

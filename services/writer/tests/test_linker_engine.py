@@ -184,3 +184,11 @@ def test_given_links_are_placed_or_refused_naming_the_field() -> None:
     assert refused(Link(2, "french press coffee", 1), Link(2, "pour over coffee", 2)) == (
         1, "target_content_id")
     assert refused(Link(3, "cold brew coffee", 1)) == (0, "anchor")  # not in the text
+
+
+def test_a_page_links_up_to_its_pillar_first() -> None:
+    html = ("<h1>Pour Over</h1><p>Intro sentence. More.</p>"
+            f"<p>{FILLER} Unlike cold brew coffee, it is quick.</p>"
+            f"<p>{FILLER} All coffee brewing methods share the basics.</p>")
+    links = index().suggest(3, html)  # 160 words: one link; the pillar's comes first
+    assert [x.target_content_id for x in links] == [1]
