@@ -172,9 +172,9 @@ def quality() -> Evaluation:
     unexpected = [c for c in result.candidates if not c[1]]
     print(f"  candidates with an allowed anchor: {len(result.candidates)}, of them not "
           f"expected: {len(unexpected)} (min_score {threshold})")
-    for s, wanted, name in result.candidates:
-        if not wanted or s < threshold:
-            print(f"    {s:6.3f} {'expected' if wanted else 'not expected':12s} {name}")
+    for value, wanted, name in result.candidates:
+        if not wanted or value < threshold:
+            print(f"    {value:6.3f} {'expected' if wanted else 'not expected':12s} {name}")
     for line in result.violations:
         print(f"    violation: {line}")
     return result
