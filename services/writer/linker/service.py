@@ -7,12 +7,17 @@ the anchors' automaton) in a worker thread. The credit is held before the work (
 the account cannot pay), released when the request's unit of work does not commit (a bad
 link is a 400 and costs nothing), and captured once it has committed. Applying links
 revises the content (its HTML, word count and revision) and publishes
-`writer.content.updated` through the content service."""
+`writer.content.updated` through the content service.
+
+Indexes of the last few sites are kept in the process, keyed by the site's targets
+themselves (ids, titles, keywords, clusters, lengths, URLs): a request whose site has
+not changed since reuses its index; any change to those fields makes a new one."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +34,22 @@ OPERATION = "linking"
 MODEL = "local-linker-wordllama-1"
 
 _embedder = LocalEmbedder()
+INDEXES_KEPT = 4
+_indexes: OrderedDict[tuple[Target, ...], SiteIndex] = OrderedDict()
+
+
+async def site_index(targets: Sequence[Target]) -> SiteIndex:
+    """The index of a site's targets, built in a worker thread unless one is kept."""
+    key = tuple(targets)
+    found = _indexes.get(key)
+    if found is not None:
+        _indexes.move_to_end(key)
+        return found
+    index = await asyncio.to_thread(SiteIndex, key, embedder=_embedder)
+    _indexes[key] = index
+    while len(_indexes) > INDEXES_KEPT:
+        _indexes.popitem(last=False)
+    return index
 
 
 def href_of(row: Row) -> str:
@@ -59,8 +80,7 @@ class Applied:
 class LinkerService(ContentService):
     async def _index(self, content: Row) -> SiteIndex:
         rows = await (await self.repository(LinkTargetRepository)).of_site(content["site_id"])
-        return await asyncio.to_thread(
-            SiteIndex, [target_of(r) for r in rows], embedder=_embedder)
+        return await site_index([target_of(r) for r in rows])
 
     async def _charge(self, content: Row) -> None:
         """Hold the request's credit now; capture it once the unit of work commits."""

@@ -175,3 +175,26 @@ async def test_tenancy_bad_input_payment_and_roles(
                           json={"content_id": row["id"]})
     assert r.status_code == 402, r.text
     assert (await billing.balance(poor.account_id)).held == 0
+
+
+async def test_only_the_sites_own_content_is_linked(
+        client: httpx.AsyncClient, tenant: Tenant, fake_auth: Any) -> None:
+    ids = await site(client, tenant)
+    other_site, other_sectors = fake_auth.add_site(tenant.account_id)
+    elsewhere = {"site_id": other_site, "sector_id": other_sectors[0]}
+    (pillar,) = await create(client, tenant, "writer/content/", {
+        **elsewhere, "title": "Coffee at Home", "primary_keyword": "coffee at home",
+        "content_structure": "guide", "cluster_id": next_id(),
+        "html": "<h1>Coffee at Home</h1><p>Coffee is easy. It really is.</p><p>"
+                + "Good coffee takes care. " * 40 + "Try french press coffee or pour over "
+                "coffee, and see our guide to sourdough bread.</p>"})
+    h = tenant.headers()
+    r = await client.post(f"{LINKER}/suggest/", headers=h, json={"content_id": pillar["id"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["links"] == []  # french-press, pour-over... are another site's
+    given = {"target_content_id": ids["french-press"], "anchor": "french press coffee",
+             "paragraph_index": 1}
+    r = await client.post(f"{LINKER}/apply/", headers=h,
+                          json={"content_id": pillar["id"], "links": [given]})
+    assert r.status_code == 400
+    assert "links.0.target_content_id" in r.json()["errors"]

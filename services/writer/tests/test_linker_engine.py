@@ -192,3 +192,36 @@ def test_a_page_links_up_to_its_pillar_first() -> None:
             f"<p>{FILLER} All coffee brewing methods share the basics.</p>")
     links = index().suggest(3, html)  # 160 words: one link; the pillar's comes first
     assert [x.target_content_id for x in links] == [1]
+
+
+def test_a_local_draft_changes_only_where_links_go_in() -> None:
+    import re
+
+    from services.writer.brief import Brief
+    from services.writer.brief import Link as BriefLink
+    from services.writer.drafting import draft_local
+
+    brief = Brief(title="How to Brew Coffee at Home", primary_keyword="brew coffee at home",
+                  secondary_keywords=("french press coffee", "pour over coffee",
+                                      "cold brew coffee"),
+                  question_keywords=("how much coffee per cup",), content_structure="guide",
+                  internal_links=(BriefLink(title="Kettles", url="/kettles/"),),
+                  outbound_links=(BriefLink(title="SCA", url="https://sca.coffee/"),))
+    html = draft_local(brief, embedder=EMBEDDER).html
+    new, links = index().apply(1, html)
+    assert links
+    added = r'<a href="/(?:french-press|pour-over|cold-brew)/">([^<]*)</a>'
+    assert len(re.findall(added, new)) == len(links)
+    assert re.sub(added, r"\1", new) == html  # every other byte is the draft's
+    assert check(SITE[0], SITE, html, new) == []
+
+
+async def test_a_sites_index_is_kept_until_the_site_changes() -> None:
+    from dataclasses import replace
+
+    from services.writer.linker.service import site_index
+
+    first = await site_index(SITE)
+    assert await site_index(list(SITE)) is first
+    changed = [replace(SITE[0], word_count=901), *SITE[1:]]
+    assert await site_index(changed) is not first
