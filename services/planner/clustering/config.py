@@ -21,6 +21,13 @@ class ClusteringConfig:
     neighbours: int = 15
     max_topics: int = 150
     link_threshold: float = 0.5
+    # A topic whose own graph has a cut of conductance below split_conductance, into two
+    # sides of at least split_min keywords whose average cosine is below
+    # split_similarity, is two topics the spectral step merged (A: 0.749 -> 0.795,
+    # B: 0.784 -> 0.789; see ADR 0020).
+    split_conductance: float = 0.3
+    split_min: int = 8
+    split_similarity: float = 0.45
     # Lists above bucket_limit keywords are split into buckets of ~bucket_size.
     bucket_limit: int = 2000
     bucket_size: int = 1500

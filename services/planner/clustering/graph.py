@@ -183,6 +183,32 @@ def spectral_labels(spec: Spectrum, counts: list[int], link_threshold: float,
     return labels
 
 
+def weakest_cut(a: sp.csr_matrix) -> tuple[float, npt.NDArray[np.bool_]]:
+    """The sweep cut of lowest conductance along the second eigenvector of the graph's
+    normalised adjacency (a few-links-apart split of its nodes): its conductance (the
+    weight crossing the cut over the smaller side's volume) and one side."""
+    m = a.shape[0]
+    deg = np.asarray(a.sum(axis=1)).ravel()
+    if m < 2 or deg.sum() <= 0:
+        return 1.0, np.zeros(m, dtype=bool)
+    dm = 1.0 / np.sqrt(np.maximum(deg, 1e-12))
+    dense = a.toarray()
+    _, vecs = scipy.linalg.eigh(dm[:, None] * dense * dm[None, :], subset_by_index=[m - 2, m - 1])
+    order = np.argsort(vecs[:, 0] * dm, kind="stable")
+    ordered = dense[np.ix_(order, order)]
+    # Moving node v into the side S changes the cut by (its links outside itself) minus
+    # twice its links into S.
+    into = np.tril(ordered, -1).sum(axis=1)
+    cut = np.cumsum(deg[order] - np.diagonal(ordered) - 2 * into)[:-1]
+    vol = np.cumsum(deg[order])[:-1]
+    smaller = np.minimum(vol, deg.sum() - vol)
+    cond = cut / np.maximum(smaller, 1e-12)
+    i = int(np.argmin(cond))
+    side = np.zeros(m, dtype=bool)
+    side[order[: i + 1]] = True
+    return float(cond[i]), side
+
+
 def average_linkage(
     means: Matrix,
     sizes: npt.NDArray[np.float64],

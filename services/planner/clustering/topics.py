@@ -6,7 +6,8 @@ says (the eigengap heuristic), so their number comes from the data rather than f
 distance threshold. Lists above `bucket_limit` keywords are first split into buckets of
 similar keywords (spherical k-means); each bucket gets its topics, and the pieces of one
 topic (in two buckets, or split inside a bucket of near-identical keywords) are joined
-by average linkage of the pieces.
+by average linkage of the pieces. A topic that is two groups of keywords joined by few
+links (a cut of low conductance in its own graph) is split in two.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from services.planner.clustering.config import ClusteringConfig
@@ -30,6 +32,7 @@ from services.planner.clustering.graph import (
     spectrum,
     spherical_kmeans,
     split_count,
+    weakest_cut,
 )
 
 
@@ -86,6 +89,7 @@ def spectral_topics(x: Matrix, config: ClusteringConfig, same: Labels | None = N
     middle = degrees[len(degrees) // 2]
     chosen = []
     spec = None
+    mid_graph = None
     for d in degrees:
         graph = coarse_graph(knn_graph(idx, sims, d), groups)
         if m <= 2 * d:
@@ -97,10 +101,48 @@ def spectral_topics(x: Matrix, config: ClusteringConfig, same: Labels | None = N
         chosen.append(eigengap_k(s, kmax))
         if d == middle:
             spec = s
+            mid_graph = graph
     assert spec is not None
+    assert mid_graph is not None
     k = max(int(np.median(chosen)), len(spec.values))
     labels = spectral_labels(spec, split_count(spec, k), config.link_threshold, sizes)
+    if config.split_conductance > 0:
+        labels = split_weak(mid_graph, labels, sums, sizes, config)
     return labels[groups]
+
+
+def split_weak(graph: sp.csr_matrix, labels: Labels, sums: Matrix,
+               sizes: npt.NDArray[np.float64], config: ClusteringConfig) -> Labels:
+    """Split the topics that are two topics joined by few links.
+
+    The spectral step can put two groups of keywords in one topic when they are linked
+    to each other more than to the rest (brands a static embedding barely knows;
+    software kinds sharing "software"). Such a topic's own graph has a cut of low
+    conductance: its weakest sweep cut is taken when the conductance is below
+    `split_conductance`, both sides hold at least `split_min` keywords, and their
+    keywords' average cosine (`sums`: per node, the sum of its keywords' vectors) is
+    below `split_similarity` (sides that similar would be one topic's pages). Repeated on
+    the sides. Labels are per node of `graph`."""
+    labels = labels.copy()
+    nxt = int(labels.max()) + 1
+    todo = list(range(nxt))
+    while todo:
+        t = todo.pop()
+        idx = np.flatnonzero(labels == t)
+        if sizes[idx].sum() < 2 * config.split_min:
+            continue
+        conductance, side = weakest_cut(graph[idx][:, idx])
+        na, nb = sizes[idx[side]].sum(), sizes[idx[~side]].sum()
+        if conductance >= config.split_conductance or min(na, nb) < config.split_min:
+            continue
+        similarity = float(sums[idx[side]].sum(axis=0) @ sums[idx[~side]].sum(axis=0))
+        if similarity / (na * nb) >= config.split_similarity:
+            continue
+        labels[idx[side]] = nxt
+        todo += [t, nxt]
+        nxt += 1
+    _, dense = np.unique(labels, return_inverse=True)
+    return dense.astype(np.int64)
 
 
 def bucketed_topics(x: Matrix, config: ClusteringConfig, same: Labels | None = None) -> Labels:
