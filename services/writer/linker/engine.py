@@ -13,8 +13,9 @@ least two words; question keywords left out) are looked for with a token Aho-Cor
 automaton over light stems (`match_stem`: plurals, and "-ing" so that "making matcha"
 finds "make matcha"; articles "a", "an", "the" ignored), in body paragraphs only
 (`html.py`): never in headings, lists, tables, captions or quotes, never in the article's
-first sentence, never inside an existing link, never overlapping the source's own
-keyphrase, and never a variant that *is* the source's keyphrase.
+first sentence, never inside or beside an existing link (a paragraph with a link takes no
+other), never overlapping the source's own keyphrase, and never a variant that *is* the
+source's keyphrase.
 
 **Rules.** No self links; one link per target (a target the source already links to is
 skipped); at most one new link per paragraph; `per_1000` links per 1,000 words of the
@@ -254,7 +255,7 @@ class SiteIndex:
         own_automaton = _own_automaton(own)
         found: dict[int, list[Occurrence]] = defaultdict(list)
         for paragraph in page.paragraphs:
-            if not paragraph.body:
+            if not paragraph.body or paragraph.linked:
                 continue
             for s_index, segment in enumerate(paragraph.segments):
                 if segment.linked:
@@ -297,7 +298,7 @@ class SiteIndex:
             if index >= len(page.paragraphs) or not page.paragraphs[index].body:
                 raise LinkRefused(i, "paragraph_index",
                                   f"Paragraph {index} is not a body paragraph.")
-            if index in paragraphs:
+            if index in paragraphs or page.paragraphs[index].linked:
                 raise LinkRefused(i, "paragraph_index", f"Paragraph {index} has a link already.")
             wanted = [w.lower() for w in TOKEN.findall(link.anchor)]
             spot = _find_anchor(page.paragraphs[index], wanted, own_automaton)

@@ -5,10 +5,11 @@ A **paragraph** is a `<p>` element, numbered 0, 1, ... in document order over th
 HTML (`paragraph_index`, the same numbering as `Document.paragraphs`). Links go only in
 **body paragraphs**: a `<p>` that is not inside a heading, list, table, figure,
 blockquote, aside, nav, header, footer or pre. A paragraph's text is read as
-**segments**, its text nodes in order; a segment inside an `<a>` is an existing link and
-is never searched. An anchor lies inside one segment (so inserting it never crosses a tag).
-The article's **first sentence** (of its first non-empty paragraph, as
-`text.split_sentences` splits it) is out of bounds.
+**segments**, its text nodes in order; a segment inside an `<a>` is an existing link,
+and a paragraph that has one takes no other link (at most one link per paragraph). An
+anchor lies inside one segment (so inserting it never crosses a tag). The article's
+**first sentence** (of its first non-empty paragraph, as `text.split_sentences` splits
+it) is out of bounds.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class Paragraph:
     @property
     def text(self) -> str:
         return "".join(s.text for s in self.segments)
+
+    @property
+    def linked(self) -> bool:
+        """It holds a link already (so it takes no other: one link per paragraph)."""
+        return any(s.linked for s in self.segments)
 
 
 @dataclass(frozen=True, slots=True)

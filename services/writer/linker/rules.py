@@ -10,7 +10,7 @@ so a placement bug shows up here as a violation. Rules (`Violation.rule`):
 - `first_sentence`: in the article's first sentence;
 - `own_keyphrase`: the anchor overlaps the source's own keyphrase;
 - `not_a_variant`: the anchor is none of the target's keyword variants (engine links);
-- `paragraph_twice`: two new links in one paragraph;
+- `paragraph_twice`: a new link in a paragraph that has another link (new or not);
 - `too_many` / `too_few`: outside 3-5 links per 1,000 words (the pillar may go above to
   reach its cluster; `too_few` only when asked);
 - `pillar_missing`: a pillar that does not link a page of its cluster;
@@ -132,7 +132,8 @@ def check(source: Target, targets: Sequence[Target], before: str, after: str, *,
             out.append(Violation("not_body_paragraph", where))
             continue
         per_paragraph[p.mem_id] += 1
-        if per_paragraph[p.mem_id] == 2:
+        if per_paragraph[p.mem_id] == 2 or (
+                per_paragraph[p.mem_id] == 1 and len(p.css("a")) > 1):
             out.append(Violation("paragraph_twice", where))
         before_text = _words_before(p, a)
         start = len(phrase_tokens(before_text))

@@ -177,7 +177,8 @@ def test_given_links_are_placed_or_refused_naming_the_field() -> None:
     assert refused(Link(99, "pour over coffee", 1)) == (0, "target_content_id")
     assert refused(Link(4, "pour over coffee", 1)) == (0, "target_content_id")
     assert refused(Link(2, "french press coffee", 0)) == (0, "anchor")  # first sentence
-    assert refused(Link(3, "pour over coffee", 2)) == (0, "anchor")  # inside a link
+    # A paragraph with a link takes no other, inside it or beside it.
+    assert refused(Link(3, "pour over coffee", 2)) == (0, "paragraph_index")
     assert refused(Link(3, "pour over coffee", 7)) == (0, "paragraph_index")
     assert refused(Link(2, "french press coffee", 1), Link(3, "pour over coffee", 1)) == (
         1, "paragraph_index")
@@ -225,3 +226,9 @@ async def test_a_sites_index_is_kept_until_the_site_changes() -> None:
     assert await site_index(list(SITE)) is first
     changed = [replace(SITE[0], word_count=901), *SITE[1:]]
     assert await site_index(changed) is not first
+
+
+def test_checker_counts_a_paragraphs_existing_link() -> None:
+    before = f"<h1>T</h1><p>Intro. More.</p><p>{FILLER} <a href='/x/'>x</a> pour over coffee.</p>"
+    after = before.replace("pour over coffee", "<a href='/pour-over/'>pour over coffee</a>")
+    assert [v.rule for v in check(SITE[1], SITE, before, after)] == ["paragraph_twice"]
