@@ -18,18 +18,16 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
-    Identity,
     Index,
     Numeric,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from libs.common.columns import one_of
+from libs.common.columns import created_timestamp, identity_key, one_of, optional_timestamp
 
 
 class TransactionType(StrEnum):
@@ -68,19 +66,6 @@ class BillingModel(SQLModel, registry=registry()):
     pass
 
 
-def _id() -> Any:
-    return Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
-
-
-def _created() -> Any:
-    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=False,
-                                                server_default=func.now()))
-
-
-def _ts(nullable: bool = True) -> Any:
-    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable))
-
-
 def _json(name: str | None = None, default: str = "'{}'::jsonb") -> Any:
     column = (Column(name, JSONB, nullable=False, server_default=text(default)) if name
               else Column(JSONB, nullable=False, server_default=text(default)))
@@ -109,7 +94,7 @@ class Plan(BillingModel, table=True):
     limits: dict[str, Any] = _json()
     features: list[Any] = _json(default="'[]'::jsonb")
     is_active: bool = Field(default=True)
-    updated_at: datetime | None = _created()
+    updated_at: datetime | None = created_timestamp()
 
 
 class Account(BillingModel, table=True):
@@ -125,7 +110,7 @@ class Account(BillingModel, table=True):
     plan_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     plan_slug: str | None = Field(default=None, max_length=255)
     deleted: bool = Field(default=False)
-    updated_at: datetime | None = _created()
+    updated_at: datetime | None = created_timestamp()
 
 
 class Subscription(BillingModel, table=True):
@@ -139,9 +124,9 @@ class Subscription(BillingModel, table=True):
     plan_slug: str | None = Field(default=None, max_length=255)
     included_credits: int = Field(default=0)
     status: str = Field(default="active", max_length=32)
-    current_period_start: datetime | None = _ts()
-    current_period_end: datetime | None = _ts()
-    updated_at: datetime | None = _created()
+    current_period_start: datetime | None = optional_timestamp()
+    current_period_end: datetime | None = optional_timestamp()
+    updated_at: datetime | None = created_timestamp()
 
 
 # --- credits ----------------------------------------------------------------------------
@@ -161,12 +146,12 @@ class CreditBalance(BillingModel, table=True):
     purchased_credits: int = Field(default=0)
     held: int = Field(default=0)
     plan_credits_per_month: int = Field(default=0)
-    period_start: datetime | None = _ts()
-    period_end: datetime | None = _ts()
+    period_start: datetime | None = optional_timestamp()
+    period_end: datetime | None = optional_timestamp()
     # Last time the spendable balance was reported low (so `balance.low` fires on crossing).
     low_notified: bool = Field(default=False)
-    created_at: datetime | None = _created()
-    updated_at: datetime | None = _created()
+    created_at: datetime | None = created_timestamp()
+    updated_at: datetime | None = created_timestamp()
 
 
 class CreditTransaction(BillingModel, table=True):
@@ -181,7 +166,7 @@ class CreditTransaction(BillingModel, table=True):
         one_of("transaction_type", TransactionType, name="transaction_type_known"),
     )
 
-    id: int | None = _id()
+    id: int | None = identity_key()
     account_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     transaction_type: str = Field(max_length=32)
     amount: int
@@ -192,7 +177,7 @@ class CreditTransaction(BillingModel, table=True):
     reference: str | None = Field(default=None, max_length=255)
     meta: dict[str, Any] = _json("metadata")
     idempotency_key: str | None = Field(default=None, max_length=255)
-    created_at: datetime | None = _created()
+    created_at: datetime | None = created_timestamp()
 
 
 class CreditHold(BillingModel, table=True):
@@ -208,7 +193,7 @@ class CreditHold(BillingModel, table=True):
         one_of("status", HoldStatus, name="hold_status_known"),
     )
 
-    id: int | None = _id()
+    id: int | None = identity_key()
     account_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     operation_type: str = Field(max_length=64)
     amount: int
@@ -221,8 +206,8 @@ class CreditHold(BillingModel, table=True):
     from_purchased: int = Field(default=0)
     transaction_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     usage_log_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    created_at: datetime | None = _created()
-    settled_at: datetime | None = _ts()
+    created_at: datetime | None = created_timestamp()
+    settled_at: datetime | None = optional_timestamp()
 
 
 class CreditUsageLog(BillingModel, table=True):
@@ -232,7 +217,7 @@ class CreditUsageLog(BillingModel, table=True):
         Index("ix_credit_usage_account_operation", "account_id", "operation_type", "created_at"),
     )
 
-    id: int | None = _id()
+    id: int | None = identity_key()
     account_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     operation_type: str = Field(max_length=64)
     credits_used: int
@@ -246,7 +231,7 @@ class CreditUsageLog(BillingModel, table=True):
     hold_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     transaction_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     meta: dict[str, Any] = _json("metadata")
-    created_at: datetime | None = _created()
+    created_at: datetime | None = created_timestamp()
 
 
 class CreditCostConfig(BillingModel, table=True):
@@ -258,7 +243,7 @@ class CreditCostConfig(BillingModel, table=True):
         CheckConstraint("min_credits >= 0", name="min_credits_not_negative"),
     )
 
-    id: int | None = _id()
+    id: int | None = identity_key()
     operation_type: str = Field(max_length=64, unique=True)
     display_name: str = Field(default="", max_length=255)
     description: str = Field(default="", max_length=500)
@@ -269,8 +254,8 @@ class CreditCostConfig(BillingModel, table=True):
     min_credits: int = Field(default=0)
     is_active: bool = Field(default=True)
     updated_by_user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    created_at: datetime | None = _created()
-    updated_at: datetime | None = _created()
+    created_at: datetime | None = created_timestamp()
+    updated_at: datetime | None = created_timestamp()
 
 
 # --- money --------------------------------------------------------------------------------
@@ -281,7 +266,7 @@ class CreditPackage(BillingModel, table=True):
     __table_args__ = (CheckConstraint("credits > 0", name="package_credits_positive"),
                       CheckConstraint("price >= 0", name="package_price_not_negative"))
 
-    id: int | None = _id()
+    id: int | None = identity_key()
     name: str = Field(max_length=255)
     slug: str = Field(max_length=255, unique=True)
     credits: int
@@ -291,8 +276,8 @@ class CreditPackage(BillingModel, table=True):
     is_active: bool = Field(default=True)
     is_featured: bool = Field(default=False)
     sort_order: int = Field(default=0)
-    created_at: datetime | None = _created()
-    updated_at: datetime | None = _created()
+    created_at: datetime | None = created_timestamp()
+    updated_at: datetime | None = created_timestamp()
 
 
 class Invoice(BillingModel, table=True):
@@ -300,7 +285,7 @@ class Invoice(BillingModel, table=True):
     __table_args__ = (Index("ix_invoices_account_created", "account_id", "created_at"),
                       one_of("status", InvoiceStatus, name="invoice_status_known"))
 
-    id: int | None = _id()
+    id: int | None = identity_key()
     account_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     invoice_number: str = Field(max_length=64, unique=True)
     # subscription | credit_package | addon | custom
@@ -316,11 +301,11 @@ class Invoice(BillingModel, table=True):
     billing_email: str | None = Field(default=None, max_length=255)
     notes: str = Field(default="", max_length=2000)
     created_by_user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    issued_at: datetime | None = _created()
-    due_date: datetime | None = _ts()
-    paid_at: datetime | None = _ts()
-    created_at: datetime | None = _created()
-    updated_at: datetime | None = _created()
+    issued_at: datetime | None = created_timestamp()
+    due_date: datetime | None = optional_timestamp()
+    paid_at: datetime | None = optional_timestamp()
+    created_at: datetime | None = created_timestamp()
+    updated_at: datetime | None = created_timestamp()
 
 
 class Payment(BillingModel, table=True):
@@ -334,7 +319,7 @@ class Payment(BillingModel, table=True):
         one_of("status", PaymentStatus, name="payment_status_known"),
     )
 
-    id: int | None = _id()
+    id: int | None = identity_key()
     account_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     invoice_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     amount: Decimal = _money()
@@ -347,9 +332,9 @@ class Payment(BillingModel, table=True):
     failure_reason: str | None = Field(default=None, max_length=2000)
     submitted_by_user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     reviewed_by_user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    reviewed_at: datetime | None = _ts()
-    created_at: datetime | None = _created()
-    updated_at: datetime | None = _created()
+    reviewed_at: datetime | None = optional_timestamp()
+    created_at: datetime | None = created_timestamp()
+    updated_at: datetime | None = created_timestamp()
 
 
 class PaymentMethod(BillingModel, table=True):
@@ -360,15 +345,15 @@ class PaymentMethod(BillingModel, table=True):
               postgresql_where=text("is_default")),
     )
 
-    id: int | None = _id()
+    id: int | None = identity_key()
     account_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     method_type: str = Field(max_length=32)
     display_name: str = Field(max_length=255)
     details: dict[str, Any] = _json()
     is_default: bool = Field(default=False)
     is_enabled: bool = Field(default=True)
-    created_at: datetime | None = _created()
-    updated_at: datetime | None = _created()
+    created_at: datetime | None = created_timestamp()
+    updated_at: datetime | None = created_timestamp()
 
 
 TENANT_TABLES = (

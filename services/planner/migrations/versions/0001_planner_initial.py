@@ -12,19 +12,22 @@ import sqlmodel  # noqa: F401 - autogenerate emits sqlmodel types
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from libs.common.migrations import drop_kernel_tables, enable_tenant_rls, kernel_tables
+from libs.common.migrations import (
+    ai_task_log_table,
+    directory_tables,
+    drop_ai_task_log_table,
+    drop_directory_tables,
+    drop_kernel_tables,
+    enable_tenant_rls,
+    kernel_tables,
+)
 
 TENANT_TABLES = (
-    "accounts",
-    "sites",
-    "sectors",
-    "site_access",
     "clusters",
     "keywords",
     "keyword_counts",
     "keyword_versions",
     "content_ideas",
-    "ai_task_logs",
 )
 
 # Live keywords per (account, site, sector, status), kept exact by statement-level
@@ -100,59 +103,6 @@ depends_on = None
 def upgrade() -> None:
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     op.create_table(
-        "accounts",
-        sa.Column("account_id", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-        sa.Column("plan_id", sa.BigInteger(), nullable=True),
-        sa.Column("deleted", sa.Boolean(), nullable=False),
-        sa.Column("source_occurred_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("account_id"),
-    )
-    op.create_table(
-        "ai_task_logs",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
-        sa.Column("task_id", sa.UUID(), nullable=False),
-        sa.Column("function", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("user_id", sa.BigInteger(), nullable=True),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column("model", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("tokens_input", sa.Integer(), nullable=False),
-        sa.Column("tokens_output", sa.Integer(), nullable=False),
-        sa.Column(
-            "cost_usd", sa.Numeric(precision=12, scale=6), server_default="0", nullable=False
-        ),
-        sa.Column("hold_id", sa.BigInteger(), nullable=True),
-        sa.Column("credits_held", sa.Integer(), nullable=False),
-        sa.Column("credits_charged", sa.Integer(), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("duration_ms", sa.Integer(), nullable=True),
-        sa.Column(
-            "request",
-            postgresql.JSONB(astext_type=sa.Text()),
-            server_default=sa.text("'{}'::jsonb"),
-            nullable=False,
-        ),
-        sa.Column("result", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-        sa.Column("error", sa.Text(), nullable=True),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("task_id"),
-    )
-    op.create_index(
-        "ix_ai_task_logs_account_created",
-        "ai_task_logs",
-        ["account_id", sa.literal_column("created_at DESC")],
-        unique=False,
-    )
-    op.create_table(
         "clusters",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
         sa.Column("account_id", sa.BigInteger(), nullable=False),
@@ -221,29 +171,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("account_id"),
     )
     op.create_table(
-        "plans",
-        sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("slug", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.Column("max_keywords", sa.Integer(), nullable=False),
-        sa.Column("is_active", sa.Boolean(), nullable=False),
-        sa.Column("source_occurred_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_table(
-        "sectors",
-        sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
-        sa.Column("site_id", sa.BigInteger(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("slug", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("industry_sector_id", sa.BigInteger(), nullable=True),
-        sa.Column("is_active", sa.Boolean(), nullable=False),
-        sa.Column("deleted", sa.Boolean(), nullable=False),
-        sa.Column("source_occurred_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_index("ix_sectors_site", "sectors", ["site_id"], unique=False)
-    op.create_table(
         "seed_keywords",
         sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("keyword", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
@@ -258,28 +185,6 @@ def upgrade() -> None:
         sa.Column("source_occurred_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_table(
-        "site_access",
-        sa.Column("user_id", sa.BigInteger(), nullable=False),
-        sa.Column("site_id", sa.BigInteger(), nullable=False),
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("user_id", "site_id"),
-    )
-    op.create_table(
-        "sites",
-        sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("slug", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("url", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
-        sa.Column("industry_id", sa.BigInteger(), nullable=True),
-        sa.Column("industry_slug", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
-        sa.Column("is_active", sa.Boolean(), nullable=False),
-        sa.Column("deleted", sa.Boolean(), nullable=False),
-        sa.Column("source_occurred_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_index("ix_sites_account", "sites", ["account_id"], unique=False)
     op.create_table(
         "content_ideas",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
@@ -461,6 +366,8 @@ def upgrade() -> None:
         postgresql_where=sa.text("deleted_at IS NULL"),
     )
     kernel_tables(op)
+    directory_tables(op)
+    ai_task_log_table(op)
     op.execute(COUNTER_FUNCTION)
     op.execute(VISIBLE_VIEW)
     for statement in COUNTER_TRIGGERS:
@@ -481,6 +388,8 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER IF EXISTS keyword_counts_{name} ON keywords")
     op.execute("DROP FUNCTION IF EXISTS keyword_counts_apply()")
     drop_kernel_tables(op)
+    drop_ai_task_log_table(op)
+    drop_directory_tables(op)
     op.drop_index(
         "uq_keywords_site_sector_text",
         table_name="keywords",
@@ -547,13 +456,7 @@ def downgrade() -> None:
         postgresql_where=sa.text("deleted_at IS NULL"),
     )
     op.drop_table("content_ideas")
-    op.drop_index("ix_sites_account", table_name="sites")
-    op.drop_table("sites")
-    op.drop_table("site_access")
     op.drop_table("seed_keywords")
-    op.drop_index("ix_sectors_site", table_name="sectors")
-    op.drop_table("sectors")
-    op.drop_table("plans")
     op.drop_table("keyword_counts")
     op.drop_table("keyword_versions")
     op.drop_index(
@@ -574,6 +477,3 @@ def downgrade() -> None:
         postgresql_where=sa.text("deleted_at IS NULL"),
     )
     op.drop_table("clusters")
-    op.drop_index("ix_ai_task_logs_account_created", table_name="ai_task_logs")
-    op.drop_table("ai_task_logs")
-    op.drop_table("accounts")

@@ -6,9 +6,7 @@ Revision ID: 0002
 Revises: 0001
 """
 
-import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision = "0002"
 down_revision = "0001"
@@ -17,15 +15,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("ai_task_logs", sa.Column(
-        "holds", postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"),
-        nullable=False))
-    op.add_column("ai_task_logs", sa.Column(
-        "charges", postgresql.JSONB(astext_type=sa.Text()),
-        server_default=sa.text("'[]'::jsonb"), nullable=False))
+    # Since 0001 creates the kernel's current AI task log, a new database has both columns
+    # already; a database made before that gets them here.
+    op.execute("ALTER TABLE ai_task_logs"
+               " ADD COLUMN IF NOT EXISTS holds jsonb DEFAULT '{}'::jsonb NOT NULL,"
+               " ADD COLUMN IF NOT EXISTS charges jsonb DEFAULT '[]'::jsonb NOT NULL")
     # Jobs recorded before: their one hold, under the job's own item.
     op.execute("UPDATE ai_task_logs SET holds = jsonb_build_object('', hold_id)"
-               " WHERE hold_id IS NOT NULL")
+               " WHERE hold_id IS NOT NULL AND holds = '{}'::jsonb")
 
 
 def downgrade() -> None:

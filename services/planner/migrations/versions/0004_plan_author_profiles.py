@@ -5,7 +5,6 @@ Revision ID: 0004
 Revises: 0003
 """
 
-import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
@@ -15,8 +14,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("plans", sa.Column("max_author_profiles", sa.Integer(), server_default="0",
-                                     nullable=False))
+    # 0001 creates the kernel's current directory, which has the column already.
+    op.execute("ALTER TABLE plans"
+               " ADD COLUMN IF NOT EXISTS max_author_profiles integer DEFAULT 0 NOT NULL")
 
 
 def downgrade() -> None:
