@@ -140,13 +140,26 @@ def drop_tables(op: Operations, *tables: Table) -> None:
 KERNEL_TABLES: tuple[Table, ...] = (outbox, processed_events, dead_letters)
 
 
-def kernel_tables(op: Operations) -> None:
+def kernel_tables(op: Operations, *, directory: bool = False,
+                  ai_task_log: bool = False) -> None:
     """The outbox, the inbox of processed events and the dead letters, which every
-    service's first migration creates (`libs.common.models` defines them)."""
+    service's first migration creates (`libs.common.models` defines them); with
+    `directory`, the auth directory's read models (`directory_tables`); with
+    `ai_task_log`, the log of billed AI jobs (`ai_task_log_table`)."""
     create_tables(op, *KERNEL_TABLES)
+    if directory:
+        directory_tables(op)
+    if ai_task_log:
+        ai_task_log_table(op)
 
 
-def drop_kernel_tables(op: Operations) -> None:
+def drop_kernel_tables(op: Operations, *, directory: bool = False,
+                       ai_task_log: bool = False) -> None:
+    """Undoes `kernel_tables` called with the same arguments."""
+    if ai_task_log:
+        drop_ai_task_log_table(op)
+    if directory:
+        drop_directory_tables(op)
     drop_tables(op, *KERNEL_TABLES)
 
 

@@ -8,19 +8,23 @@ Create Date: 2026-11-23 20:22:24.458197
 """
 
 import sqlalchemy as sa
-import sqlmodel  # noqa: F401 - autogenerate emits sqlmodel types
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
-from libs.common.migrations import (
-    ai_task_log_table,
-    directory_tables,
-    drop_ai_task_log_table,
-    drop_directory_tables,
-    drop_kernel_tables,
-    enable_tenant_rls,
-    kernel_tables,
+from libs.common.migration_columns import (
+    LIVE,
+    counter,
+    flag,
+    json_list,
+    long_text,
+    moment,
+    number,
+    owned_by,
+    ref,
+    sector_table,
+    trigram,
+    varchar,
 )
+from libs.common.migrations import drop_kernel_tables, enable_tenant_rls, kernel_tables
 
 TENANT_TABLES = (
     "clusters",
@@ -100,274 +104,77 @@ branch_labels = None
 depends_on = None
 
 
+INTENTS = "('informational', 'navigational', 'commercial', 'transactional')"
+CONTENT_TYPES = "('post', 'page', 'product', 'taxonomy')"
+STRUCTURES = ("('article', 'guide', 'listicle', 'how_to', 'comparison', 'review', "
+              "'landing_page')")
+
+# The keyword list's orderings and lookups, over live rows (decision 0011).
+KEYWORD_INDEXES = (
+    ("ix_keywords_account_difficulty", ("account_id", "difficulty", "id"), "deleted_at IS NULL"),
+    ("ix_keywords_account_status_created",
+     ("account_id", "status", "created_at DESC", "id DESC"), "deleted_at IS NULL"),
+    ("ix_keywords_account_volume", ("account_id", "volume DESC", "id DESC"),
+     "deleted_at IS NULL"),
+    ("ix_keywords_cluster", ("cluster_id",), "deleted_at IS NULL AND cluster_id IS NOT NULL"),
+    ("ix_keywords_seed", ("account_id", "seed_keyword_id"),
+     "deleted_at IS NULL AND seed_keyword_id IS NOT NULL"),
+    ("ix_keywords_site_sector_created", ("site_id", "sector_id", "created_at DESC", "id DESC"),
+     "deleted_at IS NULL"),
+)
+
+
 def upgrade() -> None:
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    sector_table(
+        op, "clusters", varchar("name", 255), long_text("description"),
+        number("keywords_count"), counter("volume"), number("difficulty"),
+        number("ideas_count"), number("content_count"), varchar("status", 16),
+        sa.CheckConstraint("status IN ('active', 'mapped', 'archived')", name="cluster_status"))
+    trigram(op, "clusters", "name")
+    op.create_index("uq_clusters_site_sector_name", "clusters",
+                    ["site_id", "sector_id", sa.text("lower(name)")], unique=True,
+                    postgresql_where=LIVE)
+
     op.create_table(
-        "clusters",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
-        sa.Column("site_id", sa.BigInteger(), nullable=False),
-        sa.Column("sector_id", sa.BigInteger(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("description", sa.Text(), server_default="", nullable=False),
-        sa.Column("keywords_count", sa.Integer(), nullable=False),
-        sa.Column("volume", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("difficulty", sa.Integer(), nullable=False),
-        sa.Column("ideas_count", sa.Integer(), nullable=False),
-        sa.Column("content_count", sa.Integer(), nullable=False),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column(
-            "updated_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint("status IN ('active', 'mapped', 'archived')", name="cluster_status"),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_index(
-        "ix_clusters_account_created",
-        "clusters",
-        ["account_id", sa.literal_column("created_at DESC"), sa.literal_column("id DESC")],
-        unique=False,
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.create_index(
-        "ix_clusters_name_trgm",
-        "clusters",
-        ["name"],
-        unique=False,
-        postgresql_using="gin",
-        postgresql_ops={"name": "gin_trgm_ops"},
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.create_index(
-        "uq_clusters_site_sector_name",
-        "clusters",
-        ["site_id", "sector_id", sa.literal_column("lower(name)")],
-        unique=True,
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
+        "keyword_counts", ref("account_id"), ref("site_id"), ref("sector_id"),
+        varchar("status", 16), counter("n"),
+        sa.PrimaryKeyConstraint("account_id", "site_id", "sector_id", "status"))
+    op.create_table("keyword_versions", ref("account_id", key=True), counter("version"))
     op.create_table(
-        "keyword_counts",
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
-        sa.Column("site_id", sa.BigInteger(), nullable=False),
-        sa.Column("sector_id", sa.BigInteger(), nullable=False),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column("n", sa.BigInteger(), server_default="0", nullable=False),
-        sa.PrimaryKeyConstraint("account_id", "site_id", "sector_id", "status"),
-    )
-    op.create_table(
-        "keyword_versions",
-        sa.Column("account_id", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("version", sa.BigInteger(), server_default="0", nullable=False),
-        sa.PrimaryKeyConstraint("account_id"),
-    )
-    op.create_table(
-        "seed_keywords",
-        sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("keyword", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("volume", sa.Integer(), nullable=False),
-        sa.Column("difficulty", sa.Integer(), nullable=False),
-        sa.Column("intent", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-        sa.Column("industry_id", sa.BigInteger(), nullable=True),
-        sa.Column("sector_id", sa.BigInteger(), nullable=True),
-        sa.Column("country", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=True),
-        sa.Column("is_active", sa.Boolean(), nullable=False),
-        sa.Column("deleted", sa.Boolean(), nullable=False),
-        sa.Column("source_occurred_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_table(
-        "content_ideas",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
-        sa.Column("site_id", sa.BigInteger(), nullable=False),
-        sa.Column("sector_id", sa.BigInteger(), nullable=False),
-        sa.Column("cluster_id", sa.BigInteger(), nullable=True),
-        sa.Column("idea_title", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("description", sa.Text(), server_default="", nullable=False),
-        sa.Column("keywords", sa.Text(), server_default="", nullable=False),
-        sa.Column(
-            "keyword_ids",
-            postgresql.JSONB(astext_type=sa.Text()),
-            server_default=sa.text("'[]'::jsonb"),
-            nullable=False,
-        ),
-        sa.Column("content_type", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column("content_structure", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-        sa.Column("estimated_word_count", sa.Integer(), nullable=False),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column("queued_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column(
-            "updated_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
-            "content_structure IN ('article', 'guide', 'listicle', 'how_to', 'comparison', 'review', 'landing_page')",
-            name="idea_content_structure",
-        ),
-        sa.CheckConstraint(
-            "content_type IN ('post', 'page', 'product', 'taxonomy')", name="idea_content_type"
-        ),
+        "seed_keywords", ref("id", key=True), varchar("keyword", 255), number("volume"),
+        number("difficulty"), varchar("intent", 20), ref("industry_id", nullable=True),
+        ref("sector_id", nullable=True), varchar("country", 8, nullable=True),
+        flag("is_active"), flag("deleted"), moment("source_occurred_at"))
+
+    sector_table(
+        op, "content_ideas", owned_by("clusters", "cluster_id"), varchar("idea_title", 255),
+        long_text("description"), long_text("keywords"), json_list("keyword_ids"),
+        varchar("content_type", 16), varchar("content_structure", 20),
+        number("estimated_word_count"), varchar("status", 16), moment("queued_at"),
+        sa.CheckConstraint(f"content_structure IN {STRUCTURES}", name="idea_content_structure"),
+        sa.CheckConstraint(f"content_type IN {CONTENT_TYPES}", name="idea_content_type"),
         sa.CheckConstraint("status IN ('new', 'queued', 'completed')", name="idea_status"),
-        sa.ForeignKeyConstraint(["cluster_id"], ["clusters.id"], ondelete="SET NULL"),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_index(
-        "ix_ideas_account_created",
-        "content_ideas",
-        ["account_id", sa.literal_column("created_at DESC"), sa.literal_column("id DESC")],
-        unique=False,
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.create_index(
-        "ix_ideas_cluster",
-        "content_ideas",
-        ["cluster_id"],
-        unique=False,
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.create_index(
-        "ix_ideas_title_trgm",
-        "content_ideas",
-        ["idea_title"],
-        unique=False,
-        postgresql_using="gin",
-        postgresql_ops={"idea_title": "gin_trgm_ops"},
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.create_table(
-        "keywords",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("account_id", sa.BigInteger(), nullable=False),
-        sa.Column("site_id", sa.BigInteger(), nullable=False),
-        sa.Column("sector_id", sa.BigInteger(), nullable=False),
-        sa.Column("keyword", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
-        sa.Column("volume", sa.Integer(), nullable=False),
-        sa.Column("difficulty", sa.Integer(), nullable=False),
-        sa.Column("intent", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
-        sa.Column("seed_keyword_id", sa.BigInteger(), nullable=True),
-        sa.Column("cluster_id", sa.BigInteger(), nullable=True),
-        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-        sa.Column("disabled", sa.Boolean(), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column(
-            "updated_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
-            "intent IN ('informational', 'navigational', 'commercial', 'transactional')",
-            name="keyword_intent",
-        ),
+        index="ix_ideas_account_created")
+    op.create_index("ix_ideas_cluster", "content_ideas", ["cluster_id"], postgresql_where=LIVE)
+    trigram(op, "content_ideas", "idea_title", name="ix_ideas_title_trgm")
+
+    sector_table(
+        op, "keywords", varchar("keyword", 255), number("volume"),
+        number("difficulty"), varchar("intent", 20), ref("seed_keyword_id", nullable=True),
+        owned_by("clusters", "cluster_id"), varchar("status", 16), flag("disabled"),
+        sa.CheckConstraint(f"intent IN {INTENTS}", name="keyword_intent"),
         sa.CheckConstraint("status IN ('active', 'mapped', 'archived')", name="keyword_status"),
         sa.CheckConstraint("difficulty BETWEEN 0 AND 100", name="keyword_difficulty"),
-        sa.CheckConstraint("volume >= 0", name="keyword_volume"),
-        sa.ForeignKeyConstraint(["cluster_id"], ["clusters.id"], ondelete="SET NULL"),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_index(
-        "ix_keywords_account_created",
-        "keywords",
-        ["account_id", sa.literal_column("created_at DESC"), sa.literal_column("id DESC")],
-        unique=False,
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.create_index(
-        "ix_keywords_account_difficulty",
-        "keywords",
-        ["account_id", "difficulty", "id"],
-        unique=False,
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.create_index(
-        "ix_keywords_account_status_created",
-        "keywords",
-        [
-            "account_id",
-            "status",
-            sa.literal_column("created_at DESC"),
-            sa.literal_column("id DESC"),
-        ],
-        unique=False,
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.create_index(
-        "ix_keywords_account_volume",
-        "keywords",
-        ["account_id", sa.literal_column("volume DESC"), sa.literal_column("id DESC")],
-        unique=False,
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.create_index(
-        "ix_keywords_cluster",
-        "keywords",
-        ["cluster_id"],
-        unique=False,
-        postgresql_where=sa.text("deleted_at IS NULL AND cluster_id IS NOT NULL"),
-    )
-    op.create_index(
-        "ix_keywords_keyword_trgm",
-        "keywords",
-        ["keyword"],
-        unique=False,
-        postgresql_using="gin",
-        postgresql_ops={"keyword": "gin_trgm_ops"},
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.create_index(
-        "ix_keywords_seed",
-        "keywords",
-        ["account_id", "seed_keyword_id"],
-        unique=False,
-        postgresql_where=sa.text("deleted_at IS NULL AND seed_keyword_id IS NOT NULL"),
-    )
-    op.create_index(
-        "ix_keywords_site_sector_created",
-        "keywords",
-        [
-            "site_id",
-            "sector_id",
-            sa.literal_column("created_at DESC"),
-            sa.literal_column("id DESC"),
-        ],
-        unique=False,
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.create_index(
-        "uq_keywords_site_sector_text",
-        "keywords",
-        ["site_id", "sector_id", sa.literal_column("lower(keyword)")],
-        unique=True,
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    kernel_tables(op)
-    directory_tables(op)
-    ai_task_log_table(op)
+        sa.CheckConstraint("volume >= 0", name="keyword_volume"))
+    for name, columns, where in KEYWORD_INDEXES:
+        op.create_index(name, "keywords", [sa.text(c) for c in columns],
+                        postgresql_where=sa.text(where))
+    trigram(op, "keywords", "keyword")
+    op.create_index("uq_keywords_site_sector_text", "keywords",
+                    ["site_id", "sector_id", sa.text("lower(keyword)")], unique=True,
+                    postgresql_where=LIVE)
+    kernel_tables(op, directory=True, ai_task_log=True)
     op.execute(COUNTER_FUNCTION)
     op.execute(VISIBLE_VIEW)
     for statement in COUNTER_TRIGGERS:
@@ -387,93 +194,7 @@ def downgrade() -> None:
     for name in ("insert", "update", "delete"):
         op.execute(f"DROP TRIGGER IF EXISTS keyword_counts_{name} ON keywords")
     op.execute("DROP FUNCTION IF EXISTS keyword_counts_apply()")
-    drop_kernel_tables(op)
-    drop_ai_task_log_table(op)
-    drop_directory_tables(op)
-    op.drop_index(
-        "uq_keywords_site_sector_text",
-        table_name="keywords",
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.drop_index(
-        "ix_keywords_site_sector_created",
-        table_name="keywords",
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.drop_index(
-        "ix_keywords_seed",
-        table_name="keywords",
-        postgresql_where=sa.text("deleted_at IS NULL AND seed_keyword_id IS NOT NULL"),
-    )
-    op.drop_index(
-        "ix_keywords_keyword_trgm",
-        table_name="keywords",
-        postgresql_using="gin",
-        postgresql_ops={"keyword": "gin_trgm_ops"},
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.drop_index(
-        "ix_keywords_cluster",
-        table_name="keywords",
-        postgresql_where=sa.text("deleted_at IS NULL AND cluster_id IS NOT NULL"),
-    )
-    op.drop_index(
-        "ix_keywords_account_volume",
-        table_name="keywords",
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.drop_index(
-        "ix_keywords_account_status_created",
-        table_name="keywords",
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.drop_index(
-        "ix_keywords_account_difficulty",
-        table_name="keywords",
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.drop_index(
-        "ix_keywords_account_created",
-        table_name="keywords",
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.drop_table("keywords")
-    op.drop_index(
-        "ix_ideas_title_trgm",
-        table_name="content_ideas",
-        postgresql_using="gin",
-        postgresql_ops={"idea_title": "gin_trgm_ops"},
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.drop_index(
-        "ix_ideas_cluster",
-        table_name="content_ideas",
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.drop_index(
-        "ix_ideas_account_created",
-        table_name="content_ideas",
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.drop_table("content_ideas")
-    op.drop_table("seed_keywords")
-    op.drop_table("keyword_counts")
-    op.drop_table("keyword_versions")
-    op.drop_index(
-        "uq_clusters_site_sector_name",
-        table_name="clusters",
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.drop_index(
-        "ix_clusters_name_trgm",
-        table_name="clusters",
-        postgresql_using="gin",
-        postgresql_ops={"name": "gin_trgm_ops"},
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.drop_index(
-        "ix_clusters_account_created",
-        table_name="clusters",
-        postgresql_where=sa.text("deleted_at IS NULL"),
-    )
-    op.drop_table("clusters")
+    drop_kernel_tables(op, directory=True, ai_task_log=True)
+    for table in ("keywords", "content_ideas", "seed_keywords", "keyword_counts",
+                  "keyword_versions", "clusters"):
+        op.drop_table(table)
