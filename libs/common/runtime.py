@@ -206,7 +206,6 @@ async def run_worker(
         server = await serve_health(health, settings.metrics_host, settings.metrics_port)
     db = Database(settings.database_url, pool_size=5, max_overflow=5)
     nc = await nats_kernel.connect(settings.nats_url, f"{service}-worker")
-    health.nc = nc
     js = nc.jetstream()
     buckets = await nats_kernel.ensure_platform(js, service)
     ctx = WorkerContext(settings, db, nc, js, buckets, stop or asyncio.Event())
@@ -216,6 +215,10 @@ async def run_worker(
         loops[consumer.name] = functools.partial(consumer.run, ctx.stop)
     for task in tasks:
         loops[getattr(task, "__name__", "task")] = functools.partial(task, ctx)
+    # Healthy only once every loop runs: until then /healthz lists them as starting (with
+    # no loop listed and NATS connected it would already answer 200).
+    health.loops.update({name: LoopState() for name in loops})
+    health.nc = nc
     running = [asyncio.create_task(supervise(name, run, ctx.stop, health, restart),
                                    name=f"supervise-{name}") for name, run in loops.items()]
     log.info("worker started: %d loops", len(running))
