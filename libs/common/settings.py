@@ -49,8 +49,9 @@ class ServiceSettings(PlatformSettings):
     """A service with its own database. `service_name` is fixed by each subclass."""
 
     service_name: str = "service"
-    # The role the service runs as: cannot bypass row-level security.
-    database_url: str = Field(default="postgresql+psycopg://igny8_app@127.0.0.1:5432/igny8")
+    # The role the service runs as: cannot bypass row-level security. Unset: the service's
+    # own database and role on a local server (`igny8_<service>`, `igny8_<service>_app`).
+    database_url: str = ""
     # The owner role, used only to run migrations.
     migration_database_url: str | None = None
     db_pool_size: int = 10
@@ -63,6 +64,14 @@ class ServiceSettings(PlatformSettings):
     # On SIGTERM a worker stops taking work and waits this long for what runs (a job) to
     # finish before cancelling it; Kubernetes' grace period must be longer.
     worker_drain_seconds: float = 10.0
+
+    @model_validator(mode="after")
+    def _own_database_by_default(self) -> ServiceSettings:
+        if not self.database_url:
+            name = self.service_name
+            self.database_url = (
+                f"postgresql+psycopg://igny8_{name}_app@127.0.0.1:5432/igny8_{name}")
+        return self
 
 
 class JetStreamSettings(BaseSettings):

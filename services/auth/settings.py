@@ -8,7 +8,6 @@ from libs.common.settings import ServiceSettings
 class AuthSettings(ServiceSettings):
     service_name: str = "auth"
     http_port: int = 8101
-    database_url: str = "postgresql+psycopg://igny8_auth_app@127.0.0.1:5432/igny8_auth"
 
     access_token_ttl_seconds: int = 15 * 60
     refresh_token_ttl_seconds: int = 7 * 24 * 3600

@@ -19,7 +19,6 @@ class WriterSettings(ServiceSettings, StorageSettings, AIJobSettings):
 
     service_name: str = "writer"
     http_port: int = 8103
-    database_url: str = "postgresql+psycopg://igny8_writer_app@127.0.0.1:5432/igny8_writer"
     auto_generate_content_max_tasks: int = 50  # tasks
     generate_image_prompts_max_content: int = 50  # contents
     generate_images_max_images: int = 100  # images
