@@ -32,6 +32,7 @@ candidate never takes a paragraph an earlier one needed. Same input, same output
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -128,12 +129,19 @@ def is_question(phrase: str) -> bool:
     return phrase.strip().endswith("?") or bool(words and words[0].lower() in QUESTION_STARTS)
 
 
+# Leading words a keyword may carry that an anchor in running prose does not: "how to
+# descale a kettle" is linked where the text says "descale a kettle".
+_LEAD = re.compile(r"^\s*(?:how\s+to|what\s+(?:is|are))\s+", re.IGNORECASE)
+
+
 def variants(target: Target, min_words: int = 2) -> list[str]:
-    """The target's anchor phrases, best first: keyphrase, then secondary keywords."""
+    """The target's anchor phrases, best first: keyphrase, then secondary keywords; a
+    leading "how to", "what is" or "what are" dropped; other questions left out."""
     out: list[str] = []
     seen: set[tuple[str, ...]] = set()
-    for phrase in (target.keyphrase, *target.keywords):
-        words = WORD.findall(phrase)
+    for keyword in (target.keyphrase, *target.keywords):
+        phrase = _LEAD.sub("", keyword).strip().rstrip("?").strip()
+        words = TOKEN.findall(phrase)
         tokens = phrase_tokens(phrase)
         if (len(words) < min_words or not tokens or tokens in seen or is_question(phrase)
                 or all(w.lower() in FUNCTION_WORDS for w in words)):

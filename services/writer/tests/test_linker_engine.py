@@ -232,3 +232,9 @@ def test_checker_counts_a_paragraphs_existing_link() -> None:
     before = f"<h1>T</h1><p>Intro. More.</p><p>{FILLER} <a href='/x/'>x</a> pour over coffee.</p>"
     after = before.replace("pour over coffee", "<a href='/pour-over/'>pour over coffee</a>")
     assert [v.rule for v in check(SITE[1], SITE, before, after)] == ["paragraph_twice"]
+
+
+def test_how_to_keyphrases_are_found_in_running_prose() -> None:
+    t = Target(9, "How to Descale a Kettle", "how to descale a kettle",
+               ("what are burr grinders", "why is my kettle loud", "pour-over kit"))
+    assert variants(t) == ["descale a kettle", "burr grinders", "pour-over kit"]
