@@ -6,8 +6,8 @@ site: the site's pages are read without their HTML and indexed (WordLlama embedd
 the anchors' automaton) in a worker thread. The credit is held before the work (402 when
 the account cannot pay), released when the request's unit of work does not commit (a bad
 link is a 400 and costs nothing), and captured once it has committed. Applying links
-revises the content (its HTML, word count and revision) and publishes
-`writer.content.updated` through the content service.
+revises the content (its HTML, word count and revision) only if nobody changed it since
+it was read (else 409, nothing charged), and publishes `writer.content.updated`.
 
 Indexes of the last few sites are kept in the process, keyed by the site's targets
 themselves (ids, titles, keywords, clusters, lengths, URLs): a request whose site has
@@ -22,8 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from libs.common.ai.local import LocalEmbedder
-from libs.common.problems import ValidationFailed
+from libs.common.problems import Conflict, ValidationFailed
 from libs.common.repository import Row
+from services.writer import events
+from services.writer.document import html_word_count
 from services.writer.linker.engine import Link, LinkRefused, SiteIndex, Target
 from services.writer.linker.html import insert_links
 from services.writer.linker.repository import LinkTargetRepository
@@ -31,6 +33,7 @@ from services.writer.service.tasks import ContentService
 from services.writer.text import slugify
 
 OPERATION = "linking"
+CHANGED = "The content changed while it was being linked; ask again."
 MODEL = "local-linker-wordllama-1"
 
 _embedder = LocalEmbedder()
@@ -127,4 +130,10 @@ class LinkerService(ContentService):
             new_html, placed = insert_links(html, placements), list(links)
         if not placed:
             return Applied(content, [])
-        return Applied(await self.update(content_id, {"html": new_html}), placed)
+        row = await (await self.repository(LinkTargetRepository)).revise_if_unchanged(
+            content_id, content["revision"],
+            {"html": new_html, "word_count": html_word_count(new_html)})
+        if row is None:  # edited meanwhile: its new HTML was not what was linked
+            raise Conflict(CHANGED, errors={"content_id": [CHANGED]})
+        await self.uow.publish(events.content_updated(row, "updated"))
+        return Applied(row, placed)

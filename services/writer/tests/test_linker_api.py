@@ -198,3 +198,32 @@ async def test_only_the_sites_own_content_is_linked(
                           json={"content_id": pillar["id"], "links": [given]})
     assert r.status_code == 400
     assert "links.0.target_content_id" in r.json()["errors"]
+
+
+async def test_an_edit_while_linking_is_a_conflict_and_costs_nothing(
+        client: httpx.AsyncClient, tenant: Tenant, billing: Ledger, writer_db: Database,
+        monkeypatch: Any) -> None:
+    from sqlalchemy import text
+
+    from libs.common.db import TenantScope
+    from services.writer.linker import service
+
+    ids = await site(client, tenant)
+    pillar = ids["brew-coffee-at-home"]
+    real = service.site_index
+
+    async def edited_meanwhile(targets: Any) -> Any:
+        async with writer_db.session(TenantScope.account(tenant.account_id)) as s:
+            await s.execute(text("UPDATE content SET revision = revision + 1 WHERE id = :i"),
+                            {"i": pillar})
+            await s.commit()
+        return await real(targets)
+
+    monkeypatch.setattr(service, "site_index", edited_meanwhile)
+    r = await client.post(f"{LINKER}/apply/", headers=tenant.headers(),
+                          json={"content_id": pillar})
+    assert r.status_code == 409, r.text
+    assert "content_id" in r.json()["errors"]
+    assert "<a " not in (await content(client, tenant, pillar))["html"]
+    assert await spent(billing, tenant) == 0
+    assert (await billing.balance(tenant.account_id)).held == 0
