@@ -7,6 +7,7 @@ Planner, writer and automation reserve credits before AI work and settle them af
     ...  # do the work
     await BillingClient(nc).capture(hold.hold_id, units=1, model="local-...", cost_usd=0)
 
+`quote` answers the balance and what operations would cost (automation's estimate).
 `hold` raises `PaymentRequired` (HTTP 402) when the spendable balance cannot cover the
 estimate. Every command is idempotent: a hold by its key, a capture/release by its hold, a
 refund by its key; the client sends a timed-out command again with the same payload.
@@ -105,10 +106,36 @@ class RefundResult(BaseModel):
     replayed: bool = False
 
 
+class QuoteItem(BaseModel):
+    operation_type: str
+    units: int = Field(default=1, ge=1)
+
+
+class QuoteRequest(BaseModel):
+    """What `items` would cost the account now, and its balance (reads only)."""
+
+    account_id: int
+    items: list[QuoteItem] = Field(default_factory=list, max_length=100)
+
+
+class Quote(BaseModel):
+    operation_type: str
+    units: int
+    credits: int
+
+
+class QuoteResult(BaseModel):
+    account_id: int
+    balance: int  # plan + purchased credits
+    available: int  # the balance less what active holds reserve
+    quotes: list[Quote] = Field(default_factory=list)
+
+
 HOLD = Command(SERVICE, "hold", HoldRequest, HoldResult, idempotent=True)
 CAPTURE = Command(SERVICE, "capture", CaptureRequest, CaptureResult, idempotent=True)
 RELEASE = Command(SERVICE, "release", ReleaseRequest, ReleaseResult, idempotent=True)
 REFUND = Command(SERVICE, "refund", RefundRequest, RefundResult, idempotent=True)
+QUOTE = Command(SERVICE, "quote", QuoteRequest, QuoteResult, idempotent=True)
 
 
 class BillingClient(CommandClient):
@@ -134,6 +161,12 @@ class BillingClient(CommandClient):
             metadata=metadata or {},
         )
         return await self.call(CAPTURE, request)
+
+    async def quote(self, account_id: int, items: list[tuple[str, int]]) -> QuoteResult:
+        """The account's balance, and what each (operation, units) would cost it."""
+        request = QuoteRequest(account_id=account_id, items=[
+            QuoteItem(operation_type=op, units=units) for op, units in items])
+        return await self.call(QUOTE, request)
 
     async def release(self, hold_id: int, *, account_id: int | None = None) -> ReleaseResult:
         return await self.call(RELEASE, ReleaseRequest(hold_id=hold_id, account_id=account_id))

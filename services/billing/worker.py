@@ -70,8 +70,15 @@ async def _refund(svc: BillingService, reqs: list[wire.RefundRequest]
     return [await svc.refund(req)]
 
 
+async def _quote(svc: BillingService, reqs: list[wire.QuoteRequest]
+                 ) -> Sequence[BaseModel | DomainError]:
+    (req,) = reqs
+    return [await svc.quote(req)]
+
+
 RUNNERS: dict[Command[Any, Any], Runner] = {
     wire.HOLD: _holds, wire.CAPTURE: _captures, wire.RELEASE: _release, wire.REFUND: _refund,
+    wire.QUOTE: _quote,
 }
 
 # Commands whose statements are each correct on their own: holds are a read (replays and
@@ -154,6 +161,7 @@ class BillingCommands:
             wire.CAPTURE: batched(wire.CAPTURE, lambda r: r.hold_id),
             wire.RELEASE: functools.partial(self.execute_one, wire.RELEASE),
             wire.REFUND: functools.partial(self.execute_one, wire.REFUND),
+            wire.QUOTE: functools.partial(self.execute_one, wire.QUOTE),
         }
 
     def _session(self, command: Command[Any, Any]

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -45,6 +45,12 @@ class TaskLogRepository:
             query = query.with_for_update()
         row = (await self.session.execute(query)).mappings().first()
         return dict(row) if row else None
+
+    async def lock_task_id(self, task_id: UUID) -> None:
+        """Serialise, until the transaction ends, those who queue a job of this task id
+        (the second finds the first's row and replays it)."""
+        await self.session.execute(select(func.pg_advisory_xact_lock(
+            func.hashtextextended(str(task_id), 0))))
 
     async def update(self, task_id: UUID, values: dict[str, Any]) -> None:
         await self.session.execute(

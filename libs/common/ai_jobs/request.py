@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Table
 
 from libs.common import jobs
-from libs.common.ai_jobs.log import TaskLogRepository
+from libs.common.ai_jobs.log import TaskLogRepository, holds_of
 from libs.common.billing import BillingClient, HoldResult
 from libs.common.jobs import TaskProgress
 from libs.common.security import Principal
@@ -39,6 +39,8 @@ class QueuedJob:
     account_id: int
     holds: dict[str, int]
     billing: BillingClient = field(repr=False)
+    # Asked again with the key of a job already recorded: nothing new was placed.
+    replayed: bool = False
 
     async def release(self) -> None:
         await asyncio.gather(*(self.billing.release(hold, account_id=self.account_id)
@@ -49,11 +51,19 @@ class AIJobRequests:
     """The request side of a service's billed AI jobs."""
 
     def __init__(self, log: Table, billing: BillingClient, progress: TaskProgress | None, *,
-                 hold_ttl_seconds: int) -> None:
+                 hold_ttl_seconds: int, task_id: uuid.UUID | None = None) -> None:
         self.log = log
         self.billing = billing
         self.progress = progress
         self.hold_ttl_seconds = hold_ttl_seconds
+        self.task_id = task_id
+
+    def keyed(self, task_id: uuid.UUID) -> AIJobRequests:
+        """These requests for one job whose task id the caller chose (automation derives
+        it from its step's key, `libs/common/pipeline.task_id_for`): queueing it again
+        answers the job already recorded, with no second hold."""
+        return AIJobRequests(self.log, self.billing, self.progress,
+                             hold_ttl_seconds=self.hold_ttl_seconds, task_id=task_id)
 
     async def queue(self, uow: UnitOfWork, principal: Principal, function: AIFunction,
                     data: dict[str, Any], *, units: int = 1,
@@ -64,8 +74,14 @@ class AIJobRequests:
         `units`, or one per item of `items` (item → units), for jobs that capture what
         each item cost (partial success). Holds are keyed by the task id: asking again
         places nothing twice."""
-        task_id = uuid.uuid4()
+        task_id = self.task_id or uuid.uuid4()
         account_id = principal.account_id
+        if self.task_id is not None:
+            await TaskLogRepository(uow.session, self.log).lock_task_id(task_id)
+            done = await TaskLogRepository(uow.session, self.log).get(task_id)
+            if done is not None:
+                return QueuedJob(task_id, int(done["account_id"]), holds_of(done),
+                                 self.billing, replayed=True)
         wanted = dict(items) if items is not None else {"": units}
         results = await asyncio.gather(*(
             self.billing.hold(account_id, function.operation, units=n,

@@ -27,6 +27,9 @@ from libs.common.billing import (
     CaptureResult,
     HoldRequest,
     HoldResult,
+    Quote,
+    QuoteRequest,
+    QuoteResult,
     RefundRequest,
     RefundResult,
     ReleaseRequest,
@@ -404,6 +407,26 @@ class BillingService:
             credits_charged=charge, credits_released=reserved - min(charge, reserved),
             transaction_id=tx_id, usage_log_id=usage_id, balance_after=after.total)
         return write, result
+
+    async def quote(self, req: QuoteRequest) -> QuoteResult:
+        """The balance, and each item's price from its operation's cost configuration
+        (reads only; automation's estimate)."""
+        balance = await self.repo.get_balance(req.account_id)
+        quotes = []
+        for item in req.items:
+            config = await self.repo.cost_config(item.operation_type)
+            if config is None or not config.is_active:
+                raise ValidationFailed.field("operation_type",
+                                             f"Unknown operation '{item.operation_type}'.")
+            try:
+                credits = price(config, units=item.units)
+            except PricingError as exc:
+                raise ValidationFailed.field(exc.field, str(exc)) from exc
+            quotes.append(Quote(operation_type=item.operation_type, units=item.units,
+                                credits=credits))
+        return QuoteResult(account_id=req.account_id,
+                           balance=balance.total if balance else 0,
+                           available=balance.available if balance else 0, quotes=quotes)
 
     async def release(self, req: ReleaseRequest) -> ReleaseResult:
         hold = await self._locked_hold(req.hold_id, req.account_id)

@@ -1,0 +1,115 @@
+"""The pipeline commands: what planner and writer answer for automation, declared once for
+both ends (NATS request-reply through `libs/common/commands.py`).
+
+Automation never reads another service's database. For each of its stages it asks the
+owning service two things:
+
+    client = PipelineClient(nc)
+    pending = await client.pending(account_id, site_id, stage=1, limit=20)   # ids waiting
+    queued = await client.queue(account_id, site_id, stage=1, ids=pending.ids,
+                                key="run:12:stage:1:batch:0", user_id=7, run_id="12")
+
+`queue` starts the owner's existing job for those ids (stage 3, queueing ideas to writer,
+is free and has no job). The job's task id is derived from `key` (`task_id_for`): asking
+again with the same key answers the same task and places no second hold, so a caller
+that died between asking and recording the answer simply asks again. The job's result is
+the kernel's task progress (`libs/common/jobs.py`, bucket `igny8_task_progress`).
+
+Stages (DOMAIN.md): 1 active keywords without a cluster → `auto_cluster` (one sector per
+batch); 2 clusters without ideas → `auto_generate_ideas`; 3 new ideas → writer tasks;
+4 draft tasks without content → `auto_generate_content`; 5 drafts without images →
+`generate_image_prompts`; 6 pending images → `generate_images`; 7 drafts whose images are
+done, for the review gate (`items`: optimizer score, placeholders left).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from libs.common.commands import Command, CommandClient
+
+STAGES = (1, 2, 3, 4, 5, 6, 7)
+PLANNER_STAGES = (1, 2, 3)
+WRITER_STAGES = (4, 5, 6, 7)
+
+# uuid5 namespace of the task ids derived from automation's keys.
+TASK_NAMESPACE = uuid.UUID("5b0f7c1e-4d0a-4a57-9d1e-1a9e8c0b7a51")
+
+
+def task_id_for(key: str) -> uuid.UUID:
+    """The job task id a pipeline key stands for (the same key, the same task)."""
+    return uuid.uuid5(TASK_NAMESPACE, key)
+
+
+def owner_of(stage: int) -> str:
+    if stage in PLANNER_STAGES:
+        return "planner"
+    if stage in WRITER_STAGES:
+        return "writer"
+    raise ValueError(f"no stage {stage}")
+
+
+class PendingWork(BaseModel):
+    account_id: int
+    site_id: int
+    stage: int = Field(ge=1, le=7)
+    limit: int = Field(default=100, ge=0, le=1000)
+    # Stage 4: the ideas the caller queued to writer, whose tasks it waits for.
+    expect: list[int] = Field(default_factory=list, max_length=10_000)
+
+
+class PendingResult(BaseModel):
+    stage: int
+    count: int  # everything waiting at this stage in the site
+    ids: list[int] = Field(default_factory=list)  # the next batch, at most `limit`
+    # Stage 1: per id {"sector_id"} (a batch is one sector); stage 7: per id {"title",
+    # "optimizer_score", "placeholders", "images"}.
+    items: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Stage 4: how many of `expect` have no task yet (writer makes them from events).
+    missing: int = 0
+
+
+class QueueWork(BaseModel):
+    account_id: int
+    site_id: int
+    stage: int = Field(ge=1, le=6)
+    ids: list[int] = Field(min_length=1, max_length=1000)
+    key: str = Field(min_length=1, max_length=200)
+    user_id: int | None = None
+    run_id: str | None = None
+
+
+class QueueResult(BaseModel):
+    stage: int
+    task_id: uuid.UUID | None = None  # None: the stage has no job (3)
+    ids: list[int] = Field(default_factory=list)  # what was queued
+    replayed: bool = False
+
+
+PLANNER_PENDING = Command("planner", "pipeline_pending", PendingWork, PendingResult,
+                          idempotent=True)
+PLANNER_QUEUE = Command("planner", "pipeline_queue", QueueWork, QueueResult, idempotent=True)
+WRITER_PENDING = Command("writer", "pipeline_pending", PendingWork, PendingResult,
+                         idempotent=True)
+WRITER_QUEUE = Command("writer", "pipeline_queue", QueueWork, QueueResult, idempotent=True)
+
+PENDING = {"planner": PLANNER_PENDING, "writer": WRITER_PENDING}
+QUEUE = {"planner": PLANNER_QUEUE, "writer": WRITER_QUEUE}
+
+
+class PipelineClient(CommandClient):
+    async def pending(self, account_id: int, site_id: int, *, stage: int,
+                      limit: int = 100, expect: list[int] | None = None) -> PendingResult:
+        request = PendingWork(account_id=account_id, site_id=site_id, stage=stage, limit=limit,
+                              expect=expect or [])
+        return await self.call(PENDING[owner_of(stage)], request)
+
+    async def queue(self, account_id: int, site_id: int, *, stage: int, ids: list[int],
+                    key: str, user_id: int | None = None,
+                    run_id: str | None = None) -> QueueResult:
+        request = QueueWork(account_id=account_id, site_id=site_id, stage=stage, ids=ids,
+                            key=key, user_id=user_id, run_id=run_id)
+        return await self.call(QUEUE[owner_of(stage)], request)
