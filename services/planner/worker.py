@@ -2,7 +2,8 @@
 
 Runs the outbox relay, the consumer that builds the read models from auth's events, the
 one that marks ideas `completed` when writer has written them, and the AI job workers
-(auto_cluster, auto_generate_ideas) on the work queue.
+(auto_cluster, auto_generate_ideas) on the work queue, and answers automation's pipeline
+commands (`services/planner/pipeline.py`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import asyncio
 
 from libs.common import nats as nats_kernel
 from libs.common.billing import BillingClient
+from libs.common.commands import serve
 from libs.common.jobs import JobWorker, TaskProgress
 from libs.common.runtime import WorkerContext, main, run_worker
 from services.planner.events import auth_consumer, writer_consumer
 from services.planner.jobs import Engines, PlannerJobs
+from services.planner.pipeline import PlannerPipeline
 from services.planner.settings import PlannerSettings
 
 
@@ -34,9 +37,16 @@ async def run(stop: asyncio.Event, settings: PlannerSettings | None = None, *,
     async def jobs(ctx: WorkerContext) -> None:
         await asyncio.gather(*(w.run(ctx.stop) for w in job_workers(ctx, settings, engines)))
 
+    async def pipeline(ctx: WorkerContext) -> None:
+        """Automation's pipeline commands (stages 1-3)."""
+        answers = PlannerPipeline(
+            ctx.db, settings, BillingClient(ctx.nc, timeout=settings.command_timeout_seconds),
+            TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET]))
+        await serve(ctx.nc, answers.handlers(), stop=ctx.stop)
+
     await run_worker(settings, consumers=lambda ctx: [auth_consumer(ctx.db, ctx.js),
                                                       writer_consumer(ctx.db, ctx.js)],
-                     tasks=[jobs], stop=stop)
+                     tasks=[jobs, pipeline], stop=stop)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Runs the outbox relay, the consumers of auth's directory and of planner's events (queued
 ideas become tasks; clusters and keywords feed the briefs' read models), and the AI job
 workers (`auto_generate_content`, `generate_image_prompts`, `generate_images`,
-`optimize`) on the work queue, each supervised (`libs.common.runtime.run_worker`).
+`optimize`) on the work queue, and automation's pipeline commands (`pipeline.py`), each
+supervised (`libs.common.runtime.run_worker`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import asyncio
 
 from libs.common import nats as nats_kernel
 from libs.common.billing import BillingClient
+from libs.common.commands import serve
 from libs.common.jobs import JobWorker, TaskProgress
 from libs.common.runtime import WorkerContext, main, run_worker
 from libs.common.storage import build_storage
 from services.writer.events import auth_consumer, planner_consumer
 from services.writer.jobs import DraftFn, WriterJobs, draft_offline
+from services.writer.pipeline import WriterPipeline
 from services.writer.service import Platform
 from services.writer.settings import WriterSettings
 
@@ -43,9 +46,16 @@ async def run(stop: asyncio.Event, settings: WriterSettings | None = None, *,
         finally:
             await storage.aclose()
 
+    async def pipeline(ctx: WorkerContext) -> None:
+        """Automation's pipeline commands (stages 4-7)."""
+        answers = WriterPipeline(
+            ctx.db, settings, BillingClient(ctx.nc, timeout=settings.command_timeout_seconds),
+            TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET]))
+        await serve(ctx.nc, answers.handlers(), stop=ctx.stop)
+
     await run_worker(settings, consumers=lambda ctx: [auth_consumer(ctx.db, ctx.js),
                                                       planner_consumer(ctx.db, ctx.js)],
-                     tasks=[jobs], stop=stop)
+                     tasks=[jobs, pipeline], stop=stop)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""Planner's answers to automation's pipeline commands (`libs/common/pipeline.py`): what
+waits at stages 1-3 in a site, and starting planner's own jobs for a batch of it through
+the same services the API uses (so the same limits, holds and events apply).
+
+1 active keywords without a cluster, by sector (`auto_cluster` takes one sector: `items`
+says each keyword's);
+2 active clusters without ideas (`auto_generate_ideas`); 3 new ideas (queued to writer,
+free). A job's task id is derived from automation's key: asking twice is one job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from libs.common.ai_jobs import AIJobRequests
+from libs.common.billing import BillingClient
+from libs.common.commands import Command, Handler
+from libs.common.db import Database, TenantScope
+from libs.common.jobs import TaskProgress
+from libs.common.pipeline import (
+    PLANNER_PENDING,
+    PLANNER_QUEUE,
+    PendingResult,
+    PendingWork,
+    QueueResult,
+    QueueWork,
+    task_id_for,
+)
+from libs.common.repository import Row, Visibility
+from libs.common.security import Principal
+from libs.common.uow import unit_of_work
+from services.planner.models import AI_TASK_LOGS
+from services.planner.repository import ClusterRepository, IdeaRepository, KeywordRepository
+from services.planner.service import ClusterService, IdeaService, KeywordService
+from services.planner.settings import PlannerSettings
+
+
+class PlannerPipeline:
+    def __init__(self, db: Database, settings: PlannerSettings, billing: BillingClient,
+                 progress: TaskProgress | None) -> None:
+        self.db = db
+        self.settings = settings
+        self.requests = AIJobRequests(AI_TASK_LOGS, billing, progress,
+                                      hold_ttl_seconds=settings.hold_ttl_seconds)
+
+    def handlers(self) -> dict[Command[Any, Any], Handler]:
+        return {PLANNER_PENDING: self.pending, PLANNER_QUEUE: self.queue}
+
+    async def pending(self, req: PendingWork) -> PendingResult:
+        vis = Visibility(req.account_id, (req.site_id,))
+        items: dict[str, dict[str, Any]] = {}
+        async with self.db.session(TenantScope.account(req.account_id),
+                                   read_only=True) as session:
+            rows: list[Row]
+            if req.stage == 1:
+                kw = KeywordRepository(session, vis)
+                rows = sorted(await kw.find(kw.table.c.status == "active",
+                                            kw.table.c.cluster_id.is_(None)),
+                              key=lambda r: (r["sector_id"], r["id"]))
+                items = {str(r["id"]): {"sector_id": r["sector_id"]}
+                         for r in rows[:req.limit]}
+            elif req.stage == 2:
+                cl = ClusterRepository(session, vis)
+                rows = await cl.find(cl.table.c.status == "active", cl.table.c.ideas_count == 0)
+            elif req.stage == 3:
+                ideas = IdeaRepository(session, vis)
+                rows = await ideas.find(ideas.table.c.status == "new")
+            else:
+                raise ValueError(f"planner has no stage {req.stage}")
+        return PendingResult(stage=req.stage, count=len(rows),
+                             ids=[r["id"] for r in rows][:req.limit], items=items)
+
+    async def queue(self, req: QueueWork) -> QueueResult:
+        principal = Principal(user_id=req.user_id or 0, account_id=req.account_id,
+                              role="admin")
+        task_id = task_id_for(req.key)
+        requests = self.requests.keyed(task_id)
+        async with unit_of_work(self.db, TenantScope.account(req.account_id)) as uow:
+            if req.stage == 1:
+                job = await KeywordService(uow, principal, self.settings,
+                                           ai_jobs=requests).request_auto_cluster(req.ids, None)
+                return QueueResult(stage=1, task_id=job.task_id, ids=req.ids,
+                                   replayed=job.replayed)
+            if req.stage == 2:
+                job = await ClusterService(uow, principal, self.settings,
+                                           ai_jobs=requests).request_ideas(req.ids)
+                return QueueResult(stage=2, task_id=job.task_id, ids=req.ids,
+                                   replayed=job.replayed)
+            if req.stage == 3:
+                queued = await IdeaService(uow, principal, self.settings).queue_to_writer(
+                    req.ids)
+                return QueueResult(stage=3, ids=[r["id"] for r in queued],
+                                   replayed=not queued)
+        raise ValueError(f"planner has no stage {req.stage}")

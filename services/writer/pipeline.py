@@ -1,0 +1,127 @@
+"""Writer's answers to automation's pipeline commands (`libs/common/pipeline.py`): what
+waits at stages 4-7 in a site, and starting writer's own jobs for a batch of it through
+the same services the API uses (same limits, holds and events).
+
+4 draft tasks without content (`auto_generate_content`); 5 drafts without images
+(`generate_image_prompts`); 6 pending images (`generate_images`); 7 drafts whose images
+are all settled, for the review gate: their optimizer score and whether the drafting
+engine's "[Add a fact: …]" placeholders are still in the text. A job's task id is
+derived from automation's key: asking twice is one job.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from libs.common.ai_jobs import AIJobRequests
+from libs.common.billing import BillingClient
+from libs.common.commands import Command, Handler
+from libs.common.db import Database, TenantScope
+from libs.common.jobs import TaskProgress
+from libs.common.pipeline import (
+    WRITER_PENDING,
+    WRITER_QUEUE,
+    PendingResult,
+    PendingWork,
+    QueueResult,
+    QueueWork,
+    task_id_for,
+)
+from libs.common.repository import Row, Visibility
+from libs.common.security import Principal
+from libs.common.uow import unit_of_work
+from services.writer.models import (
+    AI_TASK_LOGS,
+    ContentSource,
+    ContentStatus,
+    ImageStatus,
+    TaskStatus,
+)
+from services.writer.repository import ContentRepository, ImageRepository, TaskRepository
+from services.writer.service import ContentService, ImageService, Platform, TaskService
+from services.writer.settings import WriterSettings
+
+# What the offline drafting engine leaves for a person to fill in (drafting_phrases.py).
+PLACEHOLDER = re.compile(r"\[Add (?:a|an) [a-z]+:")
+UNSETTLED_IMAGES = (ImageStatus.PENDING, ImageStatus.GENERATING)
+
+
+def has_placeholders(html: str) -> bool:
+    return PLACEHOLDER.search(html or "") is not None
+
+
+class WriterPipeline:
+    def __init__(self, db: Database, settings: WriterSettings, billing: BillingClient,
+                 progress: TaskProgress | None) -> None:
+        self.db = db
+        self.settings = settings
+        self.requests = AIJobRequests(AI_TASK_LOGS, billing, progress,
+                                      hold_ttl_seconds=settings.hold_ttl_seconds)
+
+    def handlers(self) -> dict[Command[Any, Any], Handler]:
+        return {WRITER_PENDING: self.pending, WRITER_QUEUE: self.queue}
+
+    async def pending(self, req: PendingWork) -> PendingResult:
+        vis = Visibility(req.account_id, (req.site_id,))
+        limit = req.limit
+        missing = 0
+        items: dict[str, dict[str, Any]] = {}
+        async with self.db.session(TenantScope.account(req.account_id),
+                                   read_only=True) as session:
+            rows: list[Row]
+            if req.stage == 4:
+                tasks = TaskRepository(session, vis)
+                rows = [t for t in await tasks.find(tasks.table.c.status == TaskStatus.DRAFT)
+                        if t["content_id"] is None]
+                if req.expect:
+                    made = {t["idea_id"] for t in await tasks.find(
+                        tasks.table.c.idea_id.in_(req.expect))}
+                    missing = len(set(req.expect) - made)
+            elif req.stage in (5, 7):
+                contents = ContentRepository(session, vis)
+                drafts = await contents.find(contents.table.c.status == ContentStatus.DRAFT,
+                                             contents.table.c.source == ContentSource.IGNY8)
+                images = await ImageRepository(session, vis).of_content(
+                    [c["id"] for c in drafts])
+                with_images = {i["content_id"] for i in images}
+                if req.stage == 5:
+                    rows = [c for c in drafts if c["id"] not in with_images]
+                else:
+                    unsettled = {i["content_id"] for i in images
+                                 if i["status"] in UNSETTLED_IMAGES}
+                    rows = [c for c in drafts
+                            if c["id"] in with_images and c["id"] not in unsettled]
+                    items = {str(c["id"]): {
+                        "title": c["title"], "optimizer_score": c["optimizer_score"],
+                        "placeholders": has_placeholders(c["html"]),
+                        "images": sum(1 for i in images if i["content_id"] == c["id"]
+                                      and i["status"] == ImageStatus.GENERATED)}
+                        for c in rows[:limit]}
+            elif req.stage == 6:
+                img = ImageRepository(session, vis)
+                rows = await img.find(img.table.c.status == ImageStatus.PENDING)
+            else:
+                raise ValueError(f"writer has no stage {req.stage}")
+        return PendingResult(stage=req.stage, count=len(rows),
+                             ids=[r["id"] for r in rows][:limit], items=items,
+                             missing=missing)
+
+    async def queue(self, req: QueueWork) -> QueueResult:
+        principal = Principal(user_id=req.user_id or 0, account_id=req.account_id,
+                              role="admin")
+        platform = Platform(self.settings, ai_jobs=self.requests.keyed(task_id_for(req.key)))
+        async with unit_of_work(self.db, TenantScope.account(req.account_id)) as uow:
+            if req.stage == 4:
+                job = await TaskService(uow, principal, platform).request_content(
+                    req.ids, req.run_id)
+            elif req.stage == 5:
+                job = await ContentService(uow, principal, platform).request_image_prompts(
+                    req.ids, req.run_id)
+            elif req.stage == 6:
+                job = await ImageService(uow, principal, platform).request_images(
+                    req.ids, req.run_id)
+            else:
+                raise ValueError(f"writer has no job for stage {req.stage}")
+        return QueueResult(stage=req.stage, task_id=job.task_id, ids=req.ids,
+                           replayed=job.replayed)
