@@ -1,0 +1,107 @@
+"""What automation publishes (through the outbox, `uow.publish`) and consumes.
+
+Published, subject `igny8.<type>` on stream `IGNY8_AUTOMATION`, `data` fields:
+
+- `automation.run.started` / `.paused` / `.resumed` / `.cancelled` / `.completed` /
+  `.failed`: `run_id, site_id, trigger, status, current_stage, total_credits,
+  estimated_credits, error`.
+- `automation.stage.completed`: `run_id, site_id, stage, name, processed, created, failed,
+  skipped, reasons`.
+
+Consumed:
+- auth's directory (kernel): sites for the tenant checks;
+- `billing.credits.debited` whose `related_object_id` is the task of one of a run's steps:
+  the run's charges (one per ledger transaction), so its credits are the ledger's;
+- planner's and writer's events, and the task progress of jobs: they only wake the worker
+  (the state they signal is read from the owners, `libs/common/pipeline.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.common.consumer import EventConsumer
+from libs.common.db import Database
+from libs.common.events import Event, stream_name
+from libs.common.repository import Row, Visibility
+from services.automation.models import DIRECTORY
+from services.automation.repository import ChargeRepository, RunRepository, StepRepository
+
+SERVICE = "automation"
+RUN_EVENTS = ("started", "paused", "resumed", "cancelled", "completed", "failed")
+
+
+def run_event(verb: str, run: Row) -> Event:
+    assert verb in RUN_EVENTS, verb
+    return Event(type=f"{SERVICE}.run.{verb}", account_id=run["account_id"], data={
+        "run_id": run["run_id"], "site_id": run["site_id"], "trigger": run["trigger"],
+        "status": run["status"], "current_stage": run["current_stage"],
+        "total_credits": run["total_credits"], "estimated_credits": run["estimated_credits"],
+        "error": run["error"]})
+
+
+def stage_completed(run: Row, stage: int, name: str, result: dict[str, Any]) -> Event:
+    return Event(type=f"{SERVICE}.stage.completed", account_id=run["account_id"], data={
+        "run_id": run["run_id"], "site_id": run["site_id"], "stage": stage, "name": name,
+        **{k: result.get(k, 0) for k in ("processed", "created", "failed", "skipped")},
+        "reasons": result.get("reasons") or {}})
+
+
+async def apply_debit(session: AsyncSession, event: Event) -> bool:
+    """A ledger deduction for one of our steps' jobs becomes the run's charge (once per
+    transaction); whether it was ours and new."""
+    data = event.data
+    if data.get("related_object_type") != "ai_task" or not event.account_id:
+        return False
+    try:
+        task_id = UUID(str(data.get("related_object_id")))
+        transaction_id = int(data["transaction_id"])
+        amount = int(data["amount"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    vis = Visibility(event.account_id)
+    step = await StepRepository(session, vis).by_task(task_id)
+    if step is None:
+        return False
+    added = await ChargeRepository(session, vis).add({
+        "run_pk": step["run_pk"], "stage": step["stage"], "transaction_id": transaction_id,
+        "task_id": task_id, "amount": abs(amount),
+        "operation_type": str(data.get("operation_type") or "")[:64]})
+    if added:
+        runs = RunRepository(session, vis)
+        run = await runs.locked(step["run_pk"])
+        if run is not None:
+            await runs.change(run["id"], {"total_credits": run["total_credits"] + abs(amount)})
+    return added
+
+
+def billing_consumer(db: Database, js: Any, wake: Callable[[], None]) -> EventConsumer:
+    async def handle(session: AsyncSession, event: Event) -> None:
+        await apply_debit(session, event)
+        wake()
+
+    return EventConsumer(
+        name=f"{SERVICE}-billing-events", stream=stream_name("billing"),
+        subjects=["igny8.billing.credits.debited"], handler=handle, db=db, js=js,
+        service=SERVICE, source="billing")
+
+
+def wake_consumer(db: Database, js: Any, source: str, subjects: list[str],
+                  wake: Callable[[], None]) -> EventConsumer:
+    """Planner's or writer's events that may let a run move on: they wake the worker."""
+
+    async def handle(session: AsyncSession, event: Event) -> None:
+        wake()
+
+    return EventConsumer(
+        name=f"{SERVICE}-{source}-events", stream=stream_name(source), subjects=subjects,
+        handler=handle, db=db, js=js, service=SERVICE, source=source)
+
+
+def auth_consumer(db: Database, js: Any) -> EventConsumer:
+    """The directory (sites, sectors, site access, accounts, plans)."""
+    return DIRECTORY.consumer(db, js, service=SERVICE)

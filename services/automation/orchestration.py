@@ -1,0 +1,615 @@
+"""The pipeline as persisted state: runs advanced one move at a time by the worker, each
+move one transaction on the run's row, each step sent to its owner under a key.
+
+A move looks at the run as the database holds it and does the one thing that comes
+next: ask the owner for a recorded step (`queued` → `running`), read a running step's
+job result from the task progress (`running` → `done` | `failed`), apply a pause or a
+cancel once no step is active, take the next batch of the current stage (a step and its
+items are recorded *before* the owner is asked), or close the stage and go to the next.
+Nothing lives only in memory: a worker that dies between two moves leaves a state the
+next move (in any process) continues from, and a step asked twice is one job, because
+the job's task id is derived from the step's key (`libs/common/pipeline.task_id_for`).
+Runs are advanced by one process at a time (an advisory lock per run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Protocol
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from libs.common.billing import BillingClient
+from libs.common.db import Database, TenantScope
+from libs.common.events import utcnow
+from libs.common.jobs import TaskProgress
+from libs.common.pipeline import PendingResult, PipelineClient, task_id_for
+from libs.common.problems import DomainError, PaymentRequired, ServiceUnavailable
+from libs.common.repository import Row, Visibility
+from libs.common.uow import UnitOfWork, unit_of_work
+from services.automation import events
+from services.automation.models import ItemStatus, PublishMode, RunStatus, StepStatus
+from services.automation.repository import (
+    ConfigRepository,
+    ItemRepository,
+    LogRepository,
+    RunRepository,
+    StepRepository,
+)
+from services.automation.schemas import DEFAULT_BATCH, STAGE_NAMES, EstimateOut, StageEstimate
+from services.automation.settings import AutomationSettings
+
+log = logging.getLogger(__name__)
+
+JOB_STAGES = (1, 2, 4, 5, 6)
+# Each stage's billing operation (billing's cost table) for the estimate.
+OPERATIONS = {1: "clustering", 2: "idea_generation", 4: "content_generation",
+              5: "image_prompt_extraction", 6: "image_generation"}
+# What the estimate assumes of the work a stage makes for the next (DOMAIN.md: 3-7 ideas
+# per cluster; the writer's default length and images per article).
+KEYWORDS_PER_CLUSTER = 5
+IDEAS_PER_CLUSTER = 3
+WORDS_PER_ARTICLE = 1500
+IMAGES_PER_ARTICLE = 3
+# Where a job's result names the items it failed (writer's jobs).
+FAILED_KEYS = {4: "task_id", 6: "image_id"}
+# How long stage 4 waits for writer to make the tasks of the ideas stage 3 queued.
+TASKS_WAIT = timedelta(seconds=120)
+# A job failure that says the account's provider refused its credentials: the run pauses.
+CREDENTIALS = re.compile(r"\b(401|403)\b|api[ _-]?key|unauthori[sz]ed|credential|"
+                         r"settings cannot be used|could not be decrypted", re.IGNORECASE)
+MOVES_PER_ADVANCE = 50
+
+
+def batch_size(config: Row | None, stage: int) -> int:
+    sizes = (config or {}).get("batch_sizes") or {}
+    return int(sizes.get(str(stage)) or DEFAULT_BATCH[stage])
+
+
+# --- publishing (stage 7) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    published: bool
+    reason: str = ""
+    external_url: str | None = None
+
+
+class Publisher(Protocol):
+    async def publish(self, account_id: int, site_id: int, content_id: int) -> PublishOutcome:
+        ...
+
+
+class NoPublishing:
+    """Until writer's publishing answers a command for it: nothing is published, and the
+    gate says why."""
+
+    async def publish(self, account_id: int, site_id: int, content_id: int) -> PublishOutcome:
+        return PublishOutcome(False, "no publishing integration")
+
+
+# --- the estimate ----------------------------------------------------------------------
+
+
+async def estimate(pipeline: PipelineClient, billing: BillingClient, account_id: int,
+                   site_id: int, config: Row | None, margin: float) -> EstimateOut:
+    """What the work waiting in the site would cost: pending items per stage, and what
+    they will make for the stages after them (`KEYWORDS_PER_CLUSTER`...), priced by
+    billing's cost table; the balance and whether it covers `margin` x the estimate."""
+    pending = dict(zip(range(1, 8), await asyncio.gather(*(
+        pipeline.pending(account_id, site_id, stage=s, limit=0) for s in range(1, 8))),
+        strict=True))
+    counts = {s: p.count for s, p in pending.items()}
+    new_clusters = math.ceil(counts[1] / KEYWORDS_PER_CLUSTER)
+    ideas = (counts[2] + new_clusters) * IDEAS_PER_CLUSTER
+    tasks = counts[3] + ideas + counts[4]
+    contents = counts[5] + tasks
+    images = counts[6] + contents * IMAGES_PER_ARTICLE
+    units = {1: math.ceil(counts[1] / batch_size(config, 1)), 2: ideas,
+             4: tasks * WORDS_PER_ARTICLE, 5: contents, 6: images}
+    wanted = [(s, OPERATIONS[s], n) for s, n in units.items() if n > 0]
+    # Words are priced per article (a minimum applies per request), the rest in one go.
+    items = [(op, WORDS_PER_ARTICLE if s == 4 else n) for s, op, n in wanted]
+    quote = await billing.quote(account_id, items)
+    credits = {s: q.credits * (tasks if s == 4 else 1)
+               for (s, _, _), q in zip(wanted, quote.quotes, strict=True)}
+    stages = [StageEstimate(stage=s, name=STAGE_NAMES[s], pending=counts[s],
+                            operation_type=OPERATIONS.get(s), estimated_credits=credits.get(s, 0))
+              for s in range(1, 8)]
+    total = sum(credits.values())
+    required = math.ceil(total * margin)
+    return EstimateOut(estimated_credits=total, current_balance=quote.available,
+                       required_credits=required, sufficient=quote.available >= required,
+                       stages=stages)
+
+
+# --- the schedule ----------------------------------------------------------------------
+
+
+def next_run_at(config: Row, after: datetime) -> datetime:
+    """The first scheduled moment after `after`: `scheduled_time` in the configuration's
+    time zone, every day, every Monday (weekly) or on the 1st (monthly)."""
+    zone = ZoneInfo(config["timezone"] or "UTC")
+    hour, minute = (int(p) for p in (config["scheduled_time"] or "00:00").split(":"))
+    local = after.astimezone(zone)
+    day = local.date()
+    for _ in range(400):
+        moment = datetime.combine(day, time(hour, minute), tzinfo=zone)
+        fits = (config["frequency"] == "daily"
+                or (config["frequency"] == "weekly" and day.weekday() == 0)
+                or (config["frequency"] == "monthly" and day.day == 1))
+        if fits and moment > local:
+            return moment.astimezone(UTC)
+        day += timedelta(days=1)
+    raise ValueError("no next run")  # unreachable: a month has a 1st
+
+
+# --- the engine ------------------------------------------------------------------------
+
+
+def _result(run: Row, stage: int) -> dict[str, Any]:
+    results = dict(run["results"] or {})
+    entry = dict(results.get(str(stage)) or {})
+    for k in ("processed", "created", "failed", "skipped"):
+        entry.setdefault(k, 0)
+    entry.setdefault("reasons", {})
+    return entry
+
+
+def _with_result(run: Row, stage: int, entry: dict[str, Any]) -> dict[str, Any]:
+    return {**(run["results"] or {}), str(stage): entry}
+
+
+def _reason(entry: dict[str, Any], reason: str, n: int = 1) -> None:
+    reasons = dict(entry.get("reasons") or {})
+    reasons[reason[:200]] = reasons.get(reason[:200], 0) + n
+    entry["reasons"] = reasons
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+class Move:
+    """One move of one run, in one unit of work (the run's row locked)."""
+
+    def __init__(self, uow: UnitOfWork, account_id: int) -> None:
+        vis = Visibility(account_id)
+        self.uow = uow
+        self.account_id = account_id
+        self.runs = RunRepository(uow.session, vis)
+        self.steps = StepRepository(uow.session, vis)
+        self.items = ItemRepository(uow.session, vis)
+        self.logs = LogRepository(uow.session, vis)
+        self.configs = ConfigRepository(uow.session, vis)
+
+    async def say(self, run: Row, message: str, *, stage: int | None = None,
+                  level: str = "info") -> None:
+        await self.logs.add(self.account_id, run["id"], message, stage=stage, level=level)
+
+    async def set_run(self, run: Row, values: dict[str, Any]) -> Row:
+        changed = await self.runs.change(run["id"], values)
+        assert changed is not None
+        return changed
+
+
+class Orchestrator:
+    def __init__(self, db: Database, pipeline: PipelineClient, progress: TaskProgress,
+                 settings: AutomationSettings, publisher: Publisher | None = None) -> None:
+        self.db = db
+        self.pipeline = pipeline
+        self.progress = progress
+        self.settings = settings
+        self.publisher = publisher or NoPublishing()
+
+    async def advance_due(self) -> int:
+        """Advance every running run that is due; how many moved."""
+        async with self.db.session(TenantScope.system(), read_only=True) as session:
+            due = await RunRepository(session, Visibility.all_accounts()).due(utcnow())
+        moved = 0
+        for run in due:
+            try:
+                moved += await self.advance(run["id"], run["account_id"])
+            except Exception:
+                log.exception("automation run %s could not move", run["id"])
+        return moved
+
+    async def advance(self, run_pk: int, account_id: int) -> int:
+        """Move the run as far as it can go now; how many moves it made. Another process
+        advancing it already: nothing."""
+        moves = 0
+        async with self.db.session(TenantScope.account(account_id)) as guard:
+            if not await RunRepository(guard, Visibility(account_id)).try_advance_lock(run_pk):
+                await guard.rollback()
+                return 0
+            try:
+                while moves < MOVES_PER_ADVANCE and await self.move(run_pk, account_id):
+                    moves += 1
+            finally:
+                await guard.rollback()
+        return moves
+
+    async def move(self, run_pk: int, account_id: int) -> bool:
+        """One move; whether the run changed (and may move again at once)."""
+        async with unit_of_work(self.db, TenantScope.account(account_id)) as uow:
+            m = Move(uow, account_id)
+            run = await m.runs.locked(run_pk)
+            if run is None or run["status"] != RunStatus.RUNNING:
+                return False
+            if run["wake_at"] is not None and run["wake_at"] > utcnow():
+                return False
+            active = await m.steps.active(run_pk)
+            if active:
+                step = active[0]
+                if step["status"] == StepStatus.QUEUED:
+                    return await self._ask(m, run, step)
+                return await self._follow(m, run, step)
+            if run["stop_requested"]:
+                await self._stop(m, run)
+                return True
+            return await self._next(m, run)
+
+    # --- a recorded step: ask its owner -----------------------------------------------
+
+    async def _ask(self, m: Move, run: Row, step: Row) -> bool:
+        stage = step["stage"]
+        task_id = task_id_for(step["key"])
+        if stage in JOB_STAGES and await self.progress.get(task_id) is not None:
+            # The owner took it before (our answer was lost): follow its job.
+            await m.steps.change(step["id"], {"status": StepStatus.RUNNING, "task_id": task_id})
+            return True
+        try:
+            answer = await self.pipeline.queue(
+                run["account_id"], run["site_id"], stage=stage, ids=list(step["item_ids"]),
+                key=step["key"], user_id=run["triggered_by"], run_id=run["run_id"])
+        except ServiceUnavailable as exc:
+            attempts = step["attempts"] + 1
+            if attempts < self.settings.step_max_attempts:
+                await m.steps.change(step["id"], {"attempts": attempts, "error": exc.detail})
+                await m.set_run(run, {"wake_at": utcnow() + timedelta(
+                    seconds=self.settings.step_retry_seconds)})
+                await m.say(run, f"Stage {stage}: {exc.detail} Asking again.", stage=stage,
+                            level="warning")
+                return False
+            await self._fail_step(m, run, step, f"The owner did not answer: {exc.detail}")
+            return True
+        except PaymentRequired as exc:
+            await self._fail_step(m, run, step, "insufficient credits")
+            await self._pause(m, run, f"Paused: insufficient credits at stage {stage} "
+                                      f"({exc.detail}). Add credits and resume.")
+            return True
+        except DomainError as exc:
+            await self._fail_step(m, run, step, _detail(exc))
+            return True
+        if answer.task_id is None:  # stage 3: no job, done at once
+            await m.steps.change(step["id"], {"status": StepStatus.DONE, "finished_at": utcnow(),
+                                              "result": {"queued": answer.ids}})
+            done = await m.items.settle(step["id"], ItemStatus.DONE, "", answer.ids)
+            skipped = await m.items.settle(step["id"], ItemStatus.SKIPPED, "already queued")
+            entry = _result(run, stage)
+            entry["processed"] += done + skipped
+            entry["created"] += done
+            entry["skipped"] += skipped
+            if skipped:
+                _reason(entry, "already queued", skipped)
+            await m.set_run(run, {"results": _with_result(run, stage, entry),
+                                  **await self._within_delay(m, run)})
+            await m.say(run, f"Stage 3: {done} ideas queued to writer.", stage=3)
+            return True
+        await m.steps.change(step["id"], {"status": StepStatus.RUNNING,
+                                          "task_id": answer.task_id,
+                                          "attempts": step["attempts"] + 1})
+        await m.say(run, f"Stage {stage}: batch {step['batch'] + 1} ({len(step['item_ids'])} "
+                         f"items) started, task {answer.task_id}.", stage=stage)
+        return True
+
+    # --- a running step: its job's result ---------------------------------------------
+
+    async def _follow(self, m: Move, run: Row, step: Row) -> bool:
+        task_id: UUID = step["task_id"]
+        doc = await self.progress.get(task_id)
+        state = (doc or {}).get("state")
+        meta = (doc or {}).get("meta") or {}
+        if state == "SUCCESS":
+            await self._succeed_step(m, run, step, meta.get("result") or {})
+            return True
+        if state == "FAILURE":
+            error = str(meta.get("error") or meta.get("message") or "The job failed.")
+            await self._fail_step(m, run, step, error)
+            if CREDENTIALS.search(error):
+                await self._pause(m, await self._reload(m, run),
+                                  f"Paused: the AI provider refused the account's credentials "
+                                  f"({error[:300]}). Fix the integration and resume.")
+            return True
+        return False
+
+    async def _succeed_step(self, m: Move, run: Row, step: Row, result: dict[str, Any]) -> None:
+        stage = step["stage"]
+        key = FAILED_KEYS.get(stage)
+        failed: dict[int, str] = {}
+        for f in result.get("failed") or ():
+            if key and isinstance(f, dict) and isinstance(f.get(key), int):
+                failed[int(f[key])] = str(f.get("error") or "failed")
+        await m.steps.change(step["id"], {"status": StepStatus.DONE, "finished_at": utcnow(),
+                                          "result": result}, StepStatus.RUNNING)
+        entry = _result(run, stage)
+        for item_id, reason in failed.items():
+            n = await m.items.settle(step["id"], ItemStatus.FAILED, reason, [item_id])
+            entry["failed"] += n
+            _reason(entry, reason, n)
+        done = await m.items.settle(step["id"], ItemStatus.DONE)
+        entry["processed"] += done + len(failed)
+        entry["created"] += _created(stage, result)
+        await m.set_run(run, {"results": _with_result(run, stage, entry),
+                              **await self._within_delay(m, run)})
+        await m.say(run, f"Stage {stage}: batch {step['batch'] + 1} done: {done} items, "
+                         f"{_created(stage, result)} made, {len(failed)} failed.", stage=stage)
+
+    async def _fail_step(self, m: Move, run: Row, step: Row, reason: str) -> None:
+        """The step's items are parked with the reason (their holds were released by the
+        job or never placed); the run goes on."""
+        stage = step["stage"]
+        await m.steps.change(step["id"], {"status": StepStatus.FAILED, "error": reason,
+                                          "finished_at": utcnow()})
+        n = await m.items.settle(step["id"], ItemStatus.FAILED, reason)
+        entry = _result(run, stage)
+        entry["processed"] += n
+        entry["failed"] += n
+        _reason(entry, reason, n)
+        await m.set_run(run, {"results": _with_result(run, stage, entry)})
+        await m.say(run, f"Stage {stage}: batch {step['batch'] + 1} failed, {n} items parked: "
+                         f"{reason}", stage=stage, level="error")
+
+    # --- no step active ---------------------------------------------------------------
+
+    async def _next(self, m: Move, run: Row) -> bool:
+        stage = run["current_stage"]
+        config = await m.configs.of_site(run["site_id"])
+        entry = _result(run, stage)
+        if "started_at" not in entry:
+            entry["started_at"] = _iso(utcnow())
+            run = await m.set_run(run, {"results": _with_result(run, stage, entry)})
+        taken = await m.items.taken(run["id"], stage)
+        size = batch_size(config, stage)
+        expect: list[int] = []
+        if stage == 4:
+            expect = sorted(await self._stage3_ideas(m, run))
+        try:
+            pending = await self.pipeline.pending(
+                run["account_id"], run["site_id"], stage=stage,
+                limit=min(1000, size + len(taken)), expect=expect)
+        except ServiceUnavailable as exc:
+            await m.set_run(run, {"wake_at": utcnow() + timedelta(
+                seconds=self.settings.step_retry_seconds)})
+            await m.say(run, f"Stage {stage}: {exc.detail} Asking again.", stage=stage,
+                        level="warning")
+            return False
+        except DomainError as exc:
+            await self._finish(m, run, RunStatus.FAILED, f"Stage {stage}: {_detail(exc)}")
+            return True
+        fresh = _batch(stage, pending, taken, size)
+        if not fresh:
+            if stage == 4 and pending.missing and utcnow() - datetime.fromisoformat(
+                    entry["started_at"]) < TASKS_WAIT:
+                await m.set_run(run, {"wake_at": utcnow() + timedelta(seconds=0.5)})
+                return False
+            await self._close_stage(m, run, stage, entry, pending)
+            return True
+        if stage == 7:
+            await self._gate(m, run, config, fresh, pending)
+            return True
+        batch = len(await m.steps.of_run(run["id"], stage))
+        step = await m.steps.add({
+            "run_pk": run["id"], "stage": stage, "batch": batch,
+            "key": f"automation:{run['run_id']}:{stage}:{batch}", "item_ids": fresh,
+            "status": StepStatus.QUEUED})
+        if step is None:  # recorded by an earlier move whose answer was lost
+            return True
+        await m.items.add_many(run["id"], stage, step["id"], fresh, ItemStatus.PROCESSING)
+        return True
+
+    async def _stage3_ideas(self, m: Move, run: Row) -> set[int]:
+        found: set[int] = set()
+        for step in await m.steps.of_run(run["id"], 3):
+            found.update((step["result"] or {}).get("queued") or ())
+        return found
+
+    async def _close_stage(self, m: Move, run: Row, stage: int, entry: dict[str, Any],
+                           pending: PendingResult) -> None:
+        entry["finished_at"] = _iso(utcnow())
+        if stage == 4 and pending.missing:
+            _reason(entry, "writer made no task for the idea in time", pending.missing)
+            entry["skipped"] += pending.missing
+        run = await m.set_run(run, {"results": _with_result(run, stage, entry)})
+        await m.uow.publish(events.stage_completed(run, stage, STAGE_NAMES[stage], entry))
+        await m.say(run, f"Stage {stage} ({STAGE_NAMES[stage]}) completed: "
+                         f"{entry['processed']} processed, {entry['created']} made, "
+                         f"{entry['failed']} failed, {entry['skipped']} skipped.", stage=stage)
+        if stage == 7:
+            await self._finish(m, run, RunStatus.COMPLETED, None)
+            return
+        config = await m.configs.of_site(run["site_id"])
+        delay = int((config or {}).get("between_stage_delay_seconds") or 0)
+        await m.set_run(run, {"current_stage": stage + 1,
+                              "wake_at": utcnow() + timedelta(seconds=delay) if delay else None})
+
+    async def _gate(self, m: Move, run: Row, config: Row | None, ids: list[int],
+                    pending: PendingResult) -> None:
+        """Stage 7 on one batch: drafts stay drafts; in `auto` mode, content whose
+        optimizer score reaches the threshold and that has no placeholders left is
+        published (within the daily cap and the time window)."""
+        cfg = config or {}
+        mode = cfg.get("publish_mode") or PublishMode.DRAFT
+        batch = len(await m.steps.of_run(run["id"], 7))
+        step = await m.steps.add({
+            "run_pk": run["id"], "stage": 7, "batch": batch,
+            "key": f"automation:{run['run_id']}:7:{batch}", "item_ids": ids,
+            "status": StepStatus.DONE, "finished_at": utcnow()})
+        if step is None:
+            return
+        entry = _result(run, 7)
+        published = 0
+        for content_id in ids:
+            info = pending.items.get(str(content_id)) or {}
+            reason = await self._gate_one(run, cfg, mode, content_id, info, published)
+            status = ItemStatus.DONE if reason is None else ItemStatus.SKIPPED
+            await m.items.add_many(run["id"], 7, step["id"], [content_id], status,
+                                   reason or "published")
+            entry["processed"] += 1
+            if reason is None:
+                published += 1
+                entry["created"] += 1
+            else:
+                entry["skipped"] += 1
+                _reason(entry, reason)
+        await m.set_run(run, {"results": _with_result(run, 7, entry)})
+        await m.say(run, f"Stage 7: {len(ids)} drafts reviewed, {published} published "
+                         f"(mode {mode}).", stage=7)
+
+    async def _gate_one(self, run: Row, cfg: dict[str, Any], mode: str, content_id: int,
+                        info: dict[str, Any], published: int) -> str | None:
+        if mode != PublishMode.AUTO:
+            return "kept as draft for review"
+        threshold = int(cfg.get("quality_threshold") or 0)
+        score = info.get("optimizer_score")
+        if score is None:
+            return "not optimized yet (no optimizer score)"
+        if int(score) < threshold:
+            return f"optimizer score below {threshold}"
+        if info.get("placeholders"):
+            return "placeholders left in the text"
+        if published >= int(cfg.get("daily_publish_cap") or 0):
+            return "daily publishing cap reached"
+        if not _in_window(cfg):
+            return "outside the publishing window"
+        outcome = await self.publisher.publish(run["account_id"], run["site_id"], content_id)
+        return None if outcome.published else outcome.reason or "not published"
+
+    # --- stopping and finishing -------------------------------------------------------
+
+    async def _stop(self, m: Move, run: Row) -> None:
+        if run["stop_requested"] == "cancel":
+            await self._finish(m, run, RunStatus.CANCELLED, None)
+        else:
+            await self._pause(m, run, None)
+
+    async def _pause(self, m: Move, run: Row, reason: str | None) -> None:
+        run = await m.set_run(run, {"status": RunStatus.PAUSED, "paused_at": utcnow(),
+                                    "stop_requested": None, "error": reason})
+        await m.uow.publish(events.run_event("paused", run))
+        await m.say(run, reason or f"Paused at stage {run['current_stage']}.",
+                    level="warning" if reason else "info")
+
+    async def _finish(self, m: Move, run: Row, status: RunStatus, error: str | None) -> None:
+        run = await m.set_run(run, {"status": status, "finished_at": utcnow(),
+                                    "stop_requested": None, "error": error})
+        verb = {RunStatus.COMPLETED: "completed", RunStatus.CANCELLED: "cancelled",
+                RunStatus.FAILED: "failed"}[status]
+        await m.uow.publish(events.run_event(verb, run))
+        await m.say(run, error or f"Run {verb}.", level="error" if error else "info")
+
+    async def _reload(self, m: Move, run: Row) -> Row:
+        found = await m.runs.locked(run["id"])
+        assert found is not None
+        return found
+
+    async def _within_delay(self, m: Move, run: Row) -> dict[str, Any]:
+        """The configured pause between two batches of a stage, if any."""
+        config = await m.configs.of_site(run["site_id"])
+        delay = int((config or {}).get("within_stage_delay_seconds") or 0)
+        return {"wake_at": utcnow() + timedelta(seconds=delay)} if delay else {}
+
+
+def _batch(stage: int, pending: PendingResult, taken: set[int], size: int) -> list[int]:
+    fresh = [i for i in pending.ids if i not in taken]
+    if stage == 1 and fresh:  # auto_cluster takes keywords of one sector
+        sector = (pending.items.get(str(fresh[0])) or {}).get("sector_id")
+        fresh = [i for i in fresh
+                 if (pending.items.get(str(i)) or {}).get("sector_id") == sector]
+    return fresh[:size]
+
+
+def _created(stage: int, result: dict[str, Any]) -> int:
+    if stage == 1:
+        return int(result.get("clusters_created") or 0)
+    if stage == 2:
+        return int(result.get("ideas") or 0)
+    if stage == 4:
+        return len(result.get("content_ids") or ())
+    if stage == 5:
+        return len(result.get("image_ids") or ())
+    if stage == 6:
+        return len(result.get("generated") or ())
+    return 0
+
+
+def _detail(exc: DomainError) -> str:
+    if exc.errors:
+        field, messages = next(iter(exc.errors.items()))
+        return f"{field}: {'; '.join(messages)}"
+    return exc.detail
+
+
+def _in_window(cfg: dict[str, Any]) -> bool:
+    zone = ZoneInfo(cfg.get("timezone") or "UTC")
+    now = datetime.now(zone).strftime("%H:%M")
+    start = cfg.get("publish_window_start") or "00:00"
+    end = cfg.get("publish_window_end") or "23:59"
+    return start <= now <= end if start <= end else (now >= start or now <= end)
+
+
+
+# --- the scheduler ---------------------------------------------------------------------
+
+
+class Scheduler:
+    """Starts the runs of due configurations: whichever automation process gets a due
+    configuration's row first (the others skip it, `SKIP LOCKED`) records the run under
+    the schedule's key (`<site>:<moment>`, unique), and moves `next_run_at` on."""
+
+    def __init__(self, db: Database, pipeline: PipelineClient, billing: BillingClient,
+                 settings: AutomationSettings) -> None:
+        self.db = db
+        self.pipeline = pipeline
+        self.billing = billing
+        self.settings = settings
+
+    async def run_due(self) -> list[str]:
+        """The run ids started."""
+        from services.automation.models import Trigger
+        from services.automation.service import start_run
+
+        started: list[str] = []
+        now = utcnow()
+        async with unit_of_work(self.db, TenantScope.system()) as uow:
+            configs = ConfigRepository(uow.session, Visibility.all_accounts())
+            for cfg in await configs.unscheduled():
+                await configs.update(cfg["id"], {"next_run_at": next_run_at(cfg, now)})
+            for cfg in await configs.due(now):
+                key = f"{cfg['site_id']}:{cfg['next_run_at'].isoformat()}"
+                try:
+                    found = await estimate(self.pipeline, self.billing, cfg["account_id"],
+                                           cfg["site_id"], cfg, self.settings.balance_margin)
+                except DomainError as exc:
+                    log.warning("schedule %s: no estimate (%s); will try next time", key,
+                                exc.detail)
+                    continue
+                values: dict[str, Any] = {"next_run_at": next_run_at(cfg, now)}
+                if not found.sufficient:
+                    log.warning("schedule %s skipped: balance %d below %d", key,
+                                found.current_balance, found.required_credits)
+                else:
+                    run = await start_run(uow, cfg["account_id"], cfg["site_id"],
+                                          Trigger.SCHEDULED, None, found.estimated_credits,
+                                          schedule_key=key)
+                    if run is not None:
+                        started.append(run["run_id"])
+                        values["last_run_at"] = now
+                await configs.update(cfg["id"], values)
+        return started

@@ -1,0 +1,172 @@
+"""Automation's tests run against its migrated database, real NATS, its app in-process, and
+the real services it drives: planner's and writer's apps and workers (their jobs on the
+offline engines), billing's real worker (`billing`, a `Ledger`); auth's commands are
+answered by the kernel's fake (`fake_auth`). Automation's own worker is started by the
+tests that need it (`automation_worker`), so a run no worker advances can be inspected."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from nats.aio.client import Client as NATS
+from sqlalchemy import text
+
+from libs.common.db import Database, TenantScope
+from libs.common.provision import ServiceDatabase
+from libs.common.testing.apps import running_app
+from libs.common.testing.factories import Factories, Tenant
+from libs.common.testing.fake_auth import FakeAuth, answering_auth
+from libs.common.testing.plugin import DatabaseFactory, MakeSettings
+from libs.common.testing.tokens import TestIssuer
+from libs.common.testing.workers import running_worker
+from services.automation.main import create_app
+from services.automation.settings import MIGRATIONS, AutomationSettings
+from services.billing.testing import Ledger, running_billing
+from services.planner.main import MIGRATIONS as PLANNER_MIGRATIONS
+from services.planner.main import create_app as create_planner
+from services.planner.settings import PlannerSettings
+from services.planner.worker import run as run_planner
+from services.writer.settings import MIGRATIONS as WRITER_MIGRATIONS
+from services.writer.settings import WriterSettings
+from services.writer.worker import run as run_writer
+
+API = "/api/v1/automation"
+
+
+@pytest.fixture(scope="package")
+def automation_db_info(make_database: DatabaseFactory) -> ServiceDatabase:
+    return make_database("automation", MIGRATIONS)
+
+
+@pytest.fixture(scope="package")
+def settings(automation_db_info: ServiceDatabase, nats_url: str) -> AutomationSettings:
+    return AutomationSettings(database_url=automation_db_info.app_url, nats_url=nats_url,
+                              environment="test", command_timeout_seconds=5.0,
+                              tick_seconds=0.2, schedule_check_seconds=0.5,
+                              step_retry_seconds=0.5)
+
+
+@pytest.fixture(scope="package")
+async def automation_db(automation_db_info: ServiceDatabase) -> AsyncIterator[Database]:
+    db = Database(automation_db_info.app_url)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture(scope="package")
+async def fake_auth(nc: NATS) -> AsyncIterator[FakeAuth]:
+    async with answering_auth(nc) as auth:
+        yield auth
+
+
+@pytest.fixture(scope="package")
+async def billing(make_settings: MakeSettings, nc: NATS) -> AsyncIterator[Ledger]:
+    async with running_billing(make_settings, nc) as ledger:
+        yield ledger
+
+
+@pytest.fixture(scope="package")
+def planner_settings(make_database: DatabaseFactory, nats_url: str) -> PlannerSettings:
+    info = make_database("planner", PLANNER_MIGRATIONS)
+    return PlannerSettings(database_url=info.app_url, nats_url=nats_url, environment="test",
+                           command_timeout_seconds=5.0, job_ack_wait_seconds=5.0,
+                           outbound_allow_private=True)
+
+
+@pytest.fixture(scope="package")
+def writer_settings(make_database: DatabaseFactory, nats_url: str,
+                    tmp_path_factory: pytest.TempPathFactory) -> WriterSettings:
+    info = make_database("writer", WRITER_MIGRATIONS)
+    return WriterSettings(database_url=info.app_url, nats_url=nats_url, environment="test",
+                          command_timeout_seconds=5.0, job_ack_wait_seconds=5.0,
+                          outbound_allow_private=True,
+                          storage_dir=tmp_path_factory.mktemp("writer-files"),
+                          public_url="http://gateway.test")
+
+
+@pytest.fixture(scope="package")
+async def planner(planner_settings: PlannerSettings, issuer: TestIssuer, fake_auth: FakeAuth,
+                  billing: Ledger) -> AsyncIterator[httpx.AsyncClient]:
+    """Planner's app (to add keywords as a user does) and its real worker."""
+    async with running_app(create_planner(planner_settings, keys_fetcher=issuer.fetcher())) as c, \
+            running_worker(run_planner, planner_settings, ready_within=60):
+        yield c
+
+
+@pytest.fixture(scope="package")
+async def writer(writer_settings: WriterSettings, fake_auth: FakeAuth,
+                 billing: Ledger) -> AsyncIterator[WriterSettings]:
+    """Writer's real worker (its jobs, its pipeline commands, its consumers)."""
+    async with running_worker(run_writer, writer_settings, ready_within=60):
+        yield writer_settings
+
+
+@pytest.fixture(scope="package")
+async def client(settings: AutomationSettings, issuer: TestIssuer, planner: httpx.AsyncClient,
+                 writer: WriterSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(create_app(settings, keys_fetcher=issuer.fetcher())) as c:
+        yield c
+
+
+MakeTenant = Callable[..., Awaitable[Tenant]]
+
+
+@pytest.fixture
+def make_tenant(factories: Factories, fake_auth: FakeAuth, billing: Ledger) -> MakeTenant:
+    async def make(credits: int = 5000) -> Tenant:
+        tenant = factories.tenant()
+        tenant.site_id, tenant.sector_ids = fake_auth.add_site(tenant.account_id)
+        await billing.fund(tenant.account_id, credits)
+        return tenant
+
+    return make
+
+
+@pytest.fixture
+async def tenant(make_tenant: MakeTenant) -> Tenant:
+    return await make_tenant()
+
+
+@contextlib.asynccontextmanager
+async def automation_worker(settings: AutomationSettings,
+                            **kw: Any) -> AsyncIterator[dict[str, Any]]:
+    from services.automation.worker import run
+
+    async def start(stop: asyncio.Event, s: AutomationSettings) -> None:
+        await run(stop, s, **kw)
+
+    async with running_worker(start, settings, ready_within=60) as health:
+        yield health
+
+
+async def add_keywords(planner: httpx.AsyncClient, t: Tenant, words: list[str],
+                       sector_id: int | None = None) -> list[int]:
+    ids = []
+    for word in words:
+        body = {"site_id": t.site_id, "sector_id": sector_id or t.sector_id, "keyword": word,
+                "volume": 100, "difficulty": 20}
+        r = await planner.post("/api/v1/planner/keywords/", json=body, headers=t.headers())
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    return ids
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60.0,
+                     every: float = 0.2) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+async def rows(db: Database, account_id: int, sql: str, **params: Any) -> list[dict[str, Any]]:
+    async with db.session(TenantScope.account(account_id), read_only=True) as s:
+        result = await s.execute(text(sql), {"a": account_id, **params})
+        return [dict(r) for r in result.mappings()]

@@ -1,0 +1,119 @@
+"""A whole run through the real services: keywords in planner → `run_now` → the seven
+stages, each through the owner's own job, on the offline engines → drafts with images in
+writer; the run's credits are the ledger's deductions for its jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from libs.common.db import Database
+from libs.common.testing.factories import Tenant
+from services.automation.settings import AutomationSettings
+from services.automation.tests.conftest import (
+    API,
+    add_keywords,
+    automation_worker,
+    eventually,
+    rows,
+)
+from services.billing.testing import Ledger
+from services.writer.settings import WriterSettings
+
+TOPICS = {
+    "standing desks": ["standing desk", "electric standing desk", "standing desk converter",
+                       "best standing desk", "standing desk for small spaces",
+                       "standing desk mat", "adjustable standing desk",
+                       "standing desk height guide", "cheap standing desk",
+                       "standing desk benefits"],
+    "espresso machines": ["espresso machine", "best espresso machine for home",
+                          "espresso machine with grinder", "manual espresso machine",
+                          "cheap espresso machine", "espresso machine cleaning",
+                          "espresso machine descaling", "dual boiler espresso machine",
+                          "espresso machine under 500", "how to use an espresso machine"],
+    "running shoes": ["running shoes", "best running shoes for beginners",
+                      "trail running shoes", "running shoes for flat feet",
+                      "cushioned running shoes", "running shoes for women",
+                      "carbon plate running shoes", "how to choose running shoes",
+                      "running shoes for overpronation", "lightweight running shoes"],
+}
+
+
+async def run_state(client: httpx.AsyncClient, t: Tenant, run_id: str) -> dict[str, Any]:
+    r = await client.get(f"{API}/history/?site_id={t.site_id}", headers=t.headers())
+    return next(run for run in r.json() if run["run_id"] == run_id)
+
+
+async def writer_rows(settings: WriterSettings, t: Tenant, sql: str) -> list[dict[str, Any]]:
+    db = Database(settings.database_url)
+    try:
+        return await rows(db, t.account_id, sql)
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.timeout(600)
+async def test_thirty_keywords_become_drafts_with_images_and_credits_match_the_ledger(
+        client: httpx.AsyncClient, planner: httpx.AsyncClient, writer: WriterSettings,
+        settings: AutomationSettings, automation_db: Database, billing: Ledger,
+        tenant: Tenant) -> None:
+    h = tenant.headers()
+    await add_keywords(planner, tenant, [k for words in TOPICS.values() for k in words])
+    r = await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h,
+                           json={"stage_4_batch_size": 10, "stage_6_batch_size": 50})
+    assert r.status_code == 200, r.text
+    before = await billing.spendable(tenant.account_id)
+    async with automation_worker(settings):
+        started = await client.post(f"{API}/run_now/?site_id={tenant.site_id}", headers=h)
+        assert started.status_code == 200, started.text
+        run_id = started.json()["run_id"]
+
+        async def finished() -> bool:
+            return (await run_state(client, tenant, run_id))["status"] != "running"
+
+        await eventually(finished, timeout=540, every=1.0)
+        run = await run_state(client, tenant, run_id)
+        assert run["status"] == "completed", run
+        stages = {s["stage"]: s for s in run["stage_results"]}
+        assert stages[1]["processed"] == 30 and stages[1]["created"] >= 3
+        assert stages[2]["created"] >= stages[1]["created"]  # ideas
+        assert stages[3]["created"] == stages[2]["created"]  # every idea queued
+        assert stages[4]["created"] == stages[3]["created"]  # every task drafted
+        assert stages[6]["created"] >= stages[4]["created"]  # at least one image each
+        assert stages[7]["processed"] == stages[4]["created"]
+        assert stages[7]["reasons"] == {"kept as draft for review": stages[4]["created"]}
+        assert all(s["failed"] == 0 for s in stages.values()), stages
+
+        # Drafts with generated images, in writer.
+        drafts = await writer_rows(writer, tenant, "SELECT id, status FROM content "
+                                   "WHERE account_id = :a AND deleted_at IS NULL")
+        assert len(drafts) == stages[4]["created"]
+        assert {d["status"] for d in drafts} == {"draft"}
+        images = await writer_rows(writer, tenant, "SELECT content_id, status FROM images "
+                                   "WHERE account_id = :a AND deleted_at IS NULL")
+        assert {i["status"] for i in images} == {"generated"}
+        assert {i["content_id"] for i in images} == {d["id"] for d in drafts}
+
+        # The run's credits are the ledger's deductions (billing's events, once each).
+        async def reconciled() -> bool:
+            debits = await billing.debits(tenant.account_id)
+            total = (await run_state(client, tenant, run_id))["total_credits"]
+            return total == sum(abs(d.amount) for d in debits) and total > 0
+
+        await eventually(reconciled, timeout=60)
+        run = await run_state(client, tenant, run_id)
+        assert before - await billing.spendable(tenant.account_id) == run["total_credits"]
+        assert sum(s["credits"] for s in run["stage_results"]) == run["total_credits"]
+        assert await billing.holds(tenant.account_id)
+        assert all(h.status != "held" for h in await billing.holds(tenant.account_id))
+
+    # Every step was one job: no key, task or item twice.
+    steps = await rows(automation_db, tenant.account_id,
+                       "SELECT stage, task_id, status FROM automation_steps "
+                       "WHERE account_id = :a")
+    tasks = [s["task_id"] for s in steps if s["task_id"] is not None]
+    assert len(tasks) == len(set(tasks)) and {s["status"] for s in steps} == {"done"}
+    lines = (await client.get(f"{API}/logs/?run_id={run_id}&lines=500", headers=h)).json()
+    assert lines["lines"][-1]["message"] == "Run completed."

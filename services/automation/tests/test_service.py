@@ -1,0 +1,149 @@
+"""Automation's API and controls, with no automation worker running: a started run stays
+where it is, so what the API does to it can be seen."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from libs.common.testing.factories import Tenant
+from libs.common.testing.workers import running_worker
+from services.automation.settings import AutomationSettings
+from services.automation.tests.conftest import API, MakeTenant, add_keywords
+from services.automation.worker import run
+
+
+async def test_the_api_answers_only_authenticated_callers(
+        client: httpx.AsyncClient, tenant: Tenant) -> None:
+    assert (await client.get(f"{API}/config/?site_id={tenant.site_id}")).status_code == 401
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).status_code == 200
+    assert (await client.get("/readyz")).json() == {"database": "ok", "nats": "ok"}
+
+
+async def test_the_worker_runs_its_loops(settings: AutomationSettings,
+                                         client: httpx.AsyncClient) -> None:
+    async with running_worker(run, settings) as health:
+        assert health["status"] == "ok"
+        assert health["loops"]["outbox-relay"]["state"] == "running"
+
+
+async def test_config_defaults_then_update_with_checked_fields(
+        client: httpx.AsyncClient, tenant: Tenant) -> None:
+    h = tenant.headers()
+    r = await client.get(f"{API}/config/?site_id={tenant.site_id}", headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["enabled"] is False and r.json()["publish_mode"] == "draft"
+    assert r.json()["next_run_at"] is None
+    r = await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h, json={
+        "enabled": True, "frequency": "weekly", "scheduled_time": "07:30",
+        "timezone": "Europe/Berlin", "stage_4_batch_size": 3, "publish_mode": "auto",
+        "quality_threshold": 90})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["stage_4_batch_size"] == 3 and body["frequency"] == "weekly"
+    assert body["next_run_at"] is not None
+    r = await client.get(f"{API}/config/?site_id={tenant.site_id}", headers=h)
+    assert r.json()["quality_threshold"] == 90 and r.json()["stage_1_batch_size"] == 20
+    for bad, field in (({"scheduled_time": "25:00"}, "scheduled_time"),
+                       ({"timezone": "Mars/Olympus"}, "timezone"),
+                       ({"stage_2_batch_size": 5}, "stage_2_batch_size"),
+                       ({"publish_mode": "yolo"}, "publish_mode"),
+                       ({"nonsense": 1}, "nonsense")):
+        r = await client.put(f"{API}/update_config/?site_id={tenant.site_id}", headers=h,
+                             json=bad)
+        assert r.status_code == 400, (bad, r.text)
+        assert field in r.json()["errors"], r.text
+
+
+async def test_site_is_required_and_another_tenants_site_or_run_is_a_404(
+        client: httpx.AsyncClient, make_tenant: MakeTenant) -> None:
+    me, other = await make_tenant(), await make_tenant()
+    r = await client.get(f"{API}/config/", headers=me.headers())
+    assert r.status_code == 400 and "site_id" in r.json()["errors"]
+    for path in ("config", "estimate", "history", "current_run", "pipeline_overview"):
+        r = await client.get(f"{API}/{path}/?site_id={other.site_id}", headers=me.headers())
+        assert r.status_code == 404, (path, r.text)
+    r = await client.post(f"{API}/run_now/?site_id={other.site_id}", headers=me.headers())
+    assert r.status_code == 404
+    started = await client.post(f"{API}/run_now/?site_id={other.site_id}",
+                                headers=other.headers())
+    assert started.status_code == 200, started.text
+    run_id = started.json()["run_id"]
+    for action in ("pause", "resume", "cancel"):
+        r = await client.post(f"{API}/{action}/?run_id={run_id}", headers=me.headers())
+        assert r.status_code == 404, (action, r.text)
+    r = await client.get(f"{API}/logs/?run_id={run_id}", headers=me.headers())
+    assert r.status_code == 404
+    await client.post(f"{API}/cancel/?run_id={run_id}", headers=other.headers())
+
+
+async def test_estimate_counts_pending_work_and_a_short_balance_is_a_402(
+        client: httpx.AsyncClient, planner: httpx.AsyncClient, make_tenant: MakeTenant) -> None:
+    poor = await make_tenant(credits=10)
+    await add_keywords(planner, poor, [f"budget standing desk {n}" for n in range(10)])
+    r = await client.get(f"{API}/estimate/?site_id={poor.site_id}", headers=poor.headers())
+    assert r.status_code == 200, r.text
+    est = r.json()
+    assert est["stages"][0]["pending"] == 10 and est["estimated_credits"] > 10
+    assert est["current_balance"] == 10 and est["sufficient"] is False
+    assert est["required_credits"] >= est["estimated_credits"] * 1.2
+    r = await client.post(f"{API}/run_now/?site_id={poor.site_id}", headers=poor.headers())
+    assert r.status_code == 402, r.text
+    assert r.json()["errors"]["estimated_credits"] == [str(est["estimated_credits"])]
+    r = await client.get(f"{API}/current_run/?site_id={poor.site_id}", headers=poor.headers())
+    assert r.json() is None
+
+
+async def test_run_now_twice_at_once_starts_one_run(
+        client: httpx.AsyncClient, tenant: Tenant) -> None:
+    url = f"{API}/run_now/?site_id={tenant.site_id}"
+    answers = await asyncio.gather(*(client.post(url, headers=tenant.headers())
+                                     for _ in range(4)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 409, 409, 409], [a.text for a in answers]
+    r = await client.get(f"{API}/history/?site_id={tenant.site_id}", headers=tenant.headers())
+    assert len(r.json()) == 1
+    run_id = r.json()[0]["run_id"]
+    await client.post(f"{API}/cancel/?run_id={run_id}", headers=tenant.headers())
+
+
+async def test_pause_resume_cancel_a_run_no_worker_advances(
+        client: httpx.AsyncClient, tenant: Tenant) -> None:
+    h = tenant.headers()
+    run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
+                                headers=h)).json()["run_id"]
+    current = (await client.get(f"{API}/current_run/?site_id={tenant.site_id}",
+                                headers=h)).json()
+    assert current["run_id"] == run_id and current["status"] == "running"
+    assert current["current_stage"] == 1 and len(current["stage_results"]) == 7
+    r = await client.post(f"{API}/pause/?run_id={run_id}", headers=h)
+    assert r.status_code == 200 and r.json()["status"] == "paused", r.text
+    assert (await client.post(f"{API}/pause/?run_id={run_id}", headers=h)).status_code == 409
+    r = await client.post(f"{API}/resume/?run_id={run_id}", headers=h)
+    assert r.json()["status"] == "running"
+    r = await client.post(f"{API}/cancel/?run_id={run_id}", headers=h)
+    assert r.json()["status"] == "cancelled" and r.json()["finished_at"]
+    assert (await client.post(f"{API}/resume/?run_id={run_id}", headers=h)).status_code == 409
+    r = await client.get(f"{API}/current_run/?site_id={tenant.site_id}", headers=h)
+    assert r.json() is None
+    lines = (await client.get(f"{API}/logs/?run_id={run_id}&lines=10",
+                              headers=h)).json()["lines"]
+    assert [line["message"] for line in lines][-1] == "Run cancelled."
+    assert (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
+                              headers=h)).status_code == 200
+
+
+async def test_pipeline_overview_counts_each_stage(
+        client: httpx.AsyncClient, planner: httpx.AsyncClient, tenant: Tenant) -> None:
+    await add_keywords(planner, tenant, ["ergonomic office chair", "office chair lumbar"])
+    r = await client.get(f"{API}/pipeline_overview/?site_id={tenant.site_id}",
+                         headers=tenant.headers())
+    assert r.status_code == 200, r.text
+    assert [s["pending"] for s in r.json()["stages"]] == [2, 0, 0, 0, 0, 0, 0]
+    r = await client.get(f"{API}/current_processing/?site_id={tenant.site_id}",
+                         headers=tenant.headers())
+    assert r.json() is None

@@ -1,0 +1,70 @@
+"""`python -m services.automation.worker`: the outbox relay, the consumers (auth's
+directory; billing's debits, the runs' charges; planner's and writer's events, which wake
+the engine), the engine that advances running runs (`orchestration.Orchestrator`) and
+the scheduler, each supervised (`libs.common.runtime.run_worker`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from libs.common import nats as nats_kernel
+from libs.common.billing import BillingClient
+from libs.common.jobs import TaskProgress
+from libs.common.pipeline import PipelineClient
+from libs.common.runtime import WorkerContext, main, run_worker
+from services.automation.events import auth_consumer, billing_consumer, wake_consumer
+from services.automation.orchestration import Orchestrator, Publisher, Scheduler
+from services.automation.settings import AutomationSettings
+
+PLANNER_WAKERS = ["igny8.planner.keywords.clustered", "igny8.planner.ideas.generated",
+                  "igny8.planner.idea.queued"]
+WRITER_WAKERS = ["igny8.writer.task.created", "igny8.writer.content.generated",
+                 "igny8.writer.image_prompts.generated", "igny8.writer.images.generated"]
+
+
+async def _sleep(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await w
+
+
+async def run(stop: asyncio.Event, settings: AutomationSettings | None = None, *,
+              publisher: Publisher | None = None, scheduler: bool = True) -> None:
+    settings = settings or AutomationSettings()
+    wake = asyncio.Event()
+    timeout = settings.command_timeout_seconds
+
+    async def engine(ctx: WorkerContext) -> None:
+        orchestrator = Orchestrator(
+            ctx.db, PipelineClient(ctx.nc, timeout=timeout),
+            TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET]), settings, publisher)
+        while not ctx.stop.is_set():
+            wake.clear()
+            await orchestrator.advance_due()
+            await _sleep(ctx.stop, wake, settings.tick_seconds)
+
+    async def schedules(ctx: WorkerContext) -> None:
+        runs = Scheduler(ctx.db, PipelineClient(ctx.nc, timeout=timeout),
+                         BillingClient(ctx.nc, timeout=timeout), settings)
+        never = asyncio.Event()
+        while not ctx.stop.is_set():
+            if await runs.run_due():
+                wake.set()
+            await _sleep(ctx.stop, never, settings.schedule_check_seconds)
+
+    await run_worker(settings, consumers=lambda ctx: [
+        auth_consumer(ctx.db, ctx.js),
+        billing_consumer(ctx.db, ctx.js, wake.set),
+        wake_consumer(ctx.db, ctx.js, "planner", PLANNER_WAKERS, wake.set),
+        wake_consumer(ctx.db, ctx.js, "writer", WRITER_WAKERS, wake.set),
+    ], tasks=[engine, *([schedules] if scheduler else [])], stop=stop)
+
+
+if __name__ == "__main__":
+    main(run)
