@@ -64,6 +64,8 @@ TASKS_WAIT = timedelta(seconds=120)
 CREDENTIALS = re.compile(r"\b(401|403)\b|api[ _-]?key|unauthori[sz]ed|credential|"
                          r"settings cannot be used|could not be decrypted", re.IGNORECASE)
 MOVES_PER_ADVANCE = 50
+# A step's job that shows no sign of starting after this long is asked for again.
+STALE_JOB = timedelta(minutes=3)
 
 
 def batch_size(config: Row | None, stage: int) -> int:
@@ -260,10 +262,6 @@ class Orchestrator:
     async def _ask(self, m: Move, run: Row, step: Row) -> bool:
         stage = step["stage"]
         task_id = task_id_for(step["key"])
-        if stage in JOB_STAGES and await self.progress.get(task_id) is not None:
-            # The owner took it before (our answer was lost): follow its job.
-            await m.steps.change(step["id"], {"status": StepStatus.RUNNING, "task_id": task_id})
-            return True
         try:
             answer = await self.pipeline.queue(
                 run["account_id"], run["site_id"], stage=stage, ids=list(step["item_ids"]),
@@ -285,6 +283,12 @@ class Orchestrator:
                                       f"({exc.detail}). Add credits and resume.")
             return True
         except DomainError as exc:
+            if stage in JOB_STAGES and await self.progress.get(task_id) is not None:
+                # The owner took this step before and its items have moved on since (our
+                # record of the answer was lost): follow the job it made.
+                await m.steps.change(step["id"], {"status": StepStatus.RUNNING,
+                                                  "attempts": step["attempts"] + 1})
+                return True
             await self._fail_step(m, run, step, _detail(exc))
             return True
         if answer.task_id is None:  # stage 3: no job, done at once
@@ -326,6 +330,15 @@ class Orchestrator:
                 await self._pause(m, await self._reload(m, run),
                                   f"Paused: the AI provider refused the account's credentials "
                                   f"({error[:300]}). Fix the integration and resume.")
+            return True
+        if state in (None, "PENDING") and utcnow() - step["created_at"] > STALE_JOB * (
+                step["attempts"] or 1):
+            # Never started (an owner's transaction that did not commit leaves a PENDING
+            # progress and no job): ask again under the same key; a job that exists is
+            # answered as it is (replayed), one that does not is queued now.
+            await m.steps.change(step["id"], {"status": StepStatus.QUEUED})
+            await m.say(run, f"Stage {step['stage']}: task {task_id} has not started; "
+                             "asking its owner again.", stage=step["stage"], level="warning")
             return True
         return False
 
@@ -405,10 +418,11 @@ class Orchestrator:
             await self._gate(m, run, config, fresh, pending)
             return True
         batch = len(await m.steps.of_run(run["id"], stage))
+        key = f"automation:{run['run_id']}:{stage}:{batch}"
         step = await m.steps.add({
-            "run_pk": run["id"], "stage": stage, "batch": batch,
-            "key": f"automation:{run['run_id']}:{stage}:{batch}", "item_ids": fresh,
-            "status": StepStatus.QUEUED})
+            "run_pk": run["id"], "stage": stage, "batch": batch, "key": key,
+            "task_id": task_id_for(key) if stage in JOB_STAGES else None,
+            "item_ids": fresh, "status": StepStatus.QUEUED})
         if step is None:  # recorded by an earlier move whose answer was lost
             return True
         await m.items.add_many(run["id"], stage, step["id"], fresh, ItemStatus.PROCESSING)

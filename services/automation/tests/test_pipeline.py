@@ -77,7 +77,8 @@ async def test_thirty_keywords_become_drafts_with_images_and_credits_match_the_l
         run = await run_state(client, tenant, run_id)
         assert run["status"] == "completed", run
         stages = {s["stage"]: s for s in run["stage_results"]}
-        assert stages[1]["processed"] == 30 and stages[1]["created"] >= 3
+        assert stages[1]["processed"] == 30
+        assert stages[1]["created"] >= 3
         assert stages[2]["created"] >= stages[1]["created"]  # ideas
         assert stages[3]["created"] == stages[2]["created"]  # every idea queued
         assert stages[4]["created"] == stages[3]["created"]  # every task drafted
@@ -114,6 +115,7 @@ async def test_thirty_keywords_become_drafts_with_images_and_credits_match_the_l
                        "SELECT stage, task_id, status FROM automation_steps "
                        "WHERE account_id = :a")
     tasks = [s["task_id"] for s in steps if s["task_id"] is not None]
-    assert len(tasks) == len(set(tasks)) and {s["status"] for s in steps} == {"done"}
+    assert len(tasks) == len(set(tasks))
+    assert {s["status"] for s in steps} == {"done"}
     lines = (await client.get(f"{API}/logs/?run_id={run_id}&lines=500", headers=h)).json()
     assert lines["lines"][-1]["message"] == "Run completed."

@@ -36,7 +36,8 @@ async def test_config_defaults_then_update_with_checked_fields(
     h = tenant.headers()
     r = await client.get(f"{API}/config/?site_id={tenant.site_id}", headers=h)
     assert r.status_code == 200, r.text
-    assert r.json()["enabled"] is False and r.json()["publish_mode"] == "draft"
+    assert r.json()["enabled"] is False
+    assert r.json()["publish_mode"] == "draft"
     assert r.json()["next_run_at"] is None
     r = await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h, json={
         "enabled": True, "frequency": "weekly", "scheduled_time": "07:30",
@@ -44,10 +45,12 @@ async def test_config_defaults_then_update_with_checked_fields(
         "quality_threshold": 90})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["stage_4_batch_size"] == 3 and body["frequency"] == "weekly"
+    assert body["stage_4_batch_size"] == 3
+    assert body["frequency"] == "weekly"
     assert body["next_run_at"] is not None
     r = await client.get(f"{API}/config/?site_id={tenant.site_id}", headers=h)
-    assert r.json()["quality_threshold"] == 90 and r.json()["stage_1_batch_size"] == 20
+    assert r.json()["quality_threshold"] == 90
+    assert r.json()["stage_1_batch_size"] == 20
     for bad, field in (({"scheduled_time": "25:00"}, "scheduled_time"),
                        ({"timezone": "Mars/Olympus"}, "timezone"),
                        ({"stage_2_batch_size": 5}, "stage_2_batch_size"),
@@ -63,7 +66,8 @@ async def test_site_is_required_and_another_tenants_site_or_run_is_a_404(
         client: httpx.AsyncClient, make_tenant: MakeTenant) -> None:
     me, other = await make_tenant(), await make_tenant()
     r = await client.get(f"{API}/config/", headers=me.headers())
-    assert r.status_code == 400 and "site_id" in r.json()["errors"]
+    assert r.status_code == 400
+    assert "site_id" in r.json()["errors"]
     for path in ("config", "estimate", "history", "current_run", "pipeline_overview"):
         r = await client.get(f"{API}/{path}/?site_id={other.site_id}", headers=me.headers())
         assert r.status_code == 404, (path, r.text)
@@ -88,8 +92,10 @@ async def test_estimate_counts_pending_work_and_a_short_balance_is_a_402(
     r = await client.get(f"{API}/estimate/?site_id={poor.site_id}", headers=poor.headers())
     assert r.status_code == 200, r.text
     est = r.json()
-    assert est["stages"][0]["pending"] == 10 and est["estimated_credits"] > 10
-    assert est["current_balance"] == 10 and est["sufficient"] is False
+    assert est["stages"][0]["pending"] == 10
+    assert est["estimated_credits"] > 10
+    assert est["current_balance"] == 10
+    assert est["sufficient"] is False
     assert est["required_credits"] >= est["estimated_credits"] * 1.2
     r = await client.post(f"{API}/run_now/?site_id={poor.site_id}", headers=poor.headers())
     assert r.status_code == 402, r.text
@@ -118,15 +124,19 @@ async def test_pause_resume_cancel_a_run_no_worker_advances(
                                 headers=h)).json()["run_id"]
     current = (await client.get(f"{API}/current_run/?site_id={tenant.site_id}",
                                 headers=h)).json()
-    assert current["run_id"] == run_id and current["status"] == "running"
-    assert current["current_stage"] == 1 and len(current["stage_results"]) == 7
+    assert current["run_id"] == run_id
+    assert current["status"] == "running"
+    assert current["current_stage"] == 1
+    assert len(current["stage_results"]) == 7
     r = await client.post(f"{API}/pause/?run_id={run_id}", headers=h)
-    assert r.status_code == 200 and r.json()["status"] == "paused", r.text
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "paused"
     assert (await client.post(f"{API}/pause/?run_id={run_id}", headers=h)).status_code == 409
     r = await client.post(f"{API}/resume/?run_id={run_id}", headers=h)
     assert r.json()["status"] == "running"
     r = await client.post(f"{API}/cancel/?run_id={run_id}", headers=h)
-    assert r.json()["status"] == "cancelled" and r.json()["finished_at"]
+    assert r.json()["status"] == "cancelled"
+    assert r.json()["finished_at"]
     assert (await client.post(f"{API}/resume/?run_id={run_id}", headers=h)).status_code == 409
     r = await client.get(f"{API}/current_run/?site_id={tenant.site_id}", headers=h)
     assert r.json() is None

@@ -1,0 +1,212 @@
+"""Pause, resume and cancel on runs the worker advances, and the scheduler with two
+automation processes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from libs.common.db import Database, TenantScope
+from libs.common.testing.factories import Tenant
+from services.automation.orchestration import Orchestrator, PublishOutcome, next_run_at
+from services.automation.settings import AutomationSettings
+from services.automation.tests.conftest import (
+    API,
+    add_keywords,
+    automation_worker,
+    eventually,
+    rows,
+)
+
+WORDS = ["standing desk", "electric standing desk", "standing desk converter",
+         "best standing desk", "standing desk mat", "adjustable standing desk"]
+
+
+async def state(client: httpx.AsyncClient, t: Tenant, run_id: str) -> dict[str, Any]:
+    r = await client.get(f"{API}/history/?site_id={t.site_id}", headers=t.headers())
+    return next(run for run in r.json() if run["run_id"] == run_id)
+
+
+async def steps(db: Database, t: Tenant) -> list[dict[str, Any]]:
+    return await rows(db, t.account_id, "SELECT stage, batch, status FROM automation_steps "
+                      "WHERE account_id = :a ORDER BY id")
+
+
+async def running_step(client: httpx.AsyncClient, t: Tenant) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    async def seen() -> bool:
+        r = await client.get(f"{API}/current_processing/?site_id={t.site_id}",
+                             headers=t.headers())
+        body = r.json()
+        if body and body["step"] and body["step"]["status"] == "running":
+            found.update(body)
+            return True
+        return False
+
+    await eventually(seen, timeout=60, every=0.05)
+    return found
+
+
+@pytest.mark.timeout(300)
+async def test_pause_waits_for_the_current_batch_then_resume_finishes(
+        client: httpx.AsyncClient, planner: httpx.AsyncClient, settings: AutomationSettings,
+        automation_db: Database, tenant: Tenant) -> None:
+    h = tenant.headers()
+    await add_keywords(planner, tenant, WORDS)
+    await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h,
+                       json={"stage_1_batch_size": 2})
+    async with automation_worker(settings):
+        run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
+                                    headers=h)).json()["run_id"]
+        current = await running_step(client, tenant)
+        assert current["stage"] == 1
+        assert len(current["items"]) == 2
+        r = await client.post(f"{API}/pause/?run_id={run_id}", headers=h)
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] in ("running", "paused")
+
+        async def paused() -> bool:
+            return (await state(client, tenant, run_id))["status"] == "paused"
+
+        await eventually(paused, timeout=60)
+        held = await steps(automation_db, tenant)
+        assert held
+        assert {s["status"] for s in held} <= {"done", "failed"}
+        # Paused: no new batch starts.
+        await asyncio.sleep(1.5)
+        assert await steps(automation_db, tenant) == held
+        r = await client.post(f"{API}/resume/?run_id={run_id}", headers=h)
+        assert r.json()["status"] == "running"
+
+        async def completed() -> bool:
+            return (await state(client, tenant, run_id))["status"] == "completed"
+
+        await eventually(completed, timeout=240, every=0.5)
+        run = await state(client, tenant, run_id)
+        assert run["stage_results"][0]["processed"] == len(WORDS)
+        kinds = [line["message"] for line in (await client.get(
+            f"{API}/logs/?run_id={run_id}&lines=500", headers=h)).json()["lines"]]
+        assert any(k.startswith("Paused at stage 1") for k in kinds)
+        assert any(k.startswith("Resumed at stage 1") for k in kinds)
+
+
+@pytest.mark.timeout(300)
+async def test_cancel_stops_after_the_current_batch(
+        client: httpx.AsyncClient, planner: httpx.AsyncClient, settings: AutomationSettings,
+        automation_db: Database, tenant: Tenant) -> None:
+    h = tenant.headers()
+    await add_keywords(planner, tenant, WORDS)
+    await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h,
+                       json={"stage_1_batch_size": 2})
+    async with automation_worker(settings):
+        run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
+                                    headers=h)).json()["run_id"]
+        await running_step(client, tenant)
+        r = await client.post(f"{API}/cancel/?run_id={run_id}", headers=h)
+        assert r.status_code == 200, r.text
+
+        async def cancelled() -> bool:
+            return (await state(client, tenant, run_id))["status"] == "cancelled"
+
+        await eventually(cancelled, timeout=60)
+        made = await steps(automation_db, tenant)
+        assert {s["status"] for s in made} <= {"done", "failed"}
+        assert len(made) < 3  # the remaining batches never started
+        run = await state(client, tenant, run_id)
+        assert run["current_stage"] == 1
+        assert run["finished_at"]
+
+
+def test_next_run_at_in_the_sites_time_zone() -> None:
+    base = {"scheduled_time": "09:30", "timezone": "Europe/Berlin"}
+    after = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)  # Thursday, 11:00 in Berlin
+    assert next_run_at({**base, "frequency": "daily"}, after) == datetime(
+        2026, 12, 4, 8, 30, tzinfo=UTC)
+    assert next_run_at({**base, "frequency": "weekly"}, after) == datetime(
+        2026, 12, 7, 8, 30, tzinfo=UTC)  # Monday
+    assert next_run_at({**base, "frequency": "monthly"}, after) == datetime(
+        2027, 1, 1, 8, 30, tzinfo=UTC)
+    early = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)  # 08:00 in Berlin: today still
+    assert next_run_at({**base, "frequency": "daily"}, early) == datetime(
+        2026, 12, 3, 8, 30, tzinfo=UTC)
+    summer = datetime(2026, 7, 1, 0, 0, tzinfo=UTC)
+    assert next_run_at({**base, "frequency": "daily"}, summer) == datetime(
+        2026, 7, 1, 7, 30, tzinfo=UTC)
+
+
+@pytest.mark.timeout(180)
+async def test_two_automation_processes_start_one_run_for_a_due_schedule(
+        client: httpx.AsyncClient, settings: AutomationSettings, automation_db: Database,
+        tenant: Tenant) -> None:
+    h = tenant.headers()
+    r = await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h,
+                           json={"enabled": True, "frequency": "daily",
+                                 "scheduled_time": "03:00"})
+    assert r.status_code == 200, r.text
+    assert r.json()["next_run_at"]
+    due = datetime.now(UTC) - timedelta(minutes=1)
+    async with automation_db.session(TenantScope.account(tenant.account_id)) as s:
+        await s.execute(text("UPDATE automation_configs SET next_run_at = :due "
+                             "WHERE site_id = :site"), {"due": due, "site": tenant.site_id})
+        await s.commit()
+    async with automation_worker(settings), automation_worker(settings):
+        async def started() -> bool:
+            r = await client.get(f"{API}/history/?site_id={tenant.site_id}", headers=h)
+            return len(r.json()) >= 1
+
+        await eventually(started, timeout=60)
+        await asyncio.sleep(2 * settings.schedule_check_seconds + 0.5)
+    history = (await client.get(f"{API}/history/?site_id={tenant.site_id}",
+                                headers=h)).json()
+    assert len(history) == 1
+    assert history[0]["trigger"] == "scheduled"
+    config = (await client.get(f"{API}/config/?site_id={tenant.site_id}", headers=h)).json()
+    assert datetime.fromisoformat(config["next_run_at"]) > datetime.now(UTC)
+    assert config["last_run_at"] is not None
+
+
+def later(hours: int) -> str:
+    return (datetime.now(UTC) + timedelta(hours=hours)).strftime("%H:%M")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.published: list[int] = []
+
+    async def publish(self, account_id: int, site_id: int, content_id: int) -> PublishOutcome:
+        self.published.append(content_id)
+        return PublishOutcome(True, external_url=f"https://example.com/?p={content_id}")
+
+
+async def test_the_review_gate_publishes_only_what_passes_in_auto_mode(
+        settings: AutomationSettings) -> None:
+    recorder = Recorder()
+    gate = Orchestrator(None, None, None, settings, recorder)  # type: ignore[arg-type]
+    run = {"account_id": 1, "site_id": 2}
+    auto = {"publish_mode": "auto", "quality_threshold": 80, "daily_publish_cap": 2,
+            "publish_window_start": "00:00", "publish_window_end": "23:59", "timezone": "UTC"}
+    good = {"optimizer_score": 91, "placeholders": False}
+    cases = [
+        ({**auto, "publish_mode": "draft"}, good, 0, "kept as draft for review"),
+        (auto, {"optimizer_score": None, "placeholders": False}, 0,
+         "not optimized yet (no optimizer score)"),
+        (auto, {"optimizer_score": 79, "placeholders": False}, 0, "optimizer score below 80"),
+        (auto, {"optimizer_score": 95, "placeholders": True}, 0,
+         "placeholders left in the text"),
+        (auto, good, 2, "daily publishing cap reached"),
+        ({**auto, "publish_window_start": later(2), "publish_window_end": later(3)}, good, 0,
+         "outside the publishing window"),
+        (auto, good, 0, None),
+    ]
+    for n, (cfg, info, published, expected) in enumerate(cases):
+        reason = await gate._gate_one(run, cfg, cfg["publish_mode"], n, info, published)
+        assert reason == expected, (n, reason)
+    assert recorder.published == [len(cases) - 1]
+    none = Orchestrator(None, None, None, settings)  # type: ignore[arg-type]
+    assert await none._gate_one(run, auto, "auto", 1, good, 0) == "no publishing integration"
