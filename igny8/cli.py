@@ -7,6 +7,7 @@
     igny8 keys rotate   new token-signing key (the old one stays valid until its tokens expire)
     igny8 cluster F     cluster a keyword CSV into topics and pages, offline, without the platform
     igny8 new-service N a working empty service N: package, registry, gateway route, deploy
+    igny8 automation run --site S   start a site's automation run and follow its stages
 
 State lives in `.igny8/` (or `$IGNY8_HOME`); `DATABASE_URL` / `NATS_URL` name real servers.
 """
@@ -36,6 +37,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Token-signing keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+automation_app = typer.Typer(help="Automation runs, from the terminal.", no_args_is_help=True)
+app.add_typer(automation_app, name="automation")
 
 
 def _home() -> Home:
@@ -266,3 +269,40 @@ def new_service(
 
 def _yes(flag: bool) -> str:
     return "[green]yes[/]" if flag else "[red]no[/]"
+
+
+@automation_app.command("run")
+def automation_run(
+    site: Annotated[int, typer.Option(help="The site whose pipeline runs.")],
+    url: Annotated[str | None, typer.Option(
+        help="The API (…/api/v1); default: the running platform's.")] = None,
+    email: Annotated[str | None, typer.Option(help="Login; default: the demo account.")] = None,
+    password: Annotated[str | None, typer.Option(help="Password for --email.")] = None,
+    follow: Annotated[bool, typer.Option(help="Follow the run until it ends.")] = True,
+) -> None:
+    """Start a run (`run_now`) and show each stage's progress until it ends."""
+    from igny8 import automation
+    from igny8.database import DEMO_EMAIL
+
+    home = _home()
+    reporter = _reporter()
+    base = url or StateFile(home).read().get("run", {}).get("api_url")
+    if not base:
+        reporter.fail("no API: start the platform (`igny8 up`) or pass --url")
+        raise typer.Exit(1)
+    base = base.rstrip("/")
+    if password is None and email is None:
+        password = Secrets.load_or_create(home, []).demo_password
+    try:
+        api = automation.Api.login(base, email or DEMO_EMAIL, password or "")
+        run_id = automation.start(api, site)
+        reporter.say(f"run {run_id} started for site {site}")
+        if not follow:
+            raise typer.Exit(0)
+        run = automation.follow(api, site, run_id, reporter.console)
+    except automation.AutomationCliError as exc:
+        reporter.fail(str(exc))
+        raise typer.Exit(1) from None
+    reporter.say(f"run {run_id}: {run['status']}, {run['total_credits']} credits"
+                 + (f" ({run['error']})" if run.get("error") else ""))
+    raise typer.Exit(0 if run["status"] == "completed" else 1)
