@@ -26,6 +26,7 @@ BENCHMARKS = {
     "writer": "local draft per 1,200-word article and optimizer per 2,000 words (issue #10)",
     "linker": "internal links: precision/recall on the labelled set, 10,000 pages indexed "
               "(issue #11)",
+    "automation": "100 keywords -> drafts with images: wall time, overhead over the jobs (#12)",
 }
 
 

@@ -1,0 +1,198 @@
+"""Automation end to end on the real platform: N keywords → drafts with images.
+
+    python -m bench.automation [--keywords 100] [--topics 10]
+
+Starts the whole platform with `igny8 up` in a temporary IGNY8_HOME (offline engines),
+registers a user through the gateway, creates a site and a sector through auth's API,
+adds the keywords through planner's API (the account's plan keyword limit raised in
+planner's read model, as bench.planner does), gives the account credits in billing's
+database (as an operator's adjustment would), and starts one run through the gateway
+(`run_now`). Measures the run's wall time (its `started_at` → `finished_at`) and the sum
+of the stage jobs' own times (`duration_ms` of every AI task log row the run's jobs left
+in planner's and writer's databases). Orchestration overhead = (wall - jobs) / jobs:
+what running the seven stages as persisted, event-driven state adds over the jobs
+themselves (jobs run one batch at a time, so the two are comparable). Goals (issue #12):
+wall ≤ 60 s for 100 keywords, overhead ≤ 30 %. Results are printed and written to
+bench/results/automation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from bench.platform import call, login, platform
+from gateway.routes import scope_for
+
+TOPICS = ["standing desk", "espresso machine", "running shoes", "office chair",
+          "air fryer", "robot vacuum", "mechanical keyboard", "electric bike",
+          "yoga mat", "water filter", "hiking boots", "baby stroller"]
+MODIFIERS = ["best", "cheap", "review", "for beginners", "vs", "how to clean", "buying guide",
+             "under 200", "for small spaces", "benefits", "problems", "alternatives"]
+
+
+def keywords(n: int, topics: int, seed: int = 12) -> list[str]:
+    rng = random.Random(seed)
+    out: list[str] = []
+    while len(out) < n:
+        topic = TOPICS[len(out) % topics]
+        word = f"{rng.choice(MODIFIERS)} {topic}" if rng.random() < 0.8 else topic
+        if word not in out:
+            out.append(word)
+    return out
+
+
+def _data(body: Any) -> Any:
+    return body["data"] if isinstance(body, dict) and "data" in body else body
+
+
+def wait_for_directory(dbname_url: str, account_id: int, site_id: int) -> None:
+    deadline = time.monotonic() + 60
+    with psycopg.connect(dbname_url, autocommit=True) as conn:
+        conn.execute("SELECT set_config('igny8.all_accounts', 'on', false)")
+        while True:
+            row = conn.execute("SELECT count(*) FROM sites WHERE id = %s AND account_id = %s",
+                               (site_id, account_id)).fetchone()
+            if row and row[0]:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the site never reached {dbname_url.split('dbname=')[-1]}")
+            time.sleep(0.2)
+
+
+def raise_keyword_limit(planner_url: str, account_id: int, limit: int) -> None:
+    with psycopg.connect(planner_url) as conn:
+        conn.execute("SELECT set_config('igny8.all_accounts', 'on', false)")
+        conn.execute("UPDATE plans SET max_keywords = %s"
+                     " WHERE id = (SELECT plan_id FROM accounts WHERE account_id = %s)",
+                     (limit, account_id))
+        conn.commit()
+
+
+def fund(billing_url: str, account_id: int, credits: int) -> None:
+    """Purchased credits, through billing's own service code (as an operator's adjustment)."""
+    from libs.common.db import Database, TenantScope
+    from libs.common.uow import unit_of_work
+    from services.billing.models import TransactionType
+    from services.billing.service import BillingService
+    from services.billing.settings import BillingSettings
+    from services.billing.worker import policy_from
+
+    async def add() -> None:
+        db = Database(billing_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        try:
+            async with unit_of_work(db, TenantScope.system()) as uow:
+                await BillingService(uow.session, policy_from(BillingSettings())).add_credits(
+                    account_id, credits, transaction_type=TransactionType.PURCHASE,
+                    description="bench credits")
+        finally:
+            await db.dispose()
+
+    asyncio.run(add())
+
+
+def job_seconds(url: str, account_id: int) -> tuple[int, float]:
+    with psycopg.connect(url) as conn:
+        conn.execute("SELECT set_config('igny8.all_accounts', 'on', false)")
+        row = conn.execute("SELECT count(*), coalesce(sum(duration_ms), 0) FROM ai_task_logs"
+                           " WHERE account_id = %s AND status = 'success'",
+                           (account_id,)).fetchone()
+    assert row is not None
+    return int(row[0]), float(row[1]) / 1000
+
+
+def run_once(gateway: str, postgres_url: str, n: int, topics: int) -> dict[str, Any]:
+    api = gateway + "/api/v1/"
+    token = login(api, f"bench-automation-{n}-{int(time.time())}@example.com")
+    auth = {"Authorization": f"Bearer {token}"}
+    me = _data(call(f"{api}auth/me/", token=token))["user"]
+    account_id = int(me["account_id"])
+    site = _data(call(f"{api}auth/sites/", {"name": f"Bench automation {n}"}, token=token))
+    sector = _data(call(f"{api}auth/sectors/", {"site_id": site["id"], "name": "Bench"},
+                        token=token))
+    urls = {name: make_conninfo(postgres_url, dbname=f"igny8_{name}")
+            for name in ("planner", "writer", "billing", "automation")}
+    for name in ("planner", "writer", "automation"):
+        wait_for_directory(urls[name], account_id, int(site["id"]))
+    raise_keyword_limit(urls["planner"], account_id, n + 100)
+    fund(urls["billing"], account_id, 200 * n)
+    words = keywords(n, topics)
+    with httpx.Client(base_url=gateway, headers=auth, timeout=60) as client:
+        for word in words:
+            r = client.post("/api/v1/planner/keywords/", json={
+                "site_id": site["id"], "sector_id": sector["id"], "keyword": word,
+                "volume": 100})
+            assert r.status_code == 201, r.text
+        client.patch(f"/api/v1/automation/update_config/?site_id={site['id']}",
+                     json={"stage_4_batch_size": 10, "stage_5_batch_size": 20,
+                           "stage_6_batch_size": 60})
+        estimate = _data(client.get(
+            f"/api/v1/automation/estimate/?site_id={site['id']}").json())
+        started = time.monotonic()
+        r = client.post(f"/api/v1/automation/run_now/?site_id={site['id']}")
+        assert r.status_code == 200, r.text
+        run_id = _data(r.json())["run_id"]
+        while True:
+            runs = _data(client.get(f"/api/v1/automation/history/?site_id={site['id']}").json())
+            run = next(x for x in runs if x["run_id"] == run_id)
+            if run["status"] != "running":
+                break
+            time.sleep(0.5)
+        seen = time.monotonic() - started
+    wall = (datetime.fromisoformat(run["finished_at"])
+            - datetime.fromisoformat(run["started_at"])).total_seconds()
+    planner_jobs, planner_s = job_seconds(urls["planner"], account_id)
+    writer_jobs, writer_s = job_seconds(urls["writer"], account_id)
+    jobs_s = planner_s + writer_s
+    stages = {s["stage"]: {k: s[k] for k in ("processed", "created", "failed", "credits")}
+              for s in run["stage_results"]}
+    return {
+        "keywords": n, "topics": topics, "status": run["status"], "run_id": run_id,
+        "wall_s": round(wall, 2), "seen_by_client_s": round(seen, 2),
+        "jobs": planner_jobs + writer_jobs, "jobs_s": round(jobs_s, 2),
+        "overhead": round((wall - jobs_s) / jobs_s, 3) if jobs_s else None,
+        "drafts": stages[4]["created"], "images": stages[6]["created"],
+        "estimated_credits": estimate["estimated_credits"],
+        "total_credits": run["total_credits"], "stages": stages,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keywords", type=int, nargs="+", default=[100])
+    parser.add_argument("--topics", type=int, default=10)
+    args = parser.parse_args()
+    scopes = {scope_for(m, p) for m, p in (("POST", "/api/v1/automation/run_now/"),
+                                            ("POST", "/api/v1/planner/keywords/"),
+                                            ("GET", "/api/v1/automation/history/"))}
+    overrides = {str(scope): 1_000_000_000 for scope in scopes if scope is not None}
+    results = []
+    with tempfile.TemporaryDirectory(prefix="igny8-bench-automation-") as tmp, \
+            platform(Path(tmp), overrides) as run:
+        gateway = f"http://127.0.0.1:{run['ports']['gateway']}"
+        for n in args.keywords:
+            found = run_once(gateway, run["postgres"]["url"], n, args.topics)
+            results.append(found)
+            print(f"{n} keywords ({args.topics} topics): {found['status']}, "
+                  f"{found['drafts']} drafts, {found['images']} images, "
+                  f"wall {found['wall_s']} s, jobs {found['jobs_s']} s in {found['jobs']} "
+                  f"jobs, overhead {found['overhead']}, credits {found['total_credits']} "
+                  f"(estimated {found['estimated_credits']})", flush=True)
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "automation.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
