@@ -103,7 +103,9 @@ class WorkerHealth:
     nc: NATS | None = None
 
     def healthy(self) -> bool:
-        return (all(loop.state == "running" for loop in self.loops.values())
+        # No loop yet (connected, still provisioning) is not healthy: a probe that came
+        # then would report a worker whose loops have not started.
+        return (bool(self.loops) and all(loop.state == "running" for loop in self.loops.values())
                 and self.nats_connected())
 
     def nats_connected(self) -> bool:
