@@ -4,17 +4,12 @@ start through the gateway, then SIGTERM and not one process left behind."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import psutil
@@ -23,36 +18,10 @@ import pytest
 from pypdf import PdfReader
 
 from gateway.tests.browser import render
-
-REPO = Path(__file__).resolve().parents[2]
-API_LINE = re.compile(r"API\s+(http://localhost:\d+/api/v1/)")
+from igny8.tests.running import REPO, Platform
 
 # Starting the whole platform takes tens of seconds, minutes on a loaded machine.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-
-
-@dataclass
-class Platform:
-    proc: subprocess.Popen[str]
-    home: Path
-    lines: list[str] = field(default_factory=list)
-    api_url: str | None = None
-    ready: threading.Event = field(default_factory=threading.Event)
-
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if self.api_url is None and (match := API_LINE.search(line)):
-                self.api_url = match.group(1)
-                self.ready.set()
-        self.ready.set()
-
-    def state(self) -> dict:  # type: ignore[type-arg]
-        return json.loads((self.home / "state.json").read_text())["run"]
 
 
 def _alive(pid: int) -> bool:
@@ -60,27 +29,6 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    home = tmp_path_factory.mktemp("igny8-home")
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
-    env.update(IGNY8_HOME=str(home), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "igny8", "up", "--timeout", "180"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    running = Platform(proc=proc, home=home)
-    threading.Thread(target=running._drain, daemon=True).start()
-    try:
-        if not running.ready.wait(300) or running.api_url is None:
-            pytest.fail("igny8 up did not print the gateway URL:\n" + running.output())
-        yield running
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_quick_start_through_the_gateway(platform: Platform) -> None:
