@@ -209,7 +209,7 @@ async def generate_images(ctx: AIJobContext, platform: Platform, policy: Outboun
             await images.update(image_id, {"status": ImageStatus.FAILED, "error": message})
         touched = sorted({i["content_id"] for i in wanted if i["id"] in stored
                           and i["content_id"] is not None})
-        await _place(uow, vis, platform, touched)
+        await _place(uow, vis, platform, touched, ctx, run_id)
         await uow.publish(events.images_generated(
             ctx.account_id, task_id=ctx.task_id, run_id=run_id, generated=stored,
             failed=failed, content_ids=[i["content_id"] for i in wanted if i["content_id"]]))
@@ -244,8 +244,9 @@ async def _store(ctx: AIJobContext, storage: FileStorage,
 
 
 async def _place(uow: UnitOfWork, vis: Visibility, platform: Platform,
-                 content_ids: Sequence[int]) -> None:
-    """Put the contents' generated in-article images into their HTML (a new revision)."""
+                 content_ids: Sequence[int], ctx: AIJobContext, run_id: str | None) -> None:
+    """Put the contents' generated in-article images into their HTML (a new revision,
+    announced as the job's change)."""
     contents = ContentRepository(uow.session, vis)
     images = await ImageRepository(uow.session, vis).of_content(content_ids)
     for content in await contents.get_many(content_ids):
@@ -257,4 +258,5 @@ async def _place(uow: UnitOfWork, vis: Visibility, platform: Platform,
         if html != content["html"]:
             row = await contents.revise(content["id"], {"html": html})
             assert row is not None
-            await uow.publish(events.content_updated(row, "images"))
+            await uow.publish(events.content_updated(row, "images", task_id=ctx.task_id,
+                                                     run_id=run_id))

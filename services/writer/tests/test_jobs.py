@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -59,6 +61,16 @@ def cluster_events(t: Tenant, cluster_id: int) -> list[Event]:
                 "name": "Kettle descaling", "description": "", "status": "active"}),
             Event(type="planner.keyword.created", account_id=t.account_id,
                   data={"keywords": keywords})]
+
+
+CONTRACTS = Path(__file__).resolve().parents[3] / "docs" / "contracts.md"
+
+
+def documented_events() -> dict[str, set[str]]:
+    """Writer's events and their `data` fields as docs/contracts.md lists them."""
+    table = re.findall(r"^\| `(writer\.[a-z_.]+)` \| `([^`]+)` \|$", CONTRACTS.read_text(),
+                       re.MULTILINE)
+    return {kind: {f.strip() for f in fields.split(",")} for kind, fields in table}
 
 
 async def outbox_events(db: Database, t: Tenant, kind: str) -> list[dict[str, Any]]:
@@ -163,6 +175,24 @@ async def test_idea_to_article_to_images(
     (made,) = await outbox_events(writer_db, tenant, "writer.images.generated")
     assert (made["task_id"], sorted(made["generated"]), made["failed"]) == (
         job, sorted(i["id"] for i in images), [])
+    # Every one of writer's events went out (the relay published it), as documented.
+    documented = documented_events()
+    assert set(documented) == {"writer.task.created", "writer.content.generated",
+                               "writer.content.updated", "writer.image_prompts.generated",
+                               "writer.images.generated"}
+    for kind, fields in documented.items():
+        async def published(kind: str = kind) -> bool:
+            sent = await rows(writer_db, tenant.account_id,
+                              "SELECT published_at FROM outbox WHERE subject = :s AND"
+                              " (payload->>'account_id')::bigint = :a", s=f"igny8.{kind}")
+            return bool(sent) and all(r["published_at"] is not None for r in sent)
+
+        await eventually(published)
+        for payload in await outbox_events(writer_db, tenant, kind):
+            assert set(payload) == fields, kind
+    updated = await outbox_events(writer_db, tenant, "writer.content.updated")
+    assert [(u["change"], u["content_id"], u["task_id"]) for u in updated] == [
+        ("images", content_id, job)]
     exposed = {(s.labels.get("function"), s.labels.get("model"))
                for family in REGISTRY.collect() if family.name == "igny8_ai_tokens"
                for s in family.samples}

@@ -10,7 +10,7 @@ import httpx
 
 from libs.common.db import Database
 
-from .conftest import API, MakeTenant, Tenant, create, in_sector, set_plan
+from .conftest import API, FakeAuth, MakeTenant, Tenant, create, in_sector, set_plan
 
 
 def ids(answer: httpx.Response) -> list[int]:
@@ -94,6 +94,14 @@ async def test_a_task_put_back_as_read_and_its_checks(
                                  json={"ids": list(range(1, 52))})
     assert too_many.status_code == 400
     assert "ids" in too_many.json()["errors"]
+    # 50 distinct ids pass the limit (these are nobody's tasks: 404, not 400); duplicates
+    # count once.
+    at_limit = await client.post(f"{API}/tasks/auto_generate_content/", headers=h,
+                                 json={"ids": list(range(1, 51))})
+    assert at_limit.status_code == 404, at_limit.text
+    repeated = await client.post(f"{API}/tasks/auto_generate_content/", headers=h,
+                                 json={"ids": [999_999_999] * 60})
+    assert repeated.status_code == 404, repeated.text
     assert (await client.get(f"{API}/tasks/auto_generate_content/", headers=h)
             ).status_code == 405
 
@@ -174,7 +182,7 @@ async def test_images_filters_content_images_and_bulk_update(
 
 
 async def test_taxonomies_are_unique_per_site_type_and_slug(
-        client: httpx.AsyncClient, tenant: Tenant) -> None:
+        client: httpx.AsyncClient, tenant: Tenant, fake_auth: FakeAuth) -> None:
     h = tenant.headers()
     coffee, tag = await create(client, tenant, "writer/taxonomies/",
                                {"site_id": tenant.site_id, "name": "Coffee & Tea"},
@@ -192,6 +200,12 @@ async def test_taxonomies_are_unique_per_site_type_and_slug(
     renamed = await client.patch(f"{API}/taxonomies/{tag['id']}/", headers=h,
                                  json={"taxonomy_type": "category"})
     assert renamed.status_code == 409
+    # Unique per site: another site of the account may use the same slug.
+    other_site, _ = fake_auth.add_site(tenant.account_id)
+    (elsewhere,) = await create(client, tenant, "writer/taxonomies/",
+                                {"site_id": other_site, "name": "Coffee & Tea"})
+    assert elsewhere["slug"] == "coffee-tea"
+    assert ids(await get(f"site_id={other_site}")) == [elsewhere["id"]]
     unknown_site = await client.post(f"{API}/taxonomies/", headers=h,
                                      json={"site_id": 999_999_999, "name": "x"})
     assert unknown_site.status_code == 404
