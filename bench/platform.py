@@ -39,7 +39,9 @@ def platform(home: Path, overrides: dict[str, int]) -> Iterator[dict[str, Any]]:
     """`igny8 up` with IGNY8_HOME=home and rate limits raised per scope; yields the `run`
     entry of state.json (ports, processes, PostgreSQL and NATS) once everything is healthy."""
     env = {**os.environ, "IGNY8_HOME": str(home),
-           "IGNY8_RATE_LIMIT_OVERRIDES": json.dumps(overrides), "IGNY8_LOG_LEVEL": "WARNING"}
+           "IGNY8_RATE_LIMIT_OVERRIDES": json.dumps(overrides), "IGNY8_LOG_LEVEL": "WARNING",
+           # Ports the kernel picks: another platform may be starting on this machine.
+           "IGNY8_PORTS": "any"}
     log = open(home / "up.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "igny8", "up"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -43,13 +43,18 @@ class Infrastructure:
             self.postgres.stop()
 
 
+def _default(port: int, env: Mapping[str, str]) -> int | None:
+    """The default port, or none (the kernel picks one) with `IGNY8_PORTS=any`."""
+    return None if env.get("IGNY8_PORTS") == "any" else port
+
+
 def start_postgres(home: Home, env: Mapping[str, str], say: Say
                    ) -> tuple[str, EmbeddedPostgres | None]:
     if url := env.get("DATABASE_URL"):
         say("PostgreSQL: using DATABASE_URL")
         return url, None
-    server = EmbeddedPostgres(home.pgdata, DEFAULT_POSTGRES_PORT, home.log("postgres"),
-                              process_group=0)
+    server = EmbeddedPostgres(home.pgdata, _default(DEFAULT_POSTGRES_PORT, env),
+                              home.log("postgres"), process_group=0)
     first = not (home.pgdata / "PG_VERSION").exists()
     say(f"PostgreSQL: {'initialising' if first else 'starting'} the embedded server "
         f"on port {server.port} ({home.pgdata})")
@@ -61,7 +66,8 @@ def start_nats(home: Home, env: Mapping[str, str], say: Say) -> tuple[str, Embed
     if url := env.get("NATS_URL"):
         say("NATS: using NATS_URL")
         return url, None
-    server = EmbeddedNats(home.nats_store, DEFAULT_NATS_PORT, home.log("nats"), process_group=0)
+    server = EmbeddedNats(home.nats_store, _default(DEFAULT_NATS_PORT, env), home.log("nats"),
+                          process_group=0)
     say(f"NATS: starting the embedded JetStream server on port {server.port}")
     server.start()
     return server.url, server

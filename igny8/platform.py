@@ -80,8 +80,14 @@ def _is_free(port: int) -> bool:
     return not port_open(port) and free_port(port) == port
 
 
-def choose_ports(services: list[ServiceSpec]) -> dict[str, int]:
-    return allocate_ports(port_names(services), _is_free, _pick_free)
+def choose_ports(services: list[ServiceSpec],
+                 env: Mapping[str, str] | None = None) -> dict[str, int]:
+    """The default ports where they are free; with `IGNY8_PORTS=any` (tests and benches
+    that run beside other platforms on one machine) every port is one the kernel picks,
+    so two platforms starting together never both take a free default."""
+    env = os.environ if env is None else env
+    is_free = (lambda _: False) if env.get("IGNY8_PORTS") == "any" else _is_free
+    return allocate_ports(port_names(services), is_free, _pick_free)
 
 
 def _seed_once(reporter: Reporter, state: StateFile, secrets: Secrets,
@@ -170,7 +176,7 @@ def run_up(home: Home, reporter: Reporter, options: UpOptions,
                             infra.admin_url, [spec], secrets, lambda _: None, env))
                 if options.seed:
                     _seed_once(reporter, state, secrets, databases)
-                ports = choose_ports(services)
+                ports = choose_ports(services, env)
                 assert infra.nats_url is not None
                 specs = plan_processes(
                     PlatformInputs(

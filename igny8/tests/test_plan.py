@@ -131,3 +131,18 @@ def test_two_names_with_the_same_default_get_different_ports() -> None:
     chosen = allocate_ports({"a": 7000, "b": 7000}, is_free=lambda _: True,
                             pick_free=lambda: next(ports))
     assert chosen == {"a": 7000, "b": 50000}
+
+
+def test_ports_any_leaves_every_default_to_other_platforms() -> None:
+    """`IGNY8_PORTS=any` (the e2e tests, the benches): no default port is taken, even a
+    free one, so platforms started together on one machine cannot race for it."""
+    from igny8.infra import _default
+    from igny8.platform import choose_ports
+
+    defaults = set(port_names(list(SERVICES)).values())
+    chosen = choose_ports(list(SERVICES), {"IGNY8_PORTS": "any"})
+    assert set(chosen) == set(port_names(list(SERVICES)))
+    assert not defaults & set(chosen.values())
+    assert len(set(chosen.values())) == len(chosen)
+    assert _default(5432, {"IGNY8_PORTS": "any"}) is None
+    assert _default(5432, {}) == 5432

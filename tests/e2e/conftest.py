@@ -20,7 +20,8 @@ from igny8.tests.running import REPO, Platform
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     home = tmp_path_factory.mktemp("igny8-home")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
-    env.update(IGNY8_HOME=str(home), PYTHONUNBUFFERED="1")
+    # Ports the kernel picks: other platforms (other test runs) may start beside this one.
+    env.update(IGNY8_HOME=str(home), PYTHONUNBUFFERED="1", IGNY8_PORTS="any")
     proc = subprocess.Popen(
         [sys.executable, "-m", "igny8", "up", "--timeout", "180"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
