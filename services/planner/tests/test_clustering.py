@@ -8,7 +8,9 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from services.planner.clustering import (
     ClusteringConfig,
@@ -21,6 +23,7 @@ from services.planner.clustering import (
     normalize_keyword,
     topic_words,
 )
+from services.planner.clustering.topics import split_weak
 from services.planner.intent import Intent
 
 DATA = Path(__file__).resolve().parents[3] / "bench" / "data" / "keywords_labelled.csv"
@@ -283,3 +286,31 @@ def test_progress_is_reported(engine: LocalClusteringEngine) -> None:
     )
     assert calls[0] == (0, 4)
     assert calls[-1] == (4, 4)
+
+
+def test_a_topic_of_two_groups_joined_by_few_links_is_split() -> None:
+    """split_weak: two cliques of 10 keywords joined by one weak link, of unrelated
+    meaning, are two topics; a clique alone, or two cliques of one meaning, stay one."""
+    n = 20
+    w = np.zeros((n, n))
+    w[:10, :10] = 0.8
+    w[10:, 10:] = 0.8
+    np.fill_diagonal(w, 0)
+    w[0, 10] = w[10, 0] = 0.1
+    graph = sp.csr_matrix(w)
+    sizes = np.ones(n)
+    config = ClusteringConfig()
+    apart = np.zeros((n, 4), dtype=np.float32)
+    apart[:10, 0] = 1.0
+    apart[10:, 1] = 1.0
+    one = np.zeros(n, dtype=np.int64)
+    labels = split_weak(graph, one, apart, sizes, config)
+    assert sorted(Counter(labels.tolist()).values()) == [10, 10]
+    assert len(set(labels[:10].tolist())) == 1
+    # One meaning on both sides (average cosine 1): pages of one topic, not two topics.
+    alike = np.zeros((n, 4), dtype=np.float32)
+    alike[:, 0] = 1.0
+    assert set(split_weak(graph, one, alike, sizes, config).tolist()) == {0}
+    # A single well-linked clique is never cut.
+    clique = sp.csr_matrix(np.full((10, 10), 0.8) - np.eye(10) * 0.8)
+    assert set(split_weak(clique, one[:10], apart[:10], sizes[:10], config).tolist()) == {0}
