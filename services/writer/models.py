@@ -325,3 +325,6 @@ AI_TASK_LOGS = ai_task_logs_in(WriterModel.metadata)
 # Tables behind row-level security on `account_id` (the directory's are the kernel's).
 TENANT_TABLES = ("clusters", "cluster_keywords", "author_profiles", "tasks", "content",
                  "images", "taxonomies")
+
+# Publishing's tables (site integrations, sync events, publications...) on this registry.
+from services.writer.publishing import models as _publishing_models  # noqa: E402, F401

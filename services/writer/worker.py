@@ -3,8 +3,9 @@
 Runs the outbox relay, the consumers of auth's directory and of planner's events (queued
 ideas become tasks; clusters and keywords feed the briefs' read models), and the AI job
 workers (`auto_generate_content`, `generate_image_prompts`, `generate_images`,
-`optimize`) on the work queue, and automation's pipeline commands (`pipeline.py`), each
-supervised (`libs.common.runtime.run_worker`).
+`optimize`) and the publishing jobs (`publish`, `unpublish`) on the work queue, and
+automation's pipeline commands (`pipeline.py`), each supervised
+(`libs.common.runtime.run_worker`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from libs.common.storage import build_storage
 from services.writer.events import auth_consumer, planner_consumer
 from services.writer.jobs import DraftFn, WriterJobs, draft_offline
 from services.writer.pipeline import WriterPipeline
+from services.writer.publishing.jobs import PublishingJobs
 from services.writer.service import Platform
 from services.writer.settings import WriterSettings
 
@@ -40,9 +42,13 @@ async def run(stop: asyncio.Event, settings: WriterSettings | None = None, *,
         platform = Platform(settings, storage=storage)
         billing = BillingClient(ctx.nc, timeout=settings.command_timeout_seconds)
         writer_jobs = WriterJobs(ctx.db, billing, platform, offline=offline)
+        publishing = PublishingJobs(ctx.db, platform).workers(
+            ctx.js, TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET]),
+            ack_wait=settings.job_ack_wait_seconds, max_deliver=settings.job_max_deliver)
         try:
             await asyncio.gather(*(w.run(ctx.stop)
-                                   for w in job_workers(ctx, writer_jobs, settings)))
+                                   for w in [*job_workers(ctx, writer_jobs, settings),
+                                             *publishing]))
         finally:
             await storage.aclose()
 

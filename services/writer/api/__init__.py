@@ -4,7 +4,7 @@ of work commits before the answer goes out. None touches the repository."""
 
 from __future__ import annotations
 
-from services.writer.api import articles, images, library, linker, optimizer
+from services.writer.api import articles, images, library, linker, optimizer, publishing
 
 ROUTERS = (articles.router, images.router, library.taxonomies, library.profiles,
-           optimizer.router, linker.router)
+           optimizer.router, linker.router, *publishing.ROUTERS)
