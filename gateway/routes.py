@@ -33,6 +33,9 @@ SERVICE_PREFIXES: dict[str, tuple[str, ...]] = {
         "/api/v1/optimizer/",
         "/api/v1/publisher/",
         "/api/v1/system/author-profiles/",
+        # The WordPress plugin's webhooks, where the reference's map writes them (also
+        # served under /api/v1/integration/webhooks/).
+        "/api/v1/webhooks/wordpress/",
     ),
     "automation": ("/api/v1/automation/",),
 }
@@ -73,7 +76,8 @@ PUBLIC_PREFIXES = (
 )
 PUBLIC_GATEWAY_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 
-APIKEY_PREFIXES = ("/api/v1/integration/", "/api/v1/writer/", "/api/v1/auth/sites/")
+APIKEY_PREFIXES = ("/api/v1/integration/", "/api/v1/writer/", "/api/v1/auth/sites/",
+                   "/api/v1/webhooks/wordpress/")
 
 # Requests per minute, exactly as the reference's scope table.
 RATE_LIMITS: dict[str, int] = {
@@ -165,6 +169,7 @@ RATE_RULES: tuple[RateRule, ...] = (
     RateRule("/api/v1/optimizer/", "writer"),
     RateRule("/api/v1/publisher/", "writer"),
     RateRule("/api/v1/integration/", "default"),
+    RateRule("/api/v1/webhooks/wordpress/", "default"),
     # System.
     RateRule("/api/v1/system/settings/integrations/", "ai_function",
              methods=WRITE_METHODS, actions=_actions("test", "generate")),
