@@ -278,6 +278,7 @@ async def test_publish_through_the_api_and_read_back_from_wordpress(
         assert tags == {f"green {stamp}", f"sencha {stamp}", f"brewing {stamp}"}
         media = await wp_get(wordpress, f"/wp/v2/media/{post['featured_media']}")
         assert media["slug"].startswith("igny8-img-")
+        assert media["alt_text"] == featured["alt_text"]
         assert post["featured_media"] == result["featured_media_id"]
         assert len(result["media_ids"]) == 3
         for media_id in result["media_ids"][1:]:
@@ -484,3 +485,32 @@ async def test_a_site_that_does_not_answer_is_recorded_and_named(
     report = (await client.post(f"{INTEGRATIONS}{row['id']}/test_connection/", headers=h)).json()
     assert report["ok"] is False
     assert report["checks"][0]["name"] == "reachable"
+
+
+async def test_a_publish_that_cannot_reach_the_site_fails_with_its_reason(
+        client: httpx.AsyncClient, tenant: Tenant, settings: WriterSettings,
+        writer_db: Database, nc: NATS) -> None:
+    from libs.common.embedded import free_port
+    h = tenant.headers()
+    await create(client, tenant, "integration/integrations/", {
+        "site_id": tenant.site_id, "config": {"site_url": f"http://127.0.0.1:{free_port(None)}"},
+        "credentials": {"username": "admin", "app_password": "abcd efgh ijkl mnop"}})
+    (content,) = await create(client, tenant, "writer/content/", in_sector(
+        tenant, title="Nowhere to go", html="<p>x</p>"))
+    progress = await task_progress(nc)
+    async with running_worker(run, settings):
+        r = await client.post(f"/api/v1/writer/content/{content['id']}/publish/", headers=h,
+                              json={"status": "draft"})
+        assert r.status_code == 200, r.text
+        done = await finished_task(progress, r.json()["task_id"], timeout=90)
+    assert done["state"] == "FAILURE"
+    assert "cannot be reached" in done["meta"]["error"]
+    (pub,) = (await client.get("/api/v1/publisher/publications/", headers=h,
+                               params={"status": "failed"})).json()["results"]
+    assert (pub["content_id"], pub["external_id"]) == (content["id"], None)
+    assert "cannot be reached" in pub["error"]
+    got = (await client.get(f"/api/v1/writer/content/{content['id']}/", headers=h)).json()
+    assert (got["status"], got["external_id"]) == ("draft", None)
+    events = await rows(writer_db, tenant.account_id,
+                        "SELECT kind, success FROM sync_events WHERE account_id = :a")
+    assert events == [{"kind": "publish", "success": False}]
