@@ -140,6 +140,9 @@ async def test_api_keys_only_on_wordpress_paths(gw: httpx.AsyncClient) -> None:
     assert resp.status_code == 200, resp.text
     assert resp.json()["data"]["authorization"].startswith("Bearer ey")
     assert (await gw.get("/api/v1/writer/tasks/", headers=header)).status_code == 200
+    hook = await gw.post("/api/v1/webhooks/wordpress/status/", headers=header, json={})
+    assert hook.status_code == 200, hook.text  # the plugin's webhooks, routed to writer
+    assert hook.json()["data"]["authorization"].startswith("Bearer ey")
     assert_401(await gw.get("/api/v1/planner/keywords/1/", headers=header))
     assert_401(await gw.get("/api/v1/writer/tasks/",
                             headers={"Authorization": "ApiKey wrong-key"}))

@@ -129,6 +129,10 @@ def build_upstream(issuer: TestIssuer, counters: Counters) -> FastAPI:
     async def integrations(request: Request) -> dict[str, Any]:
         return {"authorization": request.headers.get("authorization")}
 
+    @app.post("/api/v1/webhooks/wordpress/status/")
+    async def status_webhook(request: Request) -> dict[str, Any]:
+        return {"authorization": request.headers.get("authorization")}
+
     @app.post("/api/v1/auth/login/")
     async def login(request: Request) -> Response:
         body = orjson.loads(await request.body() or b"{}")
