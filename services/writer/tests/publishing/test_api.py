@@ -5,9 +5,11 @@ unpublish as jobs read back through WordPress's own REST API, publications, webh
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,6 +42,14 @@ from services.writer.tests.publishing.conftest import png
 from services.writer.worker import run
 
 INTEGRATIONS = "/api/v1/integration/integrations/"
+CONTRACTS = Path(__file__).resolve().parents[4] / "docs" / "contracts.md"
+
+
+def documented_events() -> dict[str, set[str]]:
+    """Publishing's events and their `data` fields as docs/contracts.md lists them."""
+    section = CONTRACTS.read_text().split("### Events and jobs of writer's publishing")[1]
+    table = re.findall(r"^\| `(writer\.[a-z_.]+)` \| (.+) \|$", section, re.MULTILINE)
+    return {kind: set(re.findall(r"`([a-z_]+)`", fields)) for kind, fields in table}
 
 
 def wp_body(t: Tenant, wordpress: WordPressServer, **extra: Any) -> dict[str, Any]:
@@ -329,6 +339,10 @@ async def test_publish_through_the_api_and_read_back_from_wordpress(
         "igny8.writer.content.published", "igny8.writer.content.published",
         "igny8.writer.content.unpublished"]
     assert published[0]["payload"]["data"]["external_id"] == result["post_id"]
+    documented = documented_events()
+    for event in published:
+        kind = event["subject"].removeprefix("igny8.")
+        assert set(event["payload"]["data"]) == documented[kind], kind
 
 
 async def test_webhooks_need_the_site_key_and_a_fresh_signature(
@@ -464,6 +478,7 @@ async def test_sync_both_ways_and_the_structure_actions(
                         "SELECT payload FROM outbox WHERE subject = 'igny8.writer.integration."
                         "synced' AND (payload->>'account_id')::bigint = :a ORDER BY seq")
     assert [e["payload"]["data"]["kind"] for e in synced] == ["sync", "sync_wordpress_content"]
+    assert set(synced[0]["payload"]["data"]) == documented_events()["writer.integration.synced"]
 
 
 async def test_a_site_that_does_not_answer_is_recorded_and_named(
