@@ -2,12 +2,16 @@
 
 Metric names come from prometheus_client's REGISTRY after importing libs.common.metrics:
 a counter `x` is exposed as `x_total`, a histogram as `x_bucket`/`x_sum`/`x_count`.
+The dashboards are written by `deploy/grafana/build.py`; that they show data on a running
+platform is `tests/e2e/test_prometheus.py`'s job.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,8 @@ from prometheus_client.metrics import MetricWrapperBase
 
 import libs.common.metrics as metrics_module
 
-DASHBOARDS = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "dashboards"
+GRAFANA = Path(__file__).resolve().parent.parent / "deploy" / "grafana"
+DASHBOARDS = GRAFANA / "dashboards"
 EXPECTED = {"overview", "auth", "planner", "writer", "billing", "automation", "gateway"}
 
 # PromQL words that are not metric names.
@@ -36,6 +41,8 @@ KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and
             "unless", "bool", "offset", "inf", "nan"}
 # Labels Prometheus adds when it scrapes, and the histogram bucket bound.
 SCRAPE_LABELS = {"job", "instance", "pod", "namespace", "container", "le"}
+# Series Prometheus writes itself for every target.
+SCRAPE_SERIES = {"up"}
 
 STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 MATCHERS = re.compile(r"\{([^}]*)\}")
@@ -60,7 +67,7 @@ def exported_names() -> set[str]:
         else:
             names.add(family.name)
         names |= {sample.name for sample in family.samples}
-    return names
+    return names | SCRAPE_SERIES
 
 
 def exported_labels() -> dict[str, set[str]]:
@@ -160,3 +167,49 @@ def test_the_parser_finds_metrics_and_labels() -> None:
     assert used == {"le", "route", "service", "status"}
     assert "igny8_http_requests_total" in exported_names()
     assert "igny8_not_a_metric_total" not in exported_names()
+
+
+def build_module():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("grafana_build", GRAFANA / "build.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_json_is_what_build_py_writes() -> None:
+    """Edit deploy/grafana/build.py, then run it: the two never drift apart."""
+    rendered = build_module().render()
+    assert sorted(rendered) == sorted(p.name for p in dashboards())
+    stale = [name for name, text in rendered.items() if (DASHBOARDS / name).read_text() != text]
+    assert stale == [], f"run python deploy/grafana/build.py ({stale} differ)"
+
+
+@pytest.mark.parametrize("path", dashboards(), ids=lambda p: p.stem)
+def test_request_counts_leave_out_scrapes_and_probes(path: Path) -> None:
+    """Prometheus's own scrapes (and the kubelet's probes) are not traffic: every query on
+    the request metrics excludes their routes, except the one panel that shows them."""
+    traffic = build_module().TRAFFIC
+    for panel in panels(json.loads(path.read_text())):
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            if "igny8_http_request" not in expr or panel["title"].startswith("Scrapes"):
+                continue
+            selectors = re.findall(r"igny8_http_request\w*\{([^}]*)\}", expr)
+            assert selectors, f"{path.name} / {panel['title']}: {expr}"
+            assert all(traffic in sel for sel in selectors), (
+                f"{path.name} / {panel['title']}: {expr}")
+
+
+@pytest.mark.parametrize("path", dashboards(), ids=lambda p: p.stem)
+def test_conditional_panels_say_when_they_fill(path: Path) -> None:
+    """The marker of a panel that fills only under a condition: a line of its description
+    `Fills when: <condition>.` (what tests/e2e/test_prometheus.py reads)."""
+    marker = build_module().FILLS_WHEN
+    for panel in panels(json.loads(path.read_text())):
+        for line in panel.get("description", "").splitlines():
+            if line.lower().startswith("fills when"):
+                assert re.fullmatch(re.escape(marker) + r"\S.*\.", line), (
+                    f"{path.name} / {panel['title']}: {line!r}")
