@@ -36,6 +36,7 @@ from gateway.settings import GatewaySettings
 from libs.common import nats as nats_kernel
 from libs.common.app import NO_NATIVE_TELEMETRY
 from libs.common.logging import configure_logging
+from libs.common.natsauth import GATEWAY_USER
 from libs.common.problems import validation_errors
 from libs.common.runtime import settled_heap
 from libs.common.security import JwtVerifier, KeysFetcher, RevocationList, http_jwks_fetcher
@@ -83,10 +84,9 @@ def create_app(settings: GatewaySettings | None = None, *,
         configure_logging("gateway", settings.log_level)
         configure_tracing("gateway", settings.otlp_endpoint,
                           sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)))
-        nc = await nats_kernel.connect(settings.nats_url, "gateway")
+        nc = await nats_kernel.connect_as(settings, GATEWAY_USER, "gateway")
         js = nc.jetstream()
-        buckets = {name: await nats_kernel.ensure_bucket(js, name)
-                   for name in nats_kernel.BUCKET_TTLS}
+        buckets = await nats_kernel.ensure_platform(js, GATEWAY_USER, user=settings.nats_user)
         # The limiter's round trips get a short deadline: a slow store admits, never stalls.
         fast_js = nc.jetstream(timeout=settings.rate_limit_store_timeout_seconds)
         rate_kv = await fast_js.key_value(nats_kernel.RATE_LIMIT_BUCKET)

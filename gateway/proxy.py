@@ -41,6 +41,7 @@ from gateway.routes import (
     AUTH_FAILURE_SCOPE,
     GATEWAY,
     PUBLIC_GATEWAY_PATHS,
+    UNSTORED_ANSWERS,
     WRITE_METHODS,
     Resolved,
     RouteTable,
@@ -220,7 +221,8 @@ class Pipeline:
                 if head.chunked or head.content_length is not None
                 or head.method in WRITE_METHODS else b"")
         claim = (await self._claim(ctx, head, auth, client, body, services)
-                 if head.idempotency_key is not None and head.method == "POST" else None)
+                 if head.idempotency_key is not None and head.method == "POST"
+                 and head.path not in UNSTORED_ANSWERS else None)
         if claim is not None and claim.outcome == "replay" and claim.stored is not None:
             stored = claim.stored
             ctx.extra = [h for h in ctx.extra if h[0] != b"x-request-id"]

@@ -74,6 +74,14 @@ PUBLIC_PREFIXES = (
     ("GET", "/api/docs/"),
     ("GET", "/api/redoc/"),
 )
+# Answers that carry credentials (access and refresh tokens): never stored in the
+# idempotency bucket, whatever the request says; an Idempotency-Key on them is ignored
+# (the request runs again, as without the header).
+UNSTORED_ANSWERS = frozenset({
+    "/api/v1/auth/login/",
+    "/api/v1/auth/refresh/",
+    "/api/v1/auth/register/",
+})
 PUBLIC_GATEWAY_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 
 APIKEY_PREFIXES = ("/api/v1/integration/", "/api/v1/writer/", "/api/v1/auth/sites/",

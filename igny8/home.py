@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from libs.common.natsauth import GATEWAY_USER
+
 
 def home_dir(env: dict[str, str] | None = None, cwd: Path | None = None) -> Path:
     env = dict(os.environ) if env is None else env
@@ -91,11 +93,15 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 @dataclass
 class Secrets:
-    """Generated once per state directory and kept (0600) so data stays readable."""
+    """Generated once per state directory and kept (0600) so data stays readable: the
+    token secret, the demo password, each service's database password and each
+    process's NATS password (libs/common/natsauth.py: one NATS user per service, and
+    the gateway)."""
 
     secret_key: str
     demo_password: str
     db_passwords: dict[str, str] = field(default_factory=dict)
+    nats_passwords: dict[str, str] = field(default_factory=dict)
 
     def db_password(self, service: str) -> str:
         return self.db_passwords[service]
@@ -107,13 +113,18 @@ class Secrets:
             secret_key=data.get("secret_key") or secrets.token_urlsafe(48),
             demo_password=data.get("demo_password") or _demo_password(),
             db_passwords=dict(data.get("db_passwords") or {}),
+            nats_passwords=dict(data.get("nats_passwords") or {}),
         )
-        for name in services:
+        names = list(services)
+        for name in names:
             current.db_passwords.setdefault(name, secrets.token_urlsafe(24))
+        for user in (*names, GATEWAY_USER):
+            current.nats_passwords.setdefault(user, secrets.token_urlsafe(24))
         as_dict = {
             "secret_key": current.secret_key,
             "demo_password": current.demo_password,
             "db_passwords": current.db_passwords,
+            "nats_passwords": current.nats_passwords,
         }
         if as_dict != data:
             home.root.mkdir(parents=True, exist_ok=True)

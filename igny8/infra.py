@@ -12,6 +12,7 @@ from typing import Any
 from igny8.home import Home, StateFile, lock_held
 from igny8.plan import DEFAULT_NATS_PORT, DEFAULT_POSTGRES_PORT
 from libs.common.embedded import EmbeddedNats, EmbeddedPostgres
+from libs.common.natsauth import server_config
 
 Say = Callable[[str], None]
 
@@ -62,13 +63,17 @@ def start_postgres(home: Home, env: Mapping[str, str], say: Say
     return server.url, server
 
 
-def start_nats(home: Home, env: Mapping[str, str], say: Say) -> tuple[str, EmbeddedNats | None]:
+def start_nats(home: Home, env: Mapping[str, str], say: Say,
+               passwords: Mapping[str, str] | None = None) -> tuple[str, EmbeddedNats | None]:
+    """The operator's NATS_URL (its credentials, if any, in it), or the embedded server
+    admitting only the platform's users (`passwords`, libs/common/natsauth.py)."""
     if url := env.get("NATS_URL"):
         say("NATS: using NATS_URL")
         return url, None
     server = EmbeddedNats(home.nats_store, _default(DEFAULT_NATS_PORT, env), home.log("nats"),
-                          process_group=0)
-    say(f"NATS: starting the embedded JetStream server on port {server.port}")
+                          process_group=0, config=server_config(passwords or {}))
+    say(f"NATS: starting the embedded JetStream server on port {server.port} "
+        f"({len(passwords or {})} users, no anonymous access)")
     server.start()
     return server.url, server
 

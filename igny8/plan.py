@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from igny8.services import GATEWAY, GATEWAY_PING_PATH, JWKS_PATH, GatewaySpec, ServiceSpec
+from libs.common.natsauth import GATEWAY_USER
 
 LOCALHOST = "127.0.0.1"
 DEFAULT_POSTGRES_PORT = 54329
@@ -48,6 +49,9 @@ class PlatformInputs:
     gateway_present: bool = True
     python: str = sys.executable
     environment: str = "development"
+    # Each process's NATS password by user (service name, `gateway`); empty when the
+    # operator's NATS_URL says how to connect.
+    nats_passwords: Mapping[str, str] = field(default_factory=dict)
 
 
 def port_names(services: Sequence[ServiceSpec], gateway: GatewaySpec = GATEWAY
@@ -128,10 +132,18 @@ def common_env(inputs: PlatformInputs) -> dict[str, str]:
     }
 
 
+def nats_identity_env(inputs: PlatformInputs, user: str) -> dict[str, str]:
+    """The process's own NATS user and password (libs/common/natsauth.py)."""
+    if user not in inputs.nats_passwords:
+        return {}
+    return {"IGNY8_NATS_USER": user, "IGNY8_NATS_PASSWORD": inputs.nats_passwords[user]}
+
+
 def service_env(inputs: PlatformInputs, spec: ServiceSpec) -> dict[str, str]:
     db = inputs.databases[spec.name]
     return {
         **common_env(inputs),
+        **nats_identity_env(inputs, spec.name),
         "IGNY8_DATABASE_URL": db.app_url,
         "IGNY8_MIGRATION_DATABASE_URL": db.owner_url,
         "IGNY8_HTTP_PORT": str(inputs.ports[f"{spec.name}-api"]),
@@ -145,6 +157,7 @@ def upstream_env_name(service: str) -> str:
 def gateway_env(inputs: PlatformInputs) -> dict[str, str]:
     env = {
         **common_env(inputs),
+        **nats_identity_env(inputs, GATEWAY_USER),
         "IGNY8_HTTP_PORT": str(inputs.ports[inputs.gateway.name]),
     }
     for spec in inputs.services:

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from igny8 import natsdeploy
 from igny8.services import SERVICES, ServiceSpec
 
 TEMPLATES = Path(__file__).parent / "templates" / "service"
@@ -123,6 +124,7 @@ def add_to_compose(text: str, new: NewService) -> str:
     api_and_worker = _span(text, f"  {m.name}-api:\n", worker)
     text = _after(text, api_and_worker, "\n" + _clone(api_and_worker, m, new))
     for line in (f"  IGNY8_{m.name.upper()}_DB_PASSWORD: {m.name}-local\n",
+                 f"  IGNY8_NATS_PASSWORD_{m.name.upper()}: {m.name}-nats-local\n",
                  f"      IGNY8_{m.name.upper()}_URL: http://{m.name}-api:{m.port}\n"):
         text = _after(text, line, _clone(line, m, new))
     return text
@@ -253,5 +255,14 @@ def create(root: Path, new: NewService) -> list[str]:
         after = edit(before, new)
         if after != before:
             path.write_text(after)
+            done.append(f"updated  {relative_path}")
+    # Its NATS user, in the Helm values and compose's server configuration.
+    names = list(dict.fromkeys([*(s.name for s in SERVICES), new.name]))
+    for relative_path, render in ((natsdeploy.HELM_VALUES, natsdeploy.helm_values),
+                                  (natsdeploy.COMPOSE_CONFIG, natsdeploy.compose_config)):
+        path = root / relative_path
+        text = render(names)
+        if path.read_text() != text:
+            path.write_text(text)
             done.append(f"updated  {relative_path}")
     return done

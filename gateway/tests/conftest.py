@@ -15,6 +15,7 @@ from gateway.settings import GatewaySettings
 from gateway.tests.upstream import Counters, build_upstream
 from libs.common.embedded import free_port
 from libs.common.testing.apps import running_app
+from libs.common.testing.plugin import NatsIdentity
 from libs.common.testing.tokens import TestIssuer
 
 
@@ -54,14 +55,14 @@ GatewayFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture(scope="session")
-def make_gateway(nats_url: str, upstream_url: str, closed_port_url: str,
+def make_gateway(nats_identity: NatsIdentity, upstream_url: str, closed_port_url: str,
                  issuer: TestIssuer) -> GatewayFactory:
     @asynccontextmanager
     async def factory(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
         values: dict[str, Any] = {
             "environment": "test",
             "public_url": "http://testserver",
-            "nats_url": nats_url,
+            **nats_identity("gateway"),
             "auth_url": upstream_url,
             "planner_url": upstream_url,
             "writer_url": upstream_url,

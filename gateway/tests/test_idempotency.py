@@ -90,3 +90,27 @@ async def test_invalid_key_is_400(gw: httpx.AsyncClient, issuer: TestIssuer) -> 
                "Idempotency-Key": "x" * 300}
     resp = await gw.post(PATH, json={"keyword": "a"}, headers=headers)
     assert resp.status_code == 400
+
+
+async def test_login_and_refresh_answers_are_never_stored(gw: httpx.AsyncClient, nc) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13 H3: answers carrying tokens stay out of the idempotency bucket (anyone
+    who could read it would hold the tokens); the key is ignored and the request runs."""
+    from gateway.idempotency import IdempotencyStore
+    from libs.common.nats import IDEMPOTENCY_BUCKET
+
+    kv = await nc.jetstream().key_value(IDEMPOTENCY_BUCKET)
+    for path in ("/api/v1/auth/login/", "/api/v1/auth/refresh/"):
+        key = f"k-{uuid.uuid4()}"
+        for _ in range(2):
+            resp = await gw.post(path, json={"email": "a@example.com", "password": "x",
+                                             "refresh": "r"},
+                                 headers={"Idempotency-Key": key, "X-Forwarded-For": "10.9.9.9"})
+            assert "idempotent-replayed" not in resp.headers
+            assert resp.status_code != 409
+        for tenant in ("ip10.9.9.9", "ip127.0.0.1", "iptestclient"):
+            stored = IdempotencyStore.storage_key(tenant, key)
+            try:
+                entry = await kv.get(stored)
+            except Exception:  # noqa: BLE001, S112 - not found is the point
+                continue
+            raise AssertionError(f"{path}: stored as {stored}: {entry.value!r}")

@@ -316,3 +316,47 @@ def test_kubernetes_prometheus_discovers_the_pods_and_loads_the_rules() -> None:
     (generator,) = kustomization["configMapGenerator"]
     assert "rules/igny8.yml" in generator["files"]
     assert config["rule_files"] == ["/etc/prometheus/igny8.yml"]
+
+
+def test_every_process_has_its_own_nats_user() -> None:
+    """Issue 13 H3: NATS admits only the platform's users (deploy/k8s/nats/auth.yaml and
+    compose's deploy/nats/compose.conf, written from the registry and
+    libs/common/natsauth.py), each process connects as its own, the password from the
+    Secret `igny8-nats-users` (compose: local-only values)."""
+    from igny8 import natsdeploy
+
+    names = [spec.name for spec in SERVICES]
+    assert (REPO_ROOT / natsdeploy.HELM_VALUES).read_text() == natsdeploy.helm_values(names)
+    assert (REPO_ROOT / natsdeploy.COMPOSE_CONFIG).read_text() == \
+        natsdeploy.compose_config(names)
+    values = yaml.safe_load((REPO_ROOT / natsdeploy.HELM_VALUES).read_text())
+    users = {u["user"]: u for u in values["config"]["merge"]["authorization"]["users"]}
+    assert set(users) == {*names, "gateway"}
+    assert "no_auth_user" not in values["config"]["merge"]
+    for name in users:
+        ref = values["container"]["env"][f"IGNY8_NATS_PASSWORD_{name.upper()}"]
+        assert ref["valueFrom"]["secretKeyRef"] == {"name": "igny8-nats-users", "key": name}
+
+    def nats_identity(container: dict[str, Any], user: str) -> None:
+        env = _env(container)
+        assert env["IGNY8_NATS_USER"] == user
+        assert env["IGNY8_NATS_PASSWORD"]["secretKeyRef"] == {
+            "name": "igny8-nats-users", "key": user}
+
+    for spec in SERVICES:
+        found = _by_kind_name(_docs(BASE / "services" / f"{spec.name}.yaml"))
+        for kind in ("api", "worker"):
+            nats_identity(_container(found[("Deployment", f"igny8-{spec.name}-{kind}")]),
+                          spec.name)
+    gateway = _by_kind_name(_docs(BASE / "gateway.yaml"))[("Deployment", "igny8-gateway")]
+    nats_identity(_container(gateway), "gateway")
+
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    assert "/etc/nats/nats.conf" in compose["nats"]["command"]
+    for name in (*names, "gateway"):
+        password = compose["nats"]["environment"][f"IGNY8_NATS_PASSWORD_{name.upper()}"]
+        for process in ((f"{name}-api", f"{name}-worker") if name != "gateway"
+                        else ("gateway",)):
+            if process in compose:
+                assert compose[process]["environment"]["IGNY8_NATS_USER"] == name
+                assert compose[process]["environment"]["IGNY8_NATS_PASSWORD"] == password

@@ -32,6 +32,10 @@ def test_secrets_are_generated_once_and_kept_private(tmp_path: Path) -> None:
     assert again.db_password("auth") == first.db_password("auth")
     assert again.db_password("billing") not in first.db_passwords.values()
     assert json.loads(home.secrets_file.read_text())["db_passwords"]["billing"]
+    # One NATS user per service and the gateway (libs/common/natsauth.py), kept too.
+    assert set(first.nats_passwords) == {"auth", "planner", "gateway"}
+    assert again.nats_passwords["planner"] == first.nats_passwords["planner"]
+    assert len(set(again.nats_passwords.values())) == 4
 
 
 def test_state_updates_keep_other_members(tmp_path: Path) -> None:

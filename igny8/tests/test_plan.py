@@ -146,3 +146,18 @@ def test_ports_any_leaves_every_default_to_other_platforms() -> None:
     assert len(set(chosen.values())) == len(chosen)
     assert _default(5432, {"IGNY8_PORTS": "any"}) is None
     assert _default(5432, {}) == 5432
+
+
+def test_every_process_connects_to_nats_as_its_own_user() -> None:
+    """Issue 13 H3: the embedded NATS admits only these users (libs/common/natsauth.py)."""
+    passwords = {"auth": "a-pw", "planner": "p-pw", "gateway": "g-pw"}
+    processes = {p.name: p.env for p in plan_processes(_inputs(nats_passwords=passwords))}
+    for name, user in (("auth-api", "auth"), ("auth-worker", "auth"),
+                       ("planner-api", "planner"), ("planner-worker", "planner"),
+                       ("gateway", "gateway")):
+        assert processes[name]["IGNY8_NATS_USER"] == user
+        assert processes[name]["IGNY8_NATS_PASSWORD"] == passwords[user]
+        assert "@" not in processes[name]["IGNY8_NATS_URL"]
+    # The operator's NATS_URL: whatever credentials it carries, nothing added.
+    plain = plan_processes(_inputs())
+    assert all("IGNY8_NATS_PASSWORD" not in p.env for p in plain)

@@ -60,9 +60,10 @@ def create_service_app(
         app.state.settings = settings
         app.state.db = Database(settings.database_url, pool_size=settings.db_pool_size,
                                 max_overflow=settings.db_max_overflow)
-        app.state.nc = await nats_kernel.connect(settings.nats_url, f"{service}-api")
+        app.state.nc = await nats_kernel.connect_as(settings, service, f"{service}-api")
         app.state.js = app.state.nc.jetstream()
-        app.state.buckets = await nats_kernel.ensure_platform(app.state.js, service)
+        app.state.buckets = await nats_kernel.ensure_platform(
+            app.state.js, service, user=settings.nats_user)
         revocations = RevocationList()
         await revocations.start(app.state.buckets[nats_kernel.REVOCATIONS_BUCKET])
         app.state.verifier = JwtVerifier(

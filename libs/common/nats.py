@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client as NATS
@@ -24,16 +25,19 @@ from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 
 from libs.common.events import JOBS_PREFIX, JOBS_STREAM, stream_name, stream_subjects
-from libs.common.settings import JetStreamSettings
+from libs.common.natsauth import (
+    IDEMPOTENCY_BUCKET,
+    RATE_LIMIT_BUCKET,
+    REVOCATIONS_BUCKET,
+    TASK_PROGRESS_BUCKET,
+    access,
+    inbox_prefix,
+)
+from libs.common.settings import JetStreamSettings, PlatformSettings
 
 log = logging.getLogger(__name__)
 
 # Buckets shared by the platform, with how long an entry lives.
-TASK_PROGRESS_BUCKET = "igny8_task_progress"
-REVOCATIONS_BUCKET = "igny8_revocations"
-RATE_LIMIT_BUCKET = "igny8_rate_limits"
-IDEMPOTENCY_BUCKET = "igny8_idempotency"
-
 BUCKET_TTLS: dict[str, float] = {
     TASK_PROGRESS_BUCKET: 24 * 3600,
     # Longer than an access token lives (15 min) plus leeway: after that, nothing to revoke.
@@ -44,8 +48,30 @@ BUCKET_TTLS: dict[str, float] = {
 }
 
 
-async def connect(url: str, name: str, *, first_attempt_timeout: float = 30.0) -> NATS:
-    """Connect, retrying the first connection too (nats-py only retries reconnects)."""
+def _without_credentials(url: str) -> tuple[str, str | None]:
+    """The URL without `user:password@`, and the user it named."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.username)
+
+
+async def connect(url: str, name: str, *, user: str | None = None,
+                  password: str | None = None,
+                  first_attempt_timeout: float = 30.0) -> NATS:
+    """Connect as `user` (or as the user the URL names), retrying the first connection
+    too (nats-py only retries reconnects). Replies arrive on the user's own inbox prefix
+    (libs/common/natsauth.py), the only one its permissions let it read."""
+    bare, url_user = _without_credentials(url)
+    credentials: dict[str, Any] = {}
+    if user and password:
+        url, credentials = bare, {"user": user, "password": password}
+    else:
+        user = url_user
+    if user:
+        credentials["inbox_prefix"] = inbox_prefix(user)
     deadline = asyncio.get_running_loop().time() + first_attempt_timeout
     delay = 0.1
     while True:
@@ -57,24 +83,39 @@ async def connect(url: str, name: str, *, first_attempt_timeout: float = 30.0) -
                 reconnect_time_wait=0.5,
                 connect_timeout=2,
                 allow_reconnect=True,
+                **credentials,
             )
         except Exception as exc:
             if asyncio.get_running_loop().time() > deadline:
                 raise
-            log.warning("NATS not reachable yet at %s: %s", url, exc)
+            log.warning("NATS not reachable yet at %s: %s", bare, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
 
-async def _add_or_update_stream(js: JetStreamContext, config: StreamConfig) -> None:
+async def connect_as(settings: PlatformSettings, user: str, name: str) -> NATS:
+    """Connect with a process's settings: `IGNY8_NATS_USER` (default `user`) and
+    `IGNY8_NATS_PASSWORD`; without a password, whatever the URL says."""
+    password = settings.nats_password.get_secret_value() if settings.nats_password else None
+    return await connect(settings.nats_url, name, user=settings.nats_user or user,
+                         password=password)
+
+
+async def _add_or_update_stream(js: JetStreamContext, config: StreamConfig,
+                                 update: bool = True) -> None:
+    """Created when missing; brought to `config` only by its owner (`update`): the others
+    may not change it (libs/common/natsauth.py) and leave it as it is."""
     try:
         await js.add_stream(config)
     except BadRequestError:
-        await js.update_stream(config)
+        if update:
+            await js.update_stream(config)
 
 
 async def ensure_event_stream(js: JetStreamContext, service: str,
-                              limits: JetStreamSettings | None = None) -> None:
+                              limits: JetStreamSettings | None = None, *,
+                              update: bool = True) -> None:
+    """`service`'s event stream; `update=False` for a consumer of another's stream."""
     limits = limits or JetStreamSettings()
     await _add_or_update_stream(
         js,
@@ -89,6 +130,7 @@ async def ensure_event_stream(js: JetStreamContext, service: str,
             duplicate_window=120,
             discard=DiscardPolicy.OLD,
         ),
+        update,
     )
 
 
@@ -112,9 +154,10 @@ async def ensure_jobs_stream(js: JetStreamContext,
 
 
 async def ensure_bucket(js: JetStreamContext, bucket: str,
-                        limits: JetStreamSettings | None = None) -> KeyValue:
-    """The bucket, created with the configured copies and cap, or brought to them (a
-    bucket is the stream `KV_<bucket>`)."""
+                        limits: JetStreamSettings | None = None, *,
+                        update: bool = True) -> KeyValue:
+    """The bucket, created with the configured copies and cap, or brought to them by a
+    writer (`update`; a bucket is the stream `KV_<bucket>`)."""
     limits = limits or JetStreamSettings()
     try:
         kv = await js.key_value(bucket)
@@ -124,6 +167,8 @@ async def ensure_bucket(js: JetStreamContext, bucket: str,
                            storage=StorageType.FILE, replicas=limits.replicas,
                            max_bytes=limits.bucket_max_bytes)
         )
+    if not update:
+        return kv
     config = (await js.stream_info(f"KV_{bucket}")).config
     if (config.num_replicas, config.max_bytes) != (limits.replicas, limits.bucket_max_bytes):
         config.num_replicas, config.max_bytes = limits.replicas, limits.bucket_max_bytes
@@ -131,10 +176,16 @@ async def ensure_bucket(js: JetStreamContext, bucket: str,
     return kv
 
 
-async def ensure_platform(js: JetStreamContext, *services: str) -> dict[str, Any]:
-    """Everything a process of the platform may touch; idempotent."""
+async def ensure_platform(js: JetStreamContext, service: str, *,
+                          user: str | None = None) -> dict[str, KeyValue]:
+    """What `user`'s process (default: `service`'s) may touch, created or brought to its
+    configuration where it owns it; the buckets it may open, by name. Idempotent."""
+    spec = access(user or service)
     limits = JetStreamSettings()
-    for service in services:
+    if spec.events:
         await ensure_event_stream(js, service, limits)
-    await ensure_jobs_stream(js, limits)
-    return {bucket: await ensure_bucket(js, bucket, limits) for bucket in BUCKET_TTLS}
+    if spec.jobs:
+        await ensure_jobs_stream(js, limits)
+    return {bucket: await ensure_bucket(js, bucket, limits,
+                                        update=bucket in spec.bucket_writes)
+            for bucket in spec.buckets}

@@ -207,9 +207,9 @@ async def run_worker(
     if settings.metrics_port:
         server = await serve_health(health, settings.metrics_host, settings.metrics_port)
     db = Database(settings.database_url, pool_size=5, max_overflow=5)
-    nc = await nats_kernel.connect(settings.nats_url, f"{service}-worker")
+    nc = await nats_kernel.connect_as(settings, service, f"{service}-worker")
     js = nc.jetstream()
-    buckets = await nats_kernel.ensure_platform(js, service)
+    buckets = await nats_kernel.ensure_platform(js, service, user=settings.nats_user)
     ctx = WorkerContext(settings, db, nc, js, buckets, stop or asyncio.Event())
     relay = OutboxRelay(db, js, service=service)
     loops: dict[str, Loop] = {"outbox-relay": functools.partial(relay.run, ctx.stop)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET = "igny8-development-only-secret-change-me"
@@ -21,6 +21,11 @@ class PlatformSettings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     nats_url: str = "nats://127.0.0.1:4222"
+    # Each process is its own NATS user (libs/common/natsauth.py): the user defaults to
+    # the service's name (`gateway` for the gateway); without a password, the URL's
+    # `user:password@` if any.
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
     jwt_issuer: str = "igny8-auth"
     jwt_audience: str = "igny8-api"
     jwt_leeway_seconds: int = 30

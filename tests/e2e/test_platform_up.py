@@ -181,6 +181,57 @@ def test_api_documentation_renders_in_a_browser(platform: Platform, page: str,
     assert elsewhere == []
 
 
+def test_nats_admits_only_the_platforms_users(platform: Platform) -> None:
+    """Issue 13 H3 on the running platform: no anonymous NATS client; planner's own
+    credentials (secrets.json) cannot delete a revocation or answer billing's commands;
+    a logout still reaches planner (auth writes the revocation, planner reads it)."""
+    import asyncio
+
+    import nats
+    from nats.errors import Error as NatsError
+
+    url = platform.state()["nats"]["url"]
+    passwords = json.loads((platform.home / "secrets.json").read_text())["nats_passwords"]
+    assert {"auth", "planner", "billing", "gateway"} <= set(passwords)
+
+    with httpx.Client(base_url=platform.api_url or "", timeout=30) as client:
+        headers = _login(client, "nats-e2e@example.com")
+        assert client.get("planner/keywords/", headers=headers).status_code == 200
+        assert client.post("auth/logout/", headers=headers).status_code == 200
+        deadline = time.monotonic() + 10
+        while client.get("planner/keywords/", headers=headers).status_code != 401:
+            assert time.monotonic() < deadline, "planner kept accepting a logged-out token"
+            time.sleep(0.2)
+
+    async def probe() -> list[str]:
+        async def ignore(_: Exception) -> None:
+            return None
+
+        with pytest.raises(NatsError, match="Authorization Violation"):
+            await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0,
+                               connect_timeout=5, error_cb=ignore)
+        errors: list[str] = []
+
+        async def record(exc: Exception) -> None:
+            errors.append(str(exc))
+
+        nc = await nats.connect(url, user="planner", password=passwords["planner"],
+                                inbox_prefix="_INBOX.planner", error_cb=record,
+                                allow_reconnect=False, connect_timeout=5)
+        try:
+            await nc.publish("$KV.igny8_revocations.sid.x", b"", headers={"KV-Operation": "DEL"})
+            await nc.subscribe("igny8.cmd.billing.capture", queue="billing")
+            await nc.flush()
+            await asyncio.sleep(0.5)
+        finally:
+            await nc.close()
+        return errors
+
+    errors = " ".join(asyncio.run(probe())).lower()
+    assert 'publish to "$kv.igny8_revocations.sid.x"' in errors
+    assert 'subscription to "igny8.cmd.billing.capture"' in errors
+
+
 def test_sigterm_stops_everything_and_leaves_no_orphans(platform: Platform) -> None:
     run = platform.state()
     pids = [p["pid"] for p in run["processes"]]

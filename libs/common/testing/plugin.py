@@ -13,7 +13,7 @@ import secrets
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -23,6 +23,7 @@ from nats.aio.client import Client as NATS
 
 from libs.common import nats as nats_kernel
 from libs.common.embedded import EmbeddedNats, EmbeddedPostgres
+from libs.common.natsauth import ACCESS, PLATFORM_SERVICES, derive_password, server_config
 from libs.common.provision import ServiceDatabase, drop_database, provision_service_database
 from libs.common.settings import ServiceSettings
 from libs.common.testing.factories import Factories
@@ -43,10 +44,26 @@ def _docker_available() -> bool:
         return False
 
 
+# The test harness's own NATS user: no restrictions (it plays every part in tests).
+TEST_SUPERUSER = "tests"
+# Users of the embedded test server besides the platform's: the kernel's own tests.
+TEST_NATS_USERS = ("kernel", "service")
+
+
 @dataclass
 class NatsServer:
+    """`url` names no user; `passwords` are the users of the embedded server (None for a
+    server given by URL, whose URL then carries whatever credentials it needs)."""
+
     url: str
     embedded: EmbeddedNats | None = None
+    passwords: dict[str, str] | None = None
+
+    def url_for(self, user: str) -> str:
+        """The URL with `user`'s credentials (the test superuser's by default)."""
+        if not self.passwords or user not in self.passwords:
+            return self.url
+        return self.url.replace("nats://", f"nats://{user}:{self.passwords[user]}@", 1)
 
     def restart(self) -> None:
         if self.embedded is None:
@@ -100,17 +117,23 @@ def nats_server(servers_dir: Path) -> Iterator[NatsServer]:
         with NatsContainer("nats:2.11-alpine").with_command("-js") as container:
             yield NatsServer(container.nats_uri())
         return
-    server = EmbeddedNats(servers_dir / "nats")
+    master = secrets.token_urlsafe(24)
+    users = (*PLATFORM_SERVICES, *ACCESS, *TEST_NATS_USERS, TEST_SUPERUSER)
+    passwords = {user: derive_password(master, user) for user in dict.fromkeys(users)}
+    server = EmbeddedNats(servers_dir / "nats",
+                          config=server_config(passwords, superusers=[TEST_SUPERUSER]))
     server.start()
     try:
-        yield NatsServer(server.url, server)
+        yield NatsServer(server.url, server, passwords)
     finally:
         server.stop()
 
 
 @pytest.fixture(scope="session")
 def nats_url(nats_server: NatsServer) -> str:
-    return nats_server.url
+    """The test harness's URL (its superuser's credentials in it). Services built by
+    `make_settings` connect as their own users instead."""
+    return nats_server.url_for(TEST_SUPERUSER)
 
 
 class DatabaseFactory:
@@ -144,21 +167,41 @@ def make_database(postgres_admin_url: str) -> Iterator[DatabaseFactory]:
     factory.drop_all()
 
 
+NatsIdentity = Callable[[str], dict[str, Any]]
+
+
+@pytest.fixture(scope="session")
+def nats_identity(nats_server: NatsServer, nats_url: str) -> NatsIdentity:
+    """`nats_identity("planner")`: the settings that make a process connect as that NATS
+    user (its permissions apply, as deployed); `nats_url`'s credentials when the test
+    server has no such user (a server given by URL, a name natsauth does not list)."""
+
+    def identity(user: str) -> dict[str, Any]:
+        if nats_server.passwords and user in nats_server.passwords:
+            return {"nats_url": nats_server.url, "nats_user": user,
+                    "nats_password": nats_server.passwords[user]}
+        return {"nats_url": nats_url}
+
+    return identity
+
+
 class MakeSettings(Protocol):
     def __call__(self, settings_class: type[S], migrations_dir: Path, **overrides: Any) -> S: ...
 
 
 @pytest.fixture(scope="session")
-def make_settings(make_database: DatabaseFactory, nats_url: str) -> MakeSettings:
+def make_settings(make_database: DatabaseFactory, nats_identity: NatsIdentity) -> MakeSettings:
     """A service's settings for tests: a fresh database migrated from `migrations_dir`
-    (runtime role and owner), the test NATS, `environment="test"`."""
+    (runtime role and owner), the test NATS as the service's own NATS user (its
+    permissions apply, as deployed), `environment="test"`. A service the test server
+    has no user for connects with `nats_url`'s (`nats_identity`)."""
 
     def make(settings_class: type[S], migrations_dir: Path, **overrides: Any) -> S:
         service = str(settings_class.model_fields["service_name"].default)
         db = make_database(service, migrations_dir)
         values: dict[str, Any] = {
             "environment": "test", "database_url": db.app_url,
-            "migration_database_url": db.owner_url, "nats_url": nats_url, **overrides}
+            "migration_database_url": db.owner_url, **nats_identity(service), **overrides}
         return settings_class(**values)
 
     return make

@@ -20,7 +20,7 @@ from libs.common.models import outbox
 from libs.common.provision import ServiceDatabase
 from libs.common.runtime import WorkerContext
 from libs.common.testing.apps import running_app
-from libs.common.testing.plugin import DatabaseFactory
+from libs.common.testing.plugin import DatabaseFactory, NatsIdentity
 from services.auth import worker
 from services.auth.main import MIGRATIONS_DIR, create_app
 from services.auth.seed import seed_platform
@@ -36,11 +36,11 @@ def auth_db_info(make_database: DatabaseFactory) -> ServiceDatabase:
 
 
 @pytest.fixture(scope="session")
-def settings(auth_db_info: ServiceDatabase, nats_url: str) -> AuthSettings:
+def settings(auth_db_info: ServiceDatabase, nats_identity: NatsIdentity) -> AuthSettings:
     return AuthSettings(
         environment="test",
         database_url=auth_db_info.app_url,
-        nats_url=nats_url,
+        **nats_identity("auth"),
         login_max_failures_per_account=3,
         login_max_failures_per_address=6,
         secret_key="test-secret-key-for-auth",
@@ -173,7 +173,7 @@ async def set_plan(db: Database, tenant: Tenant, slug: str) -> None:
 @pytest.fixture
 async def worker_ctx(settings: AuthSettings, db: Database) -> AsyncIterator[WorkerContext]:
     """Auth's command responders, as its worker runs them, for one test."""
-    nc = await nats_kernel.connect(settings.nats_url, "auth-worker-test")
+    nc = await nats_kernel.connect_as(settings, "auth", "auth-worker-test")
     ctx = WorkerContext(settings, db, nc, nc.jetstream(), {})
     task = asyncio.create_task(worker.serve_commands(ctx))
     await asyncio.sleep(0.2)

@@ -145,7 +145,7 @@ async def test_refresh_garbage_is_401(client: httpx.AsyncClient) -> None:
 async def test_logout_revokes_the_session_everywhere(
     client: httpx.AsyncClient, owner: Tenant, settings: AuthSettings
 ) -> None:
-    from nats.aio.client import Client
+    from libs.common import nats as nats_kernel
 
     resp = await owner.post("/api/v1/auth/logout/")
     assert resp.status_code == 200
@@ -154,8 +154,7 @@ async def test_logout_revokes_the_session_everywhere(
     assert (
         await client.post("/api/v1/auth/refresh/", json={"refresh": owner.login["refresh"]})
     ).status_code == 401
-    nc = Client()
-    await nc.connect(settings.nats_url)
+    nc = await nats_kernel.connect_as(settings, "auth", "auth-test-sessions")
     try:
         kv = await nc.jetstream().key_value("igny8_revocations")
         assert (await kv.get(f"sid.{sid}")).value == b"1"

@@ -429,7 +429,7 @@ async def test_a_demotion_revokes_the_users_sessions(
     assert (await admin.get("/api/v1/auth/me/")).status_code == 401
     refresh = await client.post("/api/v1/auth/refresh/", json={"refresh": admin.login["refresh"]})
     assert refresh.status_code == 401
-    nc = await nats_kernel.connect(settings.nats_url, "auth-test-revocations")
+    nc = await nats_kernel.connect_as(settings, "auth", "auth-test-revocations")
     try:
         kv = await nc.jetstream().key_value("igny8_revocations")
         for sid in sids:

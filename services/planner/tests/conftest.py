@@ -23,7 +23,7 @@ from libs.common.provision import ServiceDatabase
 from libs.common.testing.apps import running_app
 from libs.common.testing.factories import Factories, Tenant, next_id
 from libs.common.testing.fake_auth import FakeAuth, answering_auth
-from libs.common.testing.plugin import DatabaseFactory, MakeSettings
+from libs.common.testing.plugin import DatabaseFactory, MakeSettings, NatsIdentity
 from libs.common.testing.tokens import TestIssuer
 from services.billing.testing import Ledger, running_billing
 from services.planner.main import MIGRATIONS, create_app
@@ -40,9 +40,10 @@ def planner_db_info(make_database: DatabaseFactory) -> ServiceDatabase:
 
 
 @pytest.fixture(scope="package")
-def planner_settings(planner_db_info: ServiceDatabase, nats_url: str) -> PlannerSettings:
+def planner_settings(planner_db_info: ServiceDatabase,
+                     nats_identity: NatsIdentity) -> PlannerSettings:
     return PlannerSettings(
-        database_url=planner_db_info.app_url, nats_url=nats_url, environment="test",
+        database_url=planner_db_info.app_url, **nats_identity("planner"), environment="test",
         command_timeout_seconds=2.0, job_ack_wait_seconds=2.0, outbound_allow_private=True,
     )
 

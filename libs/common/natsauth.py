@@ -1,0 +1,223 @@
+"""Who may do what on NATS: one user per process kind, with subject and bucket permissions.
+
+Every process connects as its own user (`IGNY8_NATS_USER`, default the service's name,
+with `IGNY8_NATS_PASSWORD`); the server refuses anonymous connections. What a user may
+publish and subscribe to is computed here from `ACCESS`, the one table of exceptions;
+a service that is not in it (a new one) gets `NatsAccess(name)`, the default derived
+from its name:
+
+- publishes its own events (`igny8.<name>.>`, stream `IGNY8_<NAME>`) and jobs
+  (`igny8.jobs.<name>.>`), creates and updates its own stream;
+- answers its own commands only (`igny8.cmd.<name>.>`), may call any service's;
+- reads every platform service's event stream (durable consumers there), pulls and
+  acknowledges jobs on the shared jobs stream, creates consumers only for its own jobs;
+- writes task progress, reads the revocations;
+- receives replies only on its own inbox prefix (`_INBOX.<name>.`), so it cannot read
+  another process's replies (stored answers, PubAcks, command results).
+
+The exceptions: only auth writes `igny8_revocations`; only the gateway reads or writes
+`igny8_idempotency` and `igny8_rate_limits`; the gateway publishes no events and answers
+no commands. JetStream's API is granted per stream (`$JS.API.STREAM.INFO.<stream>`,
+`$JS.API.CONSUMER.*.<stream>.…`): no user may delete or purge a stream or a bucket, delete
+a message, or list the account's streams. Streams of others and buckets are only created
+when missing (with the configuration in libs/common/nats.py), never updated, by those
+that do not own them.
+
+`server_config` renders the users for nats-server (`igny8 up`, the test plugin, and
+deploy/k8s/nats through `$IGNY8_NATS_PASSWORD_<USER>` environment references).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from libs.common.events import COMMAND_PREFIX, EVENT_PREFIX, JOBS_PREFIX, JOBS_STREAM, stream_name
+
+# The platform's KV buckets (libs/common/nats.py creates them).
+TASK_PROGRESS_BUCKET = "igny8_task_progress"
+REVOCATIONS_BUCKET = "igny8_revocations"
+RATE_LIMIT_BUCKET = "igny8_rate_limits"
+IDEMPOTENCY_BUCKET = "igny8_idempotency"
+
+# The services whose event streams exist on the platform (readers may consume them).
+PLATFORM_SERVICES: tuple[str, ...] = ("auth", "planner", "writer", "billing", "automation")
+GATEWAY_USER = "gateway"
+INBOX_ROOT = "_INBOX"
+
+
+@dataclass(frozen=True)
+class NatsAccess:
+    """What one NATS user may do; the defaults are those of an ordinary service."""
+
+    user: str
+    # Publishes events on `igny8.<user>.>` into its own stream.
+    events: bool = True
+    # Queues and runs its own jobs (`igny8.jobs.<user>.<function>`).
+    jobs: bool = True
+    # Answers `igny8.cmd.<user>.>` (request-reply).
+    answers_commands: bool = True
+    # Whose commands it may call; None: every service's.
+    calls: tuple[str, ...] | None = None
+    # Whose event streams it may consume; None: every platform service's (and its own).
+    reads: tuple[str, ...] | None = None
+    bucket_writes: tuple[str, ...] = (TASK_PROGRESS_BUCKET,)
+    bucket_reads: tuple[str, ...] = (REVOCATIONS_BUCKET,)
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        """Every bucket it may open (reads and writes)."""
+        return tuple(dict.fromkeys((*self.bucket_writes, *self.bucket_reads)))
+
+    @property
+    def inbox_prefix(self) -> str:
+        return inbox_prefix(self.user)
+
+    def read_streams(self) -> list[str]:
+        services = PLATFORM_SERVICES if self.reads is None else self.reads
+        own = (self.user,) if self.events else ()
+        return [stream_name(s) for s in dict.fromkeys((*services, *own))]
+
+
+# The exceptions to the default; a new service needs no entry.
+ACCESS: dict[str, NatsAccess] = {
+    "auth": NatsAccess("auth", bucket_writes=(REVOCATIONS_BUCKET, TASK_PROGRESS_BUCKET),
+                       bucket_reads=()),
+    GATEWAY_USER: NatsAccess(
+        GATEWAY_USER, events=False, jobs=False, answers_commands=False, calls=(), reads=(),
+        bucket_writes=(RATE_LIMIT_BUCKET, IDEMPOTENCY_BUCKET),
+        bucket_reads=(REVOCATIONS_BUCKET, TASK_PROGRESS_BUCKET)),
+}
+
+
+def access(user: str) -> NatsAccess:
+    return ACCESS.get(user) or NatsAccess(user)
+
+
+def inbox_prefix(user: str) -> str:
+    return f"{INBOX_ROOT}.{user}"
+
+
+def _api(*tail: str) -> str:
+    return ".".join(("$JS.API", *tail))
+
+
+def _stream_reader(stream: str) -> list[str]:
+    """Info, durable and ephemeral consumers, fetching and acknowledging on `stream`."""
+    return [
+        _api("STREAM.INFO", stream),
+        _api("CONSUMER.CREATE", stream),
+        _api("CONSUMER.CREATE", stream, ">"),
+        _api("CONSUMER.DURABLE.CREATE", stream, "*"),
+        _api("CONSUMER.INFO", stream, "*"),
+        _api("CONSUMER.MSG.NEXT", stream, "*"),
+        f"$JS.ACK.{stream}.>",
+        f"$JS.FC.{stream}.>",
+    ]
+
+
+def _bucket_reader(bucket: str) -> list[str]:
+    stream = f"KV_{bucket}"
+    return [
+        _api("STREAM.INFO", stream),
+        # Creating a missing bucket with the platform's configuration (nats.ensure_bucket).
+        _api("STREAM.CREATE", stream),
+        _api("DIRECT.GET", stream),
+        _api("DIRECT.GET", stream, ">"),
+        _api("STREAM.MSG.GET", stream),
+        # Watches are ordered, ephemeral push consumers (created and replaced on gaps).
+        _api("CONSUMER.CREATE", stream),
+        _api("CONSUMER.CREATE", stream, ">"),
+        _api("CONSUMER.INFO", stream, "*"),
+        f"$JS.FC.{stream}.>",
+    ]
+
+
+def permissions(spec: NatsAccess) -> dict[str, object]:
+    """nats-server's `permissions` block for `spec`'s user."""
+    user = spec.user
+    publish: list[str] = [_api("INFO")]
+    subscribe: list[str] = [f"{spec.inbox_prefix}.>"]
+    if spec.events:
+        own = stream_name(user)
+        publish += [f"{EVENT_PREFIX}.{user}.>",
+                    _api("STREAM.CREATE", own), _api("STREAM.UPDATE", own)]
+    for stream in spec.read_streams():
+        publish += _stream_reader(stream)
+        # A consumer may start before the stream's owner: it creates the stream, as is.
+        publish.append(_api("STREAM.CREATE", stream))
+    if spec.jobs:
+        publish += [
+            f"{JOBS_PREFIX}.{user}.>",
+            _api("STREAM.INFO", JOBS_STREAM), _api("STREAM.CREATE", JOBS_STREAM),
+            _api("STREAM.UPDATE", JOBS_STREAM),
+            # Consumers of its own functions only: the filter is part of the API subject.
+            _api("CONSUMER.CREATE", JOBS_STREAM, "*", JOBS_PREFIX, user, ">"),
+            _api("CONSUMER.INFO", JOBS_STREAM, "*"),
+            _api("CONSUMER.MSG.NEXT", JOBS_STREAM, "*"),
+            f"$JS.ACK.{JOBS_STREAM}.>",
+        ]
+    if spec.answers_commands:
+        subscribe.append(f"{COMMAND_PREFIX}.{user}.>")
+    if spec.calls is None:
+        publish.append(f"{COMMAND_PREFIX}.>")
+    else:
+        publish += [f"{COMMAND_PREFIX}.{service}.>" for service in spec.calls]
+    for bucket in spec.buckets:
+        publish += _bucket_reader(bucket)
+    for bucket in spec.bucket_writes:
+        publish += [f"$KV.{bucket}.>", _api("STREAM.UPDATE", f"KV_{bucket}")]
+    return {
+        "publish": {"allow": list(dict.fromkeys(publish))},
+        "subscribe": {"allow": list(dict.fromkeys(subscribe))},
+        # Answers to commands go to the caller's inbox, only as a reply to its request.
+        "allow_responses": spec.answers_commands,
+    }
+
+
+def password_env(user: str) -> str:
+    """The environment variable holding `user`'s password where nats-server runs
+    (deploy/k8s/nats) — each process reads its own as `IGNY8_NATS_PASSWORD`."""
+    return f"IGNY8_NATS_PASSWORD_{user.upper()}"
+
+
+def derive_password(master: str, user: str) -> str:
+    """A user's password from one master secret (`igny8 up` and the tests keep one)."""
+    return hmac.new(master.encode(), f"nats-user:{user}".encode(), hashlib.sha256).hexdigest()
+
+
+def server_users(passwords: Mapping[str, str | None], *,
+                 superusers: Iterable[str] = ()) -> list[dict[str, object]]:
+    """The `authorization.users` list: each user with its permissions; a `None` password
+    becomes an environment reference (`$IGNY8_NATS_PASSWORD_<USER>`). `superusers` (the
+    test harness only) have no restrictions."""
+    free = set(superusers)
+    users: list[dict[str, object]] = []
+    for user, password in passwords.items():
+        entry: dict[str, object] = {
+            "user": user,
+            "password": password if password is not None else f"${password_env(user)}"}
+        if user not in free:
+            entry["permissions"] = permissions(access(user))
+        users.append(entry)
+    return users
+
+
+def server_config(passwords: Mapping[str, str | None], *,
+                  superusers: Iterable[str] = ()) -> str:
+    """nats-server configuration text with those users; nobody else may connect."""
+    lines = ["# Generated by libs/common/natsauth.py: one user per process, no anonymous access.",
+             "authorization {", "  users = ["]
+    for entry in server_users(passwords, superusers=superusers):
+        password = str(entry["password"])
+        if password.startswith("$"):  # an environment reference: unquoted
+            body = {k: v for k, v in entry.items() if k != "password"}
+            text = json.dumps(body)[1:-1]
+            lines.append(f"    {{{text}, \"password\": {password}}}")
+        else:
+            lines.append(f"    {json.dumps(entry)}")
+    lines += ["  ]", "}"]
+    return "\n".join(lines) + "\n"

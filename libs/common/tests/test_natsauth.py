@@ -1,0 +1,242 @@
+"""NATS refuses anonymous clients, and each process's user can do only its own part
+(libs/common/natsauth.py), on the test plugin's embedded server, which runs the same
+configuration as `igny8 up`."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+
+from libs.common import nats as nats_kernel
+from libs.common.events import JOBS_STREAM
+from libs.common.natsauth import (
+    IDEMPOTENCY_BUCKET,
+    RATE_LIMIT_BUCKET,
+    REVOCATIONS_BUCKET,
+    TASK_PROGRESS_BUCKET,
+    access,
+    inbox_prefix,
+    permissions,
+    server_config,
+)
+from libs.common.testing.plugin import NatsServer
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def server(nats_server: NatsServer) -> NatsServer:
+    if not nats_server.passwords:
+        pytest.skip("needs the embedded server, whose users the plugin knows")
+    return nats_server
+
+
+class Violations:
+    """Permission violations the server reported on one connection."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    async def record(self, exc: Exception) -> None:
+        self.errors.append(str(exc).lower())
+
+    async def seen(self, subject: str, nc: NATS) -> bool:
+        for _ in range(40):
+            await nc.flush()
+            if any("permissions violation" in e and subject.lower() in e for e in self.errors):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+@asynccontextmanager
+async def connected(server: NatsServer, user: str) -> AsyncIterator[tuple[NATS, Violations]]:
+    assert server.passwords is not None
+    violations = Violations()
+    nc = await nats.connect(server.url, user=user, password=server.passwords[user],
+                            inbox_prefix=inbox_prefix(user), error_cb=violations.record,
+                            allow_reconnect=False, connect_timeout=5, name=f"test-{user}")
+    try:
+        yield nc, violations
+    finally:
+        await nc.close()
+
+
+async def test_an_anonymous_connection_is_refused(server: NatsServer) -> None:
+    with pytest.raises(NatsError, match="Authorization Violation"):
+        await nats.connect(server.url, allow_reconnect=False, connect_timeout=5,
+                           max_reconnect_attempts=0, error_cb=_ignore)
+
+
+async def test_a_wrong_password_is_refused(server: NatsServer) -> None:
+    with pytest.raises(NatsError, match="Authorization Violation"):
+        await nats.connect(server.url, user="planner", password="guess", allow_reconnect=False,
+                           connect_timeout=5, max_reconnect_attempts=0, error_cb=_ignore)
+
+
+async def _ignore(_: Exception) -> None:
+    return None
+
+
+async def test_only_auth_writes_revocations(server: NatsServer) -> None:
+    sid = uuid.uuid4().hex
+    async with connected(server, "auth") as (auth, _):
+        buckets = await nats_kernel.ensure_platform(auth.jetstream(), "auth")
+        await buckets[REVOCATIONS_BUCKET].put(f"sid.{sid}", b"1")
+    for user in ("planner", "billing", "gateway", "writer"):
+        async with connected(server, user) as (nc, violations):
+            js = nc.jetstream(timeout=1.0)
+            kv = await js.key_value(REVOCATIONS_BUCKET)
+            assert (await kv.get(f"sid.{sid}")).value == b"1"  # every process reads them
+            with pytest.raises(Exception):  # noqa: B017, PT011 - the server never answers
+                await kv.delete(f"sid.{sid}")
+            assert await violations.seen(f"$KV.{REVOCATIONS_BUCKET}.sid.{sid}", nc)
+            for api in (f"$JS.API.STREAM.PURGE.KV_{REVOCATIONS_BUCKET}",
+                        f"$JS.API.STREAM.DELETE.KV_{REVOCATIONS_BUCKET}",
+                        f"$JS.API.STREAM.MSG.DELETE.KV_{REVOCATIONS_BUCKET}",
+                        f"$JS.API.STREAM.UPDATE.KV_{REVOCATIONS_BUCKET}"):
+                await nc.publish(api, b"{}")
+                assert await violations.seen(api, nc), api
+    async with connected(server, "auth") as (auth, _):
+        kv = await auth.jetstream().key_value(REVOCATIONS_BUCKET)
+        assert (await kv.get(f"sid.{sid}")).value == b"1"  # still revoked
+
+
+@pytest.mark.parametrize("bucket", [IDEMPOTENCY_BUCKET, RATE_LIMIT_BUCKET])
+async def test_only_the_gateway_touches_idempotency_and_rate_limits(
+        server: NatsServer, bucket: str) -> None:
+    key = f"k{uuid.uuid4().hex}"
+    async with connected(server, "gateway") as (gw, _):
+        buckets = await nats_kernel.ensure_platform(gw.jetstream(), "gateway")
+        await buckets[bucket].put(key, b"stored answer")
+    for user in ("auth", "planner", "billing"):
+        async with connected(server, user) as (nc, violations):
+            for subject in (f"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.{key}",
+                            f"$JS.API.STREAM.MSG.GET.KV_{bucket}",
+                            f"$JS.API.STREAM.INFO.KV_{bucket}",
+                            f"$JS.API.CONSUMER.CREATE.KV_{bucket}",
+                            f"$KV.{bucket}.{key}"):
+                await nc.publish(subject, b"{}")
+                assert await violations.seen(subject, nc), (user, subject)
+
+
+async def test_only_billing_answers_billing_commands(server: NatsServer) -> None:
+    async with connected(server, "planner") as (planner, violations):
+        await planner.subscribe("igny8.cmd.billing.capture", queue="billing")
+        assert await violations.seen("igny8.cmd.billing.capture", planner)
+    async with connected(server, "billing") as (billing, _), \
+            connected(server, "planner") as (planner, _):
+
+        async def answer(msg: nats.aio.msg.Msg) -> None:
+            await msg.respond(b"captured")
+
+        await billing.subscribe("igny8.cmd.billing.capture", queue="billing", cb=answer)
+        await billing.flush()
+        reply = await planner.request("igny8.cmd.billing.capture", b"{}", timeout=5)
+        assert reply.data == b"captured"
+
+
+async def test_a_service_publishes_only_its_own_events_and_jobs(server: NatsServer) -> None:
+    async with connected(server, "planner") as (planner, violations):
+        for subject in ("igny8.billing.credits.captured", "igny8.auth.user.updated",
+                        "igny8.jobs.writer.generate_content"):
+            await planner.publish(subject, b"{}")
+            assert await violations.seen(subject, planner), subject
+        before = len(violations.errors)
+        await planner.publish("igny8.planner.keyword.created", b"{}")
+        await planner.publish("igny8.jobs.planner.auto_cluster", b"{}")
+        await planner.flush()
+        await asyncio.sleep(0.2)
+        assert violations.errors[before:] == []
+
+
+async def test_a_service_cannot_read_another_process_replies(server: NatsServer) -> None:
+    async with connected(server, "planner") as (planner, violations):
+        await planner.subscribe("_INBOX.gateway.>")
+        assert await violations.seen("_INBOX.gateway.>", planner)
+        await planner.subscribe(">")
+        assert await violations.seen(">", planner)
+
+
+async def test_jobs_consumers_only_for_own_functions(server: NatsServer) -> None:
+    async with connected(server, "planner") as (planner, violations):
+        subject = f"$JS.API.CONSUMER.CREATE.{JOBS_STREAM}.steal.igny8.jobs.writer.generate"
+        await planner.publish(subject, b"{}")
+        assert await violations.seen(subject, planner)
+        await planner.publish(f"$JS.API.STREAM.DELETE.{JOBS_STREAM}", b"{}")
+        assert await violations.seen(f"$JS.API.STREAM.DELETE.{JOBS_STREAM}", planner)
+
+
+def _allowed(user: str) -> Callable[[str], bool]:
+    granted = permissions(access(user))["publish"]
+    assert isinstance(granted, dict)
+    patterns = [p.split(".") for p in granted["allow"]]
+
+    def matches(subject: str) -> bool:
+        tokens = subject.split(".")
+        for pattern in patterns:
+            for i, token in enumerate(pattern):
+                if token == ">":
+                    if len(tokens) > i:
+                        return True
+                    break
+                if i >= len(tokens) or (token != "*" and token != tokens[i]):
+                    break
+            else:
+                if len(pattern) == len(tokens):
+                    return True
+        return False
+
+    return matches
+
+
+def test_a_new_service_gets_a_default_from_its_name() -> None:
+    """A service natsauth has never heard of (`notes`) needs no entry: its own events,
+    jobs and commands, every platform service's events to read, nothing of the gateway's
+    or auth's."""
+    may = _allowed("notes")
+    assert may("igny8.notes.note.created")
+    assert may("igny8.jobs.notes.summarise")
+    assert may("$JS.API.STREAM.UPDATE.IGNY8_NOTES")
+    assert may("$JS.API.CONSUMER.DURABLE.CREATE.IGNY8_AUTH.notes-auth-read-models")
+    assert may("$JS.API.CONSUMER.CREATE.IGNY8_JOBS.notes-job-x.igny8.jobs.notes.x")
+    assert may("igny8.cmd.billing.hold")
+    assert may(f"$KV.{TASK_PROGRESS_BUCKET}.abc")
+    assert not may("igny8.planner.keyword.created")
+    assert not may("$JS.API.CONSUMER.CREATE.IGNY8_JOBS.x.igny8.jobs.planner.x")
+    assert not may(f"$KV.{REVOCATIONS_BUCKET}.sid.x")
+    assert not may(f"$JS.API.DIRECT.GET.KV_{IDEMPOTENCY_BUCKET}")
+    assert not may("$JS.API.STREAM.UPDATE.IGNY8_AUTH")
+    assert not may("$JS.API.STREAM.NAMES")
+    subscribe = permissions(access("notes"))["subscribe"]
+    assert subscribe == {"allow": ["_INBOX.notes.>", "igny8.cmd.notes.>"]}
+
+
+def test_the_server_config_references_passwords_it_does_not_hold() -> None:
+    """Kubernetes: nats-server reads each password from its environment."""
+    text = server_config({"planner": None, "gateway": "p"})
+    assert '"password": $IGNY8_NATS_PASSWORD_PLANNER}' in text
+    assert '"password": "p"' in text
+    assert "no_auth_user" not in text
+
+
+async def test_a_process_connects_as_its_own_user(server: NatsServer) -> None:
+    from libs.common.settings import PlatformSettings
+
+    assert server.passwords is not None
+    settings = PlatformSettings(nats_url=server.url, nats_password=server.passwords["billing"])
+    nc = await nats_kernel.connect_as(settings, "billing", "test")
+    try:
+        assert nc.connected_url is not None
+        assert nc._inbox_prefix.decode() == "_INBOX.billing"  # noqa: SLF001
+        buckets = await nats_kernel.ensure_platform(nc.jetstream(), "billing")
+        assert set(buckets) == {REVOCATIONS_BUCKET, TASK_PROGRESS_BUCKET}
+    finally:
+        await nc.close()
