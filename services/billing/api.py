@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from libs.common.ids import Id
 from libs.common.pagination import message_response, page_response
 from libs.common.repository import ListQuery, Page
 from libs.common.tenancy import AdminOrOwner, CurrentPrincipal, PlatformStaff, UoW
@@ -93,7 +94,7 @@ async def usage_limits(mine: Mine) -> dict[str, Any]:
 
 
 @billing.get("/credits/usage/{log_id}/", response_model=s.UsageLogOut)
-async def usage_detail(log_id: int, mine: Mine) -> Any:
+async def usage_detail(log_id: Id, mine: Mine) -> Any:
     return await mine.usage_log(log_id)
 
 
@@ -113,7 +114,7 @@ async def transactions(request: Request, owners: Owners, query: s.TransactionQue
 
 @billing.get("/credits/transactions/{transaction_id}/", response_model=s.TransactionOut)
 @billing.get("/transactions/{transaction_id}/", response_model=s.TransactionOut)
-async def transaction_detail(transaction_id: int, owners: Owners) -> Any:
+async def transaction_detail(transaction_id: Id, owners: Owners) -> Any:
     return await owners.transaction(transaction_id)
 
 
@@ -126,13 +127,13 @@ async def invoices(request: Request, owners: Owners, query: s.InvoiceQuery) -> R
 
 
 @billing.get("/invoices/{invoice_id}/", response_model=s.InvoiceOut)
-async def invoice_detail(invoice_id: int, owners: Owners) -> Any:
+async def invoice_detail(invoice_id: Id, owners: Owners) -> Any:
     return await owners.invoice(invoice_id)
 
 
 @billing.get("/invoices/{invoice_id}/download_pdf/", response_class=Response,
              responses={200: {"content": {"application/pdf": {}}}})
-async def invoice_pdf(invoice_id: int, owners: Owners) -> Response:
+async def invoice_pdf(invoice_id: Id, owners: Owners) -> Response:
     invoice = await owners.invoice(invoice_id)
     content = render_invoice(invoice, await owners.account_name())
     return Response(content, media_type="application/pdf", headers={
@@ -156,7 +157,7 @@ async def available_methods(owners: Owners) -> dict[str, Any]:
 
 
 @billing.get("/payments/{payment_id}/", response_model=s.PaymentOut)
-async def payment_detail(payment_id: int, owners: Owners) -> Any:
+async def payment_detail(payment_id: Id, owners: Owners) -> Any:
     return await owners.payment(payment_id)
 
 
@@ -180,12 +181,12 @@ async def packages(request: Request, mine: Mine, query: s.PackageQuery) -> Respo
 
 
 @billing.get("/credit-packages/{package_id}/", response_model=s.PackageOut)
-async def package_detail(package_id: int, mine: Mine) -> Any:
+async def package_detail(package_id: Id, mine: Mine) -> Any:
     return await mine.package(package_id)
 
 
 @billing.post("/credit-packages/{package_id}/purchase/", status_code=201)
-async def purchase(package_id: int, owners: Owners, principal: AdminOrOwner) -> Response:
+async def purchase(package_id: Id, owners: Owners, principal: AdminOrOwner) -> Response:
     invoice = await owners.purchase(principal.user_id, package_id)
     return message_response(s.InvoiceOut.model_validate(invoice),
                             f"Invoice {invoice.invoice_number} created; pay it to "
@@ -206,25 +207,25 @@ async def create_payment_method(body: s.PaymentMethodCreate, owners: Owners) -> 
 
 
 @billing.get("/payment-methods/{method_id}/", response_model=s.PaymentMethodOut)
-async def payment_method_detail(method_id: int, owners: Owners) -> Any:
+async def payment_method_detail(method_id: Id, owners: Owners) -> Any:
     return await owners.method(method_id)
 
 
 @billing.put("/payment-methods/{method_id}/", response_model=s.PaymentMethodOut)
 @billing.patch("/payment-methods/{method_id}/", response_model=s.PaymentMethodOut)
-async def update_payment_method(method_id: int, body: s.PaymentMethodUpdate,
+async def update_payment_method(method_id: Id, body: s.PaymentMethodUpdate,
                                 owners: Owners) -> Any:
     return await owners.update_method(method_id, patch(body))
 
 
 @billing.delete("/payment-methods/{method_id}/", status_code=204)
-async def delete_payment_method(method_id: int, owners: Owners) -> Response:
+async def delete_payment_method(method_id: Id, owners: Owners) -> Response:
     await owners.delete_method(method_id)
     return Response(status_code=204)
 
 
 @billing.post("/payment-methods/{method_id}/set_default/", response_model=s.PaymentMethodOut)
-async def set_default_payment_method(method_id: int, owners: Owners) -> Any:
+async def set_default_payment_method(method_id: Id, owners: Owners) -> Any:
     return await owners.set_default_method(method_id)
 
 
@@ -237,7 +238,7 @@ async def pending_payments(request: Request, staff: Staff, query: s.PendingQuery
 
 
 @admin.post("/payments/{payment_id}/approve/")
-async def approve_payment(payment_id: int, staff: Staff, reviewer: PlatformStaff) -> Response:
+async def approve_payment(payment_id: Id, staff: Staff, reviewer: PlatformStaff) -> Response:
     payment, changed = await staff.approve_payment(payment_id, reviewer.user_id)
     return message_response(s.AdminPaymentOut.model_validate(payment),
                             "Payment approved." if changed
@@ -245,7 +246,7 @@ async def approve_payment(payment_id: int, staff: Staff, reviewer: PlatformStaff
 
 
 @admin.post("/payments/{payment_id}/reject/")
-async def reject_payment(payment_id: int, body: s.PaymentReject, staff: Staff,
+async def reject_payment(payment_id: Id, body: s.PaymentReject, staff: Staff,
                          reviewer: PlatformStaff) -> Response:
     payment = await staff.reject_payment(payment_id, reviewer.user_id, body.reason)
     return message_response(s.AdminPaymentOut.model_validate(payment), "Payment rejected.")
@@ -271,18 +272,18 @@ async def admin_create_package(body: s.PackageCreate, staff: Staff) -> Any:
 
 
 @admin.get("/credit-packages/{package_id}/", response_model=s.PackageOut)
-async def admin_package(package_id: int, staff: Staff) -> Any:
+async def admin_package(package_id: Id, staff: Staff) -> Any:
     return await staff.package(package_id)
 
 
 @admin.put("/credit-packages/{package_id}/", response_model=s.PackageOut)
 @admin.patch("/credit-packages/{package_id}/", response_model=s.PackageOut)
-async def admin_update_package(package_id: int, body: s.PackageUpdate, staff: Staff) -> Any:
+async def admin_update_package(package_id: Id, body: s.PackageUpdate, staff: Staff) -> Any:
     return await staff.update_package(package_id, patch(body))
 
 
 @admin.delete("/credit-packages/{package_id}/", status_code=204)
-async def admin_delete_package(package_id: int, staff: Staff) -> Response:
+async def admin_delete_package(package_id: Id, staff: Staff) -> Response:
     await staff.delete_package(package_id)
     return Response(status_code=204)
 

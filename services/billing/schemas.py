@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
+from libs.common.ids import Id
 from libs.common.problems import ValidationFailed
 from libs.common.repository import (
     Choice,
@@ -19,6 +20,7 @@ from libs.common.repository import (
     NoFilters,
     Orderings,
 )
+from libs.common.schemas import WriteModel
 from services.billing.models import InvoiceStatus, PaymentStatus, TransactionType
 from services.billing.pricing import UNITS
 
@@ -121,15 +123,20 @@ class AdminPaymentOut(PaymentOut):
     reviewed_by_user_id: int | None
 
 
-class PaymentCreate(BaseModel):
-    invoice_id: int
+# Counts and costs are PostgreSQL `integer` columns.
+MAX_INT = 2**31 - 1
+
+
+class PaymentCreate(WriteModel):
+    resource = PaymentOut
+    invoice_id: Id
     amount: Decimal | None = Field(default=None, gt=0, max_digits=14, decimal_places=2)
     payment_method: str
     transaction_reference: str = Field(min_length=1, max_length=255)
     notes: str = Field(default="", max_length=2000)
 
 
-class PaymentReject(BaseModel):
+class PaymentReject(WriteModel):
     reason: str = Field(default="", max_length=2000)
 
 
@@ -146,27 +153,31 @@ class PackageOut(Money):
     sort_order: int
 
 
-class PackageCreate(BaseModel):
+class PackageCreate(WriteModel):
+    resource = PackageOut
     name: str = Field(min_length=1, max_length=255)
     slug: str = Field(min_length=1, max_length=255, pattern=r"^[a-z0-9][a-z0-9-]*$")
-    credits: int = Field(gt=0)
+    credits: int = Field(gt=0, le=MAX_INT)
     price: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     description: str = Field(default="", max_length=500)
     is_active: bool = True
     is_featured: bool = False
-    sort_order: int = 0
+    sort_order: int = Field(default=0, ge=-MAX_INT, le=MAX_INT)
 
 
-class PackageUpdate(BaseModel):
+class PackageUpdate(WriteModel):
+    """`slug` is fixed once created (read-only here)."""
+
+    resource = PackageOut
     name: str | None = Field(default=None, min_length=1, max_length=255)
-    credits: int | None = Field(default=None, gt=0)
+    credits: int | None = Field(default=None, gt=0, le=MAX_INT)
     price: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     description: str | None = Field(default=None, max_length=500)
     is_active: bool | None = None
     is_featured: bool | None = None
-    sort_order: int | None = None
+    sort_order: int | None = Field(default=None, ge=-MAX_INT, le=MAX_INT)
 
 
 class PaymentMethodOut(Out):
@@ -179,7 +190,9 @@ class PaymentMethodOut(Out):
     created_at: datetime
 
 
-class PaymentMethodCreate(BaseModel):
+class PaymentMethodCreate(WriteModel):
+    resource = PaymentMethodOut
+
     method_type: PaymentMethodType
     display_name: str = Field(min_length=1, max_length=255)
     details: dict[str, Any] = Field(default_factory=dict)
@@ -187,7 +200,9 @@ class PaymentMethodCreate(BaseModel):
     is_enabled: bool = True
 
 
-class PaymentMethodUpdate(BaseModel):
+class PaymentMethodUpdate(WriteModel):
+    resource = PaymentMethodOut
+
     display_name: str | None = Field(default=None, min_length=1, max_length=255)
     details: dict[str, Any] | None = None
     is_enabled: bool | None = None
@@ -206,19 +221,20 @@ class CostConfigOut(Out):
     updated_at: datetime | None
 
 
-class CostConfigUpdate(BaseModel):
+class CostConfigUpdate(WriteModel):
+    resource = CostConfigOut
     display_name: str | None = Field(default=None, min_length=1, max_length=255)
     description: str | None = Field(default=None, max_length=500)
     unit: Unit | None = None
-    credits_cost: int | None = Field(default=None, ge=0)
-    tokens_per_credit: int | None = Field(default=None, gt=0)
-    min_credits: int | None = Field(default=None, ge=0)
+    credits_cost: int | None = Field(default=None, ge=0, le=MAX_INT)
+    tokens_per_credit: int | None = Field(default=None, gt=0, le=MAX_INT)
+    min_credits: int | None = Field(default=None, ge=0, le=MAX_INT)
     is_active: bool | None = None
 
 
-class AdjustCredits(BaseModel):
-    account_id: int = Field(gt=0)
-    amount: int
+class AdjustCredits(WriteModel):
+    account_id: Id
+    amount: int = Field(ge=-MAX_INT, le=MAX_INT)
     reason: str = Field(min_length=1, max_length=400)
     idempotency_key: str | None = Field(default=None, max_length=200)
 

@@ -23,6 +23,7 @@ from libs.common.repository import (
     Orderings,
     Search,
 )
+from libs.common.schemas import WriteModel
 from services.planner.intent import Intent
 from services.planner.models import (
     ClusterStatus,
@@ -116,37 +117,6 @@ def _clean_text(value: str) -> str:
 # --- keywords ------------------------------------------------------------------------
 
 
-class KeywordCreate(Strict):
-    keyword: str = Field(min_length=1, max_length=255)
-    site_id: Id
-    sector_id: Id
-    volume: int = Field(default=0, ge=0, le=2**31 - 1)
-    difficulty: int = Field(default=0, ge=0, le=100)
-    # None: the intent rules classify the keyword (services/planner/intent.py).
-    intent: Intent | None = None
-    seed_keyword_id: Id | None = None
-    cluster_id: Id | None = None
-    status: KeywordStatus = KeywordStatus.ACTIVE
-    disabled: bool = False
-
-    _clean = field_validator("keyword")(_clean_text)
-
-
-class KeywordUpdate(Strict):
-    keyword: str | None = Field(default=None, min_length=1, max_length=255)
-    volume: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    difficulty: int | None = Field(default=None, ge=0, le=100)
-    intent: Intent | None = None
-    cluster_id: Id | None = None
-    status: KeywordStatus | None = None
-    disabled: bool | None = None
-
-    @field_validator("keyword")
-    @classmethod
-    def _keyword(cls, value: str | None) -> str | None:
-        return None if value is None else _clean_text(value)
-
-
 class KeywordOut(BaseModel):
     id: int
     keyword: str
@@ -164,6 +134,47 @@ class KeywordOut(BaseModel):
     account_id: int
     created_at: datetime
     updated_at: datetime
+
+
+class _KeywordWrite(WriteModel):
+    """`intent: null` asks the intent rules (services/planner/intent.py) to decide."""
+
+    @classmethod
+    def nullable(cls, name: str) -> bool:
+        return name == "intent" or super().nullable(name)
+
+
+class KeywordCreate(_KeywordWrite):
+    resource = KeywordOut
+    keyword: str = Field(min_length=1, max_length=255)
+    site_id: Id
+    sector_id: Id
+    volume: int = Field(default=0, ge=0, le=2**31 - 1)
+    difficulty: int = Field(default=0, ge=0, le=100)
+    # None: the intent rules classify the keyword (services/planner/intent.py).
+    intent: Intent | None = None
+    seed_keyword_id: Id | None = None
+    cluster_id: Id | None = None
+    status: KeywordStatus = KeywordStatus.ACTIVE
+    disabled: bool = False
+
+    _clean = field_validator("keyword")(_clean_text)
+
+
+class KeywordUpdate(_KeywordWrite):
+    resource = KeywordOut
+    keyword: str | None = Field(default=None, min_length=1, max_length=255)
+    volume: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    difficulty: int | None = Field(default=None, ge=0, le=100)
+    intent: Intent | None = None
+    cluster_id: Id | None = None
+    status: KeywordStatus | None = None
+    disabled: bool | None = None
+
+    @field_validator("keyword")
+    @classmethod
+    def _keyword(cls, value: str | None) -> str | None:
+        return None if value is None else _clean_text(value)
 
 
 class Ids(Strict):
@@ -227,35 +238,6 @@ class TaskQueued(BaseModel):
 # --- clusters ------------------------------------------------------------------------
 
 
-class ClusterCreate(Strict):
-    name: str = Field(min_length=1, max_length=255)
-    site_id: Id
-    sector_id: Id
-    description: str = ""
-    topic: str = Field(default="", max_length=255)
-    status: ClusterStatus = ClusterStatus.ACTIVE
-
-    _clean = field_validator("name")(_clean_text)
-    _topic = field_validator("topic")(_spaces)
-
-
-class ClusterUpdate(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=255)
-    description: str | None = None
-    topic: str | None = Field(default=None, max_length=255)
-    status: ClusterStatus | None = None
-
-    @field_validator("topic")
-    @classmethod
-    def _topic(cls, value: str | None) -> str | None:
-        return None if value is None else _spaces(value)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        return None if value is None else _clean_text(value)
-
-
 class ClusterOut(BaseModel):
     id: int
     name: str
@@ -275,38 +257,38 @@ class ClusterOut(BaseModel):
     updated_at: datetime
 
 
-# --- ideas ---------------------------------------------------------------------------
-
-
-class IdeaCreate(Strict):
-    idea_title: str = Field(min_length=1, max_length=255)
+class ClusterCreate(WriteModel):
+    resource = ClusterOut
+    name: str = Field(min_length=1, max_length=255)
     site_id: Id
     sector_id: Id
-    cluster_id: Id | None = None
     description: str = ""
-    keywords: str = ""
-    content_type: ContentType = ContentType.POST
-    content_structure: ContentStructure = ContentStructure.ARTICLE
-    estimated_word_count: int = Field(default=1500, ge=0, le=100_000)
-    status: IdeaStatus = IdeaStatus.NEW
+    topic: str = Field(default="", max_length=255)
+    status: ClusterStatus = ClusterStatus.ACTIVE
 
-    _clean = field_validator("idea_title")(_clean_text)
+    _clean = field_validator("name")(_clean_text)
+    _topic = field_validator("topic")(_spaces)
 
 
-class IdeaUpdate(Strict):
-    idea_title: str | None = Field(default=None, min_length=1, max_length=255)
-    cluster_id: Id | None = None
+class ClusterUpdate(WriteModel):
+    resource = ClusterOut
+    name: str | None = Field(default=None, min_length=1, max_length=255)
     description: str | None = None
-    keywords: str | None = None
-    content_type: ContentType | None = None
-    content_structure: ContentStructure | None = None
-    estimated_word_count: int | None = Field(default=None, ge=0, le=100_000)
-    status: IdeaStatus | None = None
+    topic: str | None = Field(default=None, max_length=255)
+    status: ClusterStatus | None = None
 
-    @field_validator("idea_title")
+    @field_validator("topic")
     @classmethod
-    def _title(cls, value: str | None) -> str | None:
+    def _topic(cls, value: str | None) -> str | None:
+        return None if value is None else _spaces(value)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
         return None if value is None else _clean_text(value)
+
+
+# --- ideas ---------------------------------------------------------------------------
 
 
 class IdeaOut(BaseModel):
@@ -326,6 +308,39 @@ class IdeaOut(BaseModel):
     queued_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+class IdeaCreate(WriteModel):
+    resource = IdeaOut
+    idea_title: str = Field(min_length=1, max_length=255)
+    site_id: Id
+    sector_id: Id
+    cluster_id: Id | None = None
+    description: str = ""
+    keywords: str = ""
+    content_type: ContentType = ContentType.POST
+    content_structure: ContentStructure = ContentStructure.ARTICLE
+    estimated_word_count: int = Field(default=1500, ge=0, le=100_000)
+    status: IdeaStatus = IdeaStatus.NEW
+
+    _clean = field_validator("idea_title")(_clean_text)
+
+
+class IdeaUpdate(WriteModel):
+    resource = IdeaOut
+    idea_title: str | None = Field(default=None, min_length=1, max_length=255)
+    cluster_id: Id | None = None
+    description: str | None = None
+    keywords: str | None = None
+    content_type: ContentType | None = None
+    content_structure: ContentStructure | None = None
+    estimated_word_count: int | None = Field(default=None, ge=0, le=100_000)
+    status: IdeaStatus | None = None
+
+    @field_validator("idea_title")
+    @classmethod
+    def _title(cls, value: str | None) -> str | None:
+        return None if value is None else _clean_text(value)
 
 
 class AutoGenerateIdeas(Strict):
