@@ -34,9 +34,10 @@ async def test_streams_and_buckets_get_the_configured_copies_and_caps(
     monkeypatch.setenv("IGNY8_NATS_STREAM_MAX_BYTES", str(64 * MiB))
     monkeypatch.setenv("IGNY8_NATS_BUCKET_MAX_BYTES", str(16 * MiB))
     assert JetStreamSettings().replicas == 1  # a single server here; 3 on the cluster
-    # Each process brings what it owns (libs/common/natsauth.py): the gateway its buckets.
-    await nats_kernel.ensure_platform(js, "opslimits")
-    await nats_kernel.ensure_platform(js, "gateway")
+    # Each process brings what it owns (libs/common/natsauth.py): the gateway its buckets,
+    # auth the revocations.
+    for owner in ("opslimits", "gateway", "auth"):
+        await nats_kernel.ensure_platform(js, owner)
     events = (await js.stream_info("IGNY8_OPSLIMITS")).config
     assert (events.max_bytes, events.num_replicas, events.discard) == \
         (64 * MiB, 1, DiscardPolicy.OLD)
@@ -48,8 +49,8 @@ async def test_streams_and_buckets_get_the_configured_copies_and_caps(
     # Changed settings reach what exists already.
     monkeypatch.setenv("IGNY8_NATS_STREAM_MAX_BYTES", str(128 * MiB))
     monkeypatch.setenv("IGNY8_NATS_BUCKET_MAX_BYTES", str(32 * MiB))
-    await nats_kernel.ensure_platform(js, "opslimits")
-    await nats_kernel.ensure_platform(js, "gateway")
+    for owner in ("opslimits", "gateway", "auth"):
+        await nats_kernel.ensure_platform(js, owner)
     assert (await js.stream_info("IGNY8_OPSLIMITS")).config.max_bytes == 128 * MiB
     bucket = nats_kernel.RATE_LIMIT_BUCKET
     assert (await js.stream_info(f"KV_{bucket}")).config.max_bytes == 32 * MiB

@@ -4,6 +4,7 @@ start through the gateway, then SIGTERM and not one process left behind."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal

@@ -41,11 +41,15 @@ async def test_a_get_answer_put_back_is_accepted(client: httpx.AsyncClient,
     staff = who(issuer, new_account_id(), "developer", 9)
     owner = who(issuer, account)
     created = await client.post(f"{ADMIN}/credit-packages/", headers=staff, json={
-        "name": "Put back", "slug": f"put-back-{account}", "credits": 50, "price": "0.99"})
+        "name": "Put back", "slug": f"put-back-{account}", "credits": 50, "price": "0.99",
+        "is_active": False})  # hidden from the other tests' package lists
     assert created.status_code == 201, created.text
     package = await _put_back(client, staff, f"{ADMIN}/credit-packages/{created.json()['id']}/",
                               {"description": "Edited", "sort_order": 7})
     assert package["slug"] == f"put-back-{account}"  # read-only on update: unchanged
+    assert package["is_active"] is False
+    assert (await client.delete(f"{ADMIN}/credit-packages/{package['id']}/",
+                                headers=staff)).status_code == 204
     method = await client.post(f"{B}/payment-methods/", headers=owner, json={
         "method_type": "bank_transfer", "display_name": "Bank"})
     assert method.status_code == 201, method.text
