@@ -145,6 +145,11 @@ async def list_publications(request: Request, svc: Publications,
     return page_response(request, query.page, page.count, page.rows)
 
 
+@publisher.get("/publications/{row_id}/", response_model=s.PublicationOut)
+async def get_publication(row_id: Id, svc: Publications) -> Any:
+    return await svc.get(row_id)
+
+
 M = TypeVar("M", bound=BaseModel)
 
 

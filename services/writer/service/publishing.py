@@ -473,6 +473,12 @@ class PublicationService(PublishingService):
     async def page(self, query: ListQuery[Any]) -> Page[Row]:
         return await (await self.repository(PublicationRepository)).page(query)
 
+    async def get(self, publication_id: int) -> Row:
+        found = await (await self.repository(PublicationRepository)).get(publication_id)
+        if found is None:
+            raise NotFound("Publication not found.")
+        return found
+
     async def _target(self, content_id: int, integration_id: int | None) -> tuple[Row, Row]:
         content = await (await self.repository(ContentRepository)).get(content_id)
         if content is None:

@@ -313,6 +313,15 @@ async def test_publish_through_the_api_and_read_back_from_wordpress(
                                      params=params)).json()["count"] == 0
         assert (await client.get("/api/v1/publisher/publications/",
                                  headers=other.headers())).json()["count"] == 0
+        one = f"/api/v1/publisher/publications/{pub['id']}/"
+        assert (await client.get(one, headers=h)).json()["external_id"] == result["post_id"]
+        assert (await client.get(one, headers=site_key(tenant))).status_code == 200
+        assert (await client.get(one, headers=other.headers())).status_code == 404
+        assert (await client.get(one, headers=site_key(other))).status_code == 404
+        for action in ("publish", "unpublish"):
+            r = await client.post(f"/api/v1/writer/content/{content['id']}/{action}/",
+                                  headers=site_key(other), json={})
+            assert r.status_code == 404, (action, r.text)
 
         # Publishing again updates the same post; unpublishing takes it back to draft.
         r = await client.post(f"/api/v1/writer/content/{content['id']}/publish/", headers=h,
@@ -409,13 +418,18 @@ async def test_webhooks_need_the_site_key_and_a_fresh_signature(
     r = await client.post("/api/v1/webhooks/wordpress/status/", content=raw, headers=headers)
     assert r.status_code == 400  # names no post
 
-    # Another tenant's key, even with the right signature, never reaches this content.
+    # Another tenant's key never reaches this content: with this site's secret its
+    # signature fails, with its own the content is not found.
     other = await make_tenant()
-    await integrate(client, other, wordpress)
+    theirs = await integrate(client, other, wordpress)
     raw = orjson.dumps(status_body)
     r = await client.post("/api/v1/webhooks/wordpress/status/", content=raw, headers={
         **site_key(other), **signed_headers(secret, uuid.uuid4().hex, raw)})
     assert r.status_code == 401
+    r = await client.post("/api/v1/webhooks/wordpress/status/", content=raw, headers={
+        **site_key(other), **signed_headers(theirs["webhook_secret"], uuid.uuid4().hex, raw)})
+    assert r.status_code == 404
+    assert await state() == changed
 
 
 async def test_sync_both_ways_and_the_structure_actions(
