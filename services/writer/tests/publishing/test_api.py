@@ -543,3 +543,71 @@ async def test_a_publish_that_cannot_reach_the_site_fails_with_its_reason(
     events = await rows(writer_db, tenant.account_id,
                         "SELECT kind, success FROM sync_events WHERE account_id = :a")
     assert events == [{"kind": "publish", "success": False}]
+
+
+async def test_lost_answers_through_the_api_make_one_post_and_one_media_each(
+        client: httpx.AsyncClient, tenant: Tenant, wordpress: WordPressServer,
+        settings: WriterSettings, writer_db: Database, nc: NATS) -> None:
+    """The job's store is PostgreSQL here: answers lost after WordPress saved (the post's
+    create, each image's upload, a term's create) are found again, never made twice."""
+    import hashlib
+    import json
+
+    from libs.common.testing.faultproxy import Fault, FaultProxy
+    from services.writer.publishing.publisher import media_slug
+
+    seen: dict[str, int] = {}
+
+    def lose_first_writes(method: str, path: str) -> Fault | None:
+        if method != "POST":
+            return None
+        for route, fault in (("/wp-json/wp/v2/posts", Fault.DROP_AFTER_SAVE),
+                             ("/wp-json/wp/v2/media", Fault.DROP_AFTER_SAVE),
+                             ("/wp-json/wp/v2/tags", Fault.UNAVAILABLE_AFTER_SAVE)):
+            if path.split("?", 1)[0] == route:
+                seen[route] = seen.get(route, 0) + 1
+                return fault if seen[route] <= (2 if route.endswith("media") else 1) else None
+        return None
+
+    proxy = FaultProxy(wordpress.url, lose_first_writes)
+    url = await proxy.start()
+    h = tenant.headers()
+    try:
+        await create(client, tenant, "integration/integrations/", {
+            "site_id": tenant.site_id, "config": {"site_url": url},
+            "credentials": {"username": wordpress.site.username,
+                            "app_password": wordpress.site.app_password}})
+        stamp = uuid.uuid4().hex[:8]
+        (content,) = await create(client, tenant, "writer/content/", in_sector(
+            tenant, title=f"Lost answers {stamp}", html="<p>Still one post.</p>",
+            tags=[f"lost {stamp}"], categories=[f"Faults {stamp}"]))
+        images = [await store_image(settings, tenant, writer_db, content["id"], kind, n, 40 + n)
+                  for kind, n in (("featured", 0), ("in_article", 1))]
+        progress = await task_progress(nc)
+        async with running_worker(run, settings):
+            r = await client.post(f"/api/v1/writer/content/{content['id']}/publish/", headers=h,
+                                  json={"status": "publish"})
+            done = await finished_task(progress, r.json()["task_id"], timeout=110)
+    finally:
+        await proxy.stop()
+    assert done["state"] == "SUCCESS", done
+    assert done["meta"]["result"]["adopted"] is True
+    slugs = []
+    for image in images:
+        data = png(40 + image["position"], (64, 48))
+        slugs.append(media_slug(hashlib.sha256(data).hexdigest()))
+    out = wordpress.php(
+        "global $wpdb;"
+        f"$posts = $wpdb->get_col(\"SELECT ID FROM $wpdb->posts WHERE post_type = 'post'"
+        f" AND post_content LIKE '%igny8:content={content['id']}:%'\");"
+        "$media = $wpdb->get_col(\"SELECT post_name FROM $wpdb->posts WHERE post_type ="
+        f" 'attachment' AND post_name IN ('{slugs[0]}', '{slugs[1]}')\");"
+        "echo json_encode(array($posts, $media));")
+    posts, media = json.loads(out)
+    assert [int(p) for p in posts] == [done["meta"]["result"]["post_id"]]
+    assert sorted(media) == sorted(slugs)
+    (pub,) = (await client.get("/api/v1/publisher/publications/", headers=h,
+                               params={"content_id": content["id"]})).json()["results"]
+    assert (pub["status"], pub["external_id"]) == ("published", int(posts[0]))
+    faults = [p for p in proxy.log if p.fault is not None]
+    assert len(faults) == 4, faults  # two uploads, the create, a tag: all saved, all lost
