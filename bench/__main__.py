@@ -23,7 +23,8 @@ BENCHMARKS = {
     "rows": "a list page's rows as dicts, typed rows or ORM objects (issue #9, ADR 0018)",
     "wordpress": "50 posts to a real WordPress: calls per post, time over WordPress (issue #11)",
     "images": "offline image render time per image type; fitting a provider's image (#10)",
-    "writer": "local draft per 1,200-word article and optimizer per 2,000 words (issue #10)",
+    "writer": "local draft per 1,200-word article, optimizer per 2,000 words, and 50 tasks "
+              "in one auto_generate_content through the gateway vs the engines (issue #10)",
     "linker": "internal links: precision/recall on the labelled set, 10,000 pages indexed "
               "(issue #11)",
     "automation": "100 keywords -> drafts with images: wall time, overhead over the jobs (#12)",

@@ -19,6 +19,7 @@ its results. Everything else is here, once:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -210,6 +211,7 @@ class AIJobRunner:
                     "duration_ms": int((time.perf_counter() - started) * 1000)})
                 log = await logs.get(ctx.task_id)
                 assert log is not None
+        ctx.report.step("SAVE", request=False)
         if outcome is None:
             await self._settle(ctx, log)
             return dict(log["result"] or {})
@@ -268,12 +270,12 @@ class AIJobRunner:
         (billing does each once per hold, so a redelivered job may settle again)."""
         holds = holds_of(log)
         charges = [Charge.from_json(c) for c in log.get("charges") or []]
-        charged = 0
-        for item, hold_id in holds.items():
+
+        async def settle(item: str, hold_id: int) -> int:
             mine = [c for c in charges if c.item == item]
             if not mine:
                 await self.billing.release(hold_id, account_id=log["account_id"])
-                continue
+                return 0
             captured = await self.billing.capture(
                 hold_id, account_id=log["account_id"], units=sum(c.units for c in mine),
                 tokens_input=sum(c.tokens_input for c in mine),
@@ -282,7 +284,19 @@ class AIJobRunner:
                 cost_usd=sum((c.cost_usd for c in mine), Decimal("0")),
                 related_object_type="ai_task", related_object_id=str(ctx.task_id),
                 metadata={"function": log["function"], **({"item": item} if item else {})})
-            charged += captured.credits_charged
+            return captured.credits_charged
+
+        # All at once: billing answers captures that arrive together in one transaction
+        # (ADR 0015), where one after the other each waited for its own. Every one is
+        # tried; the first failure then fails the attempt (a retry settles again: billing
+        # captures and releases each hold once).
+        settled = await asyncio.gather(*(settle(item, hold_id)
+                                         for item, hold_id in holds.items()),
+                                       return_exceptions=True)
+        failure = next((r for r in settled if isinstance(r, BaseException)), None)
+        if failure is not None:
+            raise failure
+        charged = sum(r for r in settled if isinstance(r, int))
         if charged != log["credits_charged"]:
             async with unit_of_work(self.db, self._scope(ctx)) as uow:
                 await TaskLogRepository(uow.session, self.log).update(
@@ -296,8 +310,12 @@ class AIJobRunner:
             log = await logs.get(ctx.task_id, lock=True)
             if log is None or log["status"] in ("success", "failed"):
                 return
-            for hold_id in holds_of(log).values():
-                await self.billing.release(hold_id, account_id=log["account_id"])
+            released = await asyncio.gather(*(
+                self.billing.release(hold_id, account_id=log["account_id"])
+                for hold_id in holds_of(log).values()), return_exceptions=True)
+            failure = next((r for r in released if isinstance(r, BaseException)), None)
+            if failure is not None:
+                raise failure
             await logs.update(ctx.task_id, {
                 "status": "failed", "error": error[:2000], "attempts": ctx.attempt,
                 "finished_at": func.now(),

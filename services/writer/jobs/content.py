@@ -94,16 +94,21 @@ async def generate_content(ctx: AIJobContext, offline: DraftFn) -> Saver:
     async def save(uow: UnitOfWork) -> dict[str, Any]:
         contents = ContentRepository(uow.session, vis)
         now = await contents.of_tasks([t["id"] for t, _, _ in drafts])
-        saved: list[int] = []
-        for task, brief, written in drafts:
-            values = content_values(task, brief, written)
-            current = now.get(task["id"])
-            row = (await contents.revise(current["id"], values) if current is not None
-                   else await contents.insert(values))
-            assert row is not None
-            saved.append(row["id"])
-            await uow.publish(events.content_generated(row, task_id=ctx.task_id, run_id=run_id,
-                                                       idea_id=task["idea_id"]))
+        # New contents in one INSERT, redrafts as new revisions; one outbox insert (and
+        # one NOTIFY) for all their events.
+        values = {task["id"]: content_values(task, brief, written)
+                  for task, brief, written in drafts}
+        rows = {r["task_id"]: r for r in await contents.insert_many(
+            [v for task_id, v in values.items() if task_id not in now])}
+        for task_id, current in now.items():
+            if task_id in values:
+                revised = await contents.revise(current["id"], values[task_id])
+                assert revised is not None
+                rows[task_id] = revised
+        saved = [rows[task["id"]]["id"] for task, _, _ in drafts]
+        await uow.publish(*(events.content_generated(
+            rows[task["id"]], task_id=ctx.task_id, run_id=run_id, idea_id=task["idea_id"])
+            for task, _, _ in drafts))
         await TaskRepository(uow.session, vis).set_status([t["id"] for t, _, _ in drafts],
                                                           TaskStatus.REVIEW)
         return {"content_ids": saved, "task_ids": [t["id"] for t, _, _ in drafts],
