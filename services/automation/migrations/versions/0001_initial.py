@@ -12,13 +12,19 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from libs.common.migrations import (
-    directory_tables,
-    drop_directory_tables,
-    drop_kernel_tables,
-    enable_tenant_rls,
-    kernel_tables,
+from libs.common.migration_columns import (
+    flag,
+    identity,
+    json_list,
+    json_object,
+    long_text,
+    moment,
+    number,
+    owned_by,
+    ref,
+    varchar,
 )
+from libs.common.migrations import drop_kernel_tables, enable_tenant_rls, kernel_tables
 
 revision, down_revision, branch_labels, depends_on = "0001", None, None, None
 
@@ -26,47 +32,18 @@ TENANT_TABLES = ("automation_configs", "automation_runs", "automation_steps",
                  "automation_items", "automation_charges", "automation_logs")
 
 
-def identity() -> sa.Column[Any]:
-    return sa.Column("id", sa.BigInteger(), sa.Identity(always=False), primary_key=True)
-
-
-def ref(name: str, *, nullable: bool = False) -> sa.Column[Any]:
-    return sa.Column(name, sa.BigInteger(), nullable=nullable)
-
-
 def run_ref() -> sa.Column[Any]:
-    return sa.Column("run_pk", sa.BigInteger(),
-                     sa.ForeignKey("automation_runs.id", ondelete="CASCADE"), nullable=False)
-
-
-def varchar(name: str, length: int, *, nullable: bool = False) -> sa.Column[Any]:
-    return sa.Column(name, sa.String(length), nullable=nullable)
-
-
-def number(name: str, *, nullable: bool = False) -> sa.Column[Any]:
-    return sa.Column(name, sa.Integer(), nullable=nullable)
-
-
-def jsonb(name: str, default: str | None) -> sa.Column[Any]:
-    if default is None:
-        return sa.Column(name, JSONB(astext_type=sa.Text()), nullable=True)
-    return sa.Column(name, JSONB(astext_type=sa.Text()), nullable=False,
-                     server_default=sa.text(f"'{default}'::jsonb"))
-
-
-def moment(name: str, *, now: bool = False) -> sa.Column[Any]:
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=not now,
-                     server_default=sa.func.now() if now else None)
+    """The run a row belongs to, deleted with it."""
+    return ref("run_pk", parent="automation_runs")
 
 
 def upgrade() -> None:
-    kernel_tables(op)
-    directory_tables(op)
+    kernel_tables(op, directory=True)
     op.create_table(
         "automation_configs", identity(), ref("account_id"), ref("site_id"),
-        sa.Column("enabled", sa.Boolean(), nullable=False),
+        flag("enabled"),
         varchar("frequency", 16), varchar("scheduled_time", 5), varchar("timezone", 64),
-        jsonb("batch_sizes", "{}"),
+        json_object("batch_sizes"),
         number("within_stage_delay_seconds"), number("between_stage_delay_seconds"),
         varchar("publish_mode", 8), number("quality_threshold"), number("daily_publish_cap"),
         varchar("publish_window_start", 5), varchar("publish_window_end", 5),
@@ -85,8 +62,8 @@ def upgrade() -> None:
         ref("site_id"), varchar("trigger", 16), ref("triggered_by", nullable=True),
         varchar("schedule_key", 120, nullable=True), varchar("status", 16),
         number("current_stage"), varchar("stop_requested", 16, nullable=True),
-        jsonb("results", "{}"), number("estimated_credits"), number("total_credits"),
-        sa.Column("error", sa.Text(), nullable=True),
+        json_object("results"), number("estimated_credits"), number("total_credits"),
+        long_text("error", default=None, nullable=True),
         moment("wake_at"), moment("started_at", now=True), moment("paused_at"),
         moment("finished_at"), moment("updated_at", now=True),
         sa.UniqueConstraint("run_id"),
@@ -106,8 +83,9 @@ def upgrade() -> None:
     op.create_table(
         "automation_steps", identity(), ref("account_id"), run_ref(), number("stage"),
         number("batch"), varchar("key", 200), sa.Column("task_id", UUID(), nullable=True),
-        jsonb("item_ids", "[]"), varchar("status", 16), number("attempts"),
-        jsonb("result", None), sa.Column("error", sa.Text(), nullable=True),
+        json_list("item_ids"), varchar("status", 16), number("attempts"),
+        sa.Column("result", JSONB(astext_type=sa.Text()), nullable=True),
+        long_text("error", default=None, nullable=True),
         moment("created_at", now=True), moment("finished_at"),
         sa.UniqueConstraint("key"),
         sa.CheckConstraint("status IN ('queued', 'running', 'done', 'failed')",
@@ -119,9 +97,8 @@ def upgrade() -> None:
     op.create_table(
         "automation_items", identity(), ref("account_id"), run_ref(), number("stage"),
         ref("item_id"),
-        sa.Column("step_id", sa.BigInteger(),
-                  sa.ForeignKey("automation_steps.id", ondelete="SET NULL"), nullable=True),
-        varchar("status", 16), sa.Column("reason", sa.Text(), nullable=False, server_default=""),
+        owned_by("automation_steps", "step_id"),
+        varchar("status", 16), long_text("reason"),
         moment("created_at", now=True), moment("updated_at", now=True),
         sa.CheckConstraint("status IN ('processing', 'done', 'failed', 'skipped')",
                            name="automation_item_status"),
@@ -138,7 +115,7 @@ def upgrade() -> None:
     op.create_table(
         "automation_logs", identity(), ref("account_id"), run_ref(),
         number("stage", nullable=True), varchar("level", 8),
-        sa.Column("message", sa.Text(), nullable=False, server_default=""),
+        long_text("message"),
         moment("created_at", now=True),
     )
     op.create_index("ix_automation_logs_run", "automation_logs", ["run_pk", "id"])
@@ -148,5 +125,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in reversed(TENANT_TABLES):
         op.drop_table(table)
-    drop_directory_tables(op)
-    drop_kernel_tables(op)
+    drop_kernel_tables(op, directory=True)
