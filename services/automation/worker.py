@@ -1,12 +1,16 @@
 """`python -m services.automation.worker`: the outbox relay, the consumers (auth's
 directory; billing's debits, the runs' charges; planner's and writer's events, which wake
-the engine), the engine that advances running runs (`orchestration.Orchestrator`) and
-the scheduler, each supervised (`libs.common.runtime.run_worker`)."""
+the engine, as do jobs' final progress), the engine that advances running runs
+(`orchestration.Orchestrator`) and the scheduler, each supervised
+(`libs.common.runtime.run_worker`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+
+from nats.aio.msg import Msg
 
 from libs.common import nats as nats_kernel
 from libs.common.billing import BillingClient
@@ -17,6 +21,8 @@ from services.automation.events import auth_consumer, billing_consumer, wake_con
 from services.automation.orchestration import Orchestrator, Publisher, Scheduler
 from services.automation.settings import AutomationSettings
 
+# A task progress document in a final state (`libs/common/jobs.TaskProgress`).
+ENDED = re.compile(rb'"state":\s*"(SUCCESS|FAILURE)"')
 PLANNER_WAKERS = ["igny8.planner.keywords.clustered", "igny8.planner.ideas.generated",
                   "igny8.planner.idea.queued"]
 WRITER_WAKERS = ["igny8.writer.task.created", "igny8.writer.content.generated",
@@ -49,6 +55,21 @@ async def run(stop: asyncio.Event, settings: AutomationSettings | None = None, *
             await orchestrator.advance_due()
             await _sleep(ctx.stop, wake, settings.tick_seconds)
 
+    async def job_results(ctx: WorkerContext) -> None:
+        """A job that ends (its progress turns SUCCESS or FAILURE) wakes the engine at
+        once: the owners' events come before their jobs' last writes to the progress."""
+
+        async def seen(msg: Msg) -> None:
+            if ENDED.search(msg.data):
+                wake.set()
+
+        sub = await ctx.nc.subscribe(f"$KV.{nats_kernel.TASK_PROGRESS_BUCKET}.>", cb=seen)
+        try:
+            await ctx.stop.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
     async def schedules(ctx: WorkerContext) -> None:
         runs = Scheduler(ctx.db, PipelineClient(ctx.nc, timeout=timeout),
                          BillingClient(ctx.nc, timeout=timeout), settings)
@@ -63,7 +84,7 @@ async def run(stop: asyncio.Event, settings: AutomationSettings | None = None, *
         billing_consumer(ctx.db, ctx.js, wake.set),
         wake_consumer(ctx.db, ctx.js, "planner", PLANNER_WAKERS, wake.set),
         wake_consumer(ctx.db, ctx.js, "writer", WRITER_WAKERS, wake.set),
-    ], tasks=[engine, *([schedules] if scheduler else [])], stop=stop)
+    ], tasks=[engine, job_results, *([schedules] if scheduler else [])], stop=stop)
 
 
 if __name__ == "__main__":
