@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import psycopg
 from psycopg.conninfo import make_conninfo
+from sqlalchemy.engine import make_url
 
 from bench.platform import call, login, platform
 from gateway.routes import scope_for
@@ -90,7 +91,7 @@ def fund(billing_url: str, account_id: int, credits: int) -> None:
     from services.billing.worker import policy_from
 
     async def add() -> None:
-        db = Database(billing_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        db = Database(billing_url)
         try:
             async with unit_of_work(db, TenantScope.system()) as uow:
                 await BillingService(uow.session, policy_from(BillingSettings())).add_credits(
@@ -112,6 +113,38 @@ def job_seconds(url: str, account_id: int) -> tuple[int, float]:
     return int(row[0]), float(row[1]) / 1000
 
 
+def breakdown(urls: dict[str, str], account_id: int) -> dict[str, dict[str, float]]:
+    """Per stage: jobs, their own time, their wait in the queue (log created → started),
+    and what follows them until automation records the step done (settling the credits,
+    the progress, automation noticing: log finished → step finished)."""
+    logs: dict[str, dict[str, Any]] = {}
+    for name in ("planner", "writer"):
+        with psycopg.connect(urls[name]) as conn:
+            conn.execute("SELECT set_config('igny8.all_accounts', 'on', false)")
+            for task_id, created, started, finished, ms in conn.execute(
+                    "SELECT task_id, created_at, started_at, finished_at, duration_ms"
+                    " FROM ai_task_logs WHERE account_id = %s", (account_id,)):
+                logs[str(task_id)] = {"created": created, "started": started,
+                                      "finished": finished, "ms": ms or 0}
+    out: dict[str, dict[str, float]] = {}
+    with psycopg.connect(urls["automation"]) as conn:
+        conn.execute("SELECT set_config('igny8.all_accounts', 'on', false)")
+        steps = conn.execute("SELECT stage, task_id, created_at, finished_at FROM"
+                             " automation_steps WHERE account_id = %s ORDER BY id",
+                             (account_id,)).fetchall()
+    for stage, task_id, created, finished in steps:
+        entry = out.setdefault(str(stage), {"steps": 0, "step_s": 0.0, "jobs_s": 0.0,
+                                            "queued_s": 0.0, "after_s": 0.0})
+        entry["steps"] += 1
+        entry["step_s"] += (finished - created).total_seconds()
+        log = logs.get(str(task_id)) if task_id else None
+        if log and log["started"] and log["finished"]:
+            entry["jobs_s"] += log["ms"] / 1000
+            entry["queued_s"] += (log["started"] - log["created"]).total_seconds()
+            entry["after_s"] += (finished - log["finished"]).total_seconds()
+    return {k: {n: round(v, 2) for n, v in e.items()} for k, e in out.items()}
+
+
 def run_once(gateway: str, postgres_url: str, n: int, topics: int) -> dict[str, Any]:
     api = gateway + "/api/v1/"
     token = login(api, f"bench-automation-{n}-{int(time.time())}@example.com")
@@ -126,7 +159,8 @@ def run_once(gateway: str, postgres_url: str, n: int, topics: int) -> dict[str, 
     for name in ("planner", "writer", "automation"):
         wait_for_directory(urls[name], account_id, int(site["id"]))
     raise_keyword_limit(urls["planner"], account_id, n + 100)
-    fund(urls["billing"], account_id, 200 * n)
+    fund(make_url(postgres_url).set(drivername="postgresql+psycopg", database="igny8_billing")
+         .render_as_string(hide_password=False), account_id, 200 * n)
     words = keywords(n, topics)
     with httpx.Client(base_url=gateway, headers=auth, timeout=60) as client:
         for word in words:
@@ -165,6 +199,7 @@ def run_once(gateway: str, postgres_url: str, n: int, topics: int) -> dict[str, 
         "drafts": stages[4]["created"], "images": stages[6]["created"],
         "estimated_credits": estimate["estimated_credits"],
         "total_credits": run["total_credits"], "stages": stages,
+        "breakdown": breakdown(urls, account_id),
     }
 
 
@@ -189,6 +224,8 @@ def main() -> None:
                   f"wall {found['wall_s']} s, jobs {found['jobs_s']} s in {found['jobs']} "
                   f"jobs, overhead {found['overhead']}, credits {found['total_credits']} "
                   f"(estimated {found['estimated_credits']})", flush=True)
+            for stage, b in found["breakdown"].items():
+                print(f"  stage {stage}: {b}", flush=True)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "automation.json").write_text(json.dumps(results, indent=2))
