@@ -13,6 +13,8 @@ from sqlalchemy import text
 
 from libs.common.db import Database, TenantScope
 from libs.common.testing.factories import Tenant
+from libs.common.testing.fake_auth import FakeAuth
+from libs.common.testing.fake_openai import FakeOpenAI
 from services.automation.orchestration import Orchestrator, PublishOutcome, next_run_at
 from services.automation.settings import AutomationSettings
 from services.automation.tests.conftest import (
@@ -210,3 +212,34 @@ async def test_the_review_gate_publishes_only_what_passes_in_auto_mode(
     assert recorder.published == [len(cases) - 1]
     none = Orchestrator(None, None, None, settings)  # type: ignore[arg-type]
     assert await none._gate_one(run, auto, "auto", 1, good, 0) == "no publishing integration"
+
+
+@pytest.mark.timeout(300)
+async def test_refused_credentials_park_the_batch_and_pause_the_run_with_the_reason(
+        client: httpx.AsyncClient, planner: httpx.AsyncClient, settings: AutomationSettings,
+        fake_auth: FakeAuth, fake_openai: FakeOpenAI, tenant: Tenant) -> None:
+    h = tenant.headers()
+    await add_keywords(planner, tenant, WORDS[:3])
+    fake_auth.set_openai(tenant.account_id, fake_openai.url, "sk-wrong", "gpt-4o-mini")
+    try:
+        async with automation_worker(settings):
+            run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
+                                        headers=h)).json()["run_id"]
+
+            async def paused() -> bool:
+                return (await state(client, tenant, run_id))["status"] == "paused"
+
+            await eventually(paused, timeout=120)
+            run = await state(client, tenant, run_id)
+            assert "credentials" in run["error"]
+            assert run["stage_results"][0]["failed"] == 3
+            fake_auth.openai.pop(tenant.account_id)  # the integration fixed (local engines)
+            r = await client.post(f"{API}/resume/?run_id={run_id}", headers=h)
+            assert r.json()["status"] == "running"
+
+            async def finished() -> bool:
+                return (await state(client, tenant, run_id))["status"] == "completed"
+
+            await eventually(finished, timeout=120)
+    finally:
+        fake_auth.openai.pop(tenant.account_id, None)
