@@ -102,6 +102,14 @@ async def test_a_killed_automation_worker_restarts_and_the_run_completes_once(
             return (await history(client, tenant))[0]["status"] != "running"
 
         await eventually(done, timeout=400, every=1.0)
+
+        # The last debits reach the run after it completed (billing's events): while the
+        # worker runs, its credits become exactly the ledger's.
+        async def reconciled() -> bool:
+            total = (await history(client, tenant))[0]["total_credits"]
+            return total == sum(abs(d.amount) for d in await billing.debits(tenant.account_id))
+
+        await eventually(reconciled, timeout=60)
     assert kills == 3
     (run,) = await history(client, tenant)
     assert run["run_id"] == run_id
@@ -128,9 +136,3 @@ async def test_a_killed_automation_worker_restarts_and_the_run_completes_once(
     # Each job of the run was queued once: one AI task per step.
     task_ids = {str(s["task_id"]) for s in steps if s["task_id"] is not None}
     assert {u.related_object_id for u in usage} <= task_ids
-
-    async def reconciled() -> bool:
-        total = (await history(client, tenant))[0]["total_credits"]
-        return total == sum(abs(d.amount) for d in await billing.debits(tenant.account_id))
-
-    await eventually(reconciled, timeout=60)
