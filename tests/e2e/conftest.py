@@ -4,6 +4,7 @@ temporary IGNY8_HOME (`igny8.tests.running`). Each test module gets a platform o
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from gateway.routes import RATE_LIMITS
 from igny8.tests.running import REPO, Platform
 
 
@@ -21,7 +23,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     home = tmp_path_factory.mktemp("igny8-home")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
     # Ports the kernel picks: other platforms (other test runs) may start beside this one.
-    env.update(IGNY8_HOME=str(home), PYTHONUNBUFFERED="1", IGNY8_PORTS="any")
+    env.update(IGNY8_HOME=str(home), PYTHONUNBUFFERED="1", IGNY8_PORTS="any",
+               # The test stack's rate-limit override: schemathesis sends thousands of
+               # requests (test_platform_up); nothing here tests the limits themselves.
+               IGNY8_RATE_LIMIT_OVERRIDES=json.dumps({s: 100_000 for s in RATE_LIMITS}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "igny8", "up", "--timeout", "180"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
