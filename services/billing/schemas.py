@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -196,6 +197,10 @@ def _json_numbers_fit(value: Any) -> Any:
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise ValueError("Numbers must fit in 64 bits.")
+    # PostgreSQL keeps JSON numbers as decimals: 1e20 comes back as the integer
+    # 100000000000000000000, and infinity cannot be stored at all.
+    if isinstance(value, float) and not (math.isfinite(value) and abs(value) < 2**63):
         raise ValueError("Numbers must fit in 64 bits.")
     if isinstance(value, dict):
         for item in value.values():
