@@ -1,0 +1,348 @@
+"""Issue 13, *Dashboards*: a real Prometheus (Debian's package) scrapes `igny8 up`, a
+traffic script drives the platform (logins, planner CRUD, AI jobs in planner and writer
+with the local engines, a 429), and every query of every Grafana dashboard, run through
+Prometheus's HTTP API the way Grafana runs it, returns data, except the queries of panels
+whose description says `Fills when: <condition>.` (deploy/grafana/build.py).
+
+Everything stays on loopback: the platform, Prometheus and the traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from igny8.tests.running import Platform
+from libs.common.embedded import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
+ZERO_FILL = re.compile(r"\s+or(\s+on\(\))?\s+vector\(0\)")
+LOGIN_LINE = re.compile(r"Login\s+(\S+) / (\S+)")
+FILLS_WHEN = re.compile(r"^Fills when: (\S.*)\.$", re.MULTILINE)
+
+# Starting the platform takes minutes on a loaded machine; then traffic, jobs and scrapes.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+SCRAPE_SECONDS = 3
+# What Grafana substitutes, with the data source's scrape interval set to SCRAPE_SECONDS:
+# $__rate_interval = max($__interval + scrape interval, 4 * scrape interval).
+STEP_SECONDS = SCRAPE_SECONDS
+VARIABLES = {
+    "$__rate_interval": f"{4 * SCRAPE_SECONDS}s",
+    "${__rate_interval}": f"{4 * SCRAPE_SECONDS}s",
+    "$__interval": f"{STEP_SECONDS}s",
+    "${__interval}": f"{STEP_SECONDS}s",
+}
+
+
+# ---- Prometheus ---------------------------------------------------------------------------
+
+
+def scrape_config(state: dict[str, Any]) -> dict[str, Any]:
+    """One job per process `igny8 up` runs, named as on Kubernetes (`igny8-auth-api`,
+    `igny8-auth-worker`, `igny8-gateway`; deploy/prometheus/prometheus.yml): APIs on their
+    HTTP port, workers on their metrics port, the gateway on its port (loopback may scrape
+    it there)."""
+    jobs = [{"job_name": f"igny8-{proc['name']}", "metrics_path": "/metrics",
+             "static_configs": [{"targets": [f"127.0.0.1:{proc['port']}"]}]}
+            for proc in state["processes"]]
+    return {"global": {"scrape_interval": f"{SCRAPE_SECONDS}s",
+                       "scrape_timeout": f"{SCRAPE_SECONDS}s"},
+            "scrape_configs": jobs}
+
+
+@pytest.fixture(scope="module")
+def prometheus(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("prometheus")
+    if binary is None:  # tests/ensure-system-packages installs it; never a silent skip
+        pytest.fail("prometheus is not installed (Debian package, tests/system-packages.txt)")
+    work = tmp_path_factory.mktemp("prometheus")
+    config = work / "prometheus.yml"
+    config.write_text(json.dumps(scrape_config(platform.state()), indent=2))  # JSON is YAML
+    port = free_port()
+    log = (work / "prometheus.log").open("w")
+    proc = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={work / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (work / "prometheus.log").read_text()
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "Prometheus did not become ready"
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def instant(url: str, query: str) -> list[dict[str, Any]]:
+    r = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=30)
+    assert r.status_code == 200, r.text
+    return list(r.json()["data"]["result"])
+
+
+def has_data(url: str, query: str, start: float, end: float) -> bool:
+    """What Grafana draws over [start, end]: any point of any series that is a number
+    (0 is data; NaN, from a quantile or a ratio over nothing, is not)."""
+    r = httpx.get(f"{url}/api/v1/query_range", timeout=60, params={
+        "query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": STEP_SECONDS})
+    assert r.status_code == 200, f"{query}: {r.text}"
+    return any(not math.isnan(float(value))
+               for series in r.json()["data"]["result"] for _, value in series["values"])
+
+
+def substitute(expr: str) -> str:
+    for name, value in VARIABLES.items():
+        expr = expr.replace(name, value)
+    assert "$" not in expr, f"a dashboard variable the test does not know: {expr}"
+    return expr
+
+
+def dashboard_queries() -> Iterator[tuple[str, str | None, str]]:
+    """(where, the condition it fills under or None, expr) for every query."""
+    def walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        for panel in node.get("panels", []):
+            yield panel
+            yield from walk(panel)
+
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        board = json.loads(path.read_text())
+        for panel in walk(board):
+            condition = FILLS_WHEN.search(panel.get("description", ""))
+            for target in panel.get("targets", []):
+                where = f"{path.stem} / {panel['title']} [{target['refId']}]"
+                yield where, condition.group(1) if condition else None, target["expr"]
+
+
+# ---- traffic ------------------------------------------------------------------------------
+
+
+def scraped_after(url: str, mark: float) -> None:
+    """Wait until Prometheus has scraped every target successfully since `mark` (a Unix
+    time): a scrape that timed out on a loaded machine does not count.
+
+    A labelled series appears at its first increment, already counting it, and a rate sees
+    only increases between two scrapes: traffic that fits between two scrapes shows up as
+    a series whose rate is 0 (a latency quantile of NaN). Grafana shows the same on a
+    fresh process; the traffic here repeats each kind of request across scrapes."""
+    def targets() -> list[dict[str, Any]]:
+        r = httpx.get(f"{url}/api/v1/targets", timeout=30)
+        assert r.status_code == 200, r.text
+        return list(r.json()["data"]["activeTargets"])
+
+    def scraped(target: dict[str, Any]) -> bool:
+        last = re.sub(r"(\.\d{6})\d*", r"\1", target["lastScrape"]).replace("Z", "+00:00")
+        return target["health"] == "up" and datetime.fromisoformat(last).timestamp() > mark
+
+    try:
+        _eventually(lambda: all(scraped(t) for t in targets()),
+                    f"a successful scrape of every target after {mark}", timeout=90)
+    except AssertionError:
+        raise AssertionError(f"targets not scraped since {mark}: " + "; ".join(
+            f"{t['labels']['job']} {t['health']} last={t['lastScrape']} "
+            f"took={t['lastScrapeDuration']:.2f}s {t['lastError']}" for t in targets())
+            ) from None
+
+
+def jobs_seen(url: str, service: str, function: str, count: int) -> None:
+    """Wait until Prometheus has scraped `count` finished jobs of `function`: the worker
+    observes a job's duration after its progress says SUCCESS, so a scrape after that
+    is not enough to bracket the next run."""
+    query = (f'sum(igny8_job_duration_seconds_count{{service="{service}",'
+             f'function="{function}"}})')
+
+    def seen() -> bool:
+        found = instant(url, query)
+        return bool(found) and float(found[0]["value"][1]) >= count
+
+    _eventually(seen, f"{count} {function} jobs in Prometheus", timeout=90)
+
+
+def _data(r: httpx.Response) -> Any:
+    body = r.json()
+    return body.get("data", body)
+
+
+def _wait_for_job(client: httpx.Client, headers: dict[str, str], task_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        r = client.get(f"system/settings/task_progress/{task_id}/", headers=headers)
+        if r.status_code == 200 and r.json()["state"] in ("SUCCESS", "FAILURE"):
+            return dict(r.json())
+        time.sleep(0.5)
+    raise AssertionError(f"job {task_id} did not finish")
+
+
+def _eventually(get: Any, what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := get():
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"never saw {what}")
+
+
+def drive_traffic(platform: Platform, prometheus: str) -> None:
+    """What a user does in a few minutes, through the gateway."""
+
+    def settle() -> None:
+        scraped_after(prometheus, time.time())
+
+    login_line = LOGIN_LINE.search(platform.output())
+    assert login_line, platform.output()
+    email, password = login_line.groups()
+    # The gateway listens on 127.0.0.1: "localhost" may resolve to ::1 first, where
+    # another program may listen.
+    assert platform.api_url is not None
+    api_url = platform.api_url.replace("//localhost:", "//127.0.0.1:")
+    with httpx.Client(base_url=api_url, timeout=60) as client:
+        login = client.post("auth/login/", json={"email": email, "password": password})
+        assert login.status_code == 200, login.text
+        h = {"Authorization": f"Bearer {_data(login)['access']}"}
+        assert client.get("auth/me/", headers=h).status_code == 200
+        assert client.get("auth/me/").status_code == 401
+
+        site = client.get("auth/sites/", headers=h).json()["results"][0]
+        sector = client.get(f"auth/sites/{site['id']}/sectors/",
+                            headers=h).json()["results"][0]
+        where = {"site_id": site["id"], "sector_id": sector["id"]}
+
+        # Planner CRUD (planner learns of the demo site from auth's events).
+        def create(keyword: str, volume: int) -> dict[str, Any] | None:
+            r = client.post("planner/keywords/", headers=h,
+                            json={"keyword": keyword, "volume": volume, **where})
+            return dict(_data(r)) if r.status_code == 201 else None
+
+        words = ["best running shoes", "best running shoes for men", "top running shoes",
+                 "how to brew coffee", "coffee brewing guide", "how to brew coffee at home"]
+        first = _eventually(lambda: create(words[0], 900), "planner accept the demo site")
+        keywords = [first] + [create(w, 100 + i) for i, w in enumerate(words[1:])]
+        assert all(keywords), keywords
+        ids = [k["id"] for k in keywords]
+        assert client.get("planner/keywords/", headers=h).status_code == 200
+        assert client.get(f"planner/keywords/{ids[0]}/", headers=h).status_code == 200
+        r = client.patch(f"planner/keywords/{ids[1]}/", headers=h, json={"volume": 450})
+        assert r.status_code == 200, r.text
+        scratch = create("delete me", 1)
+        assert scratch is not None
+        assert client.delete(f"planner/keywords/{scratch['id']}/", headers=h).status_code in (
+            200, 204)
+        assert client.get("planner/keywords/999999999/", headers=h).status_code == 404
+
+        # AI jobs, each function twice with a scrape in between: the second run is an
+        # increase Prometheus sees (scraped_after).
+        for n, batch in enumerate((ids[:3], ids[3:]), start=1):
+            r = client.post("planner/keywords/auto_cluster/", headers=h,
+                            json={"ids": batch, "sector_id": sector["id"]})
+            assert r.status_code == 200, r.text
+            done = _wait_for_job(client, h, _data(r)["task_id"])
+            assert done["state"] == "SUCCESS", done
+            jobs_seen(prometheus, "planner", "auto_cluster", n)
+
+        def new_task(title: str) -> int | None:
+            r = client.post("writer/tasks/", headers=h, json={
+                "title": title, "keywords": title.lower(), "word_count": 300, **where})
+            return int(_data(r)["id"]) if r.status_code == 201 else None
+
+        tasks = [_eventually(lambda t=title: new_task(t), "writer accept the demo site")
+                 for title in ("How to descale a kettle", "Choosing running shoes")]
+        contents = []
+        for n, task_id in enumerate(tasks, start=1):
+            r = client.post("writer/tasks/auto_generate_content/", headers=h,
+                            json={"ids": [task_id]})
+            assert r.status_code == 200, r.text
+            done = _wait_for_job(client, h, _data(r)["task_id"])
+            assert done["state"] == "SUCCESS", done
+            jobs_seen(prometheus, "writer", "auto_generate_content", n)
+            contents += done["meta"]["result"]["content_ids"]
+        r = client.post("writer/content/generate_image_prompts/", headers=h,
+                        json={"ids": contents[:1]})
+        assert r.status_code == 200, r.text
+        assert _wait_for_job(client, h, _data(r)["task_id"])["state"] == "SUCCESS"
+
+        # Reads of every service, in rounds a scrape apart (scraped_after).
+        reads = ("auth/me/", "auth/sites/", "planner/keywords/", "planner/clusters/",
+                 "writer/tasks/", "writer/content/", "billing/credits/balance/",
+                 "billing/credits/usage/", "billing/credits/transactions/")
+        for _ in range(3):
+            for path in reads:
+                r = client.get(path, headers=h)
+                assert r.status_code == 200, f"{path}: {r.text}"
+            settle()
+
+        # 429s: failed sign-ins from this address, in rounds a scrape apart, each more
+        # than the limit lets through meanwhile (auth: 20 a minute).
+        def sign_in_failures(attempts: int) -> list[int]:
+            return [client.post("auth/login/", json={"email": "nobody@example.com",
+                                                     "password": "wrong-password-1"}
+                                ).status_code for _ in range(attempts)]
+
+        for _ in range(3):
+            statuses = sign_in_failures(25)
+            assert 429 in statuses, statuses
+            settle()
+
+
+# ---- the test -----------------------------------------------------------------------------
+
+
+def test_every_dashboard_query_returns_data(platform: Platform, prometheus: str) -> None:
+    start = time.time()
+    drive_traffic(platform, prometheus)
+    down = instant(prometheus, 'up{job=~"igny8-.*"} == 0')
+    assert down == [], f"targets Prometheus could not scrape: {down}"
+
+    end = time.time()
+    empty: list[str] = []
+    conditional: list[str] = []
+    zero_filled: list[str] = []  # data only from `or vector(0)`: shown as 0, as meant
+    checked = 0
+    for where, condition, expr in dashboard_queries():
+        if condition is not None:
+            conditional.append(f"{where} (fills when: {condition})")
+            continue
+        checked += 1
+        if not has_data(prometheus, substitute(expr), start, end):
+            empty.append(f"{where}: {expr}")
+        elif ZERO_FILL.search(expr) and not has_data(
+                prometheus, substitute(ZERO_FILL.sub("", expr)), start, end):
+            zero_filled.append(where)
+    print(f"{checked} queries checked, {len(empty)} without data; {len(zero_filled)} show 0"
+          f" only through `or vector(0)`:", *zero_filled, sep="\n  ")
+    print(f"{len(conditional)} conditional, not asserted:", *conditional, sep="\n  ")
+    assert checked > 100
+    if empty:  # what Prometheus saw of the targets, for the failure message
+        failures = instant(prometheus, f'sum by (job) (count_over_time((up{{job=~"igny8-.*"}} == 0)'
+                                       f'[{math.ceil(end - start)}s:{SCRAPE_SECONDS}s]))')
+        scrape_failures = {r["metric"]["job"]: r["value"][1] for r in failures}
+        pytest.fail(f"{len(empty)} of {checked} queries without data (failed scrapes: "
+                    f"{scrape_failures}):\n" + "\n".join(empty))
+    # What the traffic script does on purpose shows as itself, not as a fallback 0.
+    meant = [where for where in zero_filled
+             if re.search(r"Rate-limit|429|AI |Jobs by|Drafts", where)]
+    assert meant == [], f"the traffic's 429s and AI jobs do not show: {meant}"
