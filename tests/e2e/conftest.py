@@ -19,14 +19,19 @@ from igny8.tests.running import REPO, Platform
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(tmp_path_factory: pytest.TempPathFactory,
+             request: pytest.FixtureRequest) -> Iterator[Platform]:
+    """A module that tests a limit names its scope in `REAL_RATE_LIMITS`: that scope keeps
+    the reference's limit, the others are raised."""
     home = tmp_path_factory.mktemp("igny8-home")
+    real = set(getattr(request.module, "REAL_RATE_LIMITS", ()))
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
     # Ports the kernel picks: other platforms (other test runs) may start beside this one.
     env.update(IGNY8_HOME=str(home), PYTHONUNBUFFERED="1", IGNY8_PORTS="any",
                # The test stack's rate-limit override: schemathesis sends thousands of
                # requests (test_platform_up); nothing here tests the limits themselves.
-               IGNY8_RATE_LIMIT_OVERRIDES=json.dumps({s: 100_000 for s in RATE_LIMITS}))
+               IGNY8_RATE_LIMIT_OVERRIDES=json.dumps({s: 100_000 for s in RATE_LIMITS
+                                                      if s not in real}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "igny8", "up", "--timeout", "180"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
