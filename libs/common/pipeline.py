@@ -25,11 +25,19 @@ done, for the review gate (`items`: optimizer score, placeholders left).
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, Field
+from sqlalchemy import Table
 
-from libs.common.commands import Command, CommandClient
+from libs.common import nats as nats_kernel
+from libs.common.ai_jobs import AIJobRequests
+from libs.common.ai_jobs.settings import AIJobSettings
+from libs.common.billing import BillingClient
+from libs.common.commands import Command, CommandClient, Handler, serve
+from libs.common.db import Database
+from libs.common.jobs import TaskProgress
+from libs.common.runtime import WorkerContext
 
 STAGES = (1, 2, 3, 4, 5, 6, 7)
 PLANNER_STAGES = (1, 2, 3)
@@ -113,3 +121,41 @@ class PipelineClient(CommandClient):
         request = QueueWork(account_id=account_id, site_id=site_id, stage=stage, ids=ids,
                             key=key, user_id=user_id, run_id=run_id)
         return await self.call(QUEUE[owner_of(stage)], request)
+
+
+S = TypeVar("S", bound=AIJobSettings)
+
+
+class PipelineAnswerer(Generic[S]):
+    """A service's answers to automation's two commands for the stages it owns: `pending`
+    (what waits) and `queue` (start the service's own job for a batch). Subclasses name
+    their commands and AI task log and write the two answers; the billed-job requests they
+    queue through, and serving them from a worker, are written here once."""
+
+    pending_command: ClassVar[Command[PendingWork, PendingResult]]
+    queue_command: ClassVar[Command[QueueWork, QueueResult]]
+    ai_task_logs: ClassVar[Table]
+
+    def __init__(self, db: Database, settings: S, billing: BillingClient,
+                 progress: TaskProgress | None) -> None:
+        self.db = db
+        self.settings = settings
+        self.requests = AIJobRequests(self.ai_task_logs, billing, progress,
+                                      hold_ttl_seconds=settings.hold_ttl_seconds)
+
+    def handlers(self) -> dict[Command[Any, Any], Handler]:
+        return {self.pending_command: self.pending, self.queue_command: self.queue}
+
+    async def pending(self, req: PendingWork) -> PendingResult:
+        raise NotImplementedError
+
+    async def queue(self, req: QueueWork) -> QueueResult:
+        raise NotImplementedError
+
+    @classmethod
+    async def serve(cls, ctx: WorkerContext, settings: S) -> None:
+        """A worker task: answer the commands until the worker stops."""
+        answers = cls(ctx.db, settings,
+                      BillingClient(ctx.nc, timeout=settings.command_timeout_seconds),
+                      TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET]))
+        await serve(ctx.nc, answers.handlers(), stop=ctx.stop)

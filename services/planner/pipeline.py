@@ -12,16 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from libs.common.ai_jobs import AIJobRequests
-from libs.common.billing import BillingClient
-from libs.common.commands import Command, Handler
-from libs.common.db import Database, TenantScope
-from libs.common.jobs import TaskProgress
+from libs.common.db import TenantScope
 from libs.common.pipeline import (
     PLANNER_PENDING,
     PLANNER_QUEUE,
     PendingResult,
     PendingWork,
+    PipelineAnswerer,
     QueueResult,
     QueueWork,
     task_id_for,
@@ -35,16 +32,10 @@ from services.planner.service import ClusterService, IdeaService, KeywordService
 from services.planner.settings import PlannerSettings
 
 
-class PlannerPipeline:
-    def __init__(self, db: Database, settings: PlannerSettings, billing: BillingClient,
-                 progress: TaskProgress | None) -> None:
-        self.db = db
-        self.settings = settings
-        self.requests = AIJobRequests(AI_TASK_LOGS, billing, progress,
-                                      hold_ttl_seconds=settings.hold_ttl_seconds)
-
-    def handlers(self) -> dict[Command[Any, Any], Handler]:
-        return {PLANNER_PENDING: self.pending, PLANNER_QUEUE: self.queue}
+class PlannerPipeline(PipelineAnswerer[PlannerSettings]):
+    pending_command = PLANNER_PENDING
+    queue_command = PLANNER_QUEUE
+    ai_task_logs = AI_TASK_LOGS
 
     async def pending(self, req: PendingWork) -> PendingResult:
         vis = Visibility(req.account_id, (req.site_id,))

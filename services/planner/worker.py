@@ -12,7 +12,6 @@ import asyncio
 
 from libs.common import nats as nats_kernel
 from libs.common.billing import BillingClient
-from libs.common.commands import serve
 from libs.common.jobs import JobWorker, TaskProgress
 from libs.common.runtime import WorkerContext, main, run_worker
 from services.planner.events import auth_consumer, writer_consumer
@@ -39,10 +38,7 @@ async def run(stop: asyncio.Event, settings: PlannerSettings | None = None, *,
 
     async def pipeline(ctx: WorkerContext) -> None:
         """Automation's pipeline commands (stages 1-3)."""
-        answers = PlannerPipeline(
-            ctx.db, settings, BillingClient(ctx.nc, timeout=settings.command_timeout_seconds),
-            TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET]))
-        await serve(ctx.nc, answers.handlers(), stop=ctx.stop)
+        await PlannerPipeline.serve(ctx, settings)
 
     await run_worker(settings, consumers=lambda ctx: [auth_consumer(ctx.db, ctx.js),
                                                       writer_consumer(ctx.db, ctx.js)],

@@ -14,16 +14,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from libs.common.ai_jobs import AIJobRequests
-from libs.common.billing import BillingClient
-from libs.common.commands import Command, Handler
-from libs.common.db import Database, TenantScope
-from libs.common.jobs import TaskProgress
+from libs.common.db import TenantScope
 from libs.common.pipeline import (
     WRITER_PENDING,
     WRITER_QUEUE,
     PendingResult,
     PendingWork,
+    PipelineAnswerer,
     QueueResult,
     QueueWork,
     task_id_for,
@@ -51,16 +48,10 @@ def has_placeholders(html: str) -> bool:
     return PLACEHOLDER.search(html or "") is not None
 
 
-class WriterPipeline:
-    def __init__(self, db: Database, settings: WriterSettings, billing: BillingClient,
-                 progress: TaskProgress | None) -> None:
-        self.db = db
-        self.settings = settings
-        self.requests = AIJobRequests(AI_TASK_LOGS, billing, progress,
-                                      hold_ttl_seconds=settings.hold_ttl_seconds)
-
-    def handlers(self) -> dict[Command[Any, Any], Handler]:
-        return {WRITER_PENDING: self.pending, WRITER_QUEUE: self.queue}
+class WriterPipeline(PipelineAnswerer[WriterSettings]):
+    pending_command = WRITER_PENDING
+    queue_command = WRITER_QUEUE
+    ai_task_logs = AI_TASK_LOGS
 
     async def pending(self, req: PendingWork) -> PendingResult:
         vis = Visibility(req.account_id, (req.site_id,))

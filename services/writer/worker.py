@@ -14,7 +14,6 @@ import asyncio
 
 from libs.common import nats as nats_kernel
 from libs.common.billing import BillingClient
-from libs.common.commands import serve
 from libs.common.jobs import JobWorker, TaskProgress
 from libs.common.runtime import WorkerContext, main, run_worker
 from libs.common.storage import build_storage
@@ -54,10 +53,7 @@ async def run(stop: asyncio.Event, settings: WriterSettings | None = None, *,
 
     async def pipeline(ctx: WorkerContext) -> None:
         """Automation's pipeline commands (stages 4-7)."""
-        answers = WriterPipeline(
-            ctx.db, settings, BillingClient(ctx.nc, timeout=settings.command_timeout_seconds),
-            TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET]))
-        await serve(ctx.nc, answers.handlers(), stop=ctx.stop)
+        await WriterPipeline.serve(ctx, settings)
 
     await run_worker(settings, consumers=lambda ctx: [auth_consumer(ctx.db, ctx.js),
                                                       planner_consumer(ctx.db, ctx.js)],
