@@ -49,6 +49,7 @@ from services.writer.publishing.repository import (
     PublicationRepository,
     SyncEventRepository,
 )
+from services.writer.publishing.wp_client import WordPressSite
 from services.writer.repository import ContentRepository, ImageRepository
 from services.writer.service.common import Platform
 from services.writer.service.publishing import (
@@ -130,14 +131,18 @@ class PublishingJobs:
                           alt=image["alt_text"] or title, title=title,
                           ref=self.platform.image_url(image))
 
-    async def publish(self, ctx: JobContext) -> dict[str, Any]:
-        account_id, content, integration, images = await self._load(ctx)
-        started = time.perf_counter()
+    def _site(self, integration: Row) -> WordPressSite:
+        """The site with its decrypted credentials, or the job fails saying what to save."""
         try:
-            site = site_of(integration, self.box)
+            return site_of(integration, self.box)
         except ValidationFailed as exc:
             raise JobFailed("Save the WordPress username and Application Password first.") \
                 from exc
+
+    async def publish(self, ctx: JobContext) -> dict[str, Any]:
+        account_id, content, integration, images = await self._load(ctx)
+        started = time.perf_counter()
+        site = self._site(integration)
         featured = None
         inline: list[ImageAsset] = []
         for image in images:
@@ -202,11 +207,7 @@ class PublishingJobs:
     async def unpublish(self, ctx: JobContext) -> dict[str, Any]:
         account_id, content, integration, _ = await self._load(ctx)
         started = time.perf_counter()
-        try:
-            site = site_of(integration, self.box)
-        except ValidationFailed as exc:
-            raise JobFailed("Save the WordPress username and Application Password first.") \
-                from exc
+        site = self._site(integration)
         trash = bool(ctx.job.data.get("trash"))
 
         async def progress(step: str, percentage: int, message: str) -> None:
