@@ -14,7 +14,7 @@ their own billing worker, on another database, in the same queue group."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +26,8 @@ from sqlmodel import col
 from libs.common.billing import BillingClient
 from libs.common.db import Database, TenantScope
 from libs.common.problems import NotFound, ServiceUnavailable
+from libs.common.testing.factories import Factories, Tenant
+from libs.common.testing.fake_auth import FakeAuth
 from libs.common.testing.plugin import MakeSettings
 from libs.common.uow import unit_of_work
 from services.billing.main import MIGRATIONS
@@ -135,3 +137,19 @@ async def running_billing(make_settings: MakeSettings, nc: NATS) -> AsyncIterato
         await db.dispose()
         stop.set()
         await asyncio.wait_for(worker, 20)
+
+
+MakeTenant = Callable[..., Awaitable[Tenant]]
+
+
+def tenant_maker(factories: Factories, auth: FakeAuth, ledger: Ledger, *,
+                 credits: int) -> MakeTenant:
+    """The tests' tenants: a new account with a site and its sectors in fake auth, funded
+    with `credits` (or the given number) in billing."""
+    async def make(credits: int = credits) -> Tenant:
+        tenant = factories.tenant()
+        tenant.site_id, tenant.sector_ids = auth.add_site(tenant.account_id)
+        await ledger.fund(tenant.account_id, credits)
+        return tenant
+
+    return make

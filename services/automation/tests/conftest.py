@@ -26,7 +26,7 @@ from libs.common.testing.tokens import TestIssuer
 from libs.common.testing.workers import running_worker
 from services.automation.main import create_app
 from services.automation.settings import MIGRATIONS, AutomationSettings
-from services.billing.testing import Ledger, running_billing
+from services.billing.testing import Ledger, MakeTenant, running_billing, tenant_maker
 from services.planner.main import MIGRATIONS as PLANNER_MIGRATIONS
 from services.planner.main import create_app as create_planner
 from services.planner.settings import PlannerSettings
@@ -113,18 +113,9 @@ async def client(settings: AutomationSettings, issuer: TestIssuer, planner: http
         yield c
 
 
-MakeTenant = Callable[..., Awaitable[Tenant]]
-
-
 @pytest.fixture
 def make_tenant(factories: Factories, fake_auth: FakeAuth, billing: Ledger) -> MakeTenant:
-    async def make(credits: int = 5000) -> Tenant:
-        tenant = factories.tenant()
-        tenant.site_id, tenant.sector_ids = fake_auth.add_site(tenant.account_id)
-        await billing.fund(tenant.account_id, credits)
-        return tenant
-
-    return make
+    return tenant_maker(factories, fake_auth, billing, credits=5000)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from libs.common.testing.factories import Factories, Tenant, next_id
 from libs.common.testing.fake_auth import FakeAuth, answering_auth
 from libs.common.testing.plugin import DatabaseFactory, MakeSettings, NatsIdentity
 from libs.common.testing.tokens import TestIssuer
-from services.billing.testing import Ledger, running_billing
+from services.billing.testing import Ledger, MakeTenant, running_billing, tenant_maker
 from services.planner.main import MIGRATIONS, create_app
 from services.planner.settings import PlannerSettings
 
@@ -77,18 +77,9 @@ async def client(planner_settings: PlannerSettings, issuer: TestIssuer, fake_aut
         yield c
 
 
-MakeTenant = Callable[..., Awaitable[Tenant]]
-
-
 @pytest.fixture
 def make_tenant(factories: Factories, fake_auth: FakeAuth, billing: Ledger) -> MakeTenant:
-    async def make(credits: int = 1000) -> Tenant:
-        tenant = factories.tenant()
-        tenant.site_id, tenant.sector_ids = fake_auth.add_site(tenant.account_id)
-        await billing.fund(tenant.account_id, credits)
-        return tenant
-
-    return make
+    return tenant_maker(factories, fake_auth, billing, credits=1000)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from libs.common.testing.fake_auth import FakeAuth, answering_auth
 from libs.common.testing.plugin import DatabaseFactory, MakeSettings
 from libs.common.testing.tokens import TestIssuer
 from libs.common.uow import unit_of_work
-from services.billing.testing import Ledger, running_billing
+from services.billing.testing import Ledger, MakeTenant, running_billing, tenant_maker
 from services.writer.main import create_app
 from services.writer.models import DIRECTORY
 from services.writer.settings import MIGRATIONS, WriterSettings
@@ -78,18 +78,9 @@ async def client(settings: WriterSettings, issuer: TestIssuer, fake_auth: FakeAu
         yield c
 
 
-MakeTenant = Callable[..., Awaitable[Tenant]]
-
-
 @pytest.fixture
 def make_tenant(factories: Factories, fake_auth: FakeAuth, billing: Ledger) -> MakeTenant:
-    async def make(credits: int = 1000) -> Tenant:
-        tenant = factories.tenant()
-        tenant.site_id, tenant.sector_ids = fake_auth.add_site(tenant.account_id)
-        await billing.fund(tenant.account_id, credits)
-        return tenant
-
-    return make
+    return tenant_maker(factories, fake_auth, billing, credits=1000)
 
 
 @pytest.fixture
