@@ -120,7 +120,7 @@ async def _render(ws_url: str, url: str, until_text: str, seconds: float, height
         return html, tools.requested, tools.errors
 
 
-def _devtools_url(profile: Path, proc: subprocess.Popen[bytes], seconds: float = 30) -> str:
+def _devtools_url(profile: Path, proc: subprocess.Popen[bytes], seconds: float = 120) -> str:
     port_file = profile / "DevToolsActivePort"
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
