@@ -20,6 +20,12 @@ batch); 2 clusters without ideas → `auto_generate_ideas`; 3 new ideas → writ
 4 draft tasks without content → `auto_generate_content`; 5 drafts without images →
 `generate_image_prompts`; 6 pending images → `generate_images`; 7 drafts whose images are
 done, for the review gate (`items`: optimizer score, placeholders left).
+
+Stage 7 in `auto` mode has a third command, writer's `pipeline_publish`: approve and
+publish one content to the site's active WordPress integration, under a key. It answers
+once the publish is over, `published` or not with the reason (`code`: `no_integration`,
+`inactive`, `credentials`, `failed`); writer's publisher makes it exactly once (ADR 0019),
+and a request whose key already published the content is answered from the record.
 """
 
 from __future__ import annotations
@@ -97,12 +103,36 @@ class QueueResult(BaseModel):
     replayed: bool = False
 
 
+class PublishWork(BaseModel):
+    account_id: int
+    site_id: int
+    content_id: int
+    key: str = Field(min_length=1, max_length=200)
+    user_id: int | None = None
+    run_id: str | None = None
+
+
+class PublishAnswer(BaseModel):
+    content_id: int
+    published: bool
+    # `published`, or why not: `no_integration`, `inactive`, `credentials` (none saved,
+    # or the site refused them), `failed` (the site's answer, in `reason`).
+    code: str
+    reason: str = ""
+    post_id: int | None = None
+    url: str | None = None
+    replayed: bool = False  # answered from the record of an earlier request
+
+
 PLANNER_PENDING = Command("planner", "pipeline_pending", PendingWork, PendingResult,
                           idempotent=True)
 PLANNER_QUEUE = Command("planner", "pipeline_queue", QueueWork, QueueResult, idempotent=True)
 WRITER_PENDING = Command("writer", "pipeline_pending", PendingWork, PendingResult,
                          idempotent=True)
 WRITER_QUEUE = Command("writer", "pipeline_queue", QueueWork, QueueResult, idempotent=True)
+
+WRITER_PUBLISH = Command("writer", "pipeline_publish", PublishWork, PublishAnswer,
+                         idempotent=True)
 
 PENDING = {"planner": PLANNER_PENDING, "writer": WRITER_PENDING}
 QUEUE = {"planner": PLANNER_QUEUE, "writer": WRITER_QUEUE}
@@ -121,6 +151,13 @@ class PipelineClient(CommandClient):
         request = QueueWork(account_id=account_id, site_id=site_id, stage=stage, ids=ids,
                             key=key, user_id=user_id, run_id=run_id)
         return await self.call(QUEUE[owner_of(stage)], request)
+
+    async def publish(self, account_id: int, site_id: int, content_id: int, *, key: str,
+                      user_id: int | None = None, run_id: str | None = None,
+                      timeout: float | None = None) -> PublishAnswer:
+        request = PublishWork(account_id=account_id, site_id=site_id, content_id=content_id,
+                              key=key, user_id=user_id, run_id=run_id)
+        return await self.call(WRITER_PUBLISH, request, timeout=timeout)
 
 
 S = TypeVar("S", bound=AIJobSettings)

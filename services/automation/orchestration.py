@@ -29,7 +29,7 @@ from libs.common.db import Database, TenantScope
 from libs.common.events import utcnow
 from libs.common.jobs import TaskProgress
 from libs.common.pipeline import PendingResult, PipelineClient, task_id_for
-from libs.common.problems import DomainError, PaymentRequired, ServiceUnavailable
+from libs.common.problems import DomainError, NotFound, PaymentRequired, ServiceUnavailable
 from libs.common.repository import Row, Visibility
 from libs.common.uow import UnitOfWork, unit_of_work
 from services.automation import events
@@ -67,6 +67,8 @@ CREDENTIALS = re.compile(r"\b(401|403)\b|api[ _-]?key|unauthori[sz]ed|credential
 MOVES_PER_ADVANCE = 50
 # A step's job that shows no sign of starting after this long is asked for again.
 STALE_JOB = timedelta(minutes=3)
+# The reason kept on a stage-7 item that was published (the daily cap counts them).
+PUBLISHED = "published"
 
 
 def batch_size(config: Row | None, stage: int) -> int:
@@ -82,19 +84,27 @@ class PublishOutcome:
     published: bool
     reason: str = ""
     external_url: str | None = None
+    # The site refused the saved credentials: the run pauses until a person fixes them.
+    pause: bool = False
 
 
 class Publisher(Protocol):
-    async def publish(self, account_id: int, site_id: int, content_id: int) -> PublishOutcome:
+    """Approve and publish one content to its site (writer's `pipeline_publish`, through
+    `services/automation/publishing.WriterPublisher`). The same `key` twice publishes once.
+    Raises `ServiceUnavailable` when the owner did not answer (the gate asks again)."""
+
+    async def publish(self, account_id: int, site_id: int, content_id: int, *, key: str,
+                      user_id: int | None = None, run_id: str | None = None
+                      ) -> PublishOutcome:
         ...
 
 
-class NoPublishing:
-    """Until writer's publishing answers a command for it: nothing is published, and the
-    gate says why."""
+class CredentialsRefused(Exception):
+    """The site refused the credentials: the gate stops and the run pauses."""
 
-    async def publish(self, account_id: int, site_id: int, content_id: int) -> PublishOutcome:
-        return PublishOutcome(False, "no publishing integration")
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 # --- the estimate ----------------------------------------------------------------------
@@ -209,7 +219,11 @@ class Orchestrator:
         self.pipeline = pipeline
         self.progress = progress
         self.settings = settings
-        self.publisher = publisher or NoPublishing()
+        if publisher is None:
+            from services.automation.publishing import WriterPublisher
+
+            publisher = WriterPublisher(pipeline, timeout=settings.publish_timeout_seconds)
+        self.publisher = publisher
 
     async def advance_due(self) -> int:
         """Advance every running run that is due; how many moved."""
@@ -458,24 +472,60 @@ class Orchestrator:
                     pending: PendingResult) -> None:
         """Stage 7 on one batch: drafts stay drafts; in `auto` mode, content whose
         optimizer score reaches the threshold and that has no placeholders left is
-        published (within the daily cap and the time window)."""
+        published (within the daily cap, counted over the site's runs since local
+        midnight, and the time window). Each item is decided once, recorded with its
+        reason; the batch stops early when writer does not answer (asked again later)
+        or the site refuses the credentials (the run pauses): the items not decided stay
+        pending, and deciding one again publishes under the same key (at most once)."""
         cfg = config or {}
         mode = cfg.get("publish_mode") or PublishMode.DRAFT
+        published_today = 0
+        if mode == PublishMode.AUTO:
+            published_today = await m.items.published_since(run["site_id"], _day_start(cfg))
+        decided: list[tuple[int, str | None]] = []
+        waiting: str | None = None
+        refused: str | None = None
+        for content_id in ids:
+            info = pending.items.get(str(content_id)) or {}
+            try:
+                reason = await self._gate_one(run, cfg, mode, content_id, info,
+                                              published_today)
+            except ServiceUnavailable as exc:
+                waiting = exc.detail
+                break
+            except CredentialsRefused as exc:
+                refused = exc.reason
+                break
+            decided.append((content_id, reason))
+            if reason is None:
+                published_today += 1
+        if decided:
+            run = await self._record_gate(m, run, decided, mode)
+        if waiting is not None:
+            await m.set_run(run, {"wake_at": utcnow() + timedelta(
+                seconds=self.settings.step_retry_seconds)})
+            await m.say(run, f"Stage 7: {waiting} Asking again.", stage=7, level="warning")
+        elif refused is not None:
+            await self._pause(m, run, f"Paused at stage 7: WordPress refused the "
+                                      f"credentials ({refused}). Fix the site's integration "
+                                      f"and resume.")
+
+    async def _record_gate(self, m: Move, run: Row, decided: list[tuple[int, str | None]],
+                           mode: str) -> Row:
         batch = len(await m.steps.of_run(run["id"], 7))
         step = await m.steps.add({
             "run_pk": run["id"], "stage": 7, "batch": batch,
-            "key": f"automation:{run['run_id']}:7:{batch}", "item_ids": ids,
-            "status": StepStatus.DONE, "finished_at": utcnow()})
+            "key": f"automation:{run['run_id']}:7:{batch}",
+            "item_ids": [i for i, _ in decided], "status": StepStatus.DONE,
+            "finished_at": utcnow()})
         if step is None:
-            return
+            return run
         entry = _result(run, 7)
         published = 0
-        for content_id in ids:
-            info = pending.items.get(str(content_id)) or {}
-            reason = await self._gate_one(run, cfg, mode, content_id, info, published)
+        for content_id, reason in decided:
             status = ItemStatus.DONE if reason is None else ItemStatus.SKIPPED
             await m.items.add_many(run["id"], 7, step["id"], [content_id], status,
-                                   reason or "published")
+                                   reason or PUBLISHED)
             entry["processed"] += 1
             if reason is None:
                 published += 1
@@ -483,12 +533,15 @@ class Orchestrator:
             else:
                 entry["skipped"] += 1
                 _reason(entry, reason)
-        await m.set_run(run, {"results": _with_result(run, 7, entry)})
-        await m.say(run, f"Stage 7: {len(ids)} drafts reviewed, {published} published "
+        run = await m.set_run(run, {"results": _with_result(run, 7, entry)})
+        await m.say(run, f"Stage 7: {len(decided)} drafts reviewed, {published} published "
                          f"(mode {mode}).", stage=7)
+        return run
 
     async def _gate_one(self, run: Row, cfg: dict[str, Any], mode: str, content_id: int,
                         info: dict[str, Any], published: int) -> str | None:
+        """Why the content stays a draft, or None once it is published. `published`: how
+        many the site's runs published today."""
         if mode != PublishMode.AUTO:
             return "kept as draft for review"
         threshold = int(cfg.get("quality_threshold") or 0)
@@ -503,7 +556,15 @@ class Orchestrator:
             return "daily publishing cap reached"
         if not _in_window(cfg):
             return "outside the publishing window"
-        outcome = await self.publisher.publish(run["account_id"], run["site_id"], content_id)
+        try:
+            outcome = await self.publisher.publish(
+                run["account_id"], run["site_id"], content_id,
+                key=f"automation:{run['run_id']}:7:{content_id}",
+                user_id=run["triggered_by"], run_id=run["run_id"])
+        except NotFound:
+            return "the content no longer exists"
+        if outcome.pause:
+            raise CredentialsRefused(outcome.reason)
         return None if outcome.published else outcome.reason or "not published"
 
     # --- stopping and finishing -------------------------------------------------------
@@ -569,6 +630,12 @@ def _detail(exc: DomainError) -> str:
         field, messages = next(iter(exc.errors.items()))
         return f"{field}: {'; '.join(messages)}"
     return exc.detail
+
+
+def _day_start(cfg: dict[str, Any]) -> datetime:
+    """Midnight today in the configuration's time zone (the daily cap's day)."""
+    zone = ZoneInfo(cfg.get("timezone") or "UTC")
+    return datetime.combine(datetime.now(zone).date(), time(0, 0), tzinfo=zone)
 
 
 def _in_window(cfg: dict[str, Any]) -> bool:

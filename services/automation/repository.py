@@ -187,6 +187,14 @@ class ItemRepository(Repository[Row]):
             .values(status=status, reason=reason, updated_at=func.now()).returning(ITEMS.c.id))
         return len(result.scalars().all())
 
+    async def published_since(self, site_id: int, since: datetime) -> int:
+        """Stage-7 items the site's runs published since `since` (the daily cap)."""
+        rows = await self.session.execute(
+            select(func.count()).select_from(ITEMS.join(RUNS, RUNS.c.id == ITEMS.c.run_pk))
+            .where(*self.scope(), RUNS.c.site_id == site_id, ITEMS.c.stage == 7,
+                   ITEMS.c.status == "done", ITEMS.c.updated_at >= since))
+        return int(rows.scalar_one())
+
     async def of_step(self, step_id: int) -> list[Row]:
         return await self.fetch(self.select().where(*self.scope(), ITEMS.c.step_id == step_id))
 

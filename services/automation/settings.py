@@ -27,3 +27,6 @@ class AutomationSettings(ServiceSettings):
     # before its items are parked.
     step_retry_seconds: float = 5.0
     step_max_attempts: int = 5
+    # How long stage 7 waits for writer to publish one content (images uploaded, the post
+    # made and published) before asking again under the same key.
+    publish_timeout_seconds: float = 60.0

@@ -4,7 +4,8 @@ Runs the outbox relay, the consumers of auth's directory and of planner's events
 ideas become tasks; clusters and keywords feed the briefs' read models), and the AI job
 workers (`auto_generate_content`, `generate_image_prompts`, `generate_images`,
 `optimize`) and the publishing jobs (`publish`, `unpublish`) on the work queue, and
-automation's pipeline commands (`pipeline.py`), each supervised
+automation's pipeline commands (`pipeline.py`, and `publishing/approval.py` for stage
+7's publish), each supervised
 (`libs.common.runtime.run_worker`).
 """
 
@@ -20,6 +21,7 @@ from libs.common.storage import build_storage
 from services.writer.events import auth_consumer, planner_consumer
 from services.writer.jobs import DraftFn, WriterJobs, draft_offline
 from services.writer.pipeline import WriterPipeline
+from services.writer.publishing.approval import AutoPublishing
 from services.writer.publishing.jobs import PublishingJobs
 from services.writer.service import Platform
 from services.writer.settings import WriterSettings
@@ -55,9 +57,13 @@ async def run(stop: asyncio.Event, settings: WriterSettings | None = None, *,
         """Automation's pipeline commands (stages 4-7)."""
         await WriterPipeline.serve(ctx, settings)
 
+    async def auto_publishing(ctx: WorkerContext) -> None:
+        """Automation's stage 7 in `auto` mode (`pipeline_publish`)."""
+        await AutoPublishing.serve(ctx, settings)
+
     await run_worker(settings, consumers=lambda ctx: [auth_consumer(ctx.db, ctx.js),
                                                       planner_consumer(ctx.db, ctx.js)],
-                     tasks=[jobs, pipeline], stop=stop)
+                     tasks=[jobs, pipeline, auto_publishing], stop=stop)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import mimetypes
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import UUID
 
 from nats.js import JetStreamContext
 from sqlalchemy import func, literal_column, select
@@ -60,6 +61,7 @@ from services.writer.service.publishing import (
 )
 
 SERVICE = "writer"
+Progress = Callable[[str, int, str], Awaitable[None]]
 
 
 class PublishingJobs:
@@ -141,8 +143,37 @@ class PublishingJobs:
 
     async def publish(self, ctx: JobContext) -> dict[str, Any]:
         account_id, content, integration, images = await self._load(ctx)
+        status: TargetStatus = {"draft": "draft", "future": "future"}.get(
+            str(ctx.job.data.get("status")), "publish")  # type: ignore[assignment]
+
+        async def progress(step: str, percentage: int, message: str) -> None:
+            await self._progress(ctx, step, percentage, message)
+
+        try:
+            return await self.publish_loaded(
+                account_id, content, integration, images, task_id=ctx.task_id, status=status,
+                date_gmt=ctx.job.data.get("date_gmt"), on_progress=progress)
+        except PublishFailed as exc:
+            raise JobFailed(exc.reason) from None
+
+    async def publish_loaded(self, account_id: int, content: Row, integration: Row,
+                             images: list[Row], *, task_id: UUID, status: TargetStatus = "publish",
+                             date_gmt: str | None = None,
+                             on_progress: Progress | None = None,
+                             replay: bool = False) -> dict[str, Any]:
+        """Publish one content (the job's body, and automation's `pipeline_publish`): the
+        exactly-once publisher with the site's publishes serialised, then the post on the
+        content, a sync event and `writer.content.published` in one unit of work. Failing:
+        the reason recorded, `PublishFailed` raised (`kind` `credentials` when none are
+        saved or cannot be read). `replay`: when the publication already says `published`
+        under `task_id` (an earlier request with the same key), answer what it recorded,
+        without a call to the site."""
         started = time.perf_counter()
-        site = self._site(integration)
+        try:
+            site = site_of(integration, self.box)
+        except ValidationFailed:
+            raise PublishFailed("Save the WordPress username and Application Password first.",
+                                "credentials") from None
         featured = None
         inline: list[ImageAsset] = []
         for image in images:
@@ -160,49 +191,65 @@ class PublishingJobs:
             featured_image=featured, inline_images=inline, seo_title=content["meta_title"],
             meta_description=content["meta_description"],
             focus_keyword=content["primary_keyword"])
-        status: TargetStatus = {"draft": "draft", "future": "future"}.get(
-            str(ctx.job.data.get("status")), "publish")  # type: ignore[assignment]
-
-        async def progress(step: str, percentage: int, message: str) -> None:
-            await self._progress(ctx, step, percentage, message)
 
         async with self.serialised(account_id, integration["id"]):
+            if replay:
+                done = await self._replayed(account_id, integration, content["id"], task_id)
+                if done is not None:
+                    return done
             try:
                 result = await self.publisher(account_id, integration).publish(
-                    site, publishable, status=status, date_gmt=ctx.job.data.get("date_gmt"),
-                    on_progress=progress)
+                    site, publishable, status=status, date_gmt=date_gmt,
+                    on_progress=on_progress)
             except PublishFailed as exc:
                 await self._failed(account_id, integration, SyncKind.PUBLISH, started,
                                    content["id"], exc.reason)
-                raise JobFailed(exc.reason) from None
-        await self._progress(ctx, "SAVE", 90, "Recording the post on the content")
-        wp_status = {"published": "publish", "scheduled": "future"}.get(result.status, "draft")
-        async with unit_of_work(self.db, TenantScope.account(account_id)) as uow:
-            vis = Visibility(account_id)
-            changes: dict[str, Any] = {"external_id": str(result.post_id),
-                                       "external_url": result.url, "external_status": wp_status}
-            if wp_status == "publish":
-                changes["status"] = ContentStatus.PUBLISHED
-            row = await ContentRepository(uow.session, vis).update(content["id"], changes)
-            publication = await PublicationRepository(uow.session, vis).of_content(
-                integration["id"], content["id"])
-            if row is None or publication is None:
-                raise JobFailed("The content no longer exists.")
-            await SyncEventRepository(uow.session, vis).insert(_sync_event(
-                integration, SyncKind.PUBLISH, started, True, None, {
-                    "content_id": content["id"], "post_id": result.post_id,
-                    "status": wp_status, "adopted": result.adopted}))
-            await uow.publish(
-                events.content_published(row, publication, task_id=ctx.task_id,
-                                         status=wp_status, adopted=result.adopted,
-                                         warnings=result.warnings),
-                writer_events.content_updated(row, "published", task_id=ctx.task_id))
+                raise
+            if on_progress is not None:
+                await on_progress("SAVE", 90, "Recording the post on the content")
+            wp_status = {"published": "publish", "scheduled": "future"}.get(result.status,
+                                                                           "draft")
+            async with unit_of_work(self.db, TenantScope.account(account_id)) as uow:
+                vis = Visibility(account_id)
+                changes: dict[str, Any] = {"external_id": str(result.post_id),
+                                           "external_url": result.url,
+                                           "external_status": wp_status}
+                if wp_status == "publish":
+                    changes["status"] = ContentStatus.PUBLISHED
+                row = await ContentRepository(uow.session, vis).update(content["id"], changes)
+                publications = PublicationRepository(uow.session, vis)
+                publication = await publications.of_content(integration["id"], content["id"])
+                if row is None or publication is None:
+                    raise JobFailed("The content no longer exists.")
+                if replay:  # the key's mark: a request with it again is answered from here
+                    await publications.update(publication["id"], {"task_id": str(task_id)})
+                await SyncEventRepository(uow.session, vis).insert(_sync_event(
+                    integration, SyncKind.PUBLISH, started, True, None, {
+                        "content_id": content["id"], "post_id": result.post_id,
+                        "status": wp_status, "adopted": result.adopted}))
+                await uow.publish(
+                    events.content_published(row, publication, task_id=task_id,
+                                             status=wp_status, adopted=result.adopted,
+                                             warnings=result.warnings),
+                    writer_events.content_updated(row, "published", task_id=task_id))
         return {"content_id": content["id"], "publication_id": publication["id"],
                 "post_id": result.post_id, "url": result.url, "slug": result.slug,
                 "status": wp_status, "featured_media_id": result.featured_media_id,
                 "media_ids": list(result.media_ids), "category_ids": list(result.category_ids),
                 "tag_ids": list(result.tag_ids), "seo_fields": list(result.seo_fields_sent),
                 "adopted": result.adopted, "warnings": list(result.warnings)}
+
+    async def _replayed(self, account_id: int, integration: Row, content_id: int,
+                        task_id: UUID) -> dict[str, Any] | None:
+        async with self.db.session(TenantScope.account(account_id), read_only=True) as s:
+            publication = await PublicationRepository(s, Visibility(account_id)).of_content(
+                integration["id"], content_id)
+        if (publication is None or publication["task_id"] != str(task_id)
+                or publication["status"] != "published"):
+            return None
+        return {"content_id": content_id, "publication_id": publication["id"],
+                "post_id": publication["external_id"], "url": publication["url"],
+                "slug": publication["slug"], "status": "publish", "replayed": True}
 
     async def unpublish(self, ctx: JobContext) -> dict[str, Any]:
         account_id, content, integration, _ = await self._load(ctx)
