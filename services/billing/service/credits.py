@@ -57,6 +57,10 @@ from services.billing.repository import BalanceRow, BillingRepository, CaptureWr
 
 log = logging.getLogger(__name__)
 
+# Balances and ledger amounts are PostgreSQL `integer` columns: a change that would take
+# an account past this is refused (400 on `amount`), never a database error (issue 13).
+MAX_BALANCE = 2**31 - 1
+
 T = TypeVar("T")
 
 INACTIVE_ACCOUNT = frozenset(BLOCKED_ACCOUNT_STATUSES)
@@ -117,6 +121,10 @@ class BillingService:
 
     async def _write_balance(self, before: BalanceRow, after: BalanceRow,
                              **extra: Any) -> BalanceRow:
+        if after.total > MAX_BALANCE:  # the ledger's `balance_after` is an `integer` too
+            raise ValidationFailed.field(
+                "amount", f"The balance would exceed {MAX_BALANCE} credits, the most an "
+                          f"account can hold ({before.total} now).")
         after = await self._after_change(before, after)
         await self.repo.set_balance(
             after.account_id, plan_credits=after.plan_credits,

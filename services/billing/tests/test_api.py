@@ -269,3 +269,23 @@ async def test_bad_input_is_named_and_changes_nothing(client: httpx.AsyncClient,
     balance = await assert_ledger_consistent(db, account)
     assert balance.plan_credits == 10
     assert (await client.get(B + "/credits/balance/")).status_code == 401
+
+
+async def test_adjustment_past_the_balance_columns_range_is_a_400(
+        client: httpx.AsyncClient, issuer: TestIssuer, db: Database) -> None:
+    """Each amount fits the schema's bound, but the balance they add up to does not fit
+    the `integer` columns: a 400 naming `amount`, nothing written (not a 5xx)."""
+    account = new_account_id()
+    await fund(db, account, plan=10)
+    staff = who(issuer, new_account_id(), "developer", 5)
+    biggest = 2**31 - 1
+    r = await client.post("/api/v1/admin/credits/adjust/", headers=staff, json={
+        "account_id": account, "amount": biggest - 10, "reason": "to the brim"})
+    assert r.status_code == 200 and r.json()["data"]["credits"] == biggest
+    for amount in (1, biggest):
+        over = await client.post("/api/v1/admin/credits/adjust/", headers=staff, json={
+            "account_id": account, "amount": amount, "reason": "overflow"})
+        assert over.status_code == 400, over.text
+        assert "amount" in over.json()["errors"]
+    balance = await assert_ledger_consistent(db, account)
+    assert balance.plan_credits + balance.purchased_credits == biggest
