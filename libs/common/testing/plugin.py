@@ -106,22 +106,42 @@ def postgres_admin_url(servers_dir: Path) -> Iterator[str]:
         server.stop()
 
 
+# The Docker path runs the version the wheel (and deploy/) runs, with the same users.
+NATS_IMAGE = "nats:2.15.1-alpine"
+CONTAINER_NATS_CONFIG = "/etc/igny8/nats.conf"
+
+
+def harness_nats_users() -> tuple[dict[str, str], str]:
+    """The test server's users (the platform's, the kernel's, the unrestricted harness
+    user) with fresh passwords, and the nats-server configuration admitting only them."""
+    master = secrets.token_urlsafe(24)
+    users = (*PLATFORM_SERVICES, *ACCESS, *TEST_NATS_USERS, TEST_SUPERUSER)
+    passwords = {user: derive_password(master, user) for user in dict.fromkeys(users)}
+    return passwords, server_config(passwords, superusers=[TEST_SUPERUSER])
+
+
+def container_nats_command(config_path: str = CONTAINER_NATS_CONFIG) -> list[str]:
+    """The container's nats-server arguments: JetStream and the users' configuration
+    (copied into the container at `config_path`): no anonymous clients there either."""
+    return ["-js", "-c", config_path]
+
+
 @pytest.fixture(scope="session")
 def nats_server(servers_dir: Path) -> Iterator[NatsServer]:
     if url := os.environ.get("IGNY8_TEST_NATS_URL"):
         yield NatsServer(url)
         return
+    passwords, config = harness_nats_users()
     if _docker_available():
-        from testcontainers.nats import NatsContainer
+        from testcontainers.community.nats import NatsContainer
 
-        with NatsContainer("nats:2.11-alpine").with_command("-js") as container:
-            yield NatsServer(container.nats_uri())
+        container = (NatsContainer(NATS_IMAGE)
+                     .with_copy_into_container(config.encode(), CONTAINER_NATS_CONFIG)
+                     .with_command(container_nats_command()))
+        with container:
+            yield NatsServer(container.nats_uri(), None, passwords)
         return
-    master = secrets.token_urlsafe(24)
-    users = (*PLATFORM_SERVICES, *ACCESS, *TEST_NATS_USERS, TEST_SUPERUSER)
-    passwords = {user: derive_password(master, user) for user in dict.fromkeys(users)}
-    server = EmbeddedNats(servers_dir / "nats",
-                          config=server_config(passwords, superusers=[TEST_SUPERUSER]))
+    server = EmbeddedNats(servers_dir / "nats", config=config)
     server.start()
     try:
         yield NatsServer(server.url, server, passwords)
