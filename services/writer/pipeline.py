@@ -4,13 +4,15 @@ the same services the API uses (same limits, holds and events).
 
 4 draft tasks without content (`auto_generate_content`); 5 drafts without images
 (`generate_image_prompts`); 6 pending images (`generate_images`); 7 drafts whose images
-are all settled, for the review gate: their optimizer score and whether the drafting
-engine's "[Add a fact: …]" placeholders are still in the text. A job's task id is
+are all settled, for the review gate: their optimizer score (the free analysis run again
+on the text as it is, `_scores`) and whether the drafting engine's "[Add a fact: …]"
+placeholders are still in the text. A job's task id is
 derived from automation's key: asking twice is one job.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -30,13 +32,22 @@ from libs.common.security import Principal
 from libs.common.uow import unit_of_work
 from services.writer.models import (
     AI_TASK_LOGS,
+    DIRECTORY,
     ContentSource,
     ContentStatus,
     ImageStatus,
     TaskStatus,
 )
+from services.writer.optimizer import analyze_content
 from services.writer.repository import ContentRepository, ImageRepository, TaskRepository
-from services.writer.service import ContentService, ImageService, Platform, TaskService
+from services.writer.service import (
+    ContentService,
+    ImageService,
+    Platform,
+    TaskService,
+    content_input,
+    site_host,
+)
 from services.writer.settings import WriterSettings
 
 # What the offline drafting engine leaves for a person to fill in (drafting_phrases.py).
@@ -58,6 +69,8 @@ class WriterPipeline(PipelineAnswerer[WriterSettings]):
         limit = req.limit
         missing = 0
         items: dict[str, dict[str, Any]] = {}
+        host: str | None = None
+        images_of: list[Row] = []
         async with self.db.session(TenantScope.account(req.account_id),
                                    read_only=True) as session:
             rows: list[Row]
@@ -83,20 +96,47 @@ class WriterPipeline(PipelineAnswerer[WriterSettings]):
                                  if i["status"] in UNSETTLED_IMAGES}
                     rows = [c for c in drafts
                             if c["id"] in with_images and c["id"] not in unsettled]
-                    items = {str(c["id"]): {
-                        "title": c["title"], "optimizer_score": c["optimizer_score"],
-                        "placeholders": has_placeholders(c["html"]),
-                        "images": sum(1 for i in images if i["content_id"] == c["id"]
-                                      and i["status"] == ImageStatus.GENERATED)}
-                        for c in rows[:limit]}
+                    if rows[:limit]:
+                        host = site_host(await DIRECTORY.repository(session).site(
+                            req.account_id, req.site_id))
+                        images_of = images
             elif req.stage == 6:
                 img = ImageRepository(session, vis)
                 rows = await img.find(img.table.c.status == ImageStatus.PENDING)
             else:
                 raise ValueError(f"writer has no stage {req.stage}")
+        if req.stage == 7 and rows[:limit]:
+            scores = await self._scores(req.account_id, rows[:limit], host)
+            items = {str(c["id"]): {
+                "title": c["title"], "optimizer_score": scores[c["id"]],
+                "placeholders": has_placeholders(c["html"]),
+                "images": sum(1 for i in images_of if i["content_id"] == c["id"]
+                              and i["status"] == ImageStatus.GENERATED)}
+                for c in rows[:limit]}
         return PendingResult(stage=req.stage, count=len(rows),
                              ids=[r["id"] for r in rows][:limit], items=items,
                              missing=missing)
+
+    async def _scores(self, account_id: int, contents: list[Row],
+                      host: str | None) -> dict[int, int]:
+        """The optimizer's score of each draft's text as it is now, which stage 7's gate
+        compares with the threshold: the free analysis (`OptimizerService.analyze`'s) run
+        again (an edit since the last one leaves its score stale; drafts the pipeline wrote
+        have none), kept on the content when it changed."""
+        def analyse() -> dict[int, dict[str, Any]]:
+            return {c["id"]: analyze_content(content_input(c, host)).as_dict()
+                    for c in contents}
+
+        analyses = await asyncio.to_thread(analyse)
+        changed = {c["id"]: analyses[c["id"]] for c in contents
+                   if analyses[c["id"]]["score"] != c["optimizer_score"]}
+        if changed:
+            async with unit_of_work(self.db, TenantScope.account(account_id)) as uow:
+                rows = ContentRepository(uow.session, Visibility(account_id))
+                for content_id, analysis in changed.items():
+                    await rows.update(content_id, {"optimizer_score": analysis["score"],
+                                                   "optimizer_analysis": analysis})
+        return {content_id: int(a["score"]) for content_id, a in analyses.items()}
 
     async def queue(self, req: QueueWork) -> QueueResult:
         principal = Principal(user_id=req.user_id or 0, account_id=req.account_id,

@@ -1,0 +1,215 @@
+"""Stage 7 in `auto` mode, end to end: real PostgreSQL and NATS, planner's, writer's,
+billing's and automation's real workers, and a real WordPress (Debian's package under
+`php -S`, `libs/common/testing/wordpress.py`), read back over its own REST API.
+
+A site with keywords of two topics runs in `auto` mode. Its first run makes drafts with
+images; the offline engine leaves "[Add a fact: …]" placeholders, so the gate publishes
+none and says so. An editor fills the placeholders in (and guts one article, whose score
+falls below the threshold); the next run finds the site's saved Application Password
+refused and pauses with the reason; with the password fixed it resumes and publishes what
+reaches the threshold, up to the daily cap; a third run the same day publishes nothing
+more. Each published content is one post on the site; the runs' credits are the ledger's
+deductions.
+
+The WordPress here is this module's own: its posts carry markers with this package's
+content ids, which other packages' databases also use."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from libs.common.testing.apps import running_app
+from libs.common.testing.factories import Tenant
+from libs.common.testing.tokens import TestIssuer
+from libs.common.testing.wordpress import WordPressServer
+from services.automation.settings import AutomationSettings
+from services.automation.tests.conftest import API, add_keywords, automation_worker, eventually
+from services.automation.tests.test_pipeline import run_state, writer_rows
+from services.billing.testing import Ledger
+from services.writer.main import create_app as create_writer
+from services.writer.settings import WriterSettings
+
+KEYWORDS = ["pour over coffee", "pour over coffee ratio", "espresso machine",
+            "espresso machine cleaning"]
+PLACEHOLDER = re.compile(r"\[Add (?:a|an) [a-z]+:[^\]]*\]")
+FILLED = "Our editor checked this against the maker's own page on 3 December 2026."
+INTEGRATIONS = "/api/v1/integration/integrations/"
+
+
+@pytest.fixture(scope="module")
+def own_wordpress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WordPressServer]:
+    server = WordPressServer(tmp_path_factory.mktemp("automation-wordpress"), workers=2)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def writer_api(writer: WriterSettings, issuer: TestIssuer
+                     ) -> AsyncIterator[httpx.AsyncClient]:
+    """Writer's app, as the editor and the integration's owner use it."""
+    async with running_app(create_writer(writer, keys_fetcher=issuer.fetcher())) as c:
+        yield c
+
+
+async def wp(server: WordPressServer, path: str, **params: Any) -> Any:
+    site = server.site
+    async with httpx.AsyncClient(auth=(site.username, site.app_password)) as c:
+        r = await c.get(f"{site.url}/wp-json{path}", params={"context": "edit", **params})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+async def posts_of(server: WordPressServer, content_id: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = await wp(
+        server, "/wp/v2/posts", search=f"igny8:content={content_id}:",
+        status="publish,draft,future,pending,private")
+    return found
+
+
+async def finish(client: httpx.AsyncClient, t: Tenant, run_id: str, status: str,
+                 timeout: float = 120) -> dict[str, Any]:
+    async def reached() -> bool:
+        return (await run_state(client, t, run_id))["status"] == status
+
+    await eventually(reached, timeout=timeout, every=0.5)
+    return await run_state(client, t, run_id)
+
+
+def stage(run: dict[str, Any], number: int) -> dict[str, Any]:
+    found: dict[str, Any] = next(s for s in run["stage_results"] if s["stage"] == number)
+    return found
+
+
+@pytest.mark.timeout(600)
+async def test_auto_mode_publishes_what_passes_the_gate_to_wordpress_within_the_cap(
+        client: httpx.AsyncClient, planner: httpx.AsyncClient, writer: WriterSettings,
+        writer_api: httpx.AsyncClient, settings: AutomationSettings, billing: Ledger,
+        tenant: Tenant, own_wordpress: WordPressServer) -> None:
+    h = tenant.headers()
+    site = own_wordpress.site
+    r = await writer_api.post(INTEGRATIONS, headers=h, json={
+        "site_id": tenant.site_id, "platform": "wordpress", "config": {"site_url": site.url},
+        "credentials": {"username": site.username,
+                        "app_password": "abcd efgh ijkl mnop qrst uvwx"}})  # not the site's
+    assert r.status_code == 201, r.text
+    integration_id = r.json()["id"]
+    await add_keywords(planner, tenant, KEYWORDS)
+    config = {"publish_mode": "auto", "quality_threshold": 0, "daily_publish_cap": 100,
+              "publish_window_start": "00:00", "publish_window_end": "23:59",
+              "stage_6_batch_size": 50}
+    r = await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h,
+                           json=config)
+    assert r.status_code == 200, r.text
+    before = await billing.spendable(tenant.account_id)
+
+    async def run_now() -> str:
+        started = await client.post(f"{API}/run_now/?site_id={tenant.site_id}", headers=h)
+        assert started.status_code == 200, started.text
+        return str(started.json()["run_id"])
+
+    async with automation_worker(settings):
+        # 1. Drafts with images; every one still has the engine's placeholders.
+        first_id = await run_now()
+        first = await finish(client, tenant, first_id, "completed", timeout=420)
+        drafts = await writer_rows(writer, tenant, "SELECT id, html FROM content WHERE "
+                                   "account_id = :a AND deleted_at IS NULL ORDER BY id")
+        n = len(drafts)
+        assert n >= 3, n
+        assert stage(first, 7)["processed"] == n
+        assert stage(first, 7)["reasons"] == {"placeholders left in the text": n}
+        assert all(s["failed"] == 0 for s in first["stage_results"]), first
+
+        # 2. The editor fills the placeholders in and guts the first article; the
+        # optimizer's scores (free) set the threshold just above the gutted one.
+        weak, strong = drafts[0]["id"], [d["id"] for d in drafts[1:]]
+        for d in drafts:
+            html = "<p>A short note.</p>" if d["id"] == weak else PLACEHOLDER.sub(FILLED,
+                                                                                   d["html"])
+            r = await writer_api.patch(f"/api/v1/writer/content/{d['id']}/", headers=h,
+                                       json={"html": html})
+            assert r.status_code == 200, r.text
+        scores = {}
+        for d in drafts:
+            r = await writer_api.post("/api/v1/optimizer/analyze/", headers=h,
+                                      json={"content_id": d["id"]})
+            assert r.status_code == 200, r.text
+            scores[d["id"]] = r.json()["score"]
+        threshold = min(scores[i] for i in strong)
+        assert scores[weak] < threshold, scores
+        cap = len(strong) - 1
+        r = await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h,
+                               json={"quality_threshold": threshold, "daily_publish_cap": cap})
+        assert r.status_code == 200, r.text
+
+        # 3. The saved password is refused: the run pauses at stage 7 with the reason,
+        # nothing published, the gutted article already skipped with its reason.
+        second_id = await run_now()
+        second = await finish(client, tenant, second_id, "paused", timeout=120)
+        assert second["current_stage"] == 7
+        assert "credentials" in second["error"], second
+        assert "resume" in second["error"], second
+        assert stage(second, 7)["created"] == 0
+        assert stage(second, 7)["reasons"] == {f"optimizer score below {threshold}": 1}
+        assert [await posts_of(own_wordpress, i) for i in strong] == [[] for _ in strong]
+
+        # 4. The password fixed, resumed: what reaches the threshold is published, up to
+        # the cap; the rest stays a draft with the reason.
+        r = await writer_api.patch(f"{INTEGRATIONS}{integration_id}/", headers=h, json={
+            "credentials": {"username": site.username, "app_password": site.app_password}})
+        assert r.status_code == 200, r.text
+        r = await client.post(f"{API}/resume/?run_id={second_id}", headers=h)
+        assert r.status_code == 200, r.text
+        second = await finish(client, tenant, second_id, "completed", timeout=180)
+        assert stage(second, 7)["created"] == cap
+        assert stage(second, 7)["reasons"] == {f"optimizer score below {threshold}": 1,
+                                               "daily publishing cap reached": 1}
+
+        # 5. The same day, another run: the cap holds.
+        third_id = await run_now()
+        third = await finish(client, tenant, third_id, "completed", timeout=120)
+        assert stage(third, 7)["created"] == 0
+        assert stage(third, 7)["reasons"] == {f"optimizer score below {threshold}": 1,
+                                              "daily publishing cap reached": 1}
+
+        # The runs' credits are the ledger's deductions (only the first run's jobs cost).
+        runs = (first_id, second_id, third_id)
+
+        async def reconciled() -> bool:
+            debits = await billing.debits(tenant.account_id)
+            totals = [(await run_state(client, tenant, i))["total_credits"] for i in runs]
+            return sum(totals) == sum(abs(d.amount) for d in debits) and totals[0] > 0
+
+        await eventually(reconciled, timeout=60)
+        totals = [(await run_state(client, tenant, i))["total_credits"] for i in runs]
+        assert totals[1:] == [0, 0]
+        assert before - await billing.spendable(tenant.account_id) == totals[0]
+
+    # WordPress, read back: one published post per published content, the content's own
+    # title and marker; nothing for what stayed a draft.
+    contents = await writer_rows(writer, tenant, "SELECT id, title, status, external_id "
+                                 "FROM content WHERE account_id = :a ORDER BY id")
+    published = [c for c in contents if c["status"] == "published"]
+    assert len(published) == cap
+    assert {c["id"] for c in published} < set(strong)
+    for c in published:
+        (post,) = await posts_of(own_wordpress, c["id"])
+        assert post["id"] == int(c["external_id"])
+        assert post["status"] == "publish"
+        assert post["title"]["raw"] == c["title"]
+        assert post["featured_media"]
+    for c in contents:
+        if c["status"] != "published":
+            assert c["status"] == "draft"
+            assert await posts_of(own_wordpress, c["id"]) == []
+    ours = [p for p in await wp(own_wordpress, "/wp/v2/posts", per_page=100,
+                                status="publish,draft,future,pending,private")
+            if "igny8:content=" in p["content"]["raw"]]
+    assert len(ours) == cap  # no post twice, none for a draft
