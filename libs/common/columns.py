@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Identity, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field
+from sqlmodel import Field, SQLModel
 
 from libs.common.events import utcnow
 
@@ -26,6 +27,21 @@ def created_timestamp() -> Any:
 def optional_timestamp() -> Any:
     """A moment that may not have happened yet (deleted, revoked, last synced, ...)."""
     return Field(default=None, sa_type=DateTime(timezone=True), nullable=True)
+
+
+class Timestamped(SQLModel):
+    """Mixin: when the row was made and last changed (both set on insert; writers set
+    `updated_at`). Its columns come first in the model; migrations fix the table's order."""
+
+    created_at: datetime | None = created_timestamp()
+    updated_at: datetime | None = created_timestamp()
+
+
+class SoftDeleted(Timestamped):
+    """Mixin: a `Timestamped` row that is soft-deleted (`deleted_at`; live rows are
+    `deleted_at IS NULL`)."""
+
+    deleted_at: datetime | None = optional_timestamp()
 
 
 def one_of(column: str, choices: Iterable[str], *, name: str) -> CheckConstraint:

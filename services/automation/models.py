@@ -33,6 +33,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from libs.common.columns import (
+    Timestamped,
     bigint_ref,
     created_timestamp,
     identity_key,
@@ -98,7 +99,7 @@ def _json(default: str) -> Any:
                                                 server_default=text(f"'{default}'::jsonb")))
 
 
-class AutomationConfig(AutomationModel, table=True):
+class AutomationConfig(AutomationModel, Timestamped, table=True):
     __tablename__ = "automation_configs"
     __table_args__ = (
         Index("uq_automation_configs_site", "site_id", unique=True),
@@ -125,8 +126,6 @@ class AutomationConfig(AutomationModel, table=True):
     publish_window_end: str = Field(default="23:59", max_length=5)
     last_run_at: datetime | None = optional_timestamp()
     next_run_at: datetime | None = optional_timestamp()
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
 
 
 class AutomationRun(AutomationModel, table=True):
@@ -193,7 +192,7 @@ class AutomationStep(AutomationModel, table=True):
     finished_at: datetime | None = optional_timestamp()
 
 
-class AutomationItem(AutomationModel, table=True):
+class AutomationItem(AutomationModel, Timestamped, table=True):
     __tablename__ = "automation_items"
     __table_args__ = (
         Index("uq_automation_items_run_stage_item", "run_pk", "stage", "item_id", unique=True),
@@ -210,8 +209,6 @@ class AutomationItem(AutomationModel, table=True):
         "automation_steps.id", ondelete="SET NULL"), nullable=True))
     status: str = Field(default=ItemStatus.PROCESSING, max_length=16)
     reason: str = long_text()
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
 
 
 class AutomationCharge(AutomationModel, table=True):

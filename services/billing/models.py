@@ -27,7 +27,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from libs.common.columns import created_timestamp, identity_key, one_of, optional_timestamp
+from libs.common.columns import (
+    Timestamped,
+    created_timestamp,
+    identity_key,
+    one_of,
+    optional_timestamp,
+)
 
 
 class TransactionType(StrEnum):
@@ -132,7 +138,7 @@ class Subscription(BillingModel, table=True):
 # --- credits ----------------------------------------------------------------------------
 
 
-class CreditBalance(BillingModel, table=True):
+class CreditBalance(BillingModel, Timestamped, table=True):
     __tablename__ = "credit_balances"
     __table_args__ = (
         CheckConstraint("plan_credits >= 0", name="plan_credits_not_negative"),
@@ -150,8 +156,6 @@ class CreditBalance(BillingModel, table=True):
     period_end: datetime | None = optional_timestamp()
     # Last time the spendable balance was reported low (so `balance.low` fires on crossing).
     low_notified: bool = Field(default=False)
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
 
 
 class CreditTransaction(BillingModel, table=True):
@@ -234,7 +238,7 @@ class CreditUsageLog(BillingModel, table=True):
     created_at: datetime | None = created_timestamp()
 
 
-class CreditCostConfig(BillingModel, table=True):
+class CreditCostConfig(BillingModel, Timestamped, table=True):
     """What an operation costs: `credits_cost` per unit, or tokens per credit."""
 
     __tablename__ = "credit_cost_configs"
@@ -254,14 +258,12 @@ class CreditCostConfig(BillingModel, table=True):
     min_credits: int = Field(default=0)
     is_active: bool = Field(default=True)
     updated_by_user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
 
 
 # --- money --------------------------------------------------------------------------------
 
 
-class CreditPackage(BillingModel, table=True):
+class CreditPackage(BillingModel, Timestamped, table=True):
     __tablename__ = "credit_packages"
     __table_args__ = (CheckConstraint("credits > 0", name="package_credits_positive"),
                       CheckConstraint("price >= 0", name="package_price_not_negative"))
@@ -276,11 +278,9 @@ class CreditPackage(BillingModel, table=True):
     is_active: bool = Field(default=True)
     is_featured: bool = Field(default=False)
     sort_order: int = Field(default=0)
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
 
 
-class Invoice(BillingModel, table=True):
+class Invoice(BillingModel, Timestamped, table=True):
     __tablename__ = "invoices"
     __table_args__ = (Index("ix_invoices_account_created", "account_id", "created_at"),
                       one_of("status", InvoiceStatus, name="invoice_status_known"))
@@ -304,11 +304,9 @@ class Invoice(BillingModel, table=True):
     issued_at: datetime | None = created_timestamp()
     due_date: datetime | None = optional_timestamp()
     paid_at: datetime | None = optional_timestamp()
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
 
 
-class Payment(BillingModel, table=True):
+class Payment(BillingModel, Timestamped, table=True):
     __tablename__ = "payments"
     __table_args__ = (
         Index("ix_payments_account_created", "account_id", "created_at"),
@@ -333,11 +331,9 @@ class Payment(BillingModel, table=True):
     submitted_by_user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     reviewed_by_user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     reviewed_at: datetime | None = optional_timestamp()
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
 
 
-class PaymentMethod(BillingModel, table=True):
+class PaymentMethod(BillingModel, Timestamped, table=True):
     __tablename__ = "payment_methods"
     __table_args__ = (
         Index("ix_payment_methods_account", "account_id"),
@@ -352,8 +348,6 @@ class PaymentMethod(BillingModel, table=True):
     details: dict[str, Any] = _json()
     is_default: bool = Field(default=False)
     is_enabled: bool = Field(default=True)
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
 
 
 TENANT_TABLES = (

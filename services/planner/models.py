@@ -31,7 +31,11 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from libs.common.ai_jobs import ai_task_logs_in
-from libs.common.columns import created_timestamp, one_of, optional_timestamp
+from libs.common.columns import (
+    SoftDeleted,
+    one_of,
+    optional_timestamp,
+)
 from libs.common.content_kinds import ContentStructure, ContentType
 from libs.common.directory import Directory
 from services.planner.intent import Intent
@@ -107,7 +111,7 @@ class SeedKeywordRef(PlannerModel, table=True):
 # --- planner's own records ----------------------------------------------------------
 
 
-class Cluster(PlannerModel, table=True):
+class Cluster(PlannerModel, SoftDeleted, table=True):
     __tablename__ = "clusters"
     __table_args__ = (
         Index(
@@ -160,12 +164,9 @@ class Cluster(PlannerModel, table=True):
     ideas_count: int = 0
     content_count: int = 0
     status: str = Field(default="active", max_length=16)
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
-    deleted_at: datetime | None = optional_timestamp()
 
 
-class Keyword(PlannerModel, table=True):
+class Keyword(PlannerModel, SoftDeleted, table=True):
     __tablename__ = "keywords"
     __table_args__ = (
         Index(
@@ -253,9 +254,6 @@ class Keyword(PlannerModel, table=True):
     )
     status: str = Field(default="active", max_length=16)
     disabled: bool = False
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
-    deleted_at: datetime | None = optional_timestamp()
 
 
 class KeywordCount(PlannerModel, table=True):
@@ -283,7 +281,7 @@ class KeywordVersion(PlannerModel, table=True):
                                                      server_default="0"))
 
 
-class ContentIdea(PlannerModel, table=True):
+class ContentIdea(PlannerModel, SoftDeleted, table=True):
     __tablename__ = "content_ideas"
     __table_args__ = (
         Index(
@@ -325,9 +323,6 @@ class ContentIdea(PlannerModel, table=True):
     estimated_word_count: int = 1500
     status: str = Field(default="new", max_length=16)
     queued_at: datetime | None = optional_timestamp()
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
-    deleted_at: datetime | None = optional_timestamp()
 
 
 # One row per AI job (`libs/common/ai_jobs`).

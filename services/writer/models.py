@@ -27,8 +27,9 @@ from sqlmodel import Field, SQLModel
 
 from libs.common.ai_jobs import ai_task_logs_in
 from libs.common.columns import (
+    SoftDeleted,
+    Timestamped,
     bigint_ref,
-    created_timestamp,
     identity_key,
     json_list,
     long_text,
@@ -140,7 +141,7 @@ class KeywordRef(WriterModel, table=True):
 # --- writer's own records --------------------------------------------------------------
 
 
-class AuthorProfile(WriterModel, table=True):
+class AuthorProfile(WriterModel, Timestamped, table=True):
     """The voice an account writes in; how many an account keeps is limited by its plan
     (`max_author_profiles`)."""
 
@@ -156,11 +157,9 @@ class AuthorProfile(WriterModel, table=True):
     language: str = Field(default="en", max_length=16)
     structure_template: str = long_text()
     is_active: bool = True
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
 
 
-class Task(WriterModel, table=True):
+class Task(WriterModel, SoftDeleted, table=True):
     """An article to write: from a queued planner idea (exactly one task per idea,
     whatever the redelivery) or made by hand."""
 
@@ -194,12 +193,9 @@ class Task(WriterModel, table=True):
     prompt_override: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     author_profile_id: int | None = Field(default=None, sa_column=Column(
         BigInteger, ForeignKey("author_profiles.id", ondelete="SET NULL"), nullable=True))
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
-    deleted_at: datetime | None = optional_timestamp()
 
 
-class Content(WriterModel, table=True):
+class Content(WriterModel, SoftDeleted, table=True):
     """An article: a task's draft, an edit of it, or a post imported from WordPress.
     `revision` goes up on every change (the publisher's marker carries it)."""
 
@@ -246,12 +242,9 @@ class Content(WriterModel, table=True):
         JSONB, nullable=True))
     revision: int = Field(default=1, sa_column=Column(
         BigInteger, nullable=False, server_default="1"))
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
-    deleted_at: datetime | None = optional_timestamp()
 
 
-class Image(WriterModel, table=True):
+class Image(WriterModel, SoftDeleted, table=True):
     """An image of a content (or a task): its prompt, then its stored file
     (`storage_key`, through `libs/common/storage.py`). `position` is 0 for the featured
     image, else the 1-based number of the H2 it follows."""
@@ -289,12 +282,9 @@ class Image(WriterModel, table=True):
     provider: str = Field(default="", max_length=32)
     model: str = Field(default="", max_length=255)
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
-    deleted_at: datetime | None = optional_timestamp()
 
 
-class Taxonomy(WriterModel, table=True):
+class Taxonomy(WriterModel, Timestamped, table=True):
     """A site's category or tag (unique per site, type and slug), with the id the site
     gave it once synced."""
 
@@ -315,8 +305,6 @@ class Taxonomy(WriterModel, table=True):
     description: str = long_text()
     external_id: str | None = Field(default=None, max_length=64)
     external_taxonomy: str | None = Field(default=None, max_length=64)
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
 
 
 # One row per AI job (`libs/common/ai_jobs`).

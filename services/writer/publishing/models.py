@@ -22,6 +22,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
 from libs.common.columns import (
+    SoftDeleted,
+    Timestamped,
     bigint_ref,
     created_timestamp,
     identity_key,
@@ -69,7 +71,7 @@ def _json_object() -> Any:
         JSONB, nullable=False, server_default=text("'{}'::jsonb")))
 
 
-class SiteIntegration(WriterModel, table=True):
+class SiteIntegration(WriterModel, SoftDeleted, table=True):
     __tablename__ = "site_integrations"
     __table_args__ = (
         Index("uq_site_integrations_site_platform", "site_id", "platform", unique=True,
@@ -92,9 +94,6 @@ class SiteIntegration(WriterModel, table=True):
     sync_status: str = Field(default=SyncStatus.IDLE, max_length=16)
     last_sync_at: datetime | None = optional_timestamp()
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
-    deleted_at: datetime | None = optional_timestamp()
 
 
 class SyncEvent(WriterModel, table=True):
@@ -118,7 +117,7 @@ class SyncEvent(WriterModel, table=True):
     created_at: datetime | None = created_timestamp()
 
 
-class Publication(WriterModel, table=True):
+class Publication(WriterModel, Timestamped, table=True):
     __tablename__ = "publications"
     __table_args__ = (
         UniqueConstraint("integration_id", "content_id",
@@ -144,8 +143,6 @@ class Publication(WriterModel, table=True):
     revision: int | None = bigint_ref(nullable=True)
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     task_id: str | None = Field(default=None, max_length=64)
-    created_at: datetime | None = created_timestamp()
-    updated_at: datetime | None = created_timestamp()
 
 
 class PublicationMedia(WriterModel, table=True):
