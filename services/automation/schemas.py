@@ -15,10 +15,13 @@ from services.automation.models import Frequency, PublishMode, RunStatus, Trigge
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 # Items per batch each stage takes at most: the owners' own limits (planner: 20 keywords
-# per clustering request, 1 cluster per ideas request; writer: 50 tasks, 50 contents,
-# 100 images); stage 7 is automation's own.
-MAX_BATCH = {1: 20, 2: 1, 3: 50, 4: 50, 5: 50, 6: 100, 7: 100}
-DEFAULT_BATCH = {1: 20, 2: 1, 3: 50, 4: 5, 5: 10, 6: 20, 7: 50}
+# per clustering request, 20 clusters per ideas job on the pipeline's path; writer: 50
+# tasks, 50 contents, 100 images); stage 7 is automation's own.
+MAX_BATCH = {1: 20, 2: 20, 3: 50, 4: 50, 5: 50, 6: 100, 7: 100}
+# Every step costs round trips (hold, queue, job start, capture, the engine noticing), so
+# the cheap stages take big batches; content (the long jobs) takes 10, which is how long
+# a pause or cancel may wait (it takes effect after the current batch).
+DEFAULT_BATCH = {1: 20, 2: 10, 3: 50, 4: 10, 5: 50, 6: 100, 7: 50}
 STAGE_NAMES = {
     1: "Keywords → Clusters",
     2: "Clusters → Ideas",

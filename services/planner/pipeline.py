@@ -4,7 +4,8 @@ the same services the API uses (so the same limits, holds and events apply).
 
 1 active keywords without a cluster, by sector (`auto_cluster` takes one sector: `items`
 says each keyword's);
-2 active clusters without ideas (`auto_generate_ideas`); 3 new ideas (queued to writer,
+2 active clusters without ideas (`auto_generate_ideas`, a batch of clusters in one job:
+`pipeline_ideas_max_clusters`, where the API takes one); 3 new ideas (queued to writer,
 free). A job's task id is derived from automation's key: asking twice is one job.
 """
 
@@ -74,7 +75,8 @@ class PlannerPipeline(PipelineAnswerer[PlannerSettings]):
                                    replayed=job.replayed)
             if req.stage == 2:
                 job = await ClusterService(uow, principal, self.settings,
-                                           ai_jobs=requests).request_ideas(req.ids)
+                                           ai_jobs=requests).request_ideas(
+                    req.ids, limit=self.settings.pipeline_ideas_max_clusters)
                 return QueueResult(stage=2, task_id=job.task_id, ids=req.ids,
                                    replayed=job.replayed)
             if req.stage == 3:

@@ -294,8 +294,10 @@ class ClusterService(PlannerService):
                 await self.uow.publish(*events.keyword_events("updated", self.account_id, rows))
         return len(deleted)
 
-    async def request_ideas(self, ids: Sequence[int]) -> QueuedJob:
-        limit = self.settings.auto_generate_ideas_max_clusters
+    async def request_ideas(self, ids: Sequence[int], limit: int | None = None) -> QueuedJob:
+        """Queue `auto_generate_ideas` for the clusters, at most `limit` of them (the API's
+        `auto_generate_ideas_max_clusters` unless said)."""
+        limit = limit or self.settings.auto_generate_ideas_max_clusters
         wanted = sorted(set(ids))
         if len(wanted) > limit:
             raise ValidationFailed.field("ids", f"At most {limit} clusters per request.")

@@ -14,6 +14,11 @@ class PlannerSettings(ServiceSettings, AIJobSettings):
     # Batch limits of the AI functions (the reference's defaults).
     auto_cluster_max_keywords: int = 20
     auto_generate_ideas_max_clusters: int = 1
+    # Automation's stage 2 (`pipeline_queue`) asks for the ideas of a batch of clusters in
+    # one job (the job writes them cluster by cluster): one job per cluster made each
+    # cluster pay a whole step's round trips (bench.automation). The API keeps the
+    # reference's limit above.
+    pipeline_ideas_max_clusters: int = 20
     # Credits held before an AI job is queued (billing's default cost table): clustering is
     # charged per request, ideas per idea (a cluster yields at most `ideas_max_per_cluster`).
     clustering_credits: int = 10

@@ -53,7 +53,7 @@ async def test_config_defaults_then_update_with_checked_fields(
     assert r.json()["stage_1_batch_size"] == 20
     for bad, field in (({"scheduled_time": "25:00"}, "scheduled_time"),
                        ({"timezone": "Mars/Olympus"}, "timezone"),
-                       ({"stage_2_batch_size": 5}, "stage_2_batch_size"),
+                       ({"stage_2_batch_size": 21}, "stage_2_batch_size"),
                        ({"publish_mode": "yolo"}, "publish_mode"),
                        ({"nonsense": 1}, "nonsense")):
         r = await client.put(f"{API}/update_config/?site_id={tenant.site_id}", headers=h,
