@@ -9,13 +9,15 @@ Planner, writer and automation reserve credits before AI work and settle them af
 
 `quote` answers the balance and what operations would cost (automation's estimate).
 `hold` raises `PaymentRequired` (HTTP 402) when the spendable balance cannot cover the
-estimate. Every command is idempotent: a hold by its key, a capture/release by its hold, a
-refund by its key; the client sends a timed-out command again with the same payload.
+estimate; `hold_batch` places one hold per item of a job in one command, all or none.
+Every command is idempotent: a hold by its key, a capture/release by its hold, a refund by
+its key; the client sends a timed-out command again with the same payload.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -47,6 +49,28 @@ class HoldResult(BaseModel):
     expires_at: datetime
     available_after: int | None = None
     replayed: bool = False
+
+
+class HoldItem(BaseModel):
+    idempotency_key: str = Field(min_length=1, max_length=255)
+    amount: int | None = None
+    units: int | None = None
+
+
+class HoldBatchRequest(BaseModel):
+    """One hold per item of one account and operation (a job that captures what each item
+    cost), placed together in one statement: all of them, or none (402)."""
+
+    account_id: int
+    operation_type: str
+    items: list[HoldItem] = Field(min_length=1, max_length=1000)
+    ttl_seconds: int | None = None
+
+
+class HoldBatchResult(BaseModel):
+    account_id: int
+    holds: list[HoldResult]  # in the order of the items
+    available_after: int | None = None  # None: every hold was there already (replayed)
 
 
 class CaptureRequest(BaseModel):
@@ -132,6 +156,7 @@ class QuoteResult(BaseModel):
 
 
 HOLD = Command(SERVICE, "hold", HoldRequest, HoldResult, idempotent=True)
+HOLD_BATCH = Command(SERVICE, "hold_batch", HoldBatchRequest, HoldBatchResult, idempotent=True)
 CAPTURE = Command(SERVICE, "capture", CaptureRequest, CaptureResult, idempotent=True)
 RELEASE = Command(SERVICE, "release", ReleaseRequest, ReleaseResult, idempotent=True)
 REFUND = Command(SERVICE, "refund", RefundRequest, RefundResult, idempotent=True)
@@ -146,6 +171,14 @@ class BillingClient(CommandClient):
                               amount=amount, units=units, ttl_seconds=ttl_seconds,
                               idempotency_key=idempotency_key or uuid.uuid4().hex)
         return await self.call(HOLD, request)
+
+    async def hold_batch(self, account_id: int, operation_type: str, units: Mapping[str, int],
+                         *, ttl_seconds: int | None = None) -> HoldBatchResult:
+        """A hold of `units[key]` under each idempotency key, all placed or none (402)."""
+        request = HoldBatchRequest(
+            account_id=account_id, operation_type=operation_type, ttl_seconds=ttl_seconds,
+            items=[HoldItem(idempotency_key=key, units=n) for key, n in units.items()])
+        return await self.call(HOLD_BATCH, request)
 
     async def capture(self, hold_id: int, *, account_id: int | None = None,
                       units: int | None = None, tokens_input: int = 0, tokens_output: int = 0,

@@ -167,6 +167,39 @@ LEFT JOIN credit_balances b
 ORDER BY req.ord
 """
 
+# The holds of one batch (one account and operation): the balance reserves their sum once,
+# only if the spendable balance covers it, and every hold is inserted only if it did (all or
+# none). Without a reservation, `available` is the balance before the statement. A key
+# already held (a concurrent request won) fails the statement with a unique violation.
+_RESERVE_HOLD_BATCH = """
+WITH req AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb)
+         AS r (ord int, amount int, idempotency_key text, expires_at timestamptz)
+), reserved AS (
+    UPDATE credit_balances b SET held = b.held + %(total)s::int, updated_at = now()
+    WHERE b.account_id = %(account_id)s::bigint
+      AND b.plan_credits + b.purchased_credits - b.held >= %(total)s::int
+    RETURNING b.plan_credits + b.purchased_credits - b.held AS available
+), hold AS (
+    INSERT INTO credit_holds (account_id, operation_type, amount, status, idempotency_key,
+                              expires_at, captured_credits, refunded_credits, from_plan,
+                              from_purchased)
+    SELECT %(account_id)s::bigint, %(operation_type)s::text, req.amount, 'held',
+           req.idempotency_key, req.expires_at, 0, 0, 0, 0
+    FROM req CROSS JOIN reserved
+    ORDER BY req.ord
+    RETURNING id, amount, status, expires_at, idempotency_key
+)
+SELECT req.ord, hold.id, %(account_id)s::bigint AS account_id,
+       %(operation_type)s::text AS operation_type, req.amount, hold.status, hold.expires_at,
+       COALESCE((SELECT available FROM reserved),
+                (SELECT b.plan_credits + b.purchased_credits - b.held FROM credit_balances b
+                 WHERE b.account_id = %(account_id)s::bigint), 0) AS available
+FROM req
+LEFT JOIN hold ON hold.idempotency_key = req.idempotency_key
+ORDER BY req.ord
+"""
+
 # The holds and their accounts' balances, all locked, with each operation's pricing. Rows
 # lock in account order, so batches that share accounts queue behind each other instead
 # of deadlocking.
@@ -313,6 +346,21 @@ class BillingRepository:
                     for i, (account, op, amount, key, expires) in enumerate(requests)])})
         except psycopg.errors.UniqueViolation as exc:
             raise KeyTaken(", ".join(r[3] for r in requests)) from exc
+
+    async def reserve_hold_batch(self, account_id: int, operation_type: str,
+                                 holds: Sequence[tuple[int, str, datetime]]) -> list[Any]:
+        """Reserve the sum of the (amount, key, expiry) holds on the account's balance and
+        insert them all, or none, in one statement; in order, a row each, whose `id` is None
+        when the spendable balance (`available`) does not cover the sum. Raises `KeyTaken`
+        when a key's hold already exists (the statement changed nothing)."""
+        try:
+            return await self._rows(_RESERVE_HOLD_BATCH, {
+                "account_id": account_id, "operation_type": operation_type,
+                "total": sum(h[0] for h in holds), "rows": _json_rows([
+                    {"ord": i, "amount": amount, "idempotency_key": key, "expires_at": expires}
+                    for i, (amount, key, expires) in enumerate(holds)])})
+        except psycopg.errors.UniqueViolation as exc:
+            raise KeyTaken(", ".join(h[1] for h in holds)) from exc
 
     async def lock_for_captures(self, hold_ids: Sequence[int]) -> list[Any]:
         """The holds that exist with a balance row, their pricing and their accounts'

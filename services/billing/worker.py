@@ -53,6 +53,12 @@ async def _holds(svc: BillingService, reqs: list[wire.HoldRequest]
     return await svc.hold_many(reqs)
 
 
+async def _hold_batch(svc: BillingService, reqs: list[wire.HoldBatchRequest]
+                      ) -> Sequence[BaseModel | DomainError]:
+    (req,) = reqs
+    return [await svc.hold_batch(req)]
+
+
 async def _captures(svc: BillingService, reqs: list[wire.CaptureRequest]
                     ) -> Sequence[BaseModel | DomainError]:
     return await svc.capture_many(reqs)
@@ -77,15 +83,17 @@ async def _quote(svc: BillingService, reqs: list[wire.QuoteRequest]
 
 
 RUNNERS: dict[Command[Any, Any], Runner] = {
-    wire.HOLD: _holds, wire.CAPTURE: _captures, wire.RELEASE: _release, wire.REFUND: _refund,
+    wire.HOLD: _holds, wire.HOLD_BATCH: _hold_batch, wire.CAPTURE: _captures,
+    wire.RELEASE: _release, wire.REFUND: _refund,
     wire.QUOTE: _quote,
 }
 
-# Commands whose statements are each correct on their own: holds are a read (replays and
-# pricing) and one conditional reserve-and-insert. They skip the BEGIN and COMMIT round
-# trips; each statement still commits durably before the answer. Captures, releases and
-# refunds lock rows and decide between statements: they run in one transaction.
-AUTOCOMMIT_COMMANDS = frozenset({wire.HOLD})
+# Commands whose statements are each correct on their own: holds (one or a batch) are a
+# read (replays and pricing) and one conditional reserve-and-insert. They skip the BEGIN
+# and COMMIT round trips; each statement still commits durably before the answer.
+# Captures, releases and refunds lock rows and decide between statements: they run in one
+# transaction.
+AUTOCOMMIT_COMMANDS = frozenset({wire.HOLD, wire.HOLD_BATCH})
 
 # PostgreSQL SQLSTATEs worth retrying: serialization failure, deadlock.
 _RETRYABLE = {"40001", "40P01"}
@@ -143,8 +151,8 @@ class BillingCommands:
     the relay.
 
     Holds and captures run in batches (group commit, ADR 0015: the bus's `Batched`), one
-    per account (a hold) or per hold (a capture) in each round; releases and refunds one
-    by one."""
+    per account (a hold) or per hold (a capture) in each round; a job's holds for its
+    items (`hold_batch`), releases and refunds one by one."""
 
     db: Database
     policy: BillingPolicy
@@ -159,6 +167,7 @@ class BillingCommands:
         return {
             wire.HOLD: batched(wire.HOLD, lambda r: r.account_id),
             wire.CAPTURE: batched(wire.CAPTURE, lambda r: r.hold_id),
+            wire.HOLD_BATCH: functools.partial(self.execute_one, wire.HOLD_BATCH),
             wire.RELEASE: functools.partial(self.execute_one, wire.RELEASE),
             wire.REFUND: functools.partial(self.execute_one, wire.REFUND),
             wire.QUOTE: functools.partial(self.execute_one, wire.QUOTE),

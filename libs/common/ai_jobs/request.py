@@ -71,9 +71,9 @@ class AIJobRequests:
         """Hold the estimate (`PaymentRequired`, HTTP 402, before any work), record the
         task log row and queue the job through the outbox, in `uow`'s transaction (which
         releases the holds if it does not commit); mark the task PENDING. One hold of
-        `units`, or one per item of `items` (item → units), for jobs that capture what
-        each item cost (partial success). Holds are keyed by the task id: asking again
-        places nothing twice."""
+        `units`, or one per item of `items` (item → units, placed together, all or none),
+        for jobs that capture what each item cost (partial success). Holds are keyed by
+        the task id: asking again places nothing twice."""
         task_id = self.task_id or uuid.uuid4()
         account_id = principal.account_id
         if self.task_id is not None:
@@ -83,19 +83,21 @@ class AIJobRequests:
                 return QueuedJob(task_id, int(done["account_id"]), holds_of(done),
                                  self.billing, replayed=True)
         wanted = dict(items) if items is not None else {"": units}
-        results = await asyncio.gather(*(
-            self.billing.hold(account_id, function.operation, units=n,
-                              idempotency_key=f"{task_id}:{item}" if item else str(task_id),
-                              ttl_seconds=self.hold_ttl_seconds)
-            for item, n in wanted.items()), return_exceptions=True)
-        held = {item: r for item, r in zip(wanted, results, strict=True)
-                if isinstance(r, HoldResult)}
+        held: dict[str, HoldResult] = {}
+        if items is None:
+            held[""] = await self.billing.hold(account_id, function.operation, units=units,
+                                               idempotency_key=str(task_id),
+                                               ttl_seconds=self.hold_ttl_seconds)
+        elif wanted:
+            # The items' holds in one command, all or none: one each was a billing round
+            # each (billing changes an account's balance once per statement).
+            batch = await self.billing.hold_batch(
+                account_id, function.operation,
+                {f"{task_id}:{item}": n for item, n in wanted.items()},
+                ttl_seconds=self.hold_ttl_seconds)
+            held = dict(zip(wanted, batch.holds, strict=True))
         job = QueuedJob(task_id, account_id, {item: r.hold_id for item, r in held.items()},
                         self.billing)
-        refused = next((r for r in results if isinstance(r, BaseException)), None)
-        if refused is not None:
-            await job.release()
-            raise refused
         try:
             await TaskLogRepository(uow.session, self.log).insert({
                 "account_id": account_id, "task_id": task_id, "function": function.name,

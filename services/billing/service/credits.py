@@ -25,6 +25,8 @@ from libs.common.auth import BLOCKED_ACCOUNT_STATUSES
 from libs.common.billing import (
     CaptureRequest,
     CaptureResult,
+    HoldBatchRequest,
+    HoldBatchResult,
     HoldRequest,
     HoldResult,
     Quote,
@@ -258,6 +260,50 @@ class BillingService:
                 CREDITS_HELD.labels(req.operation_type).inc(row.amount)
                 outcomes[i] = _hold_result(row, available_after=row.available)
         return [o for o in outcomes if o is not None]
+
+    async def hold_batch(self, req: HoldBatchRequest) -> HoldBatchResult:
+        """Reserve one hold per item of one account and operation, all or none: one read
+        finds replays and pricing, one statement reserves the new holds' sum and inserts
+        them (402, nothing placed, when the spendable balance cannot cover it). Items whose
+        key holds already are answered as they are. A job's per-item holds were a round
+        each (`hold_many` changes an account once per statement). Raises `HoldRace` when
+        another request under one of the keys committed first."""
+        keys = [item.idempotency_key for item in req.items]
+        if len(set(keys)) != len(keys):
+            raise ValidationFailed.field("items", "Idempotency keys must be distinct.")
+        found = await self.repo.hold_lookups(
+            [(req.account_id, key, req.operation_type) for key in keys])
+        holds: list[HoldResult | None] = []
+        new: list[tuple[int, int, str, datetime]] = []  # (index, amount, key, expiry)
+        now = utcnow()
+        for i, (item, row) in enumerate(zip(req.items, found, strict=True)):
+            if row.id is not None:
+                holds.append(_hold_result(row, replayed=True))
+                continue
+            amount, ttl = self._hold_terms(HoldRequest(
+                account_id=req.account_id, operation_type=req.operation_type,
+                idempotency_key=item.idempotency_key, amount=item.amount, units=item.units,
+                ttl_seconds=req.ttl_seconds), row)
+            holds.append(None)
+            new.append((i, amount, item.idempotency_key, now + timedelta(seconds=ttl)))
+        if not new:
+            return HoldBatchResult(account_id=req.account_id,
+                                   holds=[h for h in holds if h is not None])
+        try:
+            rows = await self.repo.reserve_hold_batch(
+                req.account_id, req.operation_type, [n[1:] for n in new])
+        except KeyTaken as exc:
+            raise HoldRace(str(exc)) from exc
+        total = sum(n[1] for n in new)
+        if rows[0].id is None:
+            raise PaymentRequired(f"Insufficient credits: {req.operation_type} needs {total}, "
+                                  f"{rows[0].available} available.")
+        CREDITS_HELD.labels(req.operation_type).inc(total)
+        for (i, *_), row in zip(new, rows, strict=True):
+            holds[i] = _hold_result(row, available_after=row.available)
+        return HoldBatchResult(account_id=req.account_id,
+                               holds=[h for h in holds if h is not None],
+                               available_after=rows[0].available)
 
     def _hold_terms(self, req: HoldRequest, pricing: Any) -> tuple[int, int]:
         """The credits to reserve and the hold's time to live, or the error of the request."""

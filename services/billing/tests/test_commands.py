@@ -102,6 +102,43 @@ async def test_hold_reserves_and_release_returns(db: Database, nc: NATS) -> None
     assert (balance.plan_credits, balance.purchased_credits, balance.held) == (8, 10, 0)
 
 
+async def test_a_batch_of_holds_is_placed_all_or_none_and_replayed_by_key(
+        db: Database, nc: NATS) -> None:
+    account = new_account_id()
+    await fund(db, account, plan=30)
+    client = BillingClient(nc)
+    keys = {f"job-{account}:{i}": 1 for i in range(5)}  # 4 credits per image
+    batch = await client.hold_batch(account, "image_generation", keys)
+    assert [h.amount for h in batch.holds] == [4] * 5 and batch.available_after == 10
+    assert len({h.hold_id for h in batch.holds}) == 5
+    again = await client.hold_batch(account, "image_generation", keys)
+    assert [h.hold_id for h in again.holds] == [h.hold_id for h in batch.holds]
+    assert all(h.replayed for h in again.holds) and again.available_after is None
+    # 3 more images need 12 credits, 10 are spendable: none is placed.
+    with pytest.raises(PaymentRequired):
+        await client.hold_batch(account, "image_generation",
+                                {f"more-{account}:{i}": 1 for i in range(3)})
+    balance, _ = await ledger_state(db, account)
+    assert balance.held == 20
+    # Replays and new holds together: only the new ones reserve.
+    mixed = await client.hold_batch(account, "image_generation",
+                                    {**dict(list(keys.items())[:2]), f"new-{account}": 2})
+    assert [h.replayed for h in mixed.holds] == [True, True, False]
+    assert mixed.holds[2].amount == 8 and mixed.available_after == 2
+    with pytest.raises(ValidationFailed) as unknown:
+        await client.hold_batch(account, "teleportation", {f"t-{account}": 1})
+    assert "operation_type" in (unknown.value.errors or {})
+    for h in batch.holds:
+        await client.capture(h.hold_id)
+    await client.release(mixed.holds[2].hold_id)
+    balance = await assert_ledger_consistent(db, account)
+    assert (balance.plan_credits, balance.held) == (10, 0)
+    async with db.session(TenantScope.system()) as s:
+        holds = (await s.execute(select(func.count()).select_from(CreditHold)
+                                 .where(CreditHold.account_id == account))).scalar_one()
+    assert holds == 6
+
+
 async def test_bad_commands_are_refused_and_change_nothing(db: Database, nc: NATS) -> None:
     account = new_account_id()
     await fund(db, account, plan=50)
