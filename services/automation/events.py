@@ -79,10 +79,12 @@ async def apply_debit(session: AsyncSession, event: Event) -> bool:
     return added
 
 
-def billing_consumer(db: Database, js: Any, wake: Callable[[], None]) -> EventConsumer:
+def billing_consumer(db: Database, js: Any) -> EventConsumer:
+    """The runs' charges. A debit moves no run: it does not wake the engine (a job's
+    hundred captures woke it a hundred times, each wake a locked move for nothing)."""
+
     async def handle(session: AsyncSession, event: Event) -> None:
         await apply_debit(session, event)
-        wake()
 
     return EventConsumer(
         name=f"{SERVICE}-billing-events", stream=stream_name("billing"),

@@ -425,7 +425,8 @@ class Orchestrator:
         if not fresh:
             if stage == 4 and pending.missing and utcnow() - datetime.fromisoformat(
                     entry["started_at"]) < TASKS_WAIT:
-                await m.set_run(run, {"wake_at": utcnow() + timedelta(seconds=0.5)})
+                # Writer makes the tasks from planner's events; its `task.created` events
+                # wake the engine (the tick is the safety net), no timer of our own.
                 return False
             await self._close_stage(m, run, stage, entry, pending)
             return True

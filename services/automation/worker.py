@@ -1,6 +1,7 @@
 """`python -m services.automation.worker`: the outbox relay, the consumers (auth's
-directory; billing's debits, the runs' charges; planner's and writer's events, which wake
-the engine, as do jobs' final progress), the engine that advances running runs
+directory; billing's debits, the runs' charges, which never move a run and so do not wake
+the engine; planner's and writer's events, which wake the engine, as do jobs' final
+progress), the engine that advances running runs
 (`orchestration.Orchestrator`) and the scheduler, each supervised
 (`libs.common.runtime.run_worker`)."""
 
@@ -81,7 +82,7 @@ async def run(stop: asyncio.Event, settings: AutomationSettings | None = None, *
 
     await run_worker(settings, consumers=lambda ctx: [
         auth_consumer(ctx.db, ctx.js),
-        billing_consumer(ctx.db, ctx.js, wake.set),
+        billing_consumer(ctx.db, ctx.js),
         wake_consumer(ctx.db, ctx.js, "planner", PLANNER_WAKERS, wake.set),
         wake_consumer(ctx.db, ctx.js, "writer", WRITER_WAKERS, wake.set),
     ], tasks=[engine, job_results, *([schedules] if scheduler else [])], stop=stop)
