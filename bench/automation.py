@@ -1,6 +1,6 @@
 """Automation end to end on the real platform: N keywords → drafts with images.
 
-    python -m bench.automation [--keywords 100] [--topics 10]
+    python -m bench.automation [--keywords 100 [1000]] [--topics 10] [--batch 4=20 ...]
 
 Starts the whole platform with `igny8 up` in a temporary IGNY8_HOME (offline engines),
 registers a user through the gateway, creates a site and a sector through auth's API,
@@ -43,14 +43,30 @@ MODIFIERS = ["best", "cheap", "review", "for beginners", "vs", "how to clean", "
              "under 200", "for small spaces", "benefits", "problems", "alternatives"]
 
 
+EXTRA = ["2026", "for home", "for office", "online", "near me", "deals", "reddit",
+         "comparison", "for seniors", "for kids", "with warranty", "repair", "accessories",
+         "lightweight", "quiet", "eco friendly", "premium", "compact", "portable", "uk"]
+
+
 def keywords(n: int, topics: int, seed: int = 12) -> list[str]:
+    """`n` distinct keywords spread over `topics`. A topic has 13 plain forms (modifier +
+    topic, or the topic alone); once a topic's draws keep colliding (bigger runs), a third
+    word is added. The first 100 of 10 topics are those of the earlier measurements."""
     rng = random.Random(seed)
     out: list[str] = []
+    seen: set[str] = set()
+    collisions = 0
     while len(out) < n:
         topic = TOPICS[len(out) % topics]
         word = f"{rng.choice(MODIFIERS)} {topic}" if rng.random() < 0.8 else topic
-        if word not in out:
-            out.append(word)
+        if collisions > 50:
+            word = f"{rng.choice(MODIFIERS)} {topic} {rng.choice(EXTRA)}"
+        if word in seen:
+            collisions += 1
+            continue
+        collisions = 0
+        seen.add(word)
+        out.append(word)
     return out
 
 
@@ -116,7 +132,9 @@ def job_seconds(url: str, account_id: int) -> tuple[int, float]:
 def breakdown(urls: dict[str, str], account_id: int) -> dict[str, dict[str, float]]:
     """Per stage: jobs, their own time, their wait in the queue (log created → started),
     and what follows them until automation records the step done (settling the credits,
-    the progress, automation noticing: log finished → step finished)."""
+    the progress, automation noticing: log finished → step finished); and, under
+    "between", the time from one step's end to the next one's record (the engine's moves:
+    closing a stage, asking the owner what waits)."""
     logs: dict[str, dict[str, Any]] = {}
     for name in ("planner", "writer"):
         with psycopg.connect(urls[name]) as conn:
@@ -132,7 +150,12 @@ def breakdown(urls: dict[str, str], account_id: int) -> dict[str, dict[str, floa
         steps = conn.execute("SELECT stage, task_id, created_at, finished_at FROM"
                              " automation_steps WHERE account_id = %s ORDER BY id",
                              (account_id,)).fetchall()
+    last_finished = None
+    between = 0.0
     for stage, task_id, created, finished in steps:
+        if last_finished is not None:
+            between += max(0.0, (created - last_finished).total_seconds())
+        last_finished = finished
         entry = out.setdefault(str(stage), {"steps": 0, "step_s": 0.0, "jobs_s": 0.0,
                                             "queued_s": 0.0, "after_s": 0.0})
         entry["steps"] += 1
@@ -142,10 +165,13 @@ def breakdown(urls: dict[str, str], account_id: int) -> dict[str, dict[str, floa
             entry["jobs_s"] += log["ms"] / 1000
             entry["queued_s"] += (log["started"] - log["created"]).total_seconds()
             entry["after_s"] += (finished - log["finished"]).total_seconds()
-    return {k: {n: round(v, 2) for n, v in e.items()} for k, e in out.items()}
+    found = {k: {n: round(v, 2) for n, v in e.items()} for k, e in out.items()}
+    found["between"] = {"steps_s": round(between, 2)}
+    return found
 
 
-def run_once(gateway: str, postgres_url: str, n: int, topics: int) -> dict[str, Any]:
+def run_once(gateway: str, postgres_url: str, n: int, topics: int,
+             batches: dict[int, int]) -> dict[str, Any]:
     api = gateway + "/api/v1/"
     token = login(api, f"bench-automation-{n}-{int(time.time())}@example.com")
     auth = {"Authorization": f"Bearer {token}"}
@@ -168,9 +194,10 @@ def run_once(gateway: str, postgres_url: str, n: int, topics: int) -> dict[str, 
                 "site_id": site["id"], "sector_id": sector["id"], "keyword": word,
                 "volume": 100})
             assert r.status_code == 201, r.text
-        client.patch(f"/api/v1/automation/update_config/?site_id={site['id']}",
-                     json={"stage_4_batch_size": 10, "stage_5_batch_size": 20,
-                           "stage_6_batch_size": 60})
+        if batches:
+            r = client.patch(f"/api/v1/automation/update_config/?site_id={site['id']}",
+                             json={f"stage_{s}_batch_size": size for s, size in batches.items()})
+            assert r.status_code == 200, r.text
         estimate = _data(client.get(
             f"/api/v1/automation/estimate/?site_id={site['id']}").json())
         started = time.monotonic()
@@ -192,7 +219,8 @@ def run_once(gateway: str, postgres_url: str, n: int, topics: int) -> dict[str, 
     stages = {s["stage"]: {k: s[k] for k in ("processed", "created", "failed", "credits")}
               for s in run["stage_results"]}
     return {
-        "keywords": n, "topics": topics, "status": run["status"], "run_id": run_id,
+        "keywords": n, "topics": topics, "batch_sizes": batches or "defaults",
+        "status": run["status"], "run_id": run_id,
         "wall_s": round(wall, 2), "seen_by_client_s": round(seen, 2),
         "jobs": planner_jobs + writer_jobs, "jobs_s": round(jobs_s, 2),
         "overhead": round((wall - jobs_s) / jobs_s, 3) if jobs_s else None,
@@ -207,7 +235,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keywords", type=int, nargs="+", default=[100])
     parser.add_argument("--topics", type=int, default=10)
+    parser.add_argument("--batch", action="append", default=[], metavar="STAGE=SIZE",
+                        help="a stage's batch size (default: the site's defaults)")
     args = parser.parse_args()
+    batches = {int(k): int(v) for k, v in (b.split("=", 1) for b in args.batch)}
     scopes = {scope_for(m, p) for m, p in (("POST", "/api/v1/automation/run_now/"),
                                             ("POST", "/api/v1/planner/keywords/"),
                                             ("GET", "/api/v1/automation/history/"))}
@@ -217,7 +248,7 @@ def main() -> None:
             platform(Path(tmp), overrides) as run:
         gateway = f"http://127.0.0.1:{run['ports']['gateway']}"
         for n in args.keywords:
-            found = run_once(gateway, run["postgres"]["url"], n, args.topics)
+            found = run_once(gateway, run["postgres"]["url"], n, args.topics, batches)
             results.append(found)
             print(f"{n} keywords ({args.topics} topics): {found['status']}, "
                   f"{found['drafts']} drafts, {found['images']} images, "
