@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 PG_SYSTEM_USER = "embedded_postgres"
 
@@ -55,16 +56,71 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     return _set
 
 
+class ExitedEarly(RuntimeError):
+    """A server process ended before it was ready; the message ends with its log's tail."""
+
+    def __init__(self, what: str, code: int, log_tail: str) -> None:
+        super().__init__(f"{what} exited with code {code}" + (f":\n{log_tail}" if log_tail else ""))
+        self.log_tail = log_tail
+
+    @property
+    def port_taken(self) -> bool:
+        return "already in use" in self.log_tail
+
+
+def _tail(path: Path | None, since: int, lines: int = 12) -> str:
+    """The last `lines` lines a server wrote to its log after byte `since`."""
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(since)
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def _wait_until(check: Callable[[], bool], timeout: float, what: str,
-                proc: subprocess.Popen[bytes] | None = None) -> None:
+                proc: subprocess.Popen[bytes] | None = None, log: Path | None = None,
+                log_from: int = 0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode}")
+            raise ExitedEarly(what, proc.returncode, _tail(log, log_from))
         time.sleep(0.05)
     raise TimeoutError(f"{what} did not become ready in {timeout:.0f}s")
+
+
+# How often a server is started again on another port when the port picked for it was
+# taken between the pick and the bind (other test stacks pick ports at the same time).
+PORT_RETRIES = 3
+
+
+class _Server(Protocol):
+    port: int
+
+    def _launch(self, timeout: float) -> None: ...
+
+
+def _on_a_free_port(server: _Server, timeout: float) -> None:
+    for attempt in range(PORT_RETRIES + 1):
+        try:
+            server._launch(timeout)
+            return
+        except ExitedEarly as exc:
+            if not exc.port_taken or attempt == PORT_RETRIES:
+                raise
+            server.port = free_port()
 
 
 class EmbeddedPostgres:
@@ -123,6 +179,10 @@ class EmbeddedPostgres:
         stale_pid = self.data_dir / "postmaster.pid"
         if stale_pid.exists():
             self._clear_stale_postmaster(stale_pid)
+        _on_a_free_port(self, timeout)
+
+    def _launch(self, timeout: float) -> None:
+        log_from = _size(self.log_path)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.proc = subprocess.Popen(
             [str(self.bin / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
@@ -132,7 +192,7 @@ class EmbeddedPostgres:
             stdout=log, stderr=log, user=self.user,
             preexec_fn=die_with_parent(signal.SIGINT), process_group=self.process_group,
         )
-        _wait_until(self._ready, timeout, "PostgreSQL", self.proc)
+        _wait_until(self._ready, timeout, "PostgreSQL", self.proc, self.log_path, log_from)
 
     def _clear_stale_postmaster(self, pid_file: Path) -> None:
         try:
@@ -208,6 +268,10 @@ class EmbeddedNats:
 
     def start(self, timeout: float = 30.0) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        _on_a_free_port(self, timeout)
+
+    def _launch(self, timeout: float) -> None:
+        log_from = _size(self.log_path)
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [nats_server_binary(), *self._config_args(), "-a", "127.0.0.1",
@@ -215,7 +279,9 @@ class EmbeddedNats:
             stdout=log, stderr=log,
             preexec_fn=die_with_parent(signal.SIGTERM), process_group=self.process_group,
         )
-        _wait_until(lambda: port_open(self.port), timeout, "NATS", self.proc)
+        # Ready once it says so: the port alone may be answered by whoever took it first.
+        _wait_until(lambda: "Server is ready" in _tail(self.log_path, log_from, lines=10_000),
+                    timeout, "NATS", self.proc, self.log_path, log_from)
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
