@@ -55,5 +55,11 @@ def job_subject(service: str, function: str) -> str:
     return f"{JOBS_PREFIX}.{service}.{function}"
 
 
+def job_consumer(service: str, function: str) -> str:
+    """The durable consumer of one job function on the jobs stream (the NATS permissions
+    of libs/common/natsauth.py name it: only `service` may create, fetch from, ack it)."""
+    return f"{service}-job-{function}"
+
+
 def command_subject(service: str, command: str) -> str:
     return f"{COMMAND_PREFIX}.{service}.{command}"

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common import outbox
-from libs.common.events import JOBS_STREAM, Event, job_subject
+from libs.common.events import JOBS_STREAM, Event, job_consumer, job_subject
 from libs.common.metrics import JOB_DURATION
 from libs.common.pull import pull_forever
 
@@ -166,7 +166,7 @@ class JobWorker:
 
     @property
     def durable(self) -> str:
-        return f"{self.service}-job-{self.function}"
+        return job_consumer(self.service, self.function)
 
     async def provision(self) -> None:
         # Named as well as durable: the API subject then carries the filter, which is what

@@ -8,9 +8,12 @@ from its name:
 
 - publishes its own events (`igny8.<name>.>`, stream `IGNY8_<NAME>`) and jobs
   (`igny8.jobs.<name>.>`), creates and updates its own stream;
-- answers its own commands only (`igny8.cmd.<name>.>`), may call any service's;
-- reads every platform service's event stream (durable consumers there), pulls and
-  acknowledges jobs on the shared jobs stream, creates consumers only for its own jobs;
+- answers its own commands only (`igny8.cmd.<name>.>`), and calls only the commands
+  `COMMAND_CALLERS` lists it for (the one table of who calls what);
+- reads every platform service's event stream (durable consumers there); on the shared
+  jobs stream creates, fetches from and acknowledges only the consumers of its own job
+  functions (`JOB_FUNCTIONS`, consumer `<name>-job-<function>`): NATS wildcards match
+  whole tokens, not name prefixes, so each consumer is named in the permissions;
 - writes task progress, reads the revocations;
 - receives replies only on its own inbox prefix (`_INBOX.<name>.`), so it cannot read
   another process's replies (stored answers, PubAcks, command results).
@@ -22,6 +25,10 @@ no commands. JetStream's API is granted per stream (`$JS.API.STREAM.INFO.<stream
 a message, or list the account's streams. Streams of others and buckets are only created
 when missing (with the configuration in libs/common/nats.py), never updated, by those
 that do not own them.
+
+A service gets an entry in `COMMAND_CALLERS` for each command it starts calling and in
+`JOB_FUNCTIONS` for each job function it runs; libs/common/tests/test_natsauth.py checks
+both tables against the declared commands and the services' job functions.
 
 `server_config` renders the users for nats-server (`igny8 up`, the test plugin, and
 deploy/k8s/nats through `$IGNY8_NATS_PASSWORD_<USER>` environment references).
@@ -35,7 +42,16 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from libs.common.events import COMMAND_PREFIX, EVENT_PREFIX, JOBS_PREFIX, JOBS_STREAM, stream_name
+from libs.common.events import (
+    COMMAND_PREFIX,
+    EVENT_PREFIX,
+    JOBS_PREFIX,
+    JOBS_STREAM,
+    command_subject,
+    job_consumer,
+    job_subject,
+    stream_name,
+)
 
 # The platform's KV buckets (libs/common/nats.py creates them).
 TASK_PROGRESS_BUCKET = "igny8_task_progress"
@@ -60,8 +76,6 @@ class NatsAccess:
     jobs: bool = True
     # Answers `igny8.cmd.<user>.>` (request-reply).
     answers_commands: bool = True
-    # Whose commands it may call; None: every service's.
-    calls: tuple[str, ...] | None = None
     # Whose event streams it may consume; None: every platform service's (and its own).
     reads: tuple[str, ...] | None = None
     bucket_writes: tuple[str, ...] = (TASK_PROGRESS_BUCKET,)
@@ -76,18 +90,54 @@ class NatsAccess:
     def inbox_prefix(self) -> str:
         return inbox_prefix(self.user)
 
+    def calls(self) -> list[str]:
+        """The command subjects it may publish on (`COMMAND_CALLERS`)."""
+        return [command_subject(*command.split(".", 1))
+                for command, callers in COMMAND_CALLERS.items() if self.user in callers]
+
+    def job_consumers(self) -> list[tuple[str, str]]:
+        """(durable consumer, filter subject) of each of its job functions."""
+        return [(job_consumer(self.user, function), job_subject(self.user, function))
+                for function in JOB_FUNCTIONS.get(self.user, ())]
+
     def read_streams(self) -> list[str]:
         services = PLATFORM_SERVICES if self.reads is None else self.reads
         own = (self.user,) if self.events else ()
         return [stream_name(s) for s in dict.fromkeys((*services, *own))]
 
 
+# Who calls each command (`<service>.<command>`, the `Command`s of libs/common/auth.py,
+# billing.py and pipeline.py): only those users may publish on its subject. A command
+# nobody calls (billing's `refund`) is answered, but no process may send it.
+COMMAND_CALLERS: dict[str, tuple[str, ...]] = {
+    "auth.lookup_site": ("planner", "writer", "automation"),
+    "auth.seed_keywords": ("planner",),
+    "auth.ai_settings": ("planner", "writer"),
+    "billing.hold": ("planner", "writer"),
+    "billing.capture": ("planner", "writer"),
+    "billing.release": ("planner", "writer"),
+    "billing.refund": (),
+    "billing.quote": ("automation",),
+    "planner.pipeline_pending": ("automation",),
+    "planner.pipeline_queue": ("automation",),
+    "writer.pipeline_pending": ("automation",),
+    "writer.pipeline_queue": ("automation",),
+    "writer.pipeline_publish": ("automation",),
+}
+
+# Each service's job functions (`igny8.jobs.<service>.<function>`, libs/common/jobs.py).
+JOB_FUNCTIONS: dict[str, tuple[str, ...]] = {
+    "planner": ("auto_cluster", "auto_generate_ideas"),
+    "writer": ("auto_generate_content", "generate_image_prompts", "generate_images",
+               "optimize", "publish", "unpublish"),
+}
+
 # The exceptions to the default; a new service needs no entry.
 ACCESS: dict[str, NatsAccess] = {
     "auth": NatsAccess("auth", bucket_writes=(REVOCATIONS_BUCKET, TASK_PROGRESS_BUCKET),
                        bucket_reads=()),
     GATEWAY_USER: NatsAccess(
-        GATEWAY_USER, events=False, jobs=False, answers_commands=False, calls=(), reads=(),
+        GATEWAY_USER, events=False, jobs=False, answers_commands=False, reads=(),
         bucket_writes=(RATE_LIMIT_BUCKET, IDEMPOTENCY_BUCKET),
         bucket_reads=(REVOCATIONS_BUCKET, TASK_PROGRESS_BUCKET)),
 }
@@ -154,18 +204,20 @@ def permissions(spec: NatsAccess) -> dict[str, object]:
             f"{JOBS_PREFIX}.{user}.>",
             _api("STREAM.INFO", JOBS_STREAM), _api("STREAM.CREATE", JOBS_STREAM),
             _api("STREAM.UPDATE", JOBS_STREAM),
-            # Consumers of its own functions only: the filter is part of the API subject.
-            _api("CONSUMER.CREATE", JOBS_STREAM, "*", JOBS_PREFIX, user, ">"),
-            _api("CONSUMER.INFO", JOBS_STREAM, "*"),
-            _api("CONSUMER.MSG.NEXT", JOBS_STREAM, "*"),
-            f"$JS.ACK.{JOBS_STREAM}.>",
         ]
+        # The consumers of its own functions, each by name (the API subject carries the
+        # name, and for a create the filter): nobody else's can be created over, read,
+        # fetched from or acknowledged.
+        for consumer, subject in spec.job_consumers():
+            publish += [
+                _api("CONSUMER.CREATE", JOBS_STREAM, consumer, subject),
+                _api("CONSUMER.INFO", JOBS_STREAM, consumer),
+                _api("CONSUMER.MSG.NEXT", JOBS_STREAM, consumer),
+                f"$JS.ACK.{JOBS_STREAM}.{consumer}.>",
+            ]
     if spec.answers_commands:
         subscribe.append(f"{COMMAND_PREFIX}.{user}.>")
-    if spec.calls is None:
-        publish.append(f"{COMMAND_PREFIX}.>")
-    else:
-        publish += [f"{COMMAND_PREFIX}.{service}.>" for service in spec.calls]
+    publish += spec.calls()
     for bucket in spec.buckets:
         publish += _bucket_reader(bucket)
     for bucket in spec.bucket_writes:

@@ -5,6 +5,7 @@ configuration as `igny8 up`."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,9 +16,16 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
 from libs.common import nats as nats_kernel
-from libs.common.events import JOBS_STREAM
+from libs.common.ai_jobs.request import AIFunction
+from libs.common.commands import Command
+from libs.common.events import JOBS_STREAM, job_consumer
+from libs.common.jobs import JobWorker
 from libs.common.natsauth import (
+    COMMAND_CALLERS,
+    GATEWAY_USER,
     IDEMPOTENCY_BUCKET,
+    JOB_FUNCTIONS,
+    PLATFORM_SERVICES,
     RATE_LIMIT_BUCKET,
     REVOCATIONS_BUCKET,
     TASK_PROGRESS_BUCKET,
@@ -213,8 +221,10 @@ def test_a_new_service_gets_a_default_from_its_name() -> None:
     assert may("igny8.jobs.notes.summarise")
     assert may("$JS.API.STREAM.UPDATE.IGNY8_NOTES")
     assert may("$JS.API.CONSUMER.DURABLE.CREATE.IGNY8_AUTH.notes-auth-read-models")
-    assert may("$JS.API.CONSUMER.CREATE.IGNY8_JOBS.notes-job-x.igny8.jobs.notes.x")
-    assert may("igny8.cmd.billing.hold")
+    # Its jobs' consumers and the commands it calls come with its entries in
+    # JOB_FUNCTIONS and COMMAND_CALLERS: none yet.
+    assert not may("$JS.API.CONSUMER.CREATE.IGNY8_JOBS.notes-job-x.igny8.jobs.notes.x")
+    assert not may("igny8.cmd.billing.hold")
     assert may(f"$KV.{TASK_PROGRESS_BUCKET}.abc")
     assert not may("igny8.planner.keyword.created")
     assert not may("$JS.API.CONSUMER.CREATE.IGNY8_JOBS.x.igny8.jobs.planner.x")
@@ -247,3 +257,97 @@ async def test_a_process_connects_as_its_own_user(server: NatsServer) -> None:
         assert set(buckets) == {REVOCATIONS_BUCKET, TASK_PROGRESS_BUCKET}
     finally:
         await nc.close()
+
+
+async def test_a_service_cannot_touch_another_services_job_consumer(server: NatsServer) -> None:
+    """Issue 13: planner knows writer's consumer name; it can neither fetch writer's jobs,
+    read or acknowledge on that consumer, nor take it over by re-creating it with its own
+    filter. Its own consumer works."""
+    writer_consumer = job_consumer("writer", "optimize")
+    async with connected(server, "writer") as (writer, _):
+        js = writer.jetstream(timeout=5.0)
+        await nats_kernel.ensure_platform(js, "writer")
+        worker = JobWorker("writer", "optimize", _no_job, js, progress=None)  # type: ignore[arg-type]
+        await worker.provision()
+        assert (await js.consumer_info(JOBS_STREAM, writer_consumer)).name == writer_consumer
+    async with connected(server, "planner") as (planner, violations):
+        for subject in (f"$JS.API.CONSUMER.MSG.NEXT.{JOBS_STREAM}.{writer_consumer}",
+                        f"$JS.API.CONSUMER.INFO.{JOBS_STREAM}.{writer_consumer}",
+                        f"$JS.API.CONSUMER.CREATE.{JOBS_STREAM}.{writer_consumer}"
+                        ".igny8.jobs.planner.auto_cluster",
+                        f"$JS.API.CONSUMER.DURABLE.CREATE.{JOBS_STREAM}.{writer_consumer}",
+                        f"$JS.API.CONSUMER.DELETE.{JOBS_STREAM}.{writer_consumer}",
+                        f"$JS.ACK.{JOBS_STREAM}.{writer_consumer}.1.1.1.1.0"):
+            await planner.publish(subject, b"{}")
+            assert await violations.seen(subject, planner), subject
+        js = planner.jetstream(timeout=5.0)
+        own = JobWorker("planner", "auto_cluster", _no_job, js, progress=None)  # type: ignore[arg-type]
+        await own.provision()
+        await js.publish("igny8.jobs.planner.auto_cluster", b"{}")
+        sub = await js.pull_subscribe_bind(durable=own.durable, stream=JOBS_STREAM)
+        (job,) = await sub.fetch(1, timeout=5)
+        await job.ack_sync()
+        assert not any(own.durable.lower() in e for e in violations.errors)
+
+
+async def _no_job(_: object) -> None:
+    return None
+
+
+async def test_a_service_calls_only_the_commands_it_uses(server: NatsServer) -> None:
+    """Issue 13: each process publishes only on the command subjects COMMAND_CALLERS
+    gives it: planner holds credits but does not queue writer's pipeline or quote;
+    automation drives the pipeline but holds nothing; the gateway calls nothing;
+    nobody sends billing's refund."""
+    refused = {
+        "planner": ("igny8.cmd.writer.pipeline_queue", "igny8.cmd.billing.quote",
+                    "igny8.cmd.billing.refund", "igny8.cmd.planner.pipeline_pending"),
+        "writer": ("igny8.cmd.auth.seed_keywords", "igny8.cmd.planner.pipeline_queue"),
+        "automation": ("igny8.cmd.billing.hold", "igny8.cmd.billing.capture",
+                       "igny8.cmd.auth.ai_settings"),
+        "auth": ("igny8.cmd.billing.hold",),
+        "billing": ("igny8.cmd.auth.lookup_site",),
+        "gateway": ("igny8.cmd.auth.lookup_site", "igny8.cmd.billing.hold"),
+    }
+    allowed = {"planner": ("igny8.cmd.billing.hold", "igny8.cmd.auth.seed_keywords"),
+               "automation": ("igny8.cmd.writer.pipeline_publish", "igny8.cmd.billing.quote")}
+    for user, subjects in refused.items():
+        async with connected(server, user) as (nc, violations):
+            for subject in subjects:
+                await nc.publish(subject, b"{}")
+                assert await violations.seen(subject, nc), (user, subject)
+            before = len(violations.errors)
+            for subject in allowed.get(user, ()):
+                await nc.publish(subject, b"{}")
+            await nc.flush()
+            await asyncio.sleep(0.2)
+            assert violations.errors[before:] == [], user
+
+
+def _declared_commands() -> set[str]:
+    from libs.common import auth, billing, pipeline
+
+    return {f"{value.service}.{value.name}" for module in (auth, billing, pipeline)
+            for value in vars(module).values() if isinstance(value, Command)}
+
+
+def test_the_command_table_names_every_declared_command() -> None:
+    """A new command needs its callers in COMMAND_CALLERS (else nobody may send it), and
+    the table names no command that does not exist."""
+    assert set(COMMAND_CALLERS) == _declared_commands()
+    services = {*PLATFORM_SERVICES, GATEWAY_USER}
+    for command, callers in COMMAND_CALLERS.items():
+        assert set(callers) <= services, command
+
+
+def test_the_job_table_names_every_job_function_the_workers_run() -> None:
+    from services.writer.service.publishing import PUBLISH_FUNCTION, UNPUBLISH_FUNCTION
+
+    declared: dict[str, set[str]] = {}
+    for module in ("services.planner.events", "services.writer.events",
+                   "services.automation.events"):
+        for value in vars(importlib.import_module(module)).values():
+            if isinstance(value, AIFunction):
+                declared.setdefault(value.service, set()).add(value.name)
+    declared["writer"] |= {PUBLISH_FUNCTION, UNPUBLISH_FUNCTION}
+    assert {k: set(v) for k, v in JOB_FUNCTIONS.items()} == declared
