@@ -114,6 +114,7 @@ COMMAND_CALLERS: dict[str, tuple[str, ...]] = {
     "auth.seed_keywords": ("planner",),
     "auth.ai_settings": ("planner", "writer"),
     "billing.hold": ("planner", "writer"),
+    "billing.hold_batch": ("planner", "writer"),
     "billing.capture": ("planner", "writer"),
     "billing.release": ("planner", "writer"),
     "billing.refund": (),
