@@ -293,6 +293,14 @@ class EmbeddedNats:
             self.proc.kill()
             self.proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL (a crash: nothing flushed, no goodbye to clients); `start` brings it back
+        on the same port with the same store."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.kill()
+        self.proc.wait()
+
     def restart(self) -> None:
         self.stop()
         with contextlib.suppress(Exception):

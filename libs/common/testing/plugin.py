@@ -75,6 +75,12 @@ class NatsServer:
             pytest.skip("NATS stop needs the embedded server")
         self.embedded.stop()
 
+    def kill(self) -> None:
+        """SIGKILL the server; `start` brings it back on the same port and store."""
+        if self.embedded is None:
+            pytest.skip("NATS kill needs the embedded server")
+        self.embedded.kill()
+
     def start(self) -> None:
         assert self.embedded is not None
         self.embedded.start()
