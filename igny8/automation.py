@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 PREFIX = "/automation"
 TERMINAL = ("completed", "cancelled", "failed", "paused")
+RATE_LIMIT_RETRIES = 5
 
 
 class AutomationCliError(RuntimeError):
@@ -44,10 +45,24 @@ class Api:
             raise AutomationCliError(f"login failed: {body.get('error') or r.status_code}")
         return cls(base_url, body["data"]["access"], http)
 
-    def call(self, method: str, path: str, **params: Any) -> tuple[int, dict[str, Any]]:
-        r = self.client.request(method, f"{self.base_url}{PREFIX}/{path}/", params=params,
-                                headers={"Authorization": f"Bearer {self.token}"})
+    def call(self, method: str, path: str, *, sleep: Callable[[float], None] = time.sleep,
+             **params: Any) -> tuple[int, dict[str, Any]]:
+        """One call; rate-limited (429: a web app open beside the CLI shares the user's
+        budget), it waits as the gateway says and asks again, a few times."""
+        for _ in range(RATE_LIMIT_RETRIES):
+            r = self.client.request(method, f"{self.base_url}{PREFIX}/{path}/", params=params,
+                                    headers={"Authorization": f"Bearer {self.token}"})
+            if r.status_code != 429:
+                break
+            sleep(min(_seconds(r.headers.get("Retry-After")), 30.0))
         return r.status_code, _json(r)
+
+
+def _seconds(value: str | None) -> float:
+    try:
+        return max(float(value or 1), 0.1)
+    except ValueError:
+        return 1.0
 
 
 def _json(r: httpx.Response) -> dict[str, Any]:
@@ -84,10 +99,14 @@ def run_of(api: Api, site_id: int, run_id: str) -> dict[str, Any]:
 
 def follow(api: Api, site_id: int, run_id: str, console: Console, *, every: float = 1.0,
            sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
-    """Show each stage's progress until the run ends (or pauses); the last state."""
+    """Show each stage's progress until the run ends (or pauses); the last state. Besides
+    the bars (redrawn on a terminal), a line when a stage starts and when it is done, so
+    the output of a pipe or a log file shows the stages advancing too."""
     with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.fields[detail]}"), console=console) as progress:
         bars: dict[int, TaskID] = {}
+        started: set[int] = set()
+        finished: set[int] = set()
         while True:
             run = run_of(api, site_id, run_id)
             for stage in run["stage_results"]:
@@ -100,6 +119,12 @@ def follow(api: Api, site_id: int, run_id: str, console: Console, *, every: floa
                           f"{stage['failed']} failed, {stage['credits']} credits")
                 progress.update(bars[n], completed=1 if done else 0,
                                 detail=("running: " if active else "") + detail)
+                if active and n not in started:
+                    started.add(n)
+                    progress.console.print(f"stage {n} ({stage['name']}) started")
+                if done and n not in finished:
+                    finished.add(n)
+                    progress.console.print(f"stage {n} ({stage['name']}) done: {detail}")
             if run["status"] in TERMINAL:
                 return run
             sleep(every)

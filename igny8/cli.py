@@ -278,9 +278,14 @@ def automation_run(
         help="The API (…/api/v1); default: the running platform's.")] = None,
     email: Annotated[str | None, typer.Option(help="Login; default: the demo account.")] = None,
     password: Annotated[str | None, typer.Option(help="Password for --email.")] = None,
+    token: Annotated[str | None, typer.Option(
+        help="An access token instead of a login (or IGNY8_TOKEN).",
+        envvar="IGNY8_TOKEN")] = None,
     follow: Annotated[bool, typer.Option(help="Follow the run until it ends.")] = True,
 ) -> None:
     """Start a run (`run_now`) and show each stage's progress until it ends."""
+    import httpx
+
     from igny8 import automation
     from igny8.database import DEMO_EMAIL
 
@@ -291,10 +296,11 @@ def automation_run(
         reporter.fail("no API: start the platform (`igny8 up`) or pass --url")
         raise typer.Exit(1)
     base = base.rstrip("/")
-    if password is None and email is None:
+    if token is None and password is None and email is None:
         password = Secrets.load_or_create(home, []).demo_password
     try:
-        api = automation.Api.login(base, email or DEMO_EMAIL, password or "")
+        api = (automation.Api(base, token, httpx.Client(timeout=30)) if token else
+               automation.Api.login(base, email or DEMO_EMAIL, password or ""))
         run_id = automation.start(api, site)
         reporter.say(f"run {run_id} started for site {site}")
         if not follow:
@@ -302,6 +308,9 @@ def automation_run(
         run = automation.follow(api, site, run_id, reporter.console)
     except automation.AutomationCliError as exc:
         reporter.fail(str(exc))
+        raise typer.Exit(1) from None
+    except httpx.HTTPError as exc:
+        reporter.fail(f"the API at {base} did not answer: {exc}")
         raise typer.Exit(1) from None
     reporter.say(f"run {run_id}: {run['status']}, {run['total_credits']} credits"
                  + (f" ({run['error']})" if run.get("error") else ""))
