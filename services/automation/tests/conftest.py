@@ -1,6 +1,7 @@
 """Automation's tests run against its migrated database, real NATS, its app in-process, and
-the real services it drives: planner's and writer's apps and workers (their jobs on the
-offline engines), billing's real worker (`billing`, a `Ledger`); auth's commands are
+the real services it drives: planner's app, planner's and writer's workers as their own
+processes (`planner_worker`, `writer_worker`: the fault tests kill them; their jobs on
+the offline engines), billing's real worker (`billing`, a `Ledger`); auth's commands are
 answered by the kernel's fake (`fake_auth`). Automation's own worker is started by the
 tests that need it (`automation_worker`), so a run no worker advances can be inspected."""
 
@@ -23,17 +24,15 @@ from libs.common.testing.factories import Factories, Tenant
 from libs.common.testing.fake_auth import FakeAuth, answering_auth
 from libs.common.testing.plugin import DatabaseFactory, MakeSettings
 from libs.common.testing.tokens import TestIssuer
-from libs.common.testing.workers import running_worker
+from libs.common.testing.workers import WorkerProcess, running_worker, worker_process
 from services.automation.main import create_app
 from services.automation.settings import MIGRATIONS, AutomationSettings
 from services.billing.testing import Ledger, MakeTenant, running_billing, tenant_maker
 from services.planner.main import MIGRATIONS as PLANNER_MIGRATIONS
 from services.planner.main import create_app as create_planner
 from services.planner.settings import PlannerSettings
-from services.planner.worker import run as run_planner
 from services.writer.settings import MIGRATIONS as WRITER_MIGRATIONS
 from services.writer.settings import WriterSettings
-from services.writer.worker import run as run_writer
 
 API = "/api/v1/automation"
 
@@ -90,20 +89,39 @@ def writer_settings(make_database: DatabaseFactory, nats_url: str,
 
 
 @pytest.fixture(scope="package")
-async def planner(planner_settings: PlannerSettings, issuer: TestIssuer, fake_auth: FakeAuth,
-                  billing: Ledger) -> AsyncIterator[httpx.AsyncClient]:
-    """Planner's app (to add keywords as a user does) and its real worker."""
-    async with running_app(create_planner(planner_settings, keys_fetcher=issuer.fetcher())) as c, \
-            running_worker(run_planner, planner_settings, ready_within=60):
+async def planner_worker(planner_settings: PlannerSettings, fake_auth: FakeAuth,
+                         billing: Ledger, tmp_path_factory: pytest.TempPathFactory
+                         ) -> AsyncIterator[WorkerProcess]:
+    """`python -m services.planner.worker`, its own process (a test may kill it; it is
+    running again when the test ends)."""
+    log = tmp_path_factory.mktemp("logs") / "planner-worker.log"
+    async with worker_process("services.planner.worker", planner_settings, log) as worker:
+        yield worker
+
+
+@pytest.fixture(scope="package")
+async def writer_worker(writer_settings: WriterSettings, fake_auth: FakeAuth,
+                        billing: Ledger, tmp_path_factory: pytest.TempPathFactory
+                        ) -> AsyncIterator[WorkerProcess]:
+    """`python -m services.writer.worker` (its jobs, its pipeline commands, its
+    consumers), its own process like planner's."""
+    log = tmp_path_factory.mktemp("logs") / "writer-worker.log"
+    async with worker_process("services.writer.worker", writer_settings, log) as worker:
+        yield worker
+
+
+@pytest.fixture(scope="package")
+async def planner(planner_settings: PlannerSettings, issuer: TestIssuer,
+                  planner_worker: WorkerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    """Planner's app (to add keywords as a user does), its worker running."""
+    async with running_app(create_planner(planner_settings, keys_fetcher=issuer.fetcher())) as c:
         yield c
 
 
 @pytest.fixture(scope="package")
-async def writer(writer_settings: WriterSettings, fake_auth: FakeAuth,
-                 billing: Ledger) -> AsyncIterator[WriterSettings]:
-    """Writer's real worker (its jobs, its pipeline commands, its consumers)."""
-    async with running_worker(run_writer, writer_settings, ready_within=60):
-        yield writer_settings
+def writer(writer_settings: WriterSettings, writer_worker: WorkerProcess) -> WriterSettings:
+    """Writer's settings, its worker running."""
+    return writer_settings
 
 
 @pytest.fixture(scope="package")
