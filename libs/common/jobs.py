@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid4
@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from libs.common import outbox
 from libs.common.events import JOBS_STREAM, Event, job_consumer, job_subject
 from libs.common.metrics import JOB_DURATION
+from libs.common.natsauth import TASK_PROGRESS_BUCKET
 from libs.common.pull import pull_forever
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,12 @@ class TaskProgress:
 
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
+
+    @classmethod
+    def in_buckets(cls, buckets: Mapping[str, Any]) -> TaskProgress:
+        """The platform's progress bucket among a process's buckets (`app.state.buckets`,
+        `WorkerContext.buckets`)."""
+        return cls(buckets[TASK_PROGRESS_BUCKET])
 
     async def put(self, task_id: UUID | str, account_id: int | None, state: str,
                   meta: dict[str, Any]) -> None:
@@ -232,3 +239,8 @@ class JobWorker:
             await asyncio.sleep(max(self.ack_wait / 3, 0.2))
             with contextlib.suppress(Exception):
                 await msg.in_progress()
+
+
+async def run_job_workers(workers: Iterable[JobWorker], stop: asyncio.Event) -> None:
+    """A worker task's body: every job worker pulling its jobs until `stop`."""
+    await asyncio.gather(*(worker.run(stop) for worker in workers))

@@ -30,20 +30,23 @@ and a request whose key already published the content is answered from the recor
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common import nats as nats_kernel
 from libs.common.ai_jobs import AIJobRequests
 from libs.common.ai_jobs.settings import AIJobSettings
-from libs.common.billing import BillingClient
 from libs.common.commands import Command, CommandClient, Handler, serve
-from libs.common.db import Database
-from libs.common.jobs import TaskProgress
-from libs.common.runtime import WorkerContext
+from libs.common.db import Database, TenantScope
+from libs.common.repository import Visibility
+from libs.common.runtime import Task, WorkerContext
+from libs.common.security import Principal
+from libs.common.uow import UnitOfWork, unit_of_work
 
 STAGES = (1, 2, 3, 4, 5, 6, 7)
 PLANNER_STAGES = (1, 2, 3)
@@ -166,22 +169,21 @@ S = TypeVar("S", bound=AIJobSettings)
 class PipelineAnswerer(Generic[S]):
     """A service's answers to automation's two commands for the stages it owns: `pending`
     (what waits) and `queue` (start the service's own job for a batch). Subclasses name
-    their commands and AI task log and write the two answers; the billed-job requests they
-    queue through, and serving them from a worker, are written here once."""
+    their service (`owner`, which names the commands) and AI task log and write the two
+    answers; the billed-job requests they queue through, the session a `pending` reads in,
+    the unit of work and caller a `queue` acts as, and serving them from a worker, are
+    written here once."""
 
-    pending_command: ClassVar[Command[PendingWork, PendingResult]]
-    queue_command: ClassVar[Command[QueueWork, QueueResult]]
+    owner: ClassVar[str]
     ai_task_logs: ClassVar[Table]
 
-    def __init__(self, db: Database, settings: S, billing: BillingClient,
-                 progress: TaskProgress | None) -> None:
+    def __init__(self, db: Database, settings: S, requests: AIJobRequests) -> None:
         self.db = db
         self.settings = settings
-        self.requests = AIJobRequests(self.ai_task_logs, billing, progress,
-                                      hold_ttl_seconds=settings.hold_ttl_seconds)
+        self.requests = requests
 
     def handlers(self) -> dict[Command[Any, Any], Handler]:
-        return {self.pending_command: self.pending, self.queue_command: self.queue}
+        return {PENDING[self.owner]: self.pending, QUEUE[self.owner]: self.queue}
 
     async def pending(self, req: PendingWork) -> PendingResult:
         raise NotImplementedError
@@ -189,10 +191,33 @@ class PipelineAnswerer(Generic[S]):
     async def queue(self, req: QueueWork) -> QueueResult:
         raise NotImplementedError
 
+    @contextlib.asynccontextmanager
+    async def reading(self, req: PendingWork) -> AsyncIterator[tuple[AsyncSession, Visibility]]:
+        """A read-only session in the request's account, and what a `pending` sees: the
+        request's one site."""
+        async with self.db.session(TenantScope.account(req.account_id),
+                                   read_only=True) as session:
+            yield session, Visibility(req.account_id, (req.site_id,))
+
+    @contextlib.asynccontextmanager
+    async def acting(self, req: QueueWork
+                     ) -> AsyncIterator[tuple[UnitOfWork, Principal, AIJobRequests]]:
+        """What a `queue` starts its job in: one unit of work in the request's account, as
+        the run's user (an admin of the account), with job requests keyed by the request's
+        key (asking twice is one job, and places no second hold)."""
+        principal = Principal(user_id=req.user_id or 0, account_id=req.account_id,
+                              role="admin")
+        async with unit_of_work(self.db, TenantScope.account(req.account_id)) as uow:
+            yield uow, principal, self.requests.keyed(task_id_for(req.key))
+
     @classmethod
-    async def serve(cls, ctx: WorkerContext, settings: S) -> None:
-        """A worker task: answer the commands until the worker stops."""
-        answers = cls(ctx.db, settings,
-                      BillingClient(ctx.nc, timeout=settings.command_timeout_seconds),
-                      TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET]))
-        await serve(ctx.nc, answers.handlers(), stop=ctx.stop)
+    def task(cls, settings: S) -> Task:
+        """The worker task (`run_worker(tasks=[...])`, named `pipeline`) that answers the
+        commands until the worker stops."""
+
+        async def pipeline(ctx: WorkerContext) -> None:
+            answers = cls(ctx.db, settings, AIJobRequests.connected(
+                cls.ai_task_logs, settings, ctx.nc, ctx.buckets))
+            await serve(ctx.nc, answers.handlers(), stop=ctx.stop)
+
+        return pipeline

@@ -50,7 +50,7 @@ async def run(stop: asyncio.Event, settings: AutomationSettings | None = None, *
     async def engine(ctx: WorkerContext) -> None:
         orchestrator = Orchestrator(
             ctx.db, PipelineClient(ctx.nc, timeout=timeout),
-            TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET]), settings, publisher)
+            TaskProgress.in_buckets(ctx.buckets), settings, publisher)
         while not ctx.stop.is_set():
             wake.clear()
             await orchestrator.advance_due()

@@ -1,21 +1,14 @@
-"""Billing's app factory."""
+"""Billing's app factory: `uvicorn services.billing.main:create_app --factory`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
-
-from libs.common.app import create_service_app
-from libs.common.security import KeysFetcher
+from libs.common.app import app_factory
 from services.billing.api import ROUTERS
 from services.billing.settings import BillingSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-
-def create_app(settings: BillingSettings | None = None, *,
-               keys_fetcher: KeysFetcher | None = None) -> FastAPI:
-    settings = settings or BillingSettings()
-    return create_service_app(settings, title="IGNY8 billing", routers=ROUTERS,
-                              migrations_dir=MIGRATIONS, keys_fetcher=keys_fetcher)
+create_app = app_factory(BillingSettings, title="IGNY8 billing", routers=ROUTERS,
+                         migrations_dir=MIGRATIONS)

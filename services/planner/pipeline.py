@@ -13,20 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from libs.common.db import TenantScope
 from libs.common.pipeline import (
-    PLANNER_PENDING,
-    PLANNER_QUEUE,
     PendingResult,
     PendingWork,
     PipelineAnswerer,
     QueueResult,
     QueueWork,
-    task_id_for,
 )
-from libs.common.repository import Row, Visibility
-from libs.common.security import Principal
-from libs.common.uow import unit_of_work
+from libs.common.repository import Row
 from services.planner.models import AI_TASK_LOGS
 from services.planner.repository import ClusterRepository, IdeaRepository, KeywordRepository
 from services.planner.service import ClusterService, IdeaService, KeywordService
@@ -34,15 +28,12 @@ from services.planner.settings import PlannerSettings
 
 
 class PlannerPipeline(PipelineAnswerer[PlannerSettings]):
-    pending_command = PLANNER_PENDING
-    queue_command = PLANNER_QUEUE
+    owner = "planner"
     ai_task_logs = AI_TASK_LOGS
 
     async def pending(self, req: PendingWork) -> PendingResult:
-        vis = Visibility(req.account_id, (req.site_id,))
         items: dict[str, dict[str, Any]] = {}
-        async with self.db.session(TenantScope.account(req.account_id),
-                                   read_only=True) as session:
+        async with self.reading(req) as (session, vis):
             rows: list[Row]
             if req.stage == 1:
                 kw = KeywordRepository(session, vis)
@@ -63,11 +54,7 @@ class PlannerPipeline(PipelineAnswerer[PlannerSettings]):
                              ids=[r["id"] for r in rows][:req.limit], items=items)
 
     async def queue(self, req: QueueWork) -> QueueResult:
-        principal = Principal(user_id=req.user_id or 0, account_id=req.account_id,
-                              role="admin")
-        task_id = task_id_for(req.key)
-        requests = self.requests.keyed(task_id)
-        async with unit_of_work(self.db, TenantScope.account(req.account_id)) as uow:
+        async with self.acting(req) as (uow, principal, requests):
             if req.stage == 1:
                 job = await KeywordService(uow, principal, self.settings,
                                            ai_jobs=requests).request_auto_cluster(req.ids, None)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-from libs.common import nats as nats_kernel
 from libs.common.billing import BillingClient
-from libs.common.jobs import JobWorker, TaskProgress
+from libs.common.jobs import JobWorker, TaskProgress, run_job_workers
 from libs.common.runtime import WorkerContext, main, run_worker
 from services.planner.events import auth_consumer, writer_consumer
 from services.planner.jobs import Engines, PlannerJobs
@@ -24,8 +23,7 @@ def job_workers(ctx: WorkerContext, settings: PlannerSettings,
                 engines: Engines | None = None) -> list[JobWorker]:
     jobs = PlannerJobs(ctx.db, BillingClient(ctx.nc, timeout=settings.command_timeout_seconds),
                        settings, engines)
-    progress = TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET])
-    return jobs.runner.workers(ctx.js, progress, jobs.bodies,
+    return jobs.runner.workers(ctx.js, TaskProgress.in_buckets(ctx.buckets), jobs.bodies,
                                ack_wait=settings.job_ack_wait_seconds)
 
 
@@ -34,15 +32,12 @@ async def run(stop: asyncio.Event, settings: PlannerSettings | None = None, *,
     settings = settings or PlannerSettings()
 
     async def jobs(ctx: WorkerContext) -> None:
-        await asyncio.gather(*(w.run(ctx.stop) for w in job_workers(ctx, settings, engines)))
+        await run_job_workers(job_workers(ctx, settings, engines), ctx.stop)
 
-    async def pipeline(ctx: WorkerContext) -> None:
-        """Automation's pipeline commands (stages 1-3)."""
-        await PlannerPipeline.serve(ctx, settings)
-
+    # `pipeline`: automation's pipeline commands (stages 1-3).
     await run_worker(settings, consumers=lambda ctx: [auth_consumer(ctx.db, ctx.js),
                                                       writer_consumer(ctx.db, ctx.js)],
-                     tasks=[jobs, pipeline], stop=stop)
+                     tasks=[jobs, PlannerPipeline.task(settings)], stop=stop)
 
 
 if __name__ == "__main__":

@@ -18,17 +18,13 @@ from typing import Any
 
 from libs.common.db import TenantScope
 from libs.common.pipeline import (
-    WRITER_PENDING,
-    WRITER_QUEUE,
     PendingResult,
     PendingWork,
     PipelineAnswerer,
     QueueResult,
     QueueWork,
-    task_id_for,
 )
 from libs.common.repository import Row, Visibility
-from libs.common.security import Principal
 from libs.common.uow import unit_of_work
 from services.writer.models import (
     AI_TASK_LOGS,
@@ -60,19 +56,16 @@ def has_placeholders(html: str) -> bool:
 
 
 class WriterPipeline(PipelineAnswerer[WriterSettings]):
-    pending_command = WRITER_PENDING
-    queue_command = WRITER_QUEUE
+    owner = "writer"
     ai_task_logs = AI_TASK_LOGS
 
     async def pending(self, req: PendingWork) -> PendingResult:
-        vis = Visibility(req.account_id, (req.site_id,))
         limit = req.limit
         missing = 0
         items: dict[str, dict[str, Any]] = {}
         host: str | None = None
         images_of: list[Row] = []
-        async with self.db.session(TenantScope.account(req.account_id),
-                                   read_only=True) as session:
+        async with self.reading(req) as (session, vis):
             rows: list[Row]
             if req.stage == 4:
                 tasks = TaskRepository(session, vis)
@@ -139,10 +132,8 @@ class WriterPipeline(PipelineAnswerer[WriterSettings]):
         return {content_id: int(a["score"]) for content_id, a in analyses.items()}
 
     async def queue(self, req: QueueWork) -> QueueResult:
-        principal = Principal(user_id=req.user_id or 0, account_id=req.account_id,
-                              role="admin")
-        platform = Platform(self.settings, ai_jobs=self.requests.keyed(task_id_for(req.key)))
-        async with unit_of_work(self.db, TenantScope.account(req.account_id)) as uow:
+        async with self.acting(req) as (uow, principal, requests):
+            platform = Platform(self.settings, ai_jobs=requests)
             if req.stage == 4:
                 job = await TaskService(uow, principal, platform).request_content(
                     req.ids, req.run_id)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 
-from libs.common import nats as nats_kernel
 from libs.common.billing import BillingClient
-from libs.common.jobs import JobWorker, TaskProgress
+from libs.common.jobs import JobWorker, TaskProgress, run_job_workers
 from libs.common.runtime import WorkerContext, main, run_worker
 from libs.common.storage import build_storage
 from services.writer.events import auth_consumer, planner_consumer
@@ -29,8 +28,7 @@ from services.writer.settings import WriterSettings
 
 def job_workers(ctx: WorkerContext, jobs: WriterJobs,
                 settings: WriterSettings) -> list[JobWorker]:
-    progress = TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET])
-    return jobs.runner.workers(ctx.js, progress, jobs.bodies,
+    return jobs.runner.workers(ctx.js, TaskProgress.in_buckets(ctx.buckets), jobs.bodies,
                                ack_wait=settings.job_ack_wait_seconds)
 
 
@@ -44,18 +42,13 @@ async def run(stop: asyncio.Event, settings: WriterSettings | None = None, *,
         billing = BillingClient(ctx.nc, timeout=settings.command_timeout_seconds)
         writer_jobs = WriterJobs(ctx.db, billing, platform, offline=offline)
         publishing = PublishingJobs(ctx.db, platform).workers(
-            ctx.js, TaskProgress(ctx.buckets[nats_kernel.TASK_PROGRESS_BUCKET]),
+            ctx.js, TaskProgress.in_buckets(ctx.buckets),
             ack_wait=settings.job_ack_wait_seconds, max_deliver=settings.job_max_deliver)
         try:
-            await asyncio.gather(*(w.run(ctx.stop)
-                                   for w in [*job_workers(ctx, writer_jobs, settings),
-                                             *publishing]))
+            await run_job_workers([*job_workers(ctx, writer_jobs, settings), *publishing],
+                                  ctx.stop)
         finally:
             await storage.aclose()
-
-    async def pipeline(ctx: WorkerContext) -> None:
-        """Automation's pipeline commands (stages 4-7)."""
-        await WriterPipeline.serve(ctx, settings)
 
     async def auto_publishing(ctx: WorkerContext) -> None:
         """Automation's stage 7 in `auto` mode (`pipeline_publish`)."""
@@ -63,7 +56,7 @@ async def run(stop: asyncio.Event, settings: WriterSettings | None = None, *,
 
     await run_worker(settings, consumers=lambda ctx: [auth_consumer(ctx.db, ctx.js),
                                                       planner_consumer(ctx.db, ctx.js)],
-                     tasks=[jobs, pipeline, auto_publishing], stop=stop)
+                     tasks=[jobs, WriterPipeline.task(settings), auto_publishing], stop=stop)
 
 
 if __name__ == "__main__":

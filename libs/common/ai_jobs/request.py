@@ -9,10 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nats.aio.client import Client as NATS
 from sqlalchemy import Table
 
 from libs.common import jobs
 from libs.common.ai_jobs.log import TaskLogRepository, holds_of
+from libs.common.ai_jobs.settings import AIJobSettings
 from libs.common.billing import BillingClient, HoldResult
 from libs.common.jobs import TaskProgress
 from libs.common.security import Principal
@@ -57,6 +59,15 @@ class AIJobRequests:
         self.progress = progress
         self.hold_ttl_seconds = hold_ttl_seconds
         self.task_id = task_id
+
+    @classmethod
+    def connected(cls, log: Table, settings: AIJobSettings, nc: NATS,
+                  buckets: Mapping[str, Any]) -> AIJobRequests:
+        """The requests of a running process (an app's lifespan, a worker's task): billing
+        over its NATS connection with the settings' command timeout, progress in the
+        platform's bucket, holds that live `hold_ttl_seconds`."""
+        return cls(log, BillingClient(nc, timeout=settings.command_timeout_seconds),
+                   TaskProgress.in_buckets(buckets), hold_ttl_seconds=settings.hold_ttl_seconds)
 
     def keyed(self, task_id: uuid.UUID) -> AIJobRequests:
         """These requests for one job whose task id the caller chose (automation derives
