@@ -89,27 +89,27 @@ def _plain_response(status: int, *, close: bool = True) -> bytes:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    keep_alive_seconds: float = 5.0
-    graceful_seconds: float = 20.0
-    max_head_bytes: int = 64 * 1024
-    backlog: int = 2048
+    """Built by `server_config` from the gateway's settings, which hold the defaults."""
+    host: str
+    port: int
+    keep_alive_seconds: float
+    graceful_seconds: float
     # Deadlines: a request head from its first byte; a body from the end of its head.
-    head_timeout_seconds: float = 10.0
-    body_timeout_seconds: float = 60.0
+    head_timeout_seconds: float
+    body_timeout_seconds: float
     # An answer the client does not read for this long ends the connection.
-    write_timeout_seconds: float = 30.0
-    # Parsed requests waiting for their turn on one connection (pipelining).
-    max_pipelined: int = 16
+    write_timeout_seconds: float
+    max_pipelined: int
     # Connections per client address (the socket's peer); 0: no cap.
-    max_connections_per_address: int = 0
+    max_connections_per_address: int
     # Request bodies being received at once, by declared length (chunked: max_body_bytes).
-    max_body_bytes: int = 10 * 1024 * 1024
-    body_budget_per_address: int = 10 * 1024 * 1024 + 1
-    body_budget: int = 16 * 1024 * 1024
+    max_body_bytes: int
+    body_budget_per_address: int
+    body_budget: int
     # Other ports served by the same app (the gateway's metrics listener).
     extra_ports: tuple[int, ...] = ()
+    max_head_bytes: int = 64 * 1024
+    backlog: int = 2048
 
     @property
     def sweep_seconds(self) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,8 @@ import orjson
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from gateway.server import HttpServer, ServerConfig
+from gateway.server import HttpServer, ServerConfig, server_config
+from gateway.settings import GatewaySettings
 
 Response = tuple[int, dict[bytes, bytes], bytes]
 
@@ -80,9 +82,15 @@ class App:
         await send({"type": "http.response.body", "body": answer})
 
 
+def loopback_config(**overrides: Any) -> ServerConfig:
+    """The gateway's server configuration (its settings' defaults) on a free loopback
+    port, with `overrides`."""
+    return dataclasses.replace(server_config(GatewaySettings(), "127.0.0.1", 0), **overrides)
+
+
 @contextlib.asynccontextmanager
 async def serving(app: App, **config: Any) -> AsyncIterator[HttpServer]:
-    server = HttpServer(app, ServerConfig(host="127.0.0.1", port=0, **config))
+    server = HttpServer(app, loopback_config(**config))
     stop = asyncio.Event()
     ready = asyncio.Event()
     task = asyncio.create_task(server.serve(stop, ready=lambda _port: ready.set()))
@@ -265,7 +273,7 @@ async def test_idle_connections_close_after_the_keep_alive_timeout() -> None:
 
 async def test_stopping_finishes_requests_in_flight() -> None:
     app = App()
-    server = HttpServer(app, ServerConfig(host="127.0.0.1", port=0))
+    server = HttpServer(app, loopback_config())
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(server.serve(stop, ready=lambda _port: ready.set()))
     await ready.wait()
