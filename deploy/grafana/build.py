@@ -29,7 +29,9 @@ DASHBOARDS = Path(__file__).resolve().parent / "dashboards"
 
 # The marker of a panel that shows data only under a condition (see the module docstring).
 FILLS_WHEN = "Fills when: "
-AUTOMATION_CONDITION = "automation service deployed"
+# With no credits held in the window a capture/hold ratio has no denominator: "No data"
+# is the truth there (a 0 would read as "nothing held was captured").
+CREDITS_HELD = "credits were held in the last hour"
 
 # Scrapes and probes are counted under their own route, apart from traffic.
 TRAFFIC = 'route!~"/metrics|/healthz|/readyz"'
@@ -61,8 +63,7 @@ PARTS = (
          ai=True),
     Part("writer", "Writer: tasks, content, images", consumers=True, jobs=WRITER_JOBS, ai=True),
     Part("billing", "Billing: credits, ledger, invoices", consumers=True),
-    Part("automation", "Automation: pipeline runs", consumers=True,
-         condition=AUTOMATION_CONDITION),
+    Part("automation", "Automation: pipeline runs", consumers=True),
 )
 
 
@@ -261,7 +262,7 @@ def credits_row() -> Row:
         stat("Credits captured (24h)",
              zero("sum(increase(igny8_credits_captured_total[24h]))"), "short"),
         stat("Capture / hold ratio (1h)", f"{captured} / clamp_min({held}, 1e-9)",
-             "percentunit", fills_when="credits were held in the last hour"),
+             "percentunit", fills_when=CREDITS_HELD),
     ])
 
 
@@ -421,8 +422,7 @@ def dashboard(stem: str, title: str, rows: list[Row], *,
             x += panel.width
             line_height = max(line_height, panel.height)
         y += line_height
-    description = ("Every panel fills only when the automation service is deployed."
-                   if condition else "")
+    description = f"Every panel fills only when {condition}." if condition else ""
     out: dict[str, Any] = {
         "uid": f"igny8-{stem}",
         "title": f"IGNY8 / {title}",
