@@ -264,6 +264,8 @@ class Orchestrator:
             active = await m.steps.active(run_pk)
             if active:
                 step = active[0]
+                if step["stage"] == 7:
+                    return await self._publish_next(m, run, step)
                 if step["status"] == StepStatus.QUEUED:
                     return await self._ask(m, run, step)
                 return await self._follow(m, run, step)
@@ -471,89 +473,97 @@ class Orchestrator:
 
     async def _gate(self, m: Move, run: Row, config: Row | None, ids: list[int],
                     pending: PendingResult) -> None:
-        """Stage 7 on one batch: drafts stay drafts; in `auto` mode, content whose
-        optimizer score reaches the threshold and that has no placeholders left is
-        published (within the daily cap, counted over the site's runs since local
-        midnight, and the time window). Each item is decided once, recorded with its
-        reason; the batch stops early when writer does not answer (asked again later)
-        or the site refuses the credentials (the run pauses): the items not decided stay
-        pending, and deciding one again publishes under the same key (at most once)."""
+        """Stage 7 on one batch: each draft is reviewed (`review`); what stays a draft is
+        recorded with its reason at once, what may be published is recorded `processing`
+        in a running step, *before* anything is published. `_publish_next` then publishes
+        those one per move."""
         cfg = config or {}
         mode = cfg.get("publish_mode") or PublishMode.DRAFT
-        published_today = 0
-        if mode == PublishMode.AUTO:
-            published_today = await m.items.published_since(run["site_id"], _day_start(cfg))
-        decided: list[tuple[int, str | None]] = []
-        waiting: str | None = None
-        refused: str | None = None
-        for content_id in ids:
-            info = pending.items.get(str(content_id)) or {}
-            try:
-                reason = await self._gate_one(run, cfg, mode, content_id, info,
-                                              published_today)
-            except ServiceUnavailable as exc:
-                waiting = exc.detail
-                break
-            except CredentialsRefused as exc:
-                refused = exc.reason
-                break
-            decided.append((content_id, reason))
-            if reason is None:
-                published_today += 1
-        if decided:
-            run = await self._record_gate(m, run, decided, mode)
-        if waiting is not None:
-            await m.set_run(run, {"wake_at": utcnow() + timedelta(
-                seconds=self.settings.step_retry_seconds)})
-            await m.say(run, f"Stage 7: {waiting} Asking again.", stage=7, level="warning")
-        elif refused is not None:
-            await self._pause(m, run, f"Paused at stage 7: WordPress refused the "
-                                      f"credentials ({refused}). Fix the site's integration "
-                                      f"and resume.")
-
-    async def _record_gate(self, m: Move, run: Row, decided: list[tuple[int, str | None]],
-                           mode: str) -> Row:
+        verdicts = {i: review(cfg, mode, pending.items.get(str(i)) or {}) for i in ids}
+        publish = [i for i, reason in verdicts.items() if reason is None]
         batch = len(await m.steps.of_run(run["id"], 7))
         step = await m.steps.add({
             "run_pk": run["id"], "stage": 7, "batch": batch,
-            "key": f"automation:{run['run_id']}:7:{batch}",
-            "item_ids": [i for i, _ in decided], "status": StepStatus.DONE,
-            "finished_at": utcnow()})
+            "key": f"automation:{run['run_id']}:7:{batch}", "item_ids": ids,
+            "status": StepStatus.RUNNING if publish else StepStatus.DONE,
+            "finished_at": None if publish else utcnow()})
         if step is None:
-            return run
+            return
         entry = _result(run, 7)
-        published = 0
-        for content_id, reason in decided:
-            status = ItemStatus.DONE if reason is None else ItemStatus.SKIPPED
-            await m.items.add_many(run["id"], 7, step["id"], [content_id], status,
-                                   reason or PUBLISHED)
-            entry["processed"] += 1
-            if reason is None:
-                published += 1
-                entry["created"] += 1
-            else:
+        for content_id, reason in verdicts.items():
+            if reason is not None:
+                await m.items.add_many(run["id"], 7, step["id"], [content_id],
+                                       ItemStatus.SKIPPED, reason)
+                entry["processed"] += 1
                 entry["skipped"] += 1
                 _reason(entry, reason)
+        await m.items.add_many(run["id"], 7, step["id"], publish, ItemStatus.PROCESSING)
         run = await m.set_run(run, {"results": _with_result(run, 7, entry)})
-        await m.say(run, f"Stage 7: {len(decided)} drafts reviewed, {published} published "
-                         f"(mode {mode}).", stage=7)
-        return run
+        await m.say(run, f"Stage 7: batch {batch + 1}: {len(ids)} drafts reviewed, "
+                         f"{len(publish)} to publish (mode {mode}).", stage=7)
 
-    async def _gate_one(self, run: Row, cfg: dict[str, Any], mode: str, content_id: int,
-                        info: dict[str, Any], published: int) -> str | None:
-        """Why the content stays a draft, or None once it is published. `published`: how
-        many the site's runs published today."""
-        if mode != PublishMode.AUTO:
-            return "kept as draft for review"
-        threshold = int(cfg.get("quality_threshold") or 0)
-        score = info.get("optimizer_score")
-        if score is None:
-            return "not optimized yet (no optimizer score)"
-        if int(score) < threshold:
-            return f"optimizer score below {threshold}"
-        if info.get("placeholders"):
-            return "placeholders left in the text"
-        if published >= int(cfg.get("daily_publish_cap") or 0):
+    async def _publish_next(self, m: Move, run: Row, step: Row) -> bool:
+        """The next `processing` item of a stage-7 step: published (within the daily cap
+        and the window) and settled in this move's transaction. A worker that dies after
+        writer published leaves the item `processing`; the next move asks again under the
+        same key and writer answers from its record. Pause and cancel apply between two
+        items; refused credentials pause the run with the item still to do."""
+        items = sorted((i for i in await m.items.of_step(step["id"])
+                        if i["status"] == ItemStatus.PROCESSING), key=lambda i: i["id"])
+        entry = _result(run, 7)
+        if run["stop_requested"] == "cancel" and items:
+            n = await m.items.settle(step["id"], ItemStatus.SKIPPED, "run cancelled")
+            entry["processed"] += n
+            entry["skipped"] += n
+            _reason(entry, "run cancelled", n)
+            run = await m.set_run(run, {"results": _with_result(run, 7, entry)})
+            items = []
+        if not items:
+            done = await m.items.of_step(step["id"])
+            published = sum(1 for i in done if i["status"] == ItemStatus.DONE)
+            await m.steps.change(step["id"], {"status": StepStatus.DONE,
+                                              "finished_at": utcnow()})
+            delay = await self._within_delay(m, run)
+            if delay:
+                await m.set_run(run, delay)
+            await m.say(run, f"Stage 7: batch {step['batch'] + 1} done: {published} "
+                             "published.", stage=7)
+            return True
+        if run["stop_requested"]:
+            await self._stop(m, run)
+            return True
+        cfg = await m.configs.of_site(run["site_id"]) or {}
+        content_id = int(items[0]["item_id"])
+        published_today = await m.items.published_since(run["site_id"], _day_start(cfg))
+        try:
+            reason = await self._publish_one(run, cfg, content_id, published_today)
+        except ServiceUnavailable as exc:
+            await m.set_run(run, {"wake_at": utcnow() + timedelta(
+                seconds=self.settings.step_retry_seconds)})
+            await m.say(run, f"Stage 7: {exc.detail} Asking again.", stage=7,
+                        level="warning")
+            return False
+        except CredentialsRefused as exc:
+            await self._pause(m, run, f"Paused at stage 7: WordPress refused the "
+                                      f"credentials ({exc.reason}). Fix the site's "
+                                      f"integration and resume.")
+            return True
+        await m.items.settle(step["id"], ItemStatus.DONE if reason is None
+                             else ItemStatus.SKIPPED, reason or PUBLISHED, [content_id])
+        entry["processed"] += 1
+        if reason is None:
+            entry["created"] += 1
+        else:
+            entry["skipped"] += 1
+            _reason(entry, reason)
+        await m.set_run(run, {"results": _with_result(run, 7, entry)})
+        return True
+
+    async def _publish_one(self, run: Row, cfg: dict[str, Any], content_id: int,
+                           published_today: int) -> str | None:
+        """Why a reviewed content stays a draft after all (the daily cap, the window,
+        writer's reason), or None once it is published."""
+        if published_today >= int(cfg.get("daily_publish_cap") or 0):
             return "daily publishing cap reached"
         if not _in_window(cfg):
             return "outside the publishing window"
@@ -631,6 +641,22 @@ def _detail(exc: DomainError) -> str:
         field, messages = next(iter(exc.errors.items()))
         return f"{field}: {'; '.join(messages)}"
     return exc.detail
+
+
+def review(cfg: dict[str, Any], mode: str, info: dict[str, Any]) -> str | None:
+    """Why a draft at the review gate stays a draft (writer's `items` for it: optimizer
+    score, placeholders), or None when it may be published."""
+    if mode != PublishMode.AUTO:
+        return "kept as draft for review"
+    threshold = int(cfg.get("quality_threshold") or 0)
+    score = info.get("optimizer_score")
+    if score is None:
+        return "not optimized yet (no optimizer score)"
+    if int(score) < threshold:
+        return f"optimizer score below {threshold}"
+    if info.get("placeholders"):
+        return "placeholders left in the text"
+    return None
 
 
 def _day_start(cfg: dict[str, Any]) -> datetime:

@@ -16,23 +16,39 @@ content ids, which other packages' databases also use."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import signal
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client as NATS
 
+from libs.common.db import Database
+from libs.common.pipeline import PipelineClient
 from libs.common.testing.apps import running_app
 from libs.common.testing.factories import Tenant
 from libs.common.testing.tokens import TestIssuer
 from libs.common.testing.wordpress import WordPressServer
+from services.automation.orchestration import Orchestrator, review
 from services.automation.settings import AutomationSettings
-from services.automation.tests.conftest import API, add_keywords, automation_worker, eventually
+from services.automation.tests.conftest import (
+    API,
+    add_keywords,
+    automation_worker,
+    eventually,
+    rows,
+)
+from services.automation.tests.test_faults import worker_process
 from services.automation.tests.test_pipeline import run_state, writer_rows
 from services.billing.testing import Ledger
 from services.writer.main import create_app as create_writer
 from services.writer.settings import WriterSettings
+from services.writer.tests.publishing.test_api import store_image
 
 KEYWORDS = ["pour over coffee", "pour over coffee ratio", "espresso machine",
             "espresso machine cleaning"]
@@ -86,6 +102,41 @@ async def finish(client: httpx.AsyncClient, t: Tenant, run_id: str, status: str,
 def stage(run: dict[str, Any], number: int) -> dict[str, Any]:
     found: dict[str, Any] = next(s for s in run["stage_results"] if s["stage"] == number)
     return found
+
+
+def later(hours: int) -> str:
+    return (datetime.now(UTC) + timedelta(hours=hours)).strftime("%H:%M")
+
+
+async def test_the_gate_reviews_each_rule_before_anything_is_published(
+        settings: AutomationSettings, nc: NATS) -> None:
+    """Each rule of the gate on its own: the mode, the score against the threshold, the
+    placeholders (`review`, before a step is recorded), then the daily cap and the window
+    (`_publish_one`, just before writer is asked: nothing is sent to writer here)."""
+    auto = {"publish_mode": "auto", "quality_threshold": 80, "daily_publish_cap": 2,
+            "publish_window_start": "00:00", "publish_window_end": "23:59", "timezone": "UTC"}
+    good = {"optimizer_score": 91, "placeholders": False}
+    cases = [
+        ({**auto, "publish_mode": "draft"}, good, "kept as draft for review"),
+        (auto, {"optimizer_score": None, "placeholders": False},
+         "not optimized yet (no optimizer score)"),
+        (auto, {"optimizer_score": 79, "placeholders": False}, "optimizer score below 80"),
+        (auto, {"optimizer_score": 80, "placeholders": True}, "placeholders left in the text"),
+        (auto, {"optimizer_score": 80, "placeholders": False}, None),
+        (auto, good, None),
+    ]
+    for n, (cfg, info, expected) in enumerate(cases):
+        assert review(cfg, cfg["publish_mode"], info) == expected, n
+    gate = Orchestrator(None, PipelineClient(nc, timeout=0.5), None,  # type: ignore[arg-type]
+                        settings)
+    run = {"account_id": 1, "site_id": 2, "run_id": "r", "triggered_by": None}
+    assert await gate._publish_one(run, auto, 1, 2) == "daily publishing cap reached"
+    assert await gate._publish_one(run, {**auto, "daily_publish_cap": 0}, 1, 0) == (
+        "daily publishing cap reached")
+    closed = {**auto, "publish_window_start": later(2), "publish_window_end": later(3)}
+    assert await gate._publish_one(run, closed, 1, 0) == "outside the publishing window"
+    overnight = {**auto, "publish_window_start": later(3), "publish_window_end": later(-1)}
+    assert await gate._publish_one(run, overnight, 1, 0) == "outside the publishing window"
 
 
 @pytest.mark.timeout(600)
@@ -213,3 +264,83 @@ async def test_auto_mode_publishes_what_passes_the_gate_to_wordpress_within_the_
                                 status="publish,draft,future,pending,private")
             if "igny8:content=" in p["content"]["raw"]]
     assert len(ours) == cap  # no post twice, none for a draft
+
+
+@pytest.mark.timeout(300)
+async def test_an_automation_worker_killed_while_publishing_publishes_each_content_once(
+        client: httpx.AsyncClient, writer: WriterSettings, writer_api: httpx.AsyncClient,
+        settings: AutomationSettings, automation_db: Database, tenant: Tenant,
+        own_wordpress: WordPressServer) -> None:
+    """SIGKILL the automation worker (its own process) once writer has published some of
+    the batch: the gate's transaction is lost, the new worker decides every item again
+    under the same keys, and writer answers those it published from its record."""
+    h = tenant.headers()
+    site = own_wordpress.site
+    r = await writer_api.post(INTEGRATIONS, headers=h, json={
+        "site_id": tenant.site_id, "platform": "wordpress", "config": {"site_url": site.url},
+        "credentials": {"username": site.username, "app_password": site.app_password}})
+    assert r.status_code == 201, r.text
+    db = Database(writer.database_url)
+    ids = []
+    try:
+        for n in range(6):
+            stamp = uuid.uuid4().hex[:6]
+            r = await writer_api.post("/api/v1/writer/content/", headers=h, json={
+                "site_id": tenant.site_id, "sector_id": tenant.sector_id,
+                "title": f"Grinding Coffee Beans {stamp}", "slug": f"grind-coffee-{stamp}",
+                "html": "<h2>Burr or blade</h2><p>A burr grinder gives even grounds.</p>",
+                "meta_description": f"How to grind coffee beans at home {stamp}.",
+                "primary_keyword": "grind coffee beans"})
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+            await store_image(writer, tenant, db, ids[-1], "featured", 0, 700 + n)
+    finally:
+        await db.dispose()
+    r = await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h, json={
+        "publish_mode": "auto", "quality_threshold": 0, "daily_publish_cap": 100,
+        "publish_window_start": "00:00", "publish_window_end": "23:59"})
+    assert r.status_code == 200, r.text
+
+    async def publications() -> list[dict[str, Any]]:
+        return await writer_rows(writer, tenant, "SELECT content_id, status, attempt "
+                                 "FROM publications WHERE account_id = :a")
+
+    async with worker_process(settings) as proc:
+        started = await client.post(f"{API}/run_now/?site_id={tenant.site_id}", headers=h)
+        assert started.status_code == 200, started.text
+        run_id = started.json()["run_id"]
+
+        async def mid_publish() -> bool:
+            found = await publications()
+            return (any(p["status"] == "published" for p in found)
+                    and any(p["status"] == "pending" for p in found))
+
+        await eventually(mid_publish, timeout=120, every=0.02)
+        proc.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(proc.wait(), 10)
+    in_flight = [p["content_id"] for p in await publications() if p["status"] == "pending"]
+    items = await rows(automation_db, tenant.account_id,
+                       "SELECT item_id, status FROM automation_items WHERE account_id = :a "
+                       "AND stage = 7")
+    # Every item was recorded before anything was published; some were still to do.
+    assert sorted(i["item_id"] for i in items) == ids
+    assert "processing" in {i["status"] for i in items}
+    assert {i["status"] for i in items if i["item_id"] in in_flight} <= {"processing"}
+    async with worker_process(settings):
+        run = await finish(client, tenant, run_id, "completed", timeout=180)
+    assert stage(run, 7)["created"] == len(ids), run
+    assert stage(run, 7)["processed"] == len(ids)
+    assert in_flight  # writer finished it after the worker died; the new one asked again
+
+    # One publish attempt per content (the repeated keys were answered from the record),
+    # one `writer.content.published` each, one post each on the site.
+    done = await publications()
+    assert sorted(p["content_id"] for p in done) == ids
+    assert {(p["status"], p["attempt"]) for p in done} == {("published", 1)}, done
+    events = await writer_rows(writer, tenant, "SELECT payload FROM outbox WHERE subject = "
+                               "'igny8.writer.content.published' AND "
+                               "(payload->>'account_id')::bigint = :a")
+    assert sorted(e["payload"]["data"]["content_id"] for e in events) == ids
+    for content_id in ids:
+        (post,) = await posts_of(own_wordpress, content_id)
+        assert post["status"] == "publish"
