@@ -20,7 +20,7 @@ from libs.common.pipeline import (
     QueueResult,
     QueueWork,
 )
-from libs.common.repository import Row
+from libs.common.repository import Row, Visibility
 from services.planner.models import AI_TASK_LOGS
 from services.planner.repository import ClusterRepository, IdeaRepository, KeywordRepository
 from services.planner.service import ClusterService, IdeaService, KeywordService
@@ -67,8 +67,16 @@ class PlannerPipeline(PipelineAnswerer[PlannerSettings]):
                 return QueueResult(stage=2, task_id=job.task_id, ids=req.ids,
                                    replayed=job.replayed)
             if req.stage == 3:
-                queued = await IdeaService(uow, principal, self.settings).queue_to_writer(
-                    req.ids)
-                return QueueResult(stage=3, ids=[r["id"] for r in queued],
-                                   replayed=not queued)
+                queued = [r["id"] for r in await IdeaService(
+                    uow, principal, self.settings).queue_to_writer(req.ids)]
+                # Asked again because the answer to an earlier ask was lost (a timeout, a
+                # process or NATS that died after the commit): what that ask queued is
+                # `queued` now and answered as queued, so automation counts it and waits
+                # for its tasks (answering nothing made it skip them as "already queued").
+                rest = sorted(set(req.ids) - set(queued))
+                ideas = IdeaRepository(uow.session, Visibility(req.account_id, (req.site_id,)))
+                earlier = [r["id"] for r in await ideas.find(
+                    ideas.table.c.id.in_(rest), ideas.table.c.status == "queued")
+                ] if rest else []
+                return QueueResult(stage=3, ids=queued + earlier, replayed=bool(earlier))
         raise ValueError(f"planner has no stage {req.stage}")

@@ -10,7 +10,13 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from libs.common.ai_jobs import AIJobRequests
+from libs.common.billing import BillingClient
+from libs.common.db import Database
 from libs.common.events import stream_name
+from libs.common.pipeline import QueueWork
+from services.planner.models import AI_TASK_LOGS
+from services.planner.pipeline import PlannerPipeline
 
 from .conftest import API, Tenant, add_keywords, running_worker
 
@@ -172,3 +178,29 @@ async def test_queue_to_writer_emits_one_event_per_idea(
     assert not [e for e in extra if e["account_id"] == tenant.account_id]
     assert mine[0]["type"] == "planner.idea.queued"
     assert set(mine[0]["data"]) >= {"idea_title", "cluster_id", "content_type", "site_id"}
+
+
+async def test_pipeline_queue_asked_again_answers_the_ideas_it_queued(
+    client: httpx.AsyncClient, tenant: Tenant, planner_settings: Any, planner_db: Database,
+    nc: NATS
+) -> None:
+    """Automation asks again when the answer to its first ask was lost (a timeout, a
+    process or NATS that died after planner committed): the ideas that ask queued are
+    answered as queued, not as nothing (automation skipped them and did not wait for
+    their tasks)."""
+    ideas = []
+    for n in range(3):
+        r = await client.post(f"{API}/ideas/", headers=tenant.headers(), json={
+            "idea_title": f"Pipeline idea {n}", "site_id": tenant.site_id,
+            "sector_id": tenant.sector_id})
+        ideas.append(r.json()["id"])
+    answers = PlannerPipeline(planner_db, planner_settings, AIJobRequests(
+        AI_TASK_LOGS, BillingClient(nc), None, hold_ttl_seconds=60))
+    ask = QueueWork(account_id=tenant.account_id, site_id=tenant.site_id, stage=3,
+                    ids=ideas[:2], key="automation:run:3:0")
+    first = await answers.queue(ask)
+    again = await answers.queue(ask)
+    assert (first.ids, first.replayed) == (ideas[:2], False)
+    assert (again.ids, again.replayed) == (ideas[:2], True)
+    assert (await _get(client, tenant, "ideas/?status=queued"))["count"] == 2
+    assert (await _get(client, tenant, "ideas/?status=new"))["count"] == 1
