@@ -23,7 +23,7 @@ from nats.aio.msg import Msg
 from libs.common.billing import CAPTURE
 from libs.common.db import Database
 from libs.common.natsauth import TASK_PROGRESS_BUCKET
-from libs.common.pipeline import task_id_for
+from libs.common.pipeline import QUEUE, task_id_for
 from libs.common.testing.factories import Tenant
 from libs.common.testing.plugin import NatsServer
 from libs.common.testing.workers import WorkerProcess, worker_process
@@ -86,6 +86,8 @@ async def assert_once(automation_db: Database, billing: Ledger, t: Tenant,
     stages = {s["stage"]: s for s in run["stage_results"]}
     assert stages[1]["processed"] == len(WORDS)
     assert all(s["failed"] == 0 for s in stages.values()), stages
+    # Nothing skipped before the review gate (which keeps drafts as drafts).
+    assert all(s["skipped"] == 0 for n, s in stages.items() if n < 7), stages
     assert stages[4]["created"] == stages[3]["created"]
     steps = await rows(automation_db, t.account_id,
                        "SELECT key, task_id, status FROM automation_steps WHERE account_id = :a")
@@ -153,9 +155,11 @@ class Victim:
 
 @dataclass
 class Kill:
-    """Kill `victim` the first time a job of the run's `stage` reports `phase`, or, with
-    `phase="capture"`, the moment it asks billing to capture a hold (its results are
-    committed then, and billing captures while the job's process dies)."""
+    """Kill `victim` the first time a job of the run's `stage` reports `phase`; with
+    `phase="capture"`, the moment the job asks billing to capture a hold (its results are
+    committed then, and billing captures while the job's process dies); with
+    `phase="ask"`, the moment automation asks the stage's owner for a step (the owner
+    takes it while the victim dies)."""
 
     stage: int
     phase: str
@@ -208,8 +212,17 @@ async def killing(nc: NATS, run_id: str, plan: list[Kill]) -> AsyncIterator[None
                 fire(kill, task_id)
                 return
 
+    async def ask(msg: Msg) -> None:
+        for kill in plan:
+            key = f"automation:{run_id}:{kill.stage}:"
+            if kill.phase == "ask" and kill.task_id is None and key.encode() in msg.data:
+                batch = msg.data.split(key.encode(), 1)[1].split(b'"', 1)[0].decode()
+                fire(kill, str(task_id_for(key + batch)))
+                return
+
     subs = [await nc.subscribe(f"$KV.{TASK_PROGRESS_BUCKET}.>", cb=progress),
-            await nc.subscribe(CAPTURE.subject, cb=capture)]
+            await nc.subscribe(CAPTURE.subject, cb=capture),
+            *[await nc.subscribe(QUEUE[owner].subject, cb=ask) for owner in QUEUE]]
     try:
         yield
     finally:
@@ -257,6 +270,7 @@ async def test_planner_writer_and_nats_killed_mid_stage_and_the_run_completes_on
                        down_for=2.0)
     plan = [Kill(1, "SAVE", planner_dies),       # clusters being saved
             Kill(2, "capture", planner_dies),    # ideas saved, their credits being captured
+            Kill(3, "ask", nats_dies),           # ideas being queued to writer
             Kill(4, "AI_CALL", writer_dies),     # articles being written
             Kill(5, "AI_CALL", nats_dies),       # image prompts being made
             Kill(6, "PARSE", writer_dies)]       # image files being stored
@@ -277,6 +291,8 @@ async def test_planner_writer_and_nats_killed_mid_stage_and_the_run_completes_on
         assert kill.task_id is not None
         if kill.victim is not nats_dies:
             assert kill.retried, kill
+        if kill.stage == 3:
+            continue  # no job
         owner = planner_settings if kill.stage <= 2 else writer_settings
         log = await task_log(owner, tenant, kill.task_id)
         assert log["status"] == "success", (kill.stage, log)
