@@ -13,6 +13,7 @@ from typing import Any
 
 from libs.common.auth import AuthClient
 from libs.common.billing import BillingClient
+from libs.common.directory import CallerService
 from libs.common.events import utcnow
 from libs.common.pipeline import PipelineClient
 from libs.common.problems import (
@@ -108,19 +109,12 @@ def run_out(run: Row, credits: dict[int, int]) -> RunOut:
         paused_at=run["paused_at"], finished_at=run["finished_at"], stage_results=stages)
 
 
-class AutomationService:
+class AutomationService(CallerService):
+    directory = DIRECTORY
+
     def __init__(self, uow: UnitOfWork, principal: Principal, clients: Clients) -> None:
-        self.uow = uow
-        self.principal = principal
+        super().__init__(uow, principal, clients.auth)
         self.clients = clients
-        self.access = DIRECTORY.access(uow.session, principal, clients.auth)
-
-    @property
-    def account_id(self) -> int:
-        return self.principal.account_id
-
-    async def _vis(self) -> Visibility:
-        return await self.access.visibility()
 
     async def _site(self, site_id: int | None, *, writes: bool = False) -> int:
         """The caller's site (404 for another tenant's, 403 for one not granted to the
@@ -131,7 +125,7 @@ class AutomationService:
         if writes:
             await self.access.site(site_id)
             return site_id
-        vis = await self._vis()
+        vis = await self.visibility()
         if await DIRECTORY.repository(self.uow.session).site(self.account_id, site_id) is None:
             found = await self.clients.auth.lookup_site(self.account_id, site_id)
             if found is None or found.site.account_id != self.account_id:
@@ -143,17 +137,19 @@ class AutomationService:
     async def _run(self, run_id: str | None, *, lock: bool = False) -> Row:
         if not run_id:
             raise ValidationFailed.field("run_id", "This field is required.")
-        run = await RunRepository(self.uow.session, await self._vis()).by_run_id(run_id,
-                                                                                 lock=lock)
+        runs = await self.repository(RunRepository)
+        run = await runs.by_run_id(run_id, lock=lock)
         if run is None:
             raise NotFound(RUN_NOT_FOUND)
         return run
 
     async def _config(self, site_id: int) -> Row | None:
-        return await ConfigRepository(self.uow.session, await self._vis()).of_site(site_id)
+        configs = await self.repository(ConfigRepository)
+        return await configs.of_site(site_id)
 
     async def _credits(self, run: Row) -> dict[int, int]:
-        return await ChargeRepository(self.uow.session, await self._vis()).by_stage(run["id"])
+        charges = await self.repository(ChargeRepository)
+        return await charges.by_stage(run["id"])
 
     # --- configuration ----------------------------------------------------------------
 
@@ -177,7 +173,8 @@ class AutomationService:
                                                     "timezone"))
         if schedule_changed or current["next_run_at"] is None:
             values["next_run_at"] = next_run_at(merged, utcnow()) if merged["enabled"] else None
-        row = await ConfigRepository(self.uow.session, await self._vis()).upsert(site, values)
+        configs = await self.repository(ConfigRepository)
+        row = await configs.upsert(site, values)
         return config_out(site, row)
 
     # --- runs -------------------------------------------------------------------------
@@ -190,7 +187,7 @@ class AutomationService:
 
     async def run_now(self, site_id: int | None) -> RunStarted:
         site = await self._site(site_id, writes=True)
-        runs = RunRepository(self.uow.session, await self._vis())
+        runs = await self.repository(RunRepository)
         if await runs.active_of_site(site) is not None:
             raise Conflict("A run is already active for this site.")
         found = await self.estimate(site)
@@ -213,18 +210,20 @@ class AutomationService:
 
     async def current_run(self, site_id: int | None) -> RunOut | None:
         site = await self._site(site_id)
-        run = await RunRepository(self.uow.session, await self._vis()).active_of_site(site)
+        runs = await self.repository(RunRepository)
+        run = await runs.active_of_site(site)
         return None if run is None else run_out(run, await self._credits(run))
 
     async def history(self, site_id: int | None) -> list[RunOut]:
         site = await self._site(site_id)
-        runs = await RunRepository(self.uow.session, await self._vis()).latest_of_site(
-            site, HISTORY)
-        return [run_out(r, await self._credits(r)) for r in runs]
+        runs = await self.repository(RunRepository)
+        latest = await runs.latest_of_site(site, HISTORY)
+        return [run_out(r, await self._credits(r)) for r in latest]
 
     async def logs(self, run_id: str | None, lines: int) -> LogsOut:
         run = await self._run(run_id)
-        found = await LogRepository(self.uow.session, await self._vis()).last(run["id"], lines)
+        logs = await self.repository(LogRepository)
+        found = await logs.last(run["id"], lines)
         return LogsOut(run_id=run["run_id"], lines=[
             LogLine(at=r["created_at"], stage=r["stage"], level=r["level"],
                     message=r["message"]) for r in found])
@@ -240,7 +239,7 @@ class AutomationService:
 
     async def current_processing(self, site_id: int | None) -> CurrentProcessing | None:
         site = await self._site(site_id)
-        vis = await self._vis()
+        vis = await self.visibility()
         run = await RunRepository(self.uow.session, vis).active_of_site(site)
         if run is None:
             return None
@@ -272,7 +271,7 @@ class AutomationService:
 
     async def resume(self, run_id: str | None) -> RunOut:
         run = await self._run(run_id, lock=True)
-        vis = await self._vis()
+        vis = await self.visibility()
         runs = RunRepository(self.uow.session, vis)
         if run["status"] == RunStatus.RUNNING and run["stop_requested"] == "pause":
             changed = await runs.change(run["id"], {"stop_requested": None})
@@ -289,7 +288,7 @@ class AutomationService:
         return run_out(changed, await self._credits(changed))
 
     async def _stop(self, run: Row, what: str) -> RunOut:
-        vis = await self._vis()
+        vis = await self.visibility()
         runs = RunRepository(self.uow.session, vis)
         logs = LogRepository(self.uow.session, vis)
         active = [s for s in await StepRepository(self.uow.session, vis).active(run["id"])

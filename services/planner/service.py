@@ -13,8 +13,9 @@ from typing import Any
 
 from libs.common.ai_jobs import AIJobRequests, QueuedJob
 from libs.common.auth import AuthClient
+from libs.common.directory import CallerService
 from libs.common.problems import Conflict, NotFound, PermissionDenied, ValidationFailed
-from libs.common.repository import FilterSet, ListQuery, Ordering, Page, Row, Visibility
+from libs.common.repository import FilterSet, ListQuery, Ordering, Page, Row
 from libs.common.security import Principal
 from libs.common.uow import UnitOfWork
 from services.planner import events
@@ -42,35 +43,27 @@ def _deleted(rows: Sequence[Row], what: str, *, single: bool) -> int:
     return len(rows)
 
 
-class PlannerService:
+class PlannerService(CallerService):
     """What planner's services share: the caller, the unit of work, the directory, and
-    repositories made for what the caller may see."""
+    repositories made for what the caller may see (`CallerService`)."""
+
+    directory = DIRECTORY
 
     def __init__(self, uow: UnitOfWork, principal: Principal, settings: PlannerSettings,
                  auth: AuthClient | None = None, ai_jobs: AIJobRequests | None = None) -> None:
-        self.uow = uow
-        self.principal = principal
+        super().__init__(uow, principal, auth)
         self.settings = settings
         self.auth = auth
         self.ai_jobs = ai_jobs
-        self.access = DIRECTORY.access(uow.session, principal, auth)
-
-    @property
-    def account_id(self) -> int:
-        return self.principal.account_id
-
-    async def visibility(self) -> Visibility:
-        """The caller's account and sites (403 when the account is blocked)."""
-        return await self.access.visibility()
 
     async def keywords(self) -> KeywordRepository:
-        return KeywordRepository(self.uow.session, await self.visibility())
+        return await self.repository(KeywordRepository)
 
     async def clusters(self) -> ClusterRepository:
-        return ClusterRepository(self.uow.session, await self.visibility())
+        return await self.repository(ClusterRepository)
 
     async def ideas(self) -> IdeaRepository:
-        return IdeaRepository(self.uow.session, await self.visibility())
+        return await self.repository(IdeaRepository)
 
     def _jobs(self) -> AIJobRequests:
         if self.ai_jobs is None:

@@ -10,7 +10,7 @@ against it. A service that needs it declares it once and gets all of it:
     # worker.py: the consumer of auth's events (`extra` for entities of its own)
     consumers=lambda ctx: [DIRECTORY.consumer(ctx.db, ctx.js, service="writer")]
 
-    # service.py: per unit of work
+    # service.py: per unit of work, on `CallerService` (`directory = DIRECTORY`)
     access = DIRECTORY.access(uow.session, principal, auth_client)
     visibility = await access.visibility()             # 403 for a blocked account
     site, sector = await access.site_and_sector(site_id, sector_id)
@@ -35,6 +35,7 @@ from libs.common.directory.events import (
     directory_consumer,
 )
 from libs.common.directory.repository import DirectoryRepository, upsert
+from libs.common.directory.service import CallerService
 from libs.common.directory.tables import (
     TENANT_TABLES,
     DirectoryTables,
@@ -47,6 +48,7 @@ __all__ = [
     "BLOCKED_ACCOUNT_STATUSES",
     "TENANT_TABLES",
     "AuthEventConsumer",
+    "CallerService",
     "Directory",
     "DirectoryAccess",
     "DirectoryRepository",

@@ -10,8 +10,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 from libs.common.ai_jobs import AIJobRequests, QueuedJob
 from libs.common.ai_jobs.request import AIFunction
 from libs.common.auth import AuthClient
+from libs.common.directory import CallerService
 from libs.common.problems import NotFound, ValidationFailed
-from libs.common.repository import ListQuery, Page, Repository, Row, Visibility
+from libs.common.repository import ListQuery, Page, Repository, Row
 from libs.common.security import Principal
 from libs.common.storage import FileStorage
 from libs.common.uow import UnitOfWork
@@ -43,29 +44,18 @@ class Platform:
         return self.settings.public_url.rstrip("/") + IMAGE_FILE_PATH.format(id=image["id"])
 
 
-class WriterService:
-    """One caller's view of writer in one unit of work. Never commits."""
+class WriterService(CallerService):
+    """One caller's view of writer in one unit of work (`CallerService`). Never commits."""
+
+    directory = DIRECTORY
 
     def __init__(self, uow: UnitOfWork, principal: Principal, platform: Platform) -> None:
-        self.uow = uow
-        self.principal = principal
+        super().__init__(uow, principal, platform.auth)
         self.platform = platform
-        self.access = DIRECTORY.access(uow.session, principal, platform.auth)
 
     @property
     def settings(self) -> WriterSettings:
         return self.platform.settings
-
-    @property
-    def account_id(self) -> int:
-        return self.principal.account_id
-
-    async def visibility(self) -> Visibility:
-        """The caller's account and sites (403 when the account is blocked)."""
-        return await self.access.visibility()
-
-    async def repository(self, kind: type[R]) -> R:
-        return kind(self.uow.session, await self.visibility())
 
     async def planner_refs(self) -> PlannerRefs:
         return PlannerRefs(self.uow.session, await self.visibility())
