@@ -11,6 +11,7 @@ from typing import Any
 
 from igny8.home import Home, StateFile, lock_held
 from igny8.plan import DEFAULT_NATS_PORT, DEFAULT_POSTGRES_PORT
+from libs.common import natstls
 from libs.common.embedded import EmbeddedNats, EmbeddedPostgres
 from libs.common.natsauth import server_config
 
@@ -23,6 +24,7 @@ class Infrastructure:
     nats_url: str | None
     postgres: EmbeddedPostgres | None = None
     nats: EmbeddedNats | None = None
+    nats_tls_ca: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """For state.json. An operator's own DATABASE_URL may hold a password: not stored."""
@@ -63,19 +65,37 @@ def start_postgres(home: Home, env: Mapping[str, str], say: Say
     return server.url, server
 
 
+def nats_tls_wanted(env: Mapping[str, str]) -> bool:
+    return env.get("IGNY8_NATS_TLS", "").lower() in ("1", "true", "yes")
+
+
 def start_nats(home: Home, env: Mapping[str, str], say: Say,
-               passwords: Mapping[str, str] | None = None) -> tuple[str, EmbeddedNats | None]:
-    """The operator's NATS_URL (its credentials, if any, in it), or the embedded server
-    admitting only the platform's users (`passwords`, libs/common/natsauth.py)."""
+               passwords: Mapping[str, str] | None = None
+               ) -> tuple[str, EmbeddedNats | None, str | None]:
+    """The operator's NATS_URL (its credentials, if any, in it; `IGNY8_NATS_TLS_CA` from
+    the environment), or the embedded server admitting only the platform's users
+    (`passwords`, libs/common/natsauth.py). With `IGNY8_NATS_TLS=1` the embedded server
+    requires TLS, with a CA made for this start (libs/common/natstls.py, ADR 0026).
+    Returns the URL, the embedded server, and the CA file clients verify against."""
     if url := env.get("NATS_URL"):
         say("NATS: using NATS_URL")
-        return url, None
+        return url, None, env.get("IGNY8_NATS_TLS_CA")
+    config = server_config(passwords or {})
+    tls = None
+    if nats_tls_wanted(env):
+        if not natstls.available():
+            raise RuntimeError("IGNY8_NATS_TLS=1 needs the `cryptography` package")
+        tls = natstls.make_local_tls(home.root / "nats-tls")
+        config += tls.server_block()
     server = EmbeddedNats(home.nats_store, _default(DEFAULT_NATS_PORT, env), home.log("nats"),
-                          process_group=0, config=server_config(passwords or {}))
+                          process_group=0, config=config)
     say(f"NATS: starting the embedded JetStream server on port {server.port} "
-        f"({len(passwords or {})} users, no anonymous access)")
+        f"({len(passwords or {})} users, no anonymous access"
+        f"{', TLS required' if tls else ''})")
     server.start()
-    return server.url, server
+    if tls is None:
+        return server.url, server, None
+    return server.url.replace("nats://", "tls://", 1), server, str(tls.ca_file)
 
 
 def running_database_url(home: Home, env: Mapping[str, str]) -> str | None:

@@ -52,6 +52,8 @@ class PlatformInputs:
     # Each process's NATS password by user (service name, `gateway`); empty when the
     # operator's NATS_URL says how to connect.
     nats_passwords: Mapping[str, str] = field(default_factory=dict)
+    # The CA the NATS server's certificate is verified against (TLS), if any.
+    nats_tls_ca: str | None = None
 
 
 def port_names(services: Sequence[ServiceSpec], gateway: GatewaySpec = GATEWAY
@@ -129,6 +131,7 @@ def common_env(inputs: PlatformInputs) -> dict[str, str]:
         # A WordPress or model server on this machine is the usual development target.
         "IGNY8_OUTBOUND_ALLOW_PRIVATE": "1" if inputs.environment == "development" else "0",
         "PYTHONUNBUFFERED": "1",
+        **({"IGNY8_NATS_TLS_CA": inputs.nats_tls_ca} if inputs.nats_tls_ca else {}),
     }
 
 

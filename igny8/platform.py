@@ -168,8 +168,8 @@ def run_up(home: Home, reporter: Reporter, options: UpOptions,
                 with reporter.step("starting PostgreSQL", "PostgreSQL ready"):
                     infra.admin_url, infra.postgres = start_postgres(home, env, reporter.say)
                 with reporter.step("starting NATS (JetStream)", "NATS ready"):
-                    infra.nats_url, infra.nats = start_nats(home, env, reporter.say,
-                                                            secrets.nats_passwords)
+                    infra.nats_url, infra.nats, infra.nats_tls_ca = start_nats(
+                        home, env, reporter.say, secrets.nats_passwords)
                 databases: dict[str, Any] = {}
                 for spec in services:
                     with reporter.step(f"migrating {spec.name}", f"{spec.database} migrated"):
@@ -186,6 +186,7 @@ def run_up(home: Home, reporter: Reporter, options: UpOptions,
                         nats_url=infra.nats_url, secret_key=secrets.secret_key,
                         gateway_present=gateway_started, python=sys.executable,
                         nats_passwords=secrets.nats_passwords if infra.nats else {},
+                        nats_tls_ca=infra.nats_tls_ca,
                     ),
                     with_workers={s.name: s.has_worker() for s in services},
                 )

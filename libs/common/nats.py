@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -58,16 +59,31 @@ def _without_credentials(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.username)
 
 
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """A client context that verifies the server's certificate and name against
+    `ca_file` (the deployment's NATS CA), or the system's CAs without one."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 async def connect(url: str, name: str, *, user: str | None = None,
-                  password: str | None = None,
+                  password: str | None = None, tls_ca: str | None = None,
                   first_attempt_timeout: float = 30.0) -> NATS:
     """Connect as `user` (or as the user the URL names), retrying the first connection
     too (nats-py only retries reconnects). Replies arrive on the user's own inbox prefix
-    (libs/common/natsauth.py), the only one its permissions let it read."""
+    (libs/common/natsauth.py), the only one its permissions let it read. With `tls_ca`
+    or a `tls://` URL the connection is TLS, the server verified (libs/common/natstls.py,
+    ADR 0026)."""
     bare, url_user = _without_credentials(url)
     credentials: dict[str, Any] = {}
+    if tls_ca or url.startswith("tls://"):
+        credentials["tls"] = tls_context(tls_ca)
+        url = url.replace("nats://", "tls://", 1)
+        bare = bare.replace("nats://", "tls://", 1)
     if user and password:
-        url, credentials = bare, {"user": user, "password": password}
+        url = bare
+        credentials.update(user=user, password=password)
     else:
         user = url_user
     if user:
@@ -98,7 +114,7 @@ async def connect_as(settings: PlatformSettings, user: str, name: str) -> NATS:
     `IGNY8_NATS_PASSWORD`; without a password, whatever the URL says."""
     password = settings.nats_password.get_secret_value() if settings.nats_password else None
     return await connect(settings.nats_url, name, user=settings.nats_user or user,
-                         password=password)
+                         password=password, tls_ca=settings.nats_tls_ca)
 
 
 async def _add_or_update_stream(js: JetStreamContext, config: StreamConfig,

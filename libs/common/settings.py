@@ -26,6 +26,9 @@ class PlatformSettings(BaseSettings):
     # `user:password@` if any.
     nats_user: str | None = None
     nats_password: SecretStr | None = None
+    # The CA that signed the NATS server's certificate (PEM file). With it, or with a
+    # `tls://` URL, the connection is TLS and the server's certificate is verified.
+    nats_tls_ca: str | None = None
     jwt_issuer: str = "igny8-auth"
     jwt_audience: str = "igny8-api"
     jwt_leeway_seconds: int = 30
