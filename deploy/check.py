@@ -9,7 +9,9 @@ offline, in seconds.
 3. runs checkov's Kubernetes checks over each overlay (skips, each with its reason, in
    `deploy/checkov.yaml`), with every outbound connection pointed at a closed loopback
    port (it would look for updates on the internet);
-4. `promtool check config` on both Prometheus configurations, `check rules` and
+4. NATS over TLS: the chart's values, the platform's config and every NATS client's CA
+   mount agree (`nats_tls`, ADR 0026);
+5. `promtool check config` on both Prometheus configurations, `check rules` and
    `test rules` on the alert rules (Debian's `prometheus` package).
 
 Exit code 0 when all of it passes; each failure is printed with the object it concerns.
@@ -179,6 +181,64 @@ def checkov(target: str, docs: list[dict[str, Any]], workdir: Path) -> list[str]
 # --- 4. promtool ------------------------------------------------------------------------
 
 
+NATS_VALUES = K8S / "nats" / "values.yaml"
+NATS_CA_SECRET = "igny8-nats-ca"
+
+
+def _env_value(container: dict[str, Any], name: str) -> Any:
+    return next((e for e in container.get("env", []) if e["name"] == name), None)
+
+
+def nats_tls(target: str, docs: list[dict[str, Any]],
+             values: dict[str, Any] | None = None) -> list[str]:
+    """NATS over TLS, end to end (ADR 0026): the chart's values require TLS from clients
+    and routes with a certificate Secret and a CA; the platform's config says `tls://` and
+    where the CA is; every container that connects to NATS (it has `IGNY8_NATS_USER`)
+    mounts the CA Secret's `ca.crt` (and nothing else of it) at that path."""
+    values = values if values is not None else yaml.safe_load(NATS_VALUES.read_text())
+    config = values.get("config", {})
+    problems = []
+    for where, block in (("config.nats.tls", config.get("nats", {}).get("tls", {})),
+                         ("config.cluster.tls", config.get("cluster", {}).get("tls", {}))):
+        if not (block.get("enabled") and block.get("secretName")):
+            problems.append(f"{NATS_VALUES.name}: {where} must be enabled with a secretName")
+    ca = values.get("tlsCA", {})
+    if not (ca.get("enabled") and ca.get("secretName") and ca.get("key")):
+        problems.append(f"{NATS_VALUES.name}: tlsCA must be enabled with secretName and key")
+    maps = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "igny8-config"]
+    if len(maps) != 1:
+        return [*problems, f"{target}: no ConfigMap igny8-config"]
+    data = maps[0]["data"]
+    if not str(data.get("IGNY8_NATS_URL", "")).startswith("tls://"):
+        problems.append(f"{target}: igny8-config IGNY8_NATS_URL is not tls://")
+    ca_path = Path(str(data.get("IGNY8_NATS_TLS_CA", "")))
+    if not ca_path.is_absolute():
+        problems.append(f"{target}: igny8-config has no absolute IGNY8_NATS_TLS_CA")
+    clients = 0
+    for doc in docs:
+        pod = doc.get("spec", {}).get("template", {}).get("spec")
+        if doc["kind"] not in ("Deployment", "StatefulSet", "Job") or not pod:
+            continue
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for container in pod.get("containers", []):
+            if _env_value(container, "IGNY8_NATS_USER") is None:
+                continue
+            clients += 1
+            where = f"{target}: {doc['kind']}/{doc['metadata']['name']} {container['name']}"
+            mounted = [m for m in container.get("volumeMounts", [])
+                       if m["mountPath"] == str(ca_path.parent)]
+            secret = volumes.get(mounted[0]["name"], {}).get("secret", {}) if mounted else {}
+            items = secret.get("items", [])
+            if not (mounted and mounted[0].get("readOnly")
+                    and secret.get("secretName") == NATS_CA_SECRET
+                    and [(i["key"], i["path"]) for i in items] == [("ca.crt", ca_path.name)]):
+                problems.append(f"{where}: connects to NATS without {NATS_CA_SECRET}'s ca.crt "
+                                f"mounted read-only at {ca_path}")
+    if clients == 0:
+        problems.append(f"{target}: no NATS client found (IGNY8_NATS_USER)")
+    return problems
+
+
 def promtool() -> list[str]:
     promtool_bin = tool("promtool")
     rules = sorted(str(p) for p in (PROMETHEUS / "rules").glob("*.yml"))
@@ -227,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rendered {target}: {len(docs)} objects")
             if "validate" not in args.skip:
                 failures += validate(target, docs)
+                failures += nats_tls(target, docs)
         if "checkov" not in args.skip:
             with tempfile.TemporaryDirectory(prefix="igny8-deploy-check-") as workdir:
                 for target in OVERLAYS:

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,3 +93,26 @@ def test_checkov_would_fail_a_privileged_container(prod: list[dict[str, Any]],
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
+
+
+def test_nats_tls_is_checked_end_to_end(prod: list[dict[str, Any]]) -> None:
+    """ADR 0026: deploy-check refuses NATS without TLS: a chart that does not require it,
+    a plaintext URL, a NATS client without the CA mounted."""
+    assert check.nats_tls("prod", prod) == []
+    values = yaml.safe_load((REPO / "deploy/k8s/nats/values.yaml").read_text())
+    values["config"]["nats"]["tls"]["enabled"] = False
+    assert any("config.nats.tls" in p for p in check.nats_tls("prod", prod, values))
+
+    plaintext = copy.deepcopy(prod)
+    config = next(d for d in plaintext if d["kind"] == "ConfigMap"
+                  and d["metadata"]["name"] == "igny8-config")
+    config["data"]["IGNY8_NATS_URL"] = "nats://nats:4222"
+    assert any("not tls://" in p for p in check.nats_tls("prod", plaintext))
+
+    unmounted = copy.deepcopy(prod)
+    worker = next(d for d in unmounted if d["kind"] == "Deployment"
+                  and d["metadata"]["name"] == "igny8-billing-worker")
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "nats-ca"]
+    (problem,) = check.nats_tls("prod", unmounted)
+    assert "igny8-billing-worker" in problem
