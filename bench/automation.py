@@ -129,8 +129,9 @@ def job_seconds(url: str, account_id: int) -> tuple[int, float]:
     return int(row[0]), float(row[1]) / 1000
 
 
-def breakdown(urls: dict[str, str], account_id: int) -> dict[str, dict[str, float]]:
-    """Per stage: jobs, their own time, their wait in the queue (log created → started),
+def breakdown(urls: dict[str, str], account_id: int) -> dict[str, dict[str, Any]]:
+    """Per stage: jobs, their own time, how long the owner took to take a recorded step
+    (step recorded → log created), their wait in the queue (log created → started),
     and what follows them until automation records the step done (settling the credits,
     the progress, automation noticing: log finished → step finished); and, under
     "between", the time from one step's end to the next one's record (the engine's moves:
@@ -150,23 +151,35 @@ def breakdown(urls: dict[str, str], account_id: int) -> dict[str, dict[str, floa
         steps = conn.execute("SELECT stage, task_id, created_at, finished_at FROM"
                              " automation_steps WHERE account_id = %s ORDER BY id",
                              (account_id,)).fetchall()
-    last_finished = None
+        run_started, run_finished = conn.execute(
+            "SELECT started_at, finished_at FROM automation_runs WHERE account_id = %s",
+            (account_id,)).fetchone() or (None, None)
+    last: tuple[int, Any] | None = None
     between = 0.0
+    gaps: list[tuple[float, str]] = []
     for stage, task_id, created, finished in steps:
-        if last_finished is not None:
-            between += max(0.0, (created - last_finished).total_seconds())
-        last_finished = finished
+        if last is not None:
+            gap = max(0.0, (created - last[1]).total_seconds())
+            between += gap
+            gaps.append((gap, f"{last[0]}->{stage}"))
+        last = (stage, finished)
         entry = out.setdefault(str(stage), {"steps": 0, "step_s": 0.0, "jobs_s": 0.0,
-                                            "queued_s": 0.0, "after_s": 0.0})
+                                            "asked_s": 0.0, "queued_s": 0.0, "after_s": 0.0})
         entry["steps"] += 1
         entry["step_s"] += (finished - created).total_seconds()
         log = logs.get(str(task_id)) if task_id else None
         if log and log["started"] and log["finished"]:
             entry["jobs_s"] += log["ms"] / 1000
+            entry["asked_s"] += (log["created"] - created).total_seconds()
             entry["queued_s"] += (log["started"] - log["created"]).total_seconds()
             entry["after_s"] += (finished - log["finished"]).total_seconds()
     found = {k: {n: round(v, 2) for n, v in e.items()} for k, e in out.items()}
-    found["between"] = {"steps_s": round(between, 2)}
+    found["between"] = {"steps_s": round(between, 2), **({
+        "start_s": round((steps[0][2] - run_started).total_seconds(), 2),
+        "end_s": round((run_finished - steps[-1][3]).total_seconds(), 2)}
+        if steps and run_started and run_finished else {}), **{
+        f"longest {i + 1} ({where})": round(gap, 2)
+        for i, (gap, where) in enumerate(sorted(gaps, reverse=True)[:4])}}
     return found
 
 

@@ -1,7 +1,7 @@
 """`python -m services.automation.worker`: the outbox relay, the consumers (auth's
 directory; billing's debits, the runs' charges, which never move a run and so do not wake
-the engine; planner's and writer's events, which wake the engine, as do jobs' final
-progress), the engine that advances running runs
+the engine; planner's and writer's events and its own runs' starts and resumes, which wake the
+engine, as do jobs' final progress), the engine that advances running runs
 (`orchestration.Orchestrator`) and the scheduler, each supervised
 (`libs.common.runtime.run_worker`)."""
 
@@ -26,6 +26,8 @@ from services.automation.settings import AutomationSettings
 ENDED = re.compile(rb'"state":\s*"(SUCCESS|FAILURE)"')
 PLANNER_WAKERS = ["igny8.planner.keywords.clustered", "igny8.planner.ideas.generated",
                   "igny8.planner.idea.queued"]
+# A run started or resumed by the API (another process) moves at once, not at the next tick.
+OWN_WAKERS = ["igny8.automation.run.started", "igny8.automation.run.resumed"]
 WRITER_WAKERS = ["igny8.writer.task.created", "igny8.writer.content.generated",
                  "igny8.writer.image_prompts.generated", "igny8.writer.images.generated"]
 
@@ -85,6 +87,7 @@ async def run(stop: asyncio.Event, settings: AutomationSettings | None = None, *
         billing_consumer(ctx.db, ctx.js),
         wake_consumer(ctx.db, ctx.js, "planner", PLANNER_WAKERS, wake.set),
         wake_consumer(ctx.db, ctx.js, "writer", WRITER_WAKERS, wake.set),
+        wake_consumer(ctx.db, ctx.js, "automation", OWN_WAKERS, wake.set),
     ], tasks=[engine, job_results, *([schedules] if scheduler else [])], stop=stop)
 
 
