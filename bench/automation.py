@@ -132,8 +132,9 @@ def job_seconds(url: str, account_id: int) -> tuple[int, float]:
 def breakdown(urls: dict[str, str], account_id: int) -> dict[str, dict[str, Any]]:
     """Per stage: jobs, their own time, how long the owner took to take a recorded step
     (step recorded → log created), their wait in the queue (log created → started),
-    and what follows them until automation records the step done (settling the credits,
-    the progress, automation noticing: log finished → step finished); and, under
+    and what follows them until automation records the step done (log finished → step
+    finished): settling the credits (→ the job's last capture) and automation noticing
+    (the last capture → step finished); and, under
     "between", the time from one step's end to the next one's record (the engine's moves:
     closing a stage, asking the owner what waits)."""
     logs: dict[str, dict[str, Any]] = {}
@@ -145,6 +146,12 @@ def breakdown(urls: dict[str, str], account_id: int) -> dict[str, dict[str, Any]
                     " FROM ai_task_logs WHERE account_id = %s", (account_id,)):
                 logs[str(task_id)] = {"created": created, "started": started,
                                       "finished": finished, "ms": ms or 0}
+    with psycopg.connect(urls["billing"]) as conn:
+        conn.execute("SELECT set_config('igny8.all_accounts', 'on', false)")
+        captured = {str(task): moment for task, moment in conn.execute(
+            "SELECT related_object_id, max(created_at) FROM credit_usage_logs"
+            " WHERE account_id = %s AND related_object_type = 'ai_task'"
+            " GROUP BY related_object_id", (account_id,))}
     out: dict[str, dict[str, float]] = {}
     with psycopg.connect(urls["automation"]) as conn:
         conn.execute("SELECT set_config('igny8.all_accounts', 'on', false)")
@@ -164,7 +171,8 @@ def breakdown(urls: dict[str, str], account_id: int) -> dict[str, dict[str, Any]
             gaps.append((gap, f"{last[0]}->{stage}"))
         last = (stage, finished)
         entry = out.setdefault(str(stage), {"steps": 0, "step_s": 0.0, "jobs_s": 0.0,
-                                            "asked_s": 0.0, "queued_s": 0.0, "after_s": 0.0})
+                                            "asked_s": 0.0, "queued_s": 0.0, "after_s": 0.0,
+                                            "settled_s": 0.0, "noticed_s": 0.0})
         entry["steps"] += 1
         entry["step_s"] += (finished - created).total_seconds()
         log = logs.get(str(task_id)) if task_id else None
@@ -173,6 +181,10 @@ def breakdown(urls: dict[str, str], account_id: int) -> dict[str, dict[str, Any]
             entry["asked_s"] += (log["created"] - created).total_seconds()
             entry["queued_s"] += (log["started"] - log["created"]).total_seconds()
             entry["after_s"] += (finished - log["finished"]).total_seconds()
+            if str(task_id) in captured:
+                capture = captured[str(task_id)]
+                entry["settled_s"] += (capture - log["finished"]).total_seconds()
+                entry["noticed_s"] += (finished - capture).total_seconds()
     found = {k: {n: round(v, 2) for n, v in e.items()} for k, e in out.items()}
     found["between"] = {"steps_s": round(between, 2), **({
         "start_s": round((steps[0][2] - run_started).total_seconds(), 2),

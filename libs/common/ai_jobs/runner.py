@@ -207,7 +207,7 @@ class AIJobRunner:
                     "tokens_output": sum(c.tokens_output for c in charges),
                     "cost_usd": sum((c.cost_usd for c in charges), Decimal("0")),
                     "charges": [c.as_json() for c in charges], "attempts": ctx.attempt,
-                    "result": outcome, "finished_at": func.now(),
+                    "result": outcome, "finished_at": func.clock_timestamp(),
                     "duration_ms": int((time.perf_counter() - started) * 1000)})
                 log = await logs.get(ctx.task_id)
                 assert log is not None
