@@ -12,6 +12,7 @@ import contextlib
 import re
 
 from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
 
 from libs.common import nats as nats_kernel
 from libs.common.billing import BillingClient
@@ -60,13 +61,20 @@ async def run(stop: asyncio.Event, settings: AutomationSettings | None = None, *
 
     async def job_results(ctx: WorkerContext) -> None:
         """A job that ends (its progress turns SUCCESS or FAILURE) wakes the engine at
-        once: the owners' events come before their jobs' last writes to the progress."""
+        once: the owners' events come before their jobs' last writes to the progress.
+
+        Through an ordered push consumer of the bucket's stream, new entries only: a
+        service may not subscribe to the bucket's subjects (libs/common/natsauth.py), so a
+        plain subscription was refused and the engine waited for its tick. The consumer
+        delivers to our own inbox; nats-py replaces it after a gap."""
 
         async def seen(msg: Msg) -> None:
             if ENDED.search(msg.data):
                 wake.set()
 
-        sub = await ctx.nc.subscribe(f"$KV.{nats_kernel.TASK_PROGRESS_BUCKET}.>", cb=seen)
+        bucket = nats_kernel.TASK_PROGRESS_BUCKET
+        sub = await ctx.js.subscribe(f"$KV.{bucket}.>", stream=f"KV_{bucket}", cb=seen,
+                                     ordered_consumer=True, deliver_policy=DeliverPolicy.NEW)
         try:
             await ctx.stop.wait()
         finally:
