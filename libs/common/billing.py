@@ -9,7 +9,8 @@ Planner, writer and automation reserve credits before AI work and settle them af
 
 `quote` answers the balance and what operations would cost (automation's estimate).
 `hold` raises `PaymentRequired` (HTTP 402) when the spendable balance cannot cover the
-estimate; `hold_batch` places one hold per item of a job in one command, all or none.
+estimate; `hold_batch` places one hold per item of a job in one command, all or none, and
+`capture_batch` captures them in one.
 Every command is idempotent: a hold by its key, a capture/release by its hold, a refund by
 its key; the client sends a timed-out command again with the same payload.
 """
@@ -100,6 +101,23 @@ class CaptureResult(BaseModel):
     replayed: bool = False
 
 
+class CaptureBatchRequest(BaseModel):
+    """A job's captures, one per hold (distinct holds), applied in one transaction."""
+
+    captures: list[CaptureRequest] = Field(min_length=1, max_length=1000)
+
+
+class CaptureFailure(BaseModel):
+    hold_id: int
+    code: str
+    detail: str
+
+
+class CaptureBatchResult(BaseModel):
+    results: list[CaptureResult]  # those applied (or replayed), in the order asked
+    failed: list[CaptureFailure] = Field(default_factory=list)  # each refused one's reason
+
+
 class ReleaseRequest(BaseModel):
     hold_id: int
     account_id: int | None = None
@@ -158,6 +176,8 @@ class QuoteResult(BaseModel):
 HOLD = Command(SERVICE, "hold", HoldRequest, HoldResult, idempotent=True)
 HOLD_BATCH = Command(SERVICE, "hold_batch", HoldBatchRequest, HoldBatchResult, idempotent=True)
 CAPTURE = Command(SERVICE, "capture", CaptureRequest, CaptureResult, idempotent=True)
+CAPTURE_BATCH = Command(SERVICE, "capture_batch", CaptureBatchRequest, CaptureBatchResult,
+                        idempotent=True)
 RELEASE = Command(SERVICE, "release", ReleaseRequest, ReleaseResult, idempotent=True)
 REFUND = Command(SERVICE, "refund", RefundRequest, RefundResult, idempotent=True)
 QUOTE = Command(SERVICE, "quote", QuoteRequest, QuoteResult, idempotent=True)
@@ -194,6 +214,11 @@ class BillingClient(CommandClient):
             metadata=metadata or {},
         )
         return await self.call(CAPTURE, request)
+
+    async def capture_batch(self, captures: list[CaptureRequest]) -> CaptureBatchResult:
+        """Several holds' captures in one command and one transaction; a refused one does
+        not stop the others (`failed` says why)."""
+        return await self.call(CAPTURE_BATCH, CaptureBatchRequest(captures=captures))
 
     async def quote(self, account_id: int, items: list[tuple[str, int]]) -> QuoteResult:
         """The account's balance, and what each (operation, units) would cost it."""

@@ -24,7 +24,7 @@ from libs.common.consumer import EventConsumer, PermanentError
 from libs.common.db import NO_TENANT, Database, TenantScope, async_url
 from libs.common.events import Event, stream_name
 from libs.common.outbox import RelayWaker
-from libs.common.problems import Conflict, DomainError
+from libs.common.problems import Conflict, DomainError, ValidationFailed
 from libs.common.runtime import WorkerContext, main, run_worker
 from libs.common.uow import unit_of_work
 from services.billing import events as ev
@@ -64,6 +64,22 @@ async def _captures(svc: BillingService, reqs: list[wire.CaptureRequest]
     return await svc.capture_many(reqs)
 
 
+async def _capture_batch(svc: BillingService, reqs: list[wire.CaptureBatchRequest]
+                         ) -> Sequence[BaseModel | DomainError]:
+    """A job's captures: `capture_many` (distinct holds, one transaction), each refused one
+    reported in `failed` while the others apply."""
+    (req,) = reqs
+    holds = [c.hold_id for c in req.captures]
+    if len(set(holds)) != len(holds):
+        return [ValidationFailed.field("captures", "One capture per hold.")]
+    outcomes = await svc.capture_many(req.captures)
+    return [wire.CaptureBatchResult(
+        results=[o for o in outcomes if isinstance(o, wire.CaptureResult)],
+        failed=[wire.CaptureFailure(hold_id=c.hold_id, code=o.code, detail=o.detail)
+                for c, o in zip(req.captures, outcomes, strict=True)
+                if isinstance(o, DomainError)])]
+
+
 async def _release(svc: BillingService, reqs: list[wire.ReleaseRequest]
                    ) -> Sequence[BaseModel | DomainError]:
     (req,) = reqs
@@ -84,7 +100,7 @@ async def _quote(svc: BillingService, reqs: list[wire.QuoteRequest]
 
 RUNNERS: dict[Command[Any, Any], Runner] = {
     wire.HOLD: _holds, wire.HOLD_BATCH: _hold_batch, wire.CAPTURE: _captures,
-    wire.RELEASE: _release, wire.REFUND: _refund,
+    wire.CAPTURE_BATCH: _capture_batch, wire.RELEASE: _release, wire.REFUND: _refund,
     wire.QUOTE: _quote,
 }
 
@@ -151,8 +167,9 @@ class BillingCommands:
     the relay.
 
     Holds and captures run in batches (group commit, ADR 0015: the bus's `Batched`), one
-    per account (a hold) or per hold (a capture) in each round; a job's holds for its
-    items (`hold_batch`), releases and refunds one by one."""
+    per account (a hold) or per hold (a capture) in each round; a job's holds and
+    captures for its items (`hold_batch`, `capture_batch`, each a batch already),
+    releases and refunds one by one."""
 
     db: Database
     policy: BillingPolicy
@@ -168,6 +185,7 @@ class BillingCommands:
             wire.HOLD: batched(wire.HOLD, lambda r: r.account_id),
             wire.CAPTURE: batched(wire.CAPTURE, lambda r: r.hold_id),
             wire.HOLD_BATCH: functools.partial(self.execute_one, wire.HOLD_BATCH),
+            wire.CAPTURE_BATCH: functools.partial(self.execute_one, wire.CAPTURE_BATCH),
             wire.RELEASE: functools.partial(self.execute_one, wire.RELEASE),
             wire.REFUND: functools.partial(self.execute_one, wire.REFUND),
             wire.QUOTE: functools.partial(self.execute_one, wire.QUOTE),

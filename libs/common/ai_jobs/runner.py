@@ -38,7 +38,7 @@ from libs.common.ai.pricing import cost_usd
 from libs.common.ai_jobs.log import Charge, TaskLogRepository, holds_of
 from libs.common.ai_jobs.request import AIFunction
 from libs.common.auth import AISettings, AuthClient
-from libs.common.billing import BillingClient
+from libs.common.billing import BillingClient, CaptureRequest
 from libs.common.db import Database, TenantScope
 from libs.common.events import Event
 from libs.common.jobs import JobContext, JobFailed, JobHandler, JobWorker, TaskProgress
@@ -270,29 +270,47 @@ class AIJobRunner:
         (billing does each once per hold, so a redelivered job may settle again)."""
         holds = holds_of(log)
         charges = [Charge.from_json(c) for c in log.get("charges") or []]
-
-        async def settle(item: str, hold_id: int) -> int:
+        captures: list[CaptureRequest] = []
+        unused: list[int] = []
+        for item, hold_id in holds.items():
             mine = [c for c in charges if c.item == item]
             if not mine:
-                await self.billing.release(hold_id, account_id=log["account_id"])
-                return 0
-            captured = await self.billing.capture(
-                hold_id, account_id=log["account_id"], units=sum(c.units for c in mine),
+                unused.append(hold_id)
+                continue
+            captures.append(CaptureRequest(
+                hold_id=hold_id, account_id=log["account_id"], units=sum(c.units for c in mine),
                 tokens_input=sum(c.tokens_input for c in mine),
                 tokens_output=sum(c.tokens_output for c in mine),
                 model=next((c.model for c in mine if c.model), ""),
                 cost_usd=sum((c.cost_usd for c in mine), Decimal("0")),
                 related_object_type="ai_task", related_object_id=str(ctx.task_id),
-                metadata={"function": log["function"], **({"item": item} if item else {})})
-            return captured.credits_charged
+                metadata={"function": log["function"], **({"item": item} if item else {})}))
 
-        # All at once: billing answers captures that arrive together in one transaction
-        # (ADR 0015), where one after the other each waited for its own. Every one is
-        # tried; the first failure then fails the attempt (a retry settles again: billing
-        # captures and releases each hold once).
-        settled = await asyncio.gather(*(settle(item, hold_id)
-                                         for item, hold_id in holds.items()),
-                                       return_exceptions=True)
+        async def capture() -> int:
+            if len(captures) == 1:  # one hold: billing's batched captures (ADR 0015)
+                (one,) = captures
+                done = await self.billing.capture(
+                    one.hold_id, account_id=one.account_id, units=one.units,
+                    tokens_input=one.tokens_input, tokens_output=one.tokens_output,
+                    model=one.model, cost_usd=one.cost_usd,
+                    related_object_type=one.related_object_type,
+                    related_object_id=one.related_object_id, metadata=one.metadata)
+                return done.credits_charged
+            # A job's per-item captures in one command and one transaction: one command
+            # each raced for the account's balance row.
+            batch = await self.billing.capture_batch(captures)
+            if batch.failed:
+                first = batch.failed[0]
+                raise RuntimeError(f"{len(batch.failed)} of the job's captures were refused "
+                                   f"(hold {first.hold_id}: {first.detail})")
+            return sum(r.credits_charged for r in batch.results)
+
+        # Every capture and release is tried; the first failure then fails the attempt (a
+        # retry settles again: billing captures and releases each hold once).
+        settled = await asyncio.gather(
+            *([capture()] if captures else []),
+            *(self.billing.release(hold_id, account_id=log["account_id"]) for hold_id in unused),
+            return_exceptions=True)
         failure = next((r for r in settled if isinstance(r, BaseException)), None)
         if failure is not None:
             raise failure

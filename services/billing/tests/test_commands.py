@@ -11,7 +11,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from sqlalchemy import func, select
 
-from libs.common.billing import BillingClient
+from libs.common.billing import BillingClient, CaptureRequest
 from libs.common.db import Database, TenantScope
 from libs.common.problems import NotFound, PaymentRequired, ValidationFailed
 from services.billing.models import CreditHold, CreditUsageLog
@@ -137,6 +137,33 @@ async def test_a_batch_of_holds_is_placed_all_or_none_and_replayed_by_key(
         holds = (await s.execute(select(func.count()).select_from(CreditHold)
                                  .where(CreditHold.account_id == account))).scalar_one()
     assert holds == 6
+
+
+async def test_a_batch_of_captures_applies_each_once_and_reports_the_refused(
+        db: Database, nc: NATS) -> None:
+    account = new_account_id()
+    await fund(db, account, plan=40)
+    client = BillingClient(nc)
+    batch = await client.hold_batch(account, "image_generation",
+                                    {f"cap-{account}:{i}": 1 for i in range(3)})
+    # A hold that does not exist: its capture is refused, the others apply.
+    holds = [h.hold_id for h in batch.holds] + [999_999_999]
+    asked = [CaptureRequest(hold_id=h, account_id=account, units=1, model="local-test",
+                            related_object_type="ai_task", related_object_id="job")
+             for h in holds]
+    done = await client.capture_batch(asked)
+    assert [r.hold_id for r in done.results] == holds[:3]
+    assert [r.credits_charged for r in done.results] == [4, 4, 4]
+    assert [f.hold_id for f in done.failed] == [holds[3]]
+    again = await client.capture_batch(asked[:3])
+    assert all(r.replayed for r in again.results) and not again.failed
+    assert [r.transaction_id for r in again.results] == [r.transaction_id for r in done.results]
+    with pytest.raises(ValidationFailed):
+        await client.capture_batch([asked[0], asked[0]])
+    balance = await assert_ledger_consistent(db, account)
+    assert (balance.plan_credits, balance.held) == (28, 0)
+    _, entries = await ledger_state(db, account)
+    assert sum(1 for e in entries if e.transaction_type == "deduction") == 3
 
 
 async def test_bad_commands_are_refused_and_change_nothing(db: Database, nc: NATS) -> None:
