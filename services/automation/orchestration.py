@@ -86,6 +86,9 @@ class PublishOutcome:
     external_url: str | None = None
     # The site refused the saved credentials: the run pauses until a person fixes them.
     pause: bool = False
+    # The publish was tried and did not succeed (the site's reason): the item is parked
+    # as failed, not skipped.
+    failed: bool = False
 
 
 class Publisher(Protocol):
@@ -536,7 +539,7 @@ class Orchestrator:
         content_id = int(items[0]["item_id"])
         published_today = await m.items.published_since(run["site_id"], _day_start(cfg))
         try:
-            reason = await self._publish_one(run, cfg, content_id, published_today)
+            status, reason = await self._publish_one(run, cfg, content_id, published_today)
         except ServiceUnavailable as exc:
             await m.set_run(run, {"wake_at": utcnow() + timedelta(
                 seconds=self.settings.step_retry_seconds)})
@@ -548,35 +551,41 @@ class Orchestrator:
                                       f"credentials ({exc.reason}). Fix the site's "
                                       f"integration and resume.")
             return True
-        await m.items.settle(step["id"], ItemStatus.DONE if reason is None
-                             else ItemStatus.SKIPPED, reason or PUBLISHED, [content_id])
+        await m.items.settle(step["id"], status, reason, [content_id])
         entry["processed"] += 1
-        if reason is None:
+        if status == ItemStatus.DONE:
             entry["created"] += 1
         else:
-            entry["skipped"] += 1
+            entry["failed" if status == ItemStatus.FAILED else "skipped"] += 1
             _reason(entry, reason)
+            if status == ItemStatus.FAILED:
+                await m.say(run, f"Stage 7: content {content_id} not published: {reason}",
+                            stage=7, level="error")
         await m.set_run(run, {"results": _with_result(run, 7, entry)})
         return True
 
     async def _publish_one(self, run: Row, cfg: dict[str, Any], content_id: int,
-                           published_today: int) -> str | None:
-        """Why a reviewed content stays a draft after all (the daily cap, the window,
-        writer's reason), or None once it is published."""
+                           published_today: int) -> tuple[ItemStatus, str]:
+        """What became of a reviewed content: `done` once published; `skipped` with the
+        reason it stays a draft after all (the daily cap, the window, no active
+        integration); `failed` with the site's reason when the publish did not succeed."""
         if published_today >= int(cfg.get("daily_publish_cap") or 0):
-            return "daily publishing cap reached"
+            return ItemStatus.SKIPPED, "daily publishing cap reached"
         if not _in_window(cfg):
-            return "outside the publishing window"
+            return ItemStatus.SKIPPED, "outside the publishing window"
         try:
             outcome = await self.publisher.publish(
                 run["account_id"], run["site_id"], content_id,
                 key=f"automation:{run['run_id']}:7:{content_id}",
                 user_id=run["triggered_by"], run_id=run["run_id"])
         except NotFound:
-            return "the content no longer exists"
+            return ItemStatus.SKIPPED, "the content no longer exists"
         if outcome.pause:
             raise CredentialsRefused(outcome.reason)
-        return None if outcome.published else outcome.reason or "not published"
+        if outcome.published:
+            return ItemStatus.DONE, PUBLISHED
+        return (ItemStatus.FAILED if outcome.failed else ItemStatus.SKIPPED,
+                outcome.reason or "not published")
 
     # --- stopping and finishing -------------------------------------------------------
 

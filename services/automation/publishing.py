@@ -4,7 +4,8 @@ publishes it to the site's active WordPress integration exactly once (ADR 0019; 
 step's key makes a repeated request an answer from writer's record, ADR 0024).
 
 Writer's answer becomes the gate's outcome: published, or the reason the content stays a
-draft (`no_integration`, `inactive`, `failed`: the reason as writer gives it). Refused
+draft (`no_integration`, `inactive`: skipped; `failed`: the site's reason as writer gives
+it, the item parked as failed). Refused
 credentials (`credentials`: none saved, or the site answered 401/403) pause the run. No
 answer at all is `ServiceUnavailable`, which the gate meets by asking again later.
 """
@@ -33,4 +34,5 @@ class WriterPublisher:
         if answer.published:
             return PublishOutcome(True, external_url=answer.url)
         reason = REASONS.get(answer.code) or f"not published: {answer.reason}"
-        return PublishOutcome(False, reason, pause=answer.code == "credentials")
+        return PublishOutcome(False, reason, pause=answer.code == "credentials",
+                              failed=answer.code == "failed")

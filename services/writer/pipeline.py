@@ -113,23 +113,31 @@ class WriterPipeline(PipelineAnswerer[WriterSettings]):
     async def _scores(self, account_id: int, contents: list[Row],
                       host: str | None) -> dict[int, int]:
         """The optimizer's score of each draft's text as it is now, which stage 7's gate
-        compares with the threshold: the free analysis (`OptimizerService.analyze`'s) run
-        again (an edit since the last one leaves its score stale; drafts the pipeline wrote
-        have none), kept on the content when it changed."""
+        compares with the threshold: the free analysis (`OptimizerService.analyze`'s),
+        kept on the content with the revision it read. A score of the current revision
+        is reused; drafts the pipeline wrote have none, and an edit since the last
+        analysis (a new revision) makes it stale, so those are analysed again."""
+        scores = {c["id"]: int(c["optimizer_score"]) for c in contents
+                  if c["optimizer_score"] is not None
+                  and (c["optimizer_analysis"] or {}).get("revision") == c["revision"]}
+        stale = [c for c in contents if c["id"] not in scores]
+        if not stale:
+            return scores
+
         def analyse() -> dict[int, dict[str, Any]]:
-            return {c["id"]: analyze_content(content_input(c, host)).as_dict()
-                    for c in contents}
+            return {c["id"]: {**analyze_content(content_input(c, host)).as_dict(),
+                              "revision": c["revision"]} for c in stale}
 
         analyses = await asyncio.to_thread(analyse)
-        changed = {c["id"]: analyses[c["id"]] for c in contents
-                   if analyses[c["id"]]["score"] != c["optimizer_score"]}
-        if changed:
-            async with unit_of_work(self.db, TenantScope.account(account_id)) as uow:
-                rows = ContentRepository(uow.session, Visibility(account_id))
-                for content_id, analysis in changed.items():
-                    await rows.update(content_id, {"optimizer_score": analysis["score"],
-                                                   "optimizer_analysis": analysis})
-        return {content_id: int(a["score"]) for content_id, a in analyses.items()}
+        async with unit_of_work(self.db, TenantScope.account(account_id)) as uow:
+            rows = ContentRepository(uow.session, Visibility(account_id))
+            for content_id, analysis in analyses.items():
+                # Only if nobody changed the content meanwhile (the analysis is of this one).
+                await rows.update_many([content_id], {
+                    "optimizer_score": analysis["score"], "optimizer_analysis": analysis},
+                    rows.table.c.revision == analysis["revision"])
+                scores[content_id] = int(analysis["score"])
+        return scores
 
     async def queue(self, req: QueueWork) -> QueueResult:
         async with self.acting(req) as (uow, principal, requests):

@@ -27,6 +27,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from libs.common.db import Database
+from libs.common.embedded import free_port
 from libs.common.pipeline import PipelineClient
 from libs.common.testing.apps import running_app
 from libs.common.testing.factories import Tenant
@@ -43,7 +44,7 @@ from services.automation.tests.conftest import (
     rows,
 )
 from services.automation.tests.test_pipeline import run_state, writer_rows
-from services.billing.testing import Ledger
+from services.billing.testing import Ledger, MakeTenant
 from services.writer.main import create_app as create_writer
 from services.writer.settings import WriterSettings
 from services.writer.tests.publishing.test_api import store_image
@@ -102,6 +103,33 @@ def stage(run: dict[str, Any], number: int) -> dict[str, Any]:
     return found
 
 
+async def drafts_with_images(writer_api: httpx.AsyncClient, writer: WriterSettings,
+                             t: Tenant, count: int) -> list[int]:
+    """Drafts without placeholders, each with a generated featured image (its file in
+    writer's storage), as stage 7 finds them after stages 4-6 and an editor's review."""
+    db = Database(writer.database_url)
+    ids = []
+    try:
+        for n in range(count):
+            stamp = uuid.uuid4().hex[:6]
+            r = await writer_api.post("/api/v1/writer/content/", headers=t.headers(), json={
+                "site_id": t.site_id, "sector_id": t.sector_id,
+                "title": f"Grinding Coffee Beans {stamp}", "slug": f"grind-coffee-{stamp}",
+                "html": "<h2>Burr or blade</h2><p>A burr grinder gives even grounds.</p>",
+                "meta_description": f"How to grind coffee beans at home {stamp}.",
+                "primary_keyword": "grind coffee beans"})
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+            await store_image(writer, t, db, ids[-1], "featured", 0, 700 + n)
+    finally:
+        await db.dispose()
+    return ids
+
+
+AUTO = {"publish_mode": "auto", "quality_threshold": 0, "daily_publish_cap": 100,
+        "publish_window_start": "00:00", "publish_window_end": "23:59"}
+
+
 def later(hours: int) -> str:
     return (datetime.now(UTC) + timedelta(hours=hours)).strftime("%H:%M")
 
@@ -128,13 +156,14 @@ async def test_the_gate_reviews_each_rule_before_anything_is_published(
     gate = Orchestrator(None, PipelineClient(nc, timeout=0.5), None,  # type: ignore[arg-type]
                         settings)
     run = {"account_id": 1, "site_id": 2, "run_id": "r", "triggered_by": None}
-    assert await gate._publish_one(run, auto, 1, 2) == "daily publishing cap reached"
-    assert await gate._publish_one(run, {**auto, "daily_publish_cap": 0}, 1, 0) == (
-        "daily publishing cap reached")
+    capped = ("skipped", "daily publishing cap reached")
+    assert await gate._publish_one(run, auto, 1, 2) == capped
+    assert await gate._publish_one(run, {**auto, "daily_publish_cap": 0}, 1, 0) == capped
     closed = {**auto, "publish_window_start": later(2), "publish_window_end": later(3)}
-    assert await gate._publish_one(run, closed, 1, 0) == "outside the publishing window"
+    outside = ("skipped", "outside the publishing window")
+    assert await gate._publish_one(run, closed, 1, 0) == outside
     overnight = {**auto, "publish_window_start": later(3), "publish_window_end": later(-1)}
-    assert await gate._publish_one(run, overnight, 1, 0) == "outside the publishing window"
+    assert await gate._publish_one(run, overnight, 1, 0) == outside
 
 
 @pytest.mark.timeout(600)
@@ -283,25 +312,9 @@ async def test_a_worker_killed_while_publishing_publishes_each_content_once(
         "site_id": tenant.site_id, "platform": "wordpress", "config": {"site_url": site.url},
         "credentials": {"username": site.username, "app_password": site.app_password}})
     assert r.status_code == 201, r.text
-    db = Database(writer.database_url)
-    ids = []
-    try:
-        for n in range(6):
-            stamp = uuid.uuid4().hex[:6]
-            r = await writer_api.post("/api/v1/writer/content/", headers=h, json={
-                "site_id": tenant.site_id, "sector_id": tenant.sector_id,
-                "title": f"Grinding Coffee Beans {stamp}", "slug": f"grind-coffee-{stamp}",
-                "html": "<h2>Burr or blade</h2><p>A burr grinder gives even grounds.</p>",
-                "meta_description": f"How to grind coffee beans at home {stamp}.",
-                "primary_keyword": "grind coffee beans"})
-            assert r.status_code == 201, r.text
-            ids.append(r.json()["id"])
-            await store_image(writer, tenant, db, ids[-1], "featured", 0, 700 + n)
-    finally:
-        await db.dispose()
-    r = await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h, json={
-        "publish_mode": "auto", "quality_threshold": 0, "daily_publish_cap": 100,
-        "publish_window_start": "00:00", "publish_window_end": "23:59"})
+    ids = await drafts_with_images(writer_api, writer, tenant, 6)
+    r = await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h,
+                           json=AUTO)
     assert r.status_code == 200, r.text
 
     async def publications() -> list[dict[str, Any]]:
@@ -357,3 +370,42 @@ async def test_a_worker_killed_while_publishing_publishes_each_content_once(
     for content_id in ids:
         (post,) = await posts_of(own_wordpress, content_id)
         assert post["status"] == "publish"
+
+
+@pytest.mark.timeout(180)
+async def test_what_writer_does_not_publish_stays_a_draft_and_the_run_goes_on(
+        client: httpx.AsyncClient, writer: WriterSettings, writer_api: httpx.AsyncClient,
+        settings: AutomationSettings, make_tenant: MakeTenant) -> None:
+    """No integration: each draft skipped with the reason. A site that does not answer
+    (nothing listens on its port): each publish fails with the site's reason, the item is
+    parked as failed, and the run completes."""
+    lone, down = await make_tenant(), await make_tenant()
+    r = await writer_api.post(INTEGRATIONS, headers=down.headers(), json={
+        "site_id": down.site_id, "platform": "wordpress",
+        "config": {"site_url": f"http://127.0.0.1:{free_port(None)}"},
+        "credentials": {"username": "admin", "app_password": "abcd efgh ijkl mnop qrst uvwx"}})
+    assert r.status_code == 201, r.text
+    runs = {}
+    for t in (lone, down):
+        await drafts_with_images(writer_api, writer, t, 2)
+        r = await client.patch(f"{API}/update_config/?site_id={t.site_id}",
+                               headers=t.headers(), json=AUTO)
+        assert r.status_code == 200, r.text
+    async with automation_worker(settings):
+        for t in (lone, down):
+            started = await client.post(f"{API}/run_now/?site_id={t.site_id}",
+                                        headers=t.headers())
+            assert started.status_code == 200, started.text
+            runs[t.account_id] = started.json()["run_id"]
+        skipped = await finish(client, lone, runs[lone.account_id], "completed")
+        failed = await finish(client, down, runs[down.account_id], "completed")
+    assert stage(skipped, 7)["skipped"] == 2
+    assert stage(skipped, 7)["reasons"] == {"no WordPress integration for the site": 2}
+    assert (stage(failed, 7)["failed"], stage(failed, 7)["created"]) == (2, 0)
+    ((reason, n),) = stage(failed, 7)["reasons"].items()
+    assert n == 2
+    assert reason.startswith("not published: ")
+    for t in (lone, down):
+        contents = await writer_rows(writer, t, "SELECT status FROM content "
+                                     "WHERE account_id = :a")
+        assert {c["status"] for c in contents} == {"draft"}
