@@ -16,6 +16,7 @@ content ids, which other packages' databases also use."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -409,3 +410,67 @@ async def test_what_writer_does_not_publish_stays_a_draft_and_the_run_goes_on(
         contents = await writer_rows(writer, t, "SELECT status FROM content "
                                      "WHERE account_id = :a")
         assert {c["status"] for c in contents} == {"draft"}
+
+
+@pytest.mark.timeout(240)
+async def test_pause_and_cancel_apply_between_two_publishes(
+        client: httpx.AsyncClient, writer: WriterSettings, writer_api: httpx.AsyncClient,
+        settings: AutomationSettings, make_tenant: MakeTenant,
+        own_wordpress: WordPressServer) -> None:
+    """Asked while stage 7 publishes: pause stops before the next item (nothing more is
+    published while paused) and resume publishes the rest; cancel stops before the next
+    item and leaves the rest drafts, recorded as skipped ("run cancelled")."""
+    site = own_wordpress.site
+    paused_t, cancelled_t = await make_tenant(), await make_tenant()
+    ids = {}
+    for t in (paused_t, cancelled_t):
+        r = await writer_api.post(INTEGRATIONS, headers=t.headers(), json={
+            "site_id": t.site_id, "platform": "wordpress", "config": {"site_url": site.url},
+            "credentials": {"username": site.username, "app_password": site.app_password}})
+        assert r.status_code == 201, r.text
+        ids[t.account_id] = await drafts_with_images(writer_api, writer, t, 8)
+        r = await client.patch(f"{API}/update_config/?site_id={t.site_id}",
+                               headers=t.headers(), json=AUTO)
+        assert r.status_code == 200, r.text
+
+    async def published(t: Tenant) -> set[int]:
+        found = await writer_rows(writer, t, "SELECT id FROM content WHERE account_id = :a "
+                                  "AND status = 'published'")
+        return {c["id"] for c in found}
+
+    async def stop_at_first_publish(t: Tenant, action: str, status: str) -> dict[str, Any]:
+        started = await client.post(f"{API}/run_now/?site_id={t.site_id}",
+                                    headers=t.headers())
+        assert started.status_code == 200, started.text
+        run_id = started.json()["run_id"]
+
+        async def one() -> bool:
+            return bool(await published(t))
+
+        await eventually(one, timeout=120, every=0.02)
+        r = await client.post(f"{API}/{action}/?run_id={run_id}", headers=t.headers())
+        assert r.status_code == 200, r.text
+        return await finish(client, t, run_id, status, timeout=60)
+
+    async with automation_worker(settings):
+        run = await stop_at_first_publish(paused_t, "pause", "paused")
+        done = await published(paused_t)
+        assert 0 < len(done) < 8
+        assert run["current_stage"] == 7
+        await asyncio.sleep(1.5)
+        assert await published(paused_t) == done  # nothing starts while paused
+        r = await client.post(f"{API}/resume/?run_id={run['run_id']}",
+                              headers=paused_t.headers())
+        assert r.status_code == 200, r.text
+        run = await finish(client, paused_t, run["run_id"], "completed")
+        assert stage(run, 7)["created"] == 8
+        assert await published(paused_t) == set(ids[paused_t.account_id])
+
+        run = await stop_at_first_publish(cancelled_t, "cancel", "cancelled")
+        done = await published(cancelled_t)
+        assert 0 < len(done) < 8
+        assert stage(run, 7)["created"] == len(done)
+        assert stage(run, 7)["reasons"] == {"run cancelled": 8 - len(done)}
+    for content_id in ids[cancelled_t.account_id]:
+        posts = await posts_of(own_wordpress, content_id)
+        assert len(posts) == (1 if content_id in done else 0)
