@@ -61,5 +61,11 @@ def job_consumer(service: str, function: str) -> str:
     return f"{service}-job-{function}"
 
 
+def directory_consumer_name(service: str) -> str:
+    """The durable consumer of auth's stream that keeps a service's directory current
+    (libs/common/directory; named in the NATS permissions of libs/common/natsauth.py)."""
+    return f"{service}-auth-read-models"
+
+
 def command_subject(service: str, command: str) -> str:
     return f"{COMMAND_PREFIX}.{service}.{command}"

@@ -10,8 +10,9 @@ from its name:
   (`igny8.jobs.<name>.>`), creates and updates its own stream;
 - answers its own commands only (`igny8.cmd.<name>.>`), and calls only the commands
   `COMMAND_CALLERS` lists it for (the one table of who calls what);
-- reads every platform service's event stream (durable consumers there); on the shared
-  jobs stream creates, fetches from and acknowledges only the consumers of its own job
+- reads platform services' event streams through its own durables only
+  (`EVENT_CONSUMERS`; without an entry, the directory's `<name>-auth-read-models`); on
+  the shared jobs stream creates, fetches from and acknowledges only the consumers of its own job
   functions (`JOB_FUNCTIONS`, consumer `<name>-job-<function>`): NATS wildcards match
   whole tokens, not name prefixes, so each consumer is named in the permissions;
 - writes task progress, reads the revocations;
@@ -26,9 +27,10 @@ a message, or list the account's streams. Streams of others and buckets are only
 when missing (with the configuration in libs/common/nats.py), never updated, by those
 that do not own them.
 
-A service gets an entry in `COMMAND_CALLERS` for each command it starts calling and in
-`JOB_FUNCTIONS` for each job function it runs; libs/common/tests/test_natsauth.py checks
-both tables against the declared commands and the services' job functions.
+A service gets an entry in `COMMAND_CALLERS` for each command it starts calling, in
+`JOB_FUNCTIONS` for each job function it runs and in `EVENT_CONSUMERS` for each durable
+event consumer; libs/common/tests/test_natsauth.py checks the three tables against the
+declared commands, the services' job functions and the consumers their workers build.
 
 `server_config` renders the users for nats-server (`igny8 up`, the test plugin, and
 deploy/k8s/nats through `$IGNY8_NATS_PASSWORD_<USER>` environment references).
@@ -48,6 +50,7 @@ from libs.common.events import (
     JOBS_PREFIX,
     JOBS_STREAM,
     command_subject,
+    directory_consumer_name,
     job_consumer,
     job_subject,
     stream_name,
@@ -100,6 +103,16 @@ class NatsAccess:
         return [(job_consumer(self.user, function), job_subject(self.user, function))
                 for function in JOB_FUNCTIONS.get(self.user, ())]
 
+    def event_consumers(self) -> list[tuple[str, str]]:
+        """(stream, durable consumer) of each event consumer its worker runs: its entry in
+        `EVENT_CONSUMERS`, or, for a service without one, the kernel directory's consumer
+        of auth's stream (`<name>-auth-read-models`, what a new service starts with)."""
+        if not self.events:
+            return []
+        default = {"auth": directory_consumer_name(self.user)}
+        return [(stream_name(source), name)
+                for source, name in EVENT_CONSUMERS.get(self.user, default).items()]
+
     def read_streams(self) -> list[str]:
         services = PLATFORM_SERVICES if self.reads is None else self.reads
         own = (self.user,) if self.events else ()
@@ -116,6 +129,7 @@ COMMAND_CALLERS: dict[str, tuple[str, ...]] = {
     "billing.hold": ("planner", "writer"),
     "billing.hold_batch": ("planner", "writer"),
     "billing.capture": ("planner", "writer"),
+    "billing.capture_batch": ("planner", "writer"),
     "billing.release": ("planner", "writer"),
     "billing.refund": (),
     "billing.quote": ("automation",),
@@ -124,6 +138,22 @@ COMMAND_CALLERS: dict[str, tuple[str, ...]] = {
     "writer.pipeline_pending": ("automation",),
     "writer.pipeline_queue": ("automation",),
     "writer.pipeline_publish": ("automation",),
+}
+
+# Each service's durable event consumers, by the service whose stream they read (the
+# names are the ones in use: a consumer's name keys its `processed_events`, so renaming
+# one would apply its stream again). Only the owner may create, read, fetch from or
+# acknowledge on each.
+EVENT_CONSUMERS: dict[str, dict[str, str]] = {
+    "auth": {},
+    "planner": {"auth": "planner-auth-read-models", "writer": "planner-writer-events"},
+    "writer": {"auth": "writer-auth-read-models", "planner": "writer-planner-events"},
+    "billing": {"auth": "billing-auth"},
+    "automation": {"auth": "automation-auth-read-models",
+                   "billing": "automation-billing-events",
+                   "planner": "automation-planner-events",
+                   "writer": "automation-writer-events",
+                   "automation": "automation-automation-events"},
 }
 
 # Each service's job functions (`igny8.jobs.<service>.<function>`, libs/common/jobs.py).
@@ -156,17 +186,16 @@ def _api(*tail: str) -> str:
     return ".".join(("$JS.API", *tail))
 
 
-def _stream_reader(stream: str) -> list[str]:
-    """Info, durable and ephemeral consumers, fetching and acknowledging on `stream`."""
+def _consumer_owner(stream: str, consumer: str) -> list[str]:
+    """Create (durable or named, any filter), read, fetch from and acknowledge on one
+    durable consumer of `stream`, by name (NATS wildcards cannot match a name prefix)."""
     return [
-        _api("STREAM.INFO", stream),
-        _api("CONSUMER.CREATE", stream),
-        _api("CONSUMER.CREATE", stream, ">"),
-        _api("CONSUMER.DURABLE.CREATE", stream, "*"),
-        _api("CONSUMER.INFO", stream, "*"),
-        _api("CONSUMER.MSG.NEXT", stream, "*"),
-        f"$JS.ACK.{stream}.>",
-        f"$JS.FC.{stream}.>",
+        _api("CONSUMER.DURABLE.CREATE", stream, consumer),
+        _api("CONSUMER.CREATE", stream, consumer),
+        _api("CONSUMER.CREATE", stream, consumer, ">"),
+        _api("CONSUMER.INFO", stream, consumer),
+        _api("CONSUMER.MSG.NEXT", stream, consumer),
+        f"$JS.ACK.{stream}.{consumer}.>",
     ]
 
 
@@ -197,9 +226,11 @@ def permissions(spec: NatsAccess) -> dict[str, object]:
         publish += [f"{EVENT_PREFIX}.{user}.>",
                     _api("STREAM.CREATE", own), _api("STREAM.UPDATE", own)]
     for stream in spec.read_streams():
-        publish += _stream_reader(stream)
         # A consumer may start before the stream's owner: it creates the stream, as is.
-        publish.append(_api("STREAM.CREATE", stream))
+        publish += [_api("STREAM.INFO", stream), _api("STREAM.CREATE", stream)]
+    for stream, consumer in spec.event_consumers():
+        publish += [_api("STREAM.INFO", stream), _api("STREAM.CREATE", stream),
+                    *_consumer_owner(stream, consumer)]
     if spec.jobs:
         publish += [
             f"{JOBS_PREFIX}.{user}.>",

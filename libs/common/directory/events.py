@@ -13,7 +13,7 @@ from libs.common.consumer import EventConsumer, PermanentError, default_scope
 from libs.common.db import Database
 from libs.common.directory.repository import DirectoryRepository
 from libs.common.directory.tables import DirectoryTables
-from libs.common.events import Event, stream_name
+from libs.common.events import Event, directory_consumer_name, stream_name
 
 # Auth's entities the directory keeps.
 ENTITIES = ("site", "sector", "site_access", "account", "plan")
@@ -72,6 +72,6 @@ def directory_consumer(db: Database, js: Any, tables: DirectoryTables, *, servic
         await apply_auth_event(session, tables, event, extra)
 
     return AuthEventConsumer(
-        name=name or f"{service}-auth-read-models", stream=stream_name("auth"),
+        name=name or directory_consumer_name(service), stream=stream_name("auth"),
         subjects=[f"igny8.auth.{entity}.>" for entity in entities], handler=handle,
         db=db, js=js, service=service, scope=default_scope)

@@ -9,19 +9,23 @@ import importlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
+from typing import Any
 
 import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from libs.common import nats as nats_kernel
 from libs.common.ai_jobs.request import AIFunction
 from libs.common.commands import Command
-from libs.common.events import JOBS_STREAM, job_consumer
+from libs.common.events import JOBS_STREAM, job_consumer, stream_name
 from libs.common.jobs import JobWorker
 from libs.common.natsauth import (
     COMMAND_CALLERS,
+    EVENT_CONSUMERS,
     GATEWAY_USER,
     IDEMPOTENCY_BUCKET,
     JOB_FUNCTIONS,
@@ -355,3 +359,72 @@ def test_the_job_table_names_every_job_function_the_workers_run() -> None:
                 declared.setdefault(value.service, set()).add(value.name)
     declared["writer"] |= {PUBLISH_FUNCTION, UNPUBLISH_FUNCTION}
     assert {k: set(v) for k, v in JOB_FUNCTIONS.items()} == declared
+
+
+async def test_a_service_cannot_touch_another_services_event_consumer(
+        server: NatsServer) -> None:
+    """Planner reads auth's stream too, and knows writer's consumer there: it can neither
+    fetch writer's events (they would be acknowledged away from writer), read or ack on
+    that consumer, nor re-create it with another filter. Its own works."""
+    theirs = EVENT_CONSUMERS["writer"]["auth"]
+    stream = stream_name("auth")
+    async with connected(server, "writer") as (writer, _):
+        js = writer.jetstream(timeout=5.0)
+        await nats_kernel.ensure_event_stream(js, "auth", update=False)
+        await js.add_consumer(stream, ConsumerConfig(
+            durable_name=theirs, ack_policy=AckPolicy.EXPLICIT,
+            filter_subjects=["igny8.auth.site.>"]))
+    async with connected(server, "planner") as (planner, violations):
+        for subject in (f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{theirs}",
+                        f"$JS.API.CONSUMER.INFO.{stream}.{theirs}",
+                        f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{theirs}",
+                        f"$JS.API.CONSUMER.CREATE.{stream}.{theirs}.igny8.auth.user.>",
+                        f"$JS.API.CONSUMER.CREATE.{stream}",
+                        f"$JS.ACK.{stream}.{theirs}.1.1.1.1.0"):
+            await planner.publish(subject, b"{}")
+            assert await violations.seen(subject, planner), subject
+        js = planner.jetstream(timeout=5.0)
+        own = EVENT_CONSUMERS["planner"]["auth"]
+        await js.add_consumer(stream, ConsumerConfig(
+            durable_name=own, ack_policy=AckPolicy.EXPLICIT,
+            filter_subjects=["igny8.auth.site.>"]))
+        sub = await js.pull_subscribe_bind(durable=own, stream=stream)
+        with pytest.raises(nats.errors.TimeoutError):
+            await sub.fetch(1, timeout=0.5)
+        assert not any(own in e for e in violations.errors)
+
+
+def _worker_consumers(service: str) -> set[tuple[str, str]]:
+    """(stream, consumer) of every event consumer `service`'s worker runs: its `run` with
+    the runtime replaced by one that only builds the consumers."""
+    module = importlib.import_module(f"services.{service}.worker")
+    built: set[tuple[str, str]] = set()
+
+    async def run_worker(settings: object, *, consumers: Callable[[Any], Any] = lambda _: (),
+                         **_: object) -> None:
+        ctx = SimpleNamespace(db=None, js=None, nc=None, buckets={}, stop=asyncio.Event())
+        built.update((c.stream, c.name) for c in consumers(ctx))
+
+    original = getattr(module, "run_worker", None)
+    runtime_module = importlib.import_module("libs.common.runtime")
+    saved = runtime_module.run_worker
+    try:
+        if original is not None:
+            module.run_worker = run_worker  # type: ignore[attr-defined]
+        runtime_module.run_worker = run_worker  # type: ignore[assignment]
+        asyncio.run(module.run(asyncio.Event()))
+    finally:
+        if original is not None:
+            module.run_worker = original  # type: ignore[attr-defined]
+        runtime_module.run_worker = saved  # type: ignore[assignment]
+    return built
+
+
+@pytest.mark.parametrize("service", PLATFORM_SERVICES)
+def test_the_event_consumer_table_is_what_the_workers_run(service: str) -> None:
+    """A worker's new consumer needs its name in natsauth.EVENT_CONSUMERS (else its
+    provisioning is refused); the table names no consumer a worker does not run."""
+    granted = set(access(service).event_consumers())
+    assert _worker_consumers(service) == granted, (
+        f"{service}: make natsauth.EVENT_CONSUMERS[{service!r}] name its worker's consumers")
+
