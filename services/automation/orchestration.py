@@ -225,7 +225,7 @@ class Orchestrator:
         if publisher is None:
             from services.automation.publishing import WriterPublisher
 
-            publisher = WriterPublisher(pipeline, timeout=settings.publish_timeout_seconds)
+            publisher = WriterPublisher.over(pipeline, timeout=settings.publish_timeout_seconds)
         self.publisher = publisher
 
     async def advance_due(self) -> int:

@@ -8,6 +8,11 @@ draft (`no_integration`, `inactive`: skipped; `failed`: the site's reason as wri
 it, the item parked as failed). Refused
 credentials (`credentials`: none saved, or the site answered 401/403) pause the run. No
 answer at all is `ServiceUnavailable`, which the gate meets by asking again later.
+
+The command is sent once per move, without the command client's retries: the move holds
+the run's row while it waits, so at most `publish_timeout_seconds`; a request that timed
+out is asked again by a later move under the same key (writer, still publishing it, holds
+the site's lock; the new request waits behind it and is answered from the record).
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ class WriterPublisher:
     def __init__(self, pipeline: PipelineClient, *, timeout: float) -> None:
         self.pipeline = pipeline
         self.timeout = timeout
+
+    @classmethod
+    def over(cls, pipeline: PipelineClient, *, timeout: float) -> WriterPublisher:
+        """On the same NATS connection as `pipeline`, sent once (no retry on timeout)."""
+        return cls(PipelineClient(pipeline.nc, timeout=timeout, retries=0), timeout=timeout)
 
     async def publish(self, account_id: int, site_id: int, content_id: int, *, key: str,
                       user_id: int | None = None, run_id: str | None = None
