@@ -1,14 +1,17 @@
 """`igny8 automation run`, as a person runs it in a terminal: its own process, against the
 public API (the gateway in front of automation's app, on loopback ports), the package's
 real services and automation's worker doing the run. Its output shows each stage start
-and finish, in order, and the run's final status; it exits 0 for a completed run."""
+and finish, in order, and the run's final status; it exits 0 for a completed run, 1 with
+the estimate when the balance is short."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sys
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -22,39 +25,59 @@ from libs.common.testing.tokens import TestIssuer
 from services.automation.main import create_app
 from services.automation.settings import AutomationSettings
 from services.automation.tests.conftest import add_keywords, automation_worker
-from services.billing.testing import Ledger
+from services.billing.testing import MakeTenant
 
 WORDS = ["french press", "best french press", "french press coffee ratio",
          "pour over coffee", "pour over kettle", "pour over vs french press"]
 
 
-@pytest.mark.timeout(600)
-async def test_automation_run_command_follows_the_stages_to_the_end(
-        settings: AutomationSettings, issuer: TestIssuer, nats_identity: NatsIdentity,
-        client: httpx.AsyncClient, planner: httpx.AsyncClient, billing: Ledger,
-        tenant: Tenant, tmp_path_factory: pytest.TempPathFactory) -> None:
-    await add_keywords(planner, tenant, WORDS)
-    token = tenant.headers()["Authorization"].removeprefix("Bearer ")
-    home = tmp_path_factory.mktemp("igny8-home")
+@pytest.fixture
+async def api_url(settings: AutomationSettings, issuer: TestIssuer,
+                  nats_identity: NatsIdentity, client: httpx.AsyncClient
+                  ) -> AsyncIterator[str]:
+    """The public API (…/api/v1): the gateway in front of automation's app, each on a
+    loopback port, as `igny8 up` runs them."""
     async with serving_app(create_app(settings, keys_fetcher=issuer.fetcher())) as upstream:
         gateway = create_gateway(GatewaySettings(
             environment="test", public_url="http://testserver", **nats_identity("gateway"),
             automation_url=upstream), keys_fetcher=issuer.fetcher())
-        async with serving_app(gateway) as gateway_url, automation_worker(settings):
-            env = {**{k: v for k, v in os.environ.items() if not k.startswith("IGNY8_")},
-                   "IGNY8_HOME": str(home), "IGNY8_TOKEN": token, "COLUMNS": "160"}
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "igny8", "automation", "run",
-                "--site", str(tenant.site_id), "--url", f"{gateway_url}/api/v1",
-                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-            try:
-                out, _ = await asyncio.wait_for(proc.communicate(), 480)
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-    text = out.decode()
-    assert proc.returncode == 0, text
+        async with serving_app(gateway) as gateway_url:
+            yield f"{gateway_url}/api/v1"
+
+
+async def igny8(*args: str, token: str, home: str, within: float) -> tuple[int, str]:
+    """`python -m igny8 <args>` with the token in its environment: exit code and output."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("IGNY8_")},
+           "IGNY8_HOME": home, "IGNY8_TOKEN": token, "COLUMNS": "160"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "igny8", *args, env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), within)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            with contextlib.suppress(Exception):
+                await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+def token_of(t: Tenant) -> str:
+    return t.headers()["Authorization"].removeprefix("Bearer ")
+
+
+@pytest.mark.timeout(600)
+async def test_automation_run_command_follows_the_stages_to_the_end(
+        settings: AutomationSettings, api_url: str, planner: httpx.AsyncClient,
+        tenant: Tenant, tmp_path_factory: pytest.TempPathFactory) -> None:
+    await add_keywords(planner, tenant, WORDS)
+    async with automation_worker(settings):
+        code, text = await igny8(
+            "automation", "run", "--site", str(tenant.site_id), "--url", api_url,
+            token=token_of(tenant), home=str(tmp_path_factory.mktemp("igny8-home")),
+            within=480)
+    assert code == 0, text
     run_id = re.search(r"run (\S+) started for site", text)
     assert run_id, text
     # Each stage is seen done, in order (each is announced when the command sees it; a
@@ -70,3 +93,22 @@ async def test_automation_run_command_follows_the_stages_to_the_end(
     final = re.search(rf"run {run_id.group(1)}: (\w+), \d+ credits", text)
     assert final, text
     assert final.group(1) == "completed"
+
+
+@pytest.mark.timeout(120)
+async def test_automation_run_command_shows_the_estimate_when_credits_are_short(
+        api_url: str, planner: httpx.AsyncClient, make_tenant: MakeTenant,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    poor = await make_tenant(credits=1)
+    await add_keywords(planner, poor, WORDS)
+    code, text = await igny8(
+        "automation", "run", "--site", str(poor.site_id), "--url", api_url,
+        token=token_of(poor), home=str(tmp_path_factory.mktemp("igny8-home")), within=60)
+    assert code == 1, text
+    short = re.search(r"not enough credits: estimate (\d+), needed (\d+), balance (\d+)", text)
+    assert short, text
+    estimate, needed, balance = (int(n) for n in short.groups())
+    assert estimate > 0
+    assert needed >= estimate
+    assert balance == 1
+    assert "started" not in text
