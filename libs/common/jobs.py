@@ -149,6 +149,11 @@ class JobContext:
     job: Event
     attempt: int
     report: ProgressReporter
+    # Delivered after its last attempt's worker died in it (no nak, no term): the job is
+    # not to run again, only to record how it ended (a job already done settles; one that
+    # is not fails, giving its credits back); a handler that ignores it runs the job once
+    # more. See `JobWorker`.
+    exhausted: bool = False
 
     @property
     def task_id(self) -> UUID:
@@ -160,7 +165,13 @@ JobHandler = Callable[[JobContext], Awaitable[dict[str, Any] | None]]
 
 @dataclass
 class JobWorker:
-    """Pulls jobs of one function and runs them, one at a time per worker loop."""
+    """Pulls jobs of one function and runs them, one at a time per worker loop.
+
+    A job is tried `max_deliver` times; JetStream delivers it once more than that, so that
+    a job whose worker died during its last attempt (killed, out of memory: it could
+    neither nak nor term) reaches a worker that records how it ended (`exhausted`).
+    Without it JetStream stopped delivering it silently, and the job, its holds and
+    whatever waited for it (an automation run) stayed `running` for ever."""
 
     service: str
     function: str
@@ -182,7 +193,7 @@ class JobWorker:
             name=self.durable,
             durable_name=self.durable,
             ack_policy=AckPolicy.EXPLICIT,
-            max_deliver=self.max_deliver,
+            max_deliver=self.max_deliver + 1,
             ack_wait=self.ack_wait,
             filter_subject=job_subject(self.service, self.function),
             max_ack_pending=256,
@@ -200,14 +211,16 @@ class JobWorker:
             await msg.term()
             return
         attempt = int(msg.metadata.num_delivered)
+        exhausted = attempt > self.max_deliver
         report = ProgressReporter(self.progress, job.id, job.account_id)
         keepalive = asyncio.create_task(self._keep_alive(msg))
         started = time.perf_counter()
         outcome = "success"
         try:
-            greeting = "Starting" if attempt == 1 else f"Retrying (attempt {attempt})"
+            greeting = ("Starting" if attempt == 1 else "Closing" if exhausted
+                        else f"Retrying (attempt {attempt})")
             await report.phase("INIT", greeting)
-            result = await self.handler(JobContext(job, attempt, report))
+            result = await self.handler(JobContext(job, attempt, report, exhausted))
         except JobFailed as exc:
             outcome = "failed"
             await report.fail(str(exc))

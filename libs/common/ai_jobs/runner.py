@@ -12,7 +12,9 @@ its results. Everything else is here, once:
 - saving: the job's writes and the log turning `success` (with its charges) commit
   together; then each charge is captured against its hold and holds nobody charged are
   released (a job may succeed for some items only);
-- failure: holds released, the log `failed` (once, whoever gets there first);
+- failure: holds released, the log `failed` (once, whoever gets there first); a job
+  delivered once more after its last attempt's worker died (`JobContext.exhausted`) is
+  not run again but fails that way, unless that attempt had saved its results;
 - the AI metrics (`igny8_ai_tokens_total`, `igny8_ai_cost_usd_total`) per function and
   model.
 """
@@ -233,6 +235,9 @@ class AIJobRunner:
                 return log
             if log["status"] == "failed":
                 raise JobFailed(log["error"] or "The task failed.")
+            if ctx.exhausted:
+                raise JobFailed(f"The job stopped without finishing {ctx.attempt - 1} times "
+                                "(its worker died while running it); it is not tried again.")
             await logs.update(ctx.task_id, {"status": "running", "attempts": ctx.attempt,
                                             "started_at": func.now()})
         return None

@@ -128,3 +128,44 @@ async def test_job_of_a_dead_worker_is_redelivered(kernel_db: Database, ctx) -> 
     await asyncio.gather(second_task, relay)
     assert doc["state"] == "SUCCESS"
     assert completed == [2]
+
+
+async def test_a_job_whose_last_attempt_died_is_delivered_once_more_to_close_it(
+        kernel_db: Database, ctx) -> None:  # type: ignore[no-untyped-def]
+    """One attempt allowed, and its worker dies in it: JetStream would deliver it no more
+    and the job would stay `running` for ever; it comes once more, `exhausted`, for the
+    handler to record how it ended."""
+    js, progress = ctx
+    function = f"fn{uuid.uuid4().hex[:6]}"
+    started = asyncio.Event()
+    seen: list[tuple[int, bool]] = []
+
+    async def dies_midway(job: JobContext) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    async def closes(job: JobContext) -> None:
+        seen.append((job.attempt, job.exhausted))
+        raise JobFailed("Its worker died on every attempt.")
+
+    relay_stop = asyncio.Event()
+    relay = asyncio.create_task(OutboxRelay(kernel_db, js, service="kernel").run(relay_stop))
+    first = JobWorker("kernel", function, dies_midway, js, progress, max_deliver=1,
+                      ack_wait=1.0)
+    first_task = asyncio.create_task(first.run(asyncio.Event()))
+    task_id = await _enqueue(kernel_db, function)
+    await asyncio.wait_for(started.wait(), 10)
+    first_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first_task
+
+    second = JobWorker("kernel", function, closes, js, progress, max_deliver=1, ack_wait=1.0)
+    second_stop = asyncio.Event()
+    second_task = asyncio.create_task(second.run(second_stop))
+    doc = await _final_state(progress, task_id)
+    for stop in (second_stop, relay_stop):
+        stop.set()
+    await asyncio.gather(second_task, relay)
+    assert seen == [(2, True)]
+    assert doc["state"] == "FAILURE"
+    assert doc["meta"]["error"] == "Its worker died on every attempt."
