@@ -59,15 +59,15 @@ async def start_run(client: httpx.AsyncClient, t: Tenant, **config: int) -> str:
     return str(r.json()["run_id"])
 
 
-async def finished_and_reconciled(client: httpx.AsyncClient, billing: Ledger,
-                                  t: Tenant) -> dict[str, Any]:
+async def finished_and_reconciled(client: httpx.AsyncClient, billing: Ledger, t: Tenant,
+                                  within: float = 420) -> dict[str, Any]:
     """The run once it is no longer `running` and its credits are the ledger's (the last
     debits reach the run after it completed, through billing's events)."""
 
     async def done() -> bool:
         return (await history(client, t))[0]["status"] != "running"
 
-    await eventually(done, timeout=420, every=1.0)
+    await eventually(done, timeout=within, every=1.0)
 
     async def reconciled() -> bool:
         total = (await history(client, t))[0]["total_credits"]
@@ -164,7 +164,10 @@ class Kill:
     stage: int
     phase: str
     victim: Victim
+    times: int = 1  # more: the same job's next attempts too, each where the first was
     task_id: str | None = None  # the job at work when it was killed
+    fired: int = 0
+    down: bool = False
     retried: bool = False  # that job seen starting again ("Retrying (attempt n)")
     back: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -185,11 +188,14 @@ async def killing(nc: NATS, run_id: str, plan: list[Kill]) -> AsyncIterator[None
     async def come_back(kill: Kill) -> None:
         await asyncio.sleep(kill.victim.down_for)
         await kill.victim.start()
+        kill.down = False
         kill.back.set()
 
     def fire(kill: Kill, task_id: str) -> None:
         kill.victim.kill_now()
         kill.task_id = task_id
+        kill.fired += 1
+        kill.down = True
         comebacks.append(asyncio.create_task(come_back(kill)))
 
     async def progress(msg: Msg) -> None:
@@ -201,8 +207,8 @@ async def killing(nc: NATS, run_id: str, plan: list[Kill]) -> AsyncIterator[None
         meta = doc.get("meta") or {}
         if kill.task_id == task_id and str(meta.get("message")).startswith("Retrying"):
             kill.retried = True
-        elif (kill.task_id is None and doc.get("state") == "PROGRESS"
-              and meta.get("phase") == kill.phase):
+        elif (kill.task_id in (None, task_id) and kill.fired < kill.times and not kill.down
+              and doc.get("state") == "PROGRESS" and meta.get("phase") == kill.phase):
             fire(kill, task_id)
 
     async def capture(msg: Msg) -> None:
@@ -323,3 +329,42 @@ async def test_planner_writer_and_nats_killed_mid_stage_and_the_run_completes_on
                        "contents": [(stages[4]["created"],)],
                        "images": [(stages[5]["created"],)],
                        "generated": [(stages[6]["created"],)], "twice": []}
+
+
+@pytest.mark.timeout(600)
+async def test_a_job_whose_worker_dies_on_every_attempt_is_given_up_and_the_run_completes(
+        client: httpx.AsyncClient, planner: httpx.AsyncClient, settings: AutomationSettings,
+        automation_db: Database, billing: Ledger, tenant: Tenant, nc: NATS,
+        writer_worker: WorkerProcess, writer_settings: WriterSettings) -> None:
+    """A job that kills its worker (out of memory, say) on each of its attempts: JetStream
+    stops delivering it after the last, silently. It must not stay `running` for ever
+    with its run: it fails, its holds are released, its items are parked and the run goes
+    on to the end."""
+    await add_keywords(planner, tenant, WORDS[:6])
+    run_id = await start_run(client, tenant, stage_4_batch_size=2)
+    writer_dies = Victim("writer worker", writer_worker.kill_now, writer_worker.restart)
+    kill = Kill(4, "AI_CALL", writer_dies, times=writer_settings.job_max_deliver)
+    async with killing(nc, run_id, [kill]), automation_worker(settings):
+        run = await finished_and_reconciled(client, billing, tenant, within=300)
+    assert run["status"] == "completed", run
+    assert kill.fired == writer_settings.job_max_deliver, run
+    assert kill.task_id is not None
+    stages = {s["stage"]: s for s in run["stage_results"]}
+    (step,) = await rows(automation_db, tenant.account_id,
+                         "SELECT item_ids, status, error FROM automation_steps "
+                         "WHERE account_id = :a AND task_id = :t", t=kill.task_id)
+    assert step["status"] == "failed", step
+    lost = len(step["item_ids"])  # the batch whose job never finished, parked
+    assert stages[4]["failed"] == lost, stages[4]
+    assert stages[4]["created"] == stages[3]["created"] - lost
+    assert stages[6]["created"] > 0  # the run went on with the others
+    log = await task_log(writer_settings, tenant, kill.task_id)
+    assert log["status"] == "failed", log
+    holds = {h.id: h for h in await billing.holds(tenant.account_id)}
+    usage = await billing.usage_logs(tenant.account_id)
+    for hold_id in (log["holds"] or {}).values():
+        assert holds[int(hold_id)].status == "released"
+        assert all(u.hold_id != int(hold_id) for u in usage)
+    assert all(h.status in ("captured", "released") for h in holds.values())
+    captured = [u.hold_id for u in usage]
+    assert len(captured) == len(set(captured))
