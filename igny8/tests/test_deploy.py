@@ -17,6 +17,8 @@ import yaml
 
 from igny8.scaffold import connections_at_maximum
 from igny8.services import GATEWAY, REPO_ROOT, SERVICES, ServiceSpec
+from libs.common.events import JOBS_STREAM
+from libs.common.natsauth import access
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"
@@ -77,9 +79,15 @@ def test_service_manifests(spec: ServiceSpec) -> None:
     scaled = found[("ScaledObject", worker_name)]
     assert scaled["spec"]["scaleTargetRef"]["name"] == worker_name
     assert "cpu" in {t["type"] for t in scaled["spec"]["triggers"]}
+    # Each backlog trigger reads a consumer the worker really runs (the names natsauth
+    # grants it, checked against the workers in libs/common/tests/test_natsauth.py).
+    nats_user = access(spec.name)
+    consumers = {*nats_user.event_consumers(),
+                 *((JOBS_STREAM, name) for name, _ in nats_user.job_consumers())}
     for trigger in scaled["spec"]["triggers"]:
         if trigger["type"] == "nats-jetstream":
-            assert trigger["metadata"]["consumer"].startswith(f"{spec.name}-")
+            meta = trigger["metadata"]
+            assert (meta["stream"], meta["consumer"]) in consumers, meta
     for name in (api_name, worker_name):
         assert "replicas" not in found[("Deployment", name)]["spec"]
         assert _annotations(found[("Deployment", name)])[WAVE] == "1"
