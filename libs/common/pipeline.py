@@ -76,6 +76,18 @@ class PendingWork(BaseModel):
     limit: int = Field(default=100, ge=0, le=1000)
     # Stage 4: the ideas the caller queued to writer, whose tasks it waits for.
     expect: list[int] = Field(default_factory=list, max_length=10_000)
+    # Ids the caller took already (a run's earlier batches: parked failures, stage 7's
+    # drafts kept as drafts): left out of `ids` and `items`, still in `count`. Asking for
+    # `limit + taken` instead made the owner read (stage 7: score) every taken item
+    # again for each batch.
+    exclude: list[int] = Field(default_factory=list, max_length=50_000)
+
+    def chosen(self, rows: list[Any]) -> list[Any]:
+        """The next batch of `rows` (by `id`): at most `limit`, none of `exclude`."""
+        if not self.exclude:
+            return rows[:self.limit]
+        left_out = set(self.exclude)
+        return [r for r in rows if r["id"] not in left_out][:self.limit]
 
 
 class PendingResult(BaseModel):
@@ -143,9 +155,10 @@ QUEUE = {"planner": PLANNER_QUEUE, "writer": WRITER_QUEUE}
 
 class PipelineClient(CommandClient):
     async def pending(self, account_id: int, site_id: int, *, stage: int,
-                      limit: int = 100, expect: list[int] | None = None) -> PendingResult:
+                      limit: int = 100, expect: list[int] | None = None,
+                      exclude: list[int] | None = None) -> PendingResult:
         request = PendingWork(account_id=account_id, site_id=site_id, stage=stage, limit=limit,
-                              expect=expect or [])
+                              expect=expect or [], exclude=exclude or [])
         return await self.call(PENDING[owner_of(stage)], request)
 
     async def queue(self, account_id: int, site_id: int, *, stage: int, ids: list[int],

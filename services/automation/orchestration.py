@@ -415,8 +415,8 @@ class Orchestrator:
             expect = sorted(await self._stage3_ideas(m, run))
         try:
             pending = await self.pipeline.pending(
-                run["account_id"], run["site_id"], stage=stage,
-                limit=min(1000, size + len(taken)), expect=expect)
+                run["account_id"], run["site_id"], stage=stage, limit=size, expect=expect,
+                exclude=sorted(taken))
         except ServiceUnavailable as exc:
             await m.set_run(run, {"wake_at": utcnow() + timedelta(
                 seconds=self.settings.step_retry_seconds)})

@@ -41,7 +41,7 @@ class PlannerPipeline(PipelineAnswerer[PlannerSettings]):
                                             kw.table.c.cluster_id.is_(None)),
                               key=lambda r: (r["sector_id"], r["id"]))
                 items = {str(r["id"]): {"sector_id": r["sector_id"]}
-                         for r in rows[:req.limit]}
+                         for r in req.chosen(rows)}
             elif req.stage == 2:
                 cl = ClusterRepository(session, vis)
                 rows = await cl.find(cl.table.c.status == "active", cl.table.c.ideas_count == 0)
@@ -51,7 +51,7 @@ class PlannerPipeline(PipelineAnswerer[PlannerSettings]):
             else:
                 raise ValueError(f"planner has no stage {req.stage}")
         return PendingResult(stage=req.stage, count=len(rows),
-                             ids=[r["id"] for r in rows][:req.limit], items=items)
+                             ids=[r["id"] for r in req.chosen(rows)], items=items)
 
     async def queue(self, req: QueueWork) -> QueueResult:
         async with self.acting(req) as (uow, principal, requests):

@@ -60,7 +60,6 @@ class WriterPipeline(PipelineAnswerer[WriterSettings]):
     ai_task_logs = AI_TASK_LOGS
 
     async def pending(self, req: PendingWork) -> PendingResult:
-        limit = req.limit
         missing = 0
         items: dict[str, dict[str, Any]] = {}
         host: str | None = None
@@ -89,7 +88,7 @@ class WriterPipeline(PipelineAnswerer[WriterSettings]):
                                  if i["status"] in UNSETTLED_IMAGES}
                     rows = [c for c in drafts
                             if c["id"] in with_images and c["id"] not in unsettled]
-                    if rows[:limit]:
+                    if req.chosen(rows):
                         host = site_host(await DIRECTORY.repository(session).site(
                             req.account_id, req.site_id))
                         images_of = images
@@ -98,16 +97,17 @@ class WriterPipeline(PipelineAnswerer[WriterSettings]):
                 rows = await img.find(img.table.c.status == ImageStatus.PENDING)
             else:
                 raise ValueError(f"writer has no stage {req.stage}")
-        if req.stage == 7 and rows[:limit]:
-            scores = await self._scores(req.account_id, rows[:limit], host)
+        picked = req.chosen(rows)
+        if req.stage == 7 and picked:
+            scores = await self._scores(req.account_id, picked, host)
             items = {str(c["id"]): {
                 "title": c["title"], "optimizer_score": scores[c["id"]],
                 "placeholders": has_placeholders(c["html"]),
                 "images": sum(1 for i in images_of if i["content_id"] == c["id"]
                               and i["status"] == ImageStatus.GENERATED)}
-                for c in rows[:limit]}
+                for c in picked}
         return PendingResult(stage=req.stage, count=len(rows),
-                             ids=[r["id"] for r in rows][:limit], items=items,
+                             ids=[r["id"] for r in picked], items=items,
                              missing=missing)
 
     async def _scores(self, account_id: int, contents: list[Row],
