@@ -24,6 +24,7 @@ from typing import Any
 
 from libs.common.commands import Command, Handler, serve
 from libs.common.db import Database, TenantScope
+from libs.common.jobs import JobFailed
 from libs.common.pipeline import WRITER_PUBLISH, PublishAnswer, PublishWork, task_id_for
 from libs.common.problems import NotFound
 from libs.common.repository import Visibility
@@ -72,6 +73,8 @@ class AutoPublishing:
         except PublishFailed as exc:
             code = "credentials" if exc.kind in CREDENTIAL_KINDS else "failed"
             return refused(code, exc.reason)
+        except JobFailed as exc:  # the content or the integration went away meanwhile
+            return refused("failed", str(exc))
         published = done["status"] == "publish"
         return PublishAnswer(
             content_id=req.content_id, published=published,
