@@ -87,6 +87,14 @@ def start(api: Api, site_id: int) -> str:
     raise AutomationCliError(f"run_now answered {code}: {body.get('error')}")
 
 
+def pause(api: Api, site_id: int, run_id: str) -> None:
+    """Ask the run to pause (after its current item); a run that ended meanwhile is left
+    as it is."""
+    code, body = api.call("POST", "pause", site_id=site_id, run_id=run_id)
+    if code not in (200, 409):
+        raise AutomationCliError(f"pause answered {code}: {body.get('error')}")
+
+
 def run_of(api: Api, site_id: int, run_id: str) -> dict[str, Any]:
     code, body = api.call("GET", "history", site_id=site_id)
     if code != 200:

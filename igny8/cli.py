@@ -282,8 +282,11 @@ def automation_run(
         help="An access token instead of a login (or IGNY8_TOKEN).",
         envvar="IGNY8_TOKEN")] = None,
     follow: Annotated[bool, typer.Option(help="Follow the run until it ends.")] = True,
+    pause_on_exit: Annotated[bool, typer.Option(
+        help="On Ctrl-C, pause the run too (it pauses after its current item).")] = False,
 ) -> None:
-    """Start a run (`run_now`) and show each stage's progress until it ends."""
+    """Start a run (`run_now`) and show each stage's progress until it ends. Ctrl-C stops
+    following (the run goes on), or pauses it with --pause-on-exit."""
     import httpx
 
     from igny8 import automation
@@ -305,7 +308,17 @@ def automation_run(
         reporter.say(f"run {run_id} started for site {site}")
         if not follow:
             raise typer.Exit(0)
-        run = automation.follow(api, site, run_id, reporter.console)
+        try:
+            run = automation.follow(api, site, run_id, reporter.console)
+        except KeyboardInterrupt:
+            if not pause_on_exit:
+                reporter.warn(f"stopped following run {run_id}; it goes on "
+                              "(--pause-on-exit pauses it)")
+            else:
+                automation.pause(api, site, run_id)
+                reporter.warn(f"run {run_id}: pause asked; it pauses after its current item "
+                              "(resume it from the app or the API)")
+            raise typer.Exit(130) from None
     except automation.AutomationCliError as exc:
         reporter.fail(str(exc))
         raise typer.Exit(1) from None

@@ -2,7 +2,7 @@
 public API (the gateway in front of automation's app, on loopback ports), the package's
 real services and automation's worker doing the run. Its output shows each stage start
 and finish, in order, and the run's final status; it exits 0 for a completed run, 1 with
-the estimate when the balance is short."""
+the estimate when the balance is short; Ctrl-C with --pause-on-exit pauses the run."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import sys
 from collections.abc import AsyncIterator
 
@@ -24,7 +25,7 @@ from libs.common.testing.plugin import NatsIdentity
 from libs.common.testing.tokens import TestIssuer
 from services.automation.main import create_app
 from services.automation.settings import AutomationSettings
-from services.automation.tests.conftest import add_keywords, automation_worker
+from services.automation.tests.conftest import API, add_keywords, automation_worker, eventually
 from services.billing.testing import MakeTenant
 
 WORDS = ["french press", "best french press", "french press coffee ratio",
@@ -112,3 +113,45 @@ async def test_automation_run_command_shows_the_estimate_when_credits_are_short(
     assert needed >= estimate
     assert balance == 1
     assert "started" not in text
+
+
+@pytest.mark.timeout(300)
+async def test_ctrl_c_with_pause_on_exit_pauses_the_run(
+        settings: AutomationSettings, api_url: str, client: httpx.AsyncClient,
+        planner: httpx.AsyncClient, tenant: Tenant,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    await add_keywords(planner, tenant, WORDS)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("IGNY8_")},
+           "IGNY8_HOME": str(tmp_path_factory.mktemp("igny8-home")),
+           "IGNY8_TOKEN": token_of(tenant), "COLUMNS": "160"}
+    async with automation_worker(settings):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "igny8", "automation", "run", "--site", str(tenant.site_id),
+            "--url", api_url, "--pause-on-exit", env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        assert proc.stdout is not None
+        seen = []
+        try:
+            while not any(re.match(r"^stage \d \(.*\) (started|done)", line) for line in seen):
+                line = await asyncio.wait_for(proc.stdout.readline(), 120)
+                assert line, "".join(seen)
+                seen.append(line.decode())
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            rest, _ = await asyncio.wait_for(proc.communicate(), 60)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        text = "".join(seen) + rest.decode()
+        assert proc.returncode == 130, text
+        assert "pause asked" in text, text
+        run_id = re.search(r"run (\S+) started for site", text)
+        assert run_id, text
+
+        async def paused() -> bool:
+            r = await client.get(f"{API}/history/?site_id={tenant.site_id}",
+                                 headers=tenant.headers())
+            run = next(r for r in r.json() if r["run_id"] == run_id.group(1))
+            return bool(run["status"] == "paused")
+
+        await eventually(paused, timeout=120)
