@@ -20,7 +20,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from libs.common.billing import CAPTURE
+from libs.common.billing import CAPTURE, CAPTURE_BATCH
 from libs.common.db import Database
 from libs.common.natsauth import TASK_PROGRESS_BUCKET
 from libs.common.pipeline import QUEUE, task_id_for
@@ -156,7 +156,7 @@ class Victim:
 @dataclass
 class Kill:
     """Kill `victim` the first time a job of the run's `stage` reports `phase`; with
-    `phase="capture"`, the moment the job asks billing to capture a hold (its results are
+    `phase="capture"`, the moment the job asks billing to capture its holds (its results are
     committed then, and billing captures while the job's process dies); with
     `phase="ask"`, the moment automation asks the stage's owner for a step (the owner
     takes it while the victim dies)."""
@@ -227,7 +227,7 @@ async def killing(nc: NATS, run_id: str, plan: list[Kill]) -> AsyncIterator[None
                 return
 
     subs = [await nc.subscribe(f"$KV.{TASK_PROGRESS_BUCKET}.>", cb=progress),
-            await nc.subscribe(CAPTURE.subject, cb=capture),
+            *[await nc.subscribe(c.subject, cb=capture) for c in (CAPTURE, CAPTURE_BATCH)],
             *[await nc.subscribe(QUEUE[owner].subject, cb=ask) for owner in QUEUE]]
     try:
         yield
@@ -278,7 +278,7 @@ async def test_planner_writer_and_nats_killed_mid_stage_and_the_run_completes_on
             Kill(2, "capture", planner_dies),    # ideas saved, their credits being captured
             Kill(3, "ask", nats_dies),           # ideas being queued to writer
             Kill(4, "AI_CALL", writer_dies),     # articles being written
-            Kill(5, "AI_CALL", nats_dies),       # image prompts being made
+            Kill(5, "capture", nats_dies),       # image prompts saved, billing capturing
             Kill(6, "PARSE", writer_dies)]       # image files being stored
     async with killing(nc, run_id, plan), automation_worker(settings):
         run = await finished_and_reconciled(client, billing, tenant)
