@@ -33,6 +33,8 @@ class Infrastructure:
             pg.update(url=self.admin_url, port=self.postgres.port,
                       pid=self.postgres.proc.pid if self.postgres.proc else None)
         nats: dict[str, Any] = {"embedded": self.nats is not None, "url": self.nats_url}
+        if self.nats_tls_ca:  # TLS (ADR 0026): what a client verifies the server with
+            nats["tls_ca"] = self.nats_tls_ca
         if self.nats is not None:
             nats.update(port=self.nats.port, pid=self.nats.proc.pid if self.nats.proc else None)
         return {"postgres": pg, "nats": nats}

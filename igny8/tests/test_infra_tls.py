@@ -12,7 +12,7 @@ import pytest
 from nats.errors import Error as NatsError
 
 from igny8.home import Home
-from igny8.infra import start_nats
+from igny8.infra import Infrastructure, start_nats
 from igny8.plan import PlatformInputs, common_env
 from libs.common import nats as nats_kernel
 
@@ -41,6 +41,9 @@ async def test_igny8_up_starts_nats_with_tls_when_asked(tmp_path: Path) -> None:
                                         nats_url=url, secret_key="s", nats_tls_ca=ca))
         assert env["IGNY8_NATS_URL"] == url
         assert env["IGNY8_NATS_TLS_CA"] == ca
+        described = Infrastructure(admin_url="", nats_url=url, nats=server,
+                                   nats_tls_ca=ca).describe()["nats"]
+        assert described["tls_ca"] == ca  # state.json: what a client verifies with
         nc = await nats_kernel.connect(url, "test", user="planner", password="p" * 32,
                                        tls_ca=ca, first_attempt_timeout=5)
         await nc.close()

@@ -191,7 +191,12 @@ def test_nats_admits_only_the_platforms_users(platform: Platform) -> None:
     import nats
     from nats.errors import Error as NatsError
 
+    from libs.common import nats as nats_kernel
+
     url = platform.state()["nats"]["url"]
+    # With IGNY8_NATS_TLS=1 the server requires TLS: connect with its CA (ADR 0026).
+    ca = platform.state()["nats"].get("tls_ca")
+    tls = {"tls": nats_kernel.tls_context(ca)} if ca else {}
     passwords = json.loads((platform.home / "secrets.json").read_text())["nats_passwords"]
     assert {"auth", "planner", "billing", "gateway"} <= set(passwords)
 
@@ -210,7 +215,7 @@ def test_nats_admits_only_the_platforms_users(platform: Platform) -> None:
 
         with pytest.raises(NatsError, match="Authorization Violation"):
             await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0,
-                               connect_timeout=5, error_cb=ignore)
+                               connect_timeout=5, error_cb=ignore, **tls)
         errors: list[str] = []
 
         async def record(exc: Exception) -> None:
@@ -218,7 +223,7 @@ def test_nats_admits_only_the_platforms_users(platform: Platform) -> None:
 
         nc = await nats.connect(url, user="planner", password=passwords["planner"],
                                 inbox_prefix="_INBOX.planner", error_cb=record,
-                                allow_reconnect=False, connect_timeout=5)
+                                allow_reconnect=False, connect_timeout=5, **tls)
         try:
             await nc.publish("$KV.igny8_revocations.sid.x", b"", headers={"KV-Operation": "DEL"})
             await nc.subscribe("igny8.cmd.billing.capture", queue="billing")
