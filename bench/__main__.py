@@ -27,7 +27,8 @@ BENCHMARKS = {
               "in one auto_generate_content through the gateway vs the engines (issue #10)",
     "linker": "internal links: precision/recall on the labelled set, 10,000 pages indexed "
               "(issue #11)",
-    "automation": "100 keywords -> drafts with images: wall time, overhead over the jobs (#12)",
+    "automation": "100 and 1,000 keywords -> drafts with images: wall time, overhead over "
+                  "the jobs (#12)",
 }
 
 
