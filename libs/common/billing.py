@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from libs.common.commands import Command, CommandClient
+from libs.common.fields import ShortText
 
 SERVICE = "billing"
 
@@ -33,7 +34,7 @@ SERVICE = "billing"
 class HoldRequest(BaseModel):
     account_id: int
     operation_type: str
-    idempotency_key: str = Field(min_length=1, max_length=255)
+    idempotency_key: ShortText
     # Either the estimate in credits, or units of the operation (items, words, tokens) that
     # billing prices with the operation's cost configuration.
     amount: int | None = None
@@ -53,7 +54,7 @@ class HoldResult(BaseModel):
 
 
 class HoldItem(BaseModel):
-    idempotency_key: str = Field(min_length=1, max_length=255)
+    idempotency_key: ShortText
     amount: int | None = None
     units: int | None = None
 
@@ -132,7 +133,7 @@ class ReleaseResult(BaseModel):
 
 class RefundRequest(BaseModel):
     hold_id: int
-    idempotency_key: str = Field(min_length=1, max_length=255)
+    idempotency_key: ShortText
     account_id: int | None = None
     # Defaults to everything captured and not yet refunded.
     credits: int | None = None

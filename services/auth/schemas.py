@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, IPvAnyAddress, field_validator
 from sqlalchemy import ColumnElement, Table
 
+from libs.common.fields import ShortText
 from libs.common.ids import MAX_BIGINT, Id
 from libs.common.problems import ValidationFailed
 from libs.common.repository import (
@@ -44,7 +45,6 @@ PromptType = Literal[
 Provider = Literal["openai", "runware", "image_generation"]
 
 Password = Field(min_length=MIN_PASSWORD_LENGTH, max_length=256)
-Name = Field(min_length=1, max_length=255)
 
 
 class Public(BaseModel):
@@ -147,7 +147,7 @@ class AccountCreate(WriteModel):
     """Platform staff opening an account for someone: the same path as registration."""
 
     resource = AccountPublic
-    name: str = Name
+    name: ShortText
     owner_email: EmailStr
     owner_password: str = Password
     plan_slug: str = "free"
@@ -155,7 +155,7 @@ class AccountCreate(WriteModel):
 
 class AccountSettingsUpdate(WriteModel):
     resource = AccountPublic
-    name: str | None = Field(default=None, min_length=1, max_length=255)
+    name: ShortText | None = None
     billing_email: EmailStr | None = None
     billing_address: str | None = Field(default=None, max_length=500)
     billing_city: str | None = Field(default=None, max_length=100)
@@ -221,7 +221,7 @@ class RegisterRequest(WriteModel):
     username: str | None = Field(default=None, min_length=1, max_length=150)
     first_name: str = Field(default="", max_length=150)
     last_name: str = Field(default="", max_length=150)
-    account_name: str | None = Field(default=None, min_length=1, max_length=255)
+    account_name: ShortText | None = None
 
 
 class LoginRequest(BaseModel):
@@ -331,7 +331,7 @@ class SitePublic(Public):
 
 class SiteCreate(WriteModel):
     resource = SitePublic
-    name: str = Name
+    name: ShortText
     url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
     description: str = Field(default="", max_length=5000)
     industry_id: Id | None = None
@@ -340,7 +340,7 @@ class SiteCreate(WriteModel):
 
 class SiteUpdate(WriteModel):
     resource = SitePublic
-    name: str | None = Field(default=None, min_length=1, max_length=255)
+    name: ShortText | None = None
     url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
     description: str | None = Field(default=None, max_length=5000)
     industry_id: Id | None = None
@@ -371,7 +371,7 @@ class SectorPublic(Public):
 class SectorCreate(WriteModel):
     resource = SectorPublic
     site_id: Id
-    name: str = Name
+    name: ShortText
     industry_sector_id: Id | None = None
     description: str = Field(default="", max_length=5000)
     is_active: bool = True
@@ -379,7 +379,7 @@ class SectorCreate(WriteModel):
 
 class SectorUpdate(WriteModel):
     resource = SectorPublic
-    name: str | None = Field(default=None, min_length=1, max_length=255)
+    name: ShortText | None = None
     description: str | None = Field(default=None, max_length=5000)
     is_active: bool | None = None
 
@@ -463,7 +463,7 @@ class SeedKeywordRow(BaseModel):
 
     model_config = ConfigDict(str_strip_whitespace=True)
 
-    keyword: str = Field(min_length=1, max_length=255)
+    keyword: ShortText
     industry: str = Field(min_length=1, max_length=150)
     sector: str = Field(min_length=1, max_length=150)
     volume: int = Field(default=0, ge=0)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
+from libs.common.fields import ShortText
 from libs.common.ids import Id
 from libs.common.problems import ValidationFailed
 from libs.common.repository import (
@@ -133,7 +134,7 @@ class PaymentCreate(WriteModel):
     invoice_id: Id
     amount: Decimal | None = Field(default=None, gt=0, max_digits=14, decimal_places=2)
     payment_method: str
-    transaction_reference: str = Field(min_length=1, max_length=255)
+    transaction_reference: ShortText
     notes: str = Field(default="", max_length=2000)
 
 
@@ -156,7 +157,7 @@ class PackageOut(Money):
 
 class PackageCreate(WriteModel):
     resource = PackageOut
-    name: str = Field(min_length=1, max_length=255)
+    name: ShortText
     slug: str = Field(min_length=1, max_length=255, pattern=r"^[a-z0-9][a-z0-9-]*$")
     credits: int = Field(gt=0, le=MAX_INT)
     price: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
@@ -171,7 +172,7 @@ class PackageUpdate(WriteModel):
     """`slug` is fixed once created (read-only here)."""
 
     resource = PackageOut
-    name: str | None = Field(default=None, min_length=1, max_length=255)
+    name: ShortText | None = None
     credits: int | None = Field(default=None, gt=0, le=MAX_INT)
     price: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
@@ -215,7 +216,7 @@ class PaymentMethodCreate(WriteModel):
     resource = PaymentMethodOut
 
     method_type: PaymentMethodType
-    display_name: str = Field(min_length=1, max_length=255)
+    display_name: ShortText
     details: dict[str, Any] = Field(default_factory=dict)
     is_default: bool = False
     is_enabled: bool = True
@@ -226,7 +227,7 @@ class PaymentMethodCreate(WriteModel):
 class PaymentMethodUpdate(WriteModel):
     resource = PaymentMethodOut
 
-    display_name: str | None = Field(default=None, min_length=1, max_length=255)
+    display_name: ShortText | None = None
     details: dict[str, Any] | None = None
     is_enabled: bool | None = None
 
@@ -248,7 +249,7 @@ class CostConfigOut(Out):
 
 class CostConfigUpdate(WriteModel):
     resource = CostConfigOut
-    display_name: str | None = Field(default=None, min_length=1, max_length=255)
+    display_name: ShortText | None = None
     description: str | None = Field(default=None, max_length=500)
     unit: Unit | None = None
     credits_cost: int | None = Field(default=None, ge=0, le=MAX_INT)

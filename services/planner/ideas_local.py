@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from libs.common.ai.base import ChatMessage, TextGenerator, Usage
 from libs.common.ai.structured import complete_json
+from libs.common.fields import ShortText
 from services.planner.clustering import display_name, normalize_keyword
 from services.planner.intent import QUESTION_WORDS, Intent, classify_intent
 from services.planner.models import ContentStructure, ContentType
@@ -350,7 +351,7 @@ DEFAULT_IDEAS_PROMPT = (
 
 
 class AIIdeaSpec(BaseModel):
-    title: str = Field(min_length=1, max_length=255)
+    title: ShortText
     description: str = ""
     outline: list[str] = Field(default_factory=list)
     content_type: Literal["post", "page", "product", "taxonomy"] = "post"

@@ -11,6 +11,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import ColumnElement, func
 
+from libs.common.fields import IdList, ShortText
 from libs.common.ids import Id
 from libs.common.repository import (
     AtLeast,
@@ -32,9 +33,6 @@ from services.planner.models import (
     IdeaStatus,
     KeywordStatus,
 )
-
-MAX_BULK_IDS = 1000
-
 
 # --- lists ---------------------------------------------------------------------------
 
@@ -146,7 +144,7 @@ class _KeywordWrite(WriteModel):
 
 class KeywordCreate(_KeywordWrite):
     resource = KeywordOut
-    keyword: str = Field(min_length=1, max_length=255)
+    keyword: ShortText
     site_id: Id
     sector_id: Id
     volume: int = Field(default=0, ge=0, le=2**31 - 1)
@@ -163,7 +161,7 @@ class KeywordCreate(_KeywordWrite):
 
 class KeywordUpdate(_KeywordWrite):
     resource = KeywordOut
-    keyword: str | None = Field(default=None, min_length=1, max_length=255)
+    keyword: ShortText | None = None
     volume: int | None = Field(default=None, ge=0, le=2**31 - 1)
     difficulty: int | None = Field(default=None, ge=0, le=100)
     intent: Intent | None = None
@@ -178,7 +176,7 @@ class KeywordUpdate(_KeywordWrite):
 
 
 class Ids(Strict):
-    ids: list[Id] = Field(min_length=1, max_length=MAX_BULK_IDS)
+    ids: IdList
 
 
 class BulkStatus(Ids):
@@ -186,7 +184,7 @@ class BulkStatus(Ids):
 
 
 class BulkFromSeed(Strict):
-    seed_keyword_ids: list[Id] = Field(min_length=1, max_length=MAX_BULK_IDS)
+    seed_keyword_ids: IdList
     site_id: Id
     sector_id: Id
 
@@ -208,7 +206,7 @@ class AutoCluster(Strict):
     """`topics`: topic names the user wants (they get exactly those topics);
     `seed_keywords`: topic name -> seed keywords of that topic (a topic too)."""
 
-    ids: list[Id] = Field(min_length=1, max_length=MAX_BULK_IDS)
+    ids: IdList
     sector_id: Id | None = None
     topics: list[str] = Field(default_factory=list, max_length=MAX_TOPICS)
     seed_keywords: dict[str, list[str]] = Field(default_factory=dict, max_length=MAX_TOPICS)
@@ -259,7 +257,7 @@ class ClusterOut(BaseModel):
 
 class ClusterCreate(WriteModel):
     resource = ClusterOut
-    name: str = Field(min_length=1, max_length=255)
+    name: ShortText
     site_id: Id
     sector_id: Id
     description: str = ""
@@ -272,7 +270,7 @@ class ClusterCreate(WriteModel):
 
 class ClusterUpdate(WriteModel):
     resource = ClusterOut
-    name: str | None = Field(default=None, min_length=1, max_length=255)
+    name: ShortText | None = None
     description: str | None = None
     topic: str | None = Field(default=None, max_length=255)
     status: ClusterStatus | None = None
@@ -312,7 +310,7 @@ class IdeaOut(BaseModel):
 
 class IdeaCreate(WriteModel):
     resource = IdeaOut
-    idea_title: str = Field(min_length=1, max_length=255)
+    idea_title: ShortText
     site_id: Id
     sector_id: Id
     cluster_id: Id | None = None
@@ -328,7 +326,7 @@ class IdeaCreate(WriteModel):
 
 class IdeaUpdate(WriteModel):
     resource = IdeaOut
-    idea_title: str | None = Field(default=None, min_length=1, max_length=255)
+    idea_title: ShortText | None = None
     cluster_id: Id | None = None
     description: str | None = None
     keywords: str | None = None
@@ -344,7 +342,7 @@ class IdeaUpdate(WriteModel):
 
 
 class AutoGenerateIdeas(Strict):
-    ids: list[Id] = Field(min_length=1, max_length=MAX_BULK_IDS)
+    ids: IdList
 
 
 # --- CSV import ----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from libs.common.content_kinds import ContentStructure, ContentType
+from libs.common.fields import IdList, ShortText
 from libs.common.ids import Id
 from libs.common.repository import (
     Choice,
@@ -33,7 +34,6 @@ from services.writer.models import (
     TaxonomyType,
 )
 
-MAX_BULK_IDS = 1000
 MAX_WORDS = 100_000
 
 
@@ -52,7 +52,7 @@ class Strict(BaseModel):
 
 
 class Ids(Strict):
-    ids: list[Id] = Field(min_length=1, max_length=MAX_BULK_IDS)
+    ids: IdList
 
 
 class TaskQueued(BaseModel):
@@ -106,7 +106,7 @@ class TaskOut(Scoped):
 class TaskWrite(WriteModel):
     resource = TaskOut
 
-    title: str | None = Field(default=None, min_length=1, max_length=255)
+    title: ShortText | None = None
     cluster_id: Id | None = None
     description: str | None = None
     keywords: str | None = None
@@ -122,7 +122,7 @@ class TaskWrite(WriteModel):
 
 
 class TaskCreate(TaskWrite):
-    title: str = Field(min_length=1, max_length=255)
+    title: ShortText
     site_id: Id
     sector_id: Id
 
@@ -183,7 +183,7 @@ class ContentWrite(WriteModel):
     resource = ContentOut
     read_only = frozenset({"optimizer_analysis"})
 
-    title: str | None = Field(default=None, min_length=1, max_length=255)
+    title: ShortText | None = None
     html: str | None = None
     meta_title: str | None = Field(default=None, max_length=255)
     meta_description: str | None = Field(default=None, max_length=500)
@@ -201,7 +201,7 @@ class ContentWrite(WriteModel):
 
 
 class ContentCreate(ContentWrite):
-    title: str = Field(min_length=1, max_length=255)
+    title: ShortText
     site_id: Id
     sector_id: Id
     task_id: Id | None = None
@@ -311,7 +311,7 @@ class TaxonomyWrite(WriteModel):
 
     resource = TaxonomyOut
 
-    name: str | None = Field(default=None, min_length=1, max_length=255)
+    name: ShortText | None = None
     slug: str | None = Field(default=None, max_length=255, pattern=r"^[a-z0-9-]*$")
     taxonomy_type: TaxonomyType | None = None
     description: str | None = None
@@ -322,7 +322,7 @@ class TaxonomyWrite(WriteModel):
 
 
 class TaxonomyCreate(TaxonomyWrite):
-    name: str = Field(min_length=1, max_length=255)
+    name: ShortText
     site_id: Id
     taxonomy_type: TaxonomyType = TaxonomyType.CATEGORY
 
@@ -356,7 +356,7 @@ class AuthorProfileOut(BaseModel):
 class AuthorProfileWrite(WriteModel):
     resource = AuthorProfileOut
 
-    name: str | None = Field(default=None, min_length=1, max_length=255)
+    name: ShortText | None = None
     description: str | None = None
     tone: str | None = Field(default=None, max_length=255)
     language: str | None = Field(default=None, min_length=2, max_length=16)
@@ -367,7 +367,7 @@ class AuthorProfileWrite(WriteModel):
 
 
 class AuthorProfileCreate(AuthorProfileWrite):
-    name: str = Field(min_length=1, max_length=255)
+    name: ShortText
 
 
 # --- optimizer -------------------------------------------------------------------------

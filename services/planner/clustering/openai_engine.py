@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from libs.common.ai.base import ChatMessage, TextGenerator
 from libs.common.ai.structured import complete_json
+from libs.common.fields import ShortText
 from services.planner.clustering.model import (
     Cluster,
     ClusteredKeyword,
@@ -31,7 +32,7 @@ DEFAULT_CLUSTERING_PROMPT = (
 
 
 class AIClusterSpec(BaseModel):
-    name: str = Field(min_length=1, max_length=255)
+    name: ShortText
     description: str = ""
     keywords: list[str] = Field(min_length=1)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from libs.common.fields import ShortText
 from libs.common.ids import Id
 
 
@@ -11,7 +12,7 @@ class LinkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target_content_id: Id
-    anchor: str = Field(min_length=1, max_length=255)
+    anchor: ShortText
     paragraph_index: int = Field(ge=0, le=100_000)
 
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from libs.common.fields import ShortText
 from libs.common.ids import Id
 from libs.common.repository import Choice, Equals, FilterSet, ListQuery, Orderings
 from libs.common.schemas import WriteModel
@@ -30,8 +31,8 @@ class WordPressConfig(BaseModel):
 class Credentials(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    username: str = Field(min_length=1, max_length=255)
-    app_password: str = Field(min_length=1, max_length=255)
+    username: ShortText
+    app_password: ShortText
 
 
 class IntegrationOut(BaseModel):
@@ -178,7 +179,7 @@ class MetadataWebhook(BaseModel):
 
     content_id: Id | None = None
     post_id: Id | None = None
-    title: str | None = Field(default=None, min_length=1, max_length=255)
+    title: ShortText | None = None
     slug: str | None = Field(default=None, max_length=255)
     url: str | None = Field(default=None, max_length=2048)
     meta_title: str | None = Field(default=None, max_length=255)

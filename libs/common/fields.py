@@ -1,0 +1,38 @@
+"""Request-body field types every service's schemas share, bounded at the edge.
+
+The reference's short texts are `varchar(255)` columns that must not be blank (names,
+titles, keywords, idempotency keys), and its bulk actions take a list of ids of bounded
+size. The constraint is declared once here, so a service's body reads as its contract:
+
+    class ClusterCreate(WriteModel):
+        name: ShortText                         # required: 1 to 255 characters
+        description: str = ""
+
+    class ClusterUpdate(WriteModel):
+        name: ShortText | None = None           # may be left out; never blank when given
+
+    class BulkDelete(BaseModel):
+        ids: IdList                        # 1 to 1,000 row ids
+
+The OpenAPI schema and the validation messages are pydantic's for the same `Field`
+constraints written on the field ("String should have at least 1 character"). Whitespace
+is stripped first by `WriteModel` (`str_strip_whitespace`), so "  " is blank too.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from libs.common.ids import Id
+
+__all__ = ["MAX_BULK_IDS", "IdList", "ShortText"]
+
+# Rows one bulk action (delete, status change, queue) may name.
+MAX_BULK_IDS = 1000
+
+# A required short text: what a `varchar(255)` column holds, not blank.
+ShortText = Annotated[str, Field(min_length=1, max_length=255)]
+# The row ids of one bulk action.
+IdList = Annotated[list[Id], Field(min_length=1, max_length=MAX_BULK_IDS)]
