@@ -67,8 +67,10 @@ CREDENTIALS = re.compile(r"\b(401|403)\b|api[ _-]?key|unauthori[sz]ed|credential
 MOVES_PER_ADVANCE = 50
 # A step's job that shows no sign of starting after this long is asked for again.
 STALE_JOB = timedelta(minutes=3)
-# The reason kept on a stage-7 item that was published (the daily cap counts them).
+# The reason kept on a stage-7 item that was published (the daily cap counts them), and
+# on one whose publish was decided and asked for (asked again as it is, not judged again).
 PUBLISHED = "published"
+ASKING = "publishing"
 
 
 def batch_size(config: Row | None, stage: int) -> int:
@@ -515,12 +517,17 @@ class Orchestrator:
                         if i["status"] == ItemStatus.PROCESSING), key=lambda i: i["id"])
         entry = _result(run, 7)
         if run["stop_requested"] == "cancel" and items:
-            n = await m.items.settle(step["id"], ItemStatus.SKIPPED, "run cancelled")
+            # What was not asked for yet stays a draft; one already asked for is asked
+            # again to the end (it may be on the site).
+            waiting = [i["item_id"] for i in items if i["reason"] != ASKING]
+            n = await m.items.settle(step["id"], ItemStatus.SKIPPED, "run cancelled",
+                                     waiting) if waiting else 0
             entry["processed"] += n
             entry["skipped"] += n
-            _reason(entry, "run cancelled", n)
-            run = await m.set_run(run, {"results": _with_result(run, 7, entry)})
-            items = []
+            if n:
+                _reason(entry, "run cancelled", n)
+                run = await m.set_run(run, {"results": _with_result(run, 7, entry)})
+            items = [i for i in items if i["reason"] == ASKING]
         if not items:
             done = await m.items.of_step(step["id"])
             published = sum(1 for i in done if i["status"] == ItemStatus.DONE)
@@ -532,25 +539,36 @@ class Orchestrator:
             await m.say(run, f"Stage 7: batch {step['batch'] + 1} done: {published} "
                              "published.", stage=7)
             return True
-        if run["stop_requested"]:
+        if run["stop_requested"] == "pause":
             await self._stop(m, run)
             return True
-        cfg = await m.configs.of_site(run["site_id"]) or {}
         content_id = int(items[0]["item_id"])
-        published_today = await m.items.published_since(run["site_id"], _day_start(cfg))
-        try:
-            status, reason = await self._publish_one(run, cfg, content_id, published_today)
-        except ServiceUnavailable as exc:
-            await m.set_run(run, {"wake_at": utcnow() + timedelta(
-                seconds=self.settings.step_retry_seconds)})
-            await m.say(run, f"Stage 7: {exc.detail} Asking again.", stage=7,
-                        level="warning")
-            return False
-        except CredentialsRefused as exc:
-            await self._pause(m, run, f"Paused at stage 7: WordPress refused the "
-                                      f"credentials ({exc.reason}). Fix the site's "
-                                      f"integration and resume.")
-            return True
+        if items[0]["reason"] != ASKING:
+            # The cap and the window first, then the decision to publish is committed
+            # (`ASKING`) before writer is asked: a move that asks again after a lost
+            # answer or a dead worker does not judge the item a second time (the window
+            # may have closed meanwhile on a post that is on the site).
+            cfg = await m.configs.of_site(run["site_id"]) or {}
+            held = held_back(cfg, await m.items.published_since(run["site_id"],
+                                                                 _day_start(cfg)))
+            if held is None:
+                await m.items.settle(step["id"], ItemStatus.PROCESSING, ASKING, [content_id])
+                return True
+            status, reason = ItemStatus.SKIPPED, held
+        else:
+            try:
+                status, reason = await self._publish_one(run, content_id)
+            except ServiceUnavailable as exc:
+                await m.set_run(run, {"wake_at": utcnow() + timedelta(
+                    seconds=self.settings.step_retry_seconds)})
+                await m.say(run, f"Stage 7: {exc.detail} Asking again.", stage=7,
+                            level="warning")
+                return False
+            except CredentialsRefused as exc:
+                await self._pause(m, run, f"Paused at stage 7: WordPress refused the "
+                                          f"credentials ({exc.reason}). Fix the site's "
+                                          f"integration and resume.")
+                return True
         await m.items.settle(step["id"], status, reason, [content_id])
         entry["processed"] += 1
         if status == ItemStatus.DONE:
@@ -564,15 +582,10 @@ class Orchestrator:
         await m.set_run(run, {"results": _with_result(run, 7, entry)})
         return True
 
-    async def _publish_one(self, run: Row, cfg: dict[str, Any], content_id: int,
-                           published_today: int) -> tuple[ItemStatus, str]:
-        """What became of a reviewed content: `done` once published; `skipped` with the
-        reason it stays a draft after all (the daily cap, the window, no active
-        integration); `failed` with the site's reason when the publish did not succeed."""
-        if published_today >= int(cfg.get("daily_publish_cap") or 0):
-            return ItemStatus.SKIPPED, "daily publishing cap reached"
-        if not _in_window(cfg):
-            return ItemStatus.SKIPPED, "outside the publishing window"
+    async def _publish_one(self, run: Row, content_id: int) -> tuple[ItemStatus, str]:
+        """What became of a content writer was asked to publish: `done`; `skipped` with
+        the reason it stays a draft (no active integration, the content gone); `failed`
+        with the site's reason when the publish did not succeed."""
         try:
             outcome = await self.publisher.publish(
                 run["account_id"], run["site_id"], content_id,
@@ -665,6 +678,16 @@ def review(cfg: dict[str, Any], mode: str, info: dict[str, Any]) -> str | None:
         return f"optimizer score below {threshold}"
     if info.get("placeholders"):
         return "placeholders left in the text"
+    return None
+
+
+def held_back(cfg: dict[str, Any], published_today: int) -> str | None:
+    """Why a reviewed draft is not published now: the daily cap (`published_today`: the
+    site's stage-7 publishes since local midnight) or the publishing window."""
+    if published_today >= int(cfg.get("daily_publish_cap") or 0):
+        return "daily publishing cap reached"
+    if not _in_window(cfg):
+        return "outside the publishing window"
     return None
 
 

@@ -25,17 +25,15 @@ from typing import Any
 
 import httpx
 import pytest
-from nats.aio.client import Client as NATS
 
 from libs.common.db import Database
 from libs.common.embedded import free_port
-from libs.common.pipeline import PipelineClient
 from libs.common.testing.apps import running_app
 from libs.common.testing.factories import Tenant
 from libs.common.testing.tokens import TestIssuer
 from libs.common.testing.wordpress import WordPressServer
 from libs.common.testing.workers import WorkerProcess, worker_process
-from services.automation.orchestration import Orchestrator, review
+from services.automation.orchestration import held_back, review
 from services.automation.settings import AutomationSettings
 from services.automation.tests.conftest import (
     API,
@@ -135,11 +133,10 @@ def later(hours: int) -> str:
     return (datetime.now(UTC) + timedelta(hours=hours)).strftime("%H:%M")
 
 
-async def test_the_gate_reviews_each_rule_before_anything_is_published(
-        settings: AutomationSettings, nc: NATS) -> None:
+def test_the_gate_reviews_each_rule_before_anything_is_published() -> None:
     """Each rule of the gate on its own: the mode, the score against the threshold, the
     placeholders (`review`, before a step is recorded), then the daily cap and the window
-    (`_publish_one`, just before writer is asked: nothing is sent to writer here)."""
+    (`held_back`, just before the decision to publish is recorded)."""
     auto = {"publish_mode": "auto", "quality_threshold": 80, "daily_publish_cap": 2,
             "publish_window_start": "00:00", "publish_window_end": "23:59", "timezone": "UTC"}
     good = {"optimizer_score": 91, "placeholders": False}
@@ -154,17 +151,16 @@ async def test_the_gate_reviews_each_rule_before_anything_is_published(
     ]
     for n, (cfg, info, expected) in enumerate(cases):
         assert review(cfg, cfg["publish_mode"], info) == expected, n
-    gate = Orchestrator(None, PipelineClient(nc, timeout=0.5), None,  # type: ignore[arg-type]
-                        settings)
-    run = {"account_id": 1, "site_id": 2, "run_id": "r", "triggered_by": None}
-    capped = ("skipped", "daily publishing cap reached")
-    assert await gate._publish_one(run, auto, 1, 2) == capped
-    assert await gate._publish_one(run, {**auto, "daily_publish_cap": 0}, 1, 0) == capped
+    capped = "daily publishing cap reached"
+    assert held_back(auto, 1) is None
+    assert held_back(auto, 2) == capped
+    assert held_back({**auto, "daily_publish_cap": 0}, 0) == capped
     closed = {**auto, "publish_window_start": later(2), "publish_window_end": later(3)}
-    outside = ("skipped", "outside the publishing window")
-    assert await gate._publish_one(run, closed, 1, 0) == outside
+    assert held_back(closed, 0) == "outside the publishing window"
     overnight = {**auto, "publish_window_start": later(3), "publish_window_end": later(-1)}
-    assert await gate._publish_one(run, overnight, 1, 0) == outside
+    assert held_back(overnight, 0) == "outside the publishing window"
+    around = {**auto, "publish_window_start": later(-1), "publish_window_end": later(1)}
+    assert held_back(around, 0) is None
 
 
 @pytest.mark.timeout(600)
