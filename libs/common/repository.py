@@ -17,7 +17,7 @@ their validation (a bad value is a 400 naming the parameter) and the SQL.
 
     # repository.py: all of the aggregate's SQL
     class TaskRepository(Repository[Row]):
-        table = table_of(Task)
+        table = table_of(Task)           # or `model = Task` for Task instances
 
     # api.py: parse, call the service, answer
     @router.get("/tasks/")
@@ -403,10 +403,11 @@ _AUTO: Any = object()
 
 
 class Repository(Generic[R]):
-    """The SQL of one aggregate, for one caller. Subclasses set `table` (and `model` for
-    SQLModel instances instead of dicts); `tenant_column` is None for global tables (plans,
-    catalogues); `site_column` and `deleted_column` default to `site_id` and `deleted_at`
-    when the table has them. Nothing here commits: the unit of work does."""
+    """The SQL of one aggregate, for one caller. Subclasses set `table` (rows as dicts) or
+    `model` (that SQLModel's instances; `table` is then the model's own); `tenant_column` is
+    None for global tables (plans, catalogues); `site_column` and `deleted_column` default
+    to `site_id` and `deleted_at` when the table has them. Nothing here commits: the unit
+    of work does."""
 
     table: ClassVar[Table]
     model: ClassVar[type[SQLModel] | None] = None
@@ -417,6 +418,8 @@ class Repository(Generic[R]):
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
+        if cls.__dict__.get("model") is not None and "table" not in cls.__dict__:
+            cls.table = table_of(cls.__dict__["model"])
         table = getattr(cls, "table", None)
         if table is None:
             return

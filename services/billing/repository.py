@@ -665,7 +665,7 @@ class Rows(Repository[M]):
 
 def rows_of(model: type[M]) -> type[Rows[M]]:
     """The repository of a tenant table that needs nothing beyond the base."""
-    return type(f"{model.__name__}Rows", (Rows,), {"table": table_of(model), "model": model})
+    return type(f"{model.__name__}Rows", (Rows,), {"model": model})
 
 
 UsageLogs = rows_of(CreditUsageLog)
@@ -675,7 +675,6 @@ Transactions = rows_of(CreditTransaction)
 class Invoices(Rows[Invoice]):
     """Invoices; their number is written once the row has its id."""
 
-    table = table_of(Invoice)
     model = Invoice
 
     async def number(self, invoice: Invoice, prefix: str) -> None:
@@ -686,7 +685,6 @@ class Invoices(Rows[Invoice]):
 class Payments(Rows[Payment]):
     """Payments, and the one a pending invoice may have awaiting review."""
 
-    table = table_of(Payment)
     model = Payment
 
     async def pending_for(self, invoice_id: int) -> Payment | None:
@@ -706,7 +704,6 @@ class PendingPayments(Payments):
 class PaymentMethods(Rows[PaymentMethod]):
     """An account's saved payment methods; at most one is its default."""
 
-    table = table_of(PaymentMethod)
     model = PaymentMethod
 
     async def clear_default(self) -> None:
@@ -718,7 +715,6 @@ class PaymentMethods(Rows[PaymentMethod]):
 class Packages(Rows[CreditPackage]):
     """Credit packages, the same for every account."""
 
-    table = table_of(CreditPackage)
     model = CreditPackage
     tenant_column = None
 
@@ -734,6 +730,5 @@ class ActivePackages(Packages):
 class CostConfigs(Rows[CreditCostConfig]):
     """The price of each operation, the same for every account."""
 
-    table = table_of(CreditCostConfig)
     model = CreditCostConfig
     tenant_column = None

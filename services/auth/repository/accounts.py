@@ -11,19 +11,17 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.repository import Visibility, table_of
+from libs.common.repository import Visibility
 from services.auth.models import Account, Subscription, User
 from services.auth.repository import AuthRepository
 
 
 class AccountRepository(AuthRepository[Account]):
-    table = table_of(Account)
     model = Account
     tenant_column = "id"  # an account is its own tenant
 
 
 class SubscriptionRepository(AuthRepository[Subscription]):
-    table = table_of(Subscription)
     model = Subscription
 
 
@@ -31,7 +29,6 @@ class UserRepository(AuthRepository[User]):
     """People of the account. A site key's bot user is left out unless asked for: it is
     no member (never listed, never counted against `max_users`)."""
 
-    table = table_of(User)
     model = User
 
     def __init__(

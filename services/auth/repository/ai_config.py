@@ -10,13 +10,11 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.repository import table_of
 from services.auth.models import IntegrationSetting, Prompt
 from services.auth.repository import AuthRepository
 
 
 class PromptRepository(AuthRepository[Prompt]):
-    table = table_of(Prompt)
     model = Prompt
 
 

@@ -31,13 +31,11 @@ class _ActiveOnly:
 
 
 class PlanRepository(_ActiveOnly, AuthRepository[Plan]):
-    table = table_of(Plan)
     model = Plan
     tenant_column = None
 
 
 class IndustryRepository(_ActiveOnly, AuthRepository[Industry]):
-    table = table_of(Industry)
     model = Industry
     tenant_column = None
 
@@ -46,7 +44,6 @@ class SeedKeywordRepository(_ActiveOnly, Repository[Any]):
     """Active seed keywords, each row `(SeedKeyword, Industry, IndustrySector)`: filters
     name the industry and sector by id or slug."""
 
-    table = table_of(SeedKeyword)
     model = SeedKeyword
     tenant_column = None
 

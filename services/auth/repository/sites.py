@@ -13,7 +13,6 @@ from sqlalchemy import ColumnElement, delete, false, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.repository import table_of
 from services.auth.models import Group, GroupMember, Sector, Site, SiteUserAccess
 from services.auth.repository import AuthRepository
 
@@ -21,7 +20,6 @@ from services.auth.repository import AuthRepository
 class SiteRepository(AuthRepository[Site]):
     """A site has no `site_id` column: the visibility's sites are its rows' own ids."""
 
-    table = table_of(Site)
     model = Site
 
     def scope(self, t: Any = None) -> list[ColumnElement[bool]]:
@@ -34,17 +32,14 @@ class SiteRepository(AuthRepository[Site]):
 
 
 class SectorRepository(AuthRepository[Sector]):
-    table = table_of(Sector)
     model = Sector
 
 
 class SiteAccessRepository(AuthRepository[SiteUserAccess]):
-    table = table_of(SiteUserAccess)
     model = SiteUserAccess
 
 
 class GroupRepository(AuthRepository[Group]):
-    table = table_of(Group)
     model = Group
 
 
