@@ -11,7 +11,7 @@ column that cannot hold one (a 5xx at the database).
 
     class SiteUpdate(WriteModel):
         resource = SitePublic
-        name: str | None = Field(default=None, min_length=1, max_length=255)
+        name: ShortText | None = None          # libs.common.fields
         url: str | None = None
 
 - a name that is a field of `resource` but not of the write model is read-only: dropped;
