@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from nats.aio.client import Client as NATS
 from sqlalchemy import update
 
 from libs.common.db import Database, TenantScope
@@ -29,21 +30,22 @@ IMAGES = {
 LOCAL = {"provider": "local", "openai": None, "images": IMAGES, "runware": None}
 
 
-async def ask(ctx: WorkerContext, payload: dict[str, Any]) -> dict[str, Any]:
-    msg = await ctx.nc.request("igny8.cmd.auth.ai_settings", orjson.dumps(payload), timeout=5)
+async def ask(nc: NATS, payload: dict[str, Any]) -> dict[str, Any]:
+    """Asked as the tests' NATS user: auth's own credentials may not call its commands."""
+    msg = await nc.request("igny8.cmd.auth.ai_settings", orjson.dumps(payload), timeout=5)
     answer: dict[str, Any] = orjson.loads(msg.data)
     return answer
 
 
 async def test_account_without_settings_runs_local(
-    worker_ctx: WorkerContext, other: Tenant
+    worker_ctx: WorkerContext, nc: NATS, other: Tenant
 ) -> None:
-    answer = await ask(worker_ctx, {"account_id": other.account_id})
+    answer = await ask(nc, {"account_id": other.account_id})
     assert answer == {"ok": True, **LOCAL, "prompts": {}}
 
 
 async def test_openai_settings_and_prompts(
-    worker_ctx: WorkerContext, owner: Tenant, other: Tenant
+    worker_ctx: WorkerContext, nc: NATS, owner: Tenant, other: Tenant
 ) -> None:
     saved = await owner.put(
         OPENAI, json={"api_key": KEY, "base_url": "http://127.0.0.1:9/v1/", "model": "gpt-test"}
@@ -54,7 +56,7 @@ async def test_openai_settings_and_prompts(
         r = await owner.post(SAVE_PROMPT, json={"prompt_type": prompt_type, "prompt_value": value})
         assert r.status_code == 200, r.text
 
-    answer = await ask(worker_ctx, {"account_id": owner.account_id, "prompt_types": ["ideas"]})
+    answer = await ask(nc, {"account_id": owner.account_id, "prompt_types": ["ideas"]})
     assert answer == {
         "ok": True,
         "provider": "openai",
@@ -68,10 +70,10 @@ async def test_openai_settings_and_prompts(
         "images": IMAGES,
         "runware": None,
     }
-    every = await ask(worker_ctx, {"account_id": owner.account_id})
+    every = await ask(nc, {"account_id": owner.account_id})
     assert every["prompts"] == {"clustering": "My clusters", "ideas": "My ideas prompt"}
     # Another account sees none of it.
-    theirs = await ask(worker_ctx, {"account_id": other.account_id, "prompt_types": ["ideas"]})
+    theirs = await ask(nc, {"account_id": other.account_id, "prompt_types": ["ideas"]})
     assert (theirs["provider"], theirs["openai"], theirs["prompts"]) == ("local", None, {})
 
     # A reset prompt falls back to nothing (the caller's built-in); an inactive
@@ -80,14 +82,14 @@ async def test_openai_settings_and_prompts(
     assert r.status_code == 200, r.text
     r = await owner.put(OPENAI, json={"is_active": False})
     assert r.status_code == 200, r.text
-    answer = await ask(worker_ctx, {"account_id": owner.account_id, "prompt_types": ["ideas"]})
+    answer = await ask(nc, {"account_id": owner.account_id, "prompt_types": ["ideas"]})
     assert answer == {"ok": True, **LOCAL, "prompts": {}}
 
 
-async def test_defaults_fill_the_config(worker_ctx: WorkerContext, owner: Tenant) -> None:
+async def test_defaults_fill_the_config(worker_ctx: WorkerContext, nc: NATS, owner: Tenant) -> None:
     r = await owner.put(OPENAI, json={"api_key": KEY})
     assert r.status_code == 200, r.text
-    answer = await ask(worker_ctx, {"account_id": owner.account_id, "prompt_types": []})
+    answer = await ask(nc, {"account_id": owner.account_id, "prompt_types": []})
     assert answer["openai"] == {
         "base_url": "https://api.openai.com/v1",
         "api_key": KEY,
@@ -97,7 +99,8 @@ async def test_defaults_fill_the_config(worker_ctx: WorkerContext, owner: Tenant
     assert answer["prompts"] == {}
 
 
-async def test_image_settings_and_runware(worker_ctx: WorkerContext, owner: Tenant) -> None:
+async def test_image_settings_and_runware(worker_ctx: WorkerContext, nc: NATS,
+                                          owner: Tenant) -> None:
     """Writer's image jobs read the image settings from the same answer (ADR 0021); the
     Runware key comes only when images use Runware."""
     runware_key = "rw-test-0123456789"
@@ -105,14 +108,14 @@ async def test_image_settings_and_runware(worker_ctx: WorkerContext, owner: Tena
         "/api/v1/system/settings/integrations/runware/", json={"api_key": runware_key}
     )
     assert r.status_code == 200, r.text
-    answer = await ask(worker_ctx, {"account_id": owner.account_id})
+    answer = await ask(nc, {"account_id": owner.account_id})
     assert (answer["images"], answer["runware"]) == (IMAGES, None)
     r = await owner.put(
         "/api/v1/system/settings/integrations/image_generation/",
         json={"config": {"provider": "runware", "max_in_article_images": 4}},
     )
     assert r.status_code == 200, r.text
-    answer = await ask(worker_ctx, {"account_id": owner.account_id})
+    answer = await ask(nc, {"account_id": owner.account_id})
     assert answer["images"] == {**IMAGES, "provider": "runware", "max_in_article_images": 4}
     assert answer["runware"] == {
         "base_url": "https://api.runware.ai/v1",
@@ -124,7 +127,7 @@ async def test_image_settings_and_runware(worker_ctx: WorkerContext, owner: Tena
 
 
 async def test_unreadable_key_is_an_error_not_local(
-    worker_ctx: WorkerContext, owner: Tenant, db: Database
+    worker_ctx: WorkerContext, nc: NATS, owner: Tenant, db: Database
 ) -> None:
     r = await owner.put(OPENAI, json={"api_key": KEY})
     assert r.status_code == 200, r.text
@@ -135,17 +138,17 @@ async def test_unreadable_key_is_an_error_not_local(
             .values(api_key_encrypted="not-a-fernet-token")
         )
         await session.commit()
-    answer = await ask(worker_ctx, {"account_id": owner.account_id})
+    answer = await ask(nc, {"account_id": owner.account_id})
     assert answer["ok"] is False
     assert answer["code"] == "unreadable_secret"
     assert KEY not in orjson.dumps(answer).decode()
 
 
-async def test_invalid_requests(worker_ctx: WorkerContext, owner: Tenant) -> None:
+async def test_invalid_requests(worker_ctx: WorkerContext, nc: NATS, owner: Tenant) -> None:
     for payload in (
         {"account_id": "x"},
         {"account_id": owner.account_id, "prompt_types": "ideas"},
         {"account_id": owner.account_id, "prompt_types": ["nonsense"]},
     ):
-        answer = await ask(worker_ctx, payload)
+        answer = await ask(nc, payload)
         assert (answer["ok"], answer["code"]) == (False, "invalid"), payload

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import orjson
+from nats.aio.client import Client as NATS
 from sqlalchemy import update
 
 from libs.common.db import Database, TenantScope
@@ -125,8 +126,9 @@ async def test_seed_keyword_import_is_staff_only_and_all_or_nothing(
     assert len(await outbox_events(db, "auth.seed_keyword.updated", keyword="run faster")) == 1
 
 
-async def test_worker_commands(worker_ctx: WorkerContext, owner: Tenant, other: Tenant) -> None:
-    nc = worker_ctx.nc
+async def test_worker_commands(worker_ctx: WorkerContext, nc: NATS, owner: Tenant,
+                               other: Tenant) -> None:
+    """Asked as the tests' NATS user: auth's own credentials may not call its commands."""
     site = (await owner.post("/api/v1/auth/sites/", json={"name": "Cmd"})).json()
     await owner.post(
         f"/api/v1/auth/sites/{site['id']}/select_sectors/",
