@@ -27,11 +27,12 @@ from libs.common.repository import Row, Visibility
 from libs.common.security import Principal
 from libs.common.uow import UnitOfWork
 from services.automation import events
-from services.automation.models import DIRECTORY, RunStatus, StepStatus, Trigger
+from services.automation.models import DIRECTORY, ItemStatus, RunStatus, StepStatus, Trigger
 from services.automation.orchestration import batch_size, estimate, next_run_at
 from services.automation.repository import (
     ChargeRepository,
     ConfigRepository,
+    ItemRepository,
     LogRepository,
     RunRepository,
     StepRepository,
@@ -308,10 +309,22 @@ class AutomationService(CallerService):
             changed = await runs.change(run["id"], {
                 "status": RunStatus.CANCELLED, "finished_at": utcnow(), "stop_requested": None})
             assert changed is not None
+            await self._close_steps(active, vis)
             await self.uow.publish(events.run_event("cancelled", changed))
             await logs.add(self.account_id, run["id"], "Run cancelled.")
         assert changed is not None
         return run_out(changed, await self._credits(changed))
+
+    async def _close_steps(self, steps: list[Row], vis: Visibility) -> None:
+        """A paused run can hold an open step (stage 7 paused on refused credentials keeps
+        its item for the resume): cancelled, the step fails and its items stay as they
+        are, skipped with the reason, so nothing of a cancelled run reads as running."""
+        step_rows = StepRepository(self.uow.session, vis)
+        items = ItemRepository(self.uow.session, vis)
+        for step in steps:
+            await step_rows.change(step["id"], {
+                "status": StepStatus.FAILED, "error": "run cancelled", "finished_at": utcnow()})
+            await items.settle(step["id"], ItemStatus.SKIPPED, "run cancelled")
 
 
 async def start_run(uow: UnitOfWork, account_id: int, site_id: int, trigger: Trigger,

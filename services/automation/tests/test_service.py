@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from sqlalchemy import text
 
+from libs.common.db import Database, TenantScope
 from libs.common.testing.factories import Tenant
 from libs.common.testing.workers import running_worker
 from services.automation.settings import AutomationSettings
-from services.automation.tests.conftest import API, MakeTenant, add_keywords
+from services.automation.tests.conftest import API, MakeTenant, add_keywords, rows
 from services.automation.worker import run
 
 
@@ -145,6 +147,35 @@ async def test_pause_resume_cancel_a_run_no_worker_advances(
     assert [line["message"] for line in lines][-1] == "Run cancelled."
     assert (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
                               headers=h)).status_code == 200
+
+
+async def test_cancelling_a_paused_run_closes_its_open_step(
+        client: httpx.AsyncClient, tenant: Tenant, automation_db: Database) -> None:
+    """A run paused on refused credentials at stage 7 keeps its step and item open for
+    the resume; cancelled instead, nothing of it may still read as running."""
+    h = tenant.headers()
+    run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
+                                headers=h)).json()["run_id"]
+    assert (await client.post(f"{API}/pause/?run_id={run_id}", headers=h)).status_code == 200
+    async with automation_db.session(TenantScope.account(tenant.account_id)) as session:
+        await session.execute(text(
+            "WITH run AS (SELECT id FROM automation_runs WHERE run_id = :r), "
+            "step AS (INSERT INTO automation_steps (account_id, run_pk, stage, batch, key, "
+            "item_ids, status, attempts) SELECT :a, id, 7, 1, :r || ':7:1', '[41]', 'running', 1 "
+            "FROM run RETURNING id, run_pk) "
+            "INSERT INTO automation_items (account_id, run_pk, stage, item_id, step_id, "
+            "status, reason) SELECT :a, run_pk, 7, 41, id, 'processing', '' FROM step"),
+            {"a": tenant.account_id, "r": run_id})
+        await session.commit()
+    r = await client.post(f"{API}/cancel/?run_id={run_id}", headers=h)
+    assert r.json()["status"] == "cancelled"
+    (step,) = await rows(automation_db, tenant.account_id,
+                         "SELECT status, error, finished_at FROM automation_steps")
+    assert (step["status"], step["error"]) == ("failed", "run cancelled")
+    assert step["finished_at"] is not None
+    (item,) = await rows(automation_db, tenant.account_id,
+                         "SELECT status, reason FROM automation_items")
+    assert (item["status"], item["reason"]) == ("skipped", "run cancelled")
 
 
 async def test_pipeline_overview_counts_each_stage(
