@@ -81,6 +81,9 @@ class PendingWork(BaseModel):
     # `limit + taken` instead made the owner read (stage 7: score) every taken item
     # again for each batch.
     exclude: list[int] = Field(default_factory=list, max_length=50_000)
+    # Stage 7: score each draft for the gate (the optimizer's analysis, the costliest part
+    # of the answer). Automation's draft mode keeps every draft whatever its score.
+    score: bool = True
 
     def chosen(self, rows: list[Any]) -> list[Any]:
         """The next batch of `rows` (by `id`): at most `limit`, none of `exclude`."""
@@ -156,9 +159,9 @@ QUEUE = {"planner": PLANNER_QUEUE, "writer": WRITER_QUEUE}
 class PipelineClient(CommandClient):
     async def pending(self, account_id: int, site_id: int, *, stage: int,
                       limit: int = 100, expect: list[int] | None = None,
-                      exclude: list[int] | None = None) -> PendingResult:
+                      exclude: list[int] | None = None, score: bool = True) -> PendingResult:
         request = PendingWork(account_id=account_id, site_id=site_id, stage=stage, limit=limit,
-                              expect=expect or [], exclude=exclude or [])
+                              expect=expect or [], exclude=exclude or [], score=score)
         return await self.call(PENDING[owner_of(stage)], request)
 
     async def queue(self, account_id: int, site_id: int, *, stage: int, ids: list[int],

@@ -416,9 +416,11 @@ class Orchestrator:
         if stage == 4:
             expect = sorted(await self._stage3_ideas(m, run))
         try:
+            # In draft mode the gate keeps every draft: writer need not score them.
             pending = await self.pipeline.pending(
                 run["account_id"], run["site_id"], stage=stage, limit=size, expect=expect,
-                exclude=sorted(taken))
+                exclude=sorted(taken),
+                score=(config or {}).get("publish_mode") == PublishMode.AUTO)
         except ServiceUnavailable as exc:
             await m.set_run(run, {"wake_at": utcnow() + timedelta(
                 seconds=self.settings.step_retry_seconds)})

@@ -99,9 +99,9 @@ class WriterPipeline(PipelineAnswerer[WriterSettings]):
                 raise ValueError(f"writer has no stage {req.stage}")
         picked = req.chosen(rows)
         if req.stage == 7 and picked:
-            scores = await self._scores(req.account_id, picked, host)
+            scores = await self._scores(req.account_id, picked, host) if req.score else {}
             items = {str(c["id"]): {
-                "title": c["title"], "optimizer_score": scores[c["id"]],
+                "title": c["title"], "optimizer_score": scores.get(c["id"]),
                 "placeholders": has_placeholders(c["html"]),
                 "images": sum(1 for i in images_of if i["content_id"] == c["id"]
                               and i["status"] == ImageStatus.GENERATED)}

@@ -88,10 +88,12 @@ async def test_thirty_keywords_become_drafts_with_images_and_credits_match_the_l
         assert all(s["failed"] == 0 for s in stages.values()), stages
 
         # Drafts with generated images, in writer.
-        drafts = await writer_rows(writer, tenant, "SELECT id, status FROM content "
-                                   "WHERE account_id = :a AND deleted_at IS NULL")
+        drafts = await writer_rows(writer, tenant, "SELECT id, status, optimizer_score "
+                                   "FROM content WHERE account_id = :a AND deleted_at IS NULL")
         assert len(drafts) == stages[4]["created"]
         assert {d["status"] for d in drafts} == {"draft"}
+        # Draft mode keeps every draft whatever its score: writer was not asked to score.
+        assert {d["optimizer_score"] for d in drafts} == {None}
         images = await writer_rows(writer, tenant, "SELECT content_id, status FROM images "
                                    "WHERE account_id = :a AND deleted_at IS NULL")
         assert {i["status"] for i in images} == {"generated"}
