@@ -8,8 +8,9 @@ size. The constraint is declared once here, so a service's body reads as its con
         name: ShortText                         # required: 1 to 255 characters
         description: str = ""
 
-    class ClusterUpdate(WriteModel):
-        name: ShortText | None = None           # may be left out; never blank when given
+    @partial_of(ClusterCreate)                  # libs.common.schemas: the update body
+    class ClusterUpdate(WriteModel):            # has `name: ShortText | None = None`:
+        pass                                    # may be left out; never blank when given
 
     class BulkDelete(BaseModel):
         ids: IdList                        # 1 to 1,000 row ids

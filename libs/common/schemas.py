@@ -19,17 +19,52 @@ column that cannot hold one (a 5xx at the database).
 - `null` is refused ("This field may not be null.") for a field that `resource` shows
   without `None` in its type; a field the resource does not show may be null when its own
   type says so. Leaving a field out is always allowed where it has a default.
+
+The update body of a resource is its create body made partial, as DRF's one serializer
+with `partial=True` (ADR 0030): each field, its constraints and validators are declared
+once, in the create body, and `partial_of` derives the rest:
+
+    @partial_of(IdeaCreate, fixed={"site_id", "sector_id"})
+    class IdeaUpdate(WriteModel):
+        pass
+
+- every field of the create body but `fixed` (what cannot change after creation), in the
+  create body's order, each optional with no default (`X | None = None`: what is left out
+  stays as it is) and the create body's constraints;
+- the create body's field validators, run on what is given; on a null only where the
+  create body's type admits None (otherwise null is refused first, or passes untouched);
+- `null` is taken as the create body takes it: a field that cannot be created null
+  cannot be set to null either (the resource, where it shows the field, decides first);
+- `fixed` fields are what any other name is: ignored where the resource shows them (a
+  GET answer put back), else refused as unknown.
+
+The class statement holds what the update body says of itself (its docstring, its
+`resource` if not the create body's, a `nullable` rule through its bases) and no fields.
+Service code reads an update body as `model_dump(exclude_unset=True)`: the fields are
+not declared where mypy sees them, so reading one as an attribute does not type-check
+(rather than typing it as the create body's required field).
 """
 
 from __future__ import annotations
 
+import inspect
 import types
-from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-__all__ = ["WriteModel", "admits_none"]
+__all__ = ["WriteModel", "admits_none", "partial_of"]
 
 
 def admits_none(annotation: Any) -> bool:
@@ -52,6 +87,8 @@ class WriteModel(BaseModel):
 
     resource: ClassVar[type[BaseModel] | None] = None
     read_only: ClassVar[frozenset[str]] = frozenset()
+    # The create body an update body is derived from (`partial_of`).
+    partial_source: ClassVar[type[WriteModel] | None] = None
 
     @classmethod
     def ignored_fields(cls) -> frozenset[str]:
@@ -63,10 +100,11 @@ class WriteModel(BaseModel):
     @classmethod
     def nullable(cls, name: str) -> bool:
         """Whether `name` takes an explicit null: as the resource shows the field, else
-        as this model types it."""
+        as this model types it (an update body: as its create body does)."""
         if cls.resource is not None and name in cls.resource.model_fields:
             return admits_none(cls.resource.model_fields[name].annotation)
-        return admits_none(cls.model_fields[name].annotation)
+        declared = cls.partial_source or cls
+        return admits_none(declared.model_fields[name].annotation)
 
     @model_validator(mode="before")
     @classmethod
@@ -83,3 +121,97 @@ class WriteModel(BaseModel):
         if value is None and info.field_name is not None and not cls.nullable(info.field_name):
             raise PydanticCustomError("null", "This field may not be null.")
         return value
+
+
+W = TypeVar("W", bound=WriteModel)
+
+
+def partial_of(source: type[WriteModel], *,
+               fixed: Iterable[str] = ()) -> Callable[[type[W]], type[W]]:
+    """The update body of `source`'s resource, from the class it decorates (see the
+    module docstring): `source`'s fields but `fixed`, optional, with no defaults."""
+    fixed = frozenset(fixed)
+    if unknown := fixed - set(source.model_fields):
+        raise TypeError(f"{source.__name__} has no fields {sorted(unknown)}")
+
+    def derive(cls: type[W]) -> type[W]:
+        if own := set(cls.model_fields) - set(WriteModel.model_fields):
+            raise TypeError(f"{cls.__name__} derives its fields from {source.__name__}; "
+                            f"it declares {sorted(own)} itself")
+        extra = set(source.__pydantic_decorators__.model_validators) - set(
+            cls.__pydantic_decorators__.model_validators)
+        if extra:
+            raise TypeError(f"{source.__name__}'s model validators {sorted(extra)} check "
+                            f"a whole body; a part of one cannot be derived from it")
+        fields: dict[str, Any] = {name: _optional(info) for name, info
+                                  in source.model_fields.items() if name not in fixed}
+        validators = _validators(source, cls, set(fields))
+        derived = create_model(cls.__name__, __base__=cls, __module__=cls.__module__,
+                               __qualname__=cls.__qualname__, __doc__=cls.__doc__,
+                               __validators__=validators, **fields)
+        derived.partial_source = source
+        if "resource" not in cls.__dict__:
+            derived.resource = source.resource
+        return derived
+
+    return derive
+
+
+def _optional(info: Any) -> tuple[Any, Any]:
+    """A field as an update body has it: `X | None`, default None, the same constraints
+    and other attributes (title, description, aliases...)."""
+    parts = info.asdict()
+    attributes = {k: v for k, v in parts["attributes"].items()
+                  if k not in ("default", "default_factory", "validate_default")}
+    field = Field(default=None, **attributes)
+    field.metadata = list(parts["metadata"])
+    return parts["annotation"] | None, field
+
+
+def _validators(source: type[WriteModel], cls: type[WriteModel],
+                fields: set[str]) -> dict[str, Any]:
+    """`source`'s field validators for the fields an update body keeps, but those `cls`
+    has already (its bases': `WriteModel`'s own), each skipping a null where the create
+    body's type has no None (the create body's validator was not written for one)."""
+    own = {name: getattr(d.func, "__func__", d.func)
+           for name, d in cls.__pydantic_decorators__.field_validators.items()}
+    copied: dict[str, Any] = {}
+    for name, decorator in source.__pydantic_decorators__.field_validators.items():
+        func = getattr(decorator.func, "__func__", decorator.func)
+        if own.get(name) is func:
+            continue
+        if name in own:
+            raise TypeError(f"{cls.__name__}.{name} would hide {source.__name__}.{name}")
+        names = [f for f in decorator.info.fields if f in fields]
+        if names:
+            copied[name] = _skipping_null(source, decorator.func, decorator.info.mode, names)
+    return copied
+
+
+def _skipping_null(source: type[WriteModel], func: Any, mode: str, names: list[str]) -> Any:
+    takes_none = {name for name in names if admits_none(source.model_fields[name].annotation)}
+    # As pydantic calls a validator: with `info` if it takes one more positional argument.
+    positional = [p for p in inspect.signature(func).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if mode == "wrap":
+        with_info = len(positional) > 2
+
+        def wrap(value: Any, handler: ValidatorFunctionWrapHandler,
+                 info: ValidationInfo) -> Any:
+            if value is None and info.field_name not in takes_none:
+                return handler(value)
+            return func(value, handler, info) if with_info else func(value, handler)
+
+        return field_validator(*names, mode="wrap", check_fields=False)(wrap)
+    with_info = len(positional) > 1
+
+    def call(value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in takes_none:
+            return value
+        return func(value, info) if with_info else func(value)
+
+    if mode == "before":
+        return field_validator(*names, mode="before", check_fields=False)(call)
+    if mode == "plain":
+        return field_validator(*names, mode="plain", check_fields=False)(call)
+    return field_validator(*names, mode="after", check_fields=False)(call)

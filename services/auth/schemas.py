@@ -26,7 +26,7 @@ from libs.common.repository import (
     Search,
     table_of,
 )
-from libs.common.schemas import WriteModel
+from libs.common.schemas import WriteModel, partial_of
 from libs.common.security import ROLES
 from services.auth.models import Account, Industry, IndustrySector, Plan, User
 from services.auth.passwords import MIN_PASSWORD_LENGTH
@@ -86,19 +86,9 @@ class PlanCreate(WriteModel):
     is_active: bool = True
 
 
+@partial_of(PlanCreate, fixed={"slug"})
 class PlanUpdate(WriteModel):
-    resource = PlanPublic
-    name: str | None = Field(default=None, min_length=1, max_length=100)
-    price: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
-    billing_cycle: Literal["monthly", "annual"] | None = None
-    included_credits: int | None = Field(default=None, ge=0)
-    max_users: int | None = Field(default=None, ge=1)
-    max_sites: int | None = Field(default=None, ge=1)
-    max_sectors_per_site: int | None = Field(default=None, ge=1)
-    max_keywords: int | None = Field(default=None, ge=0)
-    max_author_profiles: int | None = Field(default=None, ge=0)
-    features: list[str] | None = None
-    is_active: bool | None = None
+    pass
 
 
 class SubscriptionPublic(Public):
@@ -338,13 +328,9 @@ class SiteCreate(WriteModel):
     is_active: bool = True
 
 
+@partial_of(SiteCreate)
 class SiteUpdate(WriteModel):
-    resource = SitePublic
-    name: ShortText | None = None
-    url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
-    description: str | None = Field(default=None, max_length=5000)
-    industry_id: Id | None = None
-    is_active: bool | None = None
+    pass
 
 
 class SelectSectorsRequest(WriteModel):
@@ -377,11 +363,9 @@ class SectorCreate(WriteModel):
     is_active: bool = True
 
 
+@partial_of(SectorCreate, fixed={"site_id", "industry_sector_id"})
 class SectorUpdate(WriteModel):
-    resource = SectorPublic
-    name: ShortText | None = None
-    description: str | None = Field(default=None, max_length=5000)
-    is_active: bool | None = None
+    pass
 
 
 class SiteAccessPublic(Public):
@@ -414,11 +398,9 @@ class GroupCreate(WriteModel):
     user_ids: list[Id] = Field(default_factory=list)
 
 
+@partial_of(GroupCreate)
 class GroupUpdate(WriteModel):
-    resource = GroupPublic
-    name: str | None = Field(default=None, min_length=1, max_length=150)
-    description: str | None = Field(default=None, max_length=5000)
-    user_ids: list[Id] | None = None
+    pass
 
 
 # --- catalogue ----------------------------------------------------------------------------
@@ -510,10 +492,9 @@ class PromptCreate(WriteModel):
     is_active: bool = True
 
 
+@partial_of(PromptCreate, fixed={"prompt_type"})
 class PromptUpdate(WriteModel):
-    resource = PromptPublic
-    prompt_value: str | None = Field(default=None, min_length=1, max_length=50_000)
-    is_active: bool | None = None
+    pass
 
 
 class PromptSave(WriteModel):

@@ -22,7 +22,7 @@ from libs.common.repository import (
     NoFilters,
     Orderings,
 )
-from libs.common.schemas import WriteModel
+from libs.common.schemas import WriteModel, partial_of
 from services.billing.models import InvoiceStatus, PaymentStatus, TransactionType
 from services.billing.pricing import UNITS
 
@@ -168,18 +168,9 @@ class PackageCreate(WriteModel):
     sort_order: int = Field(default=0, ge=-MAX_INT, le=MAX_INT)
 
 
+@partial_of(PackageCreate, fixed={"slug"})
 class PackageUpdate(WriteModel):
     """`slug` is fixed once created (read-only here)."""
-
-    resource = PackageOut
-    name: ShortText | None = None
-    credits: int | None = Field(default=None, gt=0, le=MAX_INT)
-    price: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
-    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
-    description: str | None = Field(default=None, max_length=500)
-    is_active: bool | None = None
-    is_featured: bool | None = None
-    sort_order: int | None = Field(default=None, ge=-MAX_INT, le=MAX_INT)
 
 
 class PaymentMethodOut(Out):
@@ -224,14 +215,10 @@ class PaymentMethodCreate(WriteModel):
     _details = field_validator("details")(_json_numbers_fit)
 
 
+# The default method is chosen by `set_default/`.
+@partial_of(PaymentMethodCreate, fixed={"method_type", "is_default"})
 class PaymentMethodUpdate(WriteModel):
-    resource = PaymentMethodOut
-
-    display_name: ShortText | None = None
-    details: dict[str, Any] | None = None
-    is_enabled: bool | None = None
-
-    _details = field_validator("details")(_json_numbers_fit)
+    pass
 
 
 class CostConfigOut(Out):

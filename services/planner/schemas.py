@@ -24,7 +24,7 @@ from libs.common.repository import (
     Orderings,
     Search,
 )
-from libs.common.schemas import WriteModel
+from libs.common.schemas import WriteModel, partial_of
 from services.planner.intent import Intent
 from services.planner.models import (
     ClusterStatus,
@@ -159,20 +159,10 @@ class KeywordCreate(_KeywordWrite):
     _clean = field_validator("keyword")(_clean_text)
 
 
+# The seed a keyword came from, its site and its sector are set once (`partial_of`).
+@partial_of(KeywordCreate, fixed={"site_id", "sector_id", "seed_keyword_id"})
 class KeywordUpdate(_KeywordWrite):
-    resource = KeywordOut
-    keyword: ShortText | None = None
-    volume: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    difficulty: int | None = Field(default=None, ge=0, le=100)
-    intent: Intent | None = None
-    cluster_id: Id | None = None
-    status: KeywordStatus | None = None
-    disabled: bool | None = None
-
-    @field_validator("keyword")
-    @classmethod
-    def _keyword(cls, value: str | None) -> str | None:
-        return None if value is None else _clean_text(value)
+    pass
 
 
 class Ids(Strict):
@@ -268,22 +258,9 @@ class ClusterCreate(WriteModel):
     _topic = field_validator("topic")(_spaces)
 
 
+@partial_of(ClusterCreate, fixed={"site_id", "sector_id"})
 class ClusterUpdate(WriteModel):
-    resource = ClusterOut
-    name: ShortText | None = None
-    description: str | None = None
-    topic: str | None = Field(default=None, max_length=255)
-    status: ClusterStatus | None = None
-
-    @field_validator("topic")
-    @classmethod
-    def _topic(cls, value: str | None) -> str | None:
-        return None if value is None else _spaces(value)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        return None if value is None else _clean_text(value)
+    pass
 
 
 # --- ideas ---------------------------------------------------------------------------
@@ -324,21 +301,9 @@ class IdeaCreate(WriteModel):
     _clean = field_validator("idea_title")(_clean_text)
 
 
+@partial_of(IdeaCreate, fixed={"site_id", "sector_id"})
 class IdeaUpdate(WriteModel):
-    resource = IdeaOut
-    idea_title: ShortText | None = None
-    cluster_id: Id | None = None
-    description: str | None = None
-    keywords: str | None = None
-    content_type: ContentType | None = None
-    content_structure: ContentStructure | None = None
-    estimated_word_count: int | None = Field(default=None, ge=0, le=100_000)
-    status: IdeaStatus | None = None
-
-    @field_validator("idea_title")
-    @classmethod
-    def _title(cls, value: str | None) -> str | None:
-        return None if value is None else _clean_text(value)
+    pass
 
 
 class AutoGenerateIdeas(Strict):
