@@ -131,6 +131,9 @@ def partial_of(source: type[WriteModel], *,
     """The update body of `source`'s resource, from the class it decorates (see the
     module docstring): `source`'s fields but `fixed`, optional, with no defaults."""
     fixed = frozenset(fixed)
+    if not source.__pydantic_complete__:
+        # Its annotations name what is not defined yet: the fields would be copied unresolved.
+        raise TypeError(f"{source.__name__} is not complete; define what it names first")
     if unknown := fixed - set(source.model_fields):
         raise TypeError(f"{source.__name__} has no fields {sorted(unknown)}")
 

@@ -42,6 +42,14 @@ def _squash(value: str) -> str:
     return cleaned
 
 
+def _split(value: Any) -> Any:
+    return value.split(",") if isinstance(value, str) else value
+
+
+def _doubled(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    return handler(value * 2 if isinstance(value, int) else value)
+
+
 seen_by_note: list[Any] = []
 
 
@@ -63,15 +71,8 @@ class GadgetCreate(WriteModel):
         seen_by_note.append((value, info.field_name))
         return value.upper() if value is not None else None
 
-    @field_validator("tags", mode="before")
-    @classmethod
-    def _tags(cls, value: Any) -> Any:
-        return value.split(",") if isinstance(value, str) else value
-
-    @field_validator("size", mode="wrap")
-    @classmethod
-    def _size(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        return handler(value * 2 if isinstance(value, int) else value)
+    _tags = field_validator("tags", mode="before")(_split)
+    _size = field_validator("size", mode="wrap")(_doubled)
 
 
 @partial_of(GadgetCreate, fixed={"site_id"})
@@ -101,15 +102,8 @@ class HandWritten(WriteModel):
     def _note(cls, value: str | None) -> str | None:
         return value.upper() if value is not None else None
 
-    @field_validator("tags", mode="before")
-    @classmethod
-    def _tags(cls, value: Any) -> Any:
-        return value.split(",") if isinstance(value, str) else value
-
-    @field_validator("size", mode="wrap")
-    @classmethod
-    def _size(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        return handler(value * 2 if isinstance(value, int) else value)
+    _tags = field_validator("tags", mode="before")(_split)
+    _size = field_validator("size", mode="wrap")(_doubled)
 
 
 def errors(model: type[BaseModel], body: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -199,6 +193,12 @@ def test_fixed_fields_are_ignored_where_shown_and_refused_where_not() -> None:
 def test_what_cannot_be_derived_is_refused_when_the_class_is_made() -> None:
     with pytest.raises(TypeError, match="no fields"):
         partial_of(GadgetCreate, fixed={"colour_id"})
+
+    class Early(WriteModel):
+        later: Later  # noqa: F821 - defined after the derivation
+
+    with pytest.raises(TypeError, match="not complete"):
+        partial_of(Early)
 
     with pytest.raises(TypeError, match="declares"):
         @partial_of(GadgetCreate)
