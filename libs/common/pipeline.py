@@ -30,6 +30,7 @@ and a request whose key already published the content is answered from the recor
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -182,7 +183,7 @@ class PipelineClient(CommandClient):
 S = TypeVar("S", bound=AIJobSettings)
 
 
-class PipelineAnswerer(Generic[S]):
+class PipelineAnswerer(abc.ABC, Generic[S]):
     """A service's answers to automation's two commands for the stages it owns: `pending`
     (what waits) and `queue` (start the service's own job for a batch). Subclasses name
     their service (`owner`, which names the commands) and AI task log and write the two
@@ -201,11 +202,13 @@ class PipelineAnswerer(Generic[S]):
     def handlers(self) -> dict[Command[Any, Any], Handler]:
         return {PENDING[self.owner]: self.pending, QUEUE[self.owner]: self.queue}
 
+    @abc.abstractmethod
     async def pending(self, req: PendingWork) -> PendingResult:
-        raise NotImplementedError
+        """How much waits at the request's stage in its site, and the next batch of it."""
 
+    @abc.abstractmethod
     async def queue(self, req: QueueWork) -> QueueResult:
-        raise NotImplementedError
+        """Start the service's own job for the request's ids, under its key."""
 
     @contextlib.asynccontextmanager
     async def reading(self, req: PendingWork) -> AsyncIterator[tuple[AsyncSession, Visibility]]:
