@@ -17,13 +17,10 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from services.writer.text import count_words
 
+HEADING_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+SUBHEADING_TAGS = HEADING_TAGS[1:]
 BLOCK_TAGS = (
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
+    *HEADING_TAGS,
     "p",
     "li",
     "td",
@@ -44,16 +41,14 @@ _FAQ_HEADING = re.compile(
 
 
 @dataclass(frozen=True, slots=True)
-class Heading:
-    level: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class Block:
     tag: str
     text: str
-    section: int  # 0 before the first subheading, then one per h2-h6
+
+    @property
+    def level(self) -> int:
+        """1-6 for the headings h1-h6, 0 for the other blocks."""
+        return int(self.tag[1]) if self.tag in HEADING_TAGS else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +73,6 @@ class Document:
     text: str
     word_count: int
     blocks: tuple[Block, ...]
-    h1: tuple[str, ...]
-    subheadings: tuple[Heading, ...]
     images: tuple[Image, ...]
     links: tuple[Anchor, ...]
     section_words: tuple[int, ...]
@@ -94,6 +87,15 @@ class Document:
     def first_paragraph(self) -> str:
         """The introduction: the first paragraph of text (Yoast reads the first <p>)."""
         return next((b.text for b in self.blocks if b.tag == "p" and b.text), "")
+
+    @property
+    def h1(self) -> tuple[str, ...]:
+        return tuple(b.text for b in self.blocks if b.tag == "h1")
+
+    @property
+    def subheadings(self) -> tuple[Block, ...]:
+        """The h2-h6 blocks: each opens a section."""
+        return tuple(b for b in self.blocks if b.tag in SUBHEADING_TAGS)
 
     def h2_h3(self) -> list[str]:
         return [h.text for h in self.subheadings if h.level in (2, 3)]
@@ -120,8 +122,6 @@ def parse_document(html: str) -> Document:
     tree = LexborHTMLParser(html or "")
     root = tree.body or tree.root
     blocks: list[Block] = []
-    h1: list[str] = []
-    subheadings: list[Heading] = []
     section_words = [0]
     faq_parts: list[str] = []
     faq_level = 0
@@ -133,11 +133,10 @@ def parse_document(html: str) -> Document:
                 continue  # its inner blocks are read instead
             tag = node.tag or ""
             text = _text(node)
-            if tag == "h1":
-                h1.append(text)
-            elif tag in ("h2", "h3", "h4", "h5", "h6"):
-                level = int(tag[1])
-                subheadings.append(Heading(level, text))
+            block = Block(tag, text)
+            blocks.append(block)
+            if tag in SUBHEADING_TAGS:
+                level = block.level
                 section_words.append(0)
                 if faq_level and level <= faq_level:
                     faq_level = 0
@@ -145,11 +144,10 @@ def parse_document(html: str) -> Document:
                     faq_parts.append(text)  # a question heading inside the FAQ
                 elif _FAQ_HEADING.search(text):
                     faq_level = level
-            elif faq_level:
-                faq_parts.append(text)
-            if tag not in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            elif tag != "h1":  # the title opens no section and is no section's words
+                if faq_level:
+                    faq_parts.append(text)
                 section_words[-1] += count_words(text)
-            blocks.append(Block(tag, text, len(section_words) - 1))
     full_text = " ".join((root.text(deep=True, separator=" ") if root is not None else "").split())
     images = tuple(
         Image(
@@ -169,8 +167,6 @@ def parse_document(html: str) -> Document:
         text=full_text,
         word_count=count_words(full_text),
         blocks=tuple(blocks),
-        h1=tuple(h1),
-        subheadings=tuple(subheadings),
         images=images,
         links=links,
         section_words=tuple(section_words),
