@@ -5,11 +5,12 @@ import uuid
 from typing import Any
 
 import pytest
+from nats.js import JetStreamContext
 
 from libs.common import jobs
 from libs.common import nats as nats_kernel
 from libs.common.db import Database, TenantScope
-from libs.common.jobs import JobContext, JobFailed, JobWorker, TaskProgress
+from libs.common.jobs import JobContext, JobFailed, JobHandler, JobWorker, TaskProgress
 from libs.common.outbox import OutboxRelay
 
 
@@ -95,37 +96,47 @@ async def test_failing_job_is_retried_then_fails(kernel_db: Database, ctx) -> No
     assert doc["meta"]["error"] == "The provider rejected the request"
 
 
-async def test_job_of_a_dead_worker_is_redelivered(kernel_db: Database, ctx) -> None:  # type: ignore[no-untyped-def]
-    js, progress = ctx
+async def _after_its_worker_died(db: Database, js: JetStreamContext, progress: TaskProgress,
+                                 then: JobHandler, max_deliver: int = 3) -> dict[str, Any]:
+    """Enqueue a job, kill the worker running it, start another worker of its function
+    with `then`, and answer the job's final state."""
     function = f"fn{uuid.uuid4().hex[:6]}"
     started = asyncio.Event()
-    completed: list[int] = []
 
     async def dies_midway(job: JobContext) -> None:
         started.set()
         await asyncio.sleep(3600)  # killed before it finishes
 
-    async def finishes(job: JobContext) -> None:
-        completed.append(job.attempt)
-
     relay_stop = asyncio.Event()
-    relay = asyncio.create_task(OutboxRelay(kernel_db, js, service="kernel").run(relay_stop))
-    first = JobWorker("kernel", function, dies_midway, js, progress, ack_wait=1.0)
-    first_stop = asyncio.Event()
-    first_task = asyncio.create_task(first.run(first_stop))
-    task_id = await _enqueue(kernel_db, function)
+    relay = asyncio.create_task(OutboxRelay(db, js, service="kernel").run(relay_stop))
+    first = JobWorker("kernel", function, dies_midway, js, progress, max_deliver=max_deliver,
+                      ack_wait=1.0)
+    first_task = asyncio.create_task(first.run(asyncio.Event()))
+    task_id = await _enqueue(db, function)
     await asyncio.wait_for(started.wait(), 10)
     first_task.cancel()  # the worker process dies: no ack, no more in-progress signals
     with pytest.raises(asyncio.CancelledError):
         await first_task
 
-    second = JobWorker("kernel", function, finishes, js, progress, ack_wait=1.0)
+    second = JobWorker("kernel", function, then, js, progress, max_deliver=max_deliver,
+                       ack_wait=1.0)
     second_stop = asyncio.Event()
     second_task = asyncio.create_task(second.run(second_stop))
     doc = await _final_state(progress, task_id)
     for stop in (second_stop, relay_stop):
         stop.set()
     await asyncio.gather(second_task, relay)
+    return doc
+
+
+async def test_job_of_a_dead_worker_is_redelivered(kernel_db: Database, ctx) -> None:  # type: ignore[no-untyped-def]
+    js, progress = ctx
+    completed: list[int] = []
+
+    async def finishes(job: JobContext) -> None:
+        completed.append(job.attempt)
+
+    doc = await _after_its_worker_died(kernel_db, js, progress, finishes)
     assert doc["state"] == "SUCCESS"
     assert completed == [2]
 
@@ -136,36 +147,13 @@ async def test_a_job_whose_last_attempt_died_is_delivered_once_more_to_close_it(
     and the job would stay `running` for ever; it comes once more, `exhausted`, for the
     handler to record how it ended."""
     js, progress = ctx
-    function = f"fn{uuid.uuid4().hex[:6]}"
-    started = asyncio.Event()
     seen: list[tuple[int, bool]] = []
-
-    async def dies_midway(job: JobContext) -> None:
-        started.set()
-        await asyncio.sleep(3600)
 
     async def closes(job: JobContext) -> None:
         seen.append((job.attempt, job.exhausted))
         raise JobFailed("Its worker died on every attempt.")
 
-    relay_stop = asyncio.Event()
-    relay = asyncio.create_task(OutboxRelay(kernel_db, js, service="kernel").run(relay_stop))
-    first = JobWorker("kernel", function, dies_midway, js, progress, max_deliver=1,
-                      ack_wait=1.0)
-    first_task = asyncio.create_task(first.run(asyncio.Event()))
-    task_id = await _enqueue(kernel_db, function)
-    await asyncio.wait_for(started.wait(), 10)
-    first_task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await first_task
-
-    second = JobWorker("kernel", function, closes, js, progress, max_deliver=1, ack_wait=1.0)
-    second_stop = asyncio.Event()
-    second_task = asyncio.create_task(second.run(second_stop))
-    doc = await _final_state(progress, task_id)
-    for stop in (second_stop, relay_stop):
-        stop.set()
-    await asyncio.gather(second_task, relay)
+    doc = await _after_its_worker_died(kernel_db, js, progress, closes, max_deliver=1)
     assert seen == [(2, True)]
     assert doc["state"] == "FAILURE"
     assert doc["meta"]["error"] == "Its worker died on every attempt."
