@@ -46,7 +46,7 @@ from services.automation.tests.test_pipeline import run_state, writer_rows
 from services.billing.testing import Ledger, MakeTenant
 from services.writer.main import create_app as create_writer
 from services.writer.settings import WriterSettings
-from services.writer.tests.publishing.test_api import store_image
+from services.writer.tests.publishing.testing import integrate, store_image, wp_get
 
 KEYWORDS = ["pour over coffee", "pour over coffee ratio", "espresso machine",
             "espresso machine cleaning"]
@@ -73,16 +73,8 @@ async def writer_api(writer: WriterSettings, issuer: TestIssuer
         yield c
 
 
-async def wp(server: WordPressServer, path: str, **params: Any) -> Any:
-    site = server.site
-    async with httpx.AsyncClient(auth=(site.username, site.app_password)) as c:
-        r = await c.get(f"{site.url}/wp-json{path}", params={"context": "edit", **params})
-        assert r.status_code == 200, r.text
-        return r.json()
-
-
 async def posts_of(server: WordPressServer, content_id: int) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = await wp(
+    found: list[dict[str, Any]] = await wp_get(
         server, "/wp/v2/posts", search=f"igny8:content={content_id}:",
         status="publish,draft,future,pending,private")
     return found
@@ -170,12 +162,8 @@ async def test_auto_mode_publishes_what_passes_the_gate_to_wordpress_within_the_
         tenant: Tenant, own_wordpress: WordPressServer) -> None:
     h = tenant.headers()
     site = own_wordpress.site
-    r = await writer_api.post(INTEGRATIONS, headers=h, json={
-        "site_id": tenant.site_id, "platform": "wordpress", "config": {"site_url": site.url},
-        "credentials": {"username": site.username,
-                        "app_password": "abcd efgh ijkl mnop qrst uvwx"}})  # not the site's
-    assert r.status_code == 201, r.text
-    integration_id = r.json()["id"]
+    wrong = {"username": site.username, "app_password": "abcd efgh ijkl mnop qrst uvwx"}
+    integration = await integrate(writer_api, tenant, own_wordpress, credentials=wrong)
     await add_keywords(planner, tenant, KEYWORDS)
     config = {"publish_mode": "auto", "quality_threshold": 0, "daily_publish_cap": 100,
               "publish_window_start": "00:00", "publish_window_end": "23:59",
@@ -237,7 +225,7 @@ async def test_auto_mode_publishes_what_passes_the_gate_to_wordpress_within_the_
 
         # 4. The password fixed, resumed: what reaches the threshold is published, up to
         # the cap; the rest stays a draft with the reason.
-        r = await writer_api.patch(f"{INTEGRATIONS}{integration_id}/", headers=h, json={
+        r = await writer_api.patch(f"{INTEGRATIONS}{integration['id']}/", headers=h, json={
             "credentials": {"username": site.username, "app_password": site.app_password}})
         assert r.status_code == 200, r.text
         r = await client.post(f"{API}/resume/?run_id={second_id}", headers=h)
@@ -284,8 +272,8 @@ async def test_auto_mode_publishes_what_passes_the_gate_to_wordpress_within_the_
         if c["status"] != "published":
             assert c["status"] == "draft"
             assert await posts_of(own_wordpress, c["id"]) == []
-    ours = [p for p in await wp(own_wordpress, "/wp/v2/posts", per_page=100,
-                                status="publish,draft,future,pending,private")
+    ours = [p for p in await wp_get(own_wordpress, "/wp/v2/posts", per_page=100,
+                                    status="publish,draft,future,pending,private")
             if "igny8:content=" in p["content"]["raw"]]
     assert len(ours) == cap  # no post twice, none for a draft
 
@@ -304,11 +292,7 @@ async def test_a_worker_killed_while_publishing_publishes_each_content_once(
     short; automation's request times out and is sent again to the restarted worker, whose
     publisher finds the post the first attempt made (ADR 0019)."""
     h = tenant.headers()
-    site = own_wordpress.site
-    r = await writer_api.post(INTEGRATIONS, headers=h, json={
-        "site_id": tenant.site_id, "platform": "wordpress", "config": {"site_url": site.url},
-        "credentials": {"username": site.username, "app_password": site.app_password}})
-    assert r.status_code == 201, r.text
+    await integrate(writer_api, tenant, own_wordpress)
     ids = await drafts_with_images(writer_api, writer, tenant, 6)
     r = await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h,
                            json=AUTO)
@@ -416,14 +400,10 @@ async def test_pause_and_cancel_apply_between_two_publishes(
     """Asked while stage 7 publishes: pause stops before the next item (nothing more is
     published while paused) and resume publishes the rest; cancel stops before the next
     item and leaves the rest drafts, recorded as skipped ("run cancelled")."""
-    site = own_wordpress.site
     paused_t, cancelled_t = await make_tenant(), await make_tenant()
     ids = {}
     for t in (paused_t, cancelled_t):
-        r = await writer_api.post(INTEGRATIONS, headers=t.headers(), json={
-            "site_id": t.site_id, "platform": "wordpress", "config": {"site_url": site.url},
-            "credentials": {"username": site.username, "app_password": site.app_password}})
-        assert r.status_code == 201, r.text
+        await integrate(writer_api, t, own_wordpress)
         ids[t.account_id] = await drafts_with_images(writer_api, writer, t, 8)
         r = await client.patch(f"{API}/update_config/?site_id={t.site_id}",
                                headers=t.headers(), json=AUTO)

@@ -17,17 +17,14 @@ import orjson
 import pytest
 from nats.aio.client import Client as NATS
 
-from libs.common.db import Database, TenantScope
-from libs.common.storage import build_storage, new_key
+from libs.common.db import Database
 from libs.common.testing.apps import running_app
 from libs.common.testing.network import StubResolver
 from libs.common.testing.tokens import TestIssuer
 from libs.common.testing.wordpress import WordPressServer
 from libs.common.testing.workers import running_worker
-from libs.common.uow import unit_of_work
 from services.writer.main import create_app
 from services.writer.publishing.webhooks import signed_headers
-from services.writer.repository import ImageRepository
 from services.writer.settings import WriterSettings
 from services.writer.tests.conftest import (
     MakeTenant,
@@ -39,6 +36,13 @@ from services.writer.tests.conftest import (
     task_progress,
 )
 from services.writer.tests.publishing.conftest import png
+from services.writer.tests.publishing.testing import (
+    image_url,
+    integrate,
+    store_image,
+    wp_body,
+    wp_get,
+)
 from services.writer.worker import run
 
 INTEGRATIONS = "/api/v1/integration/integrations/"
@@ -52,31 +56,9 @@ def documented_events() -> dict[str, set[str]]:
     return {kind: set(re.findall(r"`([a-z_]+)`", fields)) for kind, fields in table}
 
 
-def wp_body(t: Tenant, wordpress: WordPressServer, **extra: Any) -> dict[str, Any]:
-    site = wordpress.site
-    return {"site_id": t.site_id, "platform": "wordpress", "config": {"site_url": site.url},
-            "credentials": {"username": site.username, "app_password": site.app_password},
-            **extra}
-
-
-async def integrate(client: httpx.AsyncClient, t: Tenant, wordpress: WordPressServer
-                    ) -> dict[str, Any]:
-    (row,) = await create(client, t, "integration/integrations/", wp_body(t, wordpress))
-    return row
-
-
 def site_key(t: Tenant) -> dict[str, str]:
     """What the gateway forwards for the site's `ApiKey`: a token of the site's bot."""
     return t.headers(role="system_bot", site_id=t.site_id)
-
-
-async def wp_get(wordpress: WordPressServer, path: str, **params: Any) -> Any:
-    """WordPress's own REST API, as an editor on the site would read it."""
-    site = wordpress.site
-    async with httpx.AsyncClient(auth=(site.username, site.app_password)) as c:
-        r = await c.get(f"{site.url}/wp-json{path}", params={"context": "edit", **params})
-        assert r.status_code == 200, r.text
-        return r.json()
 
 
 async def test_integration_crud_never_answers_the_credentials(
@@ -201,29 +183,6 @@ async def test_metadata_stays_refused_when_private_targets_are_allowed(
     r = await client.post(INTEGRATIONS, json=body, headers=tenant.headers())
     assert r.status_code == 400
     assert "metadata" in r.json()["errors"]["config.site_url"][0]
-
-
-async def store_image(settings: WriterSettings, t: Tenant, db: Database, content_id: int,
-                      image_type: str, position: int, seed: int) -> dict[str, Any]:
-    """A generated image of a content, its file in the platform's storage."""
-    data = png(seed, (64, 48))
-    storage = build_storage(settings)
-    try:
-        key = new_key(t.account_id, "images", "image/png")
-        await storage.put(key, data, account_id=t.account_id, content_type="image/png")
-    finally:
-        await storage.aclose()
-    async with unit_of_work(db, TenantScope.account(t.account_id)) as uow:
-        from libs.common.repository import Visibility
-        return await ImageRepository(uow.session, Visibility(t.account_id)).insert({
-            "site_id": t.site_id, "sector_id": t.sector_id, "content_id": content_id,
-            "image_type": image_type, "position": position, "prompt": f"picture {seed}",
-            "alt_text": f"Picture {seed}", "status": "generated", "storage_key": key,
-            "mime_type": "image/png", "file_size": len(data), "provider": "local"})
-
-
-def image_url(settings: WriterSettings, image_id: int) -> str:
-    return f"{settings.public_url}/api/v1/writer/images/{image_id}/download/"
 
 
 async def test_publish_through_the_api_and_read_back_from_wordpress(

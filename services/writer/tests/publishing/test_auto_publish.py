@@ -20,7 +20,7 @@ from libs.common.testing.wordpress import WordPressServer
 from libs.common.testing.workers import running_worker
 from services.writer.settings import WriterSettings
 from services.writer.tests.conftest import MakeTenant, Tenant, create, in_sector, rows
-from services.writer.tests.publishing.test_api import (
+from services.writer.tests.publishing.testing import (
     image_url,
     integrate,
     store_image,
