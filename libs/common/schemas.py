@@ -36,7 +36,8 @@ once, in the create body, and `partial_of` derives the rest:
 - `null` is taken as the create body takes it: a field that cannot be created null
   cannot be set to null either (the resource, where it shows the field, decides first);
 - `fixed` fields are what any other name is: ignored where the resource shows them (a
-  GET answer put back), else refused as unknown.
+  GET answer put back), else refused as unknown; the create body's `read_only` names are
+  ignored too.
 
 The class statement holds what the update body says of itself (its docstring, its
 `resource` if not the create body's, a `nullable` rule through its bases) and no fields.
@@ -153,6 +154,8 @@ def partial_of(source: type[WriteModel], *,
                                __qualname__=cls.__qualname__, __doc__=cls.__doc__,
                                __validators__=validators, **fields)
         derived.partial_source = source
+        # What a create body ignores (a GET answer's extra names), the update ignores too.
+        derived.read_only = cls.read_only | source.read_only
         if "resource" not in cls.__dict__:
             derived.resource = source.resource
         return derived

@@ -189,6 +189,17 @@ def test_fixed_fields_are_ignored_where_shown_and_refused_where_not() -> None:
     assert errors(ThingUpdate, {"owner": "x"}) == [
         (("owner",), "extra_forbidden", "Extra inputs are not permitted")]
 
+    class ShownCreate(WriteModel):
+        read_only = frozenset({"analysis"})
+        name: str
+
+    @partial_of(ShownCreate)
+    class ShownUpdate(WriteModel):
+        pass
+
+    assert ShownUpdate.model_validate({"name": "a", "analysis": {}}).model_dump(
+        exclude_unset=True) == {"name": "a"}
+
 
 def test_what_cannot_be_derived_is_refused_when_the_class_is_made() -> None:
     with pytest.raises(TypeError, match="no fields"):
