@@ -160,9 +160,10 @@ class Lockstep:
     """`batch` keep-alive connections; each round sends one request on every one (with the
     gateway stopped when batch > 1) and reads every answer."""
 
-    def __init__(self, gateway: Gateway, path: str, batch: int) -> None:
+    def __init__(self, gateway: Gateway, path: str, batch: int, space_ms: float) -> None:
         self.gateway = gateway
         self.batch = batch
+        self.space = space_ms / 1000
         auth = f"Authorization: Bearer {gateway.token}\r\n" if path == ME else ""
         self.request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{gateway.port}\r\n{auth}\r\n"
                         ).encode()
@@ -183,6 +184,8 @@ class Lockstep:
                 thaw(self.gateway.pid)
             for sock in self.socks:
                 _read_answer(sock)
+            if self.space:
+                time.sleep(self.space)
 
     def close(self) -> None:
         for sock in self.socks:
@@ -292,26 +295,44 @@ CASES = [Case("proxied /me, batch 1", ME, 1), Case("proxied /me, batch 8", ME, 8
          Case("ping, batch 1", PING, 1), Case("ping, batch 8", PING, 8)]
 
 
+def _callgrind(command: str, pid: int) -> None:
+    subprocess.run(["callgrind_control", command, str(pid)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def run_lockstep(gateway: Gateway, requests: int, warmup: int, *, instructions: bool,
-                 dump_dir: Path | None) -> list[Case]:
+                 dump_dir: Path | None, space_ms: float) -> list[Case]:
+    """Every case in lockstep; with `space_ms`, the stub answers that late and the client
+    waits that long before its next round, so that the gateway has always finished
+    (and sleeps) before anything new arrives: its loop's turns per request are then
+    the code's, not the machine's timing."""
     cases = [Case(c.name, c.path, c.batch) for c in CASES]
+    idle_rate = 0.0
+    if instructions:  # what the timers cost while nothing happens, per second
+        assert dump_dir is not None
+        _callgrind("-z", gateway.pid)
+        time.sleep(10)
+        _callgrind("-d", gateway.pid)
+        idle_rate = last_dump_instructions(gateway.pid, dump_dir) / 10
+        print(f"  idle: {idle_rate:,.0f} instructions per second", flush=True)
     for case in cases:
         if case.path == ME:
-            gateway.start_upstream(batch=case.batch)
-        client = Lockstep(gateway, case.path, case.batch)
+            gateway.start_upstream(batch=case.batch, delay_ms=space_ms)
+        client = Lockstep(gateway, case.path, case.batch, space_ms)
         try:
             client.run(warmup)
             n = max(1, requests // case.batch) * case.batch
             if instructions:
                 assert dump_dir is not None
-                subprocess.run(["callgrind_control", "-z", str(gateway.pid)], check=True,
-                               stdout=subprocess.DEVNULL)
+                _callgrind("-z", gateway.pid)
                 started = time.monotonic()
                 client.run(n)
                 elapsed = time.monotonic() - started
-                subprocess.run(["callgrind_control", "-d", str(gateway.pid)], check=True,
-                               stdout=subprocess.DEVNULL)
-                case.counts["instructions"] = last_dump_instructions(gateway.pid, dump_dir) / n
+                _callgrind("-d", gateway.pid)
+                total = last_dump_instructions(gateway.pid, dump_dir)
+                case.counts["instructions"] = total / n
+                # Less the timers' share over the window (slow under callgrind).
+                case.counts["net"] = (total - idle_rate * elapsed) / n
                 case.counts["window_s"] = elapsed
             else:
                 before = proc_counters(gateway.pid)
@@ -327,15 +348,7 @@ def run_lockstep(gateway: Gateway, requests: int, warmup: int, *, instructions: 
         print(f"  {case.name}: " + ", ".join(f"{k} {v:,.2f}" for k, v in case.counts.items()),
               flush=True)
     if instructions:
-        assert dump_dir is not None
-        subprocess.run(["callgrind_control", "-z", str(gateway.pid)], check=True,
-                       stdout=subprocess.DEVNULL)
-        time.sleep(10)
-        subprocess.run(["callgrind_control", "-d", str(gateway.pid)], check=True,
-                       stdout=subprocess.DEVNULL)
-        idle = last_dump_instructions(gateway.pid, dump_dir) / 10
-        cases.append(Case("idle (timers), per second", "", 0, {"instructions": idle}))
-        print(f"  idle: {idle:,.0f} instructions per second", flush=True)
+        cases.append(Case("idle (timers), per second", "", 0, {"instructions": idle_rate}))
     return cases
 
 
@@ -370,8 +383,8 @@ def run_free(gateway: Gateway, seconds: int) -> list[Case]:
 
 
 def report(title: str, cases: list[Case]) -> None:
-    keys = [k for k in ("instructions", "total", "epoll_wait", "epoll_pwait", "eintr", "read",
-                        "write", "writev", "recvfrom", "sendto", "epoll_ctl", "poll",
+    keys = [k for k in ("instructions", "net", "total", "epoll_wait", "epoll_pwait", "eintr",
+                        "read", "write", "writev", "recvfrom", "sendto", "epoll_ctl", "poll",
                         "wakeups", "cpu_us", "rps", "p50_ms")
             if any(k in c.counts for c in cases)]
     print(f"\n{title}")
@@ -393,11 +406,19 @@ def main() -> None:
                         help="skip the native lockstep pass (syscalls, wake-ups)")
     parser.add_argument("--free", type=int, default=0, metavar="SECONDS",
                         help="also load it with wrk for this long per case")
+    parser.add_argument("--space-ms", type=float, default=3.0,
+                        help="native lockstep: the stub answers, and the client asks again, "
+                             "this long after (0: at once, as fast as the machine goes)")
+    parser.add_argument("--callgrind-space-ms", type=float, default=0.0,
+                        help="the same under callgrind (about 50 times slower)")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args()
     tree = args.tree.resolve()
     results: dict[str, object] = {"tree": str(tree), "loop": args.loop,
-                                  "requests": args.requests, "warmup": args.warmup}
+                                  "requests": args.requests, "warmup": args.warmup,
+                                  "space_ms": args.space_ms,
+                                  "callgrind_space_ms": args.callgrind_space_ms}
     with tempfile.TemporaryDirectory(prefix="igny8-gwcount-") as tmp:
         work = Path(tmp)
         if not args.no_syscalls or args.free:
@@ -407,7 +428,8 @@ def main() -> None:
                 if not args.no_syscalls:
                     print("lockstep, native: syscalls and wake-ups", flush=True)
                     lockstep = run_lockstep(gateway, args.requests, args.warmup,
-                                            instructions=False, dump_dir=None)
+                                            instructions=False, dump_dir=None,
+                                            space_ms=args.space_ms)
                     report("per request, native (lockstep)", lockstep)
                     results["lockstep"] = {c.name: c.counts for c in lockstep}
                 if args.free:
@@ -425,13 +447,14 @@ def main() -> None:
                 print("lockstep, callgrind: instructions (starting takes minutes)", flush=True)
                 gateway.start(work)
                 counted = run_lockstep(gateway, args.requests, args.warmup,
-                                       instructions=True, dump_dir=dumps)
+                                       instructions=True, dump_dir=dumps,
+                                       space_ms=args.callgrind_space_ms)
                 report("per request, callgrind (lockstep)", counted)
                 results["callgrind"] = {c.name: c.counts for c in counted}
             finally:
                 gateway.close()
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ token it issued itself is verified once, then found in the verifier's cache.
 
 The upstream answers `GET` with a 200 and a JSON body the size of auth's `/me`, with the
 headers a service sends (`x-request-id`, `server-timing`). `--delay-ms` holds each answer
-that long. `--batch K` holds answers until K requests wait, then writes all K while the
-gateway is stopped (SIGSTOP), so that the gateway finds the K answers in one wake-up
-whatever the machine's load.
+that long. `--batch K` holds answers until K requests wait, then (after `--delay-ms`)
+writes all K while the gateway is stopped (SIGSTOP), so that the gateway finds the K
+answers in one wake-up whatever the machine's load.
 """
 
 from __future__ import annotations
@@ -126,15 +126,16 @@ def run_upstream(port: int, delay_ms: float, batch: int, freeze_pid: int | None)
             while b"\r\n\r\n" in client.buffer:
                 head, _, client.buffer = client.buffer.partition(b"\r\n\r\n")
                 answer = _answer(head)
-                if delay_ms > 0:
+                if batch > 1:
+                    held.append((client.sock, answer))
+                elif delay_ms > 0:
                     seq += 1
                     heapq.heappush(timers, (time.monotonic() + delay_ms / 1000, seq,
                                             client.sock, answer))
-                elif batch > 1:
-                    held.append((client.sock, answer))
                 else:
                     client.sock.sendall(answer)
         if batch > 1 and len(held) >= batch:
+            time.sleep(delay_ms / 1000)
             if freeze_pid:
                 freeze(freeze_pid)
             for sock, answer in held:
