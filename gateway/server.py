@@ -173,6 +173,8 @@ class BodyBudget:
         elif exchange in self.waiting:
             self.waiting.remove(exchange)
             return
+        if not self.waiting:  # (nearly always: no copy of an empty queue per request)
+            return
         # Admit the waiting bodies that fit now, oldest first.
         for waiting in list(self.waiting):
             if self.fits(waiting.address, waiting.reservation):
@@ -582,7 +584,8 @@ class _Exchange:
     __slots__ = ("address", "body", "body_deadline", "body_delivered", "body_size", "chunked",
                  "complete", "conn", "continue_sent", "disconnected", "expect_continue",
                  "head", "head_only", "keep_alive", "more_body", "no_body", "reservation",
-                 "reserved", "scope", "started", "wakeup")
+                 "reserved", "scope", "started", "task", "wakeup")
+    task: asyncio.Task[None]  # the app's, set by `start`
 
     def __init__(self, conn: HttpConnection, scope: Scope, *, keep_alive: bool,
                  head_only: bool, expect_continue: bool) -> None:
@@ -611,10 +614,10 @@ class _Exchange:
     # --- from the connection ------------------------------------------------------------
 
     def start(self) -> None:
-        task = self.conn.loop.create_task(self._run())
-        tasks = self.conn.server.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        # The task leaves the server's set itself, at the end of `_run`: a done callback
+        # would take one more turn of the event loop after every answer.
+        self.task = self.conn.loop.create_task(self._run())
+        self.conn.server.tasks.add(self.task)
 
     def feed(self, chunk: bytes) -> int:
         self.body.append(chunk)
@@ -681,6 +684,8 @@ class _Exchange:
                 self.conn.write(_plain_response(500))
             self.conn.close()
             return
+        finally:
+            self.conn.server.tasks.discard(self.task)
         if not self.complete:  # the app returned without finishing its response
             if not self.started:
                 self.conn.write(_plain_response(500))

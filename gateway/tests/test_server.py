@@ -271,6 +271,23 @@ async def test_idle_connections_close_after_the_keep_alive_timeout() -> None:
         writer.close()
 
 
+async def test_a_request_task_leaves_the_server_by_itself() -> None:
+    """The app's task is in the server's set while it runs (stopping waits for it) and
+    removes itself as it ends: no done callback, which would take one more turn of the
+    event loop after every answer (bench.gateway_count: one epoll_wait per request)."""
+    async with serving(App()) as server:
+        reader, writer = await connect(server)
+        writer.write(get("/slow"))
+        await asyncio.sleep(0.1)
+        (task,) = server.tasks
+        assert not task._callbacks
+        await read_response(reader)
+        writer.write(get("/echo"))
+        await read_response(reader)
+        assert task.done() and not server.tasks
+        writer.close()
+
+
 async def test_stopping_finishes_requests_in_flight() -> None:
     app = App()
     server = HttpServer(app, loopback_config())
