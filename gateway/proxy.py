@@ -207,8 +207,11 @@ class Pipeline:
         assert services is not None, "gateway used outside its lifespan"
         client = self._client_address(head)
         # (Each step's condition is checked here: a coroutine not created costs nothing.)
-        auth = (None if resolved.public
-                else await self._credentials(ctx, head, resolved, client, services))
+        auth = None
+        if not resolved.public:
+            auth = self._credentials(ctx, head, resolved, services)
+            if auth is None:  # not verified before: the only case that needs a coroutine
+                auth = await self._verify(ctx, head, resolved, client, services)
         if self.throttle and resolved.scope is not None and services.limiter is not None:
             await self._limit(ctx, resolved.scope, auth, client, services.limiter)
         if resolved.service == GATEWAY:
@@ -286,33 +289,37 @@ class Pipeline:
 
     # ---- credentials -------------------------------------------------------------------
 
-    async def _credentials(self, ctx: RequestRecord, head: RequestHead, resolved: Resolved,
-                           client: str, services: Services) -> Authenticated:
-        """The caller, verified, for a route that needs one. Credentials verified before
-        pass at once; any others are checked only while the client's address is within
-        its budget of failed attempts, and a failure spends it (issue 13, M3)."""
+    def _credentials(self, ctx: RequestRecord, head: RequestHead, resolved: Resolved,
+                     services: Services) -> Authenticated | None:
+        """The caller, for a route that needs one, when its credentials were verified
+        before (most requests): they pass at once. None: `_verify` decides."""
         authorization = head.authorization
         if not authorization:
             raise Refusal(401)
         t = time.perf_counter()
-        credentials = authorization.decode("latin-1")
-        authenticator = services.authenticator
-        auth = authenticator.known(credentials, apikey_allowed=resolved.apikey_allowed)
-        if auth is None:
-            try:
-                auth = await self._verify(ctx, credentials, resolved, client, services)
-            finally:
-                ctx.auth_ms = (time.perf_counter() - t) * 1000
-        else:
+        auth = services.authenticator.known(authorization.decode("latin-1"),
+                                            apikey_allowed=resolved.apikey_allowed)
+        if auth is not None:
             ctx.auth_ms = (time.perf_counter() - t) * 1000
-        principal = auth.principal
-        ctx.account_id = principal.account_id
-        account_id_var.set(principal.account_id)
-        user_id_var.set(principal.user_id)
+            _set_caller(ctx, auth.principal.account_id, auth.principal.user_id)
         return auth
 
-    async def _verify(self, ctx: RequestRecord, credentials: str, resolved: Resolved,
+    async def _verify(self, ctx: RequestRecord, head: RequestHead, resolved: Resolved,
                       client: str, services: Services) -> Authenticated:
+        """Credentials not verified before: checked only while the client's address is
+        within its budget of failed attempts, and a failure spends it (issue 13, M3)."""
+        assert head.authorization is not None
+        t = time.perf_counter()
+        try:
+            auth = await self._check(ctx, head.authorization.decode("latin-1"), resolved,
+                                     client, services)
+        finally:
+            ctx.auth_ms = (time.perf_counter() - t) * 1000
+        _set_caller(ctx, auth.principal.account_id, auth.principal.user_id)
+        return auth
+
+    async def _check(self, ctx: RequestRecord, credentials: str, resolved: Resolved,
+                     client: str, services: Services) -> Authenticated:
         limiter = services.limiter if self.throttle else None
         key = caller_key(AUTH_FAILURE_SCOPE, None, client)
         if limiter is not None:
@@ -622,6 +629,12 @@ class Pipeline:
             log.error("%s %s -> %d", ctx.method, ctx.path, ctx.status,
                       extra={"fields": {"status": ctx.status, "ms": round(elapsed * 1e3, 2)}})
         self.request_log.add(ctx)
+
+
+def _set_caller(ctx: RequestRecord, account_id: int, user_id: int) -> None:
+    ctx.account_id = account_id
+    account_id_var.set(account_id)
+    user_id_var.set(user_id)
 
 
 def _forwarded_traceparent(incoming: bytes | None) -> bytes:

@@ -490,7 +490,7 @@ class HttpConnection(asyncio.Protocol):
             self.close()
             return
         self.last_heard = time.monotonic()
-        if not self.writable.is_set():
+        if self.write_paused_since:  # (as `not self.writable.is_set()`, without a call)
             # The client has not read this answer yet: the next one (and reading more
             # requests) waits until it has, so unread answers never pile up here.
             self.next_after_drain = True
