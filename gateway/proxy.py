@@ -577,8 +577,14 @@ class Pipeline:
                 ctx.status = message["status"]
                 ctx.responded = True
                 names = {h[0] for h in extra}
-                headers = [h for h in message.get("headers", []) if h[0].lower() not in names]
-                if not any(h[0].lower() == b"cache-control" for h in headers):
+                headers: list[tuple[bytes, bytes]] = []
+                cache_control = False
+                for name, value in message.get("headers", ()):  # one pass, no generator
+                    lowered = name.lower()
+                    if lowered not in names:
+                        cache_control = cache_control or lowered == b"cache-control"
+                        headers.append((name, value))
+                if not cache_control:
                     headers.append(_NO_STORE)
                 message["headers"] = headers + extra
             await send(message)

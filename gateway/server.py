@@ -481,7 +481,8 @@ class HttpConnection(asyncio.Protocol):
         """The response to the oldest request is complete: close, or go on to the next."""
         if self.exchanges and self.exchanges[0] is exchange:
             self.exchanges.popleft()
-        self.server.budget.release(exchange)
+        if exchange.reservation:  # (without a body, it reserved nothing and freed nothing)
+            self.server.budget.release(exchange)
         # Answered before its body arrived (a 401 or 413 before reading it): the rest of
         # the body would have to be read and thrown away, so the connection ends instead.
         if exchange.more_body:
