@@ -22,8 +22,9 @@ the load). Per request:
   second (the sweeper's and watchdog's timers), which the figures include.
 
 `--free S`: the same gateway loaded freely by wrk at 8 connections for S seconds, the
-stub answering at once or after 1 ms, and ping: requests per wake-up, syscalls and
-(timed, so noisy) CPU per request; what batching a slower upstream takes away.
+stub answering at once or one request after the other (1 or 2 ms each, as a
+single-process service like auth), and ping: wake-ups, syscalls and (timed, so noisy)
+CPU per request; what batching a slower upstream takes away.
 
 Instruction counts do not move with the machine's load; wake-ups and syscalls in lockstep
 do not either. CPU times are printed for reference only.
@@ -102,11 +103,14 @@ class Gateway:
     upstream: subprocess.Popen[bytes] | None = None
     token: str = ""
     log: Path | None = None
+    calls_file: Path | None = None  # set: the gateway counts calls on SIGUSR1/SIGUSR2
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("IGNY8_", "DEBUG"))}
         env["PYTHONPATH"] = str(self.tree)
         env["PYTHONHASHSEED"] = "0"
+        if self.calls_file is not None:
+            env["GWCOUNT_CALLS"] = str(self.calls_file)
         return env
 
     def start(self, workdir: Path) -> None:
@@ -139,10 +143,12 @@ class Gateway:
         # `nice` execs the command (and valgrind runs the program in its own process).
         return self.proc.pid
 
-    def start_upstream(self, *, batch: int = 1, delay_ms: float = 0.0) -> None:
+    def start_upstream(self, *, batch: int = 1, delay_ms: float = 0.0,
+                       service_ms: float = 0.0) -> None:
         stop(self.upstream)
         argv = [sys.executable, "-P", str(PROCS), "upstream", "--port", str(self.upstream_port),
-                "--batch", str(batch), "--delay-ms", str(delay_ms)]
+                "--batch", str(batch), "--delay-ms", str(delay_ms),
+                "--service-ms", str(service_ms)]
         if batch > 1:
             argv += ["--freeze-pid", str(self.pid)]
         self.upstream = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -352,16 +358,53 @@ def run_lockstep(gateway: Gateway, requests: int, warmup: int, *, instructions: 
     return cases
 
 
+def run_calls(gateway: Gateway, requests: int, warmup: int, space_ms: float
+              ) -> dict[str, dict[str, float]]:
+    """Function calls per request (Python and C, the event loop's thread), by function,
+    for each case: what a request runs, whatever the machine's speed."""
+    assert gateway.calls_file is not None
+    out: dict[str, dict[str, float]] = {}
+    for case in CASES:
+        if case.path == ME:
+            gateway.start_upstream(batch=case.batch, delay_ms=space_ms)
+        client = Lockstep(gateway, case.path, case.batch, space_ms)
+        try:
+            client.run(warmup)
+            n = max(1, requests // case.batch) * case.batch
+            gateway.calls_file.unlink(missing_ok=True)
+            os.kill(gateway.pid, signal.SIGUSR1)
+            time.sleep(0.2)
+            client.run(n)
+            os.kill(gateway.pid, signal.SIGUSR2)
+            client.run(case.batch)  # the handler runs once the loop wakes
+            deadline = time.monotonic() + 30
+            while not gateway.calls_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.2)
+            calls = json.loads(gateway.calls_file.read_text())
+        finally:
+            client.close()
+        out[case.name] = {name: count / n for name, count in calls.items()}
+        python = sum(v for k, v in out[case.name].items() if not k.startswith("C:"))
+        c_calls = sum(v for k, v in out[case.name].items() if k.startswith("C:"))
+        print(f"  {case.name}: {python:,.1f} Python and {c_calls:,.1f} C calls per request",
+              flush=True)
+    return out
+
+
 def run_free(gateway: Gateway, seconds: int) -> list[Case]:
-    """wrk at 8 connections: the stub at once, after 1 ms, and ping."""
+    """wrk at 8 connections: the stub answering at once, or one request after the other
+    at 1 and 2 ms each (a single-process service such as auth at ~1,000 and ~500
+    requests/s), and ping."""
     from bench import wrk
 
     cases = []
-    for name, path, delay in (("proxied /me, upstream at once", ME, 0.0),
-                              ("proxied /me, upstream after 1 ms", ME, 1.0),
-                              ("ping", PING, None)):
-        if delay is not None:
-            gateway.start_upstream(delay_ms=delay)
+    for name, path, service in (("proxied /me, upstream at once", ME, 0.0),
+                                ("proxied /me, upstream 1 ms each", ME, 1.0),
+                                ("proxied /me, upstream 2 ms each", ME, 2.0),
+                                ("ping", PING, None)):
+        if service is not None:
+            gateway.start_upstream(service_ms=service)
         url = f"http://127.0.0.1:{gateway.port}{path}"
         token = gateway.token if path == ME else None
         wrk.run(url, token=token, connections=8, seconds=1)  # warm
@@ -411,6 +454,8 @@ def main() -> None:
                              "this long after (0: at once, as fast as the machine goes)")
     parser.add_argument("--callgrind-space-ms", type=float, default=0.0,
                         help="the same under callgrind (about 50 times slower)")
+    parser.add_argument("--calls", action="store_true",
+                        help="count function calls per request instead (sys.setprofile)")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args()
@@ -421,7 +466,16 @@ def main() -> None:
                                   "callgrind_space_ms": args.callgrind_space_ms}
     with tempfile.TemporaryDirectory(prefix="igny8-gwcount-") as tmp:
         work = Path(tmp)
-        if not args.no_syscalls or args.free:
+        if args.calls:
+            gateway = Gateway(tree, args.loop, None, calls_file=work / "calls.json")
+            try:
+                gateway.start(work)
+                print("lockstep, native: function calls", flush=True)
+                results["calls"] = run_calls(gateway, args.requests, args.warmup,
+                                             args.space_ms)
+            finally:
+                gateway.close()
+        elif not args.no_syscalls or args.free:
             gateway = Gateway(tree, args.loop, None)
             try:
                 gateway.start(work)

@@ -5,8 +5,8 @@ Run as a script, not as `bench.…`, with the tree under test first on PYTHONPAT
 that one copy of it can start an older tree's gateway:
 
     python -P bench/gateway_count_procs.py gateway --port P --upstream URL --token-file F
-    python -P bench/gateway_count_procs.py upstream --port P [--delay-ms D] [--batch K
-                                                          --freeze-pid PID]
+    python -P bench/gateway_count_procs.py upstream --port P [--delay-ms D]
+                                  [--service-ms S] [--batch K --freeze-pid PID]
 
 The gateway is `gateway.server` as in production (its own HTTP/1.1 server, uvloop when
 installed, `create_app`'s pipeline and upstream client), with one difference: its
@@ -16,9 +16,11 @@ token it issued itself is verified once, then found in the verifier's cache.
 
 The upstream answers `GET` with a 200 and a JSON body the size of auth's `/me`, with the
 headers a service sends (`x-request-id`, `server-timing`). `--delay-ms` holds each answer
-that long. `--batch K` holds answers until K requests wait, then (after `--delay-ms`)
-writes all K while the gateway is stopped (SIGSTOP), so that the gateway finds the K
-answers in one wake-up whatever the machine's load.
+that long; `--service-ms` answers one request after the other, each that long after the
+previous one (a single-process service busy that long per request, as auth is).
+`--batch K` holds answers until K requests wait, then (after `--delay-ms`) writes all K
+while the gateway is stopped (SIGSTOP), so that the gateway finds the K answers in one
+wake-up whatever the machine's load.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import os
 import selectors
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -93,7 +96,8 @@ def _answer(request_head: bytes) -> bytes:
             % (len(ME_BODY), request_id, ME_BODY))
 
 
-def run_upstream(port: int, delay_ms: float, batch: int, freeze_pid: int | None) -> None:
+def run_upstream(port: int, delay_ms: float, batch: int, freeze_pid: int | None,
+                 service_ms: float = 0.0) -> None:
     """A single-threaded HTTP/1.1 server: keep-alive, GET only, answers as above."""
     listener = socket.create_server(("127.0.0.1", port), backlog=512)
     listener.setblocking(False)
@@ -102,6 +106,7 @@ def run_upstream(port: int, delay_ms: float, batch: int, freeze_pid: int | None)
     timers: list[tuple[float, int, socket.socket, bytes]] = []  # (due, seq, sock, answer)
     held: list[tuple[socket.socket, bytes]] = []
     seq = 0
+    busy_until = 0.0
     print("ready", flush=True)
     while True:
         timeout = max(0.0, timers[0][0] - time.monotonic()) if timers else None
@@ -128,10 +133,15 @@ def run_upstream(port: int, delay_ms: float, batch: int, freeze_pid: int | None)
                 answer = _answer(head)
                 if batch > 1:
                     held.append((client.sock, answer))
-                elif delay_ms > 0:
+                elif delay_ms > 0 or service_ms > 0:
+                    # A delay holds each answer; a service time queues them, one after
+                    # the other, like a single-process service busy that long per request.
+                    now = time.monotonic()
+                    due = now + delay_ms / 1000
+                    if service_ms > 0:
+                        due = busy_until = max(now, busy_until) + service_ms / 1000
                     seq += 1
-                    heapq.heappush(timers, (time.monotonic() + delay_ms / 1000, seq,
-                                            client.sock, answer))
+                    heapq.heappush(timers, (due, seq, client.sock, answer))
                 else:
                     client.sock.sendall(answer)
         if batch > 1 and len(held) >= batch:
@@ -219,6 +229,8 @@ def run_gateway(port: int, upstream: str, token_file: Path, loop: str) -> None:
             await session.close()
 
     app.router.lifespan_context = lifespan
+    if os.environ.get("GWCOUNT_CALLS"):
+        _count_calls_on_signals(Path(os.environ["GWCOUNT_CALLS"]))
     make_config = getattr(server, "server_config", None)
     if make_config is not None:
         config = make_config(settings, "127.0.0.1", port)
@@ -235,6 +247,34 @@ def run_gateway(port: int, upstream: str, token_file: Path, loop: str) -> None:
     asyncio.run(server.serve(app, config))
 
 
+def _count_calls_on_signals(out: Path) -> None:
+    """SIGUSR1 starts counting the event loop thread's function calls (Python and C),
+    SIGUSR2 stops and writes them to `out` as JSON: which functions a request calls, and
+    how often, whatever the machine's speed."""
+    import json
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            code = frame.f_code
+            counts[f"{code.co_filename}:{code.co_firstlineno}:{code.co_qualname}"] += 1
+        elif event == "c_call":
+            counts[f"C:{getattr(arg, '__qualname__', repr(arg))}"] += 1
+
+    def start(*_: Any) -> None:
+        counts.clear()
+        sys.setprofile(profile)
+
+    def stop(*_: Any) -> None:
+        sys.setprofile(None)
+        out.write_text(json.dumps(dict(counts.most_common())))
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     sub = parser.add_subparsers(dest="what", required=True)
@@ -248,11 +288,12 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--delay-ms", type=float, default=0.0)
     up.add_argument("--batch", type=int, default=1)
     up.add_argument("--freeze-pid", type=int, default=None)
+    up.add_argument("--service-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
     if args.what == "gateway":
         run_gateway(args.port, args.upstream, args.token_file, args.loop)
     else:
-        run_upstream(args.port, args.delay_ms, args.batch, args.freeze_pid)
+        run_upstream(args.port, args.delay_ms, args.batch, args.freeze_pid, args.service_ms)
 
 
 if __name__ == "__main__":
