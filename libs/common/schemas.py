@@ -188,14 +188,18 @@ def _validators(source: type[WriteModel], cls: type[WriteModel],
             continue
         if name in own:
             raise TypeError(f"{cls.__name__}.{name} would hide {source.__name__}.{name}")
-        names = [f for f in decorator.info.fields if f in fields]
+        names = (["*"] if "*" in decorator.info.fields
+                 else [f for f in decorator.info.fields if f in fields])
         if names:
-            copied[name] = _skipping_null(source, decorator.func, decorator.info.mode, names)
+            copied[name] = _skipping_null(source, decorator.func, decorator.info.mode, names,
+                                          fields)
     return copied
 
 
-def _skipping_null(source: type[WriteModel], func: Any, mode: str, names: list[str]) -> Any:
-    takes_none = {name for name in names if admits_none(source.model_fields[name].annotation)}
+def _skipping_null(source: type[WriteModel], func: Any, mode: str, names: list[str],
+                   fields: set[str]) -> Any:
+    takes_none = {name for name in (fields if names == ["*"] else names)
+                  if admits_none(source.model_fields[name].annotation)}
     # As pydantic calls a validator: with `info` if it takes one more positional argument.
     positional = [p for p in inspect.signature(func).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]

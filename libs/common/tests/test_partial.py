@@ -161,6 +161,27 @@ def test_a_validator_runs_on_null_only_where_the_create_body_takes_null() -> Non
     assert seen_by_note == [(None, "note"), ("hi", "note")]
 
 
+def test_a_validator_of_every_field_is_kept_for_every_field_kept() -> None:
+    class Loud(WriteModel):
+        a: str = ""
+        b: str | None = None
+        c: str = ""
+
+        @field_validator("*")
+        @classmethod
+        def _loud(cls, value: Any) -> Any:
+            return None if value is None else value.upper()
+
+    @partial_of(Loud, fixed={"c"})
+    class LoudUpdate(WriteModel):
+        pass
+
+    assert LoudUpdate.model_validate({"a": "x", "b": "y"}).model_dump(exclude_unset=True) == {
+        "a": "X", "b": "Y"}
+    assert LoudUpdate.model_validate({"b": None}).model_dump(exclude_unset=True) == {
+        "b": None}
+
+
 def test_null_is_taken_as_the_create_body_takes_it() -> None:
     # `serial` is not shown by the resource: its create type says whether null is allowed
     # (`serial: str | None` written by hand took a null the column cannot hold).
