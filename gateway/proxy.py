@@ -301,7 +301,10 @@ class Pipeline:
                                             apikey_allowed=resolved.apikey_allowed)
         if auth is not None:
             ctx.auth_ms = (time.perf_counter() - t) * 1000
-            _set_caller(ctx, auth.principal.account_id, auth.principal.user_id)
+            principal = auth.principal
+            ctx.account_id = principal.account_id
+            account_id_var.set(principal.account_id)
+            user_id_var.set(principal.user_id)
         return auth
 
     async def _verify(self, ctx: RequestRecord, head: RequestHead, resolved: Resolved,
@@ -315,7 +318,10 @@ class Pipeline:
                                      client, services)
         finally:
             ctx.auth_ms = (time.perf_counter() - t) * 1000
-        _set_caller(ctx, auth.principal.account_id, auth.principal.user_id)
+        principal = auth.principal
+        ctx.account_id = principal.account_id
+        account_id_var.set(principal.account_id)
+        user_id_var.set(principal.user_id)
         return auth
 
     async def _check(self, ctx: RequestRecord, credentials: str, resolved: Resolved,
@@ -635,12 +641,6 @@ class Pipeline:
             log.error("%s %s -> %d", ctx.method, ctx.path, ctx.status,
                       extra={"fields": {"status": ctx.status, "ms": round(elapsed * 1e3, 2)}})
         self.request_log.add(ctx)
-
-
-def _set_caller(ctx: RequestRecord, account_id: int, user_id: int) -> None:
-    ctx.account_id = account_id
-    account_id_var.set(account_id)
-    user_id_var.set(user_id)
 
 
 def _forwarded_traceparent(incoming: bytes | None) -> bytes:

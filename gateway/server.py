@@ -403,7 +403,7 @@ class HttpConnection(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.head_bytes = 0
-        self.head_started = time.monotonic()
+        self.head_started = self.last_heard  # when the bytes being parsed arrived
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -496,7 +496,11 @@ class HttpConnection(asyncio.Protocol):
             # requests) waits until it has, so unread answers never pile up here.
             self.next_after_drain = True
             return
-        self._next()
+        # (`_next`, inline: once per answer)
+        if self.exchanges:
+            self.exchanges[0].start()
+        if self.reading_paused:
+            self.resume_reading()
 
     def _next(self) -> None:
         if self.closed:
