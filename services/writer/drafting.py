@@ -30,20 +30,18 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
 from libs.common.ai.local import LocalEmbedder
 from services.writer import drafting_phrases as P
 from services.writer.brief import Brief, Draft, Link, outline_from_description
-from services.writer.readability import has_transition, is_passive
+from services.writer.drafting_words import Writer, lower_words, topic_of, without_keyphrase
 from services.writer.seo_checks import subheadings_matching
 from services.writer.serp import fit_meta_description, fit_meta_title, fit_slug
 from services.writer.text import (
     Keyphrase,
     count_words,
-    first_word_key,
     join_list,
     sentence_case,
     title_case,
@@ -52,12 +50,10 @@ from services.writer.text import (
 LOCAL_DRAFT_MODEL = "local-draft-brief-1"
 MIN_H2, MAX_H2 = 6, 10
 INTRO_MAX_WORDS = 120
-LONG_WORDS = 20
 SUBSECTION_AFTER_WORDS = 220
 PARAGRAPH_MAX_WORDS = 75
 MAX_FAQ = 8
 _FAQ_OUTLINE = re.compile(r"\b(?:faqs?|frequently asked questions)\b", re.IGNORECASE)
-_STEP_PREFIX = re.compile(r"^(?:step\s*\d+\s*[:.)-]\s*|#\d+\s*|\d+[.)]\s*)", re.IGNORECASE)
 
 _default_embedder: LocalEmbedder | None = None
 
@@ -75,95 +71,6 @@ def _esc(text: str) -> str:
 
 def _attr(text: str) -> str:
     return html_lib.escape(text, quote=True)
-
-
-def _lower_words(text: str) -> str:
-    """Lower-case a heading for use mid-sentence, keeping acronyms and brand capitals."""
-    out = []
-    for word in text.split():
-        inner_caps = any(c.isupper() for c in word[1:])
-        out.append(word if inner_caps or (word.isupper() and len(word) > 1) else word.lower())
-    return " ".join(out)
-
-
-_CLAUSE_START = frozenset(
-    [
-        "how",
-        "what",
-        "why",
-        "when",
-        "where",
-        "which",
-        "who",
-        "whether",
-        "should",
-        "can",
-        "do",
-        "does",
-        "is",
-        "are",
-        "will",
-        "your",
-        "our",
-        "choose",
-        "pick",
-        "find",
-        "get",
-        "make",
-        "use",
-        "avoid",
-        "decide",
-        "set",
-        "compare",
-        "check",
-        "start",
-        "buy",
-        "learn",
-    ]
-)
-
-
-def topic_of(heading: str, keyphrase: str) -> str:
-    """A heading as a phrase that reads inside a sentence ("Running Shoes: Buying Tips"
-    → "buying tips"). A heading that reads as a clause ("How We Picked", "Step 2: Set a
-    Budget") is quoted, so that a sentence refers to it rather than parsing it."""
-    text = _STEP_PREFIX.sub("", heading.strip()).rstrip("?:!. ")
-    if text.lower().startswith(keyphrase.lower() + ":"):
-        text = text[len(keyphrase) + 1 :].strip() or text
-    topic = _lower_words(text) or _lower_words(keyphrase)
-    first = topic.split(" ", 1)[0].lower()
-    if first in _CLAUSE_START:
-        return f"“{topic}”"
-    return topic
-
-
-def _without_keyphrase(topic: str, keyphrase: str) -> str:
-    """The topic without the keyphrase, for a draft whose keyphrase density runs high:
-    "how coffee works" → "how it works", "best coffee" → "the best", "coffee near me" →
-    "options near me", "how to choose coffee" → "how to choose it"."""
-    quoted = topic.startswith("“")
-    text = topic.strip("“”")
-    pattern = re.compile(r"\b" + re.escape(keyphrase) + r"\b", re.IGNORECASE)
-    m = pattern.search(text)
-    if not m:
-        return topic
-    before, after = text[: m.start()].strip(), text[m.end() :].strip()
-    last = before.split()[-1].lower() if before else ""
-    if before and (last in _CLAUSE_START or last in _PREPOSITIONS or not after):
-        rest = f"{before} it {after}".strip()
-    elif not before and after:
-        first = after.split()[0].lower()
-        rest = f"options {after}" if first in _PREPOSITIONS | {"vs", "near"} else f"the {after}"
-    elif before:
-        rest = f"{before} {after}".strip()
-    else:
-        rest = "this part"
-    return f"“{rest}”" if quoted else rest
-
-
-_PREPOSITIONS = frozenset(
-    ["with", "for", "about", "on", "of", "to", "from", "into", "in", "at", "by"]
-)
 
 
 # --------------------------------------------------------------------------------------
@@ -261,87 +168,6 @@ def _plan(brief: Brief, embedder: LocalEmbedder) -> _Plan:
 
 
 # --------------------------------------------------------------------------------------
-# The writer: picks sentences that keep the draft unique, varied and readable
-
-
-class _Writer:
-    """Keeps the sentences of one draft unique, never lets two in a row start alike,
-    and steers keyphrase density, transition words and long sentences while choosing."""
-
-    def __init__(self, kp: Keyphrase, target: int) -> None:
-        self.kp = kp
-        self.target = target
-        self.used: set[str] = set()
-        self.last_start = ""
-        self.sentences = 0
-        self.long = 0
-        self.transitions = 0
-        self.kp_hits = 0
-        self.words = 0
-
-    def _key(self, sentence: str) -> str:
-        return " ".join(sentence.lower().split())
-
-    def can_use(self, sentence: str) -> bool:
-        return self._key(sentence) not in self.used and first_word_key(sentence) != self.last_start
-
-    def note(self, sentence: str) -> str:
-        n, _, transition, hits = _features(sentence, self.kp)
-        self.used.add(self._key(sentence))
-        self.last_start = first_word_key(sentence)
-        self.sentences += 1
-        self.long += n > LONG_WORDS
-        self.transitions += transition
-        self.kp_hits += hits
-        return sentence
-
-    def note_heading(self, text: str) -> None:
-        self.kp_hits += self.kp.occurrences(text)
-
-    def density(self, extra_words: int = 0) -> float:
-        return 100.0 * self.kp_hits / max(1, self.words + extra_words)
-
-    def choose(self, candidates: Sequence[str]) -> str | None:
-        """The best usable candidate: fit to the rules first, then the first in order."""
-        best: tuple[int, int] | None = None
-        chosen = None
-        need_transition = self.transitions < 0.4 * (self.sentences + 1)
-        density = self.density()
-        for order, sentence in enumerate(candidates):
-            if not self.can_use(sentence):
-                continue
-            n, passive, transition, hits = _features(sentence, self.kp)
-            if passive:
-                continue
-            penalty = 0
-            if n > LONG_WORDS and self.long + 1 > 0.15 * (self.sentences + 1):
-                penalty += 4
-            if need_transition and not transition:
-                penalty += 1
-            if hits and density > 2.0:
-                penalty += 3 * hits
-            if not hits and density < 0.9:
-                penalty += 2
-            if penalty == 0:
-                return sentence
-            rank = (penalty, order)
-            if best is None or rank < best:
-                best, chosen = rank, sentence
-        return chosen
-
-
-@lru_cache(maxsize=32768)
-def _features(sentence: str, kp: Keyphrase) -> tuple[int, bool, bool, int]:
-    """Words, passive voice, transition word, keyphrase occurrences of a sentence."""
-    return (
-        count_words(sentence),
-        is_passive(sentence),
-        has_transition(sentence),
-        kp.occurrences(sentence),
-    )
-
-
-# --------------------------------------------------------------------------------------
 # Rendering
 
 
@@ -365,26 +191,27 @@ class _Drafter:
         self, brief: Brief, plan: _Plan, heading_with_kp: dict[str, bool], lean: int = 0
     ) -> None:
         self.brief = brief
-        self.lean = lean  # 0 full, 1-2 fewer fixed sentences (short targets)
+        self.lean = lean  # 0 full, 1-4 ever fewer fixed words (short targets)
         self.plan = plan
         self.kp = Keyphrase.of(brief.primary_keyword)
         self.kp_text = brief.primary_keyword
         self.kp_title = title_case(brief.primary_keyword)
         self.intent = brief.intent
         self.structure = brief.content_structure
-        self.writer = _Writer(self.kp, brief.target_word_count)
+        self.writer = Writer(self.kp, brief.target_word_count)
         self.with_kp = heading_with_kp
         digest = hashlib.sha256(f"{brief.title}|{brief.primary_keyword}".encode()).digest()
         self.seed = digest[0]
         self.subsection_headings: list[str] = []
         self.links_written = 0
         self.offset_words = 0  # words rendered elsewhere (the tail while the body renders)
+        self.section_words: list[int] = []
 
     # -- small builders ---------------------------------------------------------------
 
     def values(self, topic: str, **extra: str) -> dict[str, str]:
         if self.writer.density() > 1.8:
-            topic = _without_keyphrase(topic, self.kp_text)
+            topic = without_keyphrase(topic, self.kp_text)
         return {
             "kp": self.kp_text,
             "KP": sentence_case(self.kp_text),
@@ -423,8 +250,16 @@ class _Drafter:
     # -- the parts ----------------------------------------------------------------------
 
     def intro(self, out: _Out) -> None:
-        free = [s.topic for s in self.plan.sections if self.kp.share_in(s.topic) == 0]
-        topics = (free if len(free) >= 2 else [s.topic for s in self.plan.sections])[:3]
+        # The sections the answer turns on, those without the keyphrase first: a topic
+        # that holds it ("coffee near me" for "coffee") would repeat it in the sentence
+        # that already opens with it, so it is named without ("options near me").
+        topics = [s.topic for s in self.plan.sections if self.kp.share_in(s.topic) == 0]
+        topics += [
+            without_keyphrase(s.topic, self.kp_text)
+            for s in self.plan.sections
+            if self.kp.share_in(s.topic) > 0
+        ]
+        topics = [t for t in topics if not self.kp.occurrences(t)][:3] or topics[:1]
         template = (
             P.ANSWER_FIRST_HOW_TO if self.structure == "how_to" else P.ANSWER_FIRST[self.intent]
         )
@@ -442,7 +277,7 @@ class _Drafter:
         sentences.append(self.writer.note(P.INTRO_PLACEHOLDER[self.intent].format(kp=self.kp_text)))
         extra = dict(self.values(""), n_questions=str(len(self.plan.faq)))
         more = [m for m in P.INTRO_MORE if self.plan.faq or "{n_questions}" not in m]
-        more = more[: max(1, 4 - 2 * self.lean)]
+        more = more[: max(int(self.lean < 4), 4 - 2 * self.lean)]
         for template in more:
             candidate = _fmt(template, **extra)
             words = sum(count_words(s) for s in sentences) + count_words(candidate)
@@ -520,8 +355,11 @@ class _Drafter:
                 self.paragraph(out, [self.writer.note(also)])
         for j, keyword in enumerate(keywords):
             self.heading(out, 3, title_case(keyword))
-            kv = self.values(_lower_words(keyword), k=keyword, K=sentence_case(keyword))
-            sentences = [self.sentence(P.KEYWORD, offset + j, **kv)]
+            kv = self.values(lower_words(keyword), k=keyword, K=sentence_case(keyword))
+            keyword_pool: Sequence[str] = P.KEYWORD
+            if self.kp.occurrences(keyword):  # the writer's density steering picks
+                keyword_pool = [*P.KEYWORD, *P.KEYWORD_PLAIN]  # plain ones when dense
+            sentences = [self.sentence(keyword_pool, offset + j, **kv)]
             if self.lean < 2:
                 sentences.append(self.sentence(P.GUIDE, offset + 3 * j + 1, **kv))
             if not self.lean:
@@ -560,7 +398,7 @@ class _Drafter:
         self.writer.words = out.words + self.offset_words
 
     def fill(self, out: _Out, section: _Section, start: int, budget: int, offset: int) -> None:
-        topics = [section.topic, *(_lower_words(k) for k in section.keywords)]
+        topics = [section.topic, *(lower_words(k) for k in section.keywords)]
         since_heading = out.words - start
         paragraph: list[str] = []
         para_words = 0
@@ -600,7 +438,10 @@ class _Drafter:
     def table(self, out: _Out) -> None:
         self.heading(out, 2, self.engine_heading("table", P.TABLE_HEADINGS))
         self.paragraph(out, [self.writer.note(P.TABLE_LEAD)])
-        rows = [title_case(k) for k in self.brief.secondary_keywords[: 3 - min(1, self.lean)]]
+        # Rows named by secondary keywords, not those that repeat the keyphrase (three
+        # rows of "Cheap Coffee", "Coffee Guide" … would push its density over 3 %).
+        names = [k for k in self.brief.secondary_keywords if not self.kp.occurrences(k)]
+        rows = [title_case(k) for k in names[: 3 - min(1, self.lean)]]
         if len(rows) < 2:
             rows = ["Option A", "Option B", "Option C"]
         head = "".join(f"<th>{_esc(c)}</th>" for c in ("Option", *P.TABLE_COLUMNS))
@@ -622,12 +463,16 @@ class _Drafter:
             q = sentence_case(question.rstrip("?. ")) + "?"
             self.heading(out, 3, q)
             section = self.plan.sections[near]
+            short = self.lean >= 3
             if self.kp.in_text(section.heading) and self.writer.density() > 1.5:
-                answer = self.sentence(P.FAQ_ANSWER_BY_NUMBER, i, n=str(near + 1))
+                by_number = P.FAQ_ANSWER_SHORT_BY_NUMBER if short else P.FAQ_ANSWER_BY_NUMBER
+                answer = self.sentence(by_number, i, n=str(near + 1))
             else:
-                answer = self.sentence(P.FAQ_ANSWER, i, h=section.heading)
+                # "?" or "!" inside the quote would end the sentence there ("above." alone)
+                h = section.heading.rstrip("?!. ")
+                answer = self.sentence(P.FAQ_ANSWER_SHORT if short else P.FAQ_ANSWER, i, h=h)
             placeholder = P.FAQ_PLACEHOLDER.format(q=question)
-            if self.kp.in_text(question) and self.writer.density() > 1.5:
+            if self.lean >= 4 or (self.kp.in_text(question) and self.writer.density() > 1.5):
                 placeholder = P.FAQ_PLACEHOLDER_PLAIN.format(n=i + 1)
             self.paragraph(out, [answer or "", self.writer.note(placeholder)])
 
@@ -645,8 +490,10 @@ class _Drafter:
         out.add("<ul>" + "".join(f"<li>{_esc(i)}</li>" for i in items) + "</ul>", " ".join(items))
         self.paragraph(out, [self.writer.note(P.CLOSING_CTA)])
 
-    def render(self) -> str:
-        """The article's HTML."""
+    def render(self, fixed: Sequence[int] = ()) -> str:
+        """The article's HTML. `fixed`: each body section's words without filler (from
+        a render with `fixed_sizes`), so that the filler of early sections leaves room
+        for the fixed parts (subsections, links, images) of later ones."""
         target = self.brief.target_word_count
         tail = _Out()
         if self.plan.table:
@@ -662,11 +509,25 @@ class _Drafter:
         self.writer.note_heading(self.brief.title)
         self.intro(head)
         sections = self.plan.sections
+        self.section_words = []
         for i, section in enumerate(sections):
             left = len(sections) - i
-            budget = max(40, math.floor((target - head.words - tail.words) / left))
+            later = sum(fixed[i + 1 :]) if fixed else 0
+            own = fixed[i] if fixed else 0
+            # No floor: when the fixed parts (intro, FAQ, subsections) have spent the
+            # target, a section gets no filler rather than words over it.
+            slack = target - head.words - tail.words - later - own
+            budget = max(0, own + math.floor(slack / left)) if fixed else max(0, slack // left)
+            start = head.words
             self.body_section(head, i, section, budget)
+            self.section_words.append(head.words - start)
         return "".join(head.parts) + "".join(tail.parts)
+
+    def fixed_sizes(self) -> list[int]:
+        """Each body section's words with no filler at all (a dry render)."""
+        self.brief = self.brief.model_copy(update={"target_word_count": 0})
+        self.render()
+        return self.section_words
 
 
 def _comment(brief: Brief) -> str:
@@ -695,6 +556,11 @@ def _headings(html: str) -> list[str]:
     return [html_lib.unescape(m) for m in re.findall(r"<h[23]>(.*?)</h[23]>", html)]
 
 
+def _render(brief: Brief, plan: _Plan, choice: dict[str, bool], lean: int) -> str:
+    fixed = _Drafter(brief, plan, choice, lean).fixed_sizes()
+    return _Drafter(brief, plan, choice, lean).render(fixed)
+
+
 def _balance(brief: Brief, plan: _Plan, lean: int) -> str:
     """Render, then make 30-75 % of the H2/H3 use the keyphrase (Yoast's band), aiming
     at the middle (at the low end when the keyphrase is already dense): first by choosing
@@ -703,7 +569,7 @@ def _balance(brief: Brief, plan: _Plan, lean: int) -> str:
     kp = Keyphrase.of(brief.primary_keyword)
     keys = ["closing", *(["faq"] if plan.faq else []), *(["table"] if plan.table else [])]
     choice = dict.fromkeys(keys, True)
-    html = _Drafter(brief, plan, choice, lean).render()
+    html = _render(brief, plan, choice, lean)
     for _ in range(4):
         headings = _headings(html)
         matches = subheadings_matching(kp, headings)
@@ -731,7 +597,7 @@ def _balance(brief: Brief, plan: _Plan, lean: int) -> str:
                     changed = True
         if not changed:
             break
-        html = _Drafter(brief, plan, choice, lean).render()
+        html = _render(brief, plan, choice, lean)
     return html
 
 
@@ -761,7 +627,7 @@ def draft_local(brief: Brief, *, embedder: LocalEmbedder | None = None) -> Draft
     target = brief.target_word_count
     kp = Keyphrase.of(brief.primary_keyword)
     best: tuple[tuple[bool, float], str, _Plan] | None = None
-    for lean in range(4):  # ever leaner until the length and the keyphrase density fit
+    for lean in range(5):  # ever leaner until the length and the keyphrase density fit
         plan = _plan(brief, embed)
         body = _balance(brief, plan, lean)
         miss = abs(html_word_count(body) - target) / target

@@ -211,6 +211,17 @@ KEYWORD = (
     "{K} is a common angle on this topic.",
 )
 
+# The same, without repeating the keyword (the H3 above names it): for a keyword that
+# holds the keyphrase, once the draft's keyphrase density runs high.
+KEYWORD_PLAIN = (
+    "If this is what you searched for, this part applies to you.",
+    "This angle fits here too, and the same checks apply.",
+    "Here, look at the same points with a little more care.",
+    "Readers asking about this angle will find the key points here.",
+    "Also, this angle needs its own short answer.",
+    "It is a common angle on this topic.",
+)
+
 PLACEHOLDERS = {
     "informational": (
         "[Add a fact: a clear figure or date about {t}, with its source.]",
@@ -312,6 +323,19 @@ FAQ_ANSWER_BY_NUMBER = (
     "In short, see section {n} above for what this depends on.",
     "The answer comes back to section {n}, covered above.",
     "For the points that decide it, read section {n} above.",
+)
+# Shorter pointers, for a draft whose fixed parts alone would overshoot a short target.
+FAQ_ANSWER_SHORT = (
+    "See “{h}” above.",
+    "More in “{h}” above.",
+    "“{h}” above has the details.",
+    "Start with “{h}” above.",
+)
+FAQ_ANSWER_SHORT_BY_NUMBER = (
+    "See section {n} above.",
+    "More in section {n} above.",
+    "Section {n} above has the details.",
+    "Start with section {n} above.",
 )
 FAQ_PLACEHOLDER = "[Add a fact: a direct, sourced answer to “{q}”.]"
 FAQ_PLACEHOLDER_PLAIN = "[Add a fact: a direct, sourced answer to question {n}.]"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, seed, settings
 from hypothesis import strategies as st
 
 from services.writer.brief import Brief, Link
@@ -179,8 +179,160 @@ def _sentences(html: str) -> list[str]:
     return [" ".join(s.lower().split()) for b in doc.prose for s in split_sentences(b.text)]
 
 
+# Briefs the engine once failed on (found with 2,000+ examples over several seeds, some
+# shrunk); all at short targets, where the fixed parts (intro, FAQ, subsections) are most
+# of the words.
+REGRESSIONS = [
+    # 534 words for 500: the filler of early sections left no room for the fixed
+    # parts of later ones, and every section got at least 40 words.
+    Brief(
+        title="Best Solar Panels: The Complete Guide",
+        outline=(
+            "What to Know First",
+            "How Solar Panels Works",
+            "Getting Started with Solar Panels",
+        ),
+        primary_keyword="best solar panels",
+        secondary_keywords=(
+            "cheap solar panels",
+            "how to choose solar panels",
+            "solar panels near me",
+        ),
+        question_keywords=(
+            "how to solar panels",
+            "what is solar panels",
+            "is solar panels worth it",
+            "can you solar panels at home",
+            "why does solar panels cost so much",
+            "how long does solar panels last",
+        ),
+        intent="informational",
+        content_structure="article",
+        target_word_count=500,
+        cluster_name="Solar Panels",
+        in_article_images=1,
+    ),
+    # Six FAQ entries of ~25 words each and five subsections: over 5 % even at its
+    # leanest, until the FAQ's pointers got shorter.
+    Brief(
+        title="Everything About Tax Return Price in 2025",
+        outline=(
+            "FAQ",
+            "The Verdict",
+            "Is Tax Return Right for You?",
+            "Getting Started with Tax Return",
+        ),
+        primary_keyword="tax return price",
+        secondary_keywords=(
+            "how to choose wedding dress",
+            "tax return for beginners",
+            "how to choose sourdough bread",
+            "cheap tax return",
+            "tax return guide",
+            "cheap sourdough bread",
+            "best sourdough bread",
+            "wedding dress for beginners",
+        ),
+        question_keywords=(
+            "can you tax return at home",
+            "how long does tax return last",
+            "which tax return is best",
+            "what is tax return",
+            "why does tax return cost so much",
+            "is tax return worth it",
+        ),
+        intent="navigational",
+        content_structure="listicle",
+        target_word_count=500,
+        cluster_name="Tax Return",
+        in_article_images=1,
+        internal_links=(
+            Link(title="More about tax return", url="/blog/tax-return"),
+            Link(title="Tax Return Price", url="/same-topic"),
+        ),
+        outbound_links=(Link(title="An official source", url="https://example.org/source"),),
+    ),
+    # Keyphrase density 3.02 %: a one-word keyphrase in every secondary keyword (so in
+    # every section's topic), named four times in the intro's first sentence.
+    Brief(
+        title="Coffee: The Complete Guide",
+        primary_keyword="coffee",
+        secondary_keywords=(
+            "coffee near me",
+            "coffee for beginners",
+            "coffee guide",
+            "how to choose coffee",
+        ),
+        question_keywords=(
+            "what is coffee",
+            "how to coffee",
+            "can you coffee at home",
+            "what are the benefits of coffee",
+            "should i buy coffee",
+        ),
+        intent="informational",
+        content_structure="article",
+        target_word_count=500,
+        cluster_name="Coffee",
+        in_article_images=1,
+    ),
+    # Keyphrase density 3.03 % (shrunk): six FAQ questions and the H1 hold "coffee".
+    Brief(
+        title="Coffee: The Complete Guide",
+        primary_keyword="coffee",
+        secondary_keywords=("best coffee",),
+        question_keywords=(
+            "how long does coffee last",
+            "how to coffee",
+            "what is coffee",
+            "is coffee worth it",
+            "can you coffee at home",
+            "why does coffee cost so much",
+        ),
+        intent="informational",
+        content_structure="article",
+        target_word_count=500,
+        cluster_name="Coffee",
+        in_article_images=1,
+    ),
+    # Keyphrase density 3.38 %: table rows and keyword sentences repeating "air fryer".
+    Brief(
+        title="Air Fryer: The Complete Guide",
+        outline=("FAQ", "Air Fryer Compared"),
+        primary_keyword="air fryer",
+        secondary_keywords=(
+            "how to choose air fryer",
+            "air fryer guide",
+            "cheap air fryer",
+            "best air fryer",
+            "air fryer near me",
+            "air fryer for beginners",
+        ),
+        question_keywords=("how long does air fryer last", "can you air fryer at home"),
+        intent="informational",
+        content_structure="comparison",
+        target_word_count=584,
+        cluster_name="Air Fryer",
+        in_article_images=2,
+    ),
+]
+
+
+# The examples come from a fixed seed, not from the test's source: with
+# `derandomize=True` they were seeded by a hash of this function's text, so renaming a
+# variable picked other briefs (and once, failing ones). No example database either:
+# every run checks the same briefs.
+@example(brief=REGRESSIONS[0])
+@example(brief=REGRESSIONS[1])
+@example(brief=REGRESSIONS[2])
+@example(brief=REGRESSIONS[3])
+@example(brief=REGRESSIONS[4])
+@seed(20261203)
 @settings(
-    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 @given(brief=briefs())
 def test_every_local_draft_meets_the_contract(brief: Brief) -> None:
