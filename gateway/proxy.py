@@ -301,10 +301,7 @@ class Pipeline:
                                             apikey_allowed=resolved.apikey_allowed)
         if auth is not None:
             ctx.auth_ms = (time.perf_counter() - t) * 1000
-            principal = auth.principal
-            ctx.account_id = principal.account_id
-            account_id_var.set(principal.account_id)
-            user_id_var.set(principal.user_id)
+            _set_caller(ctx, auth)
         return auth
 
     async def _verify(self, ctx: RequestRecord, head: RequestHead, resolved: Resolved,
@@ -318,10 +315,7 @@ class Pipeline:
                                      client, services)
         finally:
             ctx.auth_ms = (time.perf_counter() - t) * 1000
-        principal = auth.principal
-        ctx.account_id = principal.account_id
-        account_id_var.set(principal.account_id)
-        user_id_var.set(principal.user_id)
+        _set_caller(ctx, auth)
         return auth
 
     async def _check(self, ctx: RequestRecord, credentials: str, resolved: Resolved,
@@ -641,6 +635,14 @@ class Pipeline:
             log.error("%s %s -> %d", ctx.method, ctx.path, ctx.status,
                       extra={"fields": {"status": ctx.status, "ms": round(elapsed * 1e3, 2)}})
         self.request_log.add(ctx)
+
+
+def _set_caller(ctx: RequestRecord, auth: Authenticated) -> None:
+    """The request's caller, in its record and in the logs' context."""
+    principal = auth.principal
+    ctx.account_id = principal.account_id
+    account_id_var.set(principal.account_id)
+    user_id_var.set(principal.user_id)
 
 
 def _forwarded_traceparent(incoming: bytes | None) -> bytes:
