@@ -301,6 +301,21 @@ CASES = [Case("proxied /me, batch 1", ME, 1), Case("proxied /me, batch 8", ME, 8
          Case("ping, batch 1", PING, 1), Case("ping, batch 8", PING, 8)]
 
 
+@contextlib.contextmanager
+def warmed(gateway: Gateway, case: Case, requests: int, warmup: int, space_ms: float
+           ) -> Iterator[tuple[Lockstep, int]]:
+    """The case's stub and clients, warmed up, and how many requests to measure (whole
+    rounds)."""
+    if case.path == ME:
+        gateway.start_upstream(batch=case.batch, delay_ms=space_ms)
+    client = Lockstep(gateway, case.path, case.batch, space_ms)
+    try:
+        client.run(warmup)
+        yield client, max(1, requests // case.batch) * case.batch
+    finally:
+        client.close()
+
+
 def _callgrind(command: str, pid: int) -> None:
     subprocess.run(["callgrind_control", command, str(pid)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -322,12 +337,7 @@ def run_lockstep(gateway: Gateway, requests: int, warmup: int, *, instructions: 
         idle_rate = last_dump_instructions(gateway.pid, dump_dir) / 10
         print(f"  idle: {idle_rate:,.0f} instructions per second", flush=True)
     for case in cases:
-        if case.path == ME:
-            gateway.start_upstream(batch=case.batch, delay_ms=space_ms)
-        client = Lockstep(gateway, case.path, case.batch, space_ms)
-        try:
-            client.run(warmup)
-            n = max(1, requests // case.batch) * case.batch
+        with warmed(gateway, case, requests, warmup, space_ms) as (client, n):
             if instructions:
                 assert dump_dir is not None
                 _callgrind("-z", gateway.pid)
@@ -349,8 +359,6 @@ def run_lockstep(gateway: Gateway, requests: int, warmup: int, *, instructions: 
                 case.counts.update({k: v / n for k, v in counts.items()})
                 case.counts["wakeups"] = (after["wakeups"] - before["wakeups"]) / n
                 case.counts["cpu_us"] = (after["cpu_s"] - before["cpu_s"]) / n * 1e6
-        finally:
-            client.close()
         print(f"  {case.name}: " + ", ".join(f"{k} {v:,.2f}" for k, v in case.counts.items()),
               flush=True)
     if instructions:
@@ -365,12 +373,7 @@ def run_calls(gateway: Gateway, requests: int, warmup: int, space_ms: float
     assert gateway.calls_file is not None
     out: dict[str, dict[str, float]] = {}
     for case in CASES:
-        if case.path == ME:
-            gateway.start_upstream(batch=case.batch, delay_ms=space_ms)
-        client = Lockstep(gateway, case.path, case.batch, space_ms)
-        try:
-            client.run(warmup)
-            n = max(1, requests // case.batch) * case.batch
+        with warmed(gateway, case, requests, warmup, space_ms) as (client, n):
             gateway.calls_file.unlink(missing_ok=True)
             os.kill(gateway.pid, signal.SIGUSR1)
             time.sleep(0.2)
@@ -382,8 +385,6 @@ def run_calls(gateway: Gateway, requests: int, warmup: int, space_ms: float
                 time.sleep(0.1)
             time.sleep(0.2)
             calls = json.loads(gateway.calls_file.read_text())
-        finally:
-            client.close()
         out[case.name] = {name: count / n for name, count in calls.items()}
         python = sum(v for k, v in out[case.name].items() if not k.startswith("C:"))
         c_calls = sum(v for k, v in out[case.name].items() if k.startswith("C:"))
