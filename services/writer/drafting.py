@@ -211,7 +211,7 @@ class _Drafter:
 
     def values(self, topic: str, **extra: str) -> dict[str, str]:
         if self.writer.density() > 1.8:
-            topic = without_keyphrase(topic, self.kp_text)
+            topic = without_keyphrase(topic, self.kp)
         return {
             "kp": self.kp_text,
             "KP": sentence_case(self.kp_text),
@@ -255,7 +255,7 @@ class _Drafter:
         # that already opens with it, so it is named without ("options near me").
         topics = [s.topic for s in self.plan.sections if self.kp.share_in(s.topic) == 0]
         topics += [
-            without_keyphrase(s.topic, self.kp_text)
+            without_keyphrase(s.topic, self.kp)
             for s in self.plan.sections
             if self.kp.share_in(s.topic) > 0
         ]
@@ -619,6 +619,29 @@ def _meta_sentences(brief: Brief, plan: _Plan) -> list[str]:
     return sentences
 
 
+def meta_title(brief: Brief) -> str:
+    """The SEO title: the keyphrase, then the title's rest or the first extra that makes
+    it 400-600 px. The last extras are long, for a short keyphrase whose title does not
+    start with it ("How to Pick Air Fryer"): the others leave it under 400 px."""
+    extras = (
+        {
+            "how_to": "A Step-by-Step Guide",
+            "review": "An Honest Review Checklist",
+            "comparison": "The Options Compared",
+            "listicle": "The Options Worth a Look",
+            "landing_page": "What You Get and How to Start",
+            "guide": "A Practical Guide",
+            "article": "What to Know Before You Start",
+        }[brief.content_structure],
+        "What to Know",
+        "A Practical Guide for Beginners",
+        "Everything You Need to Know",
+        "Everything You Need to Know Before You Start",
+        "A Practical Guide: What to Know and What to Check",
+    )
+    return fit_meta_title(brief.primary_keyword, brief.title, extras)
+
+
 def draft_local(brief: Brief, *, embedder: LocalEmbedder | None = None) -> Draft:
     """A brief-grade draft of `brief`; see the module docstring for the contract."""
     from services.writer.document import html_word_count
@@ -640,28 +663,11 @@ def draft_local(brief: Brief, *, embedder: LocalEmbedder | None = None) -> Draft
     assert best is not None
     _, body, plan = best
     html = _comment(brief) + body
-    extras = tuple(
-        t.replace("{KP}", title_case(brief.primary_keyword))
-        for t in (
-            {
-                "how_to": "A Step-by-Step Guide",
-                "review": "An Honest Review Checklist",
-                "comparison": "The Options Compared",
-                "listicle": "The Options Worth a Look",
-                "landing_page": "What You Get and How to Start",
-                "guide": "A Practical Guide",
-                "article": "What to Know Before You Start",
-            }[brief.content_structure],
-            "What to Know",
-            "A Practical Guide for Beginners",
-            "Everything You Need to Know",
-        )
-    )
     meta_description = fit_meta_description(_meta_sentences(brief, plan), brief.primary_keyword)
     return Draft(
         title=brief.title,
         html=html,
-        meta_title=fit_meta_title(brief.primary_keyword, brief.title, extras),
+        meta_title=meta_title(brief),
         meta_description=meta_description,
         slug=fit_slug(brief.primary_keyword),
         primary_keyword=brief.primary_keyword,

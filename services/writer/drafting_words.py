@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from services.writer.readability import has_transition, is_passive
-from services.writer.text import Keyphrase, count_words, first_word_key
+from services.writer.text import WORD, Keyphrase, count_words, first_word_key, stem
 
 LONG_WORDS = 20
 STEP_PREFIX = re.compile(r"^(?:step\s*\d+\s*[:.)-]\s*|#\d+\s*|\d+[.)]\s*)", re.IGNORECASE)
@@ -76,20 +76,45 @@ def topic_of(heading: str, keyphrase: str) -> str:
     return topic
 
 
-def without_keyphrase(topic: str, keyphrase: str) -> str:
+def keyphrase_span(text: str, kp: Keyphrase) -> tuple[int, int] | None:
+    """Where `text` names the keyphrase: the phrase itself, or else the shortest run of
+    words that holds all its content words ("home insurance" in "best home insurance"
+    for "home insurance at home"; the optimizer counts that as the keyphrase too)."""
+    pattern = re.compile(r"\b" + re.escape(kp.text) + r"\b", re.IGNORECASE)
+    m = pattern.search(text)
+    if m:
+        return m.start(), m.end()
+    words = list(WORD.finditer(text))
+    wanted = set(kp.stems)
+    best: tuple[int, int] | None = None
+    for i in range(len(words)):
+        have: set[str] = set()
+        for j in range(i, len(words)):
+            have.add(stem(words[j].group()))
+            if wanted <= have:
+                if best is None or j - i < best[1] - best[0]:
+                    best = (i, j)
+                break
+    if best is None:
+        return None
+    return words[best[0]].start(), words[best[1]].end()
+
+
+def without_keyphrase(topic: str, kp: Keyphrase) -> str:
     """The topic without the keyphrase, for a draft whose keyphrase density runs high:
-    "how coffee works" → "how it works", "best coffee" → "the best", "coffee near me" →
+    "how coffee works" → "how it works", "best coffee" → "the best option", "coffee near me" →
     "options near me", "how to choose coffee" → "how to choose it"."""
     quoted = topic.startswith("“")
     text = topic.strip("“”")
-    pattern = re.compile(r"\b" + re.escape(keyphrase) + r"\b", re.IGNORECASE)
-    m = pattern.search(text)
-    if not m:
+    span = keyphrase_span(text, kp) if kp else None
+    if span is None:
         return topic
-    before, after = text[: m.start()].strip(), text[m.end() :].strip()
+    before, after = text[: span[0]].strip(), text[span[1] :].strip()
     last = before.split()[-1].lower() if before else ""
-    if before and (last in _CLAUSE_START or last in _PREPOSITIONS or not after):
+    if before and (last in _CLAUSE_START or last in _PREPOSITIONS):
         rest = f"{before} it {after}".strip()
+    elif before and not after:  # "best coffee", "cheap coffee"
+        rest = f"the {before} option"
     elif not before and after:
         first = after.split()[0].lower()
         rest = f"options {after}" if first in _PREPOSITIONS | {"vs", "near"} else f"the {after}"
