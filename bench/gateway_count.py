@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.gateway_count_procs import freeze, thaw
+from libs.common.embedded import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCS = Path(__file__).resolve().parent / "gateway_count_procs.py"
@@ -78,16 +79,12 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> N
 
 
 def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stopped even when frozen (SIGCONT first: a stopped process would not see SIGTERM)."""
     if proc is None or proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(proc.pid, signal.SIGCONT)
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc, 30)
 
 
 # ---- the processes ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 PG_SYSTEM_USER = "embedded_postgres"
 
@@ -54,6 +54,20 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
         libc.prctl(1, sig)  # PR_SET_PDEATHSIG
 
     return _set
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, grace: float,
+                 sig: int = signal.SIGTERM) -> None:
+    """Ask `proc` to stop with `sig`, kill it if it has not within `grace` seconds, and
+    return once it is gone (reaped: no zombie, its exit code read)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class ExitedEarly(RuntimeError):
@@ -215,14 +229,8 @@ class EmbeddedPostgres:
         return result.returncode == 0
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGINT)  # fast shutdown: clean, without waiting for clients
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        # SIGINT: PostgreSQL's fast shutdown, clean, without waiting for clients.
+        stop_process(self.proc, timeout, signal.SIGINT)
 
 
 def nats_server_binary() -> str:
@@ -284,14 +292,7 @@ class EmbeddedNats:
                     timeout, "NATS", self.proc, self.log_path, log_from)
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL (a crash: nothing flushed, no goodbye to clients); `start` brings it back

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from igny8.tests.running import Platform
-from libs.common.embedded import free_port
+from libs.common.embedded import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
@@ -99,12 +99,7 @@ def prometheus(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> 
             time.sleep(0.5)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 30)
         log.close()
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from libs.common.embedded import die_with_parent, free_port
+from libs.common.embedded import die_with_parent, free_port, stop_process
 
 _PORTS = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
 
@@ -149,13 +149,7 @@ class SeaweedS3:
 
     def stop(self, grace: float = 0.5) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, grace)
         for port in self.ports.values():
             for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):  # noqa: S108
                 with contextlib.suppress(OSError):
