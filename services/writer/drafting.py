@@ -206,6 +206,7 @@ class _Drafter:
         self.links_written = 0
         self.offset_words = 0  # words rendered elsewhere (the tail while the body renders)
         self.section_words: list[int] = []
+        self.dry = False  # no filler at all (fixed_sizes)
 
     # -- small builders ---------------------------------------------------------------
 
@@ -247,6 +248,14 @@ class _Drafter:
         chosen = with_kp if self.with_kp.get(key, True) else without
         return sentence_case(chosen.replace("{KP}", self.kp_title).replace("{kp}", self.kp_text))
 
+    def heading_hits(self) -> int:
+        """The keyphrase's occurrences in the headings the plan fixes: the H1, the body
+        sections, their keyword subsections and the FAQ's questions."""
+        texts = [self.brief.title, *(q for q, _ in self.plan.faq)]
+        for section in self.plan.sections:
+            texts += [section.heading, *section.keywords]
+        return sum(self.kp.occurrences(t) for t in texts)
+
     # -- the parts ----------------------------------------------------------------------
 
     def intro(self, out: _Out) -> None:
@@ -274,7 +283,10 @@ class _Drafter:
             if count_words(first) <= 24:
                 break
         sentences = [self.writer.note(first)]
-        sentences.append(self.writer.note(P.INTRO_PLACEHOLDER[self.intent].format(kp=self.kp_text)))
+        placeholder = P.INTRO_PLACEHOLDER[self.intent].format(kp=self.kp_text)
+        if 100 * (self.heading_hits() + 2) / self.brief.target_word_count > 2.5:
+            placeholder = P.INTRO_PLACEHOLDER_PLAIN[self.intent]
+        sentences.append(self.writer.note(placeholder))
         extra = dict(self.values(""), n_questions=str(len(self.plan.faq)))
         more = [m for m in P.INTRO_MORE if self.plan.faq or "{n_questions}" not in m]
         more = more[: max(int(self.lean < 4), 4 - 2 * self.lean)]
@@ -494,7 +506,7 @@ class _Drafter:
         """The article's HTML. `fixed`: each body section's words without filler (from
         a render with `fixed_sizes`), so that the filler of early sections leaves room
         for the fixed parts (subsections, links, images) of later ones."""
-        target = self.brief.target_word_count
+        target = 0 if self.dry else self.brief.target_word_count
         tail = _Out()
         if self.plan.table:
             self.table(tail)
@@ -525,7 +537,7 @@ class _Drafter:
 
     def fixed_sizes(self) -> list[int]:
         """Each body section's words with no filler at all (a dry render)."""
-        self.brief = self.brief.model_copy(update={"target_word_count": 0})
+        self.dry = True
         self.render()
         return self.section_words
 

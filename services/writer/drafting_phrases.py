@@ -44,6 +44,15 @@ INTRO_PLACEHOLDER = {
     "navigational": "[Add a detail: the official page or contact for “{kp}”.]",
 }
 
+# The same without the keyphrase, for a draft whose headings (H1, sections, keyword
+# subsections, FAQ questions) already spend most of its keyphrase budget (3 %).
+INTRO_PLACEHOLDER_PLAIN = {
+    "informational": "[Add a fact: the one-line answer to the title's question, with its source.]",
+    "commercial": "[Add a fact: the pick you recommend and why, with a source.]",
+    "transactional": "[Add a detail: the price, terms or delivery that matter here.]",
+    "navigational": "[Add a detail: the official page or contact the reader is after.]",
+}
+
 INTRO_MORE = (
     "This {unit} takes each point in turn, in plain words.",
     "Each section ends with what to check, so you can {goal}.",
