@@ -415,16 +415,23 @@ class _Drafter:
         paragraph: list[str] = []
         para_words = 0
         sub = 0
-        round_ = 0
+        round_ = misses = 0
+        widened = False
         while out.words + para_words - start < budget - 6:
             topic = topics[round_ % len(topics)]
             pool = self.fill_pool(section, topic)
             s = self.sentence(pool, offset + round_ * 3, **self.values(topic))
             round_ += 1
-            if s is None:
-                if round_ > 4 * len(topics) + 8:
-                    break
+            if s is None:  # many misses in a row: this section's topics are used up
+                misses += 1
+                if misses > 4 * len(topics) + 8:
+                    if widened:
+                        break
+                    # A long draft: relate the section to the others' topics too.
+                    others = [x.topic for x in self.plan.sections if x.topic not in topics]
+                    topics, widened, misses = [*topics, *others], True, 0
                 continue
+            misses = 0
             paragraph.append(s)
             para_words += count_words(s)
             since_heading += count_words(s)
