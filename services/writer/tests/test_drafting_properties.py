@@ -385,6 +385,62 @@ REGRESSIONS = [
     ),
 ]
 
+# Known to fail (found with seed 13 and 2,000 examples, the last minutes of a session):
+# the largest brief the strategy makes (12 outline headings, 8 secondary keywords, 6
+# questions, a comparison table) at 500 words drafts 531, over the ±5 % bound, even at
+# the engine's leanest level. Kept here so that the fix (a leaner level that folds the
+# keyword subsections) turns this example's xfail into a pass to remove.
+TOO_LONG_AT_500_WORDS = Brief(
+    title="Tax Return Tips: The Complete Guide",
+    description="",
+    outline=(
+        "Is Tax Return Right for You?",
+        "Costs and Time Involved",
+        "Getting Started with Tax Return",
+        "What to Know First",
+        "How Tax Return Works",
+        "Step 1: Set a Goal",
+        "Common Tax Return Mistakes",
+        "Where to Learn More",
+        "Pros and Cons",
+        "Our Top Picks",
+        "How We Tested",
+        "Safety Tips",
+    ),
+    primary_keyword="tax return tips",
+    secondary_keywords=(
+        "cheap standing desk",
+        "tax return for beginners",
+        "best standing desk",
+        "tax return near me",
+        "best tax return",
+        "cheap tax return",
+        "how to choose tax return",
+        "tax return guide",
+    ),
+    question_keywords=(
+        "is tax return worth it",
+        "how to tax return",
+        "what is tax return",
+        "should i buy tax return",
+        "can you tax return at home",
+        "how long does tax return last",
+    ),
+    intent="informational",
+    content_type="post",
+    content_structure="comparison",
+    target_word_count=500,
+    cluster_name="Tax Return",
+    author=None,
+    prompt_override=None,
+    internal_links=(
+        Link(title="More about tax return", url="/blog/tax-return"),
+        Link(title="Our buying guide", url="/guides/buying"),
+    ),
+    outbound_links=(Link(title="An official source", url="https://example.org/source"),),
+    in_article_images=3,
+)
+
 
 # The examples come from a fixed seed, not from the test's source: with
 # `derandomize=True` they were seeded by a hash of this function's text, so renaming a
@@ -399,6 +455,9 @@ REGRESSIONS = [
 @example(brief=REGRESSIONS[6])
 @example(brief=REGRESSIONS[7])
 @example(brief=REGRESSIONS[8])
+@example(brief=TOO_LONG_AT_500_WORDS).xfail(
+    raises=AssertionError, reason="531 words for 500: the engine's leanest level is too long"
+)
 @seed(20261203)
 @settings(
     max_examples=200,
