@@ -191,7 +191,7 @@ class _Drafter:
         self, brief: Brief, plan: _Plan, heading_with_kp: dict[str, bool], lean: int = 0
     ) -> None:
         self.brief = brief
-        self.lean = lean  # 0 full, 1-4 ever fewer fixed words (short targets)
+        self.lean = lean  # 0 full, 1-5 ever fewer fixed words (short targets)
         self.plan = plan
         self.kp = Keyphrase.of(brief.primary_keyword)
         self.kp_text = brief.primary_keyword
@@ -360,13 +360,26 @@ class _Drafter:
         if section.image:
             self.image_slot(out, section)
         keywords = section.keywords
+        # Short targets: one subsection per section, the other keywords named in a
+        # sentence; at the leanest level (5) that sentence is the subsection's only text,
+        # so the keywords fold into one subsection with no per-keyword sentence.
+        folded = ""
         if self.lean >= 3 and len(keywords) > 1:
             keywords = keywords[:1]
-            also = f"It also touches on {join_list(section.keywords[1:])}."
+            rest = join_list(section.keywords[1:])
+            also = f"It also touches on {rest}."
+            if self.lean >= 5:
+                also = f"This part also covers {rest}."
             if self.writer.can_use(also) and not self.kp.occurrences(also):
-                self.paragraph(out, [self.writer.note(also)])
+                if self.lean >= 5:
+                    folded = also
+                else:
+                    self.paragraph(out, [self.writer.note(also)])
         for j, keyword in enumerate(keywords):
             self.heading(out, 3, title_case(keyword))
+            if folded:
+                self.paragraph(out, [self.writer.note(folded)])
+                continue
             kv = self.values(lower_words(keyword), k=keyword, K=sentence_case(keyword))
             keyword_pool: Sequence[str] = P.KEYWORD
             if self.kp.occurrences(keyword):  # the writer's density steering picks
@@ -669,7 +682,7 @@ def draft_local(brief: Brief, *, embedder: LocalEmbedder | None = None) -> Draft
     target = brief.target_word_count
     kp = Keyphrase.of(brief.primary_keyword)
     best: tuple[tuple[bool, float], str, _Plan] | None = None
-    for lean in range(5):  # ever leaner until the length and the keyphrase density fit
+    for lean in range(6):  # ever leaner until the length and the keyphrase density fit
         plan = _plan(brief, embed)
         body = _balance(brief, plan, lean)
         miss = abs(html_word_count(body) - target) / target
