@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.logging import account_id_var, request_id_var, user_id_var
 from libs.common.metrics import HTTP_METRICS
+from libs.common.problems import problem_response
 from libs.common.telemetry import caller_context, context_from_headers, exporting
 
 log = logging.getLogger("igny8.http")
@@ -120,12 +121,13 @@ class ObservabilityMiddleware:
         account_token = account_id_var.set(None)
         user_token = user_id_var.set(None)
         started = time.perf_counter()
-        status_holder: dict[str, Any] = {"status": 500}
+        status_holder: dict[str, Any] = {"status": 500, "started": False}
         method = scope["method"]
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                status_holder["started"] = True
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 extra = [
                     (b"x-request-id", request_id.encode()),
@@ -141,7 +143,14 @@ class ObservabilityMiddleware:
                 log.exception("unhandled error")
                 if span is not None:
                     span.set_status(Status(StatusCode.ERROR))
-                raise
+                if status_holder["started"]:
+                    raise  # an answer cut short: the server must drop the connection
+                # Answered here rather than re-raised: an exception that escapes the app
+                # after Starlette's 500 makes uvicorn close the kept-alive connection,
+                # and the gateway may already have taken it for the next tenant's POST,
+                # which it cannot repeat (a 503 for a request that did nothing wrong).
+                await problem_response(500, "Internal server error")(scope, receive,
+                                                                     send_wrapper)
             finally:
                 status = status_holder["status"]
                 route = scope.get("route")

@@ -59,6 +59,11 @@ async def transaction_mode(uow: UoW) -> dict[str, str]:
     return {"read_only": str(mode.scalar_one())}
 
 
+@router.post("/crash/")
+async def crash() -> None:
+    raise RuntimeError("a bug")
+
+
 issuer = TestIssuer()
 spans = InMemorySpanExporter()
 
@@ -192,3 +197,21 @@ async def test_get_runs_in_a_read_only_transaction_and_post_does_not(
     read = await client.get("/api/v1/kernel/transaction/", headers=headers)
     write = await client.post("/api/v1/kernel/transaction/", headers=headers)
     assert (read.json()["read_only"], write.json()["read_only"]) == ("on", "off")
+
+
+async def test_an_unhandled_error_is_a_500_that_keeps_the_connection(
+        client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    """The exception stops at the app: one escaping to uvicorn after Starlette's 500 made it
+    close the kept-alive connection, which the gateway could already have handed to the
+    next tenant's POST (a 503 for that request). The ASGI client raises what escapes."""
+    headers = {**issuer.headers(user_id=1, account_id=4), "X-Request-ID": "req-crash"}
+    with caplog.at_level("ERROR", logger="igny8.http"):
+        crashed = await client.post("/api/v1/kernel/crash/", headers=headers)
+    assert crashed.status_code == 500
+    assert crashed.headers["content-type"] == "application/problem+json"
+    assert crashed.headers["x-request-id"] == "req-crash"
+    assert crashed.json()["title"] == "Internal server error"
+    assert any(r.exc_info and "a bug" in str(r.exc_info[1]) for r in caplog.records)
+    metrics = (await client.get("/metrics")).text
+    assert 'route="/api/v1/kernel/crash/",service="kernel",status="500"}' in metrics
+
