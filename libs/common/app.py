@@ -21,6 +21,7 @@ from libs.common.logging import configure_logging
 from libs.common.metrics import metrics_response
 from libs.common.middleware import ObservabilityMiddleware
 from libs.common.migrations import assert_current
+from libs.common.nul import RefuseNulCharacters
 from libs.common.problems import install_problem_handlers
 from libs.common.runtime import settled_heap
 from libs.common.security import JwtVerifier, KeysFetcher, RevocationList, http_jwks_fetcher
@@ -116,6 +117,7 @@ def create_service_app(
     async def metrics() -> Response:
         return metrics_response()
 
+    app.add_middleware(RefuseNulCharacters)
     app.add_middleware(ObservabilityMiddleware, service=service)
     return app
 

@@ -33,6 +33,7 @@ router = APIRouter(prefix="/api/v1/kernel")
 class ItemCreate(BaseModel):
     name: str = Field(min_length=1)
     volume: int = Field(ge=0)
+    tags: list[str] = []
 
 
 @router.get("/items/")
@@ -215,3 +216,21 @@ async def test_an_unhandled_error_is_a_500_that_keeps_the_connection(
     metrics = (await client.get("/metrics")).text
     assert 'route="/api/v1/kernel/crash/",service="kernel",status="500"}' in metrics
 
+
+async def test_nul_characters_are_a_400_naming_the_field(client: httpx.AsyncClient) -> None:
+    """PostgreSQL text cannot hold U+0000 (the driver's error was a 500): refused as DRF's
+    CharField refuses it, for a body field at any depth and for a query parameter."""
+    headers = issuer.headers(user_id=3, account_id=9, role="editor")
+    refused = await client.post("/api/v1/kernel/items/", headers=headers,
+                                json={"name": "a\x00b", "volume": 1, "tags": ["ok", "\x00"]})
+    assert refused.status_code == 400
+    assert refused.json()["errors"] == {"name": ["Null characters are not allowed."],
+                                        "tags.1": ["Null characters are not allowed."]}
+    search = await client.get("/api/v1/kernel/items/?search=a%00&page=1", headers=headers)
+    assert search.status_code == 400
+    assert search.json()["errors"] == {"search": ["Null characters are not allowed."]}
+    # A backslash written before "u0000" is text, not a NUL; the body reaches the endpoint.
+    literal = await client.post("/api/v1/kernel/items/", headers=headers,
+                                json={"name": "C:\\u0000", "volume": 1})
+    assert literal.status_code == 201
+    assert literal.json()["name"] == "C:\\u0000"
