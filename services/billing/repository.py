@@ -706,10 +706,15 @@ class PaymentMethods(Rows[PaymentMethod]):
 
     model = PaymentMethod
 
-    async def clear_default(self) -> None:
+    async def clear_default(self, keep: int | None = None) -> None:
+        """No method is the default any more, but `keep` (the new default: one cleared
+        here while its loaded row already says default would never be set again)."""
+        t = self.table
+        where = [*self.scope(), t.c.is_default.is_(True)]
+        if keep is not None:
+            where.append(t.c.id != keep)
         await self.session.execute(
-            update(self.table).where(*self.scope(), self.table.c.is_default.is_(True))
-            .values(is_default=False, updated_at=func.now()))
+            update(t).where(*where).values(is_default=False, updated_at=func.now()))
 
 
 class Packages(Rows[CreditPackage]):

@@ -291,7 +291,7 @@ class AccountBilling:
 
     async def set_default_method(self, method_id: int) -> PaymentMethod:
         method = await self.method(method_id, lock=True)
-        await self.methods.clear_default()
+        await self.methods.clear_default(keep=method_id)
         method.is_default, method.updated_at = True, utcnow()
         await self.methods.session.flush()
         return method

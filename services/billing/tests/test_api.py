@@ -227,6 +227,22 @@ async def test_payment_methods_crud(client: httpx.AsyncClient, issuer: TestIssue
                                 headers=owner)).status_code == 204
 
 
+async def test_set_default_on_the_default_method_keeps_it(client: httpx.AsyncClient,
+                                                          issuer: TestIssuer) -> None:
+    """Found probing the public API: the account's default asked to be the default again
+    was cleared with the others (the answer still said `is_default`), leaving no default."""
+    owner = who(issuer, new_account_id())
+    method = (await client.post(B + "/payment-methods/", headers=owner, json={
+        "method_type": "manual", "display_name": "Cash"})).json()
+    assert method["is_default"]
+    for _ in range(2):
+        r = await client.post(f"{B}/payment-methods/{method['id']}/set_default/",
+                              headers=owner)
+        assert r.status_code == 200 and r.json()["is_default"]
+        got = (await client.get(f"{B}/payment-methods/{method['id']}/", headers=owner)).json()
+        assert got["is_default"]
+
+
 async def test_bad_input_is_named_and_changes_nothing(client: httpx.AsyncClient,
                                                       issuer: TestIssuer, db: Database) -> None:
     account = new_account_id()
