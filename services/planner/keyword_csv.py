@@ -89,6 +89,8 @@ def parse_keyword_csv(data: bytes) -> tuple[list[ImportRow], list[dict[str, Any]
             problems["keyword"] = ["This field may not be blank."]
         elif len(keyword) > 255:
             problems["keyword"] = ["Ensure this field has no more than 255 characters."]
+        elif "\x00" in keyword:  # PostgreSQL text cannot hold it (DRF's CharField message)
+            problems["keyword"] = ["Null characters are not allowed."]
         elif "\\" in keyword or "\t" in keyword:
             problems["keyword"] = ["Tabs and backslashes are not allowed."]
         numbers: dict[str, int] = {}
