@@ -31,6 +31,9 @@ from libs.common.security import ROLES
 from services.auth.models import Account, Industry, IndustrySector, Plan, User
 from services.auth.passwords import MIN_PASSWORD_LENGTH
 
+# The largest value of an `integer` column (plan limits, seed keyword volumes).
+MAX_INT = 2**31 - 1
+
 AssignableRole = Literal["admin", "editor", "viewer"]
 AccountStatus = Literal["active", "trial", "suspended", "cancelled"]
 Intent = Literal["informational", "navigational", "commercial", "transactional"]
@@ -76,12 +79,12 @@ class PlanCreate(WriteModel):
     slug: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9-]+$")
     price: Decimal = Field(ge=0, max_digits=10, decimal_places=2)
     billing_cycle: Literal["monthly", "annual"] = "monthly"
-    included_credits: int = Field(ge=0)
-    max_users: int = Field(ge=1)
-    max_sites: int = Field(ge=1)
-    max_sectors_per_site: int = Field(default=5, ge=1)
-    max_keywords: int = Field(ge=0)
-    max_author_profiles: int = Field(default=1, ge=0)
+    included_credits: int = Field(ge=0, le=MAX_INT)
+    max_users: int = Field(ge=1, le=MAX_INT)
+    max_sites: int = Field(ge=1, le=MAX_INT)
+    max_sectors_per_site: int = Field(default=5, ge=1, le=MAX_INT)
+    max_keywords: int = Field(ge=0, le=MAX_INT)
+    max_author_profiles: int = Field(default=1, ge=0, le=MAX_INT)
     features: list[str] = Field(default_factory=list)
     is_active: bool = True
 
@@ -448,11 +451,19 @@ class SeedKeywordRow(BaseModel):
     keyword: ShortText
     industry: str = Field(min_length=1, max_length=150)
     sector: str = Field(min_length=1, max_length=150)
-    volume: int = Field(default=0, ge=0)
+    volume: int = Field(default=0, ge=0, le=MAX_INT)  # an integer column
     difficulty: int = Field(default=0, ge=0, le=100)
     intent: Intent = "informational"
     country: str = Field(default="US", min_length=2, max_length=2)
     is_active: bool = True
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """PostgreSQL text cannot hold U+0000 (DRF's CharField message)."""
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("Null characters are not allowed.")
+        return value
 
     @field_validator("country")
     @classmethod

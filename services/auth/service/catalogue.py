@@ -155,7 +155,10 @@ async def get_seed_keyword(uow: UnitOfWork, keyword_id: int) -> s.SeedKeywordPub
 
 def parse_seed_keyword_csv(content: bytes | str) -> list[tuple[int, dict[str, str]]]:
     """Rows of a seed keyword CSV with their line numbers (the header is line 1)."""
-    text_content = content.decode("utf-8-sig") if isinstance(content, bytes) else content
+    try:
+        text_content = content.decode("utf-8-sig") if isinstance(content, bytes) else content
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed.field("file", "The file is not UTF-8 text.") from exc
     reader = csv.DictReader(io.StringIO(text_content))
     required = {"keyword", "industry", "sector"}
     if reader.fieldnames is None or not required <= {f.strip() for f in reader.fieldnames}:

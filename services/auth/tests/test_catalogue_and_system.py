@@ -124,6 +124,19 @@ async def test_seed_keyword_import_is_staff_only_and_all_or_nothing(
     resp = await staff.post(url, files={"file": ("k.csv", good.replace(b",100,", b",200,"))})
     assert resp.json()["data"]["updated"] == 1
     assert len(await outbox_events(db, "auth.seed_keyword.updated", keyword="run faster")) == 1
+    # Found probing the public API: each of these was a 500 (the database's error).
+    header = b"keyword,industry,sector,volume\n"
+    for body, field in ((header + b"walk\x00ing,health,fitness,1\n", "line 2"),
+                        (header + b"walking,health,fitness,2147483648\n", "line 2"),
+                        (b"\xff\xfekeyword,industry,sector\n", "file")):
+        resp = await staff.post(url, files={"file": ("k.csv", body)})
+        assert resp.status_code == 400, resp.text
+        assert list(resp.json()["errors"]) == [field]
+    plan = {"name": "Huge", "slug": "huge", "price": "1.00", "included_credits": 1,
+            "max_users": 1, "max_sites": 1, "max_keywords": 2**31}
+    resp = await staff.post("/api/v1/auth/plans/", json=plan)
+    assert resp.status_code == 400, resp.text
+    assert list(resp.json()["errors"]) == ["max_keywords"]
 
 
 async def test_worker_commands(worker_ctx: WorkerContext, nc: NATS, owner: Tenant,
