@@ -2,7 +2,9 @@
 and response models, and each list's filters and ordering, declared once for the OpenAPI
 parameters, their validation and the SQL (`libs/common/repository.py`). Bodies that
 create or change a resource are `WriteModel`s of the resource GET answers, so a GET
-answer can be edited and PUT back."""
+answer can be edited and PUT back; each update body is its create body made partial
+(`partial_of`, ADR 0030), the create body declaring every field once with the default a
+row gets when it is left out."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from libs.common.repository import (
     Search,
     SiteFilters,
 )
-from libs.common.schemas import WriteModel
+from libs.common.schemas import WriteModel, partial_of
 from services.writer.models import (
     ContentSource,
     ContentStatus,
@@ -37,10 +39,8 @@ from services.writer.models import (
 MAX_WORDS = 100_000
 
 
-def _squashed(value: str | None) -> str | None:
+def _squashed(value: str) -> str:
     """One space between words; a blank required name is refused."""
-    if value is None:
-        return None
     cleaned = " ".join(value.split())
     if not cleaned:
         raise ValueError("This field may not be blank.")
@@ -103,28 +103,29 @@ class TaskOut(Scoped):
     content_id: int | None = None
 
 
-class TaskWrite(WriteModel):
+class TaskCreate(WriteModel):
     resource = TaskOut
 
-    title: ShortText | None = None
+    title: ShortText
+    site_id: Id
+    sector_id: Id
     cluster_id: Id | None = None
-    description: str | None = None
-    keywords: str | None = None
-    primary_keyword: str | None = Field(default=None, max_length=255)
-    content_type: ContentType | None = None
-    content_structure: ContentStructure | None = None
-    word_count: int | None = Field(default=None, ge=0, le=MAX_WORDS)
-    status: TaskStatus | None = None
+    description: str = ""
+    keywords: str = ""
+    primary_keyword: str = Field(default="", max_length=255)
+    content_type: ContentType = ContentType.POST
+    content_structure: ContentStructure = ContentStructure.ARTICLE
+    word_count: int = Field(default=1500, ge=0, le=MAX_WORDS)
+    status: TaskStatus = TaskStatus.DRAFT
     prompt_override: str | None = None
     author_profile_id: Id | None = None
 
     _title = field_validator("title")(_squashed)
 
 
-class TaskCreate(TaskWrite):
-    title: ShortText
-    site_id: Id
-    sector_id: Id
+@partial_of(TaskCreate, fixed={"site_id", "sector_id"})
+class TaskWrite(WriteModel):
+    pass
 
 
 class BulkTaskStatus(Ids):
@@ -177,34 +178,33 @@ class ContentOut(Scoped):
     revision: int
 
 
-class ContentWrite(WriteModel):
-    """`word_count` is counted from `html`; `revision` goes up on every change."""
-
+class ContentCreate(WriteModel):
     resource = ContentOut
     read_only = frozenset({"optimizer_analysis"})
 
-    title: ShortText | None = None
-    html: str | None = None
-    meta_title: str | None = Field(default=None, max_length=255)
-    meta_description: str | None = Field(default=None, max_length=500)
-    slug: str | None = Field(default=None, max_length=255, pattern=r"^[a-z0-9-]*$")
-    primary_keyword: str | None = Field(default=None, max_length=255)
-    secondary_keywords: list[str] | None = Field(default=None, max_length=100)
-    tags: list[str] | None = Field(default=None, max_length=100)
-    categories: list[str] | None = Field(default=None, max_length=100)
-    content_type: ContentType | None = None
-    content_structure: ContentStructure | None = None
-    status: ContentStatus | None = None
+    title: ShortText
+    site_id: Id
+    sector_id: Id
+    task_id: Id | None = None
+    html: str = ""
+    meta_title: str = Field(default="", max_length=255)
+    meta_description: str = Field(default="", max_length=500)
+    slug: str = Field(default="", max_length=255, pattern=r"^[a-z0-9-]*$")
+    primary_keyword: str = Field(default="", max_length=255)
+    secondary_keywords: list[str] = Field(default_factory=list, max_length=100)
+    tags: list[str] = Field(default_factory=list, max_length=100)
+    categories: list[str] = Field(default_factory=list, max_length=100)
+    content_type: ContentType = ContentType.POST
+    content_structure: ContentStructure = ContentStructure.ARTICLE
+    status: ContentStatus = ContentStatus.DRAFT
     cluster_id: Id | None = None
 
     _title = field_validator("title")(_squashed)
 
 
-class ContentCreate(ContentWrite):
-    title: ShortText
-    site_id: Id
-    sector_id: Id
-    task_id: Id | None = None
+@partial_of(ContentCreate, fixed={"site_id", "sector_id", "task_id"})
+class ContentWrite(WriteModel):
+    """`word_count` is counted from `html`; `revision` goes up on every change."""
 
 
 class ContentIds(Ids):
@@ -247,22 +247,24 @@ class ImageOut(Scoped):
     error: str | None
 
 
-class ImageWrite(WriteModel):
-    resource = ImageOut
-
-    image_type: ImageType | None = None
-    position: int | None = Field(default=None, ge=0, le=1000)
-    prompt: str | None = Field(default=None, max_length=4000)
-    negative_prompt: str | None = Field(default=None, max_length=2000)
-    alt_text: str | None = Field(default=None, max_length=300)
-    status: ImageStatus | None = None
-
-
-class ImageCreate(ImageWrite):
+class ImageCreate(WriteModel):
     """An image of a content, or of a task (its content's site and sector)."""
+
+    resource = ImageOut
 
     content_id: Id | None = None
     task_id: Id | None = None
+    image_type: ImageType = ImageType.FEATURED
+    position: int = Field(default=0, ge=0, le=1000)
+    prompt: str = Field(default="", max_length=4000)
+    negative_prompt: str = Field(default="", max_length=2000)
+    alt_text: str = Field(default="", max_length=300)
+    status: ImageStatus = ImageStatus.PENDING
+
+
+@partial_of(ImageCreate, fixed={"content_id", "task_id"})
+class ImageWrite(WriteModel):
+    pass
 
 
 class BulkImageStatus(Ids):
@@ -306,25 +308,25 @@ class TaxonomyOut(BaseModel):
     updated_at: datetime
 
 
-class TaxonomyWrite(WriteModel):
-    """`slug` is made from the name when absent."""
+class TaxonomyCreate(WriteModel):
+    """`slug` is made from the name when absent or empty."""
 
     resource = TaxonomyOut
 
-    name: ShortText | None = None
-    slug: str | None = Field(default=None, max_length=255, pattern=r"^[a-z0-9-]*$")
-    taxonomy_type: TaxonomyType | None = None
-    description: str | None = None
+    name: ShortText
+    site_id: Id
+    slug: str = Field(default="", max_length=255, pattern=r"^[a-z0-9-]*$")
+    taxonomy_type: TaxonomyType = TaxonomyType.CATEGORY
+    description: str = ""
     external_id: str | None = Field(default=None, max_length=64)
     external_taxonomy: str | None = Field(default=None, max_length=64)
 
     _name = field_validator("name")(_squashed)
 
 
-class TaxonomyCreate(TaxonomyWrite):
-    name: ShortText
-    site_id: Id
-    taxonomy_type: TaxonomyType = TaxonomyType.CATEGORY
+@partial_of(TaxonomyCreate, fixed={"site_id"})
+class TaxonomyWrite(WriteModel):
+    """An empty `slug` is made again from the name."""
 
 
 # --- author profiles -------------------------------------------------------------------
@@ -353,21 +355,22 @@ class AuthorProfileOut(BaseModel):
     updated_at: datetime
 
 
-class AuthorProfileWrite(WriteModel):
+class AuthorProfileCreate(WriteModel):
     resource = AuthorProfileOut
 
-    name: ShortText | None = None
-    description: str | None = None
-    tone: str | None = Field(default=None, max_length=255)
-    language: str | None = Field(default=None, min_length=2, max_length=16)
-    structure_template: str | None = None
-    is_active: bool | None = None
+    name: ShortText
+    description: str = ""
+    tone: str = Field(default="", max_length=255)
+    language: str = Field(default="en", min_length=2, max_length=16)
+    structure_template: str = ""
+    is_active: bool = True
 
     _name = field_validator("name")(_squashed)
 
 
-class AuthorProfileCreate(AuthorProfileWrite):
-    name: ShortText
+@partial_of(AuthorProfileCreate)
+class AuthorProfileWrite(WriteModel):
+    pass
 
 
 # --- optimizer -------------------------------------------------------------------------

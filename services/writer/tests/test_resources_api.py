@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 
 from libs.common.db import Database
+from libs.common.schemas import WriteModel
+from services.writer import schemas as s
 
 from .conftest import API, FakeAuth, MakeTenant, Tenant, create, in_sector, set_plan
 
@@ -236,6 +238,29 @@ async def test_author_profiles_are_limited_by_the_plan(
         first["id"]]
     assert (await client.delete(f"{path}{first['id']}/", headers=h)).status_code == 204
     assert (await client.post(path, headers=h, json={"name": "Critic 2"})).status_code == 201
+
+
+async def test_a_field_left_out_of_a_create_body_gets_the_default_it_documents(
+        client: httpx.AsyncClient, tenant: Tenant) -> None:
+    """The create bodies' defaults are the OpenAPI's word for what the tables give a
+    field left out (the service writes only what was sent)."""
+    sent: list[tuple[type[WriteModel], str, dict[str, Any]]] = [
+        (s.TaskCreate, "writer/tasks/", in_sector(tenant, title="T")),
+        (s.ContentCreate, "writer/content/", in_sector(tenant, title="C")),
+        (s.TaxonomyCreate, "writer/taxonomies/", {"site_id": tenant.site_id, "name": "Tea"}),
+        (s.AuthorProfileCreate, "system/author-profiles/", {"name": "P"})]
+    made = {body: (await create(client, tenant, path, values))[0]
+            for body, path, values in sent}
+    image = {"content_id": made[s.ContentCreate]["id"]}
+    sent.append((s.ImageCreate, "", image))
+    (made[s.ImageCreate],) = await create(client, tenant, "writer/images/", image)
+    assert made[s.TaxonomyCreate]["slug"] == "tea"  # "" (its default): from the name
+    made[s.TaxonomyCreate]["slug"] = ""
+    for body, _, values in sent:
+        for name, field in body.model_fields.items():
+            if name not in values:
+                assert made[body][name] == field.get_default(call_default_factory=True), (
+                    body.__name__, name)
 
 
 async def test_another_tenants_rows_are_not_found(
