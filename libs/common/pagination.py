@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import orjson
 from fastapi import Query, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from libs.common.ids import MAX_BIGINT
@@ -68,9 +69,17 @@ def _page_link(request: Request, page: int | None) -> str | None:
     return public_url(request) + (f"?{encoded}" if encoded else "")
 
 
-def page_response(request: Request, params: PageParams, count: int, results: list[Any]) -> Response:
+def page_response(request: Request, params: PageParams, count: int, results: list[Any],
+                  shape: type[BaseModel] | None = None) -> Response:
+    """A page of `results`. Rows read as dicts are cut to `shape`'s fields, the resource
+    a detail GET answers: a list item shows what its detail shows, no more (not the
+    table's `deleted_at`, storage keys or working columns), without validating each row."""
     if params.page > 1 and params.offset >= count:
         raise NotFound("Invalid page.")
+    if shape is not None:
+        fields = shape.model_fields
+        results = [{k: v for k, v in row.items() if k in fields} if isinstance(row, dict)
+                   else row for row in results]
     has_next = params.offset + len(results) < count
     body = {
         "count": count,
@@ -84,7 +93,8 @@ def page_response(request: Request, params: PageParams, count: int, results: lis
 def inline_response(body: dict[str, Any], status_code: int = 200) -> Response:
     """A body whose members belong directly in the envelope (pages, `data` + `message`)."""
     return Response(
-        orjson.dumps(body, default=_default),
+        # UTC as `Z`, as the resources' models (and DRF) write it.
+        orjson.dumps(body, default=_default, option=orjson.OPT_UTC_Z),
         status_code=status_code,
         media_type="application/json",
         headers={ENVELOPE_HEADER: "inline"},

@@ -36,7 +36,7 @@ def resource_routes(router: APIRouter, path: str, *, name: str, reader: Any, edi
 
     async def list_rows(request: Request, svc: reader, q: query) -> Response:
         page = await svc.page(q)
-        return page_response(request, q.page, page.count, page.rows)
+        return page_response(request, q.page, page.count, page.rows, shape=out)
 
     async def create_row(body: create, svc: editor) -> Any:
         return await svc.create(body.model_dump(exclude_unset=True))

@@ -78,7 +78,7 @@ def _deleted(count: int, what: str) -> Response:
 @router.get("/keywords/", responses=PAGE_RESPONSES)
 async def list_keywords(request: Request, keywords: Keywords, query: s.KeywordQuery) -> Response:
     page = await keywords.page(query)
-    return page_response(request, query.page, page.count, page.rows)
+    return page_response(request, query.page, page.count, page.rows, shape=s.KeywordOut)
 
 
 @router.post("/keywords/", status_code=201, response_model=s.KeywordOut)
@@ -186,7 +186,7 @@ async def delete_keyword(keyword_id: Id, keywords: KeywordsEditor) -> Response:
 @router.get("/clusters/", responses=PAGE_RESPONSES)
 async def list_clusters(request: Request, clusters: Clusters, query: s.ClusterQuery) -> Response:
     page = await clusters.page(query)
-    return page_response(request, query.page, page.count, page.rows)
+    return page_response(request, query.page, page.count, page.rows, shape=s.ClusterOut)
 
 
 @router.post("/clusters/", status_code=201, response_model=s.ClusterOut)
@@ -228,7 +228,7 @@ async def delete_cluster(cluster_id: Id, clusters: ClustersEditor) -> Response:
 @router.get("/ideas/", responses=PAGE_RESPONSES)
 async def list_ideas(request: Request, ideas: Ideas, query: s.IdeaQuery) -> Response:
     page = await ideas.page(query)
-    return page_response(request, query.page, page.count, page.rows)
+    return page_response(request, query.page, page.count, page.rows, shape=s.IdeaOut)
 
 
 @router.post("/ideas/", status_code=201, response_model=s.IdeaOut)

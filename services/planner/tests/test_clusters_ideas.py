@@ -102,6 +102,22 @@ async def test_cluster_filters_search_and_bulk_delete(client: httpx.AsyncClient,
     assert (await _get(client, tenant, "clusters/"))["count"] == 2
 
 
+async def test_a_list_item_shows_what_its_detail_shows(client: httpx.AsyncClient,
+                                                      tenant: Tenant) -> None:
+    """Found probing the public API: the ideas list answered the table's `deleted_at`, and
+    lists wrote times with `+00:00` where the detail (and DRF) writes `Z`."""
+    await add_keywords(client, tenant, {"keyword": "cold brew"})
+    cluster = await _cluster(client, tenant, "Cold brew")
+    r = await client.post(f"{API}/ideas/", headers=tenant.headers(), json={
+        "idea_title": "Cold brew at home", "site_id": tenant.site_id,
+        "sector_id": tenant.sector_id, "cluster_id": cluster["id"]})
+    assert r.status_code == 201, r.text
+    for path in ("keywords", "clusters", "ideas"):
+        (item,) = (await _get(client, tenant, f"{path}/?page_size=1"))["results"]
+        assert item == await _get(client, tenant, f"{path}/{item['id']}/"), path
+        assert item["created_at"].endswith("Z")
+
+
 async def test_ideas_crud_filters_and_counts(client: httpx.AsyncClient, tenant: Tenant) -> None:
     c = await _cluster(client, tenant, "Espresso")
     made = []

@@ -142,7 +142,7 @@ async def unpublish_content(row_id: Id, svc: Publisher,
 async def list_publications(request: Request, svc: Publications,
                             query: s.PublicationQuery) -> Response:
     page = await svc.page(query)
-    return page_response(request, query.page, page.count, page.rows)
+    return page_response(request, query.page, page.count, page.rows, shape=s.PublicationOut)
 
 
 @publisher.get("/publications/{row_id}/", response_model=s.PublicationOut)

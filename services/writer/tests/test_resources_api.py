@@ -294,3 +294,30 @@ async def test_another_tenants_rows_are_not_found(
     queued = await client.post(f"{API}/tasks/auto_generate_content/", headers=h,
                                json={"ids": [task["id"]]})
     assert queued.status_code == 404
+
+
+async def test_a_list_item_shows_what_its_detail_shows(client: httpx.AsyncClient,
+                                                      tenant: Tenant) -> None:
+    """Found probing the public API: lists answered the table's rows (`deleted_at`, an
+    image's `storage_key`, a content's stored analysis, a publication's `create_started`)
+    with `+00:00` times, where the detail answers the resource with `Z`, as DRF's one
+    serializer answers both."""
+    h = tenant.headers()
+    await create(client, tenant, "writer/tasks/", in_sector(tenant, title="Moka pots"))
+    (content,) = await create(client, tenant, "writer/content/",
+                              in_sector(tenant, title="Moka pots", html="<p>Brew.</p>"))
+    await create(client, tenant, "writer/images/", {"content_id": content["id"]})
+    # A publication (`create_started` is publishing's working column): asked for, not run.
+    r = await client.post("/api/v1/integration/integrations/", headers=h, json={
+        "site_id": tenant.site_id, "config": {"site_url": "http://127.0.0.1:9/"},
+        "credentials": {"username": "editor", "app_password": "abcd efgh ijkl mnop"}})
+    assert r.status_code == 201, r.text
+    r = await client.post(f"{API}/content/{content['id']}/publish/", headers=h, json={})
+    assert r.status_code == 200, r.text
+    for path in (f"{API}/tasks/", f"{API}/content/", f"{API}/images/",
+                 "/api/v1/integration/integrations/", "/api/v1/publisher/publications/"):
+        listed = await client.get(f"{path}?page_size=1", headers=h)
+        (item,) = listed.json()["results"]
+        detail = await client.get(f"{path}{item['id']}/", headers=h)
+        assert item == detail.json(), path
+        assert item["created_at"].endswith("Z")
