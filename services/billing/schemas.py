@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-from libs.common.fields import ShortText
+from libs.common.fields import ShortText, json_numbers_fit
 from libs.common.ids import Id
 from libs.common.problems import ValidationFailed
 from libs.common.repository import (
@@ -183,26 +182,6 @@ class PaymentMethodOut(Out):
     created_at: datetime
 
 
-def _json_numbers_fit(value: Any) -> Any:
-    """Free-form details are stored as JSON and answered as JSON: an integer past 64 bits
-    would be stored and then fail every answer that shows it (a 500, found by schemathesis)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and not -(2**63) <= value < 2**63:
-        raise ValueError("Numbers must fit in 64 bits.")
-    # PostgreSQL keeps JSON numbers as decimals: 1e20 comes back as the integer
-    # 100000000000000000000, and infinity cannot be stored at all.
-    if isinstance(value, float) and not (math.isfinite(value) and abs(value) < 2**63):
-        raise ValueError("Numbers must fit in 64 bits.")
-    if isinstance(value, dict):
-        for item in value.values():
-            _json_numbers_fit(item)
-    elif isinstance(value, list):
-        for item in value:
-            _json_numbers_fit(item)
-    return value
-
-
 class PaymentMethodCreate(WriteModel):
     resource = PaymentMethodOut
 
@@ -212,7 +191,7 @@ class PaymentMethodCreate(WriteModel):
     is_default: bool = False
     is_enabled: bool = True
 
-    _details = field_validator("details")(_json_numbers_fit)
+    _details = field_validator("details")(json_numbers_fit)
 
 
 # The default method is chosen by `set_default/`.

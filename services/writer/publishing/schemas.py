@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from libs.common.fields import ShortText
+from libs.common.fields import ShortText, json_numbers_fit
 from libs.common.ids import Id
 from libs.common.repository import Choice, Equals, FilterSet, ListQuery, Orderings
 from libs.common.schemas import WriteModel
@@ -26,6 +26,8 @@ class WordPressConfig(BaseModel):
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
     site_url: str = Field(min_length=1, max_length=2048)
+
+    _numbers_fit = model_validator(mode="before")(json_numbers_fit)
 
 
 class Credentials(BaseModel):

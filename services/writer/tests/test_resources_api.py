@@ -321,3 +321,19 @@ async def test_a_list_item_shows_what_its_detail_shows(client: httpx.AsyncClient
         detail = await client.get(f"{path}{item['id']}/", headers=h)
         assert item == detail.json(), path
         assert item["created_at"].endswith("Z")
+
+
+async def test_an_integration_config_holds_only_numbers_its_answers_can_show(
+        client: httpx.AsyncClient, tenant: Tenant) -> None:
+    """Found probing the public API: a config number past 64 bits (or 1e308, which
+    PostgreSQL gives back as an integer) was stored, then every integrations list of the
+    account answered 500."""
+    credentials = {"username": "editor", "app_password": "abcd efgh ijkl mnop"}
+    for extra in ({"n": 2**64}, {"x": [1e308]}):
+        r = await client.post("/api/v1/integration/integrations/", headers=tenant.headers(),
+                              json={"site_id": tenant.site_id, "credentials": credentials,
+                                    "config": {"site_url": "http://127.0.0.1:9/", **extra}})
+        assert r.status_code == 400, r.text
+        assert r.json()["errors"] == {"config": ["Value error, Numbers must fit in 64 bits."]}
+    listed = await client.get("/api/v1/integration/integrations/", headers=tenant.headers())
+    assert (listed.status_code, listed.json()["count"]) == (200, 0)
