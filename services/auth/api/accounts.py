@@ -58,7 +58,8 @@ async def get_user(user_id: Id, actor: Admin, uow: UoW) -> s.UserPublic:
     return s.UserPublic.model_validate(await service.get_user(uow, actor, user_id))
 
 
-@auth.api_route("/users/{user_id:int}/", methods=["PUT", "PATCH"])
+@auth.put("/users/{user_id:int}/")
+@auth.patch("/users/{user_id:int}/")
 async def update_user(
     user_id: Id, data: s.UserUpdate, request: Request, actor: Admin, uow: UoW
 ) -> Response:
@@ -103,7 +104,8 @@ async def get_account(account_id: Id, actor: Admin, uow: UoW) -> s.AccountPublic
     return s.account_public(*await service.get_account(uow, actor, account_id))
 
 
-@auth.api_route("/accounts/{account_id:int}/", methods=["PUT", "PATCH"])
+@auth.put("/accounts/{account_id:int}/")
+@auth.patch("/accounts/{account_id:int}/")
 async def update_account(
     account_id: Id, data: s.AccountUpdate, request: Request, actor: Admin, uow: UoW
 ) -> Response:
@@ -141,7 +143,8 @@ async def get_subscription(sub_id: Id, actor: Admin, uow: UoW) -> s.Subscription
     return (await service.subscriptions_public(uow, [sub]))[0]
 
 
-@auth.api_route("/subscriptions/{sub_id:int}/", methods=["PUT", "PATCH"])
+@auth.put("/subscriptions/{sub_id:int}/")
+@auth.patch("/subscriptions/{sub_id:int}/")
 async def update_subscription(
     sub_id: Id, data: s.SubscriptionUpdate, actor: Staff, uow: UoW
 ) -> s.SubscriptionPublic:
@@ -157,7 +160,8 @@ async def get_settings(actor: Viewer, uow: UoW) -> s.AccountPublic:
     return s.account_public(*await service.get_account(uow, actor, actor.account_id))
 
 
-@account.api_route("/settings/", methods=["PATCH", "PUT"])
+@account.put("/settings/")
+@account.patch("/settings/")
 async def update_settings(data: s.AccountSettingsUpdate, actor: Admin, uow: UoW) -> s.AccountPublic:
     result = await service.update_settings(uow, actor, data)
     return s.account_public(*result)

@@ -58,7 +58,8 @@ async def get_prompt(prompt_id: Id, actor: Viewer, uow: UoW) -> s.PromptPublic:
     return service.prompt_public(row.prompt_type, row)
 
 
-@system.api_route("/prompts/{prompt_id:int}/", methods=["PUT", "PATCH"])
+@system.put("/prompts/{prompt_id:int}/")
+@system.patch("/prompts/{prompt_id:int}/")
 async def update_prompt(
     prompt_id: Id, data: s.PromptUpdate, actor: Editor, uow: UoW
 ) -> s.PromptPublic:

@@ -38,7 +38,8 @@ async def create_plan(data: s.PlanCreate, actor: Staff, uow: UoW) -> s.PlanPubli
     return s.PlanPublic.model_validate(plan)
 
 
-@auth.api_route("/plans/{plan_id:int}/", methods=["PUT", "PATCH"])
+@auth.put("/plans/{plan_id:int}/")
+@auth.patch("/plans/{plan_id:int}/")
 async def update_plan(plan_id: Id, data: s.PlanUpdate, actor: Staff, uow: UoW) -> s.PlanPublic:
     plan = await service.update_plan(uow, actor, plan_id, data)
     return s.PlanPublic.model_validate(plan)

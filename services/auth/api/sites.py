@@ -37,7 +37,8 @@ async def get_site(site_id: Id, actor: Actor, uow: UoW) -> s.SitePublic:
     return (await service.site_public(uow, [await service.get_site(uow, actor, site_id)]))[0]
 
 
-@auth.api_route("/sites/{site_id:int}/", methods=["PUT", "PATCH"])
+@auth.put("/sites/{site_id:int}/")
+@auth.patch("/sites/{site_id:int}/")
 async def update_site(site_id: Id, data: s.SiteUpdate, actor: Editor, uow: UoW) -> s.SitePublic:
     site = await service.update_site(uow, actor, site_id, data)
     return (await service.site_public(uow, [site]))[0]
@@ -105,7 +106,8 @@ async def get_sector(sector_id: Id, actor: Actor, uow: UoW) -> s.SectorPublic:
     return s.SectorPublic.model_validate(await service.get_sector(uow, actor, sector_id))
 
 
-@auth.api_route("/sectors/{sector_id:int}/", methods=["PUT", "PATCH"])
+@auth.put("/sectors/{sector_id:int}/")
+@auth.patch("/sectors/{sector_id:int}/")
 async def update_sector(
     sector_id: Id, data: s.SectorUpdate, actor: Editor, uow: UoW
 ) -> s.SectorPublic:
@@ -164,7 +166,8 @@ async def get_group(group_id: Id, actor: Admin, uow: UoW) -> s.GroupPublic:
     return (await service.group_public(uow, [await service.get_group(uow, actor, group_id)]))[0]
 
 
-@auth.api_route("/groups/{group_id:int}/", methods=["PUT", "PATCH"])
+@auth.put("/groups/{group_id:int}/")
+@auth.patch("/groups/{group_id:int}/")
 async def update_group(group_id: Id, data: s.GroupUpdate, actor: Admin, uow: UoW) -> s.GroupPublic:
     group = await service.save_group(uow, actor, data, group_id)
     return (await service.group_public(uow, [group]))[0]
