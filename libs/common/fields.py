@@ -5,8 +5,9 @@ titles, keywords, idempotency keys), and its bulk actions take a list of ids of 
 size. The constraint is declared once here, so a service's body reads as its contract:
 
     class ClusterCreate(WriteModel):
-        name: ShortText                         # required: 1 to 255 characters
+        name: Name                              # required: 1 to 255 characters, squashed
         description: str = ""
+        topic: Annotated[str, Squashed] = Field(default="", max_length=255)
 
     @partial_of(ClusterCreate)                  # libs.common.schemas: the update body
     class ClusterUpdate(WriteModel):            # has `name: ShortText | None = None`:
@@ -18,6 +19,10 @@ size. The constraint is declared once here, so a service's body reads as its con
 The OpenAPI schema and the validation messages are pydantic's for the same `Field`
 constraints written on the field ("String should have at least 1 character"). Whitespace
 is stripped first by `WriteModel` (`str_strip_whitespace`), so "  " is blank too.
+
+A name (a keyword, a cluster's or an idea's name, a title) is what people type and then
+search, sort and compare, so runs of white space inside it are squashed to one space:
+"best   running  shoes" and "best running shoes" are one keyword.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from libs.common.ids import Id
 
-__all__ = ["MAX_BULK_IDS", "IdList", "ShortText", "json_numbers_fit"]
+__all__ = ["MAX_BULK_IDS", "IdList", "Name", "ShortText", "Squashed", "json_numbers_fit",
+           "squash_spaces"]
 
 # Rows one bulk action (delete, status change, queue) may name.
 MAX_BULK_IDS = 1000
@@ -60,3 +66,23 @@ def json_numbers_fit(value: Any) -> Any:
         for item in value:
             json_numbers_fit(item)
     return value
+
+
+def squash_spaces(value: str) -> str:
+    """One space between words, none around them."""
+    return " ".join(value.split())
+
+
+def _squashed_name(value: str) -> str:
+    # Blank after squashing only where nothing stripped it first (a model without
+    # `str_strip_whitespace`): refused as DRF refuses a blank CharField.
+    name = squash_spaces(value)
+    if not name:
+        raise ValueError("This field may not be blank.")
+    return name
+
+
+# Runs of white space squashed to one space (a field's `Annotated` metadata).
+Squashed = AfterValidator(squash_spaces)
+# A required name or title: a short text, white space squashed, never blank.
+Name = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_squashed_name)]

@@ -65,7 +65,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-__all__ = ["WriteModel", "admits_none", "partial_of"]
+from libs.common.fields import IdList
+
+__all__ = ["ActionBody", "Ids", "WriteModel", "admits_none", "partial_of"]
 
 
 def admits_none(annotation: Any) -> bool:
@@ -124,6 +126,19 @@ class WriteModel(BaseModel):
         return value
 
 
+class ActionBody(BaseModel):
+    """The arguments of an action (a bulk delete, a job to queue), not a resource: nothing
+    in it is read-only, so every unknown name is a 400 naming it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Ids(ActionBody):
+    """The rows a bulk action names: `{"ids": [1, 2, 3]}`."""
+
+    ids: IdList
+
+
 W = TypeVar("W", bound=WriteModel)
 
 
@@ -165,13 +180,16 @@ def partial_of(source: type[WriteModel], *,
 
 def _optional(info: Any) -> tuple[Any, Any]:
     """A field as an update body has it: `X | None`, default None, the same constraints
-    and other attributes (title, description, aliases...)."""
+    and other attributes (title, description, aliases...). The constraints and
+    `Annotated` validators stay on `X` (`Annotated[X, ...] | None`): they check a value,
+    and a null, where the resource takes one, is not handed to them."""
     parts = info.asdict()
     attributes = {k: v for k, v in parts["attributes"].items()
                   if k not in ("default", "default_factory", "validate_default")}
-    field = Field(default=None, **attributes)
-    field.metadata = list(parts["metadata"])
-    return parts["annotation"] | None, field
+    annotation = parts["annotation"]
+    if parts["metadata"]:
+        annotation = Annotated.__class_getitem__((annotation, *parts["metadata"]))  # type: ignore[attr-defined]
+    return annotation | None, Field(default=None, **attributes)
 
 
 def _validators(source: type[WriteModel], cls: type[WriteModel],

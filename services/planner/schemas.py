@@ -5,13 +5,13 @@ parameters, their validation and the SQL (`libs/common/repository.py`)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Annotated, Any, cast
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import ColumnElement, func
 
-from libs.common.fields import IdList, ShortText
+from libs.common.fields import IdList, Name, Squashed, squash_spaces
 from libs.common.ids import Id
 from libs.common.repository import (
     AtLeast,
@@ -24,7 +24,7 @@ from libs.common.repository import (
     Orderings,
     Search,
 )
-from libs.common.schemas import WriteModel, partial_of
+from libs.common.schemas import ActionBody, Ids, WriteModel, partial_of
 from services.planner.intent import Intent
 from services.planner.models import (
     ClusterStatus,
@@ -62,7 +62,7 @@ class TopicIs(Filter):
     """The clusters of one topic: its name, case and spacing aside."""
 
     def clean(self, value: Any) -> Any:
-        return " ".join(value.split()) or None if isinstance(value, str) else value
+        return squash_spaces(value) or None if isinstance(value, str) else value
 
     def condition(self, t: Any, value: Any) -> ColumnElement[bool]:
         return cast(ColumnElement[bool], func.lower(t.c[self.column]) == value.lower())
@@ -97,21 +97,6 @@ IDEA_ORDERING = Orderings(
 IdeaQuery = ListQuery.of(IdeaFilters, IDEA_ORDERING)
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _spaces(value: str) -> str:
-    return " ".join(value.split())
-
-
-def _clean_text(value: str) -> str:
-    cleaned = " ".join(value.split())
-    if not cleaned:
-        raise ValueError("This field may not be blank.")
-    return cleaned
-
-
 # --- keywords ------------------------------------------------------------------------
 
 
@@ -144,7 +129,7 @@ class _KeywordWrite(WriteModel):
 
 class KeywordCreate(_KeywordWrite):
     resource = KeywordOut
-    keyword: ShortText
+    keyword: Name
     site_id: Id
     sector_id: Id
     volume: int = Field(default=0, ge=0, le=2**31 - 1)
@@ -156,7 +141,6 @@ class KeywordCreate(_KeywordWrite):
     status: KeywordStatus = KeywordStatus.ACTIVE
     disabled: bool = False
 
-    _clean = field_validator("keyword")(_clean_text)
 
 
 # The seed a keyword came from, its site and its sector are set once (`partial_of`).
@@ -165,15 +149,11 @@ class KeywordUpdate(_KeywordWrite):
     pass
 
 
-class Ids(Strict):
-    ids: IdList
-
-
 class BulkStatus(Ids):
     status: KeywordStatus
 
 
-class BulkFromSeed(Strict):
+class BulkFromSeed(ActionBody):
     seed_keyword_ids: IdList
     site_id: Id
     sector_id: Id
@@ -184,7 +164,7 @@ MAX_SEEDS_PER_TOPIC = 100
 
 
 def _named(value: str) -> str:
-    cleaned = _clean_text(value)
+    cleaned = squash_spaces(value)
     if not any(c.isalnum() for c in cleaned):
         raise ValueError("Must contain letters or digits.")
     if len(cleaned) > 255:
@@ -192,7 +172,7 @@ def _named(value: str) -> str:
     return cleaned
 
 
-class AutoCluster(Strict):
+class AutoCluster(ActionBody):
     """`topics`: topic names the user wants (they get exactly those topics);
     `seed_keywords`: topic name -> seed keywords of that topic (a topic too)."""
 
@@ -247,15 +227,13 @@ class ClusterOut(BaseModel):
 
 class ClusterCreate(WriteModel):
     resource = ClusterOut
-    name: ShortText
+    name: Name
     site_id: Id
     sector_id: Id
     description: str = ""
-    topic: str = Field(default="", max_length=255)
+    topic: Annotated[str, Squashed] = Field(default="", max_length=255)
     status: ClusterStatus = ClusterStatus.ACTIVE
 
-    _clean = field_validator("name")(_clean_text)
-    _topic = field_validator("topic")(_spaces)
 
 
 @partial_of(ClusterCreate, fixed={"site_id", "sector_id"})
@@ -287,7 +265,7 @@ class IdeaOut(BaseModel):
 
 class IdeaCreate(WriteModel):
     resource = IdeaOut
-    idea_title: ShortText
+    idea_title: Name
     site_id: Id
     sector_id: Id
     cluster_id: Id | None = None
@@ -298,7 +276,6 @@ class IdeaCreate(WriteModel):
     estimated_word_count: int = Field(default=1500, ge=0, le=100_000)
     status: IdeaStatus = IdeaStatus.NEW
 
-    _clean = field_validator("idea_title")(_clean_text)
 
 
 @partial_of(IdeaCreate, fixed={"site_id", "sector_id"})
@@ -306,7 +283,7 @@ class IdeaUpdate(WriteModel):
     pass
 
 
-class AutoGenerateIdeas(Strict):
+class AutoGenerateIdeas(ActionBody):
     ids: IdList
 
 

@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
 from libs.common.content_kinds import ContentStructure, ContentType
-from libs.common.fields import IdList, ShortText
+from libs.common.fields import Name
 from libs.common.ids import Id
 from libs.common.repository import (
     Choice,
@@ -26,7 +26,7 @@ from libs.common.repository import (
     Search,
     SiteFilters,
 )
-from libs.common.schemas import WriteModel, partial_of
+from libs.common.schemas import ActionBody, Ids, WriteModel, partial_of
 from services.writer.models import (
     ContentSource,
     ContentStatus,
@@ -37,22 +37,6 @@ from services.writer.models import (
 )
 
 MAX_WORDS = 100_000
-
-
-def _squashed(value: str) -> str:
-    """One space between words; a blank required name is refused."""
-    cleaned = " ".join(value.split())
-    if not cleaned:
-        raise ValueError("This field may not be blank.")
-    return cleaned
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Ids(Strict):
-    ids: IdList
 
 
 class TaskQueued(BaseModel):
@@ -106,7 +90,7 @@ class TaskOut(Scoped):
 class TaskCreate(WriteModel):
     resource = TaskOut
 
-    title: ShortText
+    title: Name
     site_id: Id
     sector_id: Id
     cluster_id: Id | None = None
@@ -120,7 +104,6 @@ class TaskCreate(WriteModel):
     prompt_override: str | None = None
     author_profile_id: Id | None = None
 
-    _title = field_validator("title")(_squashed)
 
 
 @partial_of(TaskCreate, fixed={"site_id", "sector_id"})
@@ -182,7 +165,7 @@ class ContentCreate(WriteModel):
     resource = ContentOut
     read_only = frozenset({"optimizer_analysis"})
 
-    title: ShortText
+    title: Name
     site_id: Id
     sector_id: Id
     task_id: Id | None = None
@@ -199,7 +182,6 @@ class ContentCreate(WriteModel):
     status: ContentStatus = ContentStatus.DRAFT
     cluster_id: Id | None = None
 
-    _title = field_validator("title")(_squashed)
 
 
 @partial_of(ContentCreate, fixed={"site_id", "sector_id", "task_id"})
@@ -313,7 +295,7 @@ class TaxonomyCreate(WriteModel):
 
     resource = TaxonomyOut
 
-    name: ShortText
+    name: Name
     site_id: Id
     slug: str = Field(default="", max_length=255, pattern=r"^[a-z0-9-]*$")
     taxonomy_type: TaxonomyType = TaxonomyType.CATEGORY
@@ -321,7 +303,6 @@ class TaxonomyCreate(WriteModel):
     external_id: str | None = Field(default=None, max_length=64)
     external_taxonomy: str | None = Field(default=None, max_length=64)
 
-    _name = field_validator("name")(_squashed)
 
 
 @partial_of(TaxonomyCreate, fixed={"site_id"})
@@ -358,14 +339,13 @@ class AuthorProfileOut(BaseModel):
 class AuthorProfileCreate(WriteModel):
     resource = AuthorProfileOut
 
-    name: ShortText
+    name: Name
     description: str = ""
     tone: str = Field(default="", max_length=255)
     language: str = Field(default="en", min_length=2, max_length=16)
     structure_template: str = ""
     is_active: bool = True
 
-    _name = field_validator("name")(_squashed)
 
 
 @partial_of(AuthorProfileCreate)
@@ -376,7 +356,7 @@ class AuthorProfileWrite(WriteModel):
 # --- optimizer -------------------------------------------------------------------------
 
 
-class AnalyzeRequest(Strict):
+class AnalyzeRequest(ActionBody):
     content_id: Id
 
 
