@@ -10,14 +10,25 @@ when the request is parsed: a number the database cannot hold is the caller's 40
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from annotated_types import Ge, Le
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 MAX_BIGINT = 2**63 - 1
 MIN_BIGINT = -(2**63)
 
+
+def refuse_bool(value: Any) -> Any:
+    """`true` is not a number here: pydantic reads it as 1 (`{"content_id": true}` named
+    the row with id 1); DRF's IntegerField and PrimaryKeyRelatedField refuse it."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "A valid integer is required.")
+    return value
+
+
 # A row id: positive and a bigint.
-Id = Annotated[int, Ge(1), Le(MAX_BIGINT)]
+Id = Annotated[int, Ge(1), Le(MAX_BIGINT), BeforeValidator(refuse_bool)]
 # Any number compared with a bigint (or narrower) column.
-BigInt = Annotated[int, Ge(MIN_BIGINT), Le(MAX_BIGINT)]
+BigInt = Annotated[int, Ge(MIN_BIGINT), Le(MAX_BIGINT), BeforeValidator(refuse_bool)]

@@ -337,3 +337,15 @@ async def test_an_integration_config_holds_only_numbers_its_answers_can_show(
         assert r.json()["errors"] == {"config": ["Value error, Numbers must fit in 64 bits."]}
     listed = await client.get("/api/v1/integration/integrations/", headers=tenant.headers())
     assert (listed.status_code, listed.json()["count"]) == (200, 0)
+
+
+async def test_true_is_not_an_id(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    """Found probing the public API: `{"content_id": true}` made an image of the content
+    with id 1 (pydantic reads true as 1; DRF refuses a bool for a key or an integer)."""
+    h = tenant.headers()
+    r = await client.post(f"{API}/images/", headers=h, json={"content_id": True})
+    assert r.status_code == 400
+    assert r.json()["errors"] == {"content_id": ["A valid integer is required."]}
+    r = await client.post(f"{API}/tasks/bulk_delete/", headers=h, json={"ids": [True]})
+    assert r.status_code == 400
+    assert list(r.json()["errors"]) == ["ids.0"]
