@@ -175,6 +175,14 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
+        media_type = request.headers.get("content-type", "")
+        if "json" not in media_type.lower() and any(
+                tuple(err.get("loc", ())) == ("body",) and err.get("type") != "missing"
+                for err in exc.errors()):
+            # A JSON body sent as something else (text/plain, a form): read as bytes, it
+            # failed as "not a dictionary". DRF says what is wrong instead.
+            return problem_response(415, "Unsupported media type",
+                                    f'Unsupported media type "{media_type}" in request.')
         if all(err.get("loc", ("",))[0] == "path" for err in exc.errors()):
             # `GET keywords/bulk_delete/` reached `keywords/{id}/`: the path names an
             # action that takes other methods, not a malformed id.

@@ -68,3 +68,19 @@ def test_405_allows_every_method_that_works_and_options_answers() -> None:
     assert options.status_code == 200
     assert options.headers["allow"] == "DELETE, GET, OPTIONS"
     assert client().options("/api/v1/kernel/nothing/").status_code == 404
+
+
+def test_a_body_that_is_not_json_is_415_as_drf_says() -> None:
+    """Found probing the public API: a form or text/plain body was read as bytes and
+    answered 400 "Input should be a valid dictionary" naming no field."""
+    for media_type, body in (("text/plain", b'{"keyword": "x"}'),
+                             ("application/x-www-form-urlencoded", b"keyword=x")):
+        answer = client().post("/api/v1/kernel/keywords/", content=body,
+                               headers={"content-type": media_type})
+        assert answer.status_code == 415
+        assert answer.json()["detail"] == f'Unsupported media type "{media_type}" in request.'
+    # JSON that is not an object is still the body's fault; no body at all is missing.
+    assert client().post("/api/v1/kernel/keywords/", json=[1]).status_code == 400
+    missing = client().post("/api/v1/kernel/keywords/")
+    assert missing.status_code == 400
+    assert missing.json()["errors"] == {"non_field_errors": ["This field is required."]}
