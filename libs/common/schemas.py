@@ -67,7 +67,7 @@ from pydantic_core import PydanticCustomError
 
 from libs.common.fields import IdList
 
-__all__ = ["ActionBody", "Ids", "WriteModel", "admits_none", "partial_of"]
+__all__ = ["ActionBody", "Ids", "WriteModel", "admits_none", "counts", "partial_of"]
 
 
 def admits_none(annotation: Any) -> bool:
@@ -80,6 +80,21 @@ def admits_none(annotation: Any) -> bool:
     if origin is Union or origin is types.UnionType:
         return any(admits_none(arg) for arg in get_args(annotation))
     return False
+
+
+def counts(annotation: Any) -> bool:
+    """Whether the type takes integers but not booleans (`int`, `Id | None`): there a JSON
+    true is no number, though pydantic reads it as 1."""
+    def members(a: Any) -> set[Any]:
+        origin = get_origin(a)
+        if origin is Annotated:
+            return members(get_args(a)[0])
+        if origin is Union or origin is types.UnionType:
+            return set().union(*(members(arg) for arg in get_args(a)))
+        return {a}
+
+    found = members(annotation)
+    return int in found and bool not in found and Any not in found
 
 
 class WriteModel(BaseModel):
@@ -123,6 +138,15 @@ class WriteModel(BaseModel):
     def _refuse_null(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None and info.field_name is not None and not cls.nullable(info.field_name):
             raise PydanticCustomError("null", "This field may not be null.")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """DRF's IntegerField refuses true (`{"word_count": true}` was stored as 1)."""
+        if isinstance(value, bool) and info.field_name is not None and counts(
+                (cls.partial_source or cls).model_fields[info.field_name].annotation):
+            raise PydanticCustomError("int_type", "A valid integer is required.")
         return value
 
 

@@ -81,3 +81,20 @@ def test_admits_none() -> None:
     assert admits_none(type(None))
     assert not admits_none(int)
     assert not admits_none(list[int])
+
+
+def test_true_is_no_number_where_a_field_counts() -> None:
+    """Found probing the public API: `{"word_count": true}` was stored as 1 (pydantic reads
+    true as 1; DRF's IntegerField refuses it). A boolean field still takes booleans."""
+
+    class Counted(WriteModel):
+        words: int | None = None
+        flag: bool = False
+        anything: int | str | None = None
+
+    with pytest.raises(ValidationError) as refused:
+        Counted.model_validate({"words": True})
+    assert refused.value.errors()[0]["msg"] == "A valid integer is required."
+    assert Counted.model_validate({"words": 3, "flag": True}).flag is True
+    with pytest.raises(ValidationError):
+        Counted.model_validate({"anything": True})

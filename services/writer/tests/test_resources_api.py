@@ -349,3 +349,7 @@ async def test_true_is_not_an_id(client: httpx.AsyncClient, tenant: Tenant) -> N
     r = await client.post(f"{API}/tasks/bulk_delete/", headers=h, json={"ids": [True]})
     assert r.status_code == 400
     assert list(r.json()["errors"]) == ["ids.0"]
+    r = await client.post(f"{API}/tasks/", headers=h,
+                          json=in_sector(tenant, title="Counted", word_count=True))
+    assert r.status_code == 400
+    assert r.json()["errors"] == {"word_count": ["A valid integer is required."]}
