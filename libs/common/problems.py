@@ -189,6 +189,9 @@ def install_problem_handlers(app: FastAPI) -> None:
             allowed = allowed_methods(request)
             if allowed and request.method not in allowed:
                 return _wrong_method(request, allowed)
+            # `keywords/abc/`, `keywords/0/`: no such row, as DRF answers a lookup that
+            # cannot match (and as a path no route matches, such as auth's `{id:int}`).
+            return problem_response(404, "Not found", "Not found.")
         return problem_response(400, "Validation failed", errors=validation_errors(exc))
 
     async def on_http_error(request: Request, exc: Exception) -> Response:

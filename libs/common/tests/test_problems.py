@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 
+from libs.common.ids import Id
 from libs.common.problems import install_problem_handlers
 
 router = APIRouter(prefix="/api/v1/kernel")
@@ -26,7 +27,7 @@ def create_keyword(body: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/keywords/{keyword_id}/")
 @router.delete("/keywords/{keyword_id}/")
-def keyword(keyword_id: int) -> dict[str, int]:
+def keyword(keyword_id: Id) -> dict[str, int]:
     return {"id": keyword_id}
 
 
@@ -54,10 +55,12 @@ def test_get_on_a_post_only_action_is_405_not_a_bad_id() -> None:
     answer = client().get("/api/v1/kernel/keywords/bulk_delete/")
     assert answer.status_code == 405
     assert answer.headers["allow"] == "POST, OPTIONS"
-    # A malformed id where no action has that name is still the id's fault.
-    wrong = client().get("/api/v1/kernel/keywords/abc/")
-    assert wrong.status_code == 400
-    assert "keyword_id" in wrong.json()["errors"]
+    # A malformed id where no action has that name names no row: 404, as DRF answers
+    # (the path parameter's name is no field of the API's).
+    for wrong in ("abc", "0", str(2**63)):
+        answer = client().get(f"/api/v1/kernel/keywords/{wrong}/")
+        assert answer.status_code == 404, wrong
+        assert answer.json()["detail"] == "Not found."
 
 
 def test_405_allows_every_method_that_works_and_options_answers() -> None:
