@@ -200,7 +200,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             return _wrong_method(request, allowed_methods(request))
         titles = {404: "Not found", 405: "Method not allowed", 401: "Authentication required"}
         title = titles.get(exc.status_code, str(exc.detail))
-        return problem_response(exc.status_code, title, str(exc.detail), headers=exc.headers)
+        detail = str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":  # Starlette's: no route matched
+            detail = "Not found."  # as a path id no row can have, and as DRF says
+        return problem_response(exc.status_code, title, detail, headers=exc.headers)
 
     app.add_exception_handler(DomainError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -61,6 +61,8 @@ def test_get_on_a_post_only_action_is_405_not_a_bad_id() -> None:
         answer = client().get(f"/api/v1/kernel/keywords/{wrong}/")
         assert answer.status_code == 404, wrong
         assert answer.json()["detail"] == "Not found."
+    nothing = client().get("/api/v1/kernel/nothing/")  # no route: the same answer
+    assert (nothing.status_code, nothing.json()["detail"]) == (404, "Not found.")
 
 
 def test_405_allows_every_method_that_works_and_options_answers() -> None:
