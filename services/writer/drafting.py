@@ -36,7 +36,13 @@ import numpy as np
 from libs.common.ai.local import LocalEmbedder
 from services.writer import drafting_phrases as P
 from services.writer.brief import Brief, Draft, Link, outline_from_description
-from services.writer.drafting_words import Writer, lower_words, topic_of, without_keyphrase
+from services.writer.drafting_words import (
+    SPARSE_DENSITY,
+    Writer,
+    lower_words,
+    topic_of,
+    without_keyphrase,
+)
 from services.writer.seo_checks import subheadings_matching
 from services.writer.serp import fit_meta_description, fit_meta_title, fit_slug
 from services.writer.text import (
@@ -341,6 +347,8 @@ class _Drafter:
         pool += P.GUIDE_BY_INTENT.get(self.intent, ())
         pool += P.GUIDE_BY_STRUCTURE.get(self.structure, ())
         pool += P.KEYPHRASE
+        if self.writer.density() < SPARSE_DENSITY:  # a long draft, its keyphrase running low
+            pool += P.KEYPHRASE_MORE
         pool += P.PLACEHOLDERS[self.intent]
         if self.structure in P.PLACEHOLDERS_BY_STRUCTURE:
             pool.append(P.PLACEHOLDERS_BY_STRUCTURE[self.structure])
@@ -686,11 +694,12 @@ def draft_local(brief: Brief, *, embedder: LocalEmbedder | None = None) -> Draft
         plan = _plan(brief, embed)
         body = _balance(brief, plan, lean)
         miss = abs(html_word_count(body) - target) / target
-        dense = _density(kp, body) > 2.9
-        rank = (dense or miss > 0.04, miss)
+        density = _density(kp, body)
+        off = density > 2.9 or density < 0.6  # Yoast's band is 0.5-3 %
+        rank = (off or miss > 0.04, miss)
         if best is None or rank < best[0]:
             best = (rank, body, plan)
-        if not dense and miss <= 0.03:
+        if not off and miss <= 0.03:
             break
     assert best is not None
     _, body, plan = best

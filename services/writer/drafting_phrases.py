@@ -211,6 +211,20 @@ KEYPHRASE = (
     "That is where {kp} and your own needs meet.",
 )
 
+# More of the same, each tied to a topic, for a long draft whose keyphrase runs sparse:
+# the ones above are used up (once each, or once per topic) long before 5,000 words, and
+# a draft with few keyword-bearing headings fell under 0.5 % (24 in 4,802 words).
+KEYPHRASE_MORE = (
+    "For {kp}, {t} deserves a close look.",
+    "Think of {t} as one piece of {kp}.",
+    "Also, ask how {t} shapes your plans for {kp}.",
+    "Then note what {t} means for {kp} in your case.",
+    "In short, {t} is part of the picture for {kp}.",
+    "Because {t} touches {kp}, give it some thought.",
+    "When you weigh {kp}, keep {t} on your list.",
+    "Next, compare {t} with what you want from {kp}.",
+)
+
 KEYWORD = (
     "If you searched for {k}, this part applies to you.",
     "{K} fits here too, and the same checks apply.",

@@ -13,6 +13,7 @@ from services.writer.readability import has_transition, is_passive
 from services.writer.text import WORD, Keyphrase, count_words, first_word_key, stem
 
 LONG_WORDS = 20
+SPARSE_DENSITY = 0.9  # keyphrase %: under it, the writer prefers sentences that name it
 STEP_PREFIX = re.compile(r"^(?:step\s*\d+\s*[:.)-]\s*|#\d+\s*|\d+[.)]\s*)", re.IGNORECASE)
 
 
@@ -190,7 +191,7 @@ class Writer:
                 penalty += 1
             if hits and density > 2.0:
                 penalty += 3 * hits
-            if not hits and density < 0.9:
+            if not hits and density < SPARSE_DENSITY:
                 penalty += 2
             if penalty == 0:
                 return sentence
