@@ -120,7 +120,7 @@ class NatsAccess:
 
 
 # Who calls each command (`<service>.<command>`, the `Command`s of libs/common/auth.py,
-# billing.py and pipeline.py): only those users may publish on its subject. A command
+# billing.py, planner.py and pipeline.py): only those users may publish on its subject. A command
 # nobody calls (billing's `refund`) is answered, but no process may send it.
 COMMAND_CALLERS: dict[str, tuple[str, ...]] = {
     "auth.lookup_site": ("planner", "writer", "automation"),
@@ -133,6 +133,7 @@ COMMAND_CALLERS: dict[str, tuple[str, ...]] = {
     "billing.release": ("planner", "writer"),
     "billing.refund": (),
     "billing.quote": ("automation",),
+    "planner.lookup_cluster": ("writer",),
     "planner.pipeline_pending": ("automation",),
     "planner.pipeline_queue": ("automation",),
     "writer.pipeline_pending": ("automation",),

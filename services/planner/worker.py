@@ -3,7 +3,8 @@
 Runs the outbox relay, the consumer that builds the read models from auth's events, the
 one that marks ideas `completed` when writer has written them, and the AI job workers
 (auto_cluster, auto_generate_ideas) on the work queue, and answers automation's pipeline
-commands (`services/planner/pipeline.py`).
+commands (`services/planner/pipeline.py`) and writer's `lookup_cluster`
+(`services/planner/commands.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 from libs.common.billing import BillingClient
 from libs.common.jobs import JobWorker, TaskProgress, run_job_workers
 from libs.common.runtime import WorkerContext, main, run_worker
+from services.planner.commands import serve_commands
 from services.planner.events import auth_consumer, writer_consumer
 from services.planner.jobs import Engines, PlannerJobs
 from services.planner.pipeline import PlannerPipeline
@@ -34,10 +36,11 @@ async def run(stop: asyncio.Event, settings: PlannerSettings | None = None, *,
     async def jobs(ctx: WorkerContext) -> None:
         await run_job_workers(job_workers(ctx, settings, engines), ctx.stop)
 
-    # `pipeline`: automation's pipeline commands (stages 1-3).
+    # `pipeline`: automation's pipeline commands (stages 1-3); `serve_commands`: the
+    # lookups other services make on a read-model miss.
     await run_worker(settings, consumers=lambda ctx: [auth_consumer(ctx.db, ctx.js),
                                                       writer_consumer(ctx.db, ctx.js)],
-                     tasks=[jobs, PlannerPipeline.task(settings)], stop=stop)
+                     tasks=[jobs, PlannerPipeline.task(settings), serve_commands], stop=stop)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from libs.common.ai_jobs import AIJobRequests
 from libs.common.app import app_factory
 from libs.common.auth import AuthClient
+from libs.common.planner import PlannerClient
 from libs.common.storage import build_storage
 from services.writer.api import ROUTERS
 from services.writer.models import AI_TASK_LOGS
@@ -20,6 +21,7 @@ async def platform(app: FastAPI) -> None:
     settings: WriterSettings = app.state.settings
     app.state.platform = Platform(
         settings, auth=AuthClient(app.state.nc, timeout=settings.command_timeout_seconds),
+        planner=PlannerClient(app.state.nc, timeout=settings.command_timeout_seconds),
         ai_jobs=AIJobRequests.connected(AI_TASK_LOGS, settings, app.state.nc,
                                         app.state.buckets),
         storage=build_storage(settings))

@@ -308,12 +308,13 @@ async def test_a_service_calls_only_the_commands_it_uses(server: NatsServer) -> 
                     "igny8.cmd.billing.refund", "igny8.cmd.planner.pipeline_pending"),
         "writer": ("igny8.cmd.auth.seed_keywords", "igny8.cmd.planner.pipeline_queue"),
         "automation": ("igny8.cmd.billing.hold", "igny8.cmd.billing.capture",
-                       "igny8.cmd.auth.ai_settings"),
+                       "igny8.cmd.auth.ai_settings", "igny8.cmd.planner.lookup_cluster"),
         "auth": ("igny8.cmd.billing.hold",),
         "billing": ("igny8.cmd.auth.lookup_site",),
         "gateway": ("igny8.cmd.auth.lookup_site", "igny8.cmd.billing.hold"),
     }
     allowed = {"planner": ("igny8.cmd.billing.hold", "igny8.cmd.auth.seed_keywords"),
+               "writer": ("igny8.cmd.planner.lookup_cluster",),
                "automation": ("igny8.cmd.writer.pipeline_publish", "igny8.cmd.billing.quote")}
     for user, subjects in refused.items():
         async with connected(server, user) as (nc, violations):
@@ -329,9 +330,9 @@ async def test_a_service_calls_only_the_commands_it_uses(server: NatsServer) -> 
 
 
 def _declared_commands() -> set[str]:
-    from libs.common import auth, billing, pipeline
+    from libs.common import auth, billing, pipeline, planner
 
-    return {f"{value.service}.{value.name}" for module in (auth, billing, pipeline)
+    return {f"{value.service}.{value.name}" for module in (auth, billing, pipeline, planner)
             for value in vars(module).values() if isinstance(value, Command)}
 
 

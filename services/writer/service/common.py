@@ -1,5 +1,6 @@
 """What writer's services share: the caller, the unit of work, the platform clients, the
-directory, and one aggregate's reads and deletes written once."""
+directory, the clusters a body may name, and one aggregate's reads and deletes written
+once."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from libs.common.ai_jobs import AIJobRequests, QueuedJob
 from libs.common.ai_jobs.request import AIFunction
 from libs.common.auth import AuthClient
 from libs.common.directory import CallerService
+from libs.common.planner import PlannerClient
 from libs.common.problems import NotFound, ValidationFailed
 from libs.common.repository import ListQuery, Page, Repository, Row
 from libs.common.security import Principal
@@ -25,14 +27,19 @@ R = TypeVar("R", bound=Repository[Row])
 # The image file endpoint, under the public (gateway) URL.
 IMAGE_FILE_PATH = "/api/v1/writer/images/{id}/download/"
 
+# DRF's PrimaryKeyRelatedField answer to a pk its queryset does not hold (the reference's
+# clients read it).
+INVALID_PK = 'Invalid pk "{pk}" - object does not exist.'
+
 
 @dataclass
 class Platform:
-    """What the app (or a worker) gives every writer service: settings, auth's and
-    billing's clients (through the AI job requests) and the file storage."""
+    """What the app (or a worker) gives every writer service: settings, auth's, planner's
+    and billing's clients (billing's through the AI job requests) and the file storage."""
 
     settings: WriterSettings
     auth: AuthClient | None = None
+    planner: PlannerClient | None = None
     ai_jobs: AIJobRequests | None = None
     storage: FileStorage | None = None
 
@@ -59,6 +66,26 @@ class WriterService(CallerService):
 
     async def planner_refs(self) -> PlannerRefs:
         return PlannerRefs(self.uow.session, await self.visibility())
+
+    async def cluster_of_site(self, cluster_id: int | None, site_id: int) -> Row | None:
+        """The planner cluster a body names (`cluster_id`): the caller's, in the body's
+        site, or a 400 naming the field with DRF's message. Writer's read model answers
+        first; on a miss planner is asked (`lookup_cluster`) and its answer kept, so a
+        cluster created a moment ago is not refused while its event is on the way. Planner
+        not answering is a 503 (`ServiceUnavailable`), as a failed directory lookup is:
+        a reference is never accepted unchecked."""
+        if cluster_id is None:
+            return None
+        refs = await self.planner_refs()
+        found = await refs.cluster(cluster_id)
+        if found is None and self.platform.planner is not None:
+            doc = await self.platform.planner.lookup_cluster(self.account_id, cluster_id)
+            if doc is not None and doc.account_id == self.account_id:
+                await refs.upsert_cluster(doc.model_dump())
+                found = await refs.cluster(cluster_id)
+        if found is None or found["site_id"] != site_id:
+            raise ValidationFailed.field("cluster_id", INVALID_PK.format(pk=cluster_id))
+        return found
 
     async def queue(self, function: AIFunction, data: dict[str, Any],
                     items: dict[str, int]) -> QueuedJob:

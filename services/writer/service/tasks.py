@@ -30,6 +30,7 @@ class TaskService(Aggregate[TaskRepository]):
 
     async def create(self, values: dict[str, Any]) -> Row:
         await self.access.site_and_sector(values["site_id"], values["sector_id"])
+        await self.cluster_of_site(values.get("cluster_id"), values["site_id"])
         await self.owned("author_profile_id", AuthorProfileService,
                          values.get("author_profile_id"))
         row = await (await self.rows()).insert(values)
@@ -40,6 +41,7 @@ class TaskService(Aggregate[TaskRepository]):
         current = await self.get(task_id)
         if not changes:
             return current
+        await self.cluster_of_site(changes.get("cluster_id"), current["site_id"])
         await self.owned("author_profile_id", AuthorProfileService,
                          changes.get("author_profile_id"))
         await (await self.rows()).update(task_id, changes)
@@ -70,6 +72,7 @@ class ContentService(Aggregate[ContentRepository]):
         if task is not None and (task["site_id"], task["sector_id"]) != (
                 values["site_id"], values["sector_id"]):
             raise ValidationFailed.field("task_id", "The task is in another site or sector.")
+        await self.cluster_of_site(values.get("cluster_id"), values["site_id"])
         row = await (await self.rows()).insert({
             **values, "word_count": html_word_count(values.get("html") or "")})
         await self.uow.publish(events.content_updated(row, "created"))
@@ -79,6 +82,7 @@ class ContentService(Aggregate[ContentRepository]):
         current = await self.get(content_id)
         if not changes:
             return current
+        await self.cluster_of_site(changes.get("cluster_id"), current["site_id"])
         if "html" in changes:
             changes = {**changes, "word_count": html_word_count(changes["html"] or "")}
         row = await (await self.rows()).revise(content_id, changes)

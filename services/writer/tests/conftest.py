@@ -21,6 +21,7 @@ from libs.common.db import Database, TenantScope
 from libs.common.events import Event
 from libs.common.jobs import TaskProgress
 from libs.common.provision import ServiceDatabase
+from libs.common.repository import Visibility
 from libs.common.testing.apps import running_app
 from libs.common.testing.factories import Factories, Tenant, next_id
 from libs.common.testing.fake_auth import FakeAuth, answering_auth
@@ -28,11 +29,14 @@ from libs.common.testing.plugin import DatabaseFactory, MakeSettings
 from libs.common.testing.tokens import TestIssuer
 from libs.common.uow import unit_of_work
 from services.billing.testing import Ledger, MakeTenant, running_billing, tenant_maker
+from services.planner.testing import PlannerBook, answering_planner
 from services.writer.main import create_app
 from services.writer.models import DIRECTORY
+from services.writer.repository import PlannerRefs
 from services.writer.settings import MIGRATIONS, WriterSettings
 
-__all__ = ["FakeAuth", "Ledger", "Tenant", "next_id"]  # the tests import them from here
+# The tests import them from here.
+__all__ = ["FakeAuth", "Ledger", "PlannerBook", "Tenant", "next_id"]
 
 API = "/api/v1/writer"
 
@@ -78,6 +82,13 @@ async def client(settings: WriterSettings, issuer: TestIssuer, fake_auth: FakeAu
         yield c
 
 
+@pytest.fixture(scope="package")
+async def planner(make_settings: MakeSettings, nc: NATS) -> AsyncIterator[PlannerBook]:
+    """Planner's real `lookup_cluster` on its own database (what writer asks on a miss)."""
+    async with answering_planner(make_settings, nc) as book:
+        yield book
+
+
 @pytest.fixture
 def make_tenant(factories: Factories, fake_auth: FakeAuth, billing: Ledger) -> MakeTenant:
     return tenant_maker(factories, fake_auth, billing, credits=1000)
@@ -95,6 +106,19 @@ async def set_plan(db: Database, account_id: int, **limits: Any) -> None:
         directory = DIRECTORY.repository(uow.session)
         await directory.upsert_plan({"id": plan_id, "slug": f"plan-{plan_id}", **limits})
         await directory.upsert_account({"account_id": account_id, "plan_id": plan_id})
+
+
+async def add_cluster(db: Database, t: Tenant, *, site_id: int | None = None,
+                      sector_id: int | None = None, name: str = "Coffee grinders",
+                      account_id: int | None = None) -> int:
+    """A planner cluster of the tenant (its site and first sector unless given) in
+    writer's read model, as planner's `cluster.created` event puts it there."""
+    cluster_id, account = next_id(), account_id or t.account_id
+    async with unit_of_work(db, TenantScope.account(account)) as uow:
+        await PlannerRefs(uow.session, Visibility(account)).upsert_cluster({
+            "id": cluster_id, "account_id": account, "site_id": site_id or t.site_id,
+            "sector_id": sector_id or t.sector_id, "name": name})
+    return cluster_id
 
 
 async def create(client: httpx.AsyncClient, t: Tenant, path: str,

@@ -14,7 +14,7 @@ import httpx
 
 from libs.common.db import Database
 
-from .conftest import Ledger, MakeTenant, Tenant, create, in_sector, next_id, rows
+from .conftest import Ledger, MakeTenant, Tenant, add_cluster, create, in_sector, rows
 
 _PATH = Path(__file__).resolve().parents[3] / "bench" / "linker.py"
 _spec = importlib.util.spec_from_file_location("bench_linker", _PATH)
@@ -29,11 +29,11 @@ COFFEE = [a for a in bench_linker.load() if a.cluster == "coffee-brewing"]
 SOURDOUGH = [a for a in bench_linker.load() if a.cluster == "sourdough"]
 
 
-async def site(client: httpx.AsyncClient, t: Tenant) -> dict[str, int]:
+async def site(client: httpx.AsyncClient, db: Database, t: Tenant) -> dict[str, int]:
     """The coffee and sourdough clusters as the tenant's content: slug → id."""
     out = {}
     for articles in (COFFEE, SOURDOUGH):
-        cluster_id = next_id()
+        cluster_id = await add_cluster(db, t, name=articles[0].cluster)
         for a in articles:
             (row,) = await create(client, t, "writer/content/", in_sector(
                 t, title=a.title, html=a.html, primary_keyword=a.keyphrase,
@@ -56,7 +56,7 @@ async def spent(billing: Ledger, t: Tenant) -> int:
 async def test_suggest_then_apply_charges_one_credit_each(
         client: httpx.AsyncClient, tenant: Tenant, billing: Ledger,
         writer_db: Database) -> None:
-    ids = await site(client, tenant)
+    ids = await site(client, writer_db, tenant)
     h = tenant.headers()
     pillar = ids["brew-coffee-at-home"]
     before = await content(client, tenant, pillar)
@@ -100,8 +100,9 @@ async def test_suggest_then_apply_charges_one_credit_each(
 
 
 async def test_given_links_applied_or_refused_for_free(
-        client: httpx.AsyncClient, tenant: Tenant, billing: Ledger) -> None:
-    ids = await site(client, tenant)
+        client: httpx.AsyncClient, tenant: Tenant, billing: Ledger,
+        writer_db: Database) -> None:
+    ids = await site(client, writer_db, tenant)
     h = tenant.headers()
     source = ids["cold-brew"]
     suggested = (await client.post(f"{LINKER}/suggest/", headers=h,
@@ -145,8 +146,8 @@ async def test_given_links_applied_or_refused_for_free(
 
 async def test_tenancy_bad_input_payment_and_roles(
         client: httpx.AsyncClient, tenant: Tenant, make_tenant: MakeTenant,
-        billing: Ledger) -> None:
-    ids = await site(client, tenant)
+        billing: Ledger, writer_db: Database) -> None:
+    ids = await site(client, writer_db, tenant)
     other = await make_tenant()
     theirs = {"content_id": ids["pour-over"]}
     for path in ("suggest/", "apply/"):
@@ -178,13 +179,15 @@ async def test_tenancy_bad_input_payment_and_roles(
 
 
 async def test_only_the_sites_own_content_is_linked(
-        client: httpx.AsyncClient, tenant: Tenant, fake_auth: Any) -> None:
-    ids = await site(client, tenant)
+        client: httpx.AsyncClient, tenant: Tenant, fake_auth: Any,
+        writer_db: Database) -> None:
+    ids = await site(client, writer_db, tenant)
     other_site, other_sectors = fake_auth.add_site(tenant.account_id)
     elsewhere = {"site_id": other_site, "sector_id": other_sectors[0]}
     (pillar,) = await create(client, tenant, "writer/content/", {
         **elsewhere, "title": "Coffee at Home", "primary_keyword": "coffee at home",
-        "content_structure": "guide", "cluster_id": next_id(),
+        "content_structure": "guide", "cluster_id": await add_cluster(
+            writer_db, tenant, site_id=other_site, sector_id=other_sectors[0]),
         "html": "<h1>Coffee at Home</h1><p>Coffee is easy. It really is.</p><p>"
                 + "Good coffee takes care. " * 40 + "Try french press coffee or pour over "
                 "coffee, and see our guide to sourdough bread.</p>"})
@@ -208,7 +211,7 @@ async def test_an_edit_while_linking_is_a_conflict_and_costs_nothing(
     from libs.common.db import TenantScope
     from services.writer.linker import service
 
-    ids = await site(client, tenant)
+    ids = await site(client, writer_db, tenant)
     pillar = ids["brew-coffee-at-home"]
     real = service.site_index
 

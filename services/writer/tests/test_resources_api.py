@@ -12,7 +12,16 @@ from libs.common.db import Database
 from libs.common.schemas import WriteModel
 from services.writer import schemas as s
 
-from .conftest import API, FakeAuth, MakeTenant, Tenant, create, in_sector, set_plan
+from .conftest import (
+    API,
+    FakeAuth,
+    MakeTenant,
+    Tenant,
+    add_cluster,
+    create,
+    in_sector,
+    set_plan,
+)
 
 
 def ids(answer: httpx.Response) -> list[int]:
@@ -20,29 +29,31 @@ def ids(answer: httpx.Response) -> list[int]:
     return [r["id"] for r in answer.json()["results"]]
 
 
-async def three_tasks(client: httpx.AsyncClient, t: Tenant) -> list[dict[str, Any]]:
+async def three_tasks(client: httpx.AsyncClient, db: Database,
+                      t: Tenant) -> list[dict[str, Any]]:
+    grinding, descaling = await add_cluster(db, t), await add_cluster(db, t, name="Kettles")
     return await create(client, t, "writer/tasks/",
                         in_sector(t, title="Best espresso grinders", keywords="grinder, burr",
                                   content_type="post", content_structure="comparison",
-                                  word_count=1800, cluster_id=11),
+                                  word_count=1800, cluster_id=grinding),
                         in_sector(t, title="How to descale a kettle", keywords="limescale",
                                   content_type="page", content_structure="how_to",
-                                  word_count=900, status="review", cluster_id=12),
+                                  word_count=900, status="review", cluster_id=descaling),
                         {"site_id": t.site_id, "sector_id": t.sector_ids[1],
                          "title": "Tea for beginners", "keywords": "green tea, burr-free",
                          "word_count": 1200, "status": "archived"})
 
 
 async def test_task_filters_search_ordering_and_bulk_actions(
-        client: httpx.AsyncClient, tenant: Tenant) -> None:
-    grinders, kettle, tea = await three_tasks(client, tenant)
+        client: httpx.AsyncClient, tenant: Tenant, writer_db: Database) -> None:
+    grinders, kettle, tea = await three_tasks(client, writer_db, tenant)
     h = tenant.headers()
     assert grinders["status"] == "draft"
     assert grinders["content_id"] is None
     get = lambda q: client.get(f"{API}/tasks/?{q}", headers=h)  # noqa: E731
     assert ids(await get("")) == [tea["id"], kettle["id"], grinders["id"]]
     assert ids(await get("status=review")) == [kettle["id"]]
-    assert ids(await get("cluster_id=11")) == [grinders["id"]]
+    assert ids(await get(f"cluster_id={grinders['cluster_id']}")) == [grinders["id"]]
     assert ids(await get("content_type=page")) == [kettle["id"]]
     assert ids(await get("content_structure=comparison")) == [grinders["id"]]
     assert ids(await get(f"site_id={tenant.site_id}&sector_id={tenant.sector_ids[1]}")) == [
