@@ -642,9 +642,15 @@ def _balance(brief: Brief, plan: _Plan, lean: int) -> str:
 
 
 def _meta_sentences(brief: Brief, plan: _Plan) -> list[str]:
-    """Sentences for the meta description, the keyphrase in the first one only."""
+    """Sentences for the meta description, the keyphrase in the first one only. When
+    every section's topic holds the keyphrase ("best coffee", "cheap coffee" for
+    "coffee"), they are named without it; and one more plain sentence closes the list,
+    for a short keyphrase with no table or FAQ (117 characters for "coffee" without)."""
     kp = Keyphrase.of(brief.primary_keyword)
     topics = [s.topic for s in plan.sections if kp.share_in(s.topic) == 0][:3]
+    if not topics:
+        named = (without_keyphrase(s.topic, kp) for s in plan.sections)
+        topics = list(dict.fromkeys(t for t in named if not kp.occurrences(t)))[:3]
     extras = []
     if plan.table:
         extras.append("a comparison table")
@@ -655,7 +661,11 @@ def _meta_sentences(brief: Brief, plan: _Plan) -> list[str]:
         sentences.append(f"Covers {join_list(topics)}.")
     if extras:
         sentences.append(f"With {join_list(extras)}.")
-    sentences += ["Plain words, clear steps.", "Written to help you decide."]
+    sentences += [
+        "Plain words, clear steps.",
+        "Written to help you decide.",
+        "Each part ends with what to check.",
+    ]
     return sentences
 
 
