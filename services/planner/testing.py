@@ -27,6 +27,7 @@ from libs.common.ids import MAX_BIGINT
 from libs.common.planner import PlannerClient
 from libs.common.problems import ServiceUnavailable
 from libs.common.repository import Row, Visibility
+from libs.common.testing.factories import next_id
 from libs.common.testing.plugin import MakeSettings
 from libs.common.uow import unit_of_work
 from services.planner.commands import command_handlers
@@ -49,8 +50,12 @@ class PlannerBook:
     async def add_cluster(self, account_id: int, site_id: int, sector_id: int,
                           name: str = "Burr coffee grinders", **fields: Any) -> Row:
         async with unit_of_work(self.db, TenantScope.account(account_id)) as uow:
+            # An id of its own, as planner's one sequence gives in production: the
+            # test database's sequence restarts at 1 and would name clusters that other
+            # tests' read models already hold for other accounts.
             return await ClusterRepository(uow.session, Visibility(account_id)).insert({
-                "site_id": site_id, "sector_id": sector_id, "name": name, **fields})
+                "id": next_id(), "site_id": site_id, "sector_id": sector_id, "name": name,
+                **fields})
 
     async def delete_cluster(self, account_id: int, cluster_id: int) -> None:
         async with unit_of_work(self.db, TenantScope.account(account_id)) as uow:
