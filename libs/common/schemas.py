@@ -135,16 +135,15 @@ class WriteModel(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _refuse_null(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None and info.field_name is not None and not cls.nullable(info.field_name):
+    def _refuse_null_and_true_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """A null where the field takes none; a boolean where it counts (DRF's
+        IntegerField refuses true: `{"word_count": true}` was stored as 1). One validator
+        for both: it runs on every field of every body."""
+        if info.field_name is None:
+            return value
+        if value is None and not cls.nullable(info.field_name):
             raise PydanticCustomError("null", "This field may not be null.")
-        return value
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _refuse_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
-        """DRF's IntegerField refuses true (`{"word_count": true}` was stored as 1)."""
-        if isinstance(value, bool) and info.field_name is not None and counts(
+        if isinstance(value, bool) and counts(
                 (cls.partial_source or cls).model_fields[info.field_name].annotation):
             raise PydanticCustomError("int_type", "A valid integer is required.")
         return value
