@@ -2,6 +2,7 @@
 
     python -m bench.ab --tree /path/to/other/checkout [--rounds 3] billing planner gateway
     python -m bench.ab --tree ../record planner -- --keywords 200000
+    python -m bench.ab --tree ../good --this ../bad --rounds 2 planner -- --keywords 200000
 
 Figures of record were taken on another day's host; a host twice as slow halves every
 rate, so comparing today's run with them says nothing about the code. This runs the same
@@ -19,6 +20,7 @@ in bench/results/ab-<bench>-<tree>-<round>.txt.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -59,10 +61,13 @@ FIGURES: dict[str, list[tuple[str, str, int, bool]]] = {
 
 
 def run_once(tree: Path, bench: str, extra: list[str], label: str, round_: int) -> str:
-    """Run `python -m bench.<bench>` in `tree` with that tree's own interpreter."""
+    """Run `python -m bench.<bench>` in `tree` with that tree's own interpreter, its code
+    first on the path (PYTHONPATH, inherited by the processes `igny8 up` starts), so two
+    trees may share one virtualenv through a `.venv` symlink."""
     python = tree / ".venv" / "bin" / "python"
     print(f"--- round {round_}: bench.{bench} in {label} ({tree})", flush=True)
     done = subprocess.run([str(python), "-m", f"bench.{bench}", *extra], cwd=tree,
+                          env={**os.environ, "PYTHONPATH": str(tree)},
                           capture_output=True, text=True, check=False)
     output = done.stdout + done.stderr
     results = HERE / "bench" / "results"
@@ -108,10 +113,13 @@ def main(argv: list[str]) -> int:
         argv, extra = argv[: argv.index("--")], argv[argv.index("--") + 1:]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", type=Path, required=True, help="the other checkout")
+    parser.add_argument("--this", type=Path, default=HERE,
+                        help="the checkout measured against it (default: this one); two "
+                        "older checkouts may be compared, e.g. to bisect a regression")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("benches", nargs="+", choices=sorted(FIGURES))
     args = parser.parse_args(argv)
-    trees = {"other": args.tree.resolve(), "this": HERE}
+    trees = {"other": args.tree.resolve(), "this": args.this.resolve()}
     for bench in args.benches:
         runs: dict[str, list[dict[str, float]]] = {"other": [], "this": []}
         for round_ in range(1, args.rounds + 1):

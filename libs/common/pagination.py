@@ -38,7 +38,7 @@ class PageParams:
         return self.page_size
 
 
-def page_params(
+async def page_params(
     page: int = Query(1, ge=1, le=MAX_BIGINT, description="Page number, from 1."),
     page_size: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_BIGINT,
                            description="Items per page, at most 100."),

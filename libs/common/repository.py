@@ -30,6 +30,10 @@ and the sites they may see), and every statement it runs carries those condition
 another tenant's id is simply not found (404). Row-level security is the second wall.
 Tables with `deleted_at` are soft-deleted: reads skip deleted rows, `delete` marks them.
 
+Every dependency here is a coroutine function: FastAPI runs a plain `def` dependency in
+its thread pool, a hand-off to a worker thread and back for each one on each request,
+which on a list path cost more than parsing the query string itself (ADR 0033).
+
 Rows are dicts by default (the cheapest on list paths, ADR 0018); a
 repository that sets `model` answers that SQLModel's instances instead. Measured hot
 paths keep hand-written SQL by overriding `count`/`rows` (or adding methods) behind the
@@ -39,7 +43,7 @@ same interface.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
@@ -154,7 +158,8 @@ class Orderings:
         description = ("Comma-separated fields; prefix '-' for descending. Default "
                        f"{default}. Fields: {', '.join(self.columns)}.")
 
-        def dependency(ordering: str | None = Query(None, description=description)) -> Ordering:
+        async def dependency(ordering: str | None = Query(None, description=description)
+                             ) -> Ordering:
             return self.parse(ordering)
 
         self.dependency = dependency
@@ -307,11 +312,14 @@ class DayUntil(DayFrom):
 
 class FilterSet:
     """The filters of one list, declared once as class attributes (see the module's
-    docstring). The class is its own FastAPI dependency: `Depends(TaskFilters)` reads the
-    query string, with every filter an optional parameter. Instances are immutable and
-    hashable (cache keys); reading an attribute gives the value or None."""
+    docstring). `Depends(TaskFilters.from_query)` reads the query string, with every
+    filter an optional parameter (a coroutine, so not run in the thread pool, as the
+    class itself would be). Instances are immutable and hashable (cache keys); reading an
+    attribute gives the value or None."""
 
     filters: ClassVar[dict[str, Filter]] = {}
+    # The FastAPI dependency making an instance from the query string (set per subclass).
+    from_query: ClassVar[Callable[..., Awaitable[Any]]]
     __slots__ = ("_values",)
 
     def __init_subclass__(cls, **kw: Any) -> None:
@@ -322,6 +330,14 @@ class FilterSet:
                                     annotation=f.annotation | None)
                   for name, f in cls.filters.items()]
         cls.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+
+        async def from_query(**values: Any) -> FilterSet:
+            return cls(**values)
+
+        from_query.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            params, return_annotation=cls)
+        from_query.__qualname__ = f"{cls.__qualname__}.from_query"
+        cls.from_query = staticmethod(from_query)
 
     def __init__(self, **values: Any) -> None:
         unknown = set(values) - set(self.filters)
@@ -383,9 +399,9 @@ class ListQuery(Generic[F]):
     def of(filters: type[F], orderings: Orderings) -> Any:
         """The FastAPI dependency (an `Annotated` type) parsing a list's query string."""
 
-        def dependency(given: Any = Depends(filters),
-                       ordering: Ordering = Depends(orderings.dependency),
-                       page: PageParams = Depends(page_params)) -> ListQuery[F]:
+        async def dependency(given: Any = Depends(filters.from_query),
+                             ordering: Ordering = Depends(orderings.dependency),
+                             page: PageParams = Depends(page_params)) -> ListQuery[F]:
             return ListQuery(given, ordering, page)
 
         return Annotated[ListQuery[filters], Depends(dependency)]  # type: ignore[valid-type]

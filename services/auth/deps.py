@@ -45,7 +45,7 @@ Admin = Annotated[Principal, Depends(at_least("admin"))]
 Staff = Annotated[Principal, Depends(at_least("developer"))]
 
 
-def get_issuer(request: Request) -> Issuer:
+async def get_issuer(request: Request) -> Issuer:
     issuer: Issuer = request.app.state.issuer
     return issuer
 
@@ -53,7 +53,7 @@ def get_issuer(request: Request) -> Issuer:
 IssuerDep = Annotated[Issuer, Depends(get_issuer)]
 
 
-def get_integration_keys(request: Request) -> SecretBox:
+async def get_integration_keys(request: Request) -> SecretBox:
     keys: SecretBox = request.app.state.integration_keys
     return keys
 
@@ -61,7 +61,7 @@ def get_integration_keys(request: Request) -> SecretBox:
 IntegrationKeys = Annotated[SecretBox, Depends(get_integration_keys)]
 
 
-def get_settings(request: Request) -> AuthSettings:
+async def get_settings(request: Request) -> AuthSettings:
     settings: AuthSettings = request.app.state.settings
     return settings
 
@@ -69,7 +69,7 @@ def get_settings(request: Request) -> AuthSettings:
 Settings = Annotated[AuthSettings, Depends(get_settings)]
 
 
-def get_outbound_policy(request: Request) -> OutboundPolicy:
+async def get_outbound_policy(request: Request) -> OutboundPolicy:
     policy: OutboundPolicy = request.app.state.outbound
     return policy
 
@@ -78,7 +78,7 @@ def get_outbound_policy(request: Request) -> OutboundPolicy:
 Outbound = Annotated[OutboundPolicy, Depends(get_outbound_policy)]
 
 
-def client_address(request: Request) -> str | None:
+async def client_address(request: Request) -> str | None:
     """The caller's address: the gateway's `X-Forwarded-For` first hop, else the peer.
     Auth is reachable only through the gateway, which sets the header."""
     forwarded = request.headers.get("x-forwarded-for")
@@ -92,7 +92,7 @@ def client_address(request: Request) -> str | None:
 ClientAddress = Annotated[str | None, Depends(client_address)]
 
 
-def peer_address(request: Request) -> str | None:
+async def peer_address(request: Request) -> str | None:
     """The address of whoever opened the connection, whatever headers it sent."""
     return request.client.host if request.client else None
 

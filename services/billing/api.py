@@ -37,15 +37,15 @@ def policy(request: Request) -> BillingPolicy:
         max_hold_ttl_seconds=settings.max_hold_ttl_seconds, currency=settings.currency)
 
 
-def _mine(request: Request, uow: UoW, principal: CurrentPrincipal) -> AccountBilling:
+async def _mine(request: Request, uow: UoW, principal: CurrentPrincipal) -> AccountBilling:
     return AccountBilling(uow.session, principal.account_id, policy(request))
 
 
-def _owners(request: Request, uow: UoW, principal: AdminOrOwner) -> AccountBilling:
+async def _owners(request: Request, uow: UoW, principal: AdminOrOwner) -> AccountBilling:
     return AccountBilling(uow.session, principal.account_id, policy(request))
 
 
-def _staff(request: Request, uow: UoW, _: PlatformStaff) -> StaffBilling:
+async def _staff(request: Request, uow: UoW, _: PlatformStaff) -> StaffBilling:
     return StaffBilling(uow.session, policy(request))
 
 
@@ -83,8 +83,9 @@ async def usage_list(request: Request, mine: Mine, query: s.UsageQuery) -> Respo
 
 
 @billing.get("/credits/usage/summary/")
-async def usage_summary(mine: Mine,
-                        days: Annotated[s.DateRange, Depends(s.DateRange)]) -> dict[str, Any]:
+async def usage_summary(
+    mine: Mine, days: Annotated[s.DateRange, Depends(s.DateRange.from_query)],
+) -> dict[str, Any]:
     return await mine.usage_summary(days.start_date, days.end_date)
 
 

@@ -90,7 +90,7 @@ async def create_keyword(body: s.KeywordCreate, keywords: KeywordsEditor) -> dic
             responses={200: {"content": {"text/csv": {}}}})
 async def export_keywords(
     request: Request, principal: CurrentPrincipal,
-    filters: Annotated[s.KeywordFilters, Depends()],
+    filters: Annotated[s.KeywordFilters, Depends(s.KeywordFilters.from_query)],
     ordering: Annotated[Ordering, Depends(s.KEYWORD_ORDERING.dependency)],
 ) -> Response:
     """Every keyword the filters select, as CSV, streamed from a server-side cursor (in a

@@ -1,0 +1,73 @@
+"""What every service's routes must be, checked on the apps themselves.
+
+- Each operation has its own id: generated clients name their methods after operation
+  ids, and FastAPI gives a route serving two methods one id for both, picked from a set
+  (so the document changed from run to run).
+- Each endpoint and each dependency is a coroutine function: FastAPI runs a plain `def`
+  in its thread pool, a hand-off to a worker thread and back on every request, which on a
+  list path cost more than what the dependencies do (ADR 0033)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from igny8.services import present_services
+
+SERVICES = [spec.name for spec in present_services() if spec.name != "gateway"]
+
+
+def _app(name: str) -> FastAPI:
+    app: FastAPI = importlib.import_module(f"services.{name}.main").create_app()
+    return app
+
+
+def _api_routes(app: FastAPI) -> Iterator[APIRoute]:
+    """Every API route, included routers' too (FastAPI includes them lazily)."""
+    for context in iter_route_contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            yield context.original_route
+
+
+def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    for sub in dependant.dependencies:
+        if sub.call is not None:
+            yield sub.call
+        yield from _calls(sub)
+
+
+def _runs_on_the_loop(call: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
+
+
+def _name(call: Callable[..., Any]) -> str:
+    return f"{getattr(call, '__module__', '?')}.{getattr(call, '__qualname__', call)}"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_every_operation_has_its_own_id(name: str) -> None:
+    app = _app(name)
+    shared = [f"{sorted(route.methods or ())} {route.path}" for route in _api_routes(app)
+              if len(route.methods or ()) > 1]
+    assert not shared, f"one route, several methods (one operation id for all): {shared}"
+    ids = Counter(op["operationId"] for item in app.openapi()["paths"].values()
+                  for op in item.values() if isinstance(op, dict) and "operationId" in op)
+    assert [op for op, n in ids.items() if n > 1] == []
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_no_request_waits_for_the_thread_pool(name: str) -> None:
+    routes = list(_api_routes(_app(name)))
+    assert len(routes) > 10  # the walk reached the included routers
+    in_threads = sorted({f"{route.path}: {_name(call)}" for route in routes
+                         for call in (route.endpoint, *_calls(route.dependant))
+                         if not _runs_on_the_loop(call)})
+    assert in_threads == [], "sync endpoints or dependencies (run in the thread pool)"
