@@ -38,7 +38,13 @@ from typing import Any, Generic, TypeVar
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
+from nats.errors import (
+    ConnectionClosedError,
+    NoRespondersError,
+    NoServersError,
+    OutboundBufferLimitError,
+    StaleConnectionError,
+)
 from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import BaseModel, ValidationError
 
@@ -333,6 +339,12 @@ class CommandClient:
                         f"{command.service.capitalize()} did not answer in time.") from exc
                 await asyncio.sleep(self.backoff * 2**attempt)
                 attempt += 1
+            except (ConnectionClosedError, NoServersError, OutboundBufferLimitError,
+                    StaleConnectionError) as exc:
+                # Not sent: this process has lost NATS (its supervisor sees it too). An
+                # outage of the platform, not a fault of the request: 503, not 500.
+                raise ServiceUnavailable(
+                    f"{command.service.capitalize()} cannot be reached.") from exc
         answer = orjson.loads(msg.data)
         if not answer.get("ok"):
             raise_for(answer, command.service)

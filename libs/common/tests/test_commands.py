@@ -154,6 +154,16 @@ async def test_idempotent_commands_are_retried_others_are_not(nc: NATS) -> None:
             command(), Add(account_id=1, amount=1))
 
 
+async def test_a_caller_that_lost_nats_answers_unavailable(nats_url: str) -> None:
+    """A closed connection (NATS gone for good, or the process shutting down) is the
+    platform's outage, a 503 through the problem handler, never an unhandled 500."""
+    lost = await nats_kernel.connect(nats_url, "kernel-commands-tests")
+    await lost.close()
+    with pytest.raises(ServiceUnavailable, match="cannot be reached"):
+        await CommandClient(lost, timeout=0.2, retries=2, backoff=0.01).call(
+            command(), Add(account_id=1, amount=1))
+
+
 async def test_batches_answer_each_command_in_order(nc: NATS) -> None:
     add = command()
     calls: list[list[tuple[int, int]]] = []
