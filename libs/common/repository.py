@@ -431,11 +431,16 @@ class Repository(Generic[R]):
     site_column: ClassVar[str | None] = _AUTO
     deleted_column: ClassVar[str | None] = _AUTO
     default_ordering: ClassVar[Ordering] = Ordering((("created_at", True),))
+    # Columns a list never shows (a stored working document): `rows` does not read them.
+    unlisted: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         if cls.__dict__.get("model") is not None and "table" not in cls.__dict__:
             cls.table = table_of(cls.__dict__["model"])
+        if cls.unlisted and cls.model is not None:
+            raise TypeError(f"{cls.__name__}: `unlisted` leaves columns out of dict rows; "
+                            "a model's instances are whole")
         table = getattr(cls, "table", None)
         if table is None:
             return
@@ -475,6 +480,14 @@ class Repository(Generic[R]):
         """What a row is made of; override to join names in (rows read by `get`, `list`)."""
         return select(self.model) if self.model is not None else select(self.table)
 
+    def list_select(self) -> Select[Any]:
+        """What a list item is made of: the table without the `unlisted` columns (a
+        repository that joins names in through `select` and sets `unlisted` overrides
+        this too)."""
+        if not self.unlisted:
+            return self.select()
+        return select(*(c for c in self.table.c if c.name not in self.unlisted))
+
     async def fetch(self, statement: Any) -> list[R]:
         result = await self.session.execute(statement)
         if self.model is not None:
@@ -504,7 +517,7 @@ class Repository(Generic[R]):
     async def rows(self, filters: FilterSet, ordering: Ordering, offset: int,
                    limit: int) -> list[R]:
         t = self.table
-        query = (self.select().where(*self.scope(), *filters.conditions(t))
+        query = (self.list_select().where(*self.scope(), *filters.conditions(t))
                  .order_by(*ordering.clauses(t)).offset(offset).limit(limit))
         return await self.fetch(query)
 

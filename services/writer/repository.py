@@ -66,6 +66,8 @@ class TaskRepository(Repository[Row]):
 
 class ContentRepository(Repository[Row]):
     table = contents
+    # The stored optimizer analysis (a document per content) is not part of the resource.
+    unlisted = frozenset({"optimizer_analysis"})
 
     async def of_tasks(self, task_ids: Iterable[int]) -> dict[int, Row]:
         """The live content of each task that has one."""

@@ -131,6 +131,23 @@ async def test_site_visibility(db: Database) -> None:
         assert (await Things(session, Visibility(a, ())).page(query())).count == 0
 
 
+class ThingsListedBare(Repository[Row]):
+    table = table_of(Thing)
+    unlisted = frozenset({"volume", "updated_at"})
+
+
+async def test_unlisted_columns_are_not_read_by_lists(db: Database) -> None:
+    a = next(_ids)
+    (made,) = await seed(db, a, 1, [("bare", "new", 7)])
+    async with db.session(TenantScope.account(a)) as session:
+        things = ThingsListedBare(session, Visibility(a))
+        (item,) = (await things.page(query())).rows
+        assert item["name"] == "bare" and "volume" not in item and "updated_at" not in item
+        assert (await things.get(made["id"]))["volume"] == 7  # a detail reads the row
+    with pytest.raises(TypeError, match="unlisted"):
+        type("LabelsBare", (Repository,), {"model": Label, "unlisted": frozenset({"x"})})
+
+
 async def test_filters_ordering_and_pages(db: Database) -> None:
     a = next(_ids)
     await seed(db, a, 1, [("alpha 50%", "new", 10), ("beta", "done", 30), ("gamma", "new", 20),
