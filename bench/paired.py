@@ -88,9 +88,13 @@ class Platform:
 
     def ready(self) -> None:
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"the platform of {self.tree} did not come up")
+        while True:  # bench.planner says what it loaded; the address comes last
+            line = self.proc.stdout.readline()
+            if not line:
+                raise SystemExit(f"the platform of {self.tree} did not come up")
+            if line.startswith("{"):
+                break
+            print(f"{self.tree.name}: {line.rstrip()}", flush=True)
         answer = json.loads(line)
         self.target = {"site_id": str(answer["site_id"]), "sector_id": str(answer["sector_id"])}
         self.client = httpx.Client(base_url=answer["gateway"], timeout=30,
