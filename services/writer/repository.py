@@ -16,7 +16,7 @@ from sqlalchemy import Select, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.directory import upsert
+from libs.common.directory import upsert, upsert_many
 from libs.common.repository import Repository, Row, Visibility, table_of
 from services.writer.models import (
     AuthorProfile,
@@ -172,12 +172,12 @@ class PlannerRefs:
     async def upsert_keywords(self, account_id: int, rows: Sequence[dict[str, Any]], *,
                               deleted: bool = False,
                               occurred_at: datetime | None = None) -> None:
-        for k in rows:
-            await upsert(self.session, keyword_refs, ["id"], {
-                "id": k["id"], "account_id": account_id, "cluster_id": k.get("cluster_id"),
-                "keyword": str(k.get("keyword") or "")[:255],
-                "intent": str(k.get("intent") or "informational")[:20],
-                "volume": int(k.get("volume") or 0), "deleted": deleted}, occurred_at)
+        await upsert_many(self.session, keyword_refs, ["id"], [{
+            "id": k["id"], "account_id": account_id, "cluster_id": k.get("cluster_id"),
+            "keyword": str(k.get("keyword") or "")[:255],
+            "intent": str(k.get("intent") or "informational")[:20],
+            "volume": int(k.get("volume") or 0), "deleted": deleted} for k in rows],
+            occurred_at)
 
     async def assign(self, account_id: int, cluster_id: int, keyword_ids: Sequence[int],
                      occurred_at: datetime | None) -> None:

@@ -34,7 +34,7 @@ from libs.common.directory.events import (
     apply_auth_event,
     directory_consumer,
 )
-from libs.common.directory.repository import DirectoryRepository, upsert
+from libs.common.directory.repository import DirectoryRepository, upsert, upsert_many
 from libs.common.directory.service import CallerService
 from libs.common.directory.tables import (
     TENANT_TABLES,
@@ -57,6 +57,7 @@ __all__ = [
     "account_blocked",
     "apply_auth_event",
     "upsert",
+    "upsert_many",
 ]
 
 
