@@ -212,9 +212,11 @@ class Supervisor:
         deadline = time.monotonic() + grace
         while any(c.alive() for c in running) and time.monotonic() < deadline and not hurry():
             time.sleep(0.05)
+        hurried = hurry()
         for child in running:
             if child.alive():
-                self.say(f"{child.name} did not stop in {grace:.0f}s: killing it")
+                self.say(f"{child.name}: asked again to stop: killing it" if hurried
+                         else f"{child.name} did not stop in {grace:.0f}s: killing it")
                 self._signal(child, signal.SIGKILL)
         for child in running:
             if child.proc is not None:

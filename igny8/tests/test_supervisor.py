@@ -105,6 +105,23 @@ def test_stragglers_are_killed_after_the_grace_period(tmp_path: Path) -> None:
     assert time.monotonic() - started < 5
 
 
+def test_a_second_stop_request_kills_at_once_and_says_so(tmp_path: Path) -> None:
+    """A second Ctrl-C, or a SIGTERM sent to the whole process group (`timeout`, a
+    service manager), does not wait out the grace, and says why it killed."""
+    said: list[str] = []
+    sup = Supervisor(logs_dir=tmp_path / "logs", cwd=REPO_ROOT, say=said.append)
+    child = sup.spawn(ProcessSpec(name="stubborn", kind="worker",
+                                  argv=(sys.executable, "-c", STUBBORN), env={}, port=0))
+    deadline = time.monotonic() + 10
+    while "deaf-to-sigterm" not in (tmp_path / "logs" / "stubborn.log").read_text().splitlines():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sup.stop_all(grace=60, hurry=lambda: True)
+    assert not child.alive()
+    assert [line for line in said if "killing" in line] == [
+        "stubborn: asked again to stop: killing it"]
+
+
 def test_crashed_children_are_restarted_with_backoff_then_given_up(tmp_path: Path) -> None:
     sup = _supervisor(tmp_path)
     child = sup.spawn(ProcessSpec(name="crashy", kind="worker",
