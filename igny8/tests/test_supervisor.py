@@ -16,7 +16,7 @@ import pytest
 
 from igny8.plan import ProcessSpec
 from igny8.services import REPO_ROOT
-from igny8.supervisor import StartupFailed, Supervisor
+from igny8.supervisor import Child, StartupFailed, Supervisor
 from libs.common.embedded import free_port
 
 HEALTH_SERVER = textwrap.dedent("""
@@ -45,6 +45,17 @@ def _server(name: str, port: int, delay: float = 0.0) -> ProcessSpec:
 
 def _supervisor(tmp_path: Path) -> Supervisor:
     return Supervisor(logs_dir=tmp_path / "logs", cwd=REPO_ROOT, say=lambda _: None)
+
+
+def _deaf_to_sigterm(sup: Supervisor, tmp_path: Path) -> Child:
+    """A child that ignores SIGTERM, once it has said so (its handler is set)."""
+    child = sup.spawn(ProcessSpec(name="stubborn", kind="worker",
+                                  argv=(sys.executable, "-c", STUBBORN), env={}, port=0))
+    deadline = time.monotonic() + 10
+    while "deaf-to-sigterm" not in (tmp_path / "logs" / "stubborn.log").read_text().splitlines():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return child
 
 
 def test_children_become_healthy_log_to_files_and_stop(tmp_path: Path) -> None:
@@ -91,12 +102,7 @@ def test_waiting_times_out_naming_what_it_waits_for(tmp_path: Path) -> None:
 
 def test_stragglers_are_killed_after_the_grace_period(tmp_path: Path) -> None:
     sup = _supervisor(tmp_path)
-    child = sup.spawn(ProcessSpec(name="stubborn", kind="worker",
-                                  argv=(sys.executable, "-c", STUBBORN), env={}, port=0))
-    deadline = time.monotonic() + 10
-    while "deaf-to-sigterm" not in (tmp_path / "logs" / "stubborn.log").read_text().splitlines():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    child = _deaf_to_sigterm(sup, tmp_path)
     started = time.monotonic()
     sup.stop_all(grace=0.5)
     assert not child.alive()
@@ -110,12 +116,7 @@ def test_a_second_stop_request_kills_at_once_and_says_so(tmp_path: Path) -> None
     service manager), does not wait out the grace, and says why it killed."""
     said: list[str] = []
     sup = Supervisor(logs_dir=tmp_path / "logs", cwd=REPO_ROOT, say=said.append)
-    child = sup.spawn(ProcessSpec(name="stubborn", kind="worker",
-                                  argv=(sys.executable, "-c", STUBBORN), env={}, port=0))
-    deadline = time.monotonic() + 10
-    while "deaf-to-sigterm" not in (tmp_path / "logs" / "stubborn.log").read_text().splitlines():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    child = _deaf_to_sigterm(sup, tmp_path)
     sup.stop_all(grace=60, hurry=lambda: True)
     assert not child.alive()
     assert [line for line in said if "killing" in line] == [
