@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -39,16 +38,9 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.planner import CASES, IMPORT, keywords_csv
+
 HERE = Path(__file__).resolve().parent.parent
-LIST = "/api/v1/planner/keywords/"
-IMPORT = LIST + "import_keywords/"
-TOPICS = ["running shoes", "coffee grinder", "espresso machine", "standing desk", "yoga mat",
-          "air fryer", "gaming chair", "robot vacuum", "electric bike", "houseplants"]
-CASES = {
-    "a": LIST,
-    "b": LIST + "?search=best&volume_min=100&ordering=-volume&page_size=25",
-    "c": LIST + "?status=active&page=500",
-}
 
 # Run by each tree's own interpreter, cwd and PYTHONPATH that tree: its platform and the
 # bench's account, then the gateway's address and a token on stdout, then up until stdin
@@ -80,6 +72,7 @@ class Platform:
 
     def __init__(self, tree: Path, keywords: int, room: int) -> None:
         self.tree = tree
+        self.processes: list[tuple[psutil.Process, str]] = []
         self.proc = subprocess.Popen(
             [str(tree / ".venv" / "bin" / "python"), "-c", SERVE, str(keywords), str(room)],
             cwd=tree,
@@ -99,12 +92,12 @@ class Platform:
         self.target = {"site_id": str(answer["site_id"]), "sector_id": str(answer["sector_id"])}
         self.client = httpx.Client(base_url=answer["gateway"], timeout=30,
                                    headers={"Authorization": f"Bearer {answer['token']}"})
-        self.processes: list[psutil.Process] = []
 
     def find_processes(self) -> None:
         """The processes `igny8 up` started, PostgreSQL's backends among them (after a
-        warm-up, so that the pools' connections exist)."""
-        self.processes = psutil.Process(self.proc.pid).children(recursive=True)
+        warm-up, so that the pools' connections exist), each with its kind."""
+        self.processes = [(process, kind(" ".join(process.cmdline())))
+                          for process in psutil.Process(self.proc.pid).children(recursive=True)]
 
     def stop(self) -> None:
         if self.proc.stdin is not None:
@@ -115,11 +108,12 @@ class Platform:
             self.proc.kill()
 
     def cpu(self) -> dict[int, tuple[float, str]]:
+        """CPU seconds so far and kind, by pid."""
         seen: dict[int, tuple[float, str]] = {}
-        for process in self.processes:
+        for process, kind_of in self.processes:
             try:
                 times = process.cpu_times()
-                seen[process.pid] = (times.user + times.system, " ".join(process.cmdline()))
+                seen[process.pid] = (times.user + times.system, kind_of)
             except psutil.Error:
                 pass
         return seen
@@ -131,21 +125,16 @@ class Platform:
         for _ in range(n):
             self.client.get(path).raise_for_status()
         wall = time.perf_counter() - started
-        for pid, (seconds, command) in self.cpu().items():
-            totals[kind(command)] += seconds - before.get(pid, (seconds,))[0]
+        for pid, (seconds, kind_of) in self.cpu().items():
+            totals[kind_of] += seconds - before.get(pid, (seconds,))[0]
         return wall
-
 
     def import_csv(self, rows: int, seed: int) -> float:
         """Rows per second of one CSV import of `rows` new keywords through the gateway."""
-        rng = random.Random(seed)
-        tag = f"paired {time.time_ns()}"
-        lines = ["keyword,volume,difficulty,intent,status"] + [
-            f"{tag} {rng.choice(TOPICS)} {i},{rng.randint(0, 5000)},{rng.randint(0, 100)},"
-            "commercial,active" for i in range(rows)]
+        data = keywords_csv(rows, prefix=f"paired {time.time_ns()}", seed=seed)
         started = time.perf_counter()
-        answer = self.client.post(IMPORT, data=self.target, timeout=600, files={
-            "file": ("k.csv", ("\n".join(lines) + "\n").encode(), "text/csv")})
+        answer = self.client.post(IMPORT, data=self.target, timeout=600,
+                                  files={"file": ("k.csv", data, "text/csv")})
         elapsed = time.perf_counter() - started
         answer.raise_for_status()
         report = answer.json().get("data", answer.json())

@@ -40,6 +40,13 @@ from gateway.routes import scope_for
 LIST = "/api/v1/planner/keywords/"
 IMPORT = "/api/v1/planner/keywords/import_keywords/"
 SECTORS = 5
+# The lists measured: the default first page, a search with filters and an ordering, a
+# deep page of a filtered list.
+CASES = {
+    "a": LIST,
+    "b": LIST + "?search=best&volume_min=100&ordering=-volume&page_size=25",
+    "c": LIST + "?status=active&page=500",
+}
 
 
 @dataclass
@@ -170,13 +177,17 @@ def wrk_case(url: str, token: str, connections: int, duration: int) -> dict[str,
             "errors": result.non_2xx + result.errors}
 
 
+def keywords_csv(rows: int, prefix: str = "import", seed: int = 3) -> bytes:
+    """A CSV import file of `rows` keywords, new to the account when `prefix` is."""
+    rng = random.Random(seed)
+    lines = ["keyword,volume,difficulty,intent,status"] + [
+        f"{prefix} {rng.choice(TOPICS)} {i},{rng.randint(0, 5000)},{rng.randint(0, 100)},"
+        "commercial,active" for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
 def import_csv(gateway: str, token: str, target: Target, rows: int) -> dict[str, Any]:
-    lines = ["keyword,volume,difficulty,intent,status"]
-    rng = random.Random(3)
-    for i in range(rows):
-        lines.append(f"import {rng.choice(TOPICS)} {i},{rng.randint(0, 5000)},"
-                     f"{rng.randint(0, 100)},commercial,active")
-    data = ("\n".join(lines) + "\n").encode()
+    data = keywords_csv(rows)
     started = time.perf_counter()
     r = httpx.post(gateway + IMPORT, headers={"Authorization": f"Bearer {token}"},
                    files={"file": ("k.csv", data, "text/csv")},
@@ -209,14 +220,9 @@ def main() -> None:
         make_room(planner_url, target, args.keywords + args.import_rows)
         load(planner_url, target, args.keywords)
         counts = exact_counts(planner_url, target.account_id)
-        cases = {
-            "a": LIST,
-            "b": LIST + "?search=best&volume_min=100&ordering=-volume&page_size=25",
-            "c": LIST + "?status=active&page=500",
-        }
         results: dict[str, Any] = {"keywords": args.keywords, "through": "gateway",
                                    "cases": {}}
-        for name, path in cases.items():
+        for name, path in CASES.items():
             answer = _data(httpx.get(gateway + path, headers={"Authorization": f"Bearer {token}"},
                                      timeout=30).json())
             assert answer["count"] == counts[name], (name, answer["count"], counts[name])
