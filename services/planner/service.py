@@ -293,7 +293,8 @@ class ClusterService(PlannerService):
         limit = limit or self.settings.auto_generate_ideas_max_clusters
         wanted = sorted(set(ids))
         if len(wanted) > limit:
-            raise ValidationFailed.field("ids", f"At most {limit} clusters per request.")
+            noun = "cluster" if limit == 1 else "clusters"
+            raise ValidationFailed.field("ids", f"At most {limit} {noun} per request.")
         if len(await (await self.clusters()).get_many(wanted)) != len(wanted):
             raise NotFound("Cluster not found.")
         return await self._jobs().queue(

@@ -137,6 +137,7 @@ async def test_auto_cluster_then_ideas_end_to_end(
         two = await client.post(f"{API}/clusters/auto_generate_ideas/", headers=tenant.headers(),
                                 json={"ids": [c["id"] for c in clusters]})
         assert two.status_code == 400  # one cluster per request by default
+        assert two.json()["errors"]["ids"] == ["At most 1 cluster per request."]
 
 
 class StallsOnce:
