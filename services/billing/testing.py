@@ -1,15 +1,15 @@
 """Billing for other services' tests: billing's real worker on its own migrated database
 answering hold, capture, release and refund on the test NATS, and a `Ledger` that funds
 accounts and reads what was charged. Other services' tests use this instead of billing's
-internals, from a package-scoped fixture in the package that needs it:
+internals: the package that needs it imports the fixtures into its conftest,
 
-    @pytest.fixture(scope="package")
-    async def billing(make_settings: MakeSettings, nc: NATS) -> AsyncIterator[Ledger]:
-        async with running_billing(make_settings, nc) as ledger:
-            yield ledger
+    from libs.common.testing.fake_auth import fake_auth_fixture
+    from services.billing.testing import billing_fixture, make_tenant_fixture, tenant_fixture
 
-Billing's responders must not outlive that package: another package's tests may run
-their own billing worker, on another database, in the same queue group."""
+(`make_tenant` funds each new tenant with `TENANT_CREDITS`; a package that wants more
+declares its own). Billing's responders must not outlive that package, which is why these
+are not a plugin: another package's tests may run their own billing worker, on another
+database, in the same queue group."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from nats.aio.client import Client as NATS
 from sqlalchemy import select
 from sqlmodel import col
@@ -153,3 +154,26 @@ def tenant_maker(factories: Factories, auth: FakeAuth, ledger: Ledger, *,
         return tenant
 
     return make
+
+
+# --- fixtures, for the conftest of a package that pays through billing -------------------
+# (`name=`: a conftest's own fixtures take `billing` and `tenant` as arguments, which would
+# shadow the imported functions.)
+
+TENANT_CREDITS = 1000
+
+
+@pytest.fixture(scope="package", name="billing")
+async def billing_fixture(make_settings: MakeSettings, nc: NATS) -> AsyncIterator[Ledger]:
+    async with running_billing(make_settings, nc) as ledger:
+        yield ledger
+
+
+@pytest.fixture(name="make_tenant")
+def make_tenant_fixture(factories: Factories, fake_auth: FakeAuth, billing: Ledger) -> MakeTenant:
+    return tenant_maker(factories, fake_auth, billing, credits=TENANT_CREDITS)
+
+
+@pytest.fixture(name="tenant")
+async def tenant_fixture(make_tenant: MakeTenant) -> Tenant:
+    return await make_tenant()

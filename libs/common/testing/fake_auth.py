@@ -2,15 +2,13 @@
 auth (`libs.common.auth.AuthClient`): sites and sectors, seed keywords and each account's
 AI settings, in the contracts' shapes.
 
-Use it from a package-scoped fixture in the package that needs it:
+The package that needs it imports the `fake_auth` fixture into its conftest:
 
-    @pytest.fixture(scope="package")
-    async def fake_auth(nc: NATS) -> AsyncIterator[FakeAuth]:
-        async with answering_auth(nc) as auth:
-            yield auth
+    from libs.common.testing.fake_auth import fake_auth_fixture
 
-(not from a plugin: a package-scoped fixture declared there lives for the whole session,
-and auth's own tests, or another package's, answer the same queue group)."""
+so the fake answers that package's tests only. Not from a plugin: a package-scoped
+fixture declared there lives for the whole session, and auth's own tests, or another
+package's, answer the same queue group."""
 
 from __future__ import annotations
 
@@ -20,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -130,3 +129,10 @@ async def answering_auth(nc: NATS) -> AsyncIterator[FakeAuth]:
     finally:
         for subscription in subscriptions:
             await subscription.unsubscribe()
+
+
+@pytest.fixture(scope="package", name="fake_auth")
+async def fake_auth_fixture(nc: NATS) -> AsyncIterator[FakeAuth]:
+    """Auth's commands answered for the tests of the package whose conftest imports it."""
+    async with answering_auth(nc) as auth:
+        yield auth

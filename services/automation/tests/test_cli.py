@@ -20,12 +20,13 @@ import pytest
 from gateway.main import create_app as create_gateway
 from gateway.settings import GatewaySettings
 from libs.common.testing.apps import serving_app
+from libs.common.testing.checks import eventually
 from libs.common.testing.factories import Tenant
 from libs.common.testing.plugin import NatsIdentity
 from libs.common.testing.tokens import TestIssuer
 from services.automation.main import create_app
 from services.automation.settings import AutomationSettings
-from services.automation.tests.conftest import API, add_keywords, automation_worker, eventually
+from services.automation.tests.conftest import API, add_keywords, automation_worker
 from services.billing.testing import MakeTenant
 
 WORDS = ["french press", "best french press", "french press coffee ratio",

@@ -12,18 +12,13 @@ import pytest
 from sqlalchemy import text
 
 from libs.common.db import Database, TenantScope
+from libs.common.testing.checks import eventually, rows
 from libs.common.testing.factories import Tenant
 from libs.common.testing.fake_auth import FakeAuth
 from libs.common.testing.fake_openai import FakeOpenAI
 from services.automation.orchestration import next_run_at
 from services.automation.settings import AutomationSettings
-from services.automation.tests.conftest import (
-    API,
-    add_keywords,
-    automation_worker,
-    eventually,
-    rows,
-)
+from services.automation.tests.conftest import API, add_keywords, automation_worker
 
 WORDS = ["standing desk", "electric standing desk", "standing desk converter",
          "best standing desk", "standing desk mat", "adjustable standing desk"]

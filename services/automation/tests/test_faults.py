@@ -24,17 +24,12 @@ from libs.common.billing import CAPTURE, CAPTURE_BATCH
 from libs.common.db import Database
 from libs.common.natsauth import TASK_PROGRESS_BUCKET
 from libs.common.pipeline import QUEUE, task_id_for
+from libs.common.testing.checks import eventually, rows
 from libs.common.testing.factories import Tenant
 from libs.common.testing.plugin import NatsServer
 from libs.common.testing.workers import WorkerProcess, worker_process
 from services.automation.settings import AutomationSettings
-from services.automation.tests.conftest import (
-    API,
-    add_keywords,
-    automation_worker,
-    eventually,
-    rows,
-)
+from services.automation.tests.conftest import API, add_keywords, automation_worker
 from services.billing.testing import Ledger
 from services.planner.settings import PlannerSettings
 from services.writer.settings import WriterSettings

@@ -10,15 +10,10 @@ import httpx
 import pytest
 
 from libs.common.db import Database
+from libs.common.testing.checks import eventually, rows
 from libs.common.testing.factories import Tenant
 from services.automation.settings import AutomationSettings
-from services.automation.tests.conftest import (
-    API,
-    add_keywords,
-    automation_worker,
-    eventually,
-    rows,
-)
+from services.automation.tests.conftest import API, add_keywords, automation_worker
 from services.billing.testing import Ledger
 from services.writer.settings import WriterSettings
 

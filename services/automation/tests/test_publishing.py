@@ -29,19 +29,14 @@ import pytest
 from libs.common.db import Database
 from libs.common.embedded import free_port
 from libs.common.testing.apps import running_app
+from libs.common.testing.checks import eventually, rows
 from libs.common.testing.factories import Tenant
 from libs.common.testing.tokens import TestIssuer
 from libs.common.testing.wordpress import WordPressServer
 from libs.common.testing.workers import WorkerProcess, worker_process
 from services.automation.orchestration import held_back, review
 from services.automation.settings import AutomationSettings
-from services.automation.tests.conftest import (
-    API,
-    add_keywords,
-    automation_worker,
-    eventually,
-    rows,
-)
+from services.automation.tests.conftest import API, add_keywords, automation_worker
 from services.automation.tests.test_pipeline import run_state, writer_rows
 from services.billing.testing import Ledger, MakeTenant
 from services.writer.main import create_app as create_writer

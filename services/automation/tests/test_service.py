@@ -9,10 +9,11 @@ import httpx
 from sqlalchemy import text
 
 from libs.common.db import Database, TenantScope
+from libs.common.testing.checks import rows
 from libs.common.testing.factories import Tenant
 from libs.common.testing.workers import running_worker
 from services.automation.settings import AutomationSettings
-from services.automation.tests.conftest import API, MakeTenant, add_keywords, rows
+from services.automation.tests.conftest import API, MakeTenant, add_keywords
 from services.automation.worker import run
 
 

@@ -15,6 +15,7 @@ from libs.common.billing import BillingClient
 from libs.common.db import Database, TenantScope
 from libs.common.jobs import JobWorker
 from libs.common.outbox import OutboxRelay
+from libs.common.testing.checks import ai_task_log, finished_task, task_progress
 from services.planner.clustering import (
     ClusteringResult,
     ExistingCluster,
@@ -24,17 +25,7 @@ from services.planner.clustering import (
 from services.planner.jobs import Engines, PlannerJobs
 from services.planner.settings import PlannerSettings
 
-from .conftest import (
-    API,
-    Ledger,
-    MakeTenant,
-    Tenant,
-    add_keywords,
-    ai_task_log,
-    finished_task,
-    running_worker,
-    task_progress,
-)
+from .conftest import API, Ledger, MakeTenant, Tenant, add_keywords, running_worker
 
 SHOES_AND_COFFEE = [
     {"keyword": "best running shoes", "volume": 900},
@@ -80,7 +71,7 @@ async def test_auto_cluster_then_ideas_end_to_end(
     billing: Ledger, nc: NATS,
 ) -> None:
     kws = await add_keywords(client, tenant, *SHOES_AND_COFFEE)
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "planner")
     async with running_worker(planner_settings):
         r = await client.post(f"{API}/keywords/auto_cluster/", headers=tenant.headers(),
                               json={"ids": [k["id"] for k in kws], "sector_id": tenant.sector_id})
@@ -161,7 +152,7 @@ async def test_job_of_a_killed_worker_is_retried_and_charged_once(
     planner_settings: PlannerSettings, billing: Ledger, nc: NATS,
 ) -> None:
     kws = await add_keywords(client, tenant, *SHOES_AND_COFFEE)
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "planner")
     js = nc.jetstream()
     stalls = StallsOnce()
     local = Engines.local()
@@ -210,7 +201,7 @@ async def test_failed_job_releases_its_hold(
     planner_settings: PlannerSettings, billing: Ledger, nc: NATS,
 ) -> None:
     kws = await add_keywords(client, tenant, *SHOES_AND_COFFEE[:2])
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "planner")
     engines = Engines(cluster=Broken().cluster, ideas=Engines.local().ideas)
     async with running_worker(planner_settings, engines=engines):
         r = await client.post(f"{API}/keywords/auto_cluster/", headers=tenant.headers(),

@@ -20,20 +20,10 @@ from nats.aio.client import Client as NATS
 from libs.common.ai.base import Usage
 from libs.common.ai.pricing import cost_usd
 from libs.common.db import Database
+from libs.common.testing.checks import ai_task_log, eventually, finished_task, task_progress
 from services.planner.settings import PlannerSettings
 
-from .conftest import (
-    API,
-    FakeAuth,
-    Ledger,
-    Tenant,
-    add_keywords,
-    ai_task_log,
-    eventually,
-    finished_task,
-    running_worker,
-    task_progress,
-)
+from .conftest import API, FakeAuth, Ledger, Tenant, add_keywords, running_worker
 
 KEY = "sk-fake-0123456789"
 MODEL = "gpt-4o-mini"
@@ -102,7 +92,7 @@ async def test_openai_account_clusters_and_ideas_from_its_endpoint_with_its_prom
                          clustering="ACCOUNT CLUSTER PROMPT\n[IGNY8_KEYWORDS]",
                          ideas="ACCOUNT IDEAS PROMPT for [IGNY8_CLUSTER]:\n[IGNY8_KEYWORDS]")
     kws = await add_keywords(client, tenant, *KEYWORDS)
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "planner")
     fake.replies.append(CLUSTERS)
     async with running_worker(planner_settings):
         task_id = await _cluster(client, tenant, [k["id"] for k in kws])
@@ -175,7 +165,7 @@ async def test_malformed_answer_twice_fails_the_job_and_releases_the_hold(
     fake, base_url = fake_openai
     fake_auth.set_openai(tenant.account_id, base_url, KEY, MODEL)
     kws = await add_keywords(client, tenant, *KEYWORDS[:3])
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "planner")
     fake.replies += ["this is not JSON", {"clusters": [{"name": "x", "keywords": ["nope"]}]}]
     async with running_worker(planner_settings):
         task_id = await _cluster(client, tenant, [k["id"] for k in kws])
@@ -203,7 +193,7 @@ async def test_account_without_openai_settings_runs_local(
 ) -> None:
     fake, _ = fake_openai
     kws = await add_keywords(client, tenant, *KEYWORDS)
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "planner")
     async with running_worker(planner_settings):
         task_id = await _cluster(client, tenant, [k["id"] for k in kws])
         doc = await finished_task(progress, task_id)
@@ -225,7 +215,7 @@ async def test_auth_not_answering_is_retried_not_run_locally(
     fake_auth.set_openai(tenant.account_id, base_url, KEY, MODEL)
     fake_auth.silent.add(tenant.account_id)
     kws = await add_keywords(client, tenant, *KEYWORDS)
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "planner")
     fake.replies.append(CLUSTERS)
 
     def asked() -> int:

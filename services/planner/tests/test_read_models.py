@@ -12,8 +12,9 @@ from sqlalchemy import text
 from libs.common import nats as nats_kernel
 from libs.common.db import Database, TenantScope
 from libs.common.events import Event
+from libs.common.testing.checks import eventually
 
-from .conftest import API, Tenant, eventually, next_id, running_worker
+from .conftest import API, Tenant, next_id, running_worker
 
 
 async def _publish(nc: NATS, *events: Event) -> None:

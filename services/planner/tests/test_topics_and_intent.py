@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 from nats.aio.client import Client as NATS
 
+from libs.common.testing.checks import finished_task, task_progress
 from services.planner.cluster_file import cluster_csv
 
-from .conftest import API, Tenant, add_keywords, finished_task, running_worker, task_progress
+from .conftest import API, Tenant, add_keywords, running_worker
 
 # The 18 keywords: three obvious topics.
 CHAIRS_AND_DESKS = [
@@ -75,7 +76,7 @@ async def test_import_classifies_rows_without_intent(
 
 async def _auto_cluster(client: httpx.AsyncClient, tenant: Tenant, nc: NATS,
                         planner_settings: Any, body: dict[str, Any]) -> list[dict[str, Any]]:
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "planner")
     async with running_worker(planner_settings):
         r = await client.post(f"{API}/keywords/auto_cluster/", headers=tenant.headers(),
                               json=body)

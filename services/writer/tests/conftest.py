@@ -5,38 +5,42 @@ helpers; files go to a temporary folder through the kernel's storage."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from nats.aio.client import Client as NATS
-from sqlalchemy import text
 
 from libs.common import nats as nats_kernel
 from libs.common.db import Database, TenantScope
 from libs.common.events import Event
-from libs.common.jobs import TaskProgress
 from libs.common.provision import ServiceDatabase
 from libs.common.repository import Visibility
 from libs.common.testing.apps import running_app
-from libs.common.testing.factories import Factories, Tenant, next_id
-from libs.common.testing.fake_auth import FakeAuth, answering_auth
+from libs.common.testing.factories import Tenant, next_id
+from libs.common.testing.fake_auth import FakeAuth, fake_auth_fixture
 from libs.common.testing.plugin import DatabaseFactory, MakeSettings
 from libs.common.testing.tokens import TestIssuer
 from libs.common.uow import unit_of_work
-from services.billing.testing import Ledger, MakeTenant, running_billing, tenant_maker
+from services.billing.testing import (
+    Ledger,
+    MakeTenant,
+    billing_fixture,
+    make_tenant_fixture,
+    tenant_fixture,
+)
 from services.planner.testing import PlannerBook, answering_planner
 from services.writer.main import create_app
 from services.writer.models import DIRECTORY
 from services.writer.repository import PlannerRefs
 from services.writer.settings import MIGRATIONS, WriterSettings
 
-# The tests import them from here.
-__all__ = ["FakeAuth", "Ledger", "PlannerBook", "Tenant", "next_id"]
+# What the tests import from here, and the fixtures taken from the kernel and billing
+# (pytest registers the fixtures a conftest holds).
+__all__ = ["FakeAuth", "Ledger", "MakeTenant", "PlannerBook", "Tenant", "billing_fixture",
+           "fake_auth_fixture", "make_tenant_fixture", "next_id", "tenant_fixture"]
 
 API = "/api/v1/writer"
 
@@ -64,18 +68,6 @@ async def writer_db(writer_db_info: ServiceDatabase) -> AsyncIterator[Database]:
 
 
 @pytest.fixture(scope="package")
-async def fake_auth(nc: NATS) -> AsyncIterator[FakeAuth]:
-    async with answering_auth(nc) as auth:
-        yield auth
-
-
-@pytest.fixture(scope="package")
-async def billing(make_settings: MakeSettings, nc: NATS) -> AsyncIterator[Ledger]:
-    async with running_billing(make_settings, nc) as ledger:
-        yield ledger
-
-
-@pytest.fixture(scope="package")
 async def client(settings: WriterSettings, issuer: TestIssuer, fake_auth: FakeAuth,
                  billing: Ledger) -> AsyncIterator[httpx.AsyncClient]:
     async with running_app(create_app(settings, keys_fetcher=issuer.fetcher())) as c:
@@ -87,16 +79,6 @@ async def planner(make_settings: MakeSettings, nc: NATS) -> AsyncIterator[Planne
     """Planner's real `lookup_cluster` on its own database (what writer asks on a miss)."""
     async with answering_planner(make_settings, nc) as book:
         yield book
-
-
-@pytest.fixture
-def make_tenant(factories: Factories, fake_auth: FakeAuth, billing: Ledger) -> MakeTenant:
-    return tenant_maker(factories, fake_auth, billing, credits=1000)
-
-
-@pytest.fixture
-async def tenant(make_tenant: MakeTenant) -> Tenant:
-    return await make_tenant()
 
 
 async def set_plan(db: Database, account_id: int, **limits: Any) -> None:
@@ -143,51 +125,6 @@ async def publish(nc: NATS, event: Event, *, msg_id: str | None = None) -> None:
     await nats_kernel.ensure_event_stream(js, event.service)
     await js.publish(event.subject, event.model_dump_json().encode(),
                      headers={"Nats-Msg-Id": msg_id or str(event.id)})
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
-async def task_progress(nc: NATS) -> TaskProgress:
-    buckets = await nats_kernel.ensure_platform(nc.jetstream(), "writer")
-    return TaskProgress(buckets[nats_kernel.TASK_PROGRESS_BUCKET])
-
-
-async def finished_task(progress: TaskProgress, task_id: str,
-                        timeout: float = 60) -> dict[str, Any]:
-    """The task's final progress document, with the phases seen on the way."""
-    seen: list[str] = []
-
-    async def done() -> bool:
-        doc = await progress.get(task_id)
-        if doc and doc["meta"].get("phase") not in seen[-1:]:
-            seen.append(doc["meta"]["phase"])
-        return bool(doc and doc["state"] in ("SUCCESS", "FAILURE"))
-
-    await eventually(done, timeout)
-    doc = await progress.get(task_id)
-    assert doc is not None
-    doc["phases_seen"] = seen
-    return doc
-
-
-async def rows(db: Database, account_id: int, sql: str, **params: Any) -> list[dict[str, Any]]:
-    """Rows of the writer database as the account sees them."""
-    async with db.session(TenantScope.account(account_id), read_only=True) as s:
-        result = await s.execute(text(sql), {"a": account_id, **params})
-        return [dict(r) for r in result.mappings()]
-
-
-async def task_log(db: Database, account_id: int, task_id: str) -> dict[str, Any]:
-    (row,) = await rows(db, account_id, "SELECT * FROM ai_task_logs WHERE task_id = :t",
-                        t=uuid.UUID(task_id))
-    return row
 
 
 def storage_root(settings: WriterSettings) -> Path:

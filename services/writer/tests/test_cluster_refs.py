@@ -11,18 +11,9 @@ import httpx
 import pytest
 
 from libs.common.db import Database
+from libs.common.testing.checks import rows
 
-from .conftest import (
-    API,
-    FakeAuth,
-    MakeTenant,
-    PlannerBook,
-    Tenant,
-    add_cluster,
-    create,
-    in_sector,
-    rows,
-)
+from .conftest import API, FakeAuth, MakeTenant, PlannerBook, Tenant, add_cluster, create, in_sector
 
 pytestmark = pytest.mark.usefixtures("planner")
 

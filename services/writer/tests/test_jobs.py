@@ -20,6 +20,7 @@ from libs.common.db import Database
 from libs.common.events import Event
 from libs.common.jobs import JobWorker
 from libs.common.outbox import OutboxRelay
+from libs.common.testing.checks import ai_task_log, eventually, finished_task, rows, task_progress
 from libs.common.testing.workers import running_worker
 from services.writer.brief import Brief, Draft
 from services.writer.events import AUTO_GENERATE_CONTENT
@@ -28,21 +29,7 @@ from services.writer.service import Platform
 from services.writer.settings import WriterSettings
 from services.writer.worker import run
 
-from .conftest import (
-    API,
-    Ledger,
-    MakeTenant,
-    Tenant,
-    create,
-    eventually,
-    finished_task,
-    in_sector,
-    next_id,
-    publish,
-    rows,
-    task_log,
-    task_progress,
-)
+from .conftest import API, Ledger, MakeTenant, Tenant, create, in_sector, next_id, publish
 
 KETTLE = {"title": "How to Descale a Kettle", "primary_keyword": "descale a kettle",
           "keywords": "descale a kettle, kettle limescale, how often should you descale a kettle",
@@ -85,7 +72,7 @@ async def test_idea_to_article_to_images(
         writer_db: Database, billing: Ledger) -> None:
     h = tenant.headers()
     cluster_id, idea_id = next_id(), next_id()
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "writer")
     async with running_worker(run, settings):
         for event in cluster_events(tenant, cluster_id):
             await publish(nc, event)
@@ -124,7 +111,7 @@ async def test_idea_to_article_to_images(
         assert (await client.get(f"{API}/tasks/{task['id']}/", headers=h)).json()[
             "status"] == "review"
         words_credits = math.ceil(content["word_count"] / 100)
-        log = await task_log(writer_db, tenant.account_id, job)
+        log = await ai_task_log(writer_db, tenant.account_id, job)
         assert (log["status"], log["function"], log["credits_charged"]) == (
             "success", "auto_generate_content", words_credits)
         (generated,) = await outbox_events(writer_db, tenant, "writer.content.generated")
@@ -245,7 +232,7 @@ async def test_a_killed_workers_job_is_retried_and_charged_once(
         writer_db: Database, billing: Ledger) -> None:
     tasks = await create(client, tenant, "writer/tasks/", in_sector(tenant, **KETTLE),
                          in_sector(tenant, **KETTLE) | {"title": "Kettle limescale"})
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "writer")
     js = nc.jetstream()
     stalls = StallsOnce()
     dying = WriterJobs(writer_db, BillingClient(nc), Platform(settings), offline=stalls.draft)
@@ -267,7 +254,7 @@ async def test_a_killed_workers_job_is_retried_and_charged_once(
     async with running_worker(run, settings):
         doc = await finished_task(progress, job)
     assert doc["state"] == "SUCCESS", doc
-    log = await task_log(writer_db, tenant.account_id, job)
+    log = await ai_task_log(writer_db, tenant.account_id, job)
     contents = await rows(writer_db, tenant.account_id,
                           "SELECT word_count FROM content WHERE account_id = :a")
     assert len(contents) == 2                                             # saved once
@@ -303,7 +290,7 @@ async def test_analyze_is_free_and_stored_and_optimize_is_a_job(
     missing = await client.post("/api/v1/optimizer/analyze/", headers=h, json={})
     assert "content_id" in missing.json()["errors"]
 
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "writer")
     async with running_worker(run, settings):
         r = await client.post("/api/v1/optimizer/optimize/", headers=h,
                               json={"ids": [content["id"]]})

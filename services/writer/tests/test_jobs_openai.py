@@ -18,24 +18,14 @@ from prometheus_client import REGISTRY
 from libs.common.ai.base import Usage
 from libs.common.ai.pricing import cost_usd
 from libs.common.db import Database
+from libs.common.testing.checks import ai_task_log, finished_task, rows, task_progress
 from libs.common.testing.fake_openai import GPT_IMAGE_USAGE, FakeOpenAI
 from libs.common.testing.fake_runware import COST_PER_IMAGE, FakeRunware
 from libs.common.testing.workers import running_worker
 from services.writer.settings import WriterSettings
 from services.writer.worker import run
 
-from .conftest import (
-    API,
-    FakeAuth,
-    Ledger,
-    Tenant,
-    create,
-    finished_task,
-    in_sector,
-    rows,
-    task_log,
-    task_progress,
-)
+from .conftest import API, FakeAuth, Ledger, Tenant, create, in_sector
 
 MODEL = "gpt-4o-mini"
 BODY = " ".join(["To descale a kettle, boil water and vinegar, wait, then rinse twice."] * 12)
@@ -75,7 +65,7 @@ async def test_a_429_is_retried_a_malformed_answer_repaired_and_tokens_counted(
     tokens = {d: metric("igny8_ai_tokens_total", function="auto_generate_content",
                         model=MODEL, direction=d) for d in ("input", "output")}
     cost = metric("igny8_ai_cost_usd_total", function="auto_generate_content", model=MODEL)
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "writer")
     async with running_worker(run, settings):
         job = await _draft(client, tenant)
         doc = await finished_task(progress, job)
@@ -91,7 +81,7 @@ async def test_a_429_is_retried_a_malformed_answer_repaired_and_tokens_counted(
     assert content["model"] == MODEL
     assert "<script" not in content["html"]
     # Tokens: two answers of 120 in / 80 out each (the 429 used none), to the token.
-    log = await task_log(writer_db, tenant.account_id, job)
+    log = await ai_task_log(writer_db, tenant.account_id, job)
     expected_cost = cost_usd(MODEL, Usage(240, 160))
     credits = math.ceil(content["word_count"] / 100)
     assert (log["status"], log["attempts"], log["model"], log["tokens_input"],
@@ -118,13 +108,13 @@ async def test_a_provider_failing_every_attempt_refunds_in_full(
     fake_auth.set_openai(tenant.account_id, fake_openai.url, fake_openai.api_key, MODEL)
     fake_openai.fail_next(500, times=settings.job_max_deliver + 5,
                           body={"error": {"message": "The server had an error"}})
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "writer")
     async with running_worker(run, settings):
         job = await _draft(client, tenant)
         doc = await finished_task(progress, job)
     assert doc["state"] == "FAILURE", doc
     assert len(fake_openai.requests) == settings.job_max_deliver   # bounded: one per attempt
-    log = await task_log(writer_db, tenant.account_id, job)
+    log = await ai_task_log(writer_db, tenant.account_id, job)
     assert (log["status"], log["attempts"], log["credits_charged"]) == (
         "failed", settings.job_max_deliver, 0)
     assert [h.status for h in await billing.holds(tenant.account_id)] == ["released"]
@@ -140,7 +130,7 @@ async def test_a_malformed_answer_twice_writes_nothing_and_refunds(
         fake_openai: FakeOpenAI) -> None:
     fake_auth.set_openai(tenant.account_id, fake_openai.url, fake_openai.api_key, MODEL)
     fake_openai.chat_replies += ["not JSON", {"title": "x", "html": "<p>too short</p>"}]
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "writer")
     async with running_worker(run, settings):
         job = await _draft(client, tenant)
         doc = await finished_task(progress, job)
@@ -149,7 +139,7 @@ async def test_a_malformed_answer_twice_writes_nothing_and_refunds(
     assert len(fake_openai.requests) == 2                  # the answer and one repair
     assert [h.status for h in await billing.holds(tenant.account_id)] == ["released"]
     assert await billing.spendable(tenant.account_id) == 1000
-    log = await task_log(writer_db, tenant.account_id, job)
+    log = await ai_task_log(writer_db, tenant.account_id, job)
     assert log["status"] == "failed"
 
 
@@ -165,7 +155,7 @@ async def _images(client: httpx.AsyncClient, t: Tenant, *prompts: str) -> list[d
 
 async def _generate(client: httpx.AsyncClient, t: Tenant, images: list[dict[str, Any]],
                     nc: NATS, settings: WriterSettings) -> dict[str, Any]:
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "writer")
     async with running_worker(run, settings):
         r = await client.post(f"{API}/images/generate_images/", headers=t.headers(),
                               json={"ids": [i["id"] for i in images]})

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 from libs.common.db import Database, TenantScope
 from libs.common.events import Event
+from libs.common.testing.checks import rows
 from services.writer.events import apply_keyword_event
 
-from .conftest import next_id, rows
+from .conftest import next_id
 
 
 def keyword_event(account_id: int, keywords: list[dict[str, object]], at: datetime,

@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 
 from libs.common.db import Database
+from libs.common.testing.checks import rows
 
-from .conftest import Ledger, MakeTenant, Tenant, add_cluster, create, in_sector, rows
+from .conftest import Ledger, MakeTenant, Tenant, add_cluster, create, in_sector
 
 _PATH = Path(__file__).resolve().parents[3] / "bench" / "linker.py"
 _spec = importlib.util.spec_from_file_location("bench_linker", _PATH)

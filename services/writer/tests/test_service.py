@@ -10,11 +10,12 @@ from nats.aio.client import Client as NATS
 
 from libs.common.db import Database
 from libs.common.events import Event
+from libs.common.testing.checks import eventually, rows
 from libs.common.testing.workers import running_worker
 from services.writer.settings import WriterSettings
 from services.writer.worker import run
 
-from .conftest import API, Tenant, eventually, next_id, publish, rows
+from .conftest import API, Tenant, next_id, publish
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:

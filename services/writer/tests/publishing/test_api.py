@@ -19,6 +19,7 @@ from nats.aio.client import Client as NATS
 
 from libs.common.db import Database
 from libs.common.testing.apps import running_app
+from libs.common.testing.checks import finished_task, rows, task_progress
 from libs.common.testing.network import StubResolver
 from libs.common.testing.tokens import TestIssuer
 from libs.common.testing.wordpress import WordPressServer
@@ -26,15 +27,7 @@ from libs.common.testing.workers import running_worker
 from services.writer.main import create_app
 from services.writer.publishing.webhooks import signed_headers
 from services.writer.settings import WriterSettings
-from services.writer.tests.conftest import (
-    MakeTenant,
-    Tenant,
-    create,
-    finished_task,
-    in_sector,
-    rows,
-    task_progress,
-)
+from services.writer.tests.conftest import MakeTenant, Tenant, create, in_sector
 from services.writer.tests.publishing.conftest import png
 from services.writer.tests.publishing.testing import (
     image_url,
@@ -220,7 +213,7 @@ async def test_publish_through_the_api_and_read_back_from_wordpress(
                           headers=other.headers(), json={"status": "publish"})
     assert r.status_code == 404
 
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "writer")
     async with running_worker(run, settings):
         r = await client.post(f"/api/v1/writer/content/{content['id']}/publish/", headers=h,
                               json={"status": "publish"})
@@ -485,7 +478,7 @@ async def test_a_publish_that_cannot_reach_the_site_fails_with_its_reason(
         "credentials": {"username": "admin", "app_password": "abcd efgh ijkl mnop"}})
     (content,) = await create(client, tenant, "writer/content/", in_sector(
         tenant, title="Nowhere to go", html="<p>x</p>"))
-    progress = await task_progress(nc)
+    progress = await task_progress(nc, "writer")
     async with running_worker(run, settings):
         r = await client.post(f"/api/v1/writer/content/{content['id']}/publish/", headers=h,
                               json={"status": "draft"})
@@ -542,7 +535,7 @@ async def test_lost_answers_through_the_api_make_one_post_and_one_media_each(
             tags=[f"lost {stamp}"], categories=[f"Faults {stamp}"]))
         images = [await store_image(settings, tenant, writer_db, content["id"], kind, n, 40 + n)
                   for kind, n in (("featured", 0), ("in_article", 1))]
-        progress = await task_progress(nc)
+        progress = await task_progress(nc, "writer")
         async with running_worker(run, settings):
             r = await client.post(f"/api/v1/writer/content/{content['id']}/publish/", headers=h,
                                   json={"status": "publish"})

@@ -16,10 +16,11 @@ from nats.aio.client import Client as NATS
 from libs.common.db import Database
 from libs.common.pipeline import WRITER_PUBLISH, PipelineClient, PublishWork
 from libs.common.problems import NotFound
+from libs.common.testing.checks import rows
 from libs.common.testing.wordpress import WordPressServer
 from libs.common.testing.workers import running_worker
 from services.writer.settings import WriterSettings
-from services.writer.tests.conftest import MakeTenant, Tenant, create, in_sector, rows
+from services.writer.tests.conftest import MakeTenant, Tenant, create, in_sector
 from services.writer.tests.publishing.testing import (
     image_url,
     integrate,
