@@ -8,8 +8,10 @@ The merge documents what the API answers, whatever a service declared (issue 13)
   (`libs/common/pagination.py`), so its 200 is the page envelope; a declared array gives
   the items' schema;
 - request validation answers 400 (the kernel's problem handlers), never FastAPI's 422;
-- 400 on every operation, 403 on every operation that needs credentials and 404 on every
-  path with a parameter, beside the gateway's own 401, 429, 503 and 504;
+- 400 on every operation, 403 on every operation that needs credentials, 404 on every
+  path with a parameter, every list (a page past the end: DRF's "Invalid page.") and every
+  operation that names a row by id in its query or body (another tenant's or a deleted
+  row), beside the gateway's own 401, 429, 503 and 504;
 - operation ids are unique across the merged document."""
 
 from __future__ import annotations
@@ -129,6 +131,26 @@ def _is_page(method: str, op: dict[str, Any]) -> bool:
     return method == "get" and {"page", "page_size"} <= names
 
 
+def _is_id(name: Any) -> bool:
+    return isinstance(name, str) and (name.endswith(("_id", "_ids")) or name == "ids")
+
+
+def _names_a_row(op: dict[str, Any], schemas: dict[str, Any]) -> bool:
+    """An id in the query (`?site_id=`, `?run_id=`) or at the top of the JSON body
+    (`{"content_id": ...}`, `{"ids": [...]}`): a row the caller may not see is a 404."""
+    if any(isinstance(p, dict) and p.get("in") == "query" and _is_id(p.get("name"))
+           for p in op.get("parameters", ())):
+        return True
+    content = op.get("requestBody", {}).get("content", {})
+    for media in content.values() if isinstance(content, dict) else ():
+        schema = media.get("schema") if isinstance(media, dict) else None
+        if isinstance(schema, dict):
+            properties = _resolve(schema, schemas).get("properties")
+            if isinstance(properties, dict) and any(_is_id(n) for n in properties):
+                return True
+    return False
+
+
 def _wrap(schema: Any, schemas: dict[str, Any], page: bool) -> dict[str, Any]:
     """A 2xx JSON schema as the client receives it, in the envelope."""
     declared = schema if isinstance(schema, dict) else None
@@ -169,7 +191,7 @@ def envelope_operation(op: dict[str, Any], schemas: dict[str, Any], *, public: b
         del extra["401"], extra["403"]
     if not limited:
         del extra["429"]
-    if "{" not in path:
+    if "{" not in path and not page and not _names_a_row(op, schemas):
         del extra["404"]
     for code, description in extra.items():
         responses.setdefault(code, error_response(description))

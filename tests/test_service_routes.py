@@ -21,6 +21,8 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from igny8.services import present_services
+from libs.common.ids import MAX_BIGINT
+from libs.common.schemas import WriteModel
 
 SERVICES = [spec.name for spec in present_services() if spec.name != "gateway"]
 
@@ -71,3 +73,49 @@ def test_no_request_waits_for_the_thread_pool(name: str) -> None:
                          for call in (route.endpoint, *_calls(route.dependant))
                          if not _runs_on_the_loop(call)})
     assert in_threads == [], "sync endpoints or dependencies (run in the thread pool)"
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_the_document_states_integer_bounds_exactly(name: str) -> None:
+    """FastAPI's document models type bounds as floats: every `Id`'s `le=2**63 - 1` was
+    written 9.223372036854776e+18 (2**63), which the API refuses with a 400."""
+    document = _app(name).openapi()
+    floats = [schema for schema in _walk(document) if schema.get("type") == "integer"
+              and any(isinstance(schema.get(k), float) for k in ("minimum", "maximum"))]
+    assert floats == []
+    ids = [schema for schema in _walk(document)
+           if schema.get("type") == "integer" and schema.get("maximum", 0) > 2**53]
+    assert ids
+    assert all(schema["maximum"] == MAX_BIGINT for schema in ids)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_a_body_field_that_refuses_null_is_not_documented_as_nullable(name: str) -> None:
+    """An update body's fields are `X | None` so that they may be left out; the document
+    said null was fine, and the API answered 400 "This field may not be null."."""
+    app = _app(name)
+    schemas = app.openapi()["components"]["schemas"]
+    models = {route.body_field.field_info.annotation for route in _api_routes(app)
+              if route.body_field is not None}
+    checked = 0
+    for model in models:
+        if not (isinstance(model, type) and issubclass(model, WriteModel)):
+            continue
+        documented = schemas[model.__name__]["properties"]
+        for field in model.model_fields:
+            if not model.nullable(field):
+                checked += 1
+                assert {"type": "null"} not in documented[field].get("anyOf", ()), (
+                    model.__name__, field)
+                assert "null" not in documented[field].get("type", ()), (model.__name__, field)
+    assert checked

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from libs.common import nats as nats_kernel
 from libs.common.db import Database
+from libs.common.ids import MAX_BIGINT
 from libs.common.logging import configure_logging
 from libs.common.metrics import metrics_response
 from libs.common.middleware import ObservabilityMiddleware
@@ -101,6 +102,7 @@ def create_service_app(
     install_problem_handlers(app)
     for router in routers:
         app.include_router(router)
+    exact_integer_bounds(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -120,6 +122,39 @@ def create_service_app(
     app.add_middleware(RefuseNulCharacters)
     app.add_middleware(ObservabilityMiddleware, service=service)
     return app
+
+
+def exact_integer_bounds(app: FastAPI) -> None:
+    """`/openapi.json` with the bounds its models declare. FastAPI passes the document
+    through its own models, which type `minimum`/`maximum` as floats: `le=2**63 - 1` (every
+    `Id`) came out as 9.223372036854776e+18, that is 2**63, a value the API refuses, so
+    the document told clients (and schemathesis) to send it."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _exact_bounds(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+
+
+def _exact_bounds(node: Any) -> Any:
+    """Whole-number bounds as integers; the float of `MAX_BIGINT` (rounded up to 2**63,
+    a bound no model declares) as `MAX_BIGINT`."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in BOUNDS and isinstance(value, float) and value.is_integer():
+                node[key] = MAX_BIGINT if int(value) == MAX_BIGINT + 1 else int(value)
+            else:
+                _exact_bounds(value)
+    elif isinstance(node, list):
+        for item in node:
+            _exact_bounds(item)
+    return node
 
 
 class AppFactory(Protocol[S_in]):

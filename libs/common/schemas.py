@@ -57,13 +57,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     create_model,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from libs.common.fields import IdList
 
@@ -124,6 +126,19 @@ class WriteModel(BaseModel):
         declared = cls.partial_source or cls
         return admits_none(declared.model_fields[name].annotation)
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """The body as it is read: a field that refuses null (`nullable`) is documented
+        without `null`, though it is typed `X | None` so that it may be left out (an
+        update body's fields). OpenAPI said `null` was fine and the API answered 400."""
+        json_schema = handler(core_schema)
+        properties = handler.resolve_ref_schema(json_schema).get("properties", {})
+        for name, prop in properties.items():
+            if name in cls.model_fields and not cls.nullable(name):
+                _drop_null(prop)
+        return json_schema
+
     @model_validator(mode="before")
     @classmethod
     def _drop_read_only(cls, data: Any) -> Any:
@@ -147,6 +162,26 @@ class WriteModel(BaseModel):
                 (cls.partial_source or cls).model_fields[info.field_name].annotation):
             raise PydanticCustomError("int_type", "A valid integer is required.")
         return value
+
+
+def _drop_null(prop: dict[str, Any]) -> None:
+    """`{"anyOf": [X, {"type": "null"}], "default": null, ...}` → `{...X, ...}`: the
+    field may be left out (it is not `required`), not sent as null."""
+    variants = prop.get("anyOf")
+    if isinstance(variants, list):
+        kept = [v for v in variants if v != {"type": "null"}]
+        if len(kept) < len(variants):
+            del prop["anyOf"]
+            if len(kept) == 1:
+                # X's own keys ($ref, type, bounds) next to the field's (title...).
+                prop.update({k: v for k, v in kept[0].items() if k not in prop})
+            else:
+                prop["anyOf"] = kept
+    elif isinstance(prop.get("type"), list) and "null" in prop["type"]:
+        rest = [t for t in prop["type"] if t != "null"]
+        prop["type"] = rest[0] if len(rest) == 1 else rest
+    if "default" in prop and prop["default"] is None:
+        del prop["default"]
 
 
 class ActionBody(BaseModel):

@@ -26,72 +26,73 @@ def _build(request: Request, uow: UnitOfWork, principal: Principal) -> Automatio
 Automation = Annotated[AutomationService, Depends(service_dependency(_build, get_principal))]
 AutomationEditor = Annotated[AutomationService,
                              Depends(service_dependency(_build, require_role("editor")))]
-SiteId = Annotated[Id | None, Query(description="The site")]
-RunId = Annotated[str | None, Query(max_length=64, description="The run")]
+# Required (the document said optional and the API answered 400 "This field is required.").
+SiteId = Annotated[Id, Query(description="The site")]
+RunId = Annotated[str, Query(max_length=64, description="The run")]
 
 
 @router.get("/config/", response_model=s.ConfigOut)
-async def config(svc: Automation, site_id: SiteId = None) -> s.ConfigOut:
+async def config(svc: Automation, site_id: SiteId) -> s.ConfigOut:
     return await svc.config(site_id)
 
 
 @router.put("/update_config/", response_model=s.ConfigOut)
 @router.patch("/update_config/", response_model=s.ConfigOut)
 async def update_config(body: s.ConfigUpdate, svc: AutomationEditor,
-                        site_id: SiteId = None) -> s.ConfigOut:
+                        site_id: SiteId) -> s.ConfigOut:
     return await svc.update_config(site_id, body)
 
 
 @router.post("/run_now/", response_model=s.RunStarted)
-async def run_now(svc: AutomationEditor, site_id: SiteId = None) -> s.RunStarted:
+async def run_now(svc: AutomationEditor, site_id: SiteId) -> s.RunStarted:
     """Start a run (402 with the estimate unless the balance is at least 1.2 x it; 409
     when the site has an active run)."""
     return await svc.run_now(site_id)
 
 
 @router.get("/current_run/", response_model=s.RunOut | None)
-async def current_run(svc: Automation, site_id: SiteId = None) -> s.RunOut | None:
+async def current_run(svc: Automation, site_id: SiteId) -> s.RunOut | None:
     return await svc.current_run(site_id)
 
 
 @router.get("/history/", response_model=list[s.RunOut])
-async def history(svc: Automation, site_id: SiteId = None) -> list[s.RunOut]:
+async def history(svc: Automation, site_id: SiteId) -> list[s.RunOut]:
     """The site's last 20 runs, newest first."""
     return await svc.history(site_id)
 
 
 @router.get("/logs/", response_model=s.LogsOut)
-async def logs(svc: Automation, run_id: RunId = None,
+async def logs(svc: Automation, run_id: RunId,
                lines: Annotated[int, Query(ge=1, le=1000)] = 100) -> s.LogsOut:
     return await svc.logs(run_id, lines)
 
 
 @router.get("/estimate/", response_model=s.EstimateOut)
-async def estimate(svc: Automation, site_id: SiteId = None) -> s.EstimateOut:
+async def estimate(svc: Automation, site_id: SiteId) -> s.EstimateOut:
     return await svc.estimate(site_id)
 
 
 @router.get("/pipeline_overview/", response_model=s.PipelineOverview)
-async def pipeline_overview(svc: Automation, site_id: SiteId = None) -> s.PipelineOverview:
+async def pipeline_overview(svc: Automation, site_id: SiteId) -> s.PipelineOverview:
     return await svc.pipeline_overview(site_id)
 
 
 @router.get("/current_processing/", response_model=s.CurrentProcessing | None)
 async def current_processing(svc: Automation,
-                             site_id: SiteId = None) -> s.CurrentProcessing | None:
+                             site_id: SiteId) -> s.CurrentProcessing | None:
     return await svc.current_processing(site_id)
 
 
 @router.post("/pause/", response_model=s.RunOut)
-async def pause(svc: AutomationEditor, run_id: RunId = None) -> Any:
+async def pause(svc: AutomationEditor, run_id: RunId) -> Any:
     return await svc.pause(run_id)
 
 
 @router.post("/resume/", response_model=s.RunOut)
-async def resume(svc: AutomationEditor, run_id: RunId = None) -> Any:
+async def resume(svc: AutomationEditor, run_id: RunId) -> Any:
     return await svc.resume(run_id)
 
 
 @router.post("/cancel/", response_model=s.RunOut)
-async def cancel(svc: AutomationEditor, run_id: RunId = None) -> Any:
+async def cancel(svc: AutomationEditor, run_id: RunId) -> Any:
     return await svc.cancel(run_id)

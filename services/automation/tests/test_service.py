@@ -88,6 +88,18 @@ async def test_site_is_required_and_another_tenants_site_or_run_is_a_404(
     await client.post(f"{API}/cancel/?run_id={run_id}", headers=other.headers())
 
 
+async def test_the_document_says_site_id_and_run_id_are_required(
+        client: httpx.AsyncClient) -> None:
+    """They were documented as optional, and their absence answered 400 (schemathesis'
+    positive_data_acceptance): the document says what the API answers."""
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    required = {(method, path.removeprefix(API), p["name"]): p["required"]
+                for path, item in paths.items() for method, op in item.items()
+                for p in op.get("parameters", ()) if p["name"] in ("site_id", "run_id")}
+    assert len(required) == 13
+    assert all(required.values()), required
+
+
 async def test_estimate_counts_pending_work_and_a_short_balance_is_a_402(
         client: httpx.AsyncClient, planner: httpx.AsyncClient, make_tenant: MakeTenant) -> None:
     poor = await make_tenant(credits=10)

@@ -12,7 +12,6 @@ from starlette.responses import Response, StreamingResponse
 
 from libs.common.ids import Id
 from libs.common.pagination import message_response
-from libs.common.problems import ValidationFailed
 from libs.common.resources import resource_routes
 from libs.common.tenancy import CurrentPrincipal, request_unit_of_work
 from services.writer import schemas as s
@@ -24,10 +23,8 @@ router = APIRouter(prefix="/api/v1/writer", tags=["writer"])
 
 @router.get("/images/content_images/", response_model=list[s.ImageOut])
 async def content_images(images: Images,
-                         content_id: Annotated[Id | None, Query()] = None) -> list[dict[str, Any]]:
-    """The images of one content (`content_id` is required), featured first."""
-    if content_id is None:
-        raise ValidationFailed.field("content_id", "This query parameter is required.")
+                         content_id: Annotated[Id, Query()]) -> list[dict[str, Any]]:
+    """The images of one content, featured first."""
     return await images.of_content(content_id)
 
 

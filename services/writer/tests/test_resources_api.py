@@ -182,6 +182,10 @@ async def test_images_filters_content_images_and_bulk_update(
     required = await client.get(f"{API}/images/content_images/", headers=h)
     assert required.status_code == 400
     assert "content_id" in required.json()["errors"]
+    # ...and the document says so (it said optional: schemathesis' positive_data_acceptance).
+    op = (await client.get("/openapi.json")).json()["paths"][f"{API}/images/content_images/"]
+    assert [p["required"] for p in op["get"]["parameters"] if p["name"] == "content_id"] == [
+        True]
     moved = await client.post(f"{API}/images/bulk_update/", headers=h,
                               json={"ids": [featured["id"], inline["id"]], "status": "pending"})
     assert moved.json()["data"] == {"updated_count": 1}
