@@ -99,6 +99,17 @@ class ServiceUnavailable(DomainError):
     code = "unavailable"
 
 
+Responses = dict[int | str, dict[str, Any]]
+
+
+def answers(*errors: type[DomainError], description: str | None = None) -> Responses:
+    """A route's `responses=` for the domain errors it raises beyond those the gateway's
+    merged document gives every operation (400, 401, 403, 404, 429, 503, 504): a duplicate's
+    409, the hold's 402. Undeclared, the document contradicted the answer (schemathesis'
+    status_code_conformance)."""
+    return {error.status: {"description": description or error.title} for error in errors}
+
+
 def problem_response(
     status: int,
     title: str,

@@ -26,12 +26,17 @@ from starlette.responses import Response
 
 from libs.common.ids import Id
 from libs.common.pagination import page_response
+from libs.common.problems import Responses
 
 PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"description": "A page of results"}}
 
 
 def resource_routes(router: APIRouter, path: str, *, name: str, reader: Any, editor: Any,
-                    out: type[BaseModel], create: Any, update: Any, query: Any) -> None:
+                    out: type[BaseModel], create: Any, update: Any, query: Any,
+                    create_answers: Responses | None = None,
+                    update_answers: Responses | None = None) -> None:
+    """`create_answers`/`update_answers`: what the create and the update answer beyond
+    the statuses every operation has (`answers(Conflict)` where a duplicate is a 409)."""
     detail = f"{path}{{row_id}}/"
 
     async def list_rows(request: Request, svc: reader, q: query) -> Response:
@@ -55,12 +60,12 @@ def resource_routes(router: APIRouter, path: str, *, name: str, reader: Any, edi
     router.add_api_route(path, list_rows, methods=["GET"], name=f"list_{plural}",
                          response_model=list[out], responses=PAGE_RESPONSES)  # type: ignore[valid-type]
     router.add_api_route(path, create_row, methods=["POST"], name=f"create_{name}",
-                         status_code=201, response_model=out)
+                         status_code=201, response_model=out, responses=create_answers)
     router.add_api_route(detail, get_row, methods=["GET"], name=f"get_{name}",
                          response_model=out)
     router.add_api_route(detail, update_row, methods=["PUT"], name=f"replace_{name}",
-                         response_model=out)
+                         response_model=out, responses=update_answers)
     router.add_api_route(detail, update_row, methods=["PATCH"], name=f"update_{name}",
-                         response_model=out)
+                         response_model=out, responses=update_answers)
     router.add_api_route(detail, delete_row, methods=["DELETE"], name=f"delete_{name}",
                          status_code=204)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from libs.common.ids import Id
+from libs.common.problems import Conflict, PaymentRequired, answers
 from libs.common.security import Principal
 from libs.common.tenancy import get_principal, require_role, service_dependency
 from libs.common.uow import UnitOfWork
@@ -29,6 +30,8 @@ AutomationEditor = Annotated[AutomationService,
 # Required (the document said optional and the API answered 400 "This field is required.").
 SiteId = Annotated[Id, Query(description="The site")]
 RunId = Annotated[str, Query(max_length=64, description="The run")]
+# A run whose status does not allow the action.
+NOT_NOW = answers(Conflict, description="Not in this status")
 
 
 @router.get("/config/", response_model=s.ConfigOut)
@@ -43,7 +46,8 @@ async def update_config(body: s.ConfigUpdate, svc: AutomationEditor,
     return await svc.update_config(site_id, body)
 
 
-@router.post("/run_now/", response_model=s.RunStarted)
+@router.post("/run_now/", response_model=s.RunStarted, responses={
+    **answers(PaymentRequired), **answers(Conflict, description="A run is active")})
 async def run_now(svc: AutomationEditor, site_id: SiteId) -> s.RunStarted:
     """Start a run (402 with the estimate unless the balance is at least 1.2 x it; 409
     when the site has an active run)."""
@@ -83,16 +87,16 @@ async def current_processing(svc: Automation,
     return await svc.current_processing(site_id)
 
 
-@router.post("/pause/", response_model=s.RunOut)
+@router.post("/pause/", response_model=s.RunOut, responses=NOT_NOW)
 async def pause(svc: AutomationEditor, run_id: RunId) -> Any:
     return await svc.pause(run_id)
 
 
-@router.post("/resume/", response_model=s.RunOut)
+@router.post("/resume/", response_model=s.RunOut, responses=NOT_NOW)
 async def resume(svc: AutomationEditor, run_id: RunId) -> Any:
     return await svc.resume(run_id)
 
 
-@router.post("/cancel/", response_model=s.RunOut)
+@router.post("/cancel/", response_model=s.RunOut, responses=NOT_NOW)
 async def cancel(svc: AutomationEditor, run_id: RunId) -> Any:
     return await svc.cancel(run_id)

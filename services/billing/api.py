@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from libs.common.ids import Id
 from libs.common.pagination import message_response, page_response
+from libs.common.problems import Conflict, answers
 from libs.common.repository import ListQuery, Page
 from libs.common.tenancy import AdminOrOwner, CurrentPrincipal, PlatformStaff, UoW
 from services.billing import schemas as s
@@ -27,6 +28,8 @@ from services.billing.service.accounts import AccountBilling, StaffBilling
 billing = APIRouter(prefix="/api/v1/billing", tags=["billing"])
 account = APIRouter(prefix="/api/v1/account", tags=["billing"])
 admin = APIRouter(prefix="/api/v1/admin", tags=["billing-admin"])
+# Approving or rejecting a payment that is no longer pending.
+NOT_PENDING = answers(Conflict, description="The payment is not pending")
 
 
 def policy(request: Request) -> BillingPolicy:
@@ -162,7 +165,8 @@ async def payment_detail(payment_id: Id, owners: Owners) -> Any:
     return await owners.payment(payment_id)
 
 
-@billing.post("/payments/", status_code=201)
+@billing.post("/payments/", status_code=201,
+              responses=answers(Conflict, description="A payment awaits approval"))
 async def submit_payment(body: s.PaymentCreate, owners: Owners,
                          principal: AdminOrOwner) -> Response:
     payment = await owners.submit_payment(
@@ -238,7 +242,7 @@ async def pending_payments(request: Request, staff: Staff, query: s.PendingQuery
     return listed(request, query, await staff.pending.page(query), s.AdminPaymentOut)
 
 
-@admin.post("/payments/{payment_id}/approve/")
+@admin.post("/payments/{payment_id}/approve/", responses=NOT_PENDING)
 async def approve_payment(payment_id: Id, staff: Staff, reviewer: PlatformStaff) -> Response:
     payment, changed = await staff.approve_payment(payment_id, reviewer.user_id)
     return message_response(s.AdminPaymentOut.model_validate(payment),
@@ -246,7 +250,7 @@ async def approve_payment(payment_id: Id, staff: Staff, reviewer: PlatformStaff)
                             else "Payment was already approved; nothing changed.")
 
 
-@admin.post("/payments/{payment_id}/reject/")
+@admin.post("/payments/{payment_id}/reject/", responses=NOT_PENDING)
 async def reject_payment(payment_id: Id, body: s.PaymentReject, staff: Staff,
                          reviewer: PlatformStaff) -> Response:
     payment = await staff.reject_payment(payment_id, reviewer.user_id, body.reason)

@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from libs.common.ai_jobs import QueuedJob
 from libs.common.ids import Id
 from libs.common.pagination import message_response, page_response
-from libs.common.problems import ValidationFailed
+from libs.common.problems import Conflict, PaymentRequired, ValidationFailed, answers
 from libs.common.repository import Ordering
 from libs.common.security import Principal
 from libs.common.tenancy import (
@@ -38,6 +38,9 @@ from services.planner.service import (
 )
 
 router = APIRouter(prefix="/api/v1/planner", tags=["planner"])
+# The same text (case-insensitive) or name in the sector (ADR 0012); the job's credit hold.
+DUPLICATE = answers(Conflict, description="A duplicate in the sector")
+CHARGED = answers(PaymentRequired)
 
 PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"description": "A page of results"}}
 
@@ -81,7 +84,7 @@ async def list_keywords(request: Request, keywords: Keywords, query: s.KeywordQu
     return page_response(request, query.page, page.count, page.rows, shape=s.KeywordOut)
 
 
-@router.post("/keywords/", status_code=201, response_model=s.KeywordOut)
+@router.post("/keywords/", status_code=201, response_model=s.KeywordOut, responses=DUPLICATE)
 async def create_keyword(body: s.KeywordCreate, keywords: KeywordsEditor) -> dict[str, Any]:
     return await keywords.create(body.model_dump())
 
@@ -157,7 +160,7 @@ async def bulk_add_from_seed(body: s.BulkFromSeed, keywords: KeywordsEditor) -> 
                                     f"{result['skipped']} already present")
 
 
-@router.post("/keywords/auto_cluster/", response_model=s.TaskQueued)
+@router.post("/keywords/auto_cluster/", response_model=s.TaskQueued, responses=CHARGED)
 async def auto_cluster(body: s.AutoCluster, keywords: KeywordsEditor) -> dict[str, str]:
     return _queued(await keywords.request_auto_cluster(body.ids, body.sector_id,
                                                        body.anchors()))
@@ -168,8 +171,8 @@ async def get_keyword(keyword_id: Id, keywords: Keywords) -> dict[str, Any]:
     return await keywords.get(keyword_id)
 
 
-@router.put("/keywords/{keyword_id}/", response_model=s.KeywordOut)
-@router.patch("/keywords/{keyword_id}/", response_model=s.KeywordOut)
+@router.put("/keywords/{keyword_id}/", response_model=s.KeywordOut, responses=DUPLICATE)
+@router.patch("/keywords/{keyword_id}/", response_model=s.KeywordOut, responses=DUPLICATE)
 async def update_keyword(keyword_id: Id, body: s.KeywordUpdate,
                          keywords: KeywordsEditor) -> dict[str, Any]:
     return await keywords.update(keyword_id, body.model_dump(exclude_unset=True))
@@ -189,7 +192,7 @@ async def list_clusters(request: Request, clusters: Clusters, query: s.ClusterQu
     return page_response(request, query.page, page.count, page.rows, shape=s.ClusterOut)
 
 
-@router.post("/clusters/", status_code=201, response_model=s.ClusterOut)
+@router.post("/clusters/", status_code=201, response_model=s.ClusterOut, responses=DUPLICATE)
 async def create_cluster(body: s.ClusterCreate, clusters: ClustersEditor) -> dict[str, Any]:
     return await clusters.create(body.model_dump())
 
@@ -199,7 +202,8 @@ async def bulk_delete_clusters(body: s.Ids, clusters: ClustersEditor) -> Respons
     return _deleted(await clusters.delete(body.ids), "clusters")
 
 
-@router.post("/clusters/auto_generate_ideas/", response_model=s.TaskQueued)
+@router.post("/clusters/auto_generate_ideas/", response_model=s.TaskQueued,
+             responses=CHARGED)
 async def auto_generate_ideas(body: s.AutoGenerateIdeas,
                               clusters: ClustersEditor) -> dict[str, str]:
     return _queued(await clusters.request_ideas(body.ids))
@@ -210,8 +214,8 @@ async def get_cluster(cluster_id: Id, clusters: Clusters) -> dict[str, Any]:
     return await clusters.get(cluster_id)
 
 
-@router.put("/clusters/{cluster_id}/", response_model=s.ClusterOut)
-@router.patch("/clusters/{cluster_id}/", response_model=s.ClusterOut)
+@router.put("/clusters/{cluster_id}/", response_model=s.ClusterOut, responses=DUPLICATE)
+@router.patch("/clusters/{cluster_id}/", response_model=s.ClusterOut, responses=DUPLICATE)
 async def update_cluster(cluster_id: Id, body: s.ClusterUpdate,
                          clusters: ClustersEditor) -> dict[str, Any]:
     return await clusters.update(cluster_id, body.model_dump(exclude_unset=True))

@@ -247,10 +247,13 @@ class KeywordRepository(Repository[Row]):
 async def _taken(session: AsyncSession, col: Any, account_id: int, site_id: int,
                  sector_id: int, value: str, except_id: int | None) -> bool:
     """Whether a live row of `col`'s table in this sector already has `value`
-    (case-insensitive): keyword texts and cluster names are unique that way."""
+    (case-insensitive): keyword texts and cluster names are unique that way. Both sides
+    are lowered by PostgreSQL, as the unique index is: Python's `str.lower()` also lowers
+    `É`, PostgreSQL's `lower()` under the C locale does not, so a second `ÉCOLE` passed
+    the check and broke the index (a 500)."""
     t = col.table
     query = select(t.c.id).where(*_in_sector(t, account_id, site_id, sector_id),
-                                 func.lower(col) == value.lower())
+                                 func.lower(col) == func.lower(value))
     if except_id is not None:
         query = query.where(t.c.id != except_id)
     return (await session.execute(query.limit(1))).first() is not None

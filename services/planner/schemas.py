@@ -5,7 +5,7 @@ parameters, their validation and the SQL (`libs/common/repository.py`)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, Field, field_validator
@@ -65,7 +65,8 @@ class TopicIs(Filter):
         return squash_spaces(value) or None if isinstance(value, str) else value
 
     def condition(self, t: Any, value: Any) -> ColumnElement[bool]:
-        return cast(ColumnElement[bool], func.lower(t.c[self.column]) == value.lower())
+        # Lowered by PostgreSQL on both sides (its `lower()` is not Python's for `É`).
+        return func.lower(t.c[self.column]) == func.lower(value)
 
 
 class ClusterFilters(FilterSet):

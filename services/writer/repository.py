@@ -132,7 +132,11 @@ class AuthorProfileRepository(Repository[Row]):
 
     async def name_taken(self, name: str, *, except_id: int | None = None) -> bool:
         a = self.table
-        query = select(a.c.id).where(*self.scope(), func.lower(a.c.name) == name.lower())
+        # Both sides lowered by PostgreSQL: Python's `str.lower()` lowers `É` and the C
+        # locale's `lower()` does not, so a second `ÉMILE` passed the check and broke the
+        # unique constraint (a 500).
+        query = select(a.c.id).where(*self.scope(),
+                                     func.lower(a.c.name) == func.lower(name))
         if except_id is not None:
             query = query.where(a.c.id != except_id)
         return (await self.session.execute(query.limit(1))).first() is not None

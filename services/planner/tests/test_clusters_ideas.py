@@ -37,6 +37,26 @@ async def _get(client: httpx.AsyncClient, t: Tenant, path: str) -> dict[str, Any
     return body
 
 
+async def test_a_duplicate_name_with_letters_beyond_ascii_is_a_409_not_a_500(
+        client: httpx.AsyncClient, tenant: Tenant) -> None:
+    """Schemathesis' stateful phase: the check lowered the name in Python (`É` → `é`) and
+    compared it with PostgreSQL's `lower()`, which under the C locale leaves `É` as it is;
+    a second `ÉCOLE` passed the check and broke the unique index (a 500)."""
+    h = tenant.headers()
+    first = await _cluster(client, tenant, "ÉCOLE de conduite")
+    other = await _cluster(client, tenant, "Permis")
+    for name in ("ÉCOLE de conduite", "École DE conduite"):
+        dup = await client.post(f"{API}/clusters/", headers=h, json={
+            "name": name, "site_id": tenant.site_id, "sector_id": tenant.sector_id})
+        assert dup.status_code == 409, dup.text
+        assert "name" in dup.json()["errors"]
+    renamed = await client.patch(f"{API}/clusters/{other['id']}/", headers=h,
+                                 json={"name": "ÉCOLE de conduite"})
+    assert renamed.status_code == 409, renamed.text
+    listed = (await _get(client, tenant, "clusters/"))["results"]
+    assert sorted(c["id"] for c in listed) == sorted([first["id"], other["id"]])
+
+
 async def test_cluster_figures_follow_keywords(client: httpx.AsyncClient, tenant: Tenant) -> None:
     a = await _cluster(client, tenant, "Coffee gear")
     b = await _cluster(client, tenant, "Brewing")

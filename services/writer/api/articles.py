@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from libs.common.pagination import message_response
+from libs.common.problems import Conflict, PaymentRequired, answers
 from libs.common.resources import resource_routes
 from services.writer import schemas as s
 from services.writer.api.deps import Contents, ContentsEditor, Tasks, TasksEditor, queued
@@ -31,14 +32,16 @@ async def bulk_update_tasks(body: s.BulkTaskStatus, tasks: TasksEditor) -> Respo
     return message_response({"updated_count": updated}, f"{updated} tasks updated")
 
 
-@router.post("/tasks/auto_generate_content/", response_model=s.TaskQueued)
+@router.post("/tasks/auto_generate_content/", response_model=s.TaskQueued,
+             responses=answers(PaymentRequired))
 async def auto_generate_content(body: s.AutoGenerateContent,
                                 tasks: TasksEditor) -> dict[str, str]:
     """Draft each task's article (at most 50 tasks); each becomes `review`."""
     return queued(await tasks.request_content(body.ids, body.run_id))
 
 
-@router.post("/content/generate_image_prompts/", response_model=s.TaskQueued)
+@router.post("/content/generate_image_prompts/", response_model=s.TaskQueued,
+             responses=answers(PaymentRequired))
 async def generate_image_prompts(body: s.ContentIds,
                                  contents: ContentsEditor) -> dict[str, str]:
     """One featured and up to `max_in_article_images` in-article prompts per content."""
@@ -49,4 +52,5 @@ resource_routes(router, "/tasks/", name="task", reader=Tasks, editor=TasksEditor
                 out=s.TaskOut, create=s.TaskCreate, update=s.TaskWrite, query=s.TaskQuery)
 resource_routes(router, "/content/", name="content", reader=Contents, editor=ContentsEditor,
                 out=s.ContentOut, create=s.ContentCreate, update=s.ContentWrite,
-                query=s.ContentQuery)
+                query=s.ContentQuery,
+                create_answers=answers(Conflict, description="The task has its content"))

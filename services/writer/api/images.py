@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from libs.common.ids import Id
 from libs.common.pagination import message_response
+from libs.common.problems import PaymentRequired, answers
 from libs.common.resources import resource_routes
 from libs.common.tenancy import CurrentPrincipal, request_unit_of_work
 from services.writer import schemas as s
@@ -35,7 +36,8 @@ async def bulk_update_images(body: s.BulkImageStatus, images: ImagesEditor) -> R
     return message_response({"updated_count": updated}, f"{updated} images updated")
 
 
-@router.post("/images/generate_images/", response_model=s.TaskQueued)
+@router.post("/images/generate_images/", response_model=s.TaskQueued,
+             responses=answers(PaymentRequired))
 async def generate_images(body: s.ImageIds, images: ImagesEditor) -> dict[str, str]:
     """Make each image's file (pending → generating → generated | failed)."""
     return queued(await images.request_images(body.ids, body.run_id))

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
+from libs.common.problems import Conflict, PaymentRequired, answers
 from libs.common.security import Principal
 from libs.common.tenancy import require_role, service_dependency
 from libs.common.uow import UnitOfWork
@@ -38,7 +39,8 @@ async def suggest(body: s.SuggestRequest, linker: Linker) -> s.SuggestOut:
                         links=_out(await linker.suggest(body.content_id)))
 
 
-@router.post("/apply/", response_model=s.ApplyOut)
+@router.post("/apply/", response_model=s.ApplyOut, responses={
+    **answers(PaymentRequired), **answers(Conflict, description="The content changed meanwhile")})
 async def apply(body: s.ApplyRequest, linker: Linker) -> s.ApplyOut:
     """The links put in (the body's `links`, or the suggested ones), and the content's new
     HTML, word count and revision."""

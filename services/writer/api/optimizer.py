@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from libs.common.problems import PaymentRequired, answers
 from services.writer import schemas as s
 from services.writer.api.deps import OptimizerEditor, queued
 
@@ -18,7 +19,7 @@ async def analyze(body: s.AnalyzeRequest, optimizer: OptimizerEditor) -> s.Analy
     return s.analysis_out(body.content_id, await optimizer.analyze(body.content_id))
 
 
-@router.post("/optimize/", response_model=s.TaskQueued)
+@router.post("/optimize/", response_model=s.TaskQueued, responses=answers(PaymentRequired))
 async def optimize(body: s.ContentIds, optimizer: OptimizerEditor) -> dict[str, str]:
     """Fix each content: locally, or through the account's model when it has one."""
     return queued(await optimizer.request_optimize(body.ids, body.run_id))

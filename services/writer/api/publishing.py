@@ -20,7 +20,13 @@ from starlette.responses import Response
 
 from libs.common.ids import Id
 from libs.common.pagination import page_response
-from libs.common.problems import PermissionDenied, ValidationFailed, validation_errors
+from libs.common.problems import (
+    Conflict,
+    PermissionDenied,
+    ValidationFailed,
+    answers,
+    validation_errors,
+)
 from libs.common.resources import resource_routes
 from libs.common.security import Principal
 from libs.common.tenancy import get_principal, service_dependency
@@ -162,15 +168,20 @@ def _parser(model: type[M]) -> Any:
     return parse
 
 
+# A webhook id seen before (Standard Webhooks replay protection).
+REPLAYED = answers(Conflict, description="Webhook already received")
+
 for prefix in ("/api/v1/integration/webhooks/wordpress", "/api/v1/webhooks/wordpress"):
 
-    @webhooks.post(prefix + "/status/", name=f"wordpress_status_webhook{len(prefix)}")
+    @webhooks.post(prefix + "/status/", name=f"wordpress_status_webhook{len(prefix)}",
+                   responses=REPLAYED)
     async def status_webhook(request: Request, svc: Webhooks) -> dict[str, Any]:
         """A post's status changed on the site (signed by the plugin)."""
         return await svc.status(request.headers, await request.body(),
                                 _parser(s.StatusWebhook))
 
-    @webhooks.post(prefix + "/metadata/", name=f"wordpress_metadata_webhook{len(prefix)}")
+    @webhooks.post(prefix + "/metadata/", name=f"wordpress_metadata_webhook{len(prefix)}",
+                   responses=REPLAYED)
     async def metadata_webhook(request: Request, svc: Webhooks) -> dict[str, Any]:
         """A post's title, slug, SEO fields or terms changed on the site (signed)."""
         return await svc.metadata(request.headers, await request.body(),

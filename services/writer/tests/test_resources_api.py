@@ -228,6 +228,25 @@ async def test_taxonomies_are_unique_per_site_type_and_slug(
     assert unknown_site.status_code == 404
 
 
+async def test_a_duplicate_profile_name_beyond_ascii_is_a_409_not_a_500(
+        client: httpx.AsyncClient, tenant: Tenant) -> None:
+    """Schemathesis' stateful phase: `name.lower()` in Python against PostgreSQL's C-locale
+    `lower()` missed an exact duplicate with `É` in it; the insert broke the unique
+    constraint (a 500)."""
+    h = tenant.headers()
+    path = "/api/v1/system/author-profiles/"
+    (first,) = await create(client, tenant, "system/author-profiles/", {"name": "ÉMILE"})
+    again = await client.post(path, headers=h, json={"name": "ÉMILE", "is_active": False})
+    assert again.status_code == 409, again.text
+    assert "name" in again.json()["errors"]
+    other = await client.post(path, headers=h, json={"name": "Zoé", "is_active": False})
+    assert other.status_code == 201, other.text
+    renamed = await client.patch(f"{path}{other.json()['id']}/", headers=h,
+                                 json={"name": "ÉMILE"})
+    assert renamed.status_code == 409, renamed.text
+    assert sorted(ids(await client.get(path, headers=h))) == [first["id"], other.json()["id"]]
+
+
 async def test_author_profiles_are_limited_by_the_plan(
         client: httpx.AsyncClient, tenant: Tenant, writer_db: Database) -> None:
     await set_plan(writer_db, tenant.account_id, max_author_profiles=2)
