@@ -6,17 +6,25 @@ knows about HTTP. The gateway turns problem documents into the public error enve
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+log = logging.getLogger(__name__)
+
+UNIQUE_VIOLATION = "23505"  # SQLSTATE
+DUPLICATE_ROW = "A row with these values already exists."
 
 
 class DomainError(Exception):
@@ -216,6 +224,20 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail = "Not found."  # as a path id no row can have, and as DRF says
         return problem_response(exc.status_code, title, detail, headers=exc.headers)
 
+    async def on_integrity_error(request: Request, exc: Exception) -> Response:
+        """A unique constraint broken by a write that passed the service's own check: two
+        requests creating the same name at once (each checked before the other wrote). It
+        is the second caller's conflict, not a server error; the unit of work has rolled
+        back, so nothing of the request is kept. Any other integrity error is a bug."""
+        assert isinstance(exc, IntegrityError)
+        if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise exc
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+        log.warning("unique constraint %s broken by %s %s: answered 409", constraint,
+                    request.method, request.url.path)
+        return problem_response(409, Conflict.title, DUPLICATE_ROW)
+
     app.add_exception_handler(DomainError, on_domain_error)
+    app.add_exception_handler(IntegrityError, on_integrity_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
