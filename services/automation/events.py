@@ -80,8 +80,9 @@ async def apply_debit(session: AsyncSession, event: Event) -> bool:
 
 
 def billing_consumer(db: Database, js: Any) -> EventConsumer:
-    """The runs' charges. A debit moves no run: it does not wake the engine (a job's
-    hundred captures woke it a hundred times, each wake a locked move for nothing)."""
+    """The runs' charges. A debit does not wake the engine (a job's hundred captures
+    woke it a hundred times, each wake a locked move for nothing): a stage waiting for
+    its debits looks again every `orchestration.SETTLE_POLL`."""
 
     async def handle(session: AsyncSession, event: Event) -> None:
         await apply_debit(session, event)

@@ -5,7 +5,9 @@ A move looks at the run as the database holds it and does the one thing that com
 next: ask the owner for a recorded step (`queued` → `running`), read a running step's
 job result from the task progress (`running` → `done` | `failed`), apply a pause or a
 cancel once no step is active, take the next batch of the current stage (a step and its
-items are recorded *before* the owner is asked), or close the stage and go to the next.
+items are recorded *before* the owner is asked), or close the stage and go to the next
+(once billing's debits for the stage's jobs have come in, so a closed stage's credits
+are final).
 Nothing lives only in memory: a worker that dies between two moves leaves a state the
 next move (in any process) continues from, and a step asked twice is one job, because
 the job's task id is derived from the step's key (`libs/common/pipeline.task_id_for`).
@@ -35,6 +37,7 @@ from libs.common.uow import UnitOfWork, unit_of_work
 from services.automation import events
 from services.automation.models import ItemStatus, PublishMode, RunStatus, StepStatus
 from services.automation.repository import (
+    ChargeRepository,
     ConfigRepository,
     ItemRepository,
     LogRepository,
@@ -67,6 +70,11 @@ CREDENTIALS = re.compile(r"\b(401|403)\b|api[ _-]?key|unauthori[sz]ed|credential
 MOVES_PER_ADVANCE = 50
 # A step's job that shows no sign of starting after this long is asked for again.
 STALE_JOB = timedelta(minutes=3)
+# A stage whose work is done waits this long at most for billing's debits of its jobs
+# (events, after the jobs end) to add up to what the jobs say they charged, looking again
+# every SETTLE_POLL; then it closes anyway, with a warning in the run's log.
+SETTLE_WAIT = timedelta(seconds=30)
+SETTLE_POLL = timedelta(milliseconds=500)
 # The reason kept on a stage-7 item that was published (the daily cap counts them), and
 # on one whose publish was decided and asked for (asked again as it is, not judged again).
 PUBLISHED = "published"
@@ -206,6 +214,7 @@ class Move:
         self.items = ItemRepository(uow.session, vis)
         self.logs = LogRepository(uow.session, vis)
         self.configs = ConfigRepository(uow.session, vis)
+        self.charges = ChargeRepository(uow.session, vis)
 
     async def say(self, run: Row, message: str, *, stage: int | None = None,
                   level: str = "info") -> None:
@@ -437,6 +446,8 @@ class Orchestrator:
                 # Writer makes the tasks from planner's events; its `task.created` events
                 # wake the engine (the tick is the safety net), no timer of our own.
                 return False
+            if await self._charges_pending(m, run, stage):
+                return False
             await self._close_stage(m, run, stage, entry, pending)
             return True
         if stage == 7:
@@ -458,6 +469,29 @@ class Orchestrator:
         for step in await m.steps.of_run(run["id"], 3):
             found.update((step["result"] or {}).get("queued") or ())
         return found
+
+    async def _charges_pending(self, m: Move, run: Row, stage: int) -> bool:
+        """Whether the stage waits for debits: its jobs' results say what the ledger
+        charged them (`credits`), the run's charges come from billing's events, later.
+        Closing before they arrive showed a stage, and a finished run, with part of
+        their credits (`igny8 automation run` printed 697 of 885)."""
+        if stage not in JOB_STAGES:
+            return False
+        steps = [s for s in await m.steps.of_run(run["id"], stage)
+                 if s["status"] == StepStatus.DONE and s["task_id"] is not None]
+        charged = await m.charges.by_task(run["id"], stage)
+        short = [s for s in steps if charged.get(s["task_id"], 0) < int(
+            (s["result"] or {}).get("credits") or 0)]
+        if not short:
+            return False
+        if utcnow() - max(s["finished_at"] or run["started_at"] for s in short) >= SETTLE_WAIT:
+            await m.say(run, f"Stage {stage}: billing's debits for task(s) "
+                             f"{', '.join(str(s['task_id']) for s in short)} have not all "
+                             "arrived; the stage's credits may still grow.", stage=stage,
+                        level="warning")
+            return False
+        await m.set_run(run, {"wake_at": utcnow() + SETTLE_POLL})
+        return True
 
     async def _close_stage(self, m: Move, run: Row, stage: int, entry: dict[str, Any],
                            pending: PendingResult) -> None:

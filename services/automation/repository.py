@@ -215,6 +215,14 @@ class ChargeRepository(Repository[Row]):
             .returning(CHARGES.c.id))
         return result.scalar_one_or_none() is not None
 
+    async def by_task(self, run_pk: int, stage: int) -> dict[UUID, int]:
+        """The stage's charges so far, per job (task id)."""
+        rows = await self.session.execute(
+            select(CHARGES.c.task_id, func.sum(CHARGES.c.amount)).where(
+                *self.scope(), CHARGES.c.run_pk == run_pk, CHARGES.c.stage == stage)
+            .group_by(CHARGES.c.task_id))
+        return {task_id: int(total) for task_id, total in rows}
+
     async def by_stage(self, run_pk: int) -> dict[int, int]:
         rows = await self.session.execute(
             select(CHARGES.c.stage, func.coalesce(func.sum(CHARGES.c.amount), 0)).where(

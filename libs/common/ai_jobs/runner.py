@@ -11,7 +11,8 @@ its results. Everything else is here, once:
   job);
 - saving: the job's writes and the log turning `success` (with its charges) commit
   together; then each charge is captured against its hold and holds nobody charged are
-  released (a job may succeed for some items only);
+  released (a job may succeed for some items only); the result says what the ledger
+  charged (`credits`);
 - failure: holds released, the log `failed` (once, whoever gets there first); a job
   delivered once more after its last attempt's worker died (`JobContext.exhausted`) is
   not run again but fails that way, unless that attempt had saved its results;
@@ -187,8 +188,7 @@ class AIJobRunner:
                    started: float) -> dict[str, Any]:
         done = await self._begin(ctx)
         if done is not None:
-            await self._settle(ctx, done)
-            return dict(done["result"] or {})
+            return {**(done["result"] or {}), "credits": await self._settle(ctx, done)}
         async with self._engines(function, ctx) as (ai, provider):
             job = AIJobContext(function, ctx.job, ctx.attempt, ctx, self.db, ai, provider)
             save = await body(job)
@@ -215,14 +215,12 @@ class AIJobRunner:
                 assert log is not None
         ctx.report.step("SAVE", request=False)
         if outcome is None:
-            await self._settle(ctx, log)
-            return dict(log["result"] or {})
+            return {**(log["result"] or {}), "credits": await self._settle(ctx, log)}
         for c in job.charges:
             AI_TOKENS.labels(function.name, c.model, "input").inc(c.tokens_input)
             AI_TOKENS.labels(function.name, c.model, "output").inc(c.tokens_output)
             AI_COST.labels(function.name, c.model).inc(float(c.cost_usd))
-        await self._settle(ctx, log)
-        return outcome
+        return {**outcome, "credits": await self._settle(ctx, log)}
 
     async def _begin(self, ctx: JobContext) -> dict[str, Any] | None:
         """Mark the run started; the saved log when an earlier attempt finished."""
@@ -270,9 +268,12 @@ class AIJobRunner:
         async with provider:
             yield ai, provider
 
-    async def _settle(self, ctx: JobContext, log: dict[str, Any]) -> None:
+    async def _settle(self, ctx: JobContext, log: dict[str, Any]) -> int:
         """Capture each item's charges against its hold, release holds nobody charged
-        (billing does each once per hold, so a redelivered job may settle again)."""
+        (billing does each once per hold, so a redelivered job may settle again); the
+        credits the ledger charged, which the job's result carries as `credits` (the
+        ledger's debits reach their readers later, as events: automation waits for them
+        to add up to this before it closes a stage)."""
         holds = holds_of(log)
         charges = [Charge.from_json(c) for c in log.get("charges") or []]
         captures: list[CaptureRequest] = []
@@ -325,6 +326,7 @@ class AIJobRunner:
                 await TaskLogRepository(uow.session, self.log).update(
                     ctx.task_id, {"credits_charged": charged})
         ctx.report.step("CAPTURE", request=False, credits=charged)
+        return charged
 
     async def _fail(self, ctx: JobContext, error: str, started: float) -> None:
         """Give the credits back and record the failure (once, whoever gets here first)."""

@@ -94,14 +94,17 @@ async def test_thirty_keywords_become_drafts_with_images_and_credits_match_the_l
         assert {i["status"] for i in images} == {"generated"}
         assert {i["content_id"] for i in images} == {d["id"] for d in drafts}
 
-        # The run's credits are the ledger's deductions (billing's events, once each).
-        async def reconciled() -> bool:
-            debits = await billing.debits(tenant.account_id)
-            total = (await run_state(client, tenant, run_id))["total_credits"]
-            return total == sum(abs(d.amount) for d in debits) and total > 0
-
-        await eventually(reconciled, timeout=60)
-        run = await run_state(client, tenant, run_id)
+        # The run's credits are the ledger's deductions (billing's events, once each),
+        # all of them when it completed: each stage closes only once its jobs' debits
+        # have come in (`igny8 automation run` and `automation.run.completed` showed a
+        # partial total).
+        debits = await billing.debits(tenant.account_id)
+        assert run["total_credits"] == sum(abs(d.amount) for d in debits) > 0
+        (completed,) = await rows(automation_db, tenant.account_id,
+                                  "SELECT payload FROM outbox WHERE subject = "
+                                  "'igny8.automation.run.completed' AND "
+                                  "(payload->>'account_id')::bigint = :a")
+        assert completed["payload"]["data"]["total_credits"] == run["total_credits"]
         assert before - await billing.spendable(tenant.account_id) == run["total_credits"]
         assert sum(s["credits"] for s in run["stage_results"]) == run["total_credits"]
         assert await billing.holds(tenant.account_id)
