@@ -147,7 +147,11 @@ def validation_errors(exc: RequestValidationError) -> dict[str, list[str]]:
         message = str(err.get("msg", "Invalid value"))
         field = _field_name(err.get("loc", ()))
         if err.get("type") == "missing":
-            message = "This field is required."
+            # A query parameter sent in the body instead (automation's `site_id`) read as
+            # "required" with no hint where it was expected.
+            where = (err.get("loc") or ("",))[0]
+            message = ("This query parameter is required." if where == "query"
+                       else "This field is required.")
         elif err.get("type") == "json_invalid":
             # The location is a character offset, not a field (DRF's wording).
             field = "non_field_errors"

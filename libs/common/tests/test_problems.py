@@ -4,9 +4,9 @@ works on the path, and OPTIONS answers instead of 405."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.testclient import TestClient
 
 from libs.common.ids import Id
@@ -34,6 +34,11 @@ def keyword(keyword_id: Id) -> dict[str, int]:
 @router.post("/keywords/bulk_delete/")
 def bulk_delete(body: dict[str, Any]) -> dict[str, int]:
     return {"deleted": 0}
+
+
+@router.post("/keywords/run_now/")
+def run_now(site_id: Annotated[Id, Query()]) -> dict[str, int]:
+    return {"site_id": site_id}
 
 
 def client() -> TestClient:
@@ -89,3 +94,12 @@ def test_a_body_that_is_not_json_is_415_as_drf_says() -> None:
     missing = client().post("/api/v1/kernel/keywords/")
     assert missing.status_code == 400
     assert missing.json()["errors"] == {"non_field_errors": ["This field is required."]}
+
+
+def test_a_missing_query_parameter_says_it_is_one() -> None:
+    """A user who sends `{"site_id": 2}` as the body of automation's `run_now` learns
+    where the API expects it."""
+    answer = client().post("/api/v1/kernel/keywords/run_now/", json={"site_id": 2})
+    assert answer.status_code == 400
+    assert answer.json()["errors"] == {"site_id": ["This query parameter is required."]}
+    assert client().post("/api/v1/kernel/keywords/run_now/?site_id=2").json() == {"site_id": 2}
