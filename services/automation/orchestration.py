@@ -16,9 +16,7 @@ Runs are advanced by one process at a time (an advisory lock per run).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -35,6 +33,7 @@ from libs.common.problems import DomainError, NotFound, PaymentRequired, Service
 from libs.common.repository import Row, Visibility
 from libs.common.uow import UnitOfWork, unit_of_work
 from services.automation import events
+from services.automation.estimating import Ratios, batch_size, estimate
 from services.automation.models import ItemStatus, PublishMode, RunStatus, StepStatus
 from services.automation.repository import (
     ChargeRepository,
@@ -44,22 +43,12 @@ from services.automation.repository import (
     RunRepository,
     StepRepository,
 )
-from services.automation.schemas import DEFAULT_BATCH, STAGE_NAMES, EstimateOut, StageEstimate
+from services.automation.schemas import STAGE_NAMES
 from services.automation.settings import AutomationSettings
 
 log = logging.getLogger(__name__)
 
 JOB_STAGES = (1, 2, 4, 5, 6)
-# Each stage's billing operation (billing's cost table) for the estimate.
-OPERATIONS = {1: "clustering", 2: "idea_generation", 4: "content_generation",
-              5: "image_prompt_extraction", 6: "image_generation"}
-# What the estimate assumes of the work a stage makes for the next, as measured by
-# bench.automation on the offline engines (100 keywords of 10 topics: 24 clusters, 81
-# ideas, ~1,720 words and 3 images per article), rounded to the safe side.
-KEYWORDS_PER_CLUSTER = 4
-IDEAS_PER_CLUSTER = 3.5
-WORDS_PER_ARTICLE = 1800
-IMAGES_PER_ARTICLE = 3
 # Where a job's result names the items it failed (writer's jobs).
 FAILED_KEYS = {4: "task_id", 6: "image_id"}
 # How long stage 4 waits for writer to make the tasks of the ideas stage 3 queued.
@@ -79,11 +68,6 @@ SETTLE_POLL = timedelta(milliseconds=500)
 # on one whose publish was decided and asked for (asked again as it is, not judged again).
 PUBLISHED = "published"
 ASKING = "publishing"
-
-
-def batch_size(config: Row | None, stage: int) -> int:
-    sizes = (config or {}).get("batch_sizes") or {}
-    return int(sizes.get(str(stage)) or DEFAULT_BATCH[stage])
 
 
 # --- publishing (stage 7) ------------------------------------------------------------
@@ -118,41 +102,6 @@ class CredentialsRefused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-# --- the estimate ----------------------------------------------------------------------
-
-
-async def estimate(pipeline: PipelineClient, billing: BillingClient, account_id: int,
-                   site_id: int, config: Row | None, margin: float) -> EstimateOut:
-    """What the work waiting in the site would cost: pending items per stage, and what
-    they will make for the stages after them (`KEYWORDS_PER_CLUSTER`...), priced by
-    billing's cost table; the balance and whether it covers `margin` x the estimate."""
-    pending = dict(zip(range(1, 8), await asyncio.gather(*(
-        pipeline.pending(account_id, site_id, stage=s, limit=0) for s in range(1, 8))),
-        strict=True))
-    counts = {s: p.count for s, p in pending.items()}
-    new_clusters = math.ceil(counts[1] / KEYWORDS_PER_CLUSTER)
-    ideas = math.ceil((counts[2] + new_clusters) * IDEAS_PER_CLUSTER)
-    tasks = counts[3] + ideas + counts[4]
-    contents = counts[5] + tasks
-    images = counts[6] + contents * IMAGES_PER_ARTICLE
-    units = {1: math.ceil(counts[1] / batch_size(config, 1)), 2: ideas,
-             4: tasks * WORDS_PER_ARTICLE, 5: contents, 6: images}
-    wanted = [(s, OPERATIONS[s], n) for s, n in units.items() if n > 0]
-    # Words are priced per article (a minimum applies per request), the rest in one go.
-    items = [(op, WORDS_PER_ARTICLE if s == 4 else n) for s, op, n in wanted]
-    quote = await billing.quote(account_id, items)
-    credits = {s: q.credits * (tasks if s == 4 else 1)
-               for (s, _, _), q in zip(wanted, quote.quotes, strict=True)}
-    stages = [StageEstimate(stage=s, name=STAGE_NAMES[s], pending=counts[s],
-                            operation_type=OPERATIONS.get(s), estimated_credits=credits.get(s, 0))
-              for s in range(1, 8)]
-    total = sum(credits.values())
-    required = math.ceil(total * margin)
-    return EstimateOut(estimated_credits=total, current_balance=quote.available,
-                       required_credits=required, sufficient=quote.available >= required,
-                       stages=stages)
 
 
 # --- the schedule ----------------------------------------------------------------------
@@ -770,9 +719,12 @@ class Scheduler:
                 await configs.update(cfg["id"], {"next_run_at": next_run_at(cfg, now)})
             for cfg in await configs.due(now):
                 key = f"{cfg['site_id']}:{cfg['next_run_at'].isoformat()}"
+                runs = RunRepository(uow.session, Visibility(cfg["account_id"]))
+                ratios = Ratios.measured(await runs.completed_results(cfg["site_id"]))
                 try:
                     found = await estimate(self.pipeline, self.billing, cfg["account_id"],
-                                           cfg["site_id"], cfg, self.settings.balance_margin)
+                                           cfg["site_id"], cfg, self.settings.balance_margin,
+                                           ratios)
                 except DomainError as exc:
                     log.warning("schedule %s: no estimate (%s); will try next time", key,
                                 exc.detail)

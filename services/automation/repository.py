@@ -96,6 +96,14 @@ class RunRepository(Repository[Row]):
                                 .order_by(RUNS.c.started_at.desc(), RUNS.c.id.desc())
                                 .limit(limit))
 
+    async def completed_results(self, site_id: int, limit: int = 20) -> list[dict[str, Any]]:
+        """The stage results of the site's latest completed runs (the estimate's ratios)."""
+        rows = await self.session.execute(
+            select(RUNS.c.results).where(*self.scope(), RUNS.c.site_id == site_id,
+                                         RUNS.c.status == RunStatus.COMPLETED)
+            .order_by(RUNS.c.id.desc()).limit(limit))
+        return [dict(r or {}) for (r,) in rows]
+
     async def insert_new(self, values: dict[str, Any]) -> Row | None:
         """A new run, or None when the site has an active run or the schedule key was
         taken (the partial unique indexes decide, whoever commits first)."""

@@ -27,8 +27,9 @@ from libs.common.repository import Row, Visibility
 from libs.common.security import Principal
 from libs.common.uow import UnitOfWork
 from services.automation import events
+from services.automation.estimating import Ratios, batch_size, estimate
 from services.automation.models import DIRECTORY, ItemStatus, RunStatus, StepStatus, Trigger
-from services.automation.orchestration import batch_size, estimate, next_run_at
+from services.automation.orchestration import next_run_at
 from services.automation.repository import (
     ChargeRepository,
     ConfigRepository,
@@ -183,8 +184,10 @@ class AutomationService(CallerService):
     async def estimate(self, site_id: int | None) -> EstimateOut:
         site = await self._site(site_id)
         c = self.clients
+        runs = await self.repository(RunRepository)
+        ratios = Ratios.measured(await runs.completed_results(site))
         return await estimate(c.pipeline, c.billing, self.account_id, site,
-                              await self._config(site), c.settings.balance_margin)
+                              await self._config(site), c.settings.balance_margin, ratios)
 
     async def run_now(self, site_id: int | None) -> RunStarted:
         site = await self._site(site_id, writes=True)

@@ -4,6 +4,7 @@ writer; the run's credits are the ledger's deductions for its jobs."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import httpx
@@ -109,6 +110,17 @@ async def test_thirty_keywords_become_drafts_with_images_and_credits_match_the_l
         assert sum(s["credits"] for s in run["stage_results"]) == run["total_credits"]
         assert await billing.holds(tenant.account_id)
         assert all(h.status != "held" for h in await billing.holds(tenant.account_id))
+
+        # The next estimate counts on what this site's run made of its keywords (1-2
+        # a cluster here, where the default assumes 4), not on the defaults (ADR 0035).
+        await add_keywords(planner, tenant, [f"standing desk review {n}" for n in range(10)])
+        est = (await client.get(f"{API}/estimate/?site_id={tenant.site_id}",
+                                headers=h)).json()
+        clusters = math.ceil(10 / (stages[1]["processed"] / stages[1]["created"]))
+        ideas = math.ceil(clusters * stages[2]["created"] / stages[2]["processed"])
+        by_stage = {s["stage"]: s for s in est["stages"]}
+        assert (by_stage[1]["pending"], by_stage[2]["estimated_credits"]) == (10, 2 * ideas)
+        assert ideas > math.ceil(math.ceil(10 / 4) * 3.5)  # more than the defaults said
 
     # Every step was one job: no key, task or item twice.
     steps = await rows(automation_db, tenant.account_id,
