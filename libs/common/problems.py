@@ -14,6 +14,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
@@ -152,6 +153,10 @@ def validation_errors(exc: RequestValidationError) -> dict[str, list[str]]:
             where = (err.get("loc") or ("",))[0]
             message = ("This query parameter is required." if where == "query"
                        else "This field is required.")
+        elif err.get("type") == "value_error" and (err.get("ctx") or {}).get("error"):
+            # A validator's own words, without pydantic's "Value error, " before them
+            # ("Value error, Use the 24-hour HH:MM format.").
+            message = str(err["ctx"]["error"])
         elif err.get("type") == "json_invalid":
             # The location is a character offset, not a field (DRF's wording).
             field = "non_field_errors"
@@ -242,6 +247,15 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(409, Conflict.title, DUPLICATE_ROW)
 
     app.add_exception_handler(DomainError, on_domain_error)
+    async def on_stale_row(request: Request, exc: Exception) -> Response:
+        """An ORM update or delete of a row that another request deleted after this one
+        read it (SQLAlchemy: "expected to update 1 row(s); 0 were matched"): the row is
+        gone, as DRF answers a lookup of a deleted row. The unit of work rolled back."""
+        log.warning("%s %s changed a row deleted meanwhile: answered 404 (%s)",
+                    request.method, request.url.path, exc)
+        return problem_response(404, NotFound.title, "Not found.")
+
     app.add_exception_handler(IntegrityError, on_integrity_error)
+    app.add_exception_handler(StaleDataError, on_stale_row)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, Request
 from sqlalchemy import text
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.app import create_service_app
@@ -74,6 +75,17 @@ async def create_note_without_body(body: dict[str, str], uow: UoW) -> dict[str, 
     await uow.session.execute(text("INSERT INTO notes (account_id, body) VALUES (:a, NULL)"),
                               {"a": ACCOUNT})
     return body
+
+
+@router.post("/notes/vanished/", status_code=201)
+async def create_note_then_change_a_vanished_row(body: dict[str, str],
+                                                 uow: UoW) -> dict[str, str]:
+    """What the ORM raises when a row it read was deleted by another request before this
+    one's UPDATE (auth's prompts, sites...)."""
+    uow.on_rollback(lambda: _undo(body["body"]))
+    await insert_note(uow.session, body["body"])
+    raise StaleDataError("UPDATE statement on table 'notes' expected to update 1 row(s); "
+                         "0 were matched.")
 
 
 async def _undo(body: str) -> None:
@@ -182,6 +194,12 @@ async def test_a_commit_that_fails_answers_an_error_and_compensates(
     # name at once), not a server error: 409, and nothing of the request kept.
     assert answer.status_code == 409, answer.text
     assert answer.json()["detail"] == "A row with these values already exists."
+    assert not await note_exists(kernel_db, body)
+    assert body in undone
+
+    body = fresh()
+    answer = await client.post("/api/v1/kernel/notes/vanished/", json={"body": body})
+    assert answer.status_code == 404, answer.text  # the row is gone, as DRF would say
     assert not await note_exists(kernel_db, body)
     assert body in undone
 

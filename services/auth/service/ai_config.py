@@ -107,7 +107,10 @@ async def get_prompt(uow: UnitOfWork, actor: Principal, prompt_id: int) -> Promp
 
 async def _lock_prompt_type(uow: UnitOfWork, account_id: int, prompt_type: str) -> None:
     """Writers of one account's prompt type take turns (one row per type: concurrent
-    first saves would otherwise collide on the unique key)."""
+    first saves would otherwise collide on the unique key). Deleting and resetting take
+    the same turn: a save that had read the row a delete was removing updated nothing
+    (SQLAlchemy's StaleDataError, a 500 found by schemathesis); now it reads after the
+    delete, finds no row and inserts one."""
     await repo.lock(uow.session, f"auth-prompt:{account_id}:{prompt_type}")
 
 
@@ -138,7 +141,9 @@ async def update_prompt(
 
 async def delete_prompt(uow: UnitOfWork, actor: Principal, prompt_id: int) -> None:
     check_role(actor, "editor")
-    await repo.remove(uow.session, await get_prompt(uow, actor, prompt_id))
+    row = await get_prompt(uow, actor, prompt_id)
+    await _lock_prompt_type(uow, actor.account_id, row.prompt_type)
+    await repo.remove(uow.session, row)
 
 
 async def prompt_by_type(uow: UnitOfWork, actor: Principal, prompt_type: str) -> s.PromptPublic:
@@ -167,6 +172,7 @@ async def save_prompt(uow: UnitOfWork, actor: Principal, data: s.PromptSave) -> 
 
 async def reset_prompt(uow: UnitOfWork, actor: Principal, data: s.PromptReset) -> s.PromptPublic:
     check_role(actor, "editor")
+    await _lock_prompt_type(uow, actor.account_id, data.prompt_type)
     row = await ai_config_repo.prompt_by_type(uow.session, actor.account_id, data.prompt_type)
     if row is not None:
         await repo.remove(uow.session, row)

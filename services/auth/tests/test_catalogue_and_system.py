@@ -3,15 +3,21 @@ command responders, and the account's prompts (integrations: `test_integrations.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import httpx
 import orjson
 from nats.aio.client import Client as NATS
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from libs.common.db import Database, TenantScope
 from libs.common.runtime import WorkerContext
+from libs.common.security import Principal
+from libs.common.uow import unit_of_work
 from services.auth.models import User
 from services.auth.seed import DEMO_EMAIL, seed_platform
+from services.auth.service import ai_config
 
 from .conftest import DATA_DIR, Tenant, login_as, outbox_events, register
 
@@ -213,3 +219,39 @@ async def test_prompts(owner: Tenant, other: Tenant) -> None:
     assert not reset["is_customized"]
     assert (await owner.get(f"{base}by_type/nope/")).status_code == 404
     assert (await owner.delete(f"{base}{made.json()['id']}/")).status_code == 204
+
+
+async def test_a_save_waiting_behind_a_delete_of_its_prompt_saves_it_again(
+        owner: Tenant, db: Database) -> None:
+    """Schemathesis (two workers): a save read the prompt row that a delete was removing,
+    waited for the delete's commit, then updated nothing: SQLAlchemy's StaleDataError, a
+    500. The delete now takes the prompt type's turn, so the save reads after it and
+    inserts the prompt anew."""
+    saved = await owner.post("/api/v1/system/prompts/save/",
+                             json={"prompt_type": "ideas", "prompt_value": "first"})
+    assert saved.status_code == 200, saved.text
+    prompt_id = saved.json()["data"]["id"]
+    actor = Principal(user_id=owner.user_id, account_id=owner.account_id, role="owner")
+    async with unit_of_work(db, TenantScope.account(owner.account_id)) as uow:
+        await ai_config.delete_prompt(uow, actor, prompt_id)  # not committed yet
+        save = asyncio.create_task(owner.post(
+            "/api/v1/system/prompts/save/",
+            json={"prompt_type": "ideas", "prompt_value": "second"}))
+        await _until_a_backend_waits_for_a_lock(db, save)
+    answer = await save
+    assert answer.status_code == 200, answer.text
+    again = await owner.get("/api/v1/system/prompts/by_type/ideas/")
+    assert again.json()["prompt_value"] == "second"
+    assert again.json()["id"] != prompt_id
+
+
+async def _until_a_backend_waits_for_a_lock(db: Database, task: asyncio.Task[Any]) -> None:
+    """The save has reached the lock the delete holds (or it finished: nothing to wait)."""
+    while not task.done():
+        async with db.session(TenantScope.system()) as session:
+            waiting = (await session.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            ))).scalar_one()
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
