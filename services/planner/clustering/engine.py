@@ -62,9 +62,11 @@ class _Anchor:
 
 
 def describe(name: str, members: Sequence[ClusteredKeyword], intent: Intent) -> str:
+    """The description a new cluster is saved with. No count: the cluster's
+    `keywords_count` follows its keywords, the saved text does not ("3 keywords about
+    ..." beside a count of 4 once a later clustering added one)."""
     top = ", ".join(m.keyword.text for m in members[:3])
-    noun = "keyword" if len(members) == 1 else "keywords"
-    return f"{len(members)} {noun} about {name.lower()}, mostly {intent.value} intent. Top: {top}."
+    return f"Keywords about {name.lower()}, mostly {intent.value} intent. Top: {top}."
 
 
 def topic_phrase(members: Sequence[int], grams: Sequence[set[str]],

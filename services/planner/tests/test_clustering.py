@@ -225,6 +225,8 @@ def test_new_keywords_join_close_existing_cluster(engine: LocalClusteringEngine)
     assert sourdough.topic == by_kw["sourdough starter recipe"].topic
     # Existing clusters never merge with each other and are not reported without keywords.
     assert len([c for c in result.clusters if c.existing_id == 11]) <= 1
+    # A description states no count: a cluster's keywords change after it is saved.
+    assert sourdough.description.startswith(f"Keywords about {sourdough.name.lower()}, ")
 
 
 def test_seed_library_sector_anchors_its_topic(engine: LocalClusteringEngine) -> None:
