@@ -37,7 +37,7 @@ import hashlib
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
@@ -292,15 +292,37 @@ def outbound_session(
 
 
 class SessionOwner:
-    """An async context manager around one aiohttp session: the one given, or one made on
-    first use by `_new_session()` and closed by `aclose()` (clients of outside APIs)."""
+    """An async context manager around one aiohttp session (clients of outside APIs): the
+    one given, or one made on first use and closed by `aclose()`.
 
-    def __init__(self, session: aiohttp.ClientSession | None = None) -> None:
+    A made session goes through the outbound guard when a policy is given (calls made for
+    a tenant), with the policy's time limit raised to `timeout_seconds` where that is
+    longer (one completion or image can take minutes); without a policy (tests, tools) it
+    is a plain session bounded by `timeout_seconds`, `UNGUARDED_TIMEOUT_SECONDS` unless
+    given."""
+
+    UNGUARDED_TIMEOUT_SECONDS = 120.0
+
+    def __init__(self, session: aiohttp.ClientSession | None = None, *,
+                 policy: OutboundPolicy | None = None, timeout_seconds: float | None = None,
+                 resolver: HostResolver | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         self._session = session
         self._owns_session = session is None
+        self._policy = policy
+        self._timeout_seconds = timeout_seconds
+        self._resolver = resolver
+        self._headers = headers
 
     def _new_session(self) -> aiohttp.ClientSession:
-        raise NotImplementedError
+        policy, limit = self._policy, self._timeout_seconds
+        if policy is None:
+            return aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=limit or self.UNGUARDED_TIMEOUT_SECONDS),
+                headers=self._headers)
+        if limit is not None and policy.total_timeout < limit:
+            policy = replace(policy, total_timeout=limit)
+        return outbound_session(policy, resolver=self._resolver, headers=self._headers)
 
     async def __aenter__(self) -> Self:
         return self

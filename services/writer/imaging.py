@@ -28,7 +28,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -248,8 +248,6 @@ def image_engine(
         return LocalImageEngine()
     if not api_key:
         raise ValueError(f"the {provider} image provider needs an API key")
-    if policy is not None and policy.total_timeout < timeout_seconds:
-        policy = replace(policy, total_timeout=timeout_seconds)
     if provider == "openai":
         from libs.common.ai.openai import DEFAULT_IMAGE_MODEL, OpenAIProvider
 

@@ -37,7 +37,6 @@ from libs.common.outbound import (
     OutboundPolicy,
     OutboundRefused,
     SessionOwner,
-    outbound_session,
 )
 
 DEFAULT_CHAT_MODEL = "gpt-4o-mini"
@@ -64,7 +63,7 @@ class OpenAIProvider(SessionOwner):
         chat_model: str = DEFAULT_CHAT_MODEL,
         embedding_model: str = DEFAULT_EMBEDDING_MODEL,
         image_model: str = DEFAULT_IMAGE_MODEL,
-        timeout_seconds: float = 120.0,
+        timeout_seconds: float | None = None,
         embedding_batch: int = 512,
         session: aiohttp.ClientSession | None = None,
         policy: OutboundPolicy | None = None,
@@ -77,15 +76,7 @@ class OpenAIProvider(SessionOwner):
         self.embedding_model = embedding_model
         self.image_model = image_model
         self.embedding_batch = embedding_batch
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._policy = policy
-        super().__init__(session)
-
-    def _new_session(self) -> aiohttp.ClientSession:
-        """Through the outbound guard when a policy is given (calls made for a tenant)."""
-        if self._policy is not None:
-            return outbound_session(self._policy)
-        return aiohttp.ClientSession(timeout=self._timeout)
+        super().__init__(session, policy=policy, timeout_seconds=timeout_seconds)
 
     async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         return await self._request("POST", path, payload)

@@ -45,7 +45,6 @@ from libs.common.outbound import (
     OutboundRefused,
     ResponseTooLarge,
     SessionOwner,
-    outbound_session,
     read_capped,
 )
 
@@ -63,7 +62,7 @@ class RunwareProvider(SessionOwner):
         *,
         base_url: str = DEFAULT_BASE_URL,
         model: str = DEFAULT_MODEL,
-        timeout_seconds: float = 120.0,
+        timeout_seconds: float | None = None,
         batch_size: int = 8,
         retry: RetryPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
@@ -80,15 +79,7 @@ class RunwareProvider(SessionOwner):
         self.batch_size = max(1, batch_size)
         self.retry = retry or RetryPolicy()
         self.max_response_bytes = max_response_bytes
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._policy = policy
-        super().__init__(session)
-
-    def _new_session(self) -> aiohttp.ClientSession:
-        """Through the outbound guard when a policy is given (calls made for a tenant)."""
-        if self._policy is not None:
-            return outbound_session(self._policy)
-        return aiohttp.ClientSession(timeout=self._timeout)
+        super().__init__(session, policy=policy, timeout_seconds=timeout_seconds)
 
     # --- the protocol ------------------------------------------------------------------------
 

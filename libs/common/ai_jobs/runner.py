@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -257,10 +257,9 @@ class AIJobRunner:
             yield ai, None
             return
         try:
-            policy = replace(self.policy, total_timeout=max(self.policy.total_timeout,
-                                                            AI_CALL_TIMEOUT_SECONDS))
             provider = OpenAIProvider(ai.openai.base_url, ai.openai.api_key,
-                                      chat_model=ai.openai.model, policy=policy,
+                                      chat_model=ai.openai.model, policy=self.policy,
+                                      timeout_seconds=AI_CALL_TIMEOUT_SECONDS,
                                       image_model=ai.openai.image_model or DEFAULT_IMAGE_MODEL)
         except AIError as exc:
             raise JobFailed(f"The OpenAI settings cannot be used: {exc.message}") from exc

@@ -19,6 +19,7 @@ from libs.common.outbound import (
     OutboundPolicy,
     OutboundRefused,
     ResponseTooLarge,
+    SessionOwner,
     check_address,
     check_target_url,
     guarded_socket_factory,
@@ -207,6 +208,33 @@ async def test_the_connection_goes_to_the_checked_address_only(
         with pytest.raises(OutboundRefused, match="cloud metadata"):
             await session.get(f"http://rebind.example:{port}/three")
     assert seen == ["/one", "/two"]
+
+
+async def test_an_outside_api_client_calls_through_the_guard_for_as_long_as_it_needs(
+    loopback_server: tuple[int, list[str]],
+) -> None:
+    """The clients of outside APIs (OpenAI, Runware, WordPress) share `SessionOwner`'s
+    session: through the guard when given a policy, whose time limit a longer
+    `timeout_seconds` raises (a completion can take minutes) and a shorter one does not
+    cut; a plain session bounded by `timeout_seconds` without a policy."""
+    port, seen = loopback_server
+    resolver = StubResolver({"wp.example": ["127.0.0.1"]})
+    async with SessionOwner(policy=STRICT, timeout_seconds=180.0, resolver=resolver,
+                            headers={"User-Agent": "igny8-test"}) as owner:
+        session = owner._client()
+        assert session.timeout.total == 180.0
+        assert session.headers["User-Agent"] == "igny8-test"
+        with pytest.raises(OutboundRefused, match="resolves to a loopback address"):
+            await session.get(f"http://wp.example:{port}/wp-json/")
+    assert seen == []
+    async with SessionOwner(policy=STRICT, timeout_seconds=5.0) as owner:
+        assert owner._client().timeout.total == STRICT.total_timeout
+    async with SessionOwner(policy=STRICT) as owner:
+        assert owner._client().timeout.total == STRICT.total_timeout
+    async with SessionOwner(timeout_seconds=7.0) as owner:
+        assert owner._client().timeout.total == 7.0
+    async with SessionOwner() as owner:
+        assert owner._client().timeout.total == SessionOwner.UNGUARDED_TIMEOUT_SECONDS
 
 
 def test_the_socket_factory_checks_every_address() -> None:

@@ -44,7 +44,6 @@ from libs.common.outbound import (
     ResponseTooLarge,
     SessionOwner,
     Unresolvable,
-    outbound_session,
     parse_json,
     read_capped,
 )
@@ -220,19 +219,14 @@ class WordPressClient(SessionOwner):
         media_timeout: float = 120.0,
         on_call: Callable[[CallRecord], None] | None = None,
     ) -> None:
-        super().__init__(session)
+        super().__init__(session, policy=policy, resolver=resolver,
+                         headers={"User-Agent": USER_AGENT})
         self.site = site
         self.policy = policy
-        self._resolver = resolver
         self.timeout = timeout
         self.media_timeout = media_timeout
         self.on_call = on_call
         self._seo_fields = site.seo_fields
-
-    def _new_session(self) -> aiohttp.ClientSession:
-        return outbound_session(
-            self.policy, resolver=self._resolver, headers={"User-Agent": USER_AGENT}
-        )
 
     def url_for(self, route: str) -> str:
         if self.site.rest_style == "query":
