@@ -11,11 +11,18 @@ and a query string only as `%00`. Only when one is there is the body or the quer
 parsed, to name the fields (`tags.0`, `config.site_url`); a JSON body that does not
 parse is left to the endpoint, which says so. Other bodies (CSV uploads) are the
 endpoint's to check.
+
+A path with a control character in it (`%0A`, `%00`...) is 404 "Not found." here too: no
+resource has one in its URL, and Starlette's route patterns end with `$`, which also
+matches before a final newline, so `keywords/%0A` answered the keyword list and
+`plans/%0A/` was redirected there (schemathesis' negative_data_rejection). Django's
+patterns end with `\\Z`: DRF answers 404.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl
@@ -28,6 +35,7 @@ from libs.common.problems import problem_response
 MESSAGE = "Null characters are not allowed."
 _JSON_ESCAPE = b"\\u0000"
 _QUERY_ESCAPE = b"%00"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def nul_fields(value: Any, path: str = "") -> Iterator[str]:
@@ -62,6 +70,9 @@ class RefuseNulCharacters:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if _CONTROL.search(scope["path"]):
+            await problem_response(404, "Not found", "Not found.")(scope, receive, send)
             return
         errors: list[str] = []
         query: bytes = scope.get("query_string", b"")

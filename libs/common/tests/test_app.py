@@ -217,6 +217,18 @@ async def test_an_unhandled_error_is_a_500_that_keeps_the_connection(
     assert 'route="/api/v1/kernel/crash/",service="kernel",status="500"}' in metrics
 
 
+async def test_a_path_with_a_control_character_is_404(client: httpx.AsyncClient) -> None:
+    """Starlette's route patterns end with `$`, which matches before a final newline:
+    `items/%0A` answered the list, `items/%0A/` was redirected there (schemathesis'
+    negative_data_rejection); Django's end with `\\Z` and DRF answers 404."""
+    headers = issuer.headers(user_id=3, account_id=9, role="editor")
+    for path in ("items/%0A", "items/%0A/", "items/%00/", "items/1/%0A", "items%09/"):
+        answer = await client.get(f"/api/v1/kernel/{path}", headers=headers)
+        assert answer.status_code == 404, (path, answer.status_code)
+        assert answer.json()["detail"] == "Not found."
+    assert (await client.get("/api/v1/kernel/items/", headers=headers)).status_code == 200
+
+
 async def test_nul_characters_are_a_400_naming_the_field(client: httpx.AsyncClient) -> None:
     """PostgreSQL text cannot hold U+0000 (the driver's error was a 500): refused as DRF's
     CharField refuses it, for a body field at any depth and for a query parameter."""
