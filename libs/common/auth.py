@@ -160,7 +160,7 @@ class ImageSettings(BaseModel):
     or `runware` (the `runware` settings)."""
 
     provider: str = "local"
-    model: str = "local-image"
+    model: str = "local-render-1"  # what the local engine records (services/writer/imaging.py)
     image_type: str = "realistic"
     max_in_article_images: int = 2
     image_format: str = "webp"

@@ -190,7 +190,7 @@ DEFAULT_INTEGRATIONS: dict[str, dict[str, Any]] = {
     "runware": {"base_url": "https://api.runware.ai/v1", "model": "runware:100@1"},
     "image_generation": {
         "provider": "local",
-        "model": "local-image",
+        "model": "local-render-1",
         "image_type": "realistic",
         "max_in_article_images": 2,
         "image_format": "webp",

@@ -20,7 +20,7 @@ SAVE_PROMPT = "/api/v1/system/prompts/save/"
 KEY = "sk-test-0123456789abcdef"
 IMAGES = {
     "provider": "local",
-    "model": "local-image",
+    "model": "local-render-1",
     "image_type": "realistic",
     "max_in_article_images": 2,
     "image_format": "webp",

@@ -14,6 +14,7 @@ from PIL import Image
 from libs.common.ai.images import ImageBatchGenerator, ImageFailure, ImageRequest, RetryPolicy
 from libs.common.ai.openai import OpenAIProvider
 from libs.common.ai.runware import RunwareProvider
+from libs.common.auth import ImageSettings
 from libs.common.outbound import OutboundPolicy
 from libs.common.testing.fake_http import solid_image
 from libs.common.testing.fake_openai import GPT_IMAGE_USAGE, FakeOpenAI
@@ -133,6 +134,9 @@ async def test_the_local_engine_makes_files_of_the_requested_sizes() -> None:
         assert isinstance(file, ImageFile)
         assert _open(file.data).size == (request.width, request.height)
         assert (file.provider, file.model) == ("local", imaging.LOCAL_IMAGE_MODEL)
+        # The image settings a new account is shown name this model (they said
+        # "local-image", which nothing records).
+        assert ImageSettings().model == file.model
         assert file.cost_usd is None
         assert file.usage.total_tokens == 0
     first = files[0]
