@@ -20,7 +20,8 @@ Consumed (stream `IGNY8_AUTH`): sites, sectors, site access, accounts and plans 
 kernel's directory (`libs/common/directory`), seed keywords into planner's own read model.
 Each upsert keeps the newest event's state: an older event arriving late changes nothing.
 From writer (stream `IGNY8_WRITER`): `writer.content.generated` marks its idea
-`completed`.
+`completed`; it and `writer.content.updated` (a content's cluster, or its deletion) keep
+clusters' `content_count`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from libs.common.db import Database
 from libs.common.events import Event, stream_name
 from libs.common.repository import Visibility
 from services.planner.models import DIRECTORY
-from services.planner.repository import IdeaRepository, SeedKeywordRepository
+from services.planner.repository import ClusterRepository, IdeaRepository, SeedKeywordRepository
 
 SERVICE = "planner"
 KEYWORDS_PER_EVENT = 500
@@ -182,8 +183,26 @@ async def complete_idea(session: AsyncSession, event: Event) -> None:
     await IdeaRepository(session, Visibility(event.account_id)).complete([idea_id])
 
 
+async def count_content(session: AsyncSession, event: Event) -> None:
+    """The content's cluster (none once deleted) and the content counts it moves."""
+    content_id = event.data.get("content_id")
+    if not event.account_id or not isinstance(content_id, int):
+        raise PermanentError(f"{event.type}: no account or content id")
+    cluster_id = event.data.get("cluster_id")
+    if event.data.get("change") == "deleted" or not isinstance(cluster_id, int):
+        cluster_id = None
+    clusters = ClusterRepository(session, Visibility(event.account_id))
+    await clusters.refresh_content_counts(await clusters.place_content(content_id, cluster_id))
+
+
+async def apply_writer_event(session: AsyncSession, event: Event) -> None:
+    if event.type == "writer.content.generated":
+        await complete_idea(session, event)
+    await count_content(session, event)
+
+
 def writer_consumer(db: Database, js: Any) -> EventConsumer:
     return EventConsumer(
         name=f"{SERVICE}-writer-events", stream=stream_name("writer"),
-        subjects=["igny8.writer.content.generated"], handler=complete_idea, db=db, js=js,
-        service=SERVICE, source="writer")
+        subjects=["igny8.writer.content.generated", "igny8.writer.content.updated"],
+        handler=apply_writer_event, db=db, js=js, service=SERVICE, source="writer")

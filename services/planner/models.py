@@ -325,6 +325,18 @@ class ContentIdea(PlannerModel, SoftDeleted, table=True):
     queued_at: datetime | None = optional_timestamp()
 
 
+class ClusterContent(PlannerModel, table=True):
+    """Writer's contents and the cluster each belongs to (a read model of
+    `writer.content.generated` / `.updated`): a cluster's `content_count`."""
+
+    __tablename__ = "cluster_contents"
+    __table_args__ = (Index("ix_cluster_contents_cluster", "account_id", "cluster_id"),)
+
+    content_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    account_id: int = _account_id()
+    cluster_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 # One row per AI job (`libs/common/ai_jobs`).
 AI_TASK_LOGS = ai_task_logs_in(PlannerModel.metadata)
 
@@ -339,5 +351,6 @@ TENANT_TABLES = (
     "keyword_counts",
     "keyword_versions",
     "content_ideas",
+    "cluster_contents",
     "ai_task_logs",
 )

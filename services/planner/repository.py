@@ -22,11 +22,13 @@ from typing import Any
 from sqlalchemy import (
     Select,
     column,
+    delete,
     func,
     literal_column,
     select,
     table,
     text,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,6 +46,7 @@ from libs.common.repository import (
 from services.planner.models import (
     DIRECTORY,
     Cluster,
+    ClusterContent,
     ContentIdea,
     Keyword,
     KeywordCount,
@@ -53,6 +56,7 @@ from services.planner.models import (
 
 keywords = table_of(Keyword)
 clusters = table_of(Cluster)
+cluster_contents = table_of(ClusterContent)
 ideas = table_of(ContentIdea)
 counts = table_of(KeywordCount)
 versions = table_of(KeywordVersion)
@@ -272,6 +276,36 @@ class ClusterRepository(Repository[Row]):
 
     async def in_sector(self, sector_id: int) -> list[Row]:
         return await self.find(self.table.c.sector_id == sector_id)
+
+    async def place_content(self, content_id: int, cluster_id: int | None) -> set[int]:
+        """Writer's content `content_id` now belongs to `cluster_id` (None: to no cluster,
+        or deleted); the clusters whose content count this changes."""
+        cc = cluster_contents
+        before = (await self.session.execute(
+            select(cc.c.cluster_id).where(cc.c.content_id == content_id).with_for_update()
+        )).scalar_one_or_none()
+        if cluster_id is None:
+            await self.session.execute(delete(cc).where(cc.c.content_id == content_id))
+        else:
+            await self.session.execute(
+                pg_insert(cc).values(content_id=content_id, account_id=self.account_id,
+                                  cluster_id=cluster_id)
+                .on_conflict_do_update(index_elements=[cc.c.content_id],
+                                       set_={"cluster_id": cluster_id}))
+        return {c for c in (before, cluster_id) if c is not None and before != cluster_id}
+
+    async def refresh_content_counts(self, cluster_ids: Iterable[int]) -> None:
+        ids = sorted(set(cluster_ids))
+        if not ids:
+            return
+        cc = cluster_contents
+        counted = (select(func.count()).select_from(cc)
+                   .where(cc.c.account_id == clusters.c.account_id,
+                          cc.c.cluster_id == clusters.c.id).scalar_subquery())
+        await self.session.execute(
+            update(clusters).where(clusters.c.id.in_(ids),
+                                   clusters.c.account_id == self.account_id)
+            .values(content_count=counted))
 
     async def refresh_stats(self, cluster_ids: Iterable[int | None]) -> None:
         """Recompute the derived figures of clusters from their live keywords and ideas;

@@ -10,9 +10,9 @@ one the job was asked with (automation's run; null otherwise); a writer task's o
 - `writer.content.generated` (one per content a job wrote): `task_id, run_id, content_id,
   writer_task_id, idea_id, cluster_id, site_id, sector_id, title, word_count, status,
   revision, model`. Planner marks the idea `completed`.
-- `writer.content.updated`: `task_id, run_id, content_id, writer_task_id, site_id,
-  sector_id, status, revision, change` (`created` `updated` `deleted` `optimized`
-  `images`).
+- `writer.content.updated`: `task_id, run_id, content_id, writer_task_id, cluster_id,
+  site_id, sector_id, status, revision, change` (`created` `updated` `deleted` `optimized`
+  `images`). Planner counts a cluster's contents from these and `content.generated`.
 - `writer.image_prompts.generated` (one per content): `task_id, run_id, content_id,
   writer_task_id, site_id, sector_id, image_ids`.
 - `writer.images.generated` (one per job): `task_id, run_id, generated: [image ids],
@@ -91,7 +91,7 @@ def content_updated(row: Row, change: str, *, task_id: UUID | None = None,
     return Event(type=CONTENT_UPDATED, account_id=row["account_id"], data={
         **_job(task_id, run_id), "content_id": row["id"], "writer_task_id": row["task_id"],
         "change": change, **{k: row[k] for k in (
-            "site_id", "sector_id", "status", "revision")}})
+            "cluster_id", "site_id", "sector_id", "status", "revision")}})
 
 
 def image_prompts_generated(content: Row, image_ids: Sequence[int], *, task_id: UUID,

@@ -99,3 +99,39 @@ async def test_an_idea_writer_has_written_is_completed(
             return bool(found.json()["status"] == "completed")
 
         await eventually(completed)
+
+
+async def test_clusters_count_the_contents_writer_holds_for_them(
+    client: httpx.AsyncClient, tenant: Tenant, planner_settings: object, nc: NATS,
+) -> None:
+    """`content_count` follows writer's events: a generated content counts for its
+    cluster, one moved to another cluster counts there, a deleted one no longer counts,
+    an event seen twice counts once (it stayed 0 whatever writer wrote)."""
+    h = tenant.headers()
+    a, b = [(await client.post(f"{API}/clusters/", headers=h, json={
+        "name": name, "site_id": tenant.site_id, "sector_id": tenant.sector_id})).json()
+        for name in ("Kettles", "Toasters")]
+    x, y = next_id(), next_id()
+
+    def content(type_: str, content_id: int, cluster_id: int, **data: object) -> Event:
+        return Event(type=type_, account_id=tenant.account_id, data={
+            "task_id": None, "run_id": None, "content_id": content_id,
+            "writer_task_id": None, "idea_id": None, "cluster_id": cluster_id,
+            "site_id": tenant.site_id, "sector_id": tenant.sector_id, **data})
+
+    generated, updated = "writer.content.generated", "writer.content.updated"
+    js = nc.jetstream()
+    await nats_kernel.ensure_event_stream(js, "writer")
+    for e in (content(generated, x, a["id"]), content(generated, y, a["id"]),
+              content(generated, y, a["id"]),
+              content(updated, x, b["id"], change="updated"),
+              content(updated, y, a["id"], change="deleted")):
+        await js.publish(e.subject, orjson.dumps(e.model_dump(mode="json")))
+    async with running_worker(planner_settings):  # type: ignore[arg-type]
+
+        async def counted() -> bool:
+            got = [(await client.get(f"{API}/clusters/{c['id']}/", headers=h)).json()
+                   for c in (a, b)]
+            return [c["content_count"] for c in got] == [0, 1]
+
+        await eventually(counted)
