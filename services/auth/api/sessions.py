@@ -10,6 +10,7 @@ from pydantic import TypeAdapter
 from starlette.responses import Response
 
 from libs.common.pagination import message_response
+from libs.common.problems import NotAuthenticated, answers
 from libs.common.tenancy import (
     CurrentPrincipal,
     PublicUoW,
@@ -45,7 +46,7 @@ def _tokens(session: service.Session) -> dict[str, Any]:
     }
 
 
-@auth.post("/login/")
+@auth.post("/login/", responses=answers(NotAuthenticated, description="Bad credentials"))
 async def login(
     data: s.LoginRequest,
     request: Request,
@@ -64,7 +65,8 @@ async def login(
     return message_response(body, "Login successful")
 
 
-@auth.post("/refresh/")
+@auth.post("/refresh/", responses=answers(NotAuthenticated,
+                                          description="Unknown, expired or revoked token"))
 async def refresh(
     data: s.RefreshRequest, request: Request, uow: SystemUoW, issuer: IssuerDep
 ) -> Response:
