@@ -133,7 +133,7 @@ def exact_integer_bounds(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _exact_bounds(generate())
+            app.openapi_schema = _decimal_strings(_exact_bounds(generate()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -155,6 +155,37 @@ def _exact_bounds(node: Any) -> Any:
         for item in node:
             _exact_bounds(item)
     return node
+
+
+# A decimal as a string (`"12.50"`, `"-3"`, `".5"`): what pydantic's Decimal reads.
+DECIMAL_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
+UNSIGNED_PATTERN = r"^\+?(\d+(\.\d*)?|\.\d+)$"  # where the number has a minimum >= 0
+
+
+def _decimal_strings(node: Any) -> Any:
+    """A `Decimal` field is documented `anyOf: [number, string]` with any string allowed;
+    `"price": ""` or `"abc"` is a 400 ("Input should be a valid decimal"), so the string
+    says it is a decimal's (schemathesis' positive_data_acceptance sent them)."""
+    if isinstance(node, dict):
+        variants = node.get("anyOf")
+        variants = variants if isinstance(variants, list) else []
+        numbers = [v for v in variants if isinstance(v, dict) and v.get("type") == "number"]
+        if numbers:
+            unsigned = all(_lowest(v) >= 0 for v in numbers)
+            for variant in variants:
+                if variant == {"type": "string"}:
+                    variant["pattern"] = UNSIGNED_PATTERN if unsigned else DECIMAL_PATTERN
+        for value in node.values():
+            _decimal_strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            _decimal_strings(item)
+    return node
+
+
+def _lowest(number: dict[str, Any]) -> float:
+    bound = number.get("minimum", number.get("exclusiveMinimum"))
+    return float(bound) if isinstance(bound, int | float) else -1.0
 
 
 class AppFactory(Protocol[S_in]):

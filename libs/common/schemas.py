@@ -51,6 +51,7 @@ from __future__ import annotations
 import inspect
 import types
 from collections.abc import Callable, Iterable
+from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
@@ -97,6 +98,38 @@ def counts(annotation: Any) -> bool:
 
     found = members(annotation)
     return int in found and bool not in found and Any not in found
+
+
+DATETIME_FORMAT = ("Datetime has wrong format. Use one of these formats instead: "
+                   "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].")
+DATE_FORMAT = "Date has wrong format. Use one of these formats instead: YYYY-MM-DD."
+
+
+def temporal(annotation: Any) -> type | None:
+    """`datetime` or `date` when the type takes one (`datetime | None`), else None."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return temporal(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        found = [t for t in map(temporal, get_args(annotation)) if t is not None]
+        return found[0] if found else None
+    if annotation in (datetime, date):
+        return annotation
+    return None
+
+
+def refuse_number_as_time(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """A JSON number where the field takes a datetime or a date: pydantic reads it as unix
+    seconds (`"current_period_end": 0` set 1970-01-01), DRF's DateTimeField refuses it
+    (schemathesis' negative_data_rejection)."""
+    if (isinstance(value, int | float) and not isinstance(value, bool)
+            and info.field_name is not None and info.field_name in model.model_fields):
+        kind = temporal(model.model_fields[info.field_name].annotation)
+        if kind is datetime:
+            raise PydanticCustomError("datetime_type", DATETIME_FORMAT)
+        if kind is date:
+            raise PydanticCustomError("date_type", DATE_FORMAT)
+    return value
 
 
 class WriteModel(BaseModel):
@@ -161,7 +194,7 @@ class WriteModel(BaseModel):
         if isinstance(value, bool) and counts(
                 (cls.partial_source or cls).model_fields[info.field_name].annotation):
             raise PydanticCustomError("int_type", "A valid integer is required.")
-        return value
+        return refuse_number_as_time(cls.partial_source or cls, value, info)
 
 
 def _drop_null(prop: dict[str, Any]) -> None:
@@ -189,6 +222,11 @@ class ActionBody(BaseModel):
     in it is read-only, so every unknown name is a 400 naming it."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_number_as_time(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_number_as_time(cls, value, info)
 
 
 class Ids(ActionBody):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
-from libs.common.schemas import WriteModel, admits_none
+from libs.common.schemas import ActionBody, WriteModel, admits_none
 
 
 class ThingPublic(BaseModel):
@@ -98,3 +98,32 @@ def test_true_is_no_number_where_a_field_counts() -> None:
     assert Counted.model_validate({"words": 3, "flag": True}).flag is True
     with pytest.raises(ValidationError):
         Counted.model_validate({"anything": True})
+
+
+class Period(WriteModel):
+    ends: datetime | None = None
+    starts_on: date | None = None
+
+
+class Publish(ActionBody):
+    at: datetime | None = None
+
+
+@pytest.mark.parametrize("model", [Period, Publish])
+def test_a_number_is_no_datetime(model: type[BaseModel]) -> None:
+    """Pydantic reads a number as unix seconds (`"current_period_end": 0` set 1970-01-01:
+    schemathesis' negative_data_rejection); DRF's DateTimeField refuses it."""
+    field = "ends" if model is Period else "at"
+    for number in (0, 1.5, 1796339040):
+        with pytest.raises(ValidationError) as caught:
+            model.model_validate({field: number})
+        assert caught.value.errors()[0]["msg"].startswith("Datetime has wrong format.")
+    assert model.model_validate({field: "2026-12-03T22:00:00Z"}).model_dump()[field] == (
+        datetime(2026, 12, 3, 22, tzinfo=UTC))
+
+
+def test_a_number_is_no_date() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Period.model_validate({"starts_on": 20261203})
+    assert caught.value.errors()[0]["msg"] == (
+        "Date has wrong format. Use one of these formats instead: YYYY-MM-DD.")

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from libs.common.fields import ShortText, json_numbers_fit
 from libs.common.ids import Id
 from libs.common.repository import Choice, Equals, FilterSet, ListQuery, Orderings
-from libs.common.schemas import WriteModel
+from libs.common.schemas import ActionBody, WriteModel
 from services.writer.publishing.models import PublicationState, SyncStatus
 
 
@@ -110,7 +110,9 @@ class SyncRequest(BaseModel):
     statuses: Literal["publish", "publish,draft", "any"] = "publish"
 
 
-class PublishRequest(BaseModel):
+class PublishRequest(ActionBody):
+    """`date_gmt` a datetime string: a number (unix seconds to pydantic) is DRF's 400."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     status: Literal["draft", "publish", "future"] = "publish"
