@@ -93,6 +93,10 @@ EVENTS_PUBLISH_FAILURES = Counter(
 OUTBOX_LAG = Gauge(
     "igny8_outbox_lag_seconds", "Age of the oldest unpublished outbox row", ["service"]
 )
+ROWS_PRUNED = Counter(
+    "igny8_kernel_rows_pruned_total",
+    "Outbox and processed-event rows deleted by the retention pass", ["service", "table"],
+)
 EVENTS_CONSUMED = Counter(
     "igny8_events_consumed_total", "Events handled by consumers", ["service", "consumer", "outcome"]
 )

@@ -7,7 +7,9 @@ more. Services refuse to start on a schema older than their code (`assert_curren
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from alembic import command, context
 from alembic.config import Config
@@ -161,6 +163,32 @@ def drop_kernel_tables(op: Operations, *, directory: bool = False,
     if directory:
         drop_directory_tables(op)
     drop_tables(op, *KERNEL_TABLES)
+
+
+def kernel_retention_index(op: Operations) -> None:
+    """The index the retention pass reads processed events by (libs/common/retention.py),
+    for databases whose first migration ran before `kernel_tables` created it. Built
+    CONCURRENTLY, outside the migration's transaction: the table may be large by then (it
+    was never pruned before) and consumers write to it all the time."""
+    with op.get_context().autocommit_block():
+        op.execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_processed_events_processed_at"
+                   " ON processed_events (processed_at)")
+
+
+def drop_kernel_retention_index(op: Operations) -> None:
+    op.execute("DROP INDEX IF EXISTS ix_processed_events_processed_at")
+
+
+def kernel_retention_revision() -> tuple[Callable[[], None], Callable[[], None]]:
+    """The `upgrade` and `downgrade` of the revision every service has that adds the
+    retention index to a database made before it (a new one has it from `kernel_tables`):
+
+        upgrade, downgrade = kernel_retention_revision()
+    """
+    from alembic import op
+
+    ops = cast(Operations, op)  # the proxy to the running migration's operations
+    return (lambda: kernel_retention_index(ops)), (lambda: drop_kernel_retention_index(ops))
 
 
 def directory_tables(op: Operations) -> None:

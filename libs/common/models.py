@@ -44,6 +44,8 @@ processed_events = Table(
     Column("event_id", UUID(as_uuid=True), nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("consumer", "event_id"),
+    # The retention pass deletes the oldest (libs/common/retention.py).
+    Index("ix_processed_events_processed_at", "processed_at"),
 )
 
 dead_letters = Table(

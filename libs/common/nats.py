@@ -34,7 +34,7 @@ from libs.common.natsauth import (
     access,
     inbox_prefix,
 )
-from libs.common.settings import JetStreamSettings, PlatformSettings
+from libs.common.settings import EVENT_MAX_AGE_DAYS, JetStreamSettings, PlatformSettings
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ async def ensure_event_stream(js: JetStreamContext, service: str,
             subjects=stream_subjects(service),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
-            max_age=7 * 24 * 3600,
+            max_age=EVENT_MAX_AGE_DAYS * 24 * 3600,
             max_bytes=limits.stream_max_bytes,
             num_replicas=limits.replicas,
             duplicate_window=120,

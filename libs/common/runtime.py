@@ -1,5 +1,6 @@
-"""The worker process of a service: the outbox relay, its event consumers, its job
-workers and its schedulers, each supervised, run until SIGTERM/SIGINT and then drained.
+"""The worker process of a service: the outbox relay, the kernel tables' retention pass,
+its event consumers, its job workers and its schedulers, each supervised, run until
+SIGTERM/SIGINT and then drained.
 Also what every long-running process of ours does once it has started (`settled_heap`).
 
 A loop that raises, or returns before the worker stops, is restarted with backoff; one
@@ -35,6 +36,7 @@ from libs.common.db import Database
 from libs.common.logging import configure_logging
 from libs.common.metrics import WORKER_HEALTHY, WORKER_NATS_CONNECTED
 from libs.common.outbox import OutboxRelay
+from libs.common.retention import KernelRetention
 from libs.common.settings import ServiceSettings
 from libs.common.telemetry import configure_tracing
 
@@ -212,7 +214,12 @@ async def run_worker(
     buckets = await nats_kernel.ensure_platform(js, service, user=settings.nats_user)
     ctx = WorkerContext(settings, db, nc, js, buckets, stop or asyncio.Event())
     relay = OutboxRelay(db, js, service=service)
-    loops: dict[str, Loop] = {"outbox-relay": functools.partial(relay.run, ctx.stop)}
+    retention = KernelRetention(db, service=service,
+                                outbox_days=settings.outbox_retention_days,
+                                processed_days=settings.processed_events_retention_days,
+                                interval_seconds=settings.retention_interval_seconds)
+    loops: dict[str, Loop] = {"outbox-relay": functools.partial(relay.run, ctx.stop),
+                              "kernel-retention": functools.partial(retention.run, ctx.stop)}
     for consumer in consumers(ctx):
         loops[consumer.name] = functools.partial(consumer.run, ctx.stop)
     for task in tasks:

@@ -53,6 +53,11 @@ class PlatformSettings(BaseSettings):
         return self
 
 
+# How long an event stream keeps an event (libs.common.nats): a consumer recreated from the
+# start of its stream sees that much again.
+EVENT_MAX_AGE_DAYS = 7
+
+
 class ServiceSettings(PlatformSettings):
     """A service with its own database. `service_name` is fixed by each subclass."""
 
@@ -72,6 +77,12 @@ class ServiceSettings(PlatformSettings):
     # On SIGTERM a worker stops taking work and waits this long for what runs (a job) to
     # finish before cancelling it; Kubernetes' grace period must be longer.
     worker_drain_seconds: float = 10.0
+    # The kernel tables kept bounded by the worker (libs/common/retention.py): published
+    # outbox rows this long after they were written; processed events at least as long as
+    # a stream keeps an event, or an event delivered again would be applied twice.
+    outbox_retention_days: float = Field(default=7.0, gt=0)
+    processed_events_retention_days: float = Field(default=14.0, ge=EVENT_MAX_AGE_DAYS)
+    retention_interval_seconds: float = Field(default=3600.0, gt=0)
 
     @model_validator(mode="after")
     def _own_database_by_default(self) -> ServiceSettings:

@@ -71,6 +71,7 @@ async def test_a_loop_that_raises_or_is_killed_is_restarted(
         assert report["nats"] == "ok"
         assert report["loops"]["flaky"]["last_error"] == "RuntimeError: lost its connection"
         assert report["loops"]["outbox-relay"]["state"] == "running"
+        assert report["loops"]["kernel-retention"]["state"] == "running"
 
         # Kill it from outside, as a crashed task would die.
         (victim,) = [t for t in asyncio.all_tasks() if t.get_name() == "flaky"]

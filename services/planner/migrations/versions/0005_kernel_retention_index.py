@@ -1,0 +1,6 @@
+"""The index the kernel's retention pass deletes processed events by (ADR 0036)."""
+
+from libs.common.migrations import kernel_retention_revision
+
+revision, down_revision, branch_labels, depends_on = "0005", "0004", None, None
+upgrade, downgrade = kernel_retention_revision()
