@@ -2,5 +2,5 @@
 
 from libs.common.migrations import kernel_retention_revision
 
-revision, down_revision, branch_labels, depends_on = "0005", "0004", None, None
+revision, down_revision, branch_labels, depends_on = "0006", "0005", None, None
 upgrade, downgrade = kernel_retention_revision()
