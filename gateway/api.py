@@ -46,6 +46,18 @@ def fail(request: Request, status_code: int, message: str | None = None) -> Resp
                     status_code=status_code, media_type=_JSON)
 
 
+@router.get("/api/v1/")
+async def api_root(request: Request) -> Response:
+    """The base URL `igny8 up` prints: where things are, not a 404."""
+    from gateway.routes import modules
+
+    base = request.app.state.gw.settings.public_url.rstrip("/")
+    return ok(request, {
+        "version": "v1", "docs": f"{base}/api/docs/", "redoc": f"{base}/api/redoc/",
+        "schema": f"{base}/api/schema/",
+        "modules": {m.split("/")[3]: base + m for m in modules()}})
+
+
 @router.get("/api/v1/system/ping/")
 async def ping(request: Request) -> Response:
     return ok(request, {"status": "ok", "service": "gateway", "time": time.time()})
@@ -270,6 +282,8 @@ def _own_op(summary: str, data: dict[str, Any] | None, *, public: bool = False,
 
 def own_paths() -> dict[str, Any]:
     return {
+        "/api/v1/": {"get": _own_op("API root: documentation and module URLs",
+                                    {"type": "object"}, public=True)},
         "/api/v1/system/ping/": {"get": _own_op("Health check", {"type": "object"},
                                                 public=True)},
         "/api/v1/system/status/": {"get": _own_op(

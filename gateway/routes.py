@@ -42,6 +42,7 @@ SERVICE_PREFIXES: dict[str, tuple[str, ...]] = {
 
 # Paths the gateway serves itself: exact paths, then prefixes.
 GATEWAY_PATHS = frozenset({
+    "/api/v1/",
     "/api/v1/system/ping/",
     "/api/v1/system/status/",
     "/api/schema/",
@@ -66,6 +67,7 @@ PUBLIC_ROUTES = frozenset({
     ("GET", "/api/v1/auth/jwks/"),
     ("GET", "/api/v1/system/status/"),
     ("GET", "/api/v1/system/ping/"),
+    ("GET", "/api/v1/"),
 })
 PUBLIC_PREFIXES = (
     ("GET", "/api/v1/auth/plans/"),
@@ -136,6 +138,12 @@ class RateRule:
         if self.methods is not None and method not in self.methods:
             return False
         return self.actions is None or any(seg in self.actions for seg in segments)
+
+
+def modules() -> list[str]:
+    """The API's module namespaces (`/api/v1/<module>/`), from the route table."""
+    return sorted({"/".join(p.split("/")[:4]) + "/" for prefixes in SERVICE_PREFIXES.values()
+                   for p in prefixes})
 
 
 def _actions(*names: str) -> frozenset[str]:

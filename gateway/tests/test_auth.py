@@ -118,6 +118,17 @@ async def test_public_routes_need_no_credentials(gw: httpx.AsyncClient) -> None:
     assert (await gw.get("/api/v1/system/ping/")).status_code == 200
 
 
+async def test_the_api_root_says_where_things_are(gw: httpx.AsyncClient) -> None:
+    """The URL `igny8 up` prints as "API" answered 404 "Not found"."""
+    resp = await gw.get("/api/v1/")
+    assert resp.status_code == 200
+    data = resp.json()["data"]
+    assert data["docs"].endswith("/api/docs/")
+    assert data["modules"]["planner"].endswith("/api/v1/planner/")
+    assert {"auth", "planner", "writer", "billing", "automation", "system"} <= set(
+        data["modules"])
+
+
 async def test_basic_credentials_are_exchanged_once(gw: httpx.AsyncClient,
                                                     counters: Counters) -> None:
     good = "Basic " + base64.b64encode(":".join(GOOD_BASIC).encode()).decode()
