@@ -708,7 +708,14 @@ class PaymentMethods(Rows[PaymentMethod]):
 
     async def clear_default(self, keep: int | None = None) -> None:
         """No method is the default any more, but `keep` (the new default: one cleared
-        here while its loaded row already says default would never be set again)."""
+        here while its loaded row already says default would never be set again).
+
+        Changes of an account's default take turns (a transaction-scoped advisory lock):
+        two at once each cleared the defaults committed before them, not the other's,
+        and the second broke the one-default index (schemathesis, two workers: a 500,
+        then the kernel's 409). Waiting here, the second clears the first's default."""
+        await self.session.execute(select(func.pg_advisory_xact_lock(
+            func.hashtext(f"billing-default-method:{self.account_id}"))))
         t = self.table
         where = [*self.scope(), t.c.is_default.is_(True)]
         if keep is not None:

@@ -1,6 +1,7 @@
 """What services' tests read to check an outcome that arrives later: a condition reached in
-time, a service database's rows as an account sees them, and a billed AI job's progress
-document and log row (libs.common.ai_jobs)."""
+time, a service database's rows as an account sees them, a billed AI job's progress
+document and log row (libs.common.ai_jobs), and a request that has reached a lock another
+transaction holds (a race replayed in order)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,17 @@ async def ai_task_log(db: Database, account_id: int, task_id: str) -> dict[str, 
     (row,) = await rows(db, account_id, "SELECT * FROM ai_task_logs WHERE task_id = :t",
                         t=uuid.UUID(task_id))
     return row
+
+
+async def waiting_for_a_lock(db: Database, request: asyncio.Task[Any]) -> None:
+    """Returns once some backend waits for a lock (the racing `request` has reached the
+    one the test's open transaction holds) or `request` is over: the test then commits
+    and the request goes on, the race replayed in a fixed order."""
+    while not request.done():
+        async with db.session(TenantScope.system()) as session:
+            waiting = (await session.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            ))).scalar_one()
+        if waiting:
+            return
+        await asyncio.sleep(0.02)

@@ -4,16 +4,16 @@ command responders, and the account's prompts (integrations: `test_integrations.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 import orjson
 from nats.aio.client import Client as NATS
-from sqlalchemy import text, update
+from sqlalchemy import update
 
 from libs.common.db import Database, TenantScope
 from libs.common.runtime import WorkerContext
 from libs.common.security import Principal
+from libs.common.testing.checks import waiting_for_a_lock
 from libs.common.uow import unit_of_work
 from services.auth.models import User
 from services.auth.seed import DEMO_EMAIL, seed_platform
@@ -237,21 +237,10 @@ async def test_a_save_waiting_behind_a_delete_of_its_prompt_saves_it_again(
         save = asyncio.create_task(owner.post(
             "/api/v1/system/prompts/save/",
             json={"prompt_type": "ideas", "prompt_value": "second"}))
-        await _until_a_backend_waits_for_a_lock(db, save)
+        await waiting_for_a_lock(db, save)
     answer = await save
     assert answer.status_code == 200, answer.text
     again = await owner.get("/api/v1/system/prompts/by_type/ideas/")
     assert again.json()["prompt_value"] == "second"
     assert again.json()["id"] != prompt_id
 
-
-async def _until_a_backend_waits_for_a_lock(db: Database, task: asyncio.Task[Any]) -> None:
-    """The save has reached the lock the delete holds (or it finished: nothing to wait)."""
-    while not task.done():
-        async with db.session(TenantScope.system()) as session:
-            waiting = (await session.execute(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            ))).scalar_one()
-        if waiting:
-            return
-        await asyncio.sleep(0.02)

@@ -4,6 +4,7 @@ roles, tenant isolation and bad input."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import httpx
@@ -12,9 +13,17 @@ from nats.aio.client import Client as NATS
 from pypdf import PdfReader
 
 from libs.common.billing import BillingClient
-from libs.common.db import Database
+from libs.common.db import Database, TenantScope
+from libs.common.testing.checks import waiting_for_a_lock
 from libs.common.testing.tokens import TestIssuer
-from services.billing.tests.conftest import assert_ledger_consistent, fund, new_account_id
+from libs.common.uow import unit_of_work
+from services.billing.service.accounts import AccountBilling
+from services.billing.tests.conftest import (
+    assert_ledger_consistent,
+    fund,
+    new_account_id,
+    policy,
+)
 
 pytestmark = pytest.mark.usefixtures("worker")
 B = "/api/v1/billing"
@@ -305,3 +314,26 @@ async def test_adjustment_past_the_balance_columns_range_is_a_400(
         assert "amount" in over.json()["errors"]
     balance = await assert_ledger_consistent(db, account)
     assert balance.plan_credits + balance.purchased_credits == biggest
+
+
+async def test_two_defaults_set_at_once_leave_one(client: httpx.AsyncClient, issuer: TestIssuer,
+                                                  db: Database) -> None:
+    """Schemathesis with two workers: two changes of the default at once each cleared
+    the defaults committed before them, not the other's, and the second broke the
+    one-default index (a 500). The second now waits for the first and clears its default."""
+    account = new_account_id()
+    owner = who(issuer, account)
+    first, second, third = [(await client.post(B + "/payment-methods/", headers=owner, json={
+        "method_type": "bank_transfer", "display_name": name})).json()
+        for name in ("one", "two", "three")]
+    assert first["is_default"] is True
+    async with unit_of_work(db, TenantScope.account(account)) as uow:
+        await AccountBilling(uow.session, account, policy()).set_default_method(second["id"])
+        racing = asyncio.create_task(client.post(
+            f"{B}/payment-methods/{third['id']}/set_default/", headers=owner))
+        await waiting_for_a_lock(db, racing)
+    answer = await racing
+    assert answer.status_code == 200, answer.text
+    methods = (await client.get(B + "/payment-methods/", headers=owner)).json()["results"]
+    assert [m["id"] for m in methods if m["is_default"]] == [third["id"]]
+
