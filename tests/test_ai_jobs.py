@@ -179,7 +179,8 @@ async def test_per_item_holds_capture_what_worked(db: Database, nc: NATS,
     tokens_before = metric("igny8_ai_tokens_total", function="generate_images",
                            model="gpt-4o-mini", direction="input")
     result = await handler(await context(nc, job))
-    assert result == {"images": ["img-1", "img-3"]}
+    # The result says what the ledger charged (automation closes a stage on it).
+    assert result == {"images": ["img-1", "img-3"], "credits": 8}
     assert await holds(ledger, account) == [("captured", 4), ("released", 0), ("captured", 4)]
     assert await debits(ledger, account) == [-4, -4]
     assert metric("igny8_ai_tokens_total", function="generate_images", model="gpt-4o-mini",

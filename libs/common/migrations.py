@@ -188,7 +188,14 @@ def kernel_retention_revision() -> tuple[Callable[[], None], Callable[[], None]]
     from alembic import op
 
     ops = cast(Operations, op)  # the proxy to the running migration's operations
-    return (lambda: kernel_retention_index(ops)), (lambda: drop_kernel_retention_index(ops))
+
+    def upgrade() -> None:  # named: alembic logs "Running upgrade ..."
+        kernel_retention_index(ops)
+
+    def downgrade() -> None:
+        drop_kernel_retention_index(ops)
+
+    return upgrade, downgrade
 
 
 def directory_tables(op: Operations) -> None:
