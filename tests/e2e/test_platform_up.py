@@ -249,7 +249,10 @@ SCHEMATHESIS_EXCLUDED = (
 def test_schemathesis_finds_no_server_errors_and_no_schema_contradictions(
         platform: Platform) -> None:
     """Issue 13: every operation of /api/schema/, a few examples each (bounded), as a
-    signed-in owner through the gateway: no 5xx, no answer the schema contradicts.
+    signed-in owner through the gateway: no 5xx, no answer the schema contradicts, no
+    status or content type the document does not declare (a list's 404 for a page past
+    the end and the 409s of duplicates were answered and undeclared; the checks cost no
+    request).
     Fuzzing only (positive and negative cases, about a minute): schemathesis' coverage
     phase (11,041 cases, 0 failures when run by hand) takes four minutes here."""
     base = platform.api_url or ""
@@ -259,7 +262,8 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_contradictions(
     done = subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "run", f"{origin}/api/schema/",
          "--url", origin, "-H", f"Authorization:{headers['Authorization']}",
-         "--checks", "not_a_server_error,response_schema_conformance",
+         "--checks", "not_a_server_error,response_schema_conformance,"
+                     "status_code_conformance,content_type_conformance",
          "--phases", "examples,fuzzing", "--max-examples", "5", "--workers", "2",
          "--seed", "13", "--request-timeout", "20", "--no-shrink",
          "--generation-database", "none", "--exclude-path-regex", SCHEMATHESIS_EXCLUDED,
