@@ -11,7 +11,8 @@ Published, subject `igny8.<type>` on stream `IGNY8_AUTOMATION`, `data` fields:
 Consumed:
 - auth's directory (kernel): sites for the tenant checks;
 - `billing.credits.debited` whose `related_object_id` is the task of one of a run's steps:
-  the run's charges (one per ledger transaction), so its credits are the ledger's;
+  the run's charges (one per ledger transaction), so its credits are the ledger's; the
+  one that completes a finished step's charges wakes the worker (a stage closes on it);
 - planner's and writer's events, and the task progress of jobs: they only wake the worker
   (the state they signal is read from the owners, `libs/common/pipeline.py`).
 """
@@ -22,13 +23,14 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.consumer import EventConsumer
 from libs.common.db import Database
 from libs.common.events import Event, stream_name
 from libs.common.repository import Row, Visibility
-from services.automation.models import DIRECTORY
+from services.automation.models import DIRECTORY, StepStatus
 from services.automation.repository import ChargeRepository, RunRepository, StepRepository
 
 SERVICE = "automation"
@@ -51,41 +53,58 @@ def stage_completed(run: Row, stage: int, name: str, result: dict[str, Any]) -> 
         "reasons": result.get("reasons") or {}})
 
 
-async def apply_debit(session: AsyncSession, event: Event) -> bool:
+async def apply_debit(session: AsyncSession, event: Event) -> Row | None:
     """A ledger deduction for one of our steps' jobs becomes the run's charge (once per
-    transaction); whether it was ours and new."""
+    transaction); the step it charged, when it was ours and new."""
     data = event.data
     if data.get("related_object_type") != "ai_task" or not event.account_id:
-        return False
+        return None
     try:
         task_id = UUID(str(data.get("related_object_id")))
         transaction_id = int(data["transaction_id"])
         amount = int(data["amount"])
     except (KeyError, TypeError, ValueError):
-        return False
+        return None
     vis = Visibility(event.account_id)
     step = await StepRepository(session, vis).by_task(task_id)
     if step is None:
-        return False
+        return None
     added = await ChargeRepository(session, vis).add({
         "run_pk": step["run_pk"], "stage": step["stage"], "transaction_id": transaction_id,
         "task_id": task_id, "amount": abs(amount),
         "operation_type": str(data.get("operation_type") or "")[:64]})
-    if added:
-        runs = RunRepository(session, vis)
-        run = await runs.locked(step["run_pk"])
-        if run is not None:
-            await runs.change(run["id"], {"total_credits": run["total_credits"] + abs(amount)})
-    return added
+    if not added:
+        return None
+    runs = RunRepository(session, vis)
+    run = await runs.locked(step["run_pk"])
+    if run is not None:
+        await runs.change(run["id"], {"total_credits": run["total_credits"] + abs(amount)})
+    return step
 
 
-def billing_consumer(db: Database, js: Any) -> EventConsumer:
-    """The runs' charges. A debit does not wake the engine (a job's hundred captures
-    woke it a hundred times, each wake a locked move for nothing): a stage waiting for
-    its debits looks again every `orchestration.SETTLE_POLL`."""
+async def settles_step(session: AsyncSession, step: Row) -> bool:
+    """Whether the step's job is done and its charges now add up to what its result says
+    the ledger charged: the debit a stage waiting to close waits for."""
+    owed = int((step["result"] or {}).get("credits") or 0)
+    if step["status"] != StepStatus.DONE or owed <= 0:
+        return False
+    charged = await ChargeRepository(session, Visibility(step["account_id"])).by_task(
+        step["run_pk"], step["stage"])
+    return charged.get(step["task_id"], 0) >= owed
+
+
+def billing_consumer(db: Database, js: Any, wake: Callable[[], None]) -> EventConsumer:
+    """The runs' charges. Only the debit that completes a finished step's charges wakes
+    the engine, once committed (a job's hundred captures are a hundred debits; waking on
+    each was a locked move for nothing): a stage waiting to close on its debits closes
+    then. The engine's tick is the safety net (a debit that committed while the step's
+    end did not show yet)."""
 
     async def handle(session: AsyncSession, event: Event) -> None:
-        await apply_debit(session, event)
+        step = await apply_debit(session, event)
+        if step is not None and await settles_step(session, step):
+            sqlalchemy_event.listen(session.sync_session, "after_commit",
+                                    lambda _session: wake(), once=True)
 
     return EventConsumer(
         name=f"{SERVICE}-billing-events", stream=stream_name("billing"),

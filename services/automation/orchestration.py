@@ -61,9 +61,9 @@ MOVES_PER_ADVANCE = 50
 STALE_JOB = timedelta(minutes=3)
 # A stage whose work is done waits this long at most for billing's debits of its jobs
 # (events, after the jobs end) to add up to what the jobs say they charged, looking again
-# every SETTLE_POLL; then it closes anyway, with a warning in the run's log.
+# when the debit that completes a step's charges wakes the engine (or at its tick); then
+# it closes anyway, with a warning in the run's log.
 SETTLE_WAIT = timedelta(seconds=30)
-SETTLE_POLL = timedelta(milliseconds=500)
 # The reason kept on a stage-7 item that was published (the daily cap counts them), and
 # on one whose publish was decided and asked for (asked again as it is, not judged again).
 PUBLISHED = "published"
@@ -439,7 +439,8 @@ class Orchestrator:
                              "arrived; the stage's credits may still grow.", stage=stage,
                         level="warning")
             return False
-        await m.set_run(run, {"wake_at": utcnow() + SETTLE_POLL})
+        # No `wake_at`: the run stays due, so the debit that completes the charges
+        # (`events.billing_consumer`) wakes the engine straight into closing the stage.
         return True
 
     async def _close_stage(self, m: Move, run: Row, stage: int, entry: dict[str, Any],

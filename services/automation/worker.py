@@ -1,8 +1,8 @@
 """`python -m services.automation.worker`: the outbox relay, the consumers (auth's
-directory; billing's debits, the runs' charges, which never move a run and so do not wake
-the engine; planner's and writer's events and its own runs' starts and resumes, which wake the
-engine, as do jobs' final progress), the engine that advances running runs
-(`orchestration.Orchestrator`) and the scheduler, each supervised
+directory; billing's debits, the runs' charges, of which the one completing a finished
+step's charges wakes the engine; planner's and writer's events and its own runs' starts
+and resumes, which wake the engine, as do jobs' final progress), the engine that advances
+running runs (`orchestration.Orchestrator`) and the scheduler, each supervised
 (`libs.common.runtime.run_worker`)."""
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ async def run(stop: asyncio.Event, settings: AutomationSettings | None = None, *
 
     await run_worker(settings, consumers=lambda ctx: [
         auth_consumer(ctx.db, ctx.js),
-        billing_consumer(ctx.db, ctx.js),
+        billing_consumer(ctx.db, ctx.js, wake.set),
         wake_consumer(ctx.db, ctx.js, "planner", PLANNER_WAKERS, wake.set),
         wake_consumer(ctx.db, ctx.js, "writer", WRITER_WAKERS, wake.set),
         wake_consumer(ctx.db, ctx.js, "automation", OWN_WAKERS, wake.set),

@@ -4,14 +4,18 @@ where it is, so what the API does to it can be seen."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 from sqlalchemy import text
 
 from libs.common.db import Database, TenantScope
+from libs.common.events import Event
 from libs.common.testing.checks import rows
 from libs.common.testing.factories import Tenant
 from libs.common.testing.workers import running_worker
+from libs.common.uow import unit_of_work
+from services.automation.events import billing_consumer
 from services.automation.settings import AutomationSettings
 from services.automation.tests.conftest import API, MakeTenant, add_keywords
 from services.automation.worker import run
@@ -201,3 +205,40 @@ async def test_pipeline_overview_counts_each_stage(
     r = await client.get(f"{API}/current_processing/?site_id={tenant.site_id}",
                          headers=tenant.headers())
     assert r.json() is None
+
+
+async def test_the_debit_that_completes_a_finished_steps_charges_wakes_the_engine(
+        client: httpx.AsyncClient, tenant: Tenant, automation_db: Database) -> None:
+    """A stage closes once billing's debits for its jobs have come in: the debit that
+    completes a done step's charges wakes the engine, after its commit; the ones before,
+    and any for a step still running, do not (a job's captures are many debits)."""
+    h = tenant.headers()
+    run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
+                                headers=h)).json()["run_id"]
+    assert (await client.post(f"{API}/pause/?run_id={run_id}", headers=h)).status_code == 200
+    done, running = uuid.uuid4(), uuid.uuid4()
+    async with automation_db.session(TenantScope.account(tenant.account_id)) as session:
+        for batch, task_id, status in ((1, done, "done"), (2, running, "running")):
+            await session.execute(text(
+                "INSERT INTO automation_steps (account_id, run_pk, stage, batch, key, item_ids,"
+                " status, attempts, task_id, result) SELECT :a, id, 4, :b, :r || ':4:' || :b,"
+                " '[1]', :s, 1, :t, '{\"credits\": 5}' FROM automation_runs WHERE run_id = :r"),
+                {"a": tenant.account_id, "r": run_id, "b": batch, "s": status, "t": task_id})
+        await session.commit()
+    wakes: list[str] = []
+    consumer = billing_consumer(automation_db, None, lambda: wakes.append("woken"))
+
+    async def debit(task_id: uuid.UUID, transaction_id: int, amount: int) -> None:
+        event = Event(type="billing.credits.debited", account_id=tenant.account_id, data={
+            "related_object_type": "ai_task", "related_object_id": str(task_id),
+            "transaction_id": transaction_id, "amount": -amount,
+            "operation_type": "content_generation"})
+        async with unit_of_work(automation_db, TenantScope.account(tenant.account_id)) as uow:
+            await consumer.handler(uow.session, event)
+            assert wakes == [], "woken before the charge was committed"
+
+    await debit(done, 1, 3)
+    await debit(running, 2, 5)
+    assert wakes == []
+    await debit(done, 3, 2)
+    assert wakes == ["woken"]
