@@ -12,7 +12,7 @@ from sqlalchemy import text
 from libs.common.db import Database, TenantScope
 from libs.common.events import Event
 from libs.common.testing.checks import rows
-from libs.common.testing.factories import Tenant
+from libs.common.testing.factories import Tenant, next_id
 from libs.common.testing.workers import running_worker
 from libs.common.uow import unit_of_work
 from services.automation.events import billing_consumer
@@ -237,8 +237,9 @@ async def test_the_debit_that_completes_a_finished_steps_charges_wakes_the_engin
             await consumer.handler(uow.session, event)
             assert wakes == [], "woken before the charge was committed"
 
-    await debit(done, 1, 3)
-    await debit(running, 2, 5)
+    # Ledger transaction ids are unique across accounts: fresh ones, not 1, 2, 3.
+    await debit(done, next_id(), 3)
+    await debit(running, next_id(), 5)
     assert wakes == []
-    await debit(done, 3, 2)
+    await debit(done, next_id(), 2)
     assert wakes == ["woken"]
