@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -128,33 +128,43 @@ def exact_integer_bounds(app: FastAPI) -> None:
     """`/openapi.json` with the bounds its models declare. FastAPI passes the document
     through its own models, which type `minimum`/`maximum` as floats: `le=2**63 - 1` (every
     `Id`) came out as 9.223372036854776e+18, that is 2**63, a value the API refuses, so
-    the document told clients (and schemathesis) to send it."""
+    the document told clients (and schemathesis) to send it. Decimal strings get their
+    pattern in the same pass (`_decimal_string`)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _decimal_strings(_exact_bounds(generate()))
+            document = generate()
+            for node in list(_every_object(document)):
+                _exact_bounds(node)
+                _decimal_string(node)
+            app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _every_object(node: Any) -> Iterator[dict[str, Any]]:
+    """Every object of a JSON document, outermost first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _every_object(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _every_object(item)
+
+
 BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 
 
-def _exact_bounds(node: Any) -> Any:
+def _exact_bounds(node: dict[str, Any]) -> None:
     """Whole-number bounds as integers; the float of `MAX_BIGINT` (rounded up to 2**63,
     a bound no model declares) as `MAX_BIGINT`."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in BOUNDS and isinstance(value, float) and value.is_integer():
-                node[key] = MAX_BIGINT if int(value) == MAX_BIGINT + 1 else int(value)
-            else:
-                _exact_bounds(value)
-    elif isinstance(node, list):
-        for item in node:
-            _exact_bounds(item)
-    return node
+    for key in BOUNDS:
+        value = node.get(key)
+        if isinstance(value, float) and value.is_integer():
+            node[key] = MAX_BIGINT if int(value) == MAX_BIGINT + 1 else int(value)
 
 
 # A decimal as a string (`"12.50"`, `"-3"`, `".5"`): what pydantic's Decimal reads.
@@ -162,25 +172,18 @@ DECIMAL_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
 UNSIGNED_PATTERN = r"^\+?(\d+(\.\d*)?|\.\d+)$"  # where the number has a minimum >= 0
 
 
-def _decimal_strings(node: Any) -> Any:
+def _decimal_string(node: dict[str, Any]) -> None:
     """A `Decimal` field is documented `anyOf: [number, string]` with any string allowed;
     `"price": ""` or `"abc"` is a 400 ("Input should be a valid decimal"), so the string
     says it is a decimal's (schemathesis' positive_data_acceptance sent them)."""
-    if isinstance(node, dict):
-        variants = node.get("anyOf")
-        variants = variants if isinstance(variants, list) else []
-        numbers = [v for v in variants if isinstance(v, dict) and v.get("type") == "number"]
-        if numbers:
-            unsigned = all(_lowest(v) >= 0 for v in numbers)
-            for variant in variants:
-                if variant == {"type": "string"}:
-                    variant["pattern"] = UNSIGNED_PATTERN if unsigned else DECIMAL_PATTERN
-        for value in node.values():
-            _decimal_strings(value)
-    elif isinstance(node, list):
-        for item in node:
-            _decimal_strings(item)
-    return node
+    variants = node.get("anyOf")
+    variants = variants if isinstance(variants, list) else []
+    numbers = [v for v in variants if isinstance(v, dict) and v.get("type") == "number"]
+    if numbers:
+        unsigned = all(_lowest(v) >= 0 for v in numbers)
+        for variant in variants:
+            if variant == {"type": "string"}:
+                variant["pattern"] = UNSIGNED_PATTERN if unsigned else DECIMAL_PATTERN
 
 
 def _lowest(number: dict[str, Any]) -> float:
