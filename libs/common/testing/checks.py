@@ -69,14 +69,15 @@ async def ai_task_log(db: Database, account_id: int, task_id: str) -> dict[str, 
 
 
 async def waiting_for_a_lock(db: Database, request: asyncio.Task[Any]) -> None:
-    """Returns once some backend waits for a lock (the racing `request` has reached the
-    one the test's open transaction holds) or `request` is over: the test then commits
-    and the request goes on, the race replayed in a fixed order."""
+    """Returns once some backend of this database waits for a lock (the racing `request`
+    has reached the one the test's open transaction holds) or `request` is over: the test
+    then commits and the request goes on, the race replayed in a fixed order. Each look is
+    its own transaction: PostgreSQL keeps one statistics snapshot per transaction, so
+    polling `pg_stat_activity` inside one never sees the wait start."""
+    waiting = text("SELECT count(*) FROM pg_stat_activity"
+                   " WHERE wait_event_type = 'Lock' AND datname = current_database()")
     while not request.done():
-        async with db.session(TenantScope.system()) as session:
-            waiting = (await session.execute(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            ))).scalar_one()
-        if waiting:
-            return
+        async with db.session(read_only=True) as probe:
+            if (await probe.execute(waiting)).scalar_one():
+                return
         await asyncio.sleep(0.02)

@@ -8,13 +8,13 @@ import asyncio
 
 import orjson
 from nats.aio.client import Client as NATS
-from sqlalchemy import text
 
 from libs.common import billing as wire
 from libs.common.billing import CaptureRequest, HoldRequest
 from libs.common.commands import INTERNAL, CommandServer, rounds
 from libs.common.db import Database, TenantScope
 from libs.common.problems import PaymentRequired, ValidationFailed
+from libs.common.testing.checks import waiting_for_a_lock
 from services.billing.service import BillingPolicy, BillingService
 from services.billing.tests.conftest import (
     assert_ledger_consistent,
@@ -107,20 +107,6 @@ async def test_ledger_ids_follow_the_order_captures_change_the_balance(db: Datab
     await assert_ledger_consistent(db, account)
 
 
-async def wait_until_blocked(db: Database, task: asyncio.Task[object]) -> None:
-    """Until some transaction of this database waits for a lock. Each look is its own
-    transaction: PostgreSQL keeps one statistics snapshot per transaction, so polling
-    `pg_stat_activity` inside one never sees the capture start waiting."""
-    waiting = text("SELECT count(*) FROM pg_stat_activity"
-                   " WHERE wait_event_type = 'Lock' AND datname = current_database()")
-    while True:
-        async with db.session(read_only=True) as probe:
-            if (await probe.execute(waiting)).scalar_one():
-                return
-        assert not task.done(), task
-        await asyncio.sleep(0.01)
-
-
 async def test_a_capture_queued_behind_another_writer_chains_after_it(db: Database) -> None:
     """A capture that waits for a balance another transaction holds chains after that
     transaction's ledger entry, in id order too."""
@@ -133,7 +119,7 @@ async def test_a_capture_queued_behind_another_writer_chains_after_it(db: Databa
         await writer.repo.get_balance(account, lock=True)
         capture = asyncio.create_task(in_tx(db, lambda svc: svc.capture(
             CaptureRequest(hold_id=hold.hold_id, units=1, model="m"))))
-        await wait_until_blocked(db, capture)
+        await waiting_for_a_lock(db, capture)
         await writer.add_credits(account, 5, transaction_type="purchase", description="top-up")
         await first.commit()
     assert (await capture).balance_after == 95
