@@ -206,7 +206,13 @@ class FileStorage(Protocol):
 
     async def stat(self, key: str, *, account_id: int) -> FileInfo: ...
 
-    async def exists(self, key: str, *, account_id: int) -> bool: ...
+    async def exists(self, key: str, *, account_id: int) -> bool:
+        """Whether the key holds a file: every store answers it through its `stat`."""
+        try:
+            await self.stat(key, account_id=account_id)
+        except FileMissing:
+            return False
+        return True
 
     async def delete(self, key: str, *, account_id: int) -> None: ...
 
@@ -220,7 +226,7 @@ class FileStorage(Protocol):
 # --- local disk --------------------------------------------------------------------------------
 
 
-class LocalStorage:
+class LocalStorage(FileStorage):
     """Files under `root`, one per key. A write goes to a temporary file in the target
     folder, is flushed to disk, then renamed over the key: a reader sees the old file or the
     new one, never half of one, and a crash leaves at most a stray `.tmp` file."""
@@ -311,13 +317,6 @@ class LocalStorage:
             raise FileMissing(f"no file under {key!r}") from None
         return FileInfo(key, st.st_size, content_type)
 
-    async def exists(self, key: str, *, account_id: int) -> bool:
-        try:
-            await self.stat(key, account_id=account_id)
-        except FileMissing:
-            return False
-        return True
-
     async def delete(self, key: str, *, account_id: int) -> None:
         check_key(key, account_id)
         path = self._path(key)
@@ -344,7 +343,7 @@ class LocalStorage:
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
-class S3Storage:
+class S3Storage(FileStorage):
     """Objects in one bucket of an S3-compatible store (AWS S3, SeaweedFS, MinIO, Ceph RGW),
     under an optional prefix so several deployments can share a bucket. The sha256 of each
     object is kept in its metadata (`x-amz-meta-sha256`)."""
@@ -485,13 +484,6 @@ class S3Storage:
             key, lambda s3: s3.head_object(Bucket=self.bucket, Key=self._object_key(key))
         )
         return FileInfo(key, int(head["ContentLength"]), content_type)
-
-    async def exists(self, key: str, *, account_id: int) -> bool:
-        try:
-            await self.stat(key, account_id=account_id)
-        except FileMissing:
-            return False
-        return True
 
     async def delete(self, key: str, *, account_id: int) -> None:
         check_key(key, account_id)

@@ -336,31 +336,19 @@ def first_word_key(sentence: str) -> str:
     return ws[0]
 
 
+# Words a heading leaves in lower case after its first word (Chicago-style short words).
+TITLE_SMALL_WORDS = frozenset({
+    "a", "an", "the", "and", "or", "but", "of", "to", "in", "on", "at", "by", "for", "with",
+    "vs", "from", "as"
+})
+
+
 def title_case(text: str) -> str:
     """Capitalise words for a heading, leaving short function words and words that
     already carry capitals (brands, acronyms) alone."""
-    small = {
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "but",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "for",
-        "with",
-        "vs",
-        "from",
-        "as",
-    }
     out: list[str] = []
     for i, word in enumerate(text.split()):
-        if any(c.isupper() for c in word) or (i and word.lower() in small):
+        if any(c.isupper() for c in word) or (i and word.lower() in TITLE_SMALL_WORDS):
             out.append(word)
         else:
             out.append(word[:1].upper() + word[1:])
