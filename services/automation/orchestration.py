@@ -59,11 +59,6 @@ CREDENTIALS = re.compile(r"\b(401|403)\b|api[ _-]?key|unauthori[sz]ed|credential
 MOVES_PER_ADVANCE = 50
 # A step's job that shows no sign of starting after this long is asked for again.
 STALE_JOB = timedelta(minutes=3)
-# A stage whose work is done waits this long at most for billing's debits of its jobs
-# (events, after the jobs end) to add up to what the jobs say they charged, looking again
-# when the debit that completes a step's charges wakes the engine (or at its tick); then
-# it closes anyway, with a warning in the run's log.
-SETTLE_WAIT = timedelta(seconds=30)
 # The reason kept on a stage-7 item that was published (the daily cap counts them), and
 # on one whose publish was decided and asked for (asked again as it is, not judged again).
 PUBLISHED = "published"
@@ -433,7 +428,8 @@ class Orchestrator:
             (s["result"] or {}).get("credits") or 0)]
         if not short:
             return False
-        if utcnow() - max(s["finished_at"] or run["started_at"] for s in short) >= SETTLE_WAIT:
+        waited = utcnow() - max(s["finished_at"] or run["started_at"] for s in short)
+        if waited >= timedelta(seconds=self.settings.settle_wait_seconds):
             await m.say(run, f"Stage {stage}: billing's debits for task(s) "
                              f"{', '.join(str(s['task_id']) for s in short)} have not all "
                              "arrived; the stage's credits may still grow.", stage=stage,

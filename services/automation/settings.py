@@ -30,3 +30,8 @@ class AutomationSettings(ServiceSettings):
     # How long stage 7 waits for writer to publish one content (images uploaded, the post
     # made and published) before asking again under the same key.
     publish_timeout_seconds: float = 60.0
+    # A stage whose work is done waits this long at most for billing's debits of its jobs
+    # (events, after the jobs end) to add up to what the jobs say they charged, looking
+    # again when the debit that completes a step's charges wakes the engine (or at its
+    # tick); then it closes anyway, with a warning in the run's log.
+    settle_wait_seconds: float = 30.0

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import httpx
+from nats.aio.client import Client as NATS
 from sqlalchemy import text
 
 from libs.common.db import Database, TenantScope
 from libs.common.events import Event
-from libs.common.testing.checks import rows
+from libs.common.jobs import TaskProgress
+from libs.common.natsauth import TASK_PROGRESS_BUCKET
+from libs.common.pipeline import PipelineClient
+from libs.common.testing.checks import eventually, rows
 from libs.common.testing.factories import Tenant, next_id
 from libs.common.testing.workers import running_worker
 from libs.common.uow import unit_of_work
 from services.automation.events import billing_consumer
+from services.automation.orchestration import Orchestrator
 from services.automation.settings import AutomationSettings
 from services.automation.tests.conftest import API, MakeTenant, add_keywords
 from services.automation.worker import run
@@ -243,3 +249,67 @@ async def test_the_debit_that_completes_a_finished_steps_charges_wakes_the_engin
     assert wakes == []
     await debit(done, next_id(), 2)
     assert wakes == ["woken"]
+
+
+async def test_a_stage_whose_debits_never_arrive_closes_after_the_settle_wait(
+        client: httpx.AsyncClient, tenant: Tenant, automation_db: Database,
+        settings: AutomationSettings, nc: NATS) -> None:
+    """A stage whose work is done waits for billing's debits of its jobs (events that come
+    after the jobs end); debits that never come (billing's event lost, a capture that never
+    happened) must not hold the run in its stage for ever: after `settle_wait_seconds` it
+    closes anyway, with a warning naming the task, and the run goes on."""
+    h = tenant.headers()
+    run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
+                                headers=h)).json()["run_id"]
+    task_id = uuid.uuid4()
+    async with automation_db.session(TenantScope.account(tenant.account_id)) as session:
+        # Stage 1's only step is done, its job saying it charged 5 credits; no keyword is
+        # left for the stage (the tenant has none), and no debit of the task ever comes.
+        await session.execute(text(
+            "INSERT INTO automation_steps (account_id, run_pk, stage, batch, key, item_ids,"
+            " status, attempts, task_id, result, finished_at) SELECT :a, id, 1, 0, "
+            ":r || ':1:0', '[1]', 'done', 1, :t, '{\"credits\": 5}', now() "
+            "FROM automation_runs WHERE run_id = :r"),
+            {"a": tenant.account_id, "r": run_id, "t": task_id})
+        await session.commit()
+
+    async def stage_of_run() -> tuple[int, dict[str, Any]]:
+        (found,) = await rows(automation_db, tenant.account_id,
+                              "SELECT current_stage, results FROM automation_runs "
+                              "WHERE run_id = :r", r=run_id)
+        return found["current_stage"], dict(found["results"] or {})
+
+    progress = TaskProgress(await nc.jetstream().key_value(TASK_PROGRESS_BUCKET))
+
+    def engine(s: AutomationSettings) -> Orchestrator:
+        return Orchestrator(automation_db, PipelineClient(nc, timeout=5.0), progress, s)
+
+    (run_pk,) = [r["id"] for r in await rows(
+        automation_db, tenant.account_id,
+        "SELECT id FROM automation_runs WHERE run_id = :r", r=run_id)]
+    # With the default wait, just after the step finished: the stage waits.
+    assert settings.settle_wait_seconds >= 30
+    await engine(settings).advance(run_pk, tenant.account_id)
+    stage, results = await stage_of_run()
+    assert stage == 1
+    assert "finished_at" not in results["1"], results
+    # ... waiting for the debits, not for an owner that did not answer (nothing said).
+    assert await rows(automation_db, tenant.account_id,
+                      "SELECT message FROM automation_logs WHERE level = 'warning'") == []
+
+    # With a short wait, once it has passed: the stage closes without the debits.
+    short = settings.model_copy(update={"settle_wait_seconds": 0.2})
+    quick = engine(short)
+
+    async def closed() -> bool:
+        await quick.advance(run_pk, tenant.account_id)
+        return (await stage_of_run())[0] > 1
+
+    await eventually(closed, timeout=30, every=0.2)
+    _, results = await stage_of_run()
+    assert "finished_at" in results["1"], results
+    warnings = await rows(automation_db, tenant.account_id,
+                          "SELECT message FROM automation_logs WHERE level = 'warning' "
+                          "AND stage = 1")
+    assert any(str(task_id) in w["message"] and "have not all arrived" in w["message"]
+               for w in warnings), warnings
