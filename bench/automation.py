@@ -196,6 +196,66 @@ def breakdown(urls: dict[str, str], account_id: int) -> dict[str, dict[str, Any]
     return found
 
 
+def debit_trace(urls: dict[str, str], account_id: int) -> dict[str, dict[str, Any]]:
+    """Per job stage, where its close waits for its debits: from the stage's last job
+    ending (its results saved) to its last capture in billing's ledger (`captured`), that
+    capture's `credits.debited` events leaving billing's outbox (`published`), automation's
+    billing consumer applying the last of them (`applied`, the start of its transaction),
+    and the next stage's first step (`closed`); each the seconds since the one before.
+    `debits` is how many events the stage's jobs produced, `applying_s` the time between
+    automation's first and last of them (its consumer's pace)."""
+    with psycopg.connect(urls["planner"]) as p, psycopg.connect(urls["writer"]) as w:
+        ends: dict[str, Any] = {}
+        for conn in (p, w):
+            conn.execute("SELECT set_config('igny8.all_accounts', 'on', false)")
+            ends.update({str(t): f for t, f in conn.execute(
+                "SELECT task_id, finished_at FROM ai_task_logs WHERE account_id = %s",
+                (account_id,))})
+    with psycopg.connect(urls["billing"]) as conn:
+        conn.execute("SELECT set_config('igny8.all_accounts', 'on', false)")
+        captures = {str(t): m for t, m in conn.execute(
+            "SELECT related_object_id, max(created_at) FROM credit_usage_logs"
+            " WHERE account_id = %s AND related_object_type = 'ai_task'"
+            " GROUP BY related_object_id", (account_id,))}
+        sent: dict[str, list[tuple[str, Any]]] = {}
+        for task, event_id, published in conn.execute(
+                "SELECT payload->'data'->>'related_object_id', id, published_at FROM outbox"
+                " WHERE subject LIKE '%%credits.debited'"
+                " AND (payload->>'account_id')::bigint = %s", (account_id,)):
+            sent.setdefault(str(task), []).append((str(event_id), published))
+    with psycopg.connect(urls["automation"]) as conn:
+        conn.execute("SELECT set_config('igny8.all_accounts', 'on', false)")
+        applied = {str(e): m for e, m in conn.execute(
+            "SELECT event_id, processed_at FROM processed_events"
+            " WHERE consumer = 'automation-billing-events'")}
+        steps = conn.execute("SELECT stage, task_id, created_at FROM automation_steps"
+                             " WHERE account_id = %s ORDER BY id", (account_id,)).fetchall()
+    by_stage: dict[int, list[str]] = {}
+    firsts: dict[int, Any] = {}
+    for stage, task_id, created in steps:
+        firsts.setdefault(stage, created)
+        if task_id is not None:
+            by_stage.setdefault(stage, []).append(str(task_id))
+    out: dict[str, dict[str, Any]] = {}
+    for stage, tasks in by_stage.items():
+        following = [firsts[s] for s in sorted(firsts) if s > stage]
+        events = [e for t in tasks for e in sent.get(t, [])]
+        moments = [applied[e] for e, _ in events if e in applied]
+        chain: list[Any] = [max((ends[t] for t in tasks if ends.get(t)), default=None),
+                 max((captures[t] for t in tasks if t in captures), default=None),
+                 max((m for _, m in events if m), default=None),
+                 max(moments, default=None), following[0] if following else None]
+        if any(c is None for c in chain):
+            continue
+        names = ("captured_s", "published_s", "applied_s", "closed_s")
+        out[str(stage)] = {
+            "debits": len(events),
+            **{n: round((b - a).total_seconds(), 3)
+               for n, a, b in zip(names, chain[:-1], chain[1:], strict=True)},
+            "applying_s": round((max(moments) - min(moments)).total_seconds(), 3)}
+    return out
+
+
 def run_once(gateway: str, postgres_url: str, n: int, topics: int,
              batches: dict[int, int]) -> dict[str, Any]:
     api = gateway + "/api/v1/"
@@ -254,6 +314,7 @@ def run_once(gateway: str, postgres_url: str, n: int, topics: int,
         "estimated_credits": estimate["estimated_credits"],
         "total_credits": run["total_credits"], "stages": stages,
         "breakdown": breakdown(urls, account_id),
+        "debits": debit_trace(urls, account_id),
     }
 
 
@@ -285,6 +346,8 @@ def main() -> None:
                   f"(estimated {found['estimated_credits']})", flush=True)
             for stage, b in found["breakdown"].items():
                 print(f"  stage {stage}: {b}", flush=True)
+            for stage, d in found["debits"].items():
+                print(f"  stage {stage}'s debits: {d}", flush=True)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "automation.json").write_text(json.dumps(results, indent=2))
