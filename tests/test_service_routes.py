@@ -158,7 +158,7 @@ def test_operations_document_their_conflicts_and_credit_holds(name: str) -> None
 @pytest.mark.parametrize("name", SERVICES)
 def test_a_decimal_string_is_documented_as_one(name: str) -> None:
     """Pydantic documents a Decimal as `anyOf: [number, string]` with any string; `""` is a
-    400 ("Input should be a valid decimal"), so the document gives the string a pattern."""
+    400 ("A valid number is required."), so the document gives the string a pattern."""
     document = _app(name).openapi()
     bare = [schema for schema in _walk(document) if isinstance(schema.get("anyOf"), list)
             and any(v.get("type") == "number" for v in schema["anyOf"])

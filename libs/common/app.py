@@ -174,7 +174,7 @@ UNSIGNED_PATTERN = r"^\+?(\d+(\.\d*)?|\.\d+)$"  # where the number has a minimum
 
 def _decimal_string(node: dict[str, Any]) -> None:
     """A `Decimal` field is documented `anyOf: [number, string]` with any string allowed;
-    `"price": ""` or `"abc"` is a 400 ("Input should be a valid decimal"), so the string
+    `"price": ""` or `"abc"` is a 400 ("A valid number is required."), so the string
     says it is a decimal's (schemathesis' positive_data_acceptance sent them)."""
     variants = node.get("anyOf")
     variants = variants if isinstance(variants, list) else []

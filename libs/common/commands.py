@@ -49,6 +49,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import BaseModel, ValidationError
 
 from libs.common.events import command_subject
+from libs.common.messages import drf_message
 from libs.common.problems import DomainError, ServiceUnavailable, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def invalid(exc: ValidationError | ValueError) -> bytes:
     if isinstance(exc, ValidationError):
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "non_field_errors"
-            errors.setdefault(field, []).append(err["msg"])
+            errors.setdefault(field, []).append(drf_message(err))
     return failure(ValidationFailed.code, "Invalid command.", errors or None)
 
 

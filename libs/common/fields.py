@@ -16,8 +16,8 @@ size. The constraint is declared once here, so a service's body reads as its con
     class BulkDelete(BaseModel):
         ids: IdList                        # 1 to 1,000 row ids
 
-The OpenAPI schema and the validation messages are pydantic's for the same `Field`
-constraints written on the field ("String should have at least 1 character"). Whitespace
+The OpenAPI schema is pydantic's for the same `Field` constraints written on the field;
+the API words a refusal as DRF does ("This field may not be blank.", ADR 0037). Whitespace
 is stripped first by `WriteModel` (`str_strip_whitespace`), so "  " is blank too.
 
 A name (a keyword, a cluster's or an idea's name, a title) is what people type and then

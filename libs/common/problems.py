@@ -13,11 +13,14 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
+
+from libs.common.messages import drf_message
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -142,25 +145,19 @@ def _field_name(loc: Sequence[Any]) -> str:
     return ".".join(parts) or "non_field_errors"
 
 
-def validation_errors(exc: RequestValidationError) -> dict[str, list[str]]:
+def validation_errors(exc: RequestValidationError | ValidationError) -> dict[str, list[str]]:
+    """`{"field": ["message"]}` in DRF's words (`libs.common.messages`, ADR 0037)."""
     errors: dict[str, list[str]] = {}
     for err in exc.errors():
-        message = str(err.get("msg", "Invalid value"))
         field = _field_name(err.get("loc", ()))
-        if err.get("type") == "missing":
-            # A query parameter sent in the body instead (automation's `site_id`) read as
-            # "required" with no hint where it was expected.
-            where = (err.get("loc") or ("",))[0]
-            message = ("This query parameter is required." if where == "query"
-                       else "This field is required.")
-        elif err.get("type") == "value_error" and (err.get("ctx") or {}).get("error"):
-            # A validator's own words, without pydantic's "Value error, " before them
-            # ("Value error, Use the 24-hour HH:MM format.").
-            message = str(err["ctx"]["error"])
-        elif err.get("type") == "json_invalid":
+        if err.get("type") == "json_invalid":
             # The location is a character offset, not a field (DRF's wording).
             field = "non_field_errors"
-            message = f"JSON parse error - {(err.get('ctx') or {}).get('error', message)}"
+            message = f"JSON parse error - {(err.get('ctx') or {}).get('error', err['msg'])}"
+        else:
+            # A query parameter sent in the body instead (automation's `site_id`) reads
+            # "This query parameter is required.", a hint where it was expected.
+            message = drf_message(err)
         errors.setdefault(field, []).append(message)
     return errors
 

@@ -65,6 +65,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
 from libs.common.ids import MAX_BIGINT, BigInt, Id
+from libs.common.messages import filter_choice
 from libs.common.pagination import PageParams, page_params
 from libs.common.problems import ValidationFailed
 
@@ -79,13 +80,12 @@ def table_of(model: type[SQLModel]) -> Table:
 
 
 def choice(name: str, value: str | None, allowed: Iterable[str]) -> str | None:
-    """`value` when it is one of `allowed` (or None); otherwise a 400 naming `name`."""
+    """`value` of the query parameter `name` when it is one of `allowed` (or None);
+    otherwise a 400 naming `name` in django-filter's words (ADR 0037)."""
     if value is None:
         return None
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise ValidationFailed.field(
-            name, f"'{value}' is not a valid choice. Choose from: {', '.join(allowed)}.")
+    if value not in tuple(allowed):
+        raise ValidationFailed.field(name, filter_choice(value))
     return value
 
 
@@ -292,7 +292,7 @@ class DayFrom(Filter):
             return date.fromisoformat(value)
         except ValueError:
             raise ValidationFailed.field(
-                self.name, "Enter a valid date in YYYY-MM-DD format.") from None
+                self.name, "Enter a valid date.") from None  # django-filter's DateFilter
 
     @staticmethod
     def start(day: date) -> datetime:

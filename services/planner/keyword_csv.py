@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from libs.common.messages import BLANK, INTEGER, invalid_choice, max_length, max_value, min_value
 from libs.common.problems import ValidationFailed
 from libs.common.repository import Row
 from services.planner.intent import Intent, classify_intent
@@ -86,9 +87,9 @@ def parse_keyword_csv(data: bytes) -> tuple[list[ImportRow], list[dict[str, Any]
 
         keyword = " ".join(cell("keyword").split())
         if not keyword:
-            problems["keyword"] = ["This field may not be blank."]
+            problems["keyword"] = [BLANK]
         elif len(keyword) > 255:
-            problems["keyword"] = ["Ensure this field has no more than 255 characters."]
+            problems["keyword"] = [max_length(255)]
         elif "\x00" in keyword:  # PostgreSQL text cannot hold it (DRF's CharField message)
             problems["keyword"] = ["Null characters are not allowed."]
         elif "\\" in keyword or "\t" in keyword:
@@ -102,19 +103,19 @@ def parse_keyword_csv(data: bytes) -> tuple[list[ImportRow], list[dict[str, Any]
             try:
                 number = int(float(raw)) if "." in raw else int(raw)
             except ValueError:
-                problems[name] = ["A valid integer is required."]
+                problems[name] = [INTEGER]
                 continue
             if number < 0 or number > high:
-                problems[name] = [f"Must be between 0 and {high}."]
+                problems[name] = [min_value(0) if number < 0 else max_value(high)]
                 continue
             numbers[name] = number
         # No intent given: the rules' answer (services/planner/intent.py).
         intent = cell("intent").lower() or classify_intent(keyword).value
         if intent not in _INTENTS:
-            problems["intent"] = [f"'{intent}' is not a valid choice."]
+            problems["intent"] = [invalid_choice(intent)]
         status = cell("status").lower() or "active"
         if status not in _STATUSES:
-            problems["status"] = [f"'{status}' is not a valid choice."]
+            problems["status"] = [invalid_choice(status)]
         if problems:
             errors.append({"line": line_no, "errors": problems})
             continue

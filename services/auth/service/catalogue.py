@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from libs.common.events import utcnow
+from libs.common.messages import drf_message
 from libs.common.problems import NotFound, ValidationFailed
 from libs.common.repository import ListQuery, Page
 from libs.common.security import Principal
@@ -201,7 +202,7 @@ async def import_seed_keywords(
             row = s.SeedKeywordRow.model_validate(data)
         except ValidationError as exc:
             errors[f"line {line}"] = [
-                f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors()
+                f"{'.'.join(map(str, e['loc'])) or 'row'}: {drf_message(e)}" for e in exc.errors()
             ]
             continue
         industry = industries.get(row.industry)

@@ -164,7 +164,7 @@ def _parser(model: type[M]) -> Any:
         try:
             return model.model_validate_json(raw or b"{}")
         except ValidationError as exc:
-            raise ValidationFailed(errors=validation_errors(exc)) from None  # type: ignore[arg-type]
+            raise ValidationFailed(errors=validation_errors(exc)) from None
     return parse
 
 
