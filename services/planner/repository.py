@@ -188,15 +188,6 @@ class KeywordRepository(Repository[Row]):
         return await _taken(self.session, self.table.c.keyword, self.account_id, site_id,
                             sector_id, value, except_id)
 
-    async def texts_in_sector(self, site_id: int, sector_id: int,
-                              texts: Sequence[str]) -> set[str]:
-        k = self.table
-        rows = await self.session.execute(
-            select(func.lower(k.c.keyword)).where(
-                *_in_sector(k, self.account_id, site_id, sector_id),
-                func.lower(k.c.keyword).in_([t.lower() for t in texts])))
-        return {r[0] for r in rows}
-
     async def set_status(self, ids: Sequence[int], status: str) -> list[Row]:
         """Keywords among `ids` not yet in `status` move to it; those that moved."""
         return await self.update_many(ids, {"status": status}, self.table.c.status != status)

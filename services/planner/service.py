@@ -77,6 +77,12 @@ class PlannerService(CallerService):
 
 
 
+def _within_room(room: int | None, adding: int) -> None:
+    if room is not None and adding > room:
+        raise PermissionDenied(
+            f"Your plan's keyword limit is reached ({room} more allowed, {adding} asked).")
+
+
 class KeywordService(PlannerService):
     async def page(self, query: ListQuery[Any]) -> Page[Row]:
         return await (await self.keywords()).page(query)
@@ -99,10 +105,7 @@ class KeywordService(PlannerService):
         return max(limit - await keywords.live_total(), 0)
 
     async def _check_room(self, adding: int) -> None:
-        room = await self._room()
-        if room is not None and adding > room:
-            raise PermissionDenied(
-                f"Your plan's keyword limit is reached ({room} more allowed, {adding} asked).")
+        _within_room(await self._room(), adding)
 
     async def create(self, values: dict[str, Any]) -> Row:
         site_id, sector_id = values["site_id"], values["sector_id"]
@@ -171,24 +174,24 @@ class KeywordService(PlannerService):
                 known[doc.id] = doc.model_dump()
         usable = [known[i] for i in wanted if i in known and known[i].get("is_active", True)]
         not_found = [i for i in wanted if i not in known or not known[i].get("is_active", True)]
+        # Which texts are new is the unique index's rule, PostgreSQL's lower() under the
+        # database's collation (ADR 0012), not Python's str.lower(): 'STRAẞE' and 'straße'
+        # are one text to Python and two to PostgreSQL under the C collation. So every
+        # usable seed is offered and ON CONFLICT on that index skips the texts the sector
+        # holds (or the batch already gave); what was inserted is what is counted.
+        room = await self._room()
         keywords = await self.keywords()
-        seen = await keywords.texts_in_sector(site_id, sector_id, [s["keyword"] for s in usable])
-        fresh: list[dict[str, Any]] = []
-        for s in usable:
-            if s["keyword"].lower() in seen:
-                continue
-            seen.add(s["keyword"].lower())
-            fresh.append({
-                "site_id": site_id, "sector_id": sector_id,
-                "keyword": " ".join(s["keyword"].split()),
-                "volume": int(s.get("volume") or 0),
-                "difficulty": min(max(int(s.get("difficulty") or 0), 0), 100),
-                "intent": s.get("intent") if s.get("intent") in INTENTS
-                else classify_intent(s["keyword"]).value,
-                "seed_keyword_id": s["id"], "status": KeywordStatus.ACTIVE,
-            })
-        await self._check_room(len(fresh))
-        new_ids = await keywords.insert_new(fresh)
+        new_ids = await keywords.insert_new([{
+            "site_id": site_id, "sector_id": sector_id,
+            "keyword": " ".join(s["keyword"].split()),
+            "volume": int(s.get("volume") or 0),
+            "difficulty": min(max(int(s.get("difficulty") or 0), 0), 100),
+            "intent": s.get("intent") if s.get("intent") in INTENTS
+            else classify_intent(s["keyword"]).value,
+            "seed_keyword_id": s["id"], "status": KeywordStatus.ACTIVE,
+        } for s in usable])
+        # Over the plan's limit: refused, and the unit of work rolls the inserts back.
+        _within_room(room, len(new_ids))
         rows = await keywords.get_many(new_ids)
         await self.uow.publish(*events.keyword_events("created", self.account_id, rows))
         return {"created": len(new_ids), "skipped": len(usable) - len(new_ids),

@@ -158,6 +158,64 @@ async def test_seed_filter_and_bulk_add(client: httpx.AsyncClient, tenant: Tenan
     assert again.json()["data"]["created"] == 0
 
 
+async def test_bulk_add_from_seed_skips_by_the_databases_lowercasing(
+        client: httpx.AsyncClient, tenant: Tenant, fake_auth: FakeAuth,
+        planner_db: Database) -> None:
+    """A text is a duplicate when PostgreSQL's lower() says so (the unique index, ADR
+    0012), not Python's: under the test database's C collation lower() leaves 'ẞ' (and
+    'É', 'İ') as they are, where str.lower() makes 'ẞ' 'ß'. Counted with str.lower(),
+    'STRAẞE KARTE' was skipped as the sector's 'Straße Karte' and 'ß map' as the batch's
+    'ẞ MAP', though the database holds them as different texts."""
+    async with planner_db.session(TenantScope.system()) as s:
+        lowered = (await s.execute(text("SELECT lower('STRAẞE'), lower('Straße')"))).one()
+    assert tuple(lowered) == ("straẞe", "straße"), (
+        f"the premise is the C collation's lower(); this database's gives {tuple(lowered)}")
+    await add_keywords(client, tenant, {"keyword": "Straße Karte"})
+    seeds = [fake_auth.add_seed(name) for name in
+             ("STRAẞE KARTE", "straße karte", "ẞ MAP", "ß map", "ß MAP")]
+    r = await client.post(f"{API}/keywords/bulk_add_from_seed/", headers=tenant.headers(), json={
+        "seed_keyword_ids": seeds, "site_id": tenant.site_id, "sector_id": tenant.sector_id})
+    assert r.status_code == 200, r.text
+    body = r.json()["data"]
+    assert (body["created"], body["skipped"]) == (3, 2)
+    assert sorted(k["keyword"] for k in body["keywords"]) == ["STRAẞE KARTE", "ß map", "ẞ MAP"]
+    assert sorted(_names(await _list(client, tenant, "page_size=100"))) == [
+        "STRAẞE KARTE", "Straße Karte", "ß map", "ẞ MAP"]
+
+
+async def test_bulk_add_from_seed_counts_only_new_texts_against_the_plan(
+        client: httpx.AsyncClient, tenant: Tenant, fake_auth: FakeAuth,
+        planner_db: Database) -> None:
+    await _tiny_plan(planner_db, tenant, max_keywords=3)
+    await add_keywords(client, tenant, {"keyword": "one"}, {"keyword": "two"})
+
+    async def add(*names: str) -> httpx.Response:
+        return await client.post(f"{API}/keywords/bulk_add_from_seed/", headers=tenant.headers(),
+                                 json={"seed_keyword_ids": [fake_auth.add_seed(n) for n in names],
+                                       "site_id": tenant.site_id, "sector_id": tenant.sector_id})
+
+    fits = await add("ONE", "Two", "three")  # two of them are there already
+    assert fits.status_code == 200, fits.text
+    assert (fits.json()["data"]["created"], fits.json()["data"]["skipped"]) == (1, 2)
+    over = await add("four")
+    assert over.status_code == 403
+    assert "limit" in over.json()["detail"]
+    assert (await _list(client, tenant))["count"] == 3  # nothing of the refused batch kept
+
+
+async def _tiny_plan(planner_db: Database, tenant: Tenant, *, max_keywords: int) -> None:
+    plan_id = tenant.account_id  # any id unique to this test
+    async with planner_db.session(TenantScope.account(tenant.account_id)) as s:
+        await s.execute(text("INSERT INTO accounts (account_id, status, plan_id, deleted)"
+                             " VALUES (:a, 'active', :p, false)"),
+                        {"a": tenant.account_id, "p": plan_id})
+        await s.commit()
+    async with planner_db.session(TenantScope.system()) as s:
+        await s.execute(text("INSERT INTO plans (id, slug, max_keywords, is_active)"
+                             " VALUES (:p, 'tiny', :m, true)"), {"p": plan_id, "m": max_keywords})
+        await s.commit()
+
+
 async def test_ordering(client: httpx.AsyncClient, tenant: Tenant) -> None:
     await _seed_set(client, tenant)
     t = tenant
@@ -239,16 +297,7 @@ async def test_bulk_actions_and_counts_stay_exact(client: httpx.AsyncClient, ten
 
 async def test_plan_keyword_limit(client: httpx.AsyncClient, tenant: Tenant,
                                   planner_db: Database) -> None:
-    plan_id = tenant.account_id  # any id unique to this test
-    async with planner_db.session(TenantScope.account(tenant.account_id)) as s:
-        await s.execute(text("INSERT INTO accounts (account_id, status, plan_id, deleted)"
-                             " VALUES (:a, 'active', :p, false)"),
-                        {"a": tenant.account_id, "p": plan_id})
-        await s.commit()
-    async with planner_db.session(TenantScope.system()) as s:
-        await s.execute(text("INSERT INTO plans (id, slug, max_keywords, is_active)"
-                             " VALUES (:p, 'tiny', 2, true)"), {"p": plan_id})
-        await s.commit()
+    await _tiny_plan(planner_db, tenant, max_keywords=2)
     await add_keywords(client, tenant, {"keyword": "one"}, {"keyword": "two"})
     third = await client.post(f"{API}/keywords/", headers=tenant.headers(), json={
         "keyword": "three", "site_id": tenant.site_id, "sector_id": tenant.sector_id})
