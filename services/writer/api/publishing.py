@@ -32,7 +32,7 @@ from libs.common.security import Principal
 from libs.common.tenancy import get_principal, service_dependency
 from libs.common.uow import UnitOfWork
 from services.writer.publishing import schemas as s
-from services.writer.publishing.models import SyncKind
+from services.writer.publishing.models import SyncKind, post_id_text
 from services.writer.service.publishing import (
     IntegrationService,
     PublicationService,
@@ -148,7 +148,10 @@ async def unpublish_content(row_id: Id, svc: Publisher,
 async def list_publications(request: Request, svc: Publications,
                             query: s.PublicationQuery) -> Response:
     page = await svc.page(query)
-    return page_response(request, query.page, page.count, page.rows, shape=s.PublicationOut)
+    # Rows are not validated on a page: the stored post id becomes text here, as
+    # `PublicationOut` makes it for one (ADR 0038).
+    rows = [{**row, "external_id": post_id_text(row["external_id"])} for row in page.rows]
+    return page_response(request, query.page, page.count, rows, shape=s.PublicationOut)
 
 
 @publisher.get("/publications/{row_id}/", response_model=s.PublicationOut)

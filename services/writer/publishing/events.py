@@ -20,6 +20,7 @@ from uuid import UUID
 
 from libs.common.events import Event
 from libs.common.repository import Row
+from services.writer.publishing.models import post_id_text
 
 CONTENT_PUBLISHED = "writer.content.published"
 CONTENT_UNPUBLISHED = "writer.content.unpublished"
@@ -31,7 +32,8 @@ def content_published(content: Row, publication: Row, *, task_id: UUID, status: 
     return Event(type=CONTENT_PUBLISHED, account_id=content["account_id"], data={
         "task_id": str(task_id), "content_id": content["id"], "site_id": content["site_id"],
         "sector_id": content["sector_id"], "integration_id": publication["integration_id"],
-        "publication_id": publication["id"], "external_id": publication["external_id"],
+        "publication_id": publication["id"],
+        "external_id": post_id_text(publication["external_id"]),
         "url": publication["url"], "slug": publication["slug"], "status": status,
         "revision": publication["revision"], "adopted": adopted, "warnings": list(warnings)})
 
@@ -41,7 +43,8 @@ def content_unpublished(content: Row, publication: Row, *, task_id: UUID,
     return Event(type=CONTENT_UNPUBLISHED, account_id=content["account_id"], data={
         "task_id": str(task_id), "content_id": content["id"], "site_id": content["site_id"],
         "sector_id": content["sector_id"], "integration_id": publication["integration_id"],
-        "publication_id": publication["id"], "external_id": publication["external_id"],
+        "publication_id": publication["id"],
+        "external_id": post_id_text(publication["external_id"]),
         "trashed": trashed})
 
 

@@ -66,6 +66,12 @@ class PublicationState(StrEnum):
     FAILED = "failed"
 
 
+def post_id_text(value: Any) -> Any:
+    """A publication's `external_id` (the WordPress post id, stored as the integer it is)
+    as the API and events carry it: text, as content's and taxonomies' `external_id`."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def _json_object() -> Any:
     return Field(default_factory=dict, sa_column=Column(
         JSONB, nullable=False, server_default=text("'{}'::jsonb")))

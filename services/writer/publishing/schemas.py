@@ -8,15 +8,20 @@ is configured with it), like a payment provider's signing secret in its dashboar
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from libs.common.fields import ShortText, json_numbers_fit
 from libs.common.ids import Id
 from libs.common.repository import Choice, Equals, FilterSet, ListQuery, Orderings
 from libs.common.schemas import ActionBody, WriteModel
-from services.writer.publishing.models import PublicationState, SyncStatus
+from services.writer.publishing.models import PublicationState, SyncStatus, post_id_text
+
+# A WordPress post id as the API answers it: the string the original's `external_id` (a
+# CharField) was, as content's and taxonomies' are; publications store the integer
+# WordPress gives (ADR 0038).
+ExternalId = Annotated[str, BeforeValidator(post_id_text)]
 
 
 class WordPressConfig(BaseModel):
@@ -135,7 +140,7 @@ class PublicationOut(BaseModel):
     content_id: int
     attempt: int
     status: PublicationState
-    external_id: int | None
+    external_id: ExternalId | None
     url: str | None
     slug: str | None
     revision: int | None

@@ -257,8 +257,9 @@ async def test_publish_through_the_api_and_read_back_from_wordpress(
                                    params={"content_id": content["id"]})).json()
         assert listed["count"] == 1
         (pub,) = listed["results"]
+        # The post id is text, as content's external_id is (ADR 0038).
         assert (pub["status"], pub["external_id"], pub["url"], pub["attempt"]) == (
-            "published", result["post_id"], post["link"], 1)
+            "published", str(result["post_id"]), post["link"], 1)
         assert pub["integration_id"] == integration["id"]
         for params in ({"status": "failed"}, {"site_id": other.site_id}):
             assert (await client.get("/api/v1/publisher/publications/", headers=h,
@@ -266,7 +267,7 @@ async def test_publish_through_the_api_and_read_back_from_wordpress(
         assert (await client.get("/api/v1/publisher/publications/",
                                  headers=other.headers())).json()["count"] == 0
         one = f"/api/v1/publisher/publications/{pub['id']}/"
-        assert (await client.get(one, headers=h)).json()["external_id"] == result["post_id"]
+        assert (await client.get(one, headers=h)).json()["external_id"] == str(result["post_id"])
         assert (await client.get(one, headers=site_key(tenant))).status_code == 200
         assert (await client.get(one, headers=other.headers())).status_code == 404
         assert (await client.get(one, headers=site_key(other))).status_code == 404
@@ -299,7 +300,7 @@ async def test_publish_through_the_api_and_read_back_from_wordpress(
     assert [e["subject"] for e in published] == [
         "igny8.writer.content.published", "igny8.writer.content.published",
         "igny8.writer.content.unpublished"]
-    assert published[0]["payload"]["data"]["external_id"] == result["post_id"]
+    assert published[0]["payload"]["data"]["external_id"] == str(result["post_id"])
     documented = documented_events()
     for event in published:
         kind = event["subject"].removeprefix("igny8.")
@@ -560,6 +561,6 @@ async def test_lost_answers_through_the_api_make_one_post_and_one_media_each(
     assert sorted(media) == sorted(slugs)
     (pub,) = (await client.get("/api/v1/publisher/publications/", headers=h,
                                params={"content_id": content["id"]})).json()["results"]
-    assert (pub["status"], pub["external_id"]) == ("published", int(posts[0]))
+    assert (pub["status"], pub["external_id"]) == ("published", str(posts[0]))
     faults = [p for p in proxy.log if p.fault is not None]
     assert len(faults) == 4, faults  # two uploads, the create, a tag: all saved, all lost

@@ -3,10 +3,14 @@ in-memory store's write-ahead semantics, and what is refused before any call."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from uuid import uuid4
+
 import pytest
 
 from libs.common.outbound import BoundSecret, OutboundPolicy
 from libs.common.problems import ValidationFailed
+from services.writer.publishing.events import content_published
 from services.writer.publishing.publisher import (
     ImageAsset,
     PublishableContent,
@@ -17,6 +21,7 @@ from services.writer.publishing.publisher import (
     marker_for,
     media_slug,
 )
+from services.writer.publishing.schemas import PublicationOut
 from services.writer.publishing.store import InMemoryPublicationStore, Outcome
 from services.writer.publishing.wp_client import RemotePost, WordPressSite, slugify
 
@@ -88,3 +93,21 @@ async def test_refusals_before_any_call() -> None:
     assert record.status == "failed"
     assert record.error is not None
     assert "another URL" in record.error
+
+
+def test_a_publications_post_id_is_text_as_contents_is() -> None:
+    """Content's `external_id` is a string (the original's CharField); a publication's,
+    stored as WordPress's integer, was answered as a number. Both are text now, in the
+    answer, its OpenAPI schema and the published events (ADR 0038)."""
+    now = datetime.now(UTC)
+    row = {"id": 1, "account_id": 2, "site_id": 3, "integration_id": 4, "content_id": 5,
+           "attempt": 1, "status": "published", "external_id": 4711, "url": None,
+           "slug": None, "revision": None, "error": None, "task_id": None,
+           "created_at": now, "updated_at": now}
+    assert PublicationOut.model_validate(row).external_id == "4711"
+    assert PublicationOut.model_validate({**row, "external_id": None}).external_id is None
+    schema = PublicationOut.model_json_schema()["properties"]["external_id"]
+    assert {"type": "string"} in schema["anyOf"]
+    event = content_published({"id": 5, "account_id": 2, "site_id": 3, "sector_id": 6}, row,
+                              task_id=uuid4(), status="publish", adopted=False, warnings=())
+    assert event.data["external_id"] == "4711"
