@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -164,3 +165,24 @@ def test_a_decimal_string_is_documented_as_one(name: str) -> None:
             and any(v.get("type") == "number" for v in schema["anyOf"])
             and {"type": "string"} in schema["anyOf"]]
     assert bare == []
+
+
+@pytest.mark.parametrize(("name", "path", "field"), [
+    ("billing", "/api/v1/billing/payments/", "amount"),
+    ("billing", "/api/v1/admin/credit-packages/", "price"),
+])
+def test_a_positive_decimal_is_documented_as_one(name: str, path: str, field: str) -> None:
+    """An amount that must be more than 0 refuses "0", "0.00" and "-1" (a 400 naming it);
+    its string pattern said "0" was fine, as its number's `exclusiveMinimum` did not."""
+    app = _app(name)
+    document = app.openapi()
+    ref = document["paths"][path]["post"]["requestBody"]["content"]["application/json"][
+        "schema"]["$ref"]
+    schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"][field]
+    number = next(v for v in schema["anyOf"] if v.get("type") == "number")
+    pattern = next(v for v in schema["anyOf"] if v.get("type") == "string")["pattern"]
+    assert number["exclusiveMinimum"] == 0
+    for refused in ("0", "0.00", "-1", "00", ".0", "-0.5", ""):
+        assert not re.match(pattern, refused), refused
+    for accepted in ("1", "0.5", ".5", "10.00", "0.01", "+5"):
+        assert re.match(pattern, accepted), accepted

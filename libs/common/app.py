@@ -170,25 +170,40 @@ def _exact_bounds(node: dict[str, Any]) -> None:
 # A decimal as a string (`"12.50"`, `"-3"`, `".5"`): what pydantic's Decimal reads.
 DECIMAL_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)$"
 UNSIGNED_PATTERN = r"^\+?(\d+(\.\d*)?|\.\d+)$"  # where the number has a minimum >= 0
+# Where it must be more than 0 (a payment's amount, a package's price): some digit other
+# than 0, so neither "0" nor "0.00" (nor "-1"); no look-ahead, which generators of
+# matching strings (schemathesis' hypothesis) do not all support.
+POSITIVE_PATTERN = r"^\+?(0*[1-9]\d*(\.\d*)?|0*\.\d*[1-9]\d*)$"
 
 
 def _decimal_string(node: dict[str, Any]) -> None:
     """A `Decimal` field is documented `anyOf: [number, string]` with any string allowed;
     `"price": ""` or `"abc"` is a 400 ("A valid number is required."), so the string
-    says it is a decimal's (schemathesis' positive_data_acceptance sent them)."""
+    says it is a decimal's (schemathesis' positive_data_acceptance sent them), and, like
+    the number beside it, whether it may be negative or 0 (`"0"` for a `gt=0` amount)."""
     variants = node.get("anyOf")
     variants = variants if isinstance(variants, list) else []
     numbers = [v for v in variants if isinstance(v, dict) and v.get("type") == "number"]
     if numbers:
-        unsigned = all(_lowest(v) >= 0 for v in numbers)
+        bounds = [_lowest(v) for v in numbers]
+        if all(low > 0 or (low == 0 and exclusive) for low, exclusive in bounds):
+            pattern = POSITIVE_PATTERN
+        elif all(low >= 0 for low, _ in bounds):
+            pattern = UNSIGNED_PATTERN
+        else:
+            pattern = DECIMAL_PATTERN
         for variant in variants:
             if variant == {"type": "string"}:
-                variant["pattern"] = UNSIGNED_PATTERN if unsigned else DECIMAL_PATTERN
+                variant["pattern"] = pattern
 
 
-def _lowest(number: dict[str, Any]) -> float:
-    bound = number.get("minimum", number.get("exclusiveMinimum"))
-    return float(bound) if isinstance(bound, int | float) else -1.0
+def _lowest(number: dict[str, Any]) -> tuple[float, bool]:
+    """The number's lower bound and whether it is exclusive (-1 when it has none)."""
+    for key, exclusive in (("exclusiveMinimum", True), ("minimum", False)):
+        bound = number.get(key)
+        if isinstance(bound, int | float):
+            return float(bound), exclusive
+    return -1.0, False
 
 
 class AppFactory(Protocol[S_in]):

@@ -159,7 +159,9 @@ class PackageCreate(WriteModel):
     name: ShortText
     slug: str = Field(min_length=1, max_length=255, pattern=r"^[a-z0-9][a-z0-9-]*$")
     credits: int = Field(gt=0, le=MAX_INT)
-    price: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
+    # Bought through an invoice whose payment must be positive (`PaymentCreate.amount`):
+    # a package priced 0 could never be paid.
+    price: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     description: str = Field(default="", max_length=500)
     is_active: bool = True

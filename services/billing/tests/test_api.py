@@ -176,6 +176,14 @@ async def test_admin_adjust_and_catalogue(client: httpx.AsyncClient, issuer: Tes
     neg = await client.post("/api/v1/admin/credit-packages/", headers=staff, json={
         "name": "Neg", "slug": f"neg-{account}", "credits": -5, "price": "1"})
     assert neg.status_code == 400 and "credits" in neg.json()["errors"]
+    for price in ("0", "0.00", "-1", 0, -1):  # a package is bought: its price is positive
+        free = await client.post("/api/v1/admin/credit-packages/", headers=staff, json={
+            "name": "Free", "slug": f"free-{account}", "credits": 5, "price": price})
+        assert free.status_code == 400, (price, free.text)
+        assert free.json()["errors"] == {"price": ["Ensure this value is greater than 0."]}
+        zero = await client.patch(f"/api/v1/admin/credit-packages/{pid}/", headers=staff,
+                                  json={"price": price})
+        assert zero.status_code == 400 and "price" in zero.json()["errors"], zero.text
     upd = await client.patch(f"/api/v1/admin/credit-packages/{pid}/", headers=staff,
                              json={"price": "1.49"})
     assert upd.json()["price"] == "1.49"
@@ -281,6 +289,9 @@ async def test_bad_input_is_named_and_changes_nothing(client: httpx.AsyncClient,
                                  headers=owner)).json()["data"]
     for body, field in (
         ({"amount": "-5"}, "amount"),
+        ({"amount": "0"}, "amount"),
+        ({"amount": "0.00"}, "amount"),
+        ({"amount": 0}, "amount"),
         ({"amount": "3.00"}, "amount"),
         ({"payment_method": "stripe"}, "payment_method"),
         ({"transaction_reference": ""}, "transaction_reference"),
