@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
+from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from libs.common import nats as nats_kernel
 from libs.common.billing import BillingClient
 from libs.common.jobs import TaskProgress
 from libs.common.pipeline import PipelineClient
-from libs.common.runtime import WorkerContext, main, run_worker
+from libs.common.runtime import RestartPolicy, WorkerContext, main, run_worker
 from services.automation.events import auth_consumer, billing_consumer, wake_consumer
 from services.automation.orchestration import Orchestrator, Publisher, Scheduler
 from services.automation.settings import AutomationSettings
+
+log = logging.getLogger(__name__)
 
 # A task progress document in a final state (`libs/common/jobs.TaskProgress`).
 ENDED = re.compile(rb'"state":\s*"(SUCCESS|FAILURE)"')
@@ -44,8 +49,25 @@ async def _sleep(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> No
                 await w
 
 
+async def _unless_database_away(what: str, step: Callable[[], Awaitable[object]]) -> object:
+    """One pass of a polling loop; a database that is away (restarting, failing over,
+    unreachable) is waited for at the next pass, not raised: the loop's supervisor gives
+    up after five quick failures and the whole worker exits, so a database away for ~15 s
+    ended the engine (and under `igny8 up`, away for ~75 s, ended it for good, leaving
+    every run `running`), while the other workers' loops ride such an outage out."""
+    try:
+        return await step()
+    except DBAPIError as exc:
+        if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
+            raise
+        log.warning("%s: the database is away (%s); trying again at the next tick", what,
+                    str(exc.orig or exc).splitlines()[0])
+        return None
+
+
 async def run(stop: asyncio.Event, settings: AutomationSettings | None = None, *,
-              publisher: Publisher | None = None, scheduler: bool = True) -> None:
+              publisher: Publisher | None = None, scheduler: bool = True,
+              restart: RestartPolicy = RestartPolicy()) -> None:  # noqa: B008 - frozen
     settings = settings or AutomationSettings()
     wake = asyncio.Event()
     timeout = settings.command_timeout_seconds
@@ -56,7 +78,7 @@ async def run(stop: asyncio.Event, settings: AutomationSettings | None = None, *
             TaskProgress.in_buckets(ctx.buckets), settings, publisher)
         while not ctx.stop.is_set():
             wake.clear()
-            await orchestrator.advance_due()
+            await _unless_database_away("engine", orchestrator.advance_due)
             await _sleep(ctx.stop, wake, settings.tick_seconds)
 
     async def job_results(ctx: WorkerContext) -> None:
@@ -86,7 +108,7 @@ async def run(stop: asyncio.Event, settings: AutomationSettings | None = None, *
                          BillingClient(ctx.nc, timeout=timeout), settings)
         never = asyncio.Event()
         while not ctx.stop.is_set():
-            if await runs.run_due():
+            if await _unless_database_away("scheduler", runs.run_due):
                 wake.set()
             await _sleep(ctx.stop, never, settings.schedule_check_seconds)
 
@@ -96,7 +118,8 @@ async def run(stop: asyncio.Event, settings: AutomationSettings | None = None, *
         wake_consumer(ctx.db, ctx.js, "planner", PLANNER_WAKERS, wake.set),
         wake_consumer(ctx.db, ctx.js, "writer", WRITER_WAKERS, wake.set),
         wake_consumer(ctx.db, ctx.js, "automation", OWN_WAKERS, wake.set),
-    ], tasks=[engine, job_results, *([schedules] if scheduler else [])], stop=stop)
+    ], tasks=[engine, job_results, *([schedules] if scheduler else [])], stop=stop,
+        restart=restart)
 
 
 if __name__ == "__main__":
