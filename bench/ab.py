@@ -41,6 +41,15 @@ FIGURES: dict[str, list[tuple[str, str, int, bool]]] = {
         ("direct SQL, pairs/s", r"direct SQL .*= *" + _NUM + " pairs/s", 1, True),
         ("NATS / direct, %", r"ratio NATS / direct *: *" + _NUM, 1, True),
     ],
+    "automation": [
+        ("wall, s", r"keywords \(\d+ topics\): \w+, .*wall " + _NUM + " s", 1, False),
+        ("overhead", r"overhead " + _NUM, 1, False),
+        ("time between steps, s", r"stage between: \{'steps_s': " + _NUM, 1, False),
+        ("stage 5's last debit applied after its publish, s",
+         r"stage 5's debits: .*'applied_s': " + _NUM, 1, False),
+        ("stage 6's last debit applied after its publish, s",
+         r"stage 6's debits: .*'applied_s': " + _NUM, 1, False),
+    ],
     "planner": [
         *[(f"({case}) {label}", _PLANNER_CASE.format(case=case), group, higher)
           for case in "abc"

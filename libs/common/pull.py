@@ -40,7 +40,10 @@ async def pull_forever(
     handle: Callable[[Msg], Awaitable[None]],
     provision: Callable[[], Awaitable[None]],
     stop: asyncio.Event,
+    handle_many: Callable[[list[Msg]], Awaitable[None]] | None = None,
 ) -> None:
+    """Fetch up to `batch` messages at a time and give each to `handle`, or the whole
+    fetch (whatever the server had, at most `batch`) to `handle_many`."""
     await provision()
     while not stop.is_set():
         try:
@@ -52,7 +55,8 @@ async def pull_forever(
                 await provision()
             continue
         try:
-            await _fetch_until_stale(js, sub, stream, durable, batch, handle, stop)
+            await _fetch_until_stale(js, sub, stream, durable, batch, handle_many or _each(handle),
+                                     stop)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -60,7 +64,7 @@ async def pull_forever(
 
 async def _fetch_until_stale(
     js: JetStreamContext, sub: JetStreamContext.PullSubscription, stream: str, durable: str,
-    batch: int, handle: Callable[[Msg], Awaitable[None]], stop: asyncio.Event,
+    batch: int, handle: Callable[[list[Msg]], Awaitable[None]], stop: asyncio.Event,
 ) -> None:
     idle = 0
     failures = 0
@@ -84,10 +88,18 @@ async def _fetch_until_stale(
             await sleep_or_stop(stop, 0.5)
             continue
         idle = failures = 0
-        for msg in msgs:
-            await handle(msg)
+        await handle(msgs)
         with contextlib.suppress(Exception):  # not a JetStream message: nothing to read
             CONSUMER_PENDING.labels(stream, durable).set(msgs[-1].metadata.num_pending)
+
+
+def _each(handle: Callable[[Msg], Awaitable[None]]
+          ) -> Callable[[list[Msg]], Awaitable[None]]:
+    async def handle_each(msgs: list[Msg]) -> None:
+        for msg in msgs:
+            await handle(msg)
+
+    return handle_each
 
 
 async def _messages_waiting(js: JetStreamContext, stream: str, durable: str) -> bool:

@@ -53,33 +53,45 @@ def stage_completed(run: Row, stage: int, name: str, result: dict[str, Any]) -> 
         "reasons": result.get("reasons") or {}})
 
 
-async def apply_debit(session: AsyncSession, event: Event) -> Row | None:
-    """A ledger deduction for one of our steps' jobs becomes the run's charge (once per
-    transaction); the step it charged, when it was ours and new."""
+def _debit(event: Event) -> dict[str, Any] | None:
+    """A ledger deduction of an AI job, as a charge row without its run and stage."""
     data = event.data
     if data.get("related_object_type") != "ai_task" or not event.account_id:
         return None
     try:
-        task_id = UUID(str(data.get("related_object_id")))
-        transaction_id = int(data["transaction_id"])
-        amount = int(data["amount"])
+        return {"task_id": UUID(str(data.get("related_object_id"))),
+                "transaction_id": int(data["transaction_id"]), "amount": abs(int(data["amount"])),
+                "operation_type": str(data.get("operation_type") or "")[:64]}
     except (KeyError, TypeError, ValueError):
         return None
-    vis = Visibility(event.account_id)
-    step = await StepRepository(session, vis).by_task(task_id)
-    if step is None:
-        return None
-    added = await ChargeRepository(session, vis).add({
-        "run_pk": step["run_pk"], "stage": step["stage"], "transaction_id": transaction_id,
-        "task_id": task_id, "amount": abs(amount),
-        "operation_type": str(data.get("operation_type") or "")[:64]})
-    if not added:
-        return None
+
+
+async def apply_debits(session: AsyncSession, account_id: int, events: list[Event]
+                       ) -> list[Row]:
+    """Ledger deductions of one account for our steps' jobs become the runs' charges (once
+    per transaction), in a few statements however many arrived together: the steps whose
+    charges grew."""
+    debits = [d for d in map(_debit, events) if d is not None]
+    if not debits:
+        return []
+    vis = Visibility(account_id)
+    steps = await StepRepository(session, vis).by_tasks([d["task_id"] for d in debits])
+    rows = [{**d, "run_pk": step["run_pk"], "stage": step["stage"]}
+            for d in debits if (step := steps.get(d["task_id"])) is not None]
+    added = await ChargeRepository(session, vis).add_many(rows)
+    grown: dict[int, int] = {}
+    charged: dict[UUID, Row] = {}
+    for row in rows:
+        if row["transaction_id"] in added:
+            added.discard(row["transaction_id"])  # one charge per transaction
+            grown[row["run_pk"]] = grown.get(row["run_pk"], 0) + row["amount"]
+            charged[row["task_id"]] = steps[row["task_id"]]
     runs = RunRepository(session, vis)
-    run = await runs.locked(step["run_pk"])
-    if run is not None:
-        await runs.change(run["id"], {"total_credits": run["total_credits"] + abs(amount)})
-    return step
+    for run_pk in sorted(grown):
+        run = await runs.locked(run_pk)
+        if run is not None:
+            await runs.change(run["id"], {"total_credits": run["total_credits"] + grown[run_pk]})
+    return list(charged.values())
 
 
 async def settles_step(session: AsyncSession, step: Row) -> bool:
@@ -100,16 +112,22 @@ def billing_consumer(db: Database, js: Any, wake: Callable[[], None]) -> EventCo
     then. The engine's tick is the safety net (a debit that committed while the step's
     end did not show yet)."""
 
+    async def handle_many(session: AsyncSession, events: list[Event]) -> None:
+        # One unit of work holds one scope's events: the account's.
+        steps = await apply_debits(session, events[0].account_id or 0, events)
+        for step in steps:
+            if await settles_step(session, step):
+                sqlalchemy_event.listen(session.sync_session, "after_commit",
+                                        lambda _session: wake(), once=True)
+                return
+
     async def handle(session: AsyncSession, event: Event) -> None:
-        step = await apply_debit(session, event)
-        if step is not None and await settles_step(session, step):
-            sqlalchemy_event.listen(session.sync_session, "after_commit",
-                                    lambda _session: wake(), once=True)
+        await handle_many(session, [event])
 
     return EventConsumer(
         name=f"{SERVICE}-billing-events", stream=stream_name("billing"),
-        subjects=["igny8.billing.credits.debited"], handler=handle, db=db, js=js,
-        service=SERVICE, source="billing")
+        subjects=["igny8.billing.credits.debited"], handler=handle, batch_handler=handle_many,
+        db=db, js=js, service=SERVICE, source="billing")
 
 
 def wake_consumer(db: Database, js: Any, source: str, subjects: list[str],

@@ -156,6 +156,14 @@ class StepRepository(Repository[Row]):
         found = await self.fetch(self.select().where(*self.scope(), STEPS.c.task_id == task_id))
         return found[0] if found else None
 
+    async def by_tasks(self, task_ids: list[UUID]) -> dict[UUID, Row]:
+        """The steps of these jobs, by task id (one statement for a burst of debits)."""
+        if not task_ids:
+            return {}
+        found = await self.fetch(self.select().where(
+            *self.scope(), STEPS.c.task_id.in_(sorted(set(task_ids)))))
+        return {row["task_id"]: row for row in found}
+
     async def change(self, step_id: int, values: dict[str, Any],
                      *only_from: str) -> Row | None:
         conds = [STEPS.c.id == step_id]
@@ -217,11 +225,15 @@ class ItemRepository(Repository[Row]):
 class ChargeRepository(Repository[Row]):
     table = CHARGES
 
-    async def add(self, values: dict[str, Any]) -> bool:
+    async def add_many(self, rows: list[dict[str, Any]]) -> set[int]:
+        """The charges (one per ledger transaction) in one statement; the transaction ids
+        of those that were new."""
+        if not rows:
+            return set()
         result = await self.session.execute(
-            insert(CHARGES).values(**self._owned(values)).on_conflict_do_nothing()
-            .returning(CHARGES.c.id))
-        return result.scalar_one_or_none() is not None
+            insert(CHARGES).values([self._owned(r) for r in rows]).on_conflict_do_nothing()
+            .returning(CHARGES.c.transaction_id))
+        return {int(t) for t in result.scalars()}
 
     async def by_task(self, run_pk: int, stage: int) -> dict[UUID, int]:
         """The stage's charges so far, per job (task id)."""

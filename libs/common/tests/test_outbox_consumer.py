@@ -156,6 +156,90 @@ async def test_consumer_applies_each_event_once_and_dead_letters_poison(
     assert applied.count(good.id) == 1
 
 
+async def test_consumer_applies_a_fetchs_events_in_one_unit_of_work(
+    kernel_db: Database, js
+) -> None:  # type: ignore[no-untyped-def]
+    """The events one fetch brings share a unit of work per tenant scope (one commit, one
+    round of acks: a job's hundred debits came one transaction each), each applied once;
+    a burst holding an event that cannot be applied is applied one by one, so the others
+    still are and that one is dead-lettered."""
+    together: list[int] = []
+
+    async def handler(session, event: Event) -> None:  # type: ignore[no-untyped-def]
+        if event.data.get("poison"):
+            raise PermanentError("cannot apply")
+        await session.execute(text("INSERT INTO notes (account_id, body) VALUES (:a, :b)"),
+                              {"a": event.account_id, "b": str(event.id)})
+
+    async def batch_handler(session, events: list[Event]) -> None:  # type: ignore[no-untyped-def]
+        together.append(len(events))
+        for event in events:
+            await handler(session, event)
+
+    entity = f"many{uuid.uuid4().hex[:6]}"
+    name = f"kernel-test-{entity}"
+    subject = f"kernel.{entity}.created"
+    burst = [Event(type=subject, account_id=5, data={"n": n}) for n in range(12)]
+    for e in burst:
+        await js.publish(e.subject, e.model_dump_json().encode(),
+                         headers={"Nats-Msg-Id": str(e.id)})
+    # The same event again under another message id (beyond de-duplication), in the burst.
+    await js.publish(burst[0].subject, burst[0].model_dump_json().encode(),
+                     headers={"Nats-Msg-Id": "again-" + str(burst[0].id)})
+    consumer = EventConsumer(name=name, stream=stream_name("kernel"),
+                             subjects=[f"igny8.kernel.{entity}.>"], handler=handler,
+                             batch_handler=batch_handler, db=kernel_db, js=js, service="kernel")
+
+    async def processed() -> list[tuple[uuid.UUID, object]]:
+        async with kernel_db.session(TenantScope.system()) as s:
+            return [(r.event_id, r.processed_at) for r in await s.execute(
+                select(processed_events.c.event_id, processed_events.c.processed_at)
+                .where(processed_events.c.consumer == name))]
+
+    async def all_applied(n: int) -> bool:
+        return len(await processed()) >= n
+
+    async def applied() -> list[str]:
+        ids = [str(e.id) for e in burst + poisoned]
+        async with kernel_db.session(TenantScope.system()) as s:
+            return sorted(r.body for r in await s.execute(
+                text("SELECT body FROM notes WHERE body = ANY(:ids)"), {"ids": ids}))
+
+    poisoned = [Event(type=subject, account_id=5, data={"n": n}) for n in range(4)]
+    poisoned.insert(2, Event(type=subject, account_id=5, data={"poison": True}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await _wait_for(lambda: all_applied(len(burst)))
+    assert await applied() == sorted(str(e.id) for e in burst)
+    assert sum(together) == len(burst)
+    assert len(together) < len(burst)
+    # processed_at is the transaction's start: fewer moments than events.
+    assert len({moment for _, moment in await processed()}) < len(burst)
+
+    stop.set()
+    await task
+    for e in poisoned:
+        await js.publish(e.subject, e.model_dump_json().encode(),
+                         headers={"Nats-Msg-Id": str(e.id)})
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+
+    async def dead() -> int:
+        async with kernel_db.session(TenantScope.system()) as s:
+            return int((await s.execute(select(func.count()).select_from(dead_letters)
+                                        .where(dead_letters.c.consumer == name))).scalar_one())
+
+    async def settled() -> bool:
+        return await dead() == 1 and await all_applied(len(burst) + 4)
+
+    await _wait_for(settled)
+    await asyncio.sleep(0.3)
+    stop.set()
+    await task
+    assert await applied() == sorted(
+        str(e.id) for e in burst + poisoned if not e.data.get("poison"))
+
+
 async def test_row_level_security_hides_other_tenants(kernel_db: Database) -> None:
     async with kernel_db.session(TenantScope.account(101)) as s:
         await s.execute(text("INSERT INTO notes (account_id, body) VALUES (101, 'mine')"))

@@ -251,6 +251,54 @@ async def test_the_debit_that_completes_a_finished_steps_charges_wakes_the_engin
     assert wakes == ["woken"]
 
 
+async def test_debits_that_arrive_together_are_charged_once_each_in_one_unit_of_work(
+        client: httpx.AsyncClient, tenant: Tenant, automation_db: Database) -> None:
+    """A job's per-item captures are as many debits, which the consumer gets in one fetch:
+    its batch handler charges each ledger transaction once (one statement for the charges,
+    the run's total changed once), and the batch that completes a done step's charges
+    wakes the engine once, after its commit."""
+    h = tenant.headers()
+    run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
+                                headers=h)).json()["run_id"]
+    assert (await client.post(f"{API}/pause/?run_id={run_id}", headers=h)).status_code == 200
+    task_id = uuid.uuid4()
+    async with automation_db.session(TenantScope.account(tenant.account_id)) as session:
+        await session.execute(text(
+            "INSERT INTO automation_steps (account_id, run_pk, stage, batch, key, item_ids,"
+            " status, attempts, task_id, result) SELECT :a, id, 5, 0, :r || ':5:0',"
+            " '[1, 2, 3]', 'done', 1, :t, '{\"credits\": 6}' FROM automation_runs"
+            " WHERE run_id = :r"), {"a": tenant.account_id, "r": run_id, "t": task_id})
+        await session.commit()
+    wakes: list[str] = []
+    consumer = billing_consumer(automation_db, None, lambda: wakes.append("woken"))
+    assert consumer.batch_handler is not None
+
+    def debit(transaction_id: int, amount: int) -> Event:
+        return Event(type="billing.credits.debited", account_id=tenant.account_id, data={
+            "related_object_type": "ai_task", "related_object_id": str(task_id),
+            "transaction_id": transaction_id, "amount": -amount,
+            "operation_type": "image_prompt_extraction"})
+
+    first, second, third = next_id(), next_id(), next_id()
+    async with unit_of_work(automation_db, TenantScope.account(tenant.account_id)) as uow:
+        await consumer.batch_handler(uow.session, [debit(first, 2), debit(second, 2)])
+    assert wakes == []
+    async with unit_of_work(automation_db, TenantScope.account(tenant.account_id)) as uow:
+        # A transaction charged already (another event of it) and the last one.
+        await consumer.batch_handler(uow.session, [debit(second, 2), debit(third, 2),
+                                                   debit(third, 2)])
+        assert wakes == [], "woken before the charges were committed"
+    assert wakes == ["woken"]
+    charges = await rows(automation_db, tenant.account_id,
+                         "SELECT transaction_id, amount FROM automation_charges"
+                         " WHERE task_id = :t ORDER BY transaction_id", t=task_id)
+    assert [(c["transaction_id"], c["amount"]) for c in charges] == [
+        (first, 2), (second, 2), (third, 2)]
+    (run,) = await rows(automation_db, tenant.account_id,
+                        "SELECT total_credits FROM automation_runs WHERE run_id = :r", r=run_id)
+    assert run["total_credits"] == 6
+
+
 async def test_a_stage_whose_debits_never_arrive_closes_after_the_settle_wait(
         client: httpx.AsyncClient, tenant: Tenant, automation_db: Database,
         settings: AutomationSettings, nc: NATS) -> None:
