@@ -5,7 +5,7 @@ In one unit of work the consumer records `(consumer, event_id)` in `processed_ev
 commits; only then does it ack (synchronously). The events of one fetch (whatever the
 server had waiting, at most `batch`) share that unit of work, one per run of events of
 the same tenant scope: one commit and one ack round for a burst, where one each per
-event made a job's hundred debits take a second to apply (ADR 0038). When a shared unit
+event made a job's hundred debits take a second to apply (ADR 0039). When a shared unit
 of work fails, its events are applied again one by one, each in its own, so one bad
 event cannot hold back the others: transient failures are nak'ed with a delay; a message
 that cannot be parsed, raises `PermanentError`, or exhausts its deliveries is written to
