@@ -171,17 +171,7 @@ class EventConsumer:
                 await self._dead_letter(msg, None, f"unparseable event: {exc}")
                 return
             try:
-                async with unit_of_work(self.db, self.scope(event)) as uow:
-                    first_time = (
-                        await uow.session.execute(
-                            pg_insert(processed_events)
-                            .values(consumer=self.name, event_id=event.id)
-                            .on_conflict_do_nothing()
-                            .returning(processed_events.c.event_id)
-                        )
-                    ).first()
-                    if first_time is not None:
-                        await self.handler(uow.session, event)
+                first_time = await self._apply(msg, event)
             except PermanentError as exc:
                 await self._dead_letter(msg, event, str(exc))
                 return
@@ -201,6 +191,34 @@ class EventConsumer:
             EVENTS_CONSUMED.labels(
                 self.service, self.name, "applied" if first_time else "duplicate"
             ).inc()
+
+    async def _apply(self, msg: Msg, event: Event) -> bool:
+        """Apply the event once (False: applied before). While the database is away, the
+        event is held in progress and applied once it is back: its failures then are not
+        the event's, and naks would spend its deliveries (JetStream stops at
+        `max_deliver`, and the dead letter cannot be written either: the event was lost)."""
+        while True:
+            try:
+                async with unit_of_work(self.db, self.scope(event)) as uow:
+                    first_time = (
+                        await uow.session.execute(
+                            pg_insert(processed_events)
+                            .values(consumer=self.name, event_id=event.id)
+                            .on_conflict_do_nothing()
+                            .returning(processed_events.c.event_id)
+                        )
+                    ).first()
+                    if first_time is not None:
+                        await self.handler(uow.session, event)
+                return first_time is not None
+            except PermanentError:
+                raise
+            except Exception as exc:
+                if await self.db.ping():
+                    raise
+                log.warning("consumer %s: the database is away; holding %s until it is "
+                            "back: %r", self.name, event.type, exc)
+                await self.db.wait_until_up(meanwhile=msg.in_progress)
 
     async def _dead_letter(self, msg: Msg, event: Event | None, error: str) -> None:
         log.error("consumer %s: dead-lettering %s: %s", self.name, msg.subject, error)

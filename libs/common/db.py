@@ -8,8 +8,10 @@ it is applied again at the start of every transaction a session opens (`after_be
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -193,6 +195,18 @@ class Database:
             return True
         except Exception:
             return False
+
+    async def wait_until_up(self, meanwhile: Callable[[], Awaitable[object]] | None = None,
+                            longest: float = 1.0) -> None:
+        """Until the database answers `ping()` (a restart, a failover, a network cut),
+        calling `meanwhile` between tries (a message kept in progress)."""
+        delay = 0.05
+        while not await self.ping():
+            if meanwhile is not None:
+                with contextlib.suppress(Exception):
+                    await meanwhile()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, longest)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

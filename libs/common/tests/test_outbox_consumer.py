@@ -13,6 +13,8 @@ from libs.common.db import Database, TenantScope
 from libs.common.events import Event, stream_name
 from libs.common.models import dead_letters, processed_events
 from libs.common.outbox import OutboxRelay
+from libs.common.provision import ServiceDatabase
+from libs.common.testing.tcpproxy import CuttableProxy
 
 
 async def _wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -313,3 +315,58 @@ async def test_consumer_keeps_up_with_bursts_and_survives_a_server_restart(
     stop.set()
     await task
     await nc.close()
+
+
+async def test_an_event_that_comes_while_the_database_is_away_is_applied_once_it_is_back(
+    kernel_db_info: ServiceDatabase, kernel_db: Database, js
+) -> None:  # type: ignore[no-untyped-def]
+    """Found on `igny8 up`: PostgreSQL away for a minute or two, writer's consumer spent
+    every delivery of 56 `idea.queued` events on naks (JetStream then stops delivering)
+    and could not write their dead letters either: the events were lost, and the ideas
+    never became tasks. The database being away is not the event's failure."""
+    entity = f"away{uuid.uuid4().hex[:6]}"
+    name = f"kernel-test-{entity}"
+
+    async def handler(session, event: Event) -> None:  # type: ignore[no-untyped-def]
+        await session.execute(text("INSERT INTO notes (account_id, body) VALUES (:a, :b)"),
+                              {"a": event.account_id, "b": str(event.id)})
+
+    async with CuttableProxy.to(kernel_db_info.app_url) as proxy:
+        db = Database(proxy.url)
+        # Two deliveries, quick naks: without holding the event, both are spent (and the
+        # dead letter refused) long before the database is back.
+        consumer = EventConsumer(name=name, stream=stream_name("kernel"),
+                                 subjects=[f"igny8.kernel.{entity}.>"], handler=handler,
+                                 db=db, js=js, service="kernel", max_deliver=2,
+                                 nak_delays=(0.05,))
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        try:
+            await asyncio.sleep(0.3)  # bound and fetching
+            proxy.cut()
+            event = Event(type=f"kernel.{entity}.created", account_id=7, data={"n": 1})
+            await js.publish(event.subject, event.model_dump_json().encode(),
+                             headers={"Nats-Msg-Id": str(event.id)})
+
+            async def long_away() -> bool:
+                assert not task.done(), task
+                return proxy.refused >= 10
+
+            await _wait_for(long_away, timeout=60)
+            proxy.restore()
+
+            async def applied() -> bool:
+                async with kernel_db.session(TenantScope.system(), read_only=True) as s:
+                    return bool((await s.execute(
+                        text("SELECT count(*) FROM notes WHERE body = :b"),
+                        {"b": str(event.id)})).scalar_one() == 1)
+
+            await _wait_for(applied, timeout=30)
+        finally:
+            stop.set()
+            await asyncio.gather(task, return_exceptions=True)
+            await db.dispose()
+    async with kernel_db.session(TenantScope.system(), read_only=True) as s:
+        dead = (await s.execute(select(func.count()).select_from(dead_letters)
+                                .where(dead_letters.c.consumer == name))).scalar_one()
+    assert dead == 0
