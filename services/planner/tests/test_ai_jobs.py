@@ -15,7 +15,8 @@ from libs.common.billing import BillingClient
 from libs.common.db import Database, TenantScope
 from libs.common.jobs import JobWorker
 from libs.common.outbox import OutboxRelay
-from libs.common.testing.checks import ai_task_log, finished_task, task_progress
+from libs.common.testing.checks import ai_task_log, eventually, finished_task, task_progress
+from libs.common.testing.tcpproxy import CuttableProxy
 from services.planner.clustering import (
     ClusteringResult,
     ExistingCluster,
@@ -185,6 +186,74 @@ async def test_job_of_a_killed_worker_is_retried_and_charged_once(
     assert debits[0].reference == f"hold:{mine[0].id}"
     assert await billing.spendable(tenant.account_id) == 1000 - 10
     assert (await billing.balance(tenant.account_id)).held == 0
+    clusters = (await client.get(f"{API}/clusters/", headers=tenant.headers())).json()
+    assert clusters["count"] == 2  # saved once
+
+
+class CutsTheDatabase:
+    """The local clustering engine, that cuts the job's way to the database the first time
+    it runs: the job's results cannot be saved, nor its failure recorded."""
+
+    def __init__(self, proxy: CuttableProxy) -> None:
+        self.proxy = proxy
+        self.local = Engines.local()
+        self.calls = 0
+
+    async def cluster(self, keywords: Sequence[KeywordInput],
+                      existing: Sequence[ExistingCluster],
+                      anchors: Sequence[TopicAnchor] = ()) -> ClusteringResult:
+        self.calls += 1
+        if self.calls == 1:
+            self.proxy.cut()
+        return await self.local.cluster(keywords, existing, anchors)
+
+
+async def test_a_job_whose_database_goes_away_finishes_once_it_is_back_charged_once(
+    client: httpx.AsyncClient, tenant: Tenant, planner_db: Database,
+    planner_settings: PlannerSettings, billing: Ledger, nc: NATS,
+) -> None:
+    """Found on `igny8 up`: PostgreSQL away for a while, a writer job spent its attempts
+    within seconds, failed, and could not record it: its log stayed `running`, its holds
+    `held` until they expired. The database being away is not the job's failure: the job
+    waits for it (kept in progress) and finishes, charged once."""
+    kws = await add_keywords(client, tenant, *SHOES_AND_COFFEE)
+    progress = await task_progress(nc, "planner")
+    js = nc.jetstream()
+    relay_stop, worker_stop = asyncio.Event(), asyncio.Event()
+    relay = asyncio.create_task(OutboxRelay(planner_db, js, service="planner").run(relay_stop))
+    # Two attempts, retried at once: counted as failures, the outage would end the job.
+    settings = planner_settings.model_copy(update={"job_max_deliver": 2})
+    async with CuttableProxy.to(planner_settings.database_url) as proxy:
+        away = Database(proxy.url)
+        cutter = CutsTheDatabase(proxy)
+        jobs = PlannerJobs(away, BillingClient(nc), settings,
+                           Engines(cluster=cutter.cluster, ideas=cutter.local.ideas))
+        worker = asyncio.create_task(JobWorker(
+            "planner", "auto_cluster", jobs.auto_cluster, js, progress, max_deliver=2,
+            ack_wait=planner_settings.job_ack_wait_seconds, retry_delay=0.05).run(worker_stop))
+        try:
+            r = await client.post(f"{API}/keywords/auto_cluster/", headers=tenant.headers(),
+                                  json={"ids": [k["id"] for k in kws]})
+            assert r.status_code == 200, r.text
+            task_id = r.json()["task_id"]
+
+            async def long_away() -> bool:
+                return proxy.refused >= 10
+
+            await eventually(long_away, timeout=60)
+            proxy.restore()
+            doc = await finished_task(progress, task_id)
+        finally:
+            worker_stop.set()
+            relay_stop.set()
+            await asyncio.gather(worker, relay, return_exceptions=True)
+            await away.dispose()
+    assert doc["state"] == "SUCCESS", doc
+    log = await ai_task_log(planner_db, tenant.account_id, task_id)
+    assert (log["status"], log["credits_charged"]) == ("success", 10)
+    mine = await billing.holds(tenant.account_id)
+    assert [(h.status, h.captured_credits) for h in mine] == [("captured", 10)]
+    assert [d.amount for d in await billing.debits(tenant.account_id)] == [-10]
     clusters = (await client.get(f"{API}/clusters/", headers=tenant.headers())).json()
     assert clusters["count"] == 2  # saved once
 
