@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import tempfile
@@ -324,6 +325,9 @@ def main() -> None:
                         help="one run per size, one after the other (issue #12: 100, and "
                              "1,000 reported too)")
     parser.add_argument("--topics", type=int, default=10)
+    parser.add_argument("--home", type=Path, default=None,
+                        help="IGNY8_HOME for the platform, kept afterwards with its logs "
+                             "(default: a temporary one, removed)")
     parser.add_argument("--batch", action="append", default=[], metavar="STAGE=SIZE",
                         help="a stage's batch size (default: the site's defaults)")
     args = parser.parse_args()
@@ -333,8 +337,14 @@ def main() -> None:
                                             ("GET", "/api/v1/automation/history/"))}
     overrides = {str(scope): 1_000_000_000 for scope in scopes if scope is not None}
     results = []
-    with tempfile.TemporaryDirectory(prefix="igny8-bench-automation-") as tmp, \
-            platform(Path(tmp), overrides) as run:
+    with contextlib.ExitStack() as stack:
+        if args.home is None:
+            home = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="igny8-bench-automation-")))
+        else:
+            home = args.home
+            home.mkdir(parents=True, exist_ok=True)
+        run = stack.enter_context(platform(home, overrides))
         gateway = f"http://127.0.0.1:{run['ports']['gateway']}"
         for n in args.keywords:
             found = run_once(gateway, run["postgres"]["url"], n, args.topics, batches)
