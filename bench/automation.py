@@ -131,6 +131,16 @@ def job_seconds(url: str, account_id: int) -> tuple[int, float]:
     return int(row[0]), float(row[1]) / 1000
 
 
+def last_captures(billing_url: str, account_id: int) -> dict[str, datetime]:
+    """Each AI task's last capture in billing's ledger (the start of its transaction)."""
+    with psycopg.connect(billing_url) as conn:
+        conn.execute("SELECT set_config('igny8.all_accounts', 'on', false)")
+        return {str(task): moment for task, moment in conn.execute(
+            "SELECT related_object_id, max(created_at) FROM credit_usage_logs"
+            " WHERE account_id = %s AND related_object_type = 'ai_task'"
+            " GROUP BY related_object_id", (account_id,))}
+
+
 def breakdown(urls: dict[str, str], account_id: int) -> dict[str, dict[str, Any]]:
     """Per stage: jobs, their own time, how long the owner took to take a recorded step
     (step recorded → log created), their wait in the queue (log created → started),
@@ -148,12 +158,7 @@ def breakdown(urls: dict[str, str], account_id: int) -> dict[str, dict[str, Any]
                     " FROM ai_task_logs WHERE account_id = %s", (account_id,)):
                 logs[str(task_id)] = {"created": created, "started": started,
                                       "finished": finished, "ms": ms or 0}
-    with psycopg.connect(urls["billing"]) as conn:
-        conn.execute("SELECT set_config('igny8.all_accounts', 'on', false)")
-        captured = {str(task): moment for task, moment in conn.execute(
-            "SELECT related_object_id, max(created_at) FROM credit_usage_logs"
-            " WHERE account_id = %s AND related_object_type = 'ai_task'"
-            " GROUP BY related_object_id", (account_id,))}
+    captured = last_captures(urls["billing"], account_id)
     out: dict[str, dict[str, float]] = {}
     with psycopg.connect(urls["automation"]) as conn:
         conn.execute("SELECT set_config('igny8.all_accounts', 'on', false)")
@@ -212,12 +217,9 @@ def debit_trace(urls: dict[str, str], account_id: int) -> dict[str, dict[str, An
             ends.update({str(t): f for t, f in conn.execute(
                 "SELECT task_id, finished_at FROM ai_task_logs WHERE account_id = %s",
                 (account_id,))})
+    captures = last_captures(urls["billing"], account_id)
     with psycopg.connect(urls["billing"]) as conn:
         conn.execute("SELECT set_config('igny8.all_accounts', 'on', false)")
-        captures = {str(t): m for t, m in conn.execute(
-            "SELECT related_object_id, max(created_at) FROM credit_usage_logs"
-            " WHERE account_id = %s AND related_object_type = 'ai_task'"
-            " GROUP BY related_object_id", (account_id,))}
         sent: dict[str, list[tuple[str, Any]]] = {}
         for task, event_id, published in conn.execute(
                 "SELECT payload->'data'->>'related_object_id', id, published_at FROM outbox"

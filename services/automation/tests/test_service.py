@@ -213,6 +213,22 @@ async def test_pipeline_overview_counts_each_stage(
     assert r.json() is None
 
 
+async def add_step(db: Database, tenant: Tenant, run_id: str, *, stage: int, batch: int,
+                   status: str, task_id: uuid.UUID, credits: int, finished: bool = False
+                   ) -> None:
+    """A step of the run whose job (`task_id`) says it charged `credits`."""
+    async with db.session(TenantScope.account(tenant.account_id)) as session:
+        await session.execute(text(
+            "INSERT INTO automation_steps (account_id, run_pk, stage, batch, key, item_ids,"
+            " status, attempts, task_id, result, finished_at) SELECT :a, id, :g,"
+            " :b, :r || ':' || :g || ':' || :b, '[1]', :s, 1, :t,"
+            " jsonb_build_object('credits', :c), CASE WHEN :f THEN now() END"
+            " FROM automation_runs WHERE run_id = :r"),
+            {"a": tenant.account_id, "r": run_id, "g": stage, "b": batch, "s": status,
+             "t": task_id, "c": credits, "f": finished})
+        await session.commit()
+
+
 async def test_the_debit_that_completes_a_finished_steps_charges_wakes_the_engine(
         client: httpx.AsyncClient, tenant: Tenant, automation_db: Database) -> None:
     """A stage closes once billing's debits for its jobs have come in: the debit that
@@ -223,14 +239,10 @@ async def test_the_debit_that_completes_a_finished_steps_charges_wakes_the_engin
                                 headers=h)).json()["run_id"]
     assert (await client.post(f"{API}/pause/?run_id={run_id}", headers=h)).status_code == 200
     done, running = uuid.uuid4(), uuid.uuid4()
-    async with automation_db.session(TenantScope.account(tenant.account_id)) as session:
-        for batch, task_id, status in ((1, done, "done"), (2, running, "running")):
-            await session.execute(text(
-                "INSERT INTO automation_steps (account_id, run_pk, stage, batch, key, item_ids,"
-                " status, attempts, task_id, result) SELECT :a, id, 4, :b, :r || ':4:' || :b,"
-                " '[1]', :s, 1, :t, '{\"credits\": 5}' FROM automation_runs WHERE run_id = :r"),
-                {"a": tenant.account_id, "r": run_id, "b": batch, "s": status, "t": task_id})
-        await session.commit()
+    await add_step(automation_db, tenant, run_id, stage=4, batch=1, status="done",
+                   task_id=done, credits=5)
+    await add_step(automation_db, tenant, run_id, stage=4, batch=2, status="running",
+                   task_id=running, credits=5)
     wakes: list[str] = []
     consumer = billing_consumer(automation_db, None, lambda: wakes.append("woken"))
 
@@ -262,13 +274,8 @@ async def test_debits_that_arrive_together_are_charged_once_each_in_one_unit_of_
                                 headers=h)).json()["run_id"]
     assert (await client.post(f"{API}/pause/?run_id={run_id}", headers=h)).status_code == 200
     task_id = uuid.uuid4()
-    async with automation_db.session(TenantScope.account(tenant.account_id)) as session:
-        await session.execute(text(
-            "INSERT INTO automation_steps (account_id, run_pk, stage, batch, key, item_ids,"
-            " status, attempts, task_id, result) SELECT :a, id, 5, 0, :r || ':5:0',"
-            " '[1, 2, 3]', 'done', 1, :t, '{\"credits\": 6}' FROM automation_runs"
-            " WHERE run_id = :r"), {"a": tenant.account_id, "r": run_id, "t": task_id})
-        await session.commit()
+    await add_step(automation_db, tenant, run_id, stage=5, batch=0, status="done",
+                   task_id=task_id, credits=6)
     wakes: list[str] = []
     consumer = billing_consumer(automation_db, None, lambda: wakes.append("woken"))
     assert consumer.batch_handler is not None
@@ -310,16 +317,10 @@ async def test_a_stage_whose_debits_never_arrive_closes_after_the_settle_wait(
     run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
                                 headers=h)).json()["run_id"]
     task_id = uuid.uuid4()
-    async with automation_db.session(TenantScope.account(tenant.account_id)) as session:
-        # Stage 1's only step is done, its job saying it charged 5 credits; no keyword is
-        # left for the stage (the tenant has none), and no debit of the task ever comes.
-        await session.execute(text(
-            "INSERT INTO automation_steps (account_id, run_pk, stage, batch, key, item_ids,"
-            " status, attempts, task_id, result, finished_at) SELECT :a, id, 1, 0, "
-            ":r || ':1:0', '[1]', 'done', 1, :t, '{\"credits\": 5}', now() "
-            "FROM automation_runs WHERE run_id = :r"),
-            {"a": tenant.account_id, "r": run_id, "t": task_id})
-        await session.commit()
+    # Stage 1's only step is done, its job saying it charged 5 credits; no keyword is left
+    # for the stage (the tenant has none), and no debit of the task ever comes.
+    await add_step(automation_db, tenant, run_id, stage=1, batch=0, status="done",
+                   task_id=task_id, credits=5, finished=True)
 
     async def stage_of_run() -> tuple[int, dict[str, Any]]:
         (found,) = await rows(automation_db, tenant.account_id,
