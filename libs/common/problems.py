@@ -14,7 +14,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -252,7 +252,18 @@ def install_problem_handlers(app: FastAPI) -> None:
                     request.method, request.url.path, exc)
         return problem_response(404, NotFound.title, "Not found.")
 
+    async def on_database_away(request: Request, exc: Exception) -> Response:
+        """The database not answering (restarting, failing over, cut off), or refusing the
+        statement for a passing reason (a deadlock, a timeout): a 503 the client may retry,
+        not a 500 that says the request found a bug. The unit of work rolled back."""
+        log.warning("%s %s: the database failed (%s): answered 503", request.method,
+                    request.url.path, str(getattr(exc, "orig", None) or exc).splitlines()[0])
+        return problem_response(503, ServiceUnavailable.title,
+                                "The database is not answering; try again shortly.",
+                                headers={"Retry-After": "5"})
+
     app.add_exception_handler(IntegrityError, on_integrity_error)
+    app.add_exception_handler(OperationalError, on_database_away)
     app.add_exception_handler(StaleDataError, on_stale_row)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 
 from sqlalchemy.engine import make_url
@@ -26,32 +27,56 @@ class CuttableProxy:
         self.url = ""
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None  # its own thread's, if any
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def to(cls, url: str) -> AsyncIterator[CuttableProxy]:
-        """A proxy to the server of a database URL; `proxy.url` is that URL through it."""
+    async def to(cls, url: str, *, own_thread: bool = False) -> AsyncIterator[CuttableProxy]:
+        """A proxy to the server of a database URL; `proxy.url` is that URL through it.
+        `own_thread`: the proxy runs on its own event loop in a thread, for clients that
+        connect synchronously from the test's loop (an app's startup checks)."""
         parsed = make_url(url)
         proxy = cls(parsed.host or "127.0.0.1", parsed.port or 5432)
-        await proxy.start()
+        thread = None
+        if own_thread:
+            proxy._loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=proxy._loop.run_forever, daemon=True)
+            thread.start()
+            asyncio.run_coroutine_threadsafe(proxy.start(), proxy._loop).result(10)
+        else:
+            await proxy.start()
         proxy.url = parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(
             hide_password=False)
         try:
             yield proxy
         finally:
-            await proxy.stop()
+            if proxy._loop is not None and thread is not None:
+                asyncio.run_coroutine_threadsafe(proxy.stop(), proxy._loop).result(10)
+                proxy._loop.call_soon_threadsafe(proxy._loop.stop)
+                thread.join(10)
+            else:
+                await proxy.stop()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        self.cut()
+        self._cut_here()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
 
     def cut(self) -> None:
+        if self._loop is not None and self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._cut(), self._loop).result(10)
+        else:
+            self._cut_here()
+
+    async def _cut(self) -> None:
+        self._cut_here()
+
+    def _cut_here(self) -> None:
         self.cut_off = True
         for writer in list(self._open):
             writer.transport.abort()

@@ -23,6 +23,7 @@ from libs.common.settings import ServiceSettings
 from libs.common.telemetry import configure_tracing
 from libs.common.tenancy import CurrentPrincipal, Editor, UoW
 from libs.common.testing.apps import running_app
+from libs.common.testing.tcpproxy import CuttableProxy
 from libs.common.testing.tokens import TestIssuer
 
 from .conftest import MIGRATIONS
@@ -246,3 +247,26 @@ async def test_nul_characters_are_a_400_naming_the_field(client: httpx.AsyncClie
                                 json={"name": "C:\\u0000", "volume": 1})
     assert literal.status_code == 201
     assert literal.json()["name"] == "C:\\u0000"
+
+
+async def test_a_database_that_is_away_is_a_503_to_retry(
+        kernel_db_info: ServiceDatabase, nats_url: str) -> None:
+    """Probed on `igny8 up` with PostgreSQL stopped: every API answered 500 "Internal
+    server error", as for a bug. The database away is a 503 with Retry-After, and the
+    same request succeeds once it is back."""
+    headers = issuer.headers(user_id=1, account_id=4)
+    async with CuttableProxy.to(kernel_db_info.app_url, own_thread=True) as proxy:
+        settings = ServiceSettings(service_name="kernel", database_url=proxy.url,
+                                   nats_url=nats_url, environment="test")
+        app = create_service_app(settings, title="kernel", routers=[router],
+                                 migrations_dir=MIGRATIONS, keys_fetcher=issuer.fetcher())
+        async with running_app(app) as c:
+            proxy.cut()
+            away = await c.post("/api/v1/kernel/transaction/", headers=headers)
+            assert away.status_code == 503, away.text
+            assert away.headers["content-type"] == "application/problem+json"
+            assert away.headers["retry-after"] == "5"
+            assert away.json()["title"] == "Service unavailable"
+            proxy.restore()
+            back = await c.post("/api/v1/kernel/transaction/", headers=headers)
+            assert back.status_code == 200, back.text
