@@ -253,7 +253,9 @@ class Orchestrator:
             await self._fail_step(m, run, step, f"The owner did not answer: {exc.detail}")
             return True
         except PaymentRequired as exc:
-            await self._fail_step(m, run, step, "insufficient credits")
+            # The owner took nothing (its hold was refused): the step stays queued, its
+            # items with it, and the resume after a top-up asks again under the same key.
+            await m.steps.change(step["id"], {"error": f"insufficient credits: {exc.detail}"})
             await self._pause(m, run, f"Paused: insufficient credits at stage {stage} "
                                       f"({exc.detail}). Add credits and resume.")
             return True
@@ -282,7 +284,7 @@ class Orchestrator:
             await m.say(run, f"Stage 3: {done} ideas queued to writer.", stage=3)
             return True
         await m.steps.change(step["id"], {"status": StepStatus.RUNNING,
-                                          "task_id": answer.task_id,
+                                          "task_id": answer.task_id, "error": None,
                                           "attempts": step["attempts"] + 1})
         await m.say(run, f"Stage {stage}: batch {step['batch'] + 1} ({len(step['item_ids'])} "
                          f"items) started, task {answer.task_id}.", stage=stage)

@@ -65,6 +65,13 @@ class Ledger:
                                       transaction_type=TransactionType.PURCHASE,
                                       description="test purchase")
 
+    async def adjust(self, account_id: int, amount: int) -> None:
+        """An admin's adjustment: credits added (> 0) or removed (< 0, at most what is
+        spendable), as `POST .../adjust-credits/` makes it."""
+        async with unit_of_work(self.db, TenantScope.system()) as uow:
+            await BillingService(uow.session, self.policy).adjust(
+                account_id, amount, "test adjustment", 0, None)
+
     async def balance(self, account_id: int) -> CreditBalance:
         balance = await self._read(lambda s: s.get(CreditBalance, account_id))
         assert balance is not None, f"account {account_id} has no balance"

@@ -19,6 +19,7 @@ from libs.common.testing.fake_openai import FakeOpenAI
 from services.automation.orchestration import next_run_at
 from services.automation.settings import AutomationSettings
 from services.automation.tests.conftest import API, add_keywords, automation_worker
+from services.billing.testing import Ledger
 
 WORDS = ["standing desk", "electric standing desk", "standing desk converter",
          "best standing desk", "standing desk mat", "adjustable standing desk"]
@@ -91,6 +92,47 @@ async def test_pause_waits_for_the_current_batch_then_resume_finishes(
             f"{API}/logs/?run_id={run_id}&lines=500", headers=h)).json()["lines"]]
         assert any(k.startswith("Paused at stage 1") for k in kinds)
         assert any(k.startswith("Resumed at stage 1") for k in kinds)
+
+
+@pytest.mark.timeout(300)
+async def test_a_run_out_of_credits_pauses_and_after_a_top_up_does_the_batch_it_could_not(
+        client: httpx.AsyncClient, planner: httpx.AsyncClient, settings: AutomationSettings,
+        automation_db: Database, billing: Ledger, tenant: Tenant) -> None:
+    h = tenant.headers()
+    await add_keywords(planner, tenant, WORDS)
+    await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h,
+                       json={"stage_1_batch_size": 2})
+    async with automation_worker(settings):
+        run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
+                                    headers=h)).json()["run_id"]
+        await running_step(client, tenant)
+        await client.post(f"{API}/pause/?run_id={run_id}", headers=h)
+
+        async def paused() -> bool:
+            return (await state(client, tenant, run_id))["status"] == "paused"
+
+        await eventually(paused, timeout=60)
+        balance = await billing.balance(tenant.account_id)
+        spendable = balance.plan_credits + balance.purchased_credits - balance.held
+        await billing.adjust(tenant.account_id, -spendable)  # spent elsewhere meanwhile
+        await client.post(f"{API}/resume/?run_id={run_id}", headers=h)
+        await eventually(paused, timeout=60)
+        run = await state(client, tenant, run_id)
+        assert "insufficient credits" in run["error"]
+        assert run["stage_results"][0]["failed"] == 0  # nothing parked: the batch waits
+        assert "queued" in {s["status"] for s in await steps(automation_db, tenant)}
+
+        await billing.adjust(tenant.account_id, 1000)  # the top-up
+        r = await client.post(f"{API}/resume/?run_id={run_id}", headers=h)
+        assert r.json()["status"] == "running"
+
+        async def completed() -> bool:
+            return (await state(client, tenant, run_id))["status"] == "completed"
+
+        await eventually(completed, timeout=240, every=0.5)
+        run = await state(client, tenant, run_id)
+        assert run["stage_results"][0]["processed"] == len(WORDS)
+        assert run["stage_results"][0]["failed"] == 0
 
 
 @pytest.mark.timeout(300)
