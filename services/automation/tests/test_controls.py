@@ -35,6 +35,22 @@ async def steps(db: Database, t: Tenant) -> list[dict[str, Any]]:
                       "WHERE account_id = :a ORDER BY id")
 
 
+async def reaching(client: httpx.AsyncClient, t: Tenant, run_id: str, status: str,
+                   timeout: float = 60) -> dict[str, Any]:
+    """The run, once its status is `status`."""
+
+    async def reached() -> bool:
+        return (await state(client, t, run_id))["status"] == status
+
+    await eventually(reached, timeout=timeout, every=0.5)
+    return await state(client, t, run_id)
+
+
+async def resume(client: httpx.AsyncClient, t: Tenant, run_id: str) -> None:
+    r = await client.post(f"{API}/resume/?run_id={run_id}", headers=t.headers())
+    assert r.json()["status"] == "running", r.text
+
+
 async def running_step(client: httpx.AsyncClient, t: Tenant) -> dict[str, Any]:
     found: dict[str, Any] = {}
 
@@ -69,24 +85,15 @@ async def test_pause_waits_for_the_current_batch_then_resume_finishes(
         assert r.status_code == 200, r.text
         assert r.json()["status"] in ("running", "paused")
 
-        async def paused() -> bool:
-            return (await state(client, tenant, run_id))["status"] == "paused"
-
-        await eventually(paused, timeout=60)
+        await reaching(client, tenant, run_id, "paused")
         held = await steps(automation_db, tenant)
         assert held
         assert {s["status"] for s in held} <= {"done", "failed"}
         # Paused: no new batch starts.
         await asyncio.sleep(1.5)
         assert await steps(automation_db, tenant) == held
-        r = await client.post(f"{API}/resume/?run_id={run_id}", headers=h)
-        assert r.json()["status"] == "running"
-
-        async def completed() -> bool:
-            return (await state(client, tenant, run_id))["status"] == "completed"
-
-        await eventually(completed, timeout=240, every=0.5)
-        run = await state(client, tenant, run_id)
+        await resume(client, tenant, run_id)
+        run = await reaching(client, tenant, run_id, "completed", timeout=240)
         assert run["stage_results"][0]["processed"] == len(WORDS)
         kinds = [line["message"] for line in (await client.get(
             f"{API}/logs/?run_id={run_id}&lines=500", headers=h)).json()["lines"]]
@@ -107,30 +114,19 @@ async def test_a_run_out_of_credits_pauses_and_after_a_top_up_does_the_batch_it_
                                     headers=h)).json()["run_id"]
         await running_step(client, tenant)
         await client.post(f"{API}/pause/?run_id={run_id}", headers=h)
-
-        async def paused() -> bool:
-            return (await state(client, tenant, run_id))["status"] == "paused"
-
-        await eventually(paused, timeout=60)
+        await reaching(client, tenant, run_id, "paused")
         balance = await billing.balance(tenant.account_id)
         spendable = balance.plan_credits + balance.purchased_credits - balance.held
         await billing.adjust(tenant.account_id, -spendable)  # spent elsewhere meanwhile
-        await client.post(f"{API}/resume/?run_id={run_id}", headers=h)
-        await eventually(paused, timeout=60)
-        run = await state(client, tenant, run_id)
+        await resume(client, tenant, run_id)
+        run = await reaching(client, tenant, run_id, "paused")
         assert "insufficient credits" in run["error"]
         assert run["stage_results"][0]["failed"] == 0  # nothing parked: the batch waits
         assert "queued" in {s["status"] for s in await steps(automation_db, tenant)}
 
         await billing.adjust(tenant.account_id, 1000)  # the top-up
-        r = await client.post(f"{API}/resume/?run_id={run_id}", headers=h)
-        assert r.json()["status"] == "running"
-
-        async def completed() -> bool:
-            return (await state(client, tenant, run_id))["status"] == "completed"
-
-        await eventually(completed, timeout=240, every=0.5)
-        run = await state(client, tenant, run_id)
+        await resume(client, tenant, run_id)
+        run = await reaching(client, tenant, run_id, "completed", timeout=240)
         assert run["stage_results"][0]["processed"] == len(WORDS)
         assert run["stage_results"][0]["failed"] == 0
 
@@ -150,10 +146,7 @@ async def test_cancel_stops_after_the_current_batch(
         r = await client.post(f"{API}/cancel/?run_id={run_id}", headers=h)
         assert r.status_code == 200, r.text
 
-        async def cancelled() -> bool:
-            return (await state(client, tenant, run_id))["status"] == "cancelled"
-
-        await eventually(cancelled, timeout=60)
+        await reaching(client, tenant, run_id, "cancelled")
         made = await steps(automation_db, tenant)
         assert {s["status"] for s in made} <= {"done", "failed"}
         assert len(made) < 3  # the remaining batches never started
@@ -222,20 +215,11 @@ async def test_refused_credentials_park_the_batch_and_pause_the_run_with_the_rea
             run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
                                         headers=h)).json()["run_id"]
 
-            async def paused() -> bool:
-                return (await state(client, tenant, run_id))["status"] == "paused"
-
-            await eventually(paused, timeout=120)
-            run = await state(client, tenant, run_id)
+            run = await reaching(client, tenant, run_id, "paused", timeout=120)
             assert "credentials" in run["error"]
             assert run["stage_results"][0]["failed"] == 3
             fake_auth.openai.pop(tenant.account_id)  # the integration fixed (local engines)
-            r = await client.post(f"{API}/resume/?run_id={run_id}", headers=h)
-            assert r.json()["status"] == "running"
-
-            async def finished() -> bool:
-                return (await state(client, tenant, run_id))["status"] == "completed"
-
-            await eventually(finished, timeout=120)
+            await resume(client, tenant, run_id)
+            await reaching(client, tenant, run_id, "completed", timeout=120)
     finally:
         fake_auth.openai.pop(tenant.account_id, None)
