@@ -302,11 +302,13 @@ class Orchestrator:
             return True
         if state == "FAILURE":
             error = str(meta.get("error") or meta.get("message") or "The job failed.")
-            await self._fail_step(m, run, step, error)
             if CREDENTIALS.search(error):
-                await self._pause(m, await self._reload(m, run),
-                                  f"Paused: the AI provider refused the account's credentials "
-                                  f"({error[:300]}). Fix the integration and resume.")
+                await self._ask_again_after_resume(m, step, error)
+                await self._pause(m, run, f"Paused: the AI provider refused the account's "
+                                          f"credentials ({error[:300]}). Fix the integration "
+                                          f"and resume.")
+                return True
+            await self._fail_step(m, run, step, error)
             return True
         if state in (None, "PENDING") and utcnow() - step["created_at"] > STALE_JOB * (
                 step["attempts"] or 1):
@@ -318,6 +320,16 @@ class Orchestrator:
                              "asking its owner again.", stage=step["stage"], level="warning")
             return True
         return False
+
+    async def _ask_again_after_resume(self, m: Move, step: Row, error: str) -> None:
+        """A job the provider refused as a whole (the account's key) made nothing and
+        charged nothing (its holds were released): its step goes back to queued with its
+        items, under a new key (the old one names the failed job), so that the resume
+        after the integration is fixed does the batch."""
+        attempts = step["attempts"]
+        key = f"{step['key'].split(':retry:')[0]}:retry:{attempts}"
+        await m.steps.change(step["id"], {"status": StepStatus.QUEUED, "key": key,
+                                          "task_id": task_id_for(key), "error": error})
 
     async def _succeed_step(self, m: Move, run: Row, step: Row, result: dict[str, Any]) -> None:
         stage = step["stage"]

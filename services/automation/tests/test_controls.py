@@ -204,7 +204,7 @@ async def test_two_automation_processes_start_one_run_for_a_due_schedule(
 
 
 @pytest.mark.timeout(300)
-async def test_refused_credentials_park_the_batch_and_pause_the_run_with_the_reason(
+async def test_refused_credentials_pause_the_run_and_the_resume_does_the_batch(
         client: httpx.AsyncClient, planner: httpx.AsyncClient, settings: AutomationSettings,
         fake_auth: FakeAuth, fake_openai: FakeOpenAI, tenant: Tenant) -> None:
     h = tenant.headers()
@@ -217,9 +217,11 @@ async def test_refused_credentials_park_the_batch_and_pause_the_run_with_the_rea
 
             run = await reaching(client, tenant, run_id, "paused", timeout=120)
             assert "credentials" in run["error"]
-            assert run["stage_results"][0]["failed"] == 3
+            assert run["stage_results"][0]["failed"] == 0  # nothing parked: the batch waits
             fake_auth.openai.pop(tenant.account_id)  # the integration fixed (local engines)
             await resume(client, tenant, run_id)
-            await reaching(client, tenant, run_id, "completed", timeout=120)
+            run = await reaching(client, tenant, run_id, "completed", timeout=120)
+            assert run["stage_results"][0]["processed"] == 3
+            assert run["stage_results"][0]["failed"] == 0
     finally:
         fake_auth.openai.pop(tenant.account_id, None)
