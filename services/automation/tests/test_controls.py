@@ -51,6 +51,17 @@ async def resume(client: httpx.AsyncClient, t: Tenant, run_id: str) -> None:
     assert r.json()["status"] == "running", r.text
 
 
+async def started_in_batches_of_two(client: httpx.AsyncClient, planner: httpx.AsyncClient,
+                                    t: Tenant) -> str:
+    """A run of WORDS whose stage 1 takes two keywords a batch (three batches): room to
+    pause, cancel or run out of credits between two of them."""
+    await add_keywords(planner, t, WORDS)
+    await client.patch(f"{API}/update_config/?site_id={t.site_id}", headers=t.headers(),
+                       json={"stage_1_batch_size": 2})
+    r = await client.post(f"{API}/run_now/?site_id={t.site_id}", headers=t.headers())
+    return str(r.json()["run_id"])
+
+
 async def running_step(client: httpx.AsyncClient, t: Tenant) -> dict[str, Any]:
     found: dict[str, Any] = {}
 
@@ -72,12 +83,8 @@ async def test_pause_waits_for_the_current_batch_then_resume_finishes(
         client: httpx.AsyncClient, planner: httpx.AsyncClient, settings: AutomationSettings,
         automation_db: Database, tenant: Tenant) -> None:
     h = tenant.headers()
-    await add_keywords(planner, tenant, WORDS)
-    await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h,
-                       json={"stage_1_batch_size": 2})
     async with automation_worker(settings):
-        run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
-                                    headers=h)).json()["run_id"]
+        run_id = await started_in_batches_of_two(client, planner, tenant)
         current = await running_step(client, tenant)
         assert current["stage"] == 1
         assert len(current["items"]) == 2
@@ -106,12 +113,8 @@ async def test_a_run_out_of_credits_pauses_and_after_a_top_up_does_the_batch_it_
         client: httpx.AsyncClient, planner: httpx.AsyncClient, settings: AutomationSettings,
         automation_db: Database, billing: Ledger, tenant: Tenant) -> None:
     h = tenant.headers()
-    await add_keywords(planner, tenant, WORDS)
-    await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h,
-                       json={"stage_1_batch_size": 2})
     async with automation_worker(settings):
-        run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
-                                    headers=h)).json()["run_id"]
+        run_id = await started_in_batches_of_two(client, planner, tenant)
         await running_step(client, tenant)
         await client.post(f"{API}/pause/?run_id={run_id}", headers=h)
         await reaching(client, tenant, run_id, "paused")
@@ -136,12 +139,8 @@ async def test_cancel_stops_after_the_current_batch(
         client: httpx.AsyncClient, planner: httpx.AsyncClient, settings: AutomationSettings,
         automation_db: Database, tenant: Tenant) -> None:
     h = tenant.headers()
-    await add_keywords(planner, tenant, WORDS)
-    await client.patch(f"{API}/update_config/?site_id={tenant.site_id}", headers=h,
-                       json={"stage_1_batch_size": 2})
     async with automation_worker(settings):
-        run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
-                                    headers=h)).json()["run_id"]
+        run_id = await started_in_batches_of_two(client, planner, tenant)
         await running_step(client, tenant)
         r = await client.post(f"{API}/cancel/?run_id={run_id}", headers=h)
         assert r.status_code == 200, r.text
