@@ -71,9 +71,8 @@ class EventConsumer:
     # The service whose stream this reads, when it may not exist yet (the consuming
     # service started first): provisioned with that service's own configuration.
     source: str | None = None
-    # Applies a shared unit of work's new events together (in a few statements whatever
-    # their number); without it, `handler` is called for each. An event alone (one
-    # fetched, or applied one by one after a shared unit of work failed) goes to `handler`.
+    # Applies a unit of work's new events together (in a few statements whatever their
+    # number); without it, `handler` is called for each.
     batch_handler: BatchHandler | None = None
 
     async def provision(self) -> None:
@@ -194,31 +193,14 @@ class EventConsumer:
 
     async def _apply(self, msg: Msg, event: Event) -> bool:
         """Apply the event once (False: applied before). While the database is away, the
-        event is held in progress and applied once it is back: its failures then are not
-        the event's, and naks would spend its deliveries (JetStream stops at
-        `max_deliver`, and the dead letter cannot be written either: the event was lost)."""
-        while True:
-            try:
-                async with unit_of_work(self.db, self.scope(event)) as uow:
-                    first_time = (
-                        await uow.session.execute(
-                            pg_insert(processed_events)
-                            .values(consumer=self.name, event_id=event.id)
-                            .on_conflict_do_nothing()
-                            .returning(processed_events.c.event_id)
-                        )
-                    ).first()
-                    if first_time is not None:
-                        await self.handler(uow.session, event)
-                return first_time is not None
-            except PermanentError:
-                raise
-            except Exception as exc:
-                if await self.db.ping():
-                    raise
-                log.warning("consumer %s: the database is away; holding %s until it is "
-                            "back: %r", self.name, event.type, exc)
-                await self.db.wait_until_up(meanwhile=msg.in_progress)
+        event is held in progress and applied once it is back: naks would spend its
+        deliveries (JetStream stops at `max_deliver`, and the dead letter cannot be
+        written either: the event was lost)."""
+        new = await self.db.outlasting_outages(
+            lambda: self._apply_together(self.scope(event), [event]),
+            what=f"consumer {self.name} holding {event.type}", verdicts=(PermanentError,),
+            meanwhile=msg.in_progress)
+        return new == 1
 
     async def _dead_letter(self, msg: Msg, event: Event | None, error: str) -> None:
         log.error("consumer %s: dead-lettering %s: %s", self.name, msg.subject, error)

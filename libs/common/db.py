@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import psycopg
 from sqlalchemy import event, text
@@ -27,6 +28,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session, SessionTransaction
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +211,29 @@ class Database:
                     await meanwhile()
             await asyncio.sleep(delay)
             delay = min(delay * 2, longest)
+
+    async def outlasting_outages(
+        self, step: Callable[[], Awaitable[T]], *, what: str,
+        verdicts: tuple[type[BaseException], ...] = (),
+        meanwhile: Callable[[], Awaitable[object]] | None = None,
+    ) -> T:
+        """`step`, run again once the database is back whenever it fails while the
+        database does not answer `ping()`: an outage is nobody's failure, and counted as
+        one it spends a job's attempts or an event's deliveries within seconds (and the
+        record of the failure cannot be written either). `verdicts` are the step's own
+        decisions (a job failed, a poison event), raised as they are; `meanwhile` runs
+        between tries (a message kept in progress)."""
+        while True:
+            try:
+                return await step()
+            except verdicts:
+                raise
+            except Exception as exc:
+                if await self.ping():
+                    raise
+                log.warning("%s: the database is away; going on once it is back: %r",
+                            what, exc)
+                await self.wait_until_up(meanwhile=meanwhile)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

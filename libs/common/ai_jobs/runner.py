@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from nats.js import JetStreamContext
@@ -53,9 +52,6 @@ from libs.common.uow import UnitOfWork, unit_of_work
 
 # The longest one call to the account's model may take (a long article is written in one
 # completion); the outbound guard's own limit is raised to it.
-log = logging.getLogger(__name__)
-T = TypeVar("T")
-
 AI_CALL_TIMEOUT_SECONDS = 120.0
 
 # Runs in the job's final transaction: the job's writes; returns the job's result.
@@ -167,17 +163,23 @@ class AIJobRunner:
 
         async def handle(ctx: JobContext) -> dict[str, Any]:
             started = time.perf_counter()
+            # A database outage is not the job's failure: the attempt (and the record of
+            # a failure) goes on once it is back; the job worker keeps the job in progress.
+            what = f"job {ctx.task_id}"
             try:
-                return await self._despite_outages(
-                    ctx, lambda: self._run(function, body, ctx, started))
+                return await self.db.outlasting_outages(
+                    lambda: self._run(function, body, ctx, started), what=what,
+                    verdicts=(JobFailed,))
             except JobFailed as exc:
                 error = str(exc)
-                await self._despite_outages(ctx, lambda: self._fail(ctx, error, started))
+                await self.db.outlasting_outages(lambda: self._fail(ctx, error, started),
+                                                 what=what)
                 raise
             except Exception as exc:
                 if ctx.attempt >= self.max_deliver:
                     error = f"Failed after {ctx.attempt} attempts: {exc}"
-                    await self._despite_outages(ctx, lambda: self._fail(ctx, error, started))
+                    await self.db.outlasting_outages(lambda: self._fail(ctx, error, started),
+                                                     what=what)
                 raise
 
         return handle
@@ -187,24 +189,6 @@ class AIJobRunner:
         return [JobWorker(function.service, function.name, self.handler(function, body), js,
                           progress, max_deliver=self.max_deliver, ack_wait=ack_wait)
                 for function, body in bodies.items()]
-
-    async def _despite_outages(self, ctx: JobContext, step: Callable[[], Awaitable[T]]) -> T:
-        """`step`, again once the database is back when it failed while the database was
-        away: an outage is not the job's failure. Counted as one, a restart of PostgreSQL
-        spent the job's attempts within seconds, and its last failure could not be
-        recorded either: its holds stayed `held` until they expired and its log
-        `running` for good. The job worker keeps the job in progress meanwhile."""
-        while True:
-            try:
-                return await step()
-            except JobFailed:
-                raise
-            except Exception as exc:
-                if await self.db.ping():
-                    raise
-                log.warning("job %s: the database is away; going on once it is back: %r",
-                            ctx.task_id, exc)
-                await self.db.wait_until_up()
 
     def _scope(self, ctx: JobContext) -> TenantScope:
         return TenantScope.account(ctx.job.account_id or 0)
