@@ -81,6 +81,10 @@ async def test_site_is_required_and_another_tenants_site_or_run_is_a_404(
     r = await client.get(f"{API}/config/", headers=me.headers())
     assert r.status_code == 400
     assert "site_id" in r.json()["errors"]
+    # An unknown query parameter is ignored, as django-filter ignores it.
+    r = await client.get(f"{API}/history/?site_id={me.site_id}&colour=red&ordering=bogus",
+                         headers=me.headers())
+    assert (r.status_code, r.json()) == (200, []), r.text
     for path in ("config", "estimate", "history", "current_run", "pipeline_overview"):
         r = await client.get(f"{API}/{path}/?site_id={other.site_id}", headers=me.headers())
         assert r.status_code == 404, (path, r.text)

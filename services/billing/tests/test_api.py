@@ -70,6 +70,12 @@ async def test_purchase_flow_through_the_api(client: httpx.AsyncClient, issuer: 
     txs = (await client.get(B + "/transactions/?transaction_type=deduction",
                             headers=owner)).json()
     assert txs["count"] == 1 and txs["results"][0]["amount"] == -8
+    # An unknown query parameter is ignored (django-filter), an unknown ordering term
+    # dropped (DRF's OrderingFilter, ADR 0041).
+    same = (await client.get(B + "/transactions/?transaction_type=deduction&colour=red"
+                             "&ordering=bogus,-amount", headers=owner))
+    assert same.status_code == 200, same.text
+    assert same.json()["results"] == txs["results"]
 
     packages = (await client.get(B + "/credit-packages/", headers=viewer)).json()
     assert [p["credits"] for p in packages["results"]] == [1000, 5000, 20000, 100000]
