@@ -326,8 +326,7 @@ async def test_numbers_the_database_cannot_hold_are_400s_or_404s(
     for path in (f"keywords/{big}/", f"clusters/{big}/", f"ideas/{big}/"):  # no such row
         assert (await client.get(f"{API}/{path}", headers=t.headers())).status_code == 404
     for qs, field in ((f"cluster_id={big}", "cluster_id"), (f"volume_min={big}", "volume_min"),
-                      (f"page={big}", "page"), ("status=bogus", "status"),
-                      ("ordering=-nope", "ordering")):
+                      (f"page={big}", "page"), ("status=bogus", "status")):
         r = await client.get(f"{API}/keywords/?{qs}", headers=t.headers())
         assert r.status_code == 400, (qs, r.text)
         assert field in r.json()["errors"]
