@@ -621,6 +621,9 @@ class SiteAccessFilters(FilterSet):
 class SeedKeywordFilters(FilterSet):
     industry = IdOrSlug(table_of(Industry), "Industry id or slug.")
     sector = IdOrSlug(table_of(IndustrySector), "Industry sector id or slug.")
+    # The names each row shows its industry and sector by (DRF's `industry_id` params).
+    industry_id = Equals(Id, description="Industry id.")
+    sector_id = Equals(Id, description="Industry sector id.")
     intent = Choice(get_args(Intent))
     country = CountryCode()
     search = Search("keyword")

@@ -86,6 +86,28 @@ async def test_seed_keyword_filters(owner: Tenant) -> None:
     assert (await owner.get(f"{SEEDS}?intent=bogus")).status_code == 400
 
 
+async def test_seed_keywords_filter_by_the_ids_each_row_shows(owner: Tenant) -> None:
+    """A seed keyword answers `industry_id` and `sector_id`; a client filters by those
+    names (`?industry_id=`), which were ignored as unknown parameters (the whole library
+    came back). Both take the ids the rows show."""
+    everything = (await owner.get(f"{SEEDS}?page_size=100")).json()["results"]
+    laptop = next(k for k in everything if k["keyword"] == "laptop reviews")
+
+    async def keywords(query: str) -> set[str]:
+        body = (await owner.get(f"{SEEDS}?{query}")).json()
+        return {k["keyword"] for k in body["results"]}
+
+    assert await keywords(f"sector_id={laptop['sector_id']}") == {
+        "buy gaming laptop", "laptop reviews"}
+    same_industry = {k["keyword"] for k in everything
+                     if k["industry_id"] == laptop["industry_id"]}
+    assert await keywords(f"industry_id={laptop['industry_id']}") == same_industry
+    assert len(same_industry) < len(everything)
+    bad = await owner.get(f"{SEEDS}?industry_id=x")
+    assert bad.status_code == 400
+    assert "industry_id" in bad.json()["errors"]
+
+
 async def test_lists_take_the_references_ordering_form(owner: Tenant) -> None:
     """D5: seed keywords took one ordering field; the reference's form is `?ordering=a,b`
     (every auth list now declares its ordering on the kernel's repository base)."""
