@@ -16,7 +16,8 @@ def json_response(
 ) -> Response:
     """A JSON answer with extra headers (revoked sessions), which a returned model cannot carry."""
     return Response(
-        orjson.dumps(jsonable_encoder(body)),
+        # UTC as `Z`, as login's `message_response` and the resources' models write it.
+        orjson.dumps(body, default=jsonable_encoder, option=orjson.OPT_UTC_Z),
         status_code=status_code,
         media_type="application/json",
         headers=headers,

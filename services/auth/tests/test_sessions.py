@@ -137,6 +137,17 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(
     assert (await client.get(ME, headers=owner.headers)).status_code == 401
 
 
+async def test_refresh_writes_its_times_as_login_does(
+    client: httpx.AsyncClient, owner: Tenant
+) -> None:
+    """Refresh answered `...+00:00` where login (and every resource) writes UTC as `Z`."""
+    resp = await client.post("/api/v1/auth/refresh/", json={"refresh": owner.login["refresh"]})
+    rotated = resp.json()
+    for name in ("access_expires_at", "refresh_expires_at"):
+        assert owner.login[name].endswith("Z")
+        assert rotated[name].endswith("Z"), rotated[name]
+
+
 async def test_refresh_garbage_is_401(client: httpx.AsyncClient) -> None:
     resp = await client.post("/api/v1/auth/refresh/", json={"refresh": "nope"})
     assert resp.status_code == 401
