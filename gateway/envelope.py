@@ -30,7 +30,7 @@ STATUS_MESSAGES = {
     401: "Authentication required",
     402: "Insufficient credits",
     403: "Permission denied",
-    404: "Not found",
+    404: "Not found.",
     405: "Method not allowed",
     409: "Conflict",
     413: "Request body too large",

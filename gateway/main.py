@@ -163,7 +163,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         status = exc.status_code
-        message = envelope.STATUS_MESSAGES.get(status) or str(exc.detail)
+        message = (_not_allowed(request.method) if status == 405
+                   else envelope.STATUS_MESSAGES.get(status) or str(exc.detail))
         return Response(envelope.error(message, rid(request)), status_code=status,
                         media_type="application/json", headers=exc.headers)
 
@@ -182,3 +183,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_error)
 
 
+def _not_allowed(method: str) -> str:
+    """DRF's text, as the services answer a method their route does not take."""
+    return f'Method "{method}" not allowed.'

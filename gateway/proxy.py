@@ -263,7 +263,7 @@ class Pipeline:
     def _route(self, ctx: RequestRecord, head: RequestHead) -> Resolved:
         """Where the request goes, and whether its declared size is acceptable."""
         if head.method not in ALLOWED_METHODS:
-            raise Refusal(405)
+            raise Refusal(405, f'Method "{head.method}" not allowed.')
         resolved = self.routes.resolve(head.method, head.path)
         if resolved is None or (head.path == "/metrics" and not self._may_scrape(head)):
             raise Refusal(404)

@@ -37,7 +37,7 @@ async def test_task_progress_only_for_its_account(gw: httpx.AsyncClient, issuer:
     stranger = issuer.headers(user_id=stranger_user, account_id=stranger_account)
     resp = await gw.get(path, headers=stranger)
     assert resp.status_code == 404
-    assert resp.json() == {"success": False, "error": "Not found",
+    assert resp.json() == {"success": False, "error": "Not found.",
                            "request_id": resp.headers["x-request-id"]}
     resp = await gw.get(f"/api/v1/system/settings/task_progress/{uuid.uuid4()}/",
                         headers=owner)
