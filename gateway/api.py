@@ -58,6 +58,26 @@ async def api_root(request: Request) -> Response:
         "modules": {m.split("/")[3]: base + m for m in modules()}})
 
 
+@router.get("/api/v1/{module}/")
+async def module_root(request: Request, module: str) -> Response:
+    """A module's URL (as `/api/v1/` lists it): its resources and their URLs, as DRF's
+    DefaultRouter root answered, from the paths the merged OpenAPI document holds."""
+    from gateway.routes import MODULE_ROOTS
+
+    prefix = f"/api/v1/{module}/"
+    if prefix not in MODULE_ROOTS:
+        return fail(request, 404)
+    gw = request.app.state.gw
+    paths = orjson.loads(await gw.schema.document()).get("paths", {})
+    base = gw.settings.public_url.rstrip("/")
+    resources = {}
+    for path, operations in paths.items():
+        name = path.removeprefix(prefix).removesuffix("/")
+        if path.startswith(prefix) and name and "/" not in name and "get" in operations:
+            resources[name] = base + path
+    return ok(request, dict(sorted(resources.items())))
+
+
 @router.get("/api/v1/system/ping/")
 async def ping(request: Request) -> Response:
     return ok(request, {"status": "ok", "service": "gateway", "time": time.time()})
@@ -281,7 +301,13 @@ def _own_op(summary: str, data: dict[str, Any] | None, *, public: bool = False,
 
 
 def own_paths() -> dict[str, Any]:
+    from gateway.routes import MODULE_ROOTS
+
+    roots = {root: {"get": _own_op(f"The {root.split('/')[3]} module: its resources' URLs",
+                                   {"type": "object"}, public=True)}
+             for root in sorted(MODULE_ROOTS)}
     return {
+        **roots,
         "/api/v1/": {"get": _own_op("API root: documentation and module URLs",
                                     {"type": "object"}, public=True)},
         "/api/v1/system/ping/": {"get": _own_op("Health check", {"type": "object"},

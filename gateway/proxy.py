@@ -41,6 +41,7 @@ from gateway.routes import (
     AUTH_FAILURE_SCOPE,
     GATEWAY,
     PUBLIC_GATEWAY_PATHS,
+    SLASHLESS_GATEWAY_PATHS,
     UNSTORED_ANSWERS,
     WRITE_METHODS,
     Resolved,
@@ -202,6 +203,9 @@ class Pipeline:
         if head.method == "OPTIONS" and head.origin is not None and head.cors_method is not None:
             await self._preflight(ctx, head, send)
             return
+        if head.path in SLASHLESS_GATEWAY_PATHS:
+            await self._append_slash(ctx, head, send)
+            return
         resolved = self._route(ctx, head)
         services = self.services
         assert services is not None, "gateway used outside its lifespan"
@@ -257,6 +261,14 @@ class Pipeline:
         headers = self.cors.preflight(head.origin, head.cors_headers)
         ctx.extra = [(b"x-request-id", ctx.request_id.encode()), *headers]
         await self._send(ctx, send, 204 if headers else 403, [], b"")
+
+    async def _append_slash(self, ctx: RequestRecord, head: RequestHead, send: Send) -> None:
+        """307 to the slashed path (the method and body stay, as a service's redirect)."""
+        query: bytes = head.scope.get("query_string") or b""
+        location = (self.public_base + head.path + "/").encode("latin-1")
+        if query:
+            location += b"?" + query
+        await self._send(ctx, send, 307, [(b"location", location)], b"")
 
     # ---- routing -----------------------------------------------------------------------
 

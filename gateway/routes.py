@@ -146,6 +146,15 @@ def modules() -> list[str]:
                    for p in prefixes})
 
 
+# Each module's own URL (`/api/v1/planner/`) lists its resources, as DRF's DefaultRouter
+# root did; the gateway answers it (public, as `/api/v1/` is).
+MODULE_ROOTS = frozenset(modules())
+# The gateway's own paths written without their final slash (the reference's map writes
+# `/api/schema`): redirected to the slashed path, as each service redirects its own.
+SLASHLESS_GATEWAY_PATHS = frozenset(p.rstrip("/") for p in GATEWAY_PATHS | MODULE_ROOTS
+                                    if p.endswith("/"))
+
+
 def _actions(*names: str) -> frozenset[str]:
     return frozenset(names)
 
@@ -224,7 +233,7 @@ class RouteTable:
         self._resolved = functools.lru_cache(maxsize=cache_size)(self._resolve)
 
     def service_for(self, path: str) -> str | None:
-        if path in GATEWAY_PATHS or path.startswith(GATEWAY_PREFIXES):
+        if path in GATEWAY_PATHS or path in MODULE_ROOTS or path.startswith(GATEWAY_PREFIXES):
             return GATEWAY
         if not path.startswith("/api/v1/"):
             return None
@@ -252,6 +261,8 @@ def is_public(method: str, path: str) -> bool:
     if method == "HEAD":
         method = "GET"
     if (method, path) in PUBLIC_ROUTES or path in PUBLIC_GATEWAY_PATHS:
+        return True
+    if method == "GET" and path in MODULE_ROOTS:
         return True
     return any(method == m and path.startswith(p) for m, p in PUBLIC_PREFIXES)
 

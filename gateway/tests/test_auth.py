@@ -129,6 +129,36 @@ async def test_the_api_root_says_where_things_are(gw: httpx.AsyncClient) -> None
         data["modules"])
 
 
+async def test_each_module_url_the_root_lists_answers_its_resources(
+        gw: httpx.AsyncClient) -> None:
+    """`GET /api/v1/` listed `/api/v1/planner/` and the others, which all answered 404.
+    As DRF's DefaultRouter root, a module's URL lists its resources' URLs."""
+    modules = (await gw.get("/api/v1/")).json()["data"]["modules"]
+    for name, url in modules.items():
+        resp = await gw.get(url.removeprefix("http://testserver"))
+        assert resp.status_code == 200, (name, resp.text)
+        assert isinstance(resp.json()["data"], dict)
+    planner = (await gw.get("/api/v1/planner/")).json()["data"]
+    assert planner["keywords"] == "http://testserver/api/v1/planner/keywords/"
+    # Collections only: no detail routes, no nested actions, no POST-only paths.
+    assert not any("{" in url or "bulk_delete" in url or "export" in url
+                   for url in planner.values())
+    writer = (await gw.get("/api/v1/writer/")).json()["data"]
+    assert {"content", "tasks"} <= set(writer)
+    assert (await gw.get("/api/v1/nothing-here/")).status_code == 404
+
+
+async def test_the_gateways_own_paths_without_their_slash_redirect(
+        gw: httpx.AsyncClient) -> None:
+    """The reference's map writes `/api/schema`, `/api/docs`, `/api/redoc`: those were
+    404 where every service path without its slash is redirected (307) to it."""
+    for path in ("/api/schema", "/api/docs", "/api/redoc", "/api/v1", "/api/v1/planner",
+                 "/api/v1/system/ping"):
+        resp = await gw.get(path, params={"a": "1"})
+        assert resp.status_code == 307, (path, resp.text)
+        assert resp.headers["location"] == f"http://testserver{path}/?a=1"
+
+
 async def test_basic_credentials_are_exchanged_once(gw: httpx.AsyncClient,
                                                     counters: Counters) -> None:
     good = "Basic " + base64.b64encode(":".join(GOOD_BASIC).encode()).decode()
