@@ -7,6 +7,7 @@ members into the envelope without re-parsing them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -38,14 +39,40 @@ class PageParams:
         return self.page_size
 
 
+def _integer_schema(minimum: int, default: int) -> Callable[[dict[str, Any]], None]:
+    """What OpenAPI says of a page parameter: a whole number. The handler reads the text
+    itself, so that a value the schema does not allow gets DRF's answer, not a 400."""
+    def schema(s: dict[str, Any]) -> None:
+        s.clear()
+        s.update(type="integer", minimum=minimum, default=default)
+    return schema
+
+
+def _whole_number(value: str | None) -> int | None:
+    """The number as DRF reads it (`int()`: `" 2"` and `+2` are 2), None if it is none."""
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
+
+
 async def page_params(
-    page: int = Query(1, ge=1, le=MAX_BIGINT, description="Page number, from 1."),
-    page_size: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_BIGINT,
-                           description="Items per page, at most 100."),
+    page: str | None = Query(None, json_schema_extra=_integer_schema(1, 1),
+                             description="Page number, from 1."),
+    page_size: str | None = Query(None, json_schema_extra=_integer_schema(1, DEFAULT_PAGE_SIZE),
+                                  description="Items per page, at most 100."),
 ) -> PageParams:
-    """A page beyond what an OFFSET can express is past the end of any list: 404, as
-    every page past the end is (never an overflow in the database)."""
-    params = PageParams(page=page, page_size=min(page_size, MAX_PAGE_SIZE))
+    """The page as DRF's `PageNumberPagination` reads it (the reference is silent):
+    `page_size` that is not a positive whole number (empty, `0`, `abc`) is the default
+    size, and one over 100 is 100; `page` that is not a positive whole number is 404
+    "Invalid page.", as a page past the end is (so is one beyond what an OFFSET can
+    express: never an overflow in the database)."""
+    size = _whole_number(page_size) or 0
+    number = 1 if page is None else _whole_number(page)
+    if number is None or number < 1:
+        raise NotFound("Invalid page.")
+    params = PageParams(page=number,
+                        page_size=min(size, MAX_PAGE_SIZE) if size > 0 else DEFAULT_PAGE_SIZE)
     if params.offset > MAX_BIGINT:
         raise NotFound("Invalid page.")
     return params

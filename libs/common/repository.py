@@ -49,6 +49,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
 
 from fastapi import Depends, Query
+from pydantic import BeforeValidator
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -210,7 +211,7 @@ class Filter:
         return instance.value(self.name)
 
     def param(self) -> Any:
-        return Query(None, description=self.description)
+        return Query(description=self.description)
 
     def clean(self, value: Any) -> Any:
         """The value to filter on, None for no filter, or a 400 naming the parameter."""
@@ -239,7 +240,7 @@ class Choice(Filter):
         self.choices = tuple(choices)
 
     def param(self) -> Any:
-        return Query(None, description=self.description,
+        return Query(description=self.description,
                      json_schema_extra={"enum": list(self.choices)})
 
     def clean(self, value: Any) -> Any:
@@ -311,6 +312,12 @@ class DayUntil(DayFrom):
                     t.c[self.column] < self.start(value) + timedelta(days=1))
 
 
+def _blank_is_none(value: Any) -> Any:
+    """django-filter's rule for every filter: an empty value filters nothing (the "any"
+    of a form's select, `?cluster_id=`), before the value is read as a number or a day."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 class FilterSet:
     """The filters of one list, declared once as class attributes (see the module's
     docstring). `Depends(TaskFilters.from_query)` reads the query string, with every
@@ -327,9 +334,11 @@ class FilterSet:
         super().__init_subclass__(**kw)
         cls.filters = {name: f for klass in reversed(cls.__mro__)
                        for name, f in vars(klass).items() if isinstance(f, Filter)}
-        params = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=f.param(),
-                                    annotation=f.annotation | None)
-                  for name, f in cls.filters.items()]
+        params = [inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=None,
+            annotation=Annotated[f.annotation | None, BeforeValidator(_blank_is_none),
+                                 f.param()])
+            for name, f in cls.filters.items()]
         cls.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
 
         async def from_query(**values: Any) -> FilterSet:

@@ -27,6 +27,7 @@ from libs.common.repository import (
     AtMost,
     Choice,
     Equals,
+    DayFrom,
     FilterSet,
     ListQuery,
     Ordering,
@@ -54,6 +55,7 @@ class ThingFilters(FilterSet):
     volume_min = AtLeast("volume")
     volume_max = AtMost("volume")
     search = Search("name", description="Search by name")
+    start = DayFrom("created_at")
 
 
 THING_ORDERING = Orderings("created_at", "id", "name", "volume", "status",
@@ -290,12 +292,31 @@ async def test_an_http_list_declared_once(client: httpx.AsyncClient, db: Databas
     for qs, field in (("status=bogus", "status"),
                       (f"site_id={MAX_BIGINT + 1}", "site_id"), ("site_id=0", "site_id"),
                       (f"volume_min={MAX_BIGINT + 1}", "volume_min"),
-                      (f"page={MAX_BIGINT + 1}", "page"), ("page_size=0", "page_size")):
+                      ("site_id=abc", "site_id"), ("start=2026-13-01", "start")):
         answer = await get(qs)
         assert answer.status_code == 400, (qs, answer.text)
         assert field in answer.json()["errors"], qs
-    assert (await get("page=1133416100135823104")).status_code == 404
-    assert (await get("page=2")).status_code == 404
+    # An empty value filters nothing, whatever the filter's type (django-filter's rule:
+    # a form's "any" sends `?site_id=`).
+    for qs in ("site_id=", "status=", "volume_min=&volume_max=%20", "start=", "search="):
+        answer = await get(qs)
+        assert answer.status_code == 200, (qs, answer.text)
+        assert answer.json()["count"] == 2, qs
+    # Pages as DRF's PageNumberPagination reads them: a page size that is not a positive
+    # number is the default one, more than 100 is 100; a page that is not a positive
+    # number is 404 "Invalid page.", as one past the end is.
+    for qs in ("page_size=0", "page_size=", "page_size=abc", "page_size=-3",
+               f"page_size={MAX_BIGINT + 1}", "page=1&page_size=1.5"):
+        answer = await get(qs)
+        assert answer.status_code == 200, (qs, answer.text)
+        assert len(answer.json()["results"]) == 2, qs
+    assert len((await get("page_size=1")).json()["results"]) == 1
+    assert (await get("page=+2&page_size=1")).json()["previous"] is not None
+    for qs in ("page=0", "page=-1", "page=", "page=abc", "page=1.0", f"page={MAX_BIGINT + 1}",
+               "page=1133416100135823104", "page=2"):
+        answer = await get(qs)
+        assert answer.status_code == 404, (qs, answer.text)
+        assert answer.json()["detail"] == "Invalid page.", qs
     assert (await client.get(f"{base}{rows[0]['id']}/", headers=headers)).status_code == 200
     # An id no row can have is a row that is not there (DRF's answer), not bad input.
     assert (await client.get(f"{base}{MAX_BIGINT + 1}/", headers=headers)).status_code == 404

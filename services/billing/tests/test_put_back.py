@@ -91,9 +91,12 @@ async def test_numbers_the_database_cannot_hold_are_400s_or_404s(
                  f"{B}/transactions/{HUGE}/", f"{B}/invoices/{HUGE}/",
                  f"{B}/invoices/{HUGE}/download_pdf/", f"{B}/payments/{HUGE}/",
                  f"{B}/credit-packages/{HUGE}/", f"{B}/payment-methods/{HUGE}/",
-                 f"{B}/invoices/?page={HUGE}", f"{B}/payments/?page_size={HUGE}"):
+                 f"{B}/invoices/?page={HUGE}"):
         r = await client.get(path, headers=owner)
         assert r.status_code in (400, 404), (path, r.text)
+    # DRF caps a page size it cannot serve instead of refusing it.
+    assert (await client.get(f"{B}/payments/?page_size={HUGE}", headers=owner)
+            ).status_code == 200
     for method, path, headers, body in (
             ("POST", f"{B}/credit-packages/{HUGE}/purchase/", owner, None),
             ("POST", f"{B}/payment-methods/{HUGE}/set_default/", owner, None),
