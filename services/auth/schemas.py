@@ -555,6 +555,8 @@ class IntegrationTestResult(BaseModel):
 
 class ImageGenerateRequest(WriteModel):
     prompt: str = Field(min_length=1, max_length=4000)
+    # On `image_generation`: the image provider to call (else the one it is set to use).
+    provider: str | None = Field(default=None, max_length=50)
     size: str = Field(default="1024x1024", pattern=r"^\d{2,4}x\d{2,4}$")
     model: str | None = Field(default=None, max_length=200)
 

@@ -390,6 +390,29 @@ def _for_test(policy: OutboundPolicy, timeout: float) -> OutboundPolicy:
     return dataclasses.replace(policy, total_timeout=timeout, connect_timeout=min(timeout, 10))
 
 
+async def _acting_provider(
+    uow: UnitOfWork, actor: Principal, provider: str, named: str | None
+) -> str:
+    """The provider `test` and `generate` call: the one in the path, except for
+    `image_generation`, which has no endpoint of its own: the image provider the body
+    names (the reference's `{"provider": "runware"}`), else the one it is set to use."""
+    check_role(actor, "admin")
+    provider = _provider(provider)
+    if provider not in KEYLESS_PROVIDERS:
+        return provider
+    if named is None:
+        row = await ai_config_repo.integration(uow.session, actor.account_id, provider)
+        named = str({**DEFAULT_INTEGRATIONS[provider], **(row.config if row else {})}
+                    .get("provider") or "local")
+    if named not in DEFAULT_INTEGRATIONS or named in KEYLESS_PROVIDERS:
+        image_providers = [p for p in DEFAULT_INTEGRATIONS if p not in KEYLESS_PROVIDERS]
+        raise ValidationFailed(errors={"provider": [
+            f"Images use the local engine: there is no provider to call. Name one of "
+            f"{', '.join(image_providers)}." if named == "local"
+            else "Unknown image provider."]})
+    return named
+
+
 async def test_integration(
     uow: UnitOfWork,
     actor: Principal,
@@ -402,6 +425,8 @@ async def test_integration(
 ) -> s.IntegrationTestResult:
     """Prove the saved (or supplied) URL and key: list an OpenAI-compatible provider's
     models; authenticate at Runware (which lists none: the configured model is shown)."""
+    named = override.provider if override is not None else None
+    provider = await _acting_provider(uow, actor, provider, named)
     target = await _target(uow, actor, keys, provider, policy, override)
     async with _provider_call(target, _for_test(policy, timeout)) as client:
         if isinstance(client, RunwareProvider):
@@ -425,6 +450,7 @@ async def generate_test_image(
     timeout: float,
 ) -> s.ImageGenerateResult:
     """One image from the saved provider, to check its image settings."""
+    provider = await _acting_provider(uow, actor, provider, data.provider)
     target = await _target(uow, actor, keys, provider, policy)
     model = data.model or str(target.config.get("image_model") or target.config.get("model"))
     async with _provider_call(target, _for_test(policy, timeout)) as client:

@@ -133,6 +133,30 @@ async def test_runware_is_tested_and_generates_through_its_own_client(owner: Ten
         assert "rejected" in wrong.json()["detail"]
 
 
+async def test_image_generation_tests_and_generates_with_its_image_provider(
+    owner: Tenant, fake_openai: FakeOpenAI
+) -> None:
+    """The reference's `{pk}/test/` (`{"provider": "runware"}`) and `{pk}/generate/`
+    ("test image generation") on `image_generation` were a 400 ("no endpoint of its
+    own"): they go to the image provider the body names or the one it is set to use."""
+    images = "/api/v1/system/settings/integrations/image_generation/"
+    local = await owner.post(f"{images}generate/", json={"prompt": "a cat"})
+    assert local.status_code == 400
+    assert "provider" in local.json()["errors"]
+    assert (await owner.put(OPENAI, json={"api_key": KEY, "base_url": fake_openai.url})).is_success
+    named = await owner.post(f"{images}test/", json={"provider": "openai"})
+    assert named.status_code == 200, named.text
+    assert named.json()["data"]["provider"] == "openai"
+    assert (await owner.put(images, json={"config": {"provider": "openai"}})).is_success
+    image = await owner.post(f"{images}generate/", json={"prompt": "a cat"})
+    assert image.status_code == 200, image.text
+    assert (image.json()["provider"], image.json()["media_type"]) == ("openai", "image/png")
+    assert [r.path for r in fake_openai.requests] == ["/v1/models", "/v1/images/generations"]
+    unknown = await owner.post(f"{images}test/", json={"provider": "nope"})
+    assert unknown.status_code == 400
+    assert "provider" in unknown.json()["errors"]
+
+
 async def test_integration_unreachable_provider_is_a_clear_400(owner: Tenant) -> None:
     await owner.put(OPENAI, json={"api_key": "sk-x", "base_url": "http://127.0.0.1:9/v1"})
     resp = await owner.post(f"{OPENAI}test/")
