@@ -213,9 +213,16 @@ class PipelineAnswerer(abc.ABC, Generic[S]):
     @contextlib.asynccontextmanager
     async def reading(self, req: PendingWork) -> AsyncIterator[tuple[AsyncSession, Visibility]]:
         """A read-only session in the request's account, and what a `pending` sees: the
-        request's one site."""
+        request's one site.
+
+        One snapshot (REPEATABLE READ) for the whole answer: an answer read in several
+        statements (stage 4's offered tasks, then which expected ideas have one) saw the
+        owner's own consumer commit between them, and said "nothing to offer, nothing
+        missing" about tasks that had just been made, which closed stage 4 with nothing
+        done (automation's fault test, `0 == 15`, about once in ten runs)."""
         async with self.db.session(TenantScope.account(req.account_id),
                                    read_only=True) as session:
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             yield session, Visibility(req.account_id, (req.site_id,))
 
     @contextlib.asynccontextmanager

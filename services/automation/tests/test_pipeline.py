@@ -1,6 +1,7 @@
 """A whole run through the real services: keywords in planner → `run_now` → the seven
 stages, each through the owner's own job, on the offline engines → drafts with images in
-writer; the run's credits are the ledger's deductions for its jobs."""
+writer; the run's credits are the ledger's deductions for its jobs. And writer's answer
+to stage 4's `pending`, read as one moment while its consumer commits tasks."""
 
 from __future__ import annotations
 
@@ -9,14 +10,25 @@ from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client as NATS
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy import event as sqlalchemy_event
 
-from libs.common.db import Database
+from libs.common.ai_jobs import AIJobRequests
+from libs.common.billing import BillingClient
+from libs.common.db import Database, TenantScope, async_url
+from libs.common.pipeline import PendingWork
 from libs.common.testing.checks import eventually, rows
-from libs.common.testing.factories import Tenant
+from libs.common.testing.factories import Tenant, next_id
 from services.automation.settings import AutomationSettings
 from services.automation.tests.conftest import API, add_keywords, automation_worker
 from services.billing.testing import Ledger
+from services.writer.models import AI_TASK_LOGS
+from services.writer.pipeline import WriterPipeline
+from services.writer.repository import TaskRepository
 from services.writer.settings import WriterSettings
+
+TASKS = TaskRepository.table
 
 TOPICS = {
     "standing desks": ["standing desk", "electric standing desk", "standing desk converter",
@@ -131,3 +143,49 @@ async def test_thirty_keywords_become_drafts_with_images_and_credits_match_the_l
     assert {s["status"] for s in steps} == {"done"}
     lines = (await client.get(f"{API}/logs/?run_id={run_id}&lines=500", headers=h)).json()
     assert lines["lines"][-1]["message"] == "Run completed."
+
+
+async def test_writers_stage_4_answer_is_one_snapshot_of_its_tasks(
+        writer_settings: WriterSettings, nc: NATS, tenant: Tenant) -> None:
+    """Stage 4 closes when writer offers no task and says none of the ideas stage 3
+    queued is missing one. Writer read the two from two statements: tasks it makes from
+    planner's events, committed between them, were missing from the offer and present in
+    the count, and a run closed stage 4 with nothing made and nothing skipped (the fault
+    test's intermittent `0 == 15`). The commit is put exactly there, on purpose: the
+    answer must be one moment, before the tasks (none offered, both missing) or after
+    (both offered, none missing)."""
+    ideas = [next_id(), next_id()]
+    sync = create_engine(async_url(writer_settings.database_url))
+    db = Database(writer_settings.database_url)
+    maker = sync.connect()
+    made = maker.begin()
+    try:
+        maker.exec_driver_sql("SELECT set_config('igny8.account_id', %s, true)",
+                              (str(tenant.account_id),))
+        maker.execute(insert(TASKS).values([{
+            "account_id": tenant.account_id, "site_id": tenant.site_id,
+            "sector_id": tenant.sector_id, "idea_id": idea, "title": f"Idea {idea}",
+            "description": "", "keywords": ""} for idea in ideas]))
+
+        def commit_after_first_read(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+            if made.is_active and " tasks" in statement:
+                made.commit()  # writer's consumer commits the ideas' tasks, just now
+
+        sqlalchemy_event.listen(db.engine.sync_engine, "after_cursor_execute",
+                                commit_after_first_read)
+        requests = AIJobRequests(AI_TASK_LOGS, BillingClient(nc), None, hold_ttl_seconds=60)
+        answer = await WriterPipeline(db, writer_settings, requests).pending(PendingWork(
+            account_id=tenant.account_id, site_id=tenant.site_id, stage=4, limit=10,
+            expect=ideas))
+        assert not made.is_active  # the commit did land while writer was reading
+        assert (len(answer.ids), answer.missing) in {(0, 2), (2, 0)}, answer
+        # The pool's connection went back as it was: the next transaction reads committed.
+        async with db.session(TenantScope.account(tenant.account_id), read_only=True) as s:
+            level = (await s.execute(text("SHOW transaction_isolation"))).scalar_one()
+        assert level == "read committed"
+    finally:
+        if made.is_active:
+            made.rollback()
+        maker.close()
+        sync.dispose()
+        await db.dispose()
