@@ -19,9 +19,13 @@ def _occupy(port: int) -> socket.socket:
 
 
 @pytest.mark.parametrize("kind", ["nats", "postgres"])
-def test_a_server_whose_port_was_taken_starts_on_another(tmp_path: Path, kind: str) -> None:
+def test_a_server_whose_port_was_taken_starts_on_another(servers_dir: Path, kind: str) -> None:
+    # Not under pytest's tmp_path: as root, PostgreSQL runs as its own user, and every
+    # pytest that starts on the machine makes /tmp/pytest-of-root private again, between
+    # our opening of the path and the second start (the plugin's servers do the same).
+    home = servers_dir / f"port-taken-{kind}"
     server: EmbeddedNats | EmbeddedPostgres = (
-        EmbeddedNats(tmp_path / "store") if kind == "nats" else EmbeddedPostgres(tmp_path / "pg"))
+        EmbeddedNats(home / "store") if kind == "nats" else EmbeddedPostgres(home / "pg"))
     picked = server.port
     holder = _occupy(picked)  # somebody else's server binds it between the pick and ours
     try:
