@@ -1,11 +1,13 @@
 """Request bodies that create or change a resource, read the way DRF reads them.
 
 Clients of the reference (its own frontend first) GET a resource, edit it, and PUT the
-whole object back. DRF ignores the read-only fields in such a body (`id`, `created_at`,
-names joined in for display) and refuses only names that are no field at all. A pydantic
-model with `extra="forbid"` refused them all ("Extra inputs are not permitted"), and a
-field typed `X | None` so that it may be left out also took an explicit `null` for a
-column that cannot hold one (a 5xx at the database).
+whole object back, and clients ported from it send what they sent the original. DRF's
+`Serializer.to_internal_value` reads only its writable fields: the read-only ones in such
+a body (`id`, `created_at`, names joined in for display) and any name that is no field at
+all are dropped silently, and the rest is applied (ADR 0041). A pydantic model with
+`extra="forbid"` refused them ("Extra inputs are not permitted"), and a field typed
+`X | None` so that it may be left out also took an explicit `null` for a column that
+cannot hold one (a 5xx at the database).
 
 `WriteModel` knows the resource it writes (`resource`, the model GET answers with):
 
@@ -14,8 +16,10 @@ column that cannot hold one (a 5xx at the database).
         name: ShortText | None = None          # libs.common.fields
         url: str | None = None
 
-- a name that is a field of `resource` but not of the write model is read-only: dropped;
-- any other unknown name is a 400 naming it ("Extra inputs are not permitted");
+- a name that is no field of the write model is dropped, whether the resource shows it
+  (read-only: `id`, `account_id`, a `status` only actions change) or not (a typo, a field
+  of a newer or older client): it never reaches `model_dump`, so it can change nothing;
+  the OpenAPI schema does not say `additionalProperties: false`;
 - `null` is refused ("This field may not be null.") for a field that `resource` shows
   without `None` in its type; a field the resource does not show may be null when its own
   type says so. Leaving a field out is always allowed where it has a default.
@@ -35,9 +39,8 @@ once, in the create body, and `partial_of` derives the rest:
   create body's type admits None (otherwise null is refused first, or passes untouched);
 - `null` is taken as the create body takes it: a field that cannot be created null
   cannot be set to null either (the resource, where it shows the field, decides first);
-- `fixed` fields are what any other name is: ignored where the resource shows them (a
-  GET answer put back), else refused as unknown; the create body's `read_only` names are
-  ignored too.
+- `fixed` fields are what any other name is: ignored (`site_id` in an update body moves
+  nothing).
 
 The class statement holds what the update body says of itself (its docstring, its
 `resource` if not the create body's, a `nullable` rule through its bases) and no fields.
@@ -63,7 +66,6 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     create_model,
     field_validator,
-    model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
@@ -133,22 +135,14 @@ def refuse_number_as_time(model: type[BaseModel], value: Any, info: ValidationIn
 
 
 class WriteModel(BaseModel):
-    """A create or update body for the resource `resource` (see the module docstring).
-    `read_only` names more fields to ignore that the resource does not show."""
+    """A create or update body for the resource `resource` (see the module docstring):
+    names that are none of its fields are ignored."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     resource: ClassVar[type[BaseModel] | None] = None
-    read_only: ClassVar[frozenset[str]] = frozenset()
     # The create body an update body is derived from (`partial_of`).
     partial_source: ClassVar[type[WriteModel] | None] = None
-
-    @classmethod
-    def ignored_fields(cls) -> frozenset[str]:
-        """What a body may carry without effect: the resource's fields this model does
-        not write, and `read_only`."""
-        shown = set(cls.resource.model_fields) if cls.resource is not None else set()
-        return frozenset((shown | cls.read_only) - set(cls.model_fields))
 
     @classmethod
     def nullable(cls, name: str) -> bool:
@@ -171,15 +165,6 @@ class WriteModel(BaseModel):
             if name in cls.model_fields and not cls.nullable(name):
                 _drop_null(prop)
         return json_schema
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_read_only(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            ignored = cls.ignored_fields()
-            if ignored & data.keys():
-                return {k: v for k, v in data.items() if k not in ignored}
-        return data
 
     @field_validator("*", mode="before")
     @classmethod
@@ -218,10 +203,11 @@ def _drop_null(prop: dict[str, Any]) -> None:
 
 
 class ActionBody(BaseModel):
-    """The arguments of an action (a bulk delete, a job to queue), not a resource: nothing
-    in it is read-only, so every unknown name is a 400 naming it."""
+    """The arguments of an action (a bulk delete, a job to queue), not a resource. A name
+    that is none of its fields is ignored, as a DRF serializer ignores it
+    (`{"ids": [1], "foo": 1}` deletes row 1)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -265,8 +251,6 @@ def partial_of(source: type[WriteModel], *,
                                __qualname__=cls.__qualname__, __doc__=cls.__doc__,
                                __validators__=validators, **fields)
         derived.partial_source = source
-        # What a create body ignores (a GET answer's extra names), the update ignores too.
-        derived.read_only = cls.read_only | source.read_only
         if "resource" not in cls.__dict__:
             derived.resource = source.resource
         return derived

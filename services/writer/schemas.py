@@ -163,7 +163,6 @@ class ContentOut(Scoped):
 
 class ContentCreate(WriteModel):
     resource = ContentOut
-    read_only = frozenset({"optimizer_analysis"})
 
     title: Name
     site_id: Id

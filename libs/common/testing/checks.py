@@ -1,7 +1,8 @@
 """What services' tests read to check an outcome that arrives later: a condition reached in
 time, a service database's rows as an account sees them, a billed AI job's progress
-document and log row (libs.common.ai_jobs), and a request that has reached a lock another
-transaction holds (a race replayed in order)."""
+document and log row (libs.common.ai_jobs), a request that has reached a lock another
+transaction holds (a race replayed in order), and what an OpenAPI document says of unknown
+names in bodies."""
 
 from __future__ import annotations
 
@@ -81,3 +82,16 @@ async def waiting_for_a_lock(db: Database, request: asyncio.Task[Any]) -> None:
             if (await probe.execute(waiting)).scalar_one():
                 return
         await asyncio.sleep(0.02)
+
+
+def refusing_unknown_names(document: Any, at: str = "#") -> list[str]:
+    """Where a JSON schema (an OpenAPI document) says `additionalProperties: false`: an
+    object refusing the names it does not know, as no public body does (ADR 0041)."""
+    if isinstance(document, list):
+        return [p for i, item in enumerate(document)
+                for p in refusing_unknown_names(item, f"{at}/{i}")]
+    if not isinstance(document, dict):
+        return []
+    found = [at] if document.get("additionalProperties") is False else []
+    return found + [p for key, value in document.items()
+                    for p in refusing_unknown_names(value, f"{at}/{key}")]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from libs.common.schemas import ActionBody, WriteModel, admits_none
+from libs.common.schemas import ActionBody, Ids, WriteModel, admits_none
+from libs.common.testing.checks import refusing_unknown_names
 
 
 class ThingPublic(BaseModel):
@@ -41,15 +42,41 @@ def test_a_get_body_put_back_is_accepted_without_its_read_only_fields() -> None:
     update = ThingUpdate.model_validate(shown)
     assert update.model_dump(exclude_unset=True) == {"name": "b", "note": None, "tags": ["x"]}
     assert ThingCreate.model_validate(shown).name == "b"
-    assert ThingUpdate.ignored_fields() == {"id", "created_at", "owner_name"}
 
 
-def test_names_that_are_no_field_are_refused() -> None:
+def test_names_that_are_no_field_are_ignored() -> None:
+    """As DRF's `Serializer.to_internal_value` (ADR 0041): the rest of the body is read
+    as usual, the unknown names reach neither `model_dump` nor the model."""
+    update = ThingUpdate.model_validate({"name": "b", "colour": "red", "account_id": 9,
+                                         "id": 3, "status": "done"})
+    assert update.model_dump(exclude_unset=True) == {"name": "b"}
+    assert update.model_dump() == {"name": "b", "note": None, "tags": None, "secret": None}
+    assert update.model_extra is None
+    assert not hasattr(update, "colour")
+    ids = Ids.model_validate({"ids": [3, 1], "foo": 1})
+    assert ids.model_dump() == {"ids": [3, 1]}
+    # An ignored name does not hide what the rest of the body gets wrong.
     with pytest.raises(ValidationError) as caught:
-        ThingUpdate.model_validate({"name": "b", "colour": "red"})
-    assert [(e["loc"], e["type"]) for e in caught.value.errors()] == [
-        (("colour",), "extra_forbidden")
-    ]
+        ThingUpdate.model_validate({"name": None, "colour": "red"})
+    assert [(e["loc"], e["msg"]) for e in caught.value.errors()] == [
+        (("name",), "This field may not be null.")]
+    with pytest.raises(ValidationError) as empty:
+        ThingUpdate.model_validate({"name": "", "colour": "red"})
+    assert [e["loc"] for e in empty.value.errors()] == [("name",)]
+    with pytest.raises(ValidationError) as no_ids:
+        Ids.model_validate({"foo": 1})
+    assert [(e["loc"], e["type"]) for e in no_ids.value.errors()] == [(("ids",), "missing")]
+
+
+@pytest.mark.parametrize("model", [ThingUpdate, ThingCreate, Ids])
+def test_the_schema_does_not_say_unknown_names_are_refused(model: type[BaseModel]) -> None:
+    assert refusing_unknown_names(model.model_json_schema()) == []
+
+    class Strict(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        inner: ThingCreate
+
+    assert refusing_unknown_names(Strict.model_json_schema()) == ["#"]
 
 
 def test_null_only_where_the_resource_shows_none() -> None:
@@ -66,14 +93,16 @@ def test_null_only_where_the_resource_shows_none() -> None:
     assert ThingUpdate.model_validate({}).model_dump(exclude_unset=True) == {}
 
 
-def test_without_a_resource_it_is_a_strict_body() -> None:
+def test_without_a_resource_its_own_types_decide() -> None:
     class Plain(WriteModel):
         name: str
         note: str | None = None
 
     assert Plain.model_validate({"name": " x ", "note": None}).name == "x"
+    assert Plain.model_validate({"name": "x", "id": 1}).model_dump() == {
+        "name": "x", "note": None}
     with pytest.raises(ValidationError):
-        Plain.model_validate({"name": "x", "id": 1})
+        Plain.model_validate({"name": None})
 
 
 def test_admits_none() -> None:

@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy import func, select
 
 from libs.common.db import Database, TenantScope
+from libs.common.testing.checks import refusing_unknown_names
 from services.auth.models import Prompt
 
 from .conftest import Tenant, add_member
@@ -57,14 +58,38 @@ async def test_a_get_answer_put_back_is_accepted(owner: Tenant) -> None:
     assert back["api_key"] == "********5678"  # the masked key put back left the key alone
 
 
-async def test_names_that_are_no_field_are_still_refused(owner: Tenant) -> None:
-    resp = await owner.put("/api/v1/account/settings/", json={"name": "x", "colour": "red"})
-    assert resp.status_code == 400
-    assert resp.json()["errors"] == {"colour": ["Extra inputs are not permitted"]}
-    # Read-only fields are ignored, not applied.
-    resp = await owner.put("/api/v1/account/settings/", json={"id": 1, "slug": "hijack"})
-    assert resp.status_code == 200
-    assert (resp.json()["id"], resp.json()["slug"]) != (1, "hijack")
+async def test_names_that_are_no_field_are_ignored(owner: Tenant) -> None:
+    """As DRF's serializer ignores them (ADR 0041): the rest of the body is applied, and
+    nothing an ignored name names changes (an id, a slug, a status, another account)."""
+    url = "/api/v1/account/settings/"
+    before = (await owner.get(url)).json()
+    resp = await owner.put(url, json={"name": "Kept", "colour": "red", "id": 1,
+                                      "slug": "hijack", "status": "suspended",
+                                      "account_id": owner.account_id + 1})
+    assert resp.status_code == 200, resp.text
+    after = (await owner.get(url)).json()
+    assert after["name"] == "Kept"
+    assert {k: v for k, v in after.items() if k not in ("name", "updated_at")} == {
+        k: v for k, v in before.items() if k not in ("name", "updated_at")}
+
+    # A fixed field (a sector's site) sent in an update moves nothing; an action body's
+    # unknown name is ignored and the action done.
+    site = (await owner.post("/api/v1/auth/sites/", json={"name": "Here"})).json()
+    elsewhere = (await owner.post("/api/v1/auth/sites/", json={"name": "There"})).json()
+    sector = (await owner.post("/api/v1/auth/sectors/",
+                               json={"site_id": site["id"], "name": "Shoes"})).json()
+    moved = await owner.put(f"/api/v1/auth/sectors/{sector['id']}/", json={
+        "description": "All", "site_id": elsewhere["id"], "account_id": 1, "foo": 1})
+    assert moved.status_code == 200, moved.text
+    again = (await owner.get(f"/api/v1/auth/sectors/{sector['id']}/")).json()
+    assert (again["site_id"], again["account_id"], again["description"]) == (
+        site["id"], owner.account_id, "All")
+    chosen = await owner.post(f"/api/v1/auth/sites/{site['id']}/select_sectors/", json={
+        "industry_slug": "technology", "sector_slugs": ["software"], "foo": 1})
+    assert chosen.status_code == 200, chosen.text
+    schema = await owner.get("/openapi.json")
+    assert schema.status_code == 200
+    assert refusing_unknown_names(schema.json()) == []
 
 
 async def test_account_status_and_plan_put_back_unchanged_need_no_staff(owner: Tenant) -> None:

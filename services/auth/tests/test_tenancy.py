@@ -279,7 +279,7 @@ async def test_bad_input_is_400_per_field_and_writes_nothing(owner: Tenant, db: 
     before = len(await outbox_events(db, "auth.site.created", account_id=owner.account_id))
     resp = await owner.post(SITES, json={"name": "", "url": "not a url", "bogus": 1})
     assert resp.status_code == 400
-    assert {"name", "url", "bogus"} <= set(resp.json()["errors"])
+    assert set(resp.json()["errors"]) == {"name", "url"}  # an unknown name is ignored
     resp = await owner.post(SITES, json={"name": "ok", "industry_id": 999999})
     assert resp.status_code == 400
     assert "industry_id" in resp.json()["errors"]

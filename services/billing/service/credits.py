@@ -38,6 +38,7 @@ from libs.common.billing import (
     ReleaseResult,
 )
 from libs.common.events import Event, utcnow
+from libs.common.messages import max_value, min_value
 from libs.common.metrics import CREDITS_CAPTURED, CREDITS_HELD
 from libs.common.problems import (
     DomainError,
@@ -312,19 +313,21 @@ class BillingService:
                                          f"Unknown operation '{req.operation_type}'.")
         if req.amount is not None:
             if req.amount < 0:
-                raise ValidationFailed.field("amount", "Must not be negative.")
+                raise ValidationFailed.field("amount", min_value(0))
             amount = req.amount
         else:
             if req.units is not None and req.units <= 0:
-                raise ValidationFailed.field("units", "Must be a positive number.")
+                raise ValidationFailed.field("units", min_value(1))
             try:
                 amount = price(pricing, units=req.units)
             except PricingError as exc:
                 raise ValidationFailed.field(exc.field, str(exc)) from exc
         ttl = req.ttl_seconds or self.policy.default_hold_ttl_seconds
-        if not 0 < ttl <= self.policy.max_hold_ttl_seconds:
-            raise ValidationFailed.field(
-                "ttl_seconds", f"Must be between 1 and {self.policy.max_hold_ttl_seconds}.")
+        if ttl < 1:
+            raise ValidationFailed.field("ttl_seconds", min_value(1))
+        if ttl > self.policy.max_hold_ttl_seconds:
+            raise ValidationFailed.field("ttl_seconds",
+                                         max_value(self.policy.max_hold_ttl_seconds))
         return amount, ttl
 
     async def _locked_hold(self, hold_id: int, account_id: int | None) -> Row[Any]:
@@ -504,9 +507,12 @@ class BillingService:
             raise ValidationFailed.field("hold_id", "Only captured holds can be refunded.")
         refundable = hold.captured_credits - hold.refunded_credits
         credits = refundable if req.credits is None else req.credits
-        if credits <= 0 or credits > refundable:
-            raise ValidationFailed.field(
-                "credits", f"Must be between 1 and {refundable} (captured, not yet refunded).")
+        # In DRF's words, as every refusal the bus answers (ADR 0037); the bound above is
+        # what the hold captured and has not refunded yet.
+        if credits < 1:
+            raise ValidationFailed.field("credits", min_value(1))
+        if credits > refundable:
+            raise ValidationFailed.field("credits", max_value(refundable))
         # Credits go back to the pools they came from, purchased ones first.
         purchased_back = min(credits, max(0, hold.from_purchased - hold.refunded_credits))
         before = await self._ensure_balance(hold.account_id)

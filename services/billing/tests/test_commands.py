@@ -80,8 +80,9 @@ async def test_same_command_twice_charges_once(db: Database, nc: NATS) -> None:
     refund = await client.refund(first.hold_id, idempotency_key="r1", credits=3, reason="failed")
     refund_again = await client.refund(first.hold_id, idempotency_key="r1", credits=3)
     assert refund.credits_refunded == 3 and refund_again.replayed
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(ValidationFailed) as too_many:
         await client.refund(first.hold_id, idempotency_key="r2", credits=6)  # only 5 left
+    assert too_many.value.errors == {"credits": ["Ensure this value is less than or equal to 5."]}
     balance = await assert_ledger_consistent(db, account)
     assert balance.plan_credits == 95
 
@@ -94,6 +95,16 @@ async def test_hold_reserves_and_release_returns(db: Database, nc: NATS) -> None
     assert hold.amount == 20 and hold.available_after == 10
     with pytest.raises(PaymentRequired):
         await client.hold(account, "image_generation", units=3)  # 12 > 10 spendable
+    # Out of bounds, in DRF's words (ADR 0037), as every refusal the bus answers.
+    for kw, field, message in (
+            ({"ttl_seconds": 6 * 3600 + 1}, "ttl_seconds",
+             "Ensure this value is less than or equal to 21600."),
+            ({"ttl_seconds": -5}, "ttl_seconds",
+             "Ensure this value is greater than or equal to 1."),
+            ({"units": 0}, "units", "Ensure this value is greater than or equal to 1.")):
+        with pytest.raises(ValidationFailed) as bad:
+            await client.hold(account, "image_generation", **({"units": 1} | kw))
+        assert bad.value.errors == {field: [message]}
     await client.release(hold.hold_id)
     again = await client.hold(account, "image_generation", units=3)
     result = await client.capture(again.hold_id)  # no actuals: the estimate is charged

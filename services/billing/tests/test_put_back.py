@@ -1,7 +1,7 @@
 """What clients of the reference send (issue 13): a credit package, payment method or
 credit cost as GET answers it, edited and PUT back, is accepted (D1); names that are no
-field are 400s; ids and numbers the database cannot hold, and null where a column holds
-none, are 400s or 404s, never a 5xx (M5)."""
+field are ignored, as DRF ignores them (ADR 0041); ids and numbers the database cannot
+hold, and null where a column holds none, are 400s or 404s, never a 5xx (M5)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from libs.common.testing.checks import refusing_unknown_names
 from libs.common.testing.tokens import TestIssuer
 from services.billing.tests.conftest import new_account_id
 
@@ -60,22 +61,36 @@ async def test_a_get_answer_put_back_is_accepted(client: httpx.AsyncClient,
     assert cost["operation_type"] == "linking"
 
 
-async def test_names_that_are_no_field_and_nulls_are_refused(client: httpx.AsyncClient,
-                                                             issuer: TestIssuer) -> None:
+async def test_names_that_are_no_field_are_ignored_and_nulls_refused(
+        client: httpx.AsyncClient, issuer: TestIssuer) -> None:
     account = new_account_id()
     staff = who(issuer, new_account_id(), "developer", 9)
     owner = who(issuer, account)
     method = (await client.post(f"{B}/payment-methods/", headers=owner, json={
         "method_type": "paypal", "display_name": "PayPal"})).json()
+    mine = f"{B}/payment-methods/{method['id']}/"
+    # Unknown and fixed names are ignored (DRF's serializer reads only its writable
+    # fields): the rest is applied, nothing they name changes.
+    r = await client.patch(mine, headers=owner, json={
+        "display_name": "Wallet", "colour": "red", "method_type": "bank_transfer",
+        "is_default": not method["is_default"], "id": 1, "account_id": account + 1})
+    assert r.status_code == 200, r.text
+    after = (await client.get(mine, headers=owner)).json()
+    assert after["display_name"] == "Wallet"
+    assert {k: v for k, v in after.items() if k not in ("display_name", "updated_at")} == {
+        k: v for k, v in method.items() if k not in ("display_name", "updated_at")}
+    r = await client.patch(f"{ADMIN}/credit-costs/linking/", headers=staff,
+                           json={"colour": 1, "operation_type": "clustering",
+                                 "description": "Linking, again"})
+    assert r.status_code == 200, r.text
+    assert r.json()["operation_type"] == "linking"
+    assert refusing_unknown_names((await client.get("/openapi.json")).json()) == []
     for url, headers, body, field in (
-            (f"{B}/payment-methods/{method['id']}/", owner, {"colour": "red"}, "colour"),
-            (f"{B}/payment-methods/{method['id']}/", owner, {"display_name": None},
-             "display_name"),
-            (f"{ADMIN}/credit-costs/linking/", staff, {"credits_cost": None}, "credits_cost"),
-            (f"{ADMIN}/credit-costs/linking/", staff, {"colour": 1}, "colour")):
+            (mine, owner, {"display_name": None, "colour": "red"}, "display_name"),
+            (f"{ADMIN}/credit-costs/linking/", staff, {"credits_cost": None}, "credits_cost")):
         r = await client.patch(url, json=body, headers=headers)
         assert r.status_code == 400, (url, body, r.text)
-        assert field in r.json()["errors"]
+        assert list(r.json()["errors"]) == [field]
     # A column that holds null takes it.
     r = await client.patch(f"{ADMIN}/credit-costs/linking/", json={"tokens_per_credit": None},
                            headers=staff)

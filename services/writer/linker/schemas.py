@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from libs.common.fields import ShortText
 from libs.common.ids import Id
 
 
 class LinkIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
     target_content_id: Id
     anchor: ShortText
     paragraph_index: int = Field(ge=0, le=100_000)
@@ -23,8 +21,6 @@ class LinkOut(BaseModel):
 
 
 class SuggestRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
     content_id: Id
 
 

@@ -36,7 +36,7 @@ class WordPressConfig(BaseModel):
 
 
 class Credentials(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(str_strip_whitespace=True)
 
     username: ShortText
     app_password: ShortText
@@ -109,8 +109,6 @@ class ConnectionTest(BaseModel):
 
 
 class SyncRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
     import_posts: bool = True
     statuses: Literal["publish", "publish,draft", "any"] = "publish"
 
@@ -118,7 +116,7 @@ class SyncRequest(BaseModel):
 class PublishRequest(ActionBody):
     """`date_gmt` a datetime string: a number (unix seconds to pydantic) is DRF's 400."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(str_strip_whitespace=True)
 
     status: Literal["draft", "publish", "future"] = "publish"
     date_gmt: datetime | None = None
@@ -126,8 +124,6 @@ class PublishRequest(ActionBody):
 
 
 class UnpublishRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
     trash: bool = False
     integration_id: Id | None = None
 

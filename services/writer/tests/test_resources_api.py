@@ -77,7 +77,7 @@ async def test_task_filters_search_ordering_and_bulk_actions(
     assert moved.json() == {"data": {"updated_count": 2}, "message": "2 tasks updated"}
     assert ids(await get("status=completed")) == [kettle["id"], grinders["id"]]
     gone = await client.post(f"{API}/tasks/bulk_delete/", headers=h,
-                             json={"ids": [tea["id"], kettle["id"]]})
+                             json={"ids": [tea["id"], kettle["id"]], "foo": 1})
     assert gone.json()["data"] == {"deleted_count": 2}
     assert ids(await get("")) == [grinders["id"]]
     assert (await client.get(f"{API}/tasks/{tea['id']}/", headers=h)).status_code == 404
@@ -92,8 +92,19 @@ async def test_a_task_put_back_as_read_and_its_checks(
     assert r.status_code == 200, r.text
     assert (r.json()["title"], r.json()["prompt_override"]) == ("Electric kettles",
                                                                 "Write briefly.")
-    assert (await client.patch(f"{API}/tasks/{task['id']}/", headers=h,
-                               json={"colour": "red"})).status_code == 400
+    # Unknown, fixed and read-only names are ignored, as DRF's serializer ignores them
+    # (ADR 0041): the rest is applied, nothing they name changes.
+    before = (await client.get(f"{API}/tasks/{task['id']}/", headers=h)).json()
+    ignored = await client.patch(f"{API}/tasks/{task['id']}/", headers=h, json={
+        "prompt_override": "Shorter.", "colour": "red", "site_id": tenant.site_id + 1,
+        "sector_id": tenant.sector_ids[1], "account_id": tenant.account_id + 1, "id": 1,
+        "content_id": 5})
+    assert ignored.status_code == 200, ignored.text
+    after = (await client.get(f"{API}/tasks/{task['id']}/", headers=h)).json()
+    assert after["prompt_override"] == "Shorter."
+    skip = {"prompt_override", "updated_at"}
+    assert {k: v for k, v in after.items() if k not in skip} == {
+        k: v for k, v in before.items() if k not in skip}
     null_title = await client.patch(f"{API}/tasks/{task['id']}/", headers=h,
                                     json={"title": None})
     assert null_title.status_code == 400
