@@ -189,6 +189,9 @@ class AutomationStep(AutomationModel, table=True):
     result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime | None = created_timestamp()
+    # When its owner was last asked for it: a job that shows no sign of starting is
+    # asked for again STALE_JOB after this (a step re-queued waits out a pause first).
+    asked_at: datetime | None = optional_timestamp()
     finished_at: datetime | None = optional_timestamp()
 
 

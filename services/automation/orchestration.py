@@ -264,7 +264,8 @@ class Orchestrator:
                 # The owner took this step before and its items have moved on since (our
                 # record of the answer was lost): follow the job it made.
                 await m.steps.change(step["id"], {"status": StepStatus.RUNNING,
-                                                  "attempts": step["attempts"] + 1})
+                                                  "attempts": step["attempts"] + 1,
+                                                  "asked_at": utcnow()})
                 return True
             await self._fail_step(m, run, step, _detail(exc))
             return True
@@ -285,7 +286,8 @@ class Orchestrator:
             return True
         await m.steps.change(step["id"], {"status": StepStatus.RUNNING,
                                           "task_id": answer.task_id, "error": None,
-                                          "attempts": step["attempts"] + 1})
+                                          "attempts": step["attempts"] + 1,
+                                          "asked_at": utcnow()})
         await m.say(run, f"Stage {stage}: batch {step['batch'] + 1} ({len(step['item_ids'])} "
                          f"items) started, task {answer.task_id}.", stage=stage)
         return True
@@ -310,11 +312,14 @@ class Orchestrator:
                 return True
             await self._fail_step(m, run, step, error)
             return True
-        if state in (None, "PENDING") and utcnow() - step["created_at"] > STALE_JOB * (
+        asked = step["asked_at"] or step["created_at"]
+        if state in (None, "PENDING") and utcnow() - asked > STALE_JOB * (
                 step["attempts"] or 1):
             # Never started (an owner's transaction that did not commit leaves a PENDING
             # progress and no job): ask again under the same key; a job that exists is
-            # answered as it is (replayed), one that does not is queued now.
+            # answered as it is (replayed), one that does not is queued now. Judged from
+            # the last ask, not from the step's recording: a step re-queued (credits,
+            # credentials) and asked again after a long pause is not stale at once.
             await m.steps.change(step["id"], {"status": StepStatus.QUEUED})
             await m.say(run, f"Stage {step['stage']}: task {task_id} has not started; "
                              "asking its owner again.", stage=step["stage"], level="warning")

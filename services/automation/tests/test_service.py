@@ -15,7 +15,7 @@ from libs.common.db import Database, TenantScope
 from libs.common.events import Event
 from libs.common.jobs import TaskProgress
 from libs.common.natsauth import TASK_PROGRESS_BUCKET
-from libs.common.pipeline import PipelineClient
+from libs.common.pipeline import PipelineClient, QueueResult, task_id_for
 from libs.common.testing.checks import eventually, refusing_unknown_names, rows
 from libs.common.testing.factories import Tenant, next_id
 from libs.common.testing.workers import running_worker
@@ -375,3 +375,66 @@ async def test_a_stage_whose_debits_never_arrive_closes_after_the_settle_wait(
                           "AND stage = 1")
     assert any(str(task_id) in w["message"] and "have not all arrived" in w["message"]
                for w in warnings), warnings
+
+
+class AskedPipeline(PipelineClient):
+    """Owners that take every step and whose jobs do not start yet (their progress stays
+    empty): what the engine asks is counted."""
+
+    def __init__(self, nc: NATS) -> None:
+        super().__init__(nc, timeout=5.0)
+        self.asked: list[str] = []
+
+    async def queue(self, account_id: int, site_id: int, *, stage: int, ids: list[int],
+                    key: str, user_id: int | None = None,
+                    run_id: str | None = None) -> QueueResult:
+        self.asked.append(key)
+        return QueueResult(stage=stage, task_id=task_id_for(key), ids=ids)
+
+
+async def test_a_step_asked_again_after_a_long_pause_is_not_stale_at_once(
+        client: httpx.AsyncClient, tenant: Tenant, automation_db: Database,
+        settings: AutomationSettings, nc: NATS) -> None:
+    """A step re-queued (refused credits or credentials) waits out the pause with its
+    items and is asked again at the resume. A job that shows no sign of starting
+    `STALE_JOB` after it was asked is asked for again; judged from when the step was
+    recorded, a step recorded before an hour's pause was stale the moment it was asked
+    again, and was asked again and again within one advance."""
+    h = tenant.headers()
+    run_id = (await client.post(f"{API}/run_now/?site_id={tenant.site_id}",
+                                headers=h)).json()["run_id"]
+    # Its first ask an hour ago, then the pause; resumed now, the step queued again.
+    await add_step(automation_db, tenant, run_id, stage=1, batch=0, status="queued",
+                   task_id=uuid.uuid4(), credits=0)
+    async with automation_db.session(TenantScope.account(tenant.account_id)) as session:
+        await session.execute(text(
+            "UPDATE automation_steps SET created_at = now() - interval '1 hour',"
+            " asked_at = now() - interval '1 hour' WHERE account_id = :a"),
+            {"a": tenant.account_id})
+        await session.commit()
+    (run_pk,) = [r["id"] for r in await rows(
+        automation_db, tenant.account_id,
+        "SELECT id FROM automation_runs WHERE run_id = :r", r=run_id)]
+    progress = TaskProgress(await nc.jetstream().key_value(TASK_PROGRESS_BUCKET))
+    owners = AskedPipeline(nc)
+    engine = Orchestrator(automation_db, owners, progress, settings)
+
+    await engine.advance(run_pk, tenant.account_id)
+    await engine.advance(run_pk, tenant.account_id)
+    assert owners.asked == [f"{run_id}:1:0"]  # asked once, then followed
+    (step,) = await rows(automation_db, tenant.account_id,
+                         "SELECT status, attempts, now() - asked_at < interval '1 minute'"
+                         " AS just_asked FROM automation_steps WHERE account_id = :a")
+    assert (step["status"], step["attempts"], step["just_asked"]) == ("running", 2, True)
+    assert await rows(automation_db, tenant.account_id,
+                      "SELECT message FROM automation_logs WHERE level = 'warning'") == []
+
+    # A job still not started STALE_JOB (times the attempts) after that ask is asked for
+    # again, as before.
+    async with automation_db.session(TenantScope.account(tenant.account_id)) as session:
+        await session.execute(text(
+            "UPDATE automation_steps SET asked_at = now() - interval '7 minutes'"
+            " WHERE account_id = :a"), {"a": tenant.account_id})
+        await session.commit()
+    await engine.advance(run_pk, tenant.account_id)
+    assert owners.asked == [f"{run_id}:1:0"] * 2
