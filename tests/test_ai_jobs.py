@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import random
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,13 @@ from typing import Any
 import pytest
 from nats.aio.client import Client as NATS
 from prometheus_client import REGISTRY
+from sqlalchemy import func, text, update
 from sqlmodel import col, select
 
 from libs.common import nats as nats_kernel
 from libs.common.ai import Usage
 from libs.common.ai_jobs import AIFunction, AIJobContext, AIJobRequests, AIJobRunner, Saver
+from libs.common.ai_jobs.abandoned import AbandonedJobs
 from libs.common.auth import AI_SETTINGS, AISettings, AISettingsRequest, AuthClient
 from libs.common.billing import BillingClient
 from libs.common.commands import CommandServer
@@ -29,11 +32,12 @@ from libs.common.jobs import JobContext, JobFailed, ProgressReporter, TaskProgre
 from libs.common.problems import PaymentRequired
 from libs.common.provision import ServiceDatabase
 from libs.common.security import Principal
+from libs.common.testing.checks import eventually
 from libs.common.testing.plugin import DatabaseFactory
 from libs.common.tests.models import AI_TASK_LOGS
 from libs.common.uow import UnitOfWork, unit_of_work
 from services.billing.main import MIGRATIONS as BILLING_MIGRATIONS
-from services.billing.models import CreditHold, CreditTransaction
+from services.billing.models import CreditBalance, CreditHold, CreditTransaction
 from services.billing.pricing import add_month
 from services.billing.service import BillingService, utcnow
 from services.billing.settings import BillingSettings
@@ -118,6 +122,13 @@ async def holds(ledger: Database, account: int) -> list[tuple[str, int]]:
         rows = (await session.execute(select(CreditHold).where(
             col(CreditHold.account_id) == account).order_by(col(CreditHold.id)))).scalars()
         return [(h.status, h.captured_credits) for h in rows]
+
+
+async def hold_statuses(ledger: Database, account: int) -> dict[int, str]:
+    async with ledger.session(TenantScope.system()) as session:
+        rows = (await session.execute(select(CreditHold).where(
+            col(CreditHold.account_id) == account))).scalars()
+        return {h.id: h.status for h in rows if h.id is not None}
 
 
 async def debits(ledger: Database, account: int) -> list[int]:
@@ -222,3 +233,189 @@ async def test_short_credits_hold_nothing_and_a_failed_job_releases_all(
         await runner.handler(IMAGES, refuses)(await context(nc, job))
     assert await holds(ledger, account) == [("released", 0)] * 3
     assert await debits(ledger, account) == []
+
+
+# --- jobs no attempt will finish (ADR 0041) --------------------------------------------
+
+
+async def held(ledger: Database, account: int) -> tuple[int, int]:
+    """The balance's spendable credits and what it holds."""
+    async with ledger.session(TenantScope.system()) as session:
+        balance = await session.get(CreditBalance, account)
+        assert balance is not None
+        return balance.plan_credits + balance.purchased_credits, balance.held
+
+
+async def set_log(db: Database, account: int, task_id: Any, sql: str) -> None:
+    """The task log changed as earlier code, or time, left it (`sql`: a SET clause)."""
+    async with db.session(TenantScope.account(account)) as session:
+        await session.execute(text(f"UPDATE ai_task_logs SET {sql} WHERE task_id = :t"),
+                              {"t": task_id})
+        await session.commit()
+
+
+async def log_of(db: Database, account: int, task_id: Any) -> dict[str, Any]:
+    async with db.session(TenantScope.account(account), read_only=True) as session:
+        return dict((await session.execute(AI_TASK_LOGS.select().where(
+            AI_TASK_LOGS.c.task_id == task_id))).mappings().one())
+
+
+async def progress_of(nc: NATS) -> TaskProgress:
+    buckets = await nats_kernel.ensure_platform(nc.jetstream(), "kernel")
+    return TaskProgress(buckets[nats_kernel.TASK_PROGRESS_BUCKET])
+
+
+@pytest.mark.usefixtures("auth")
+async def test_a_job_left_running_past_its_deadline_is_closed_once_and_its_holds_released(
+        db: Database, nc: NATS, ledger: Database) -> None:
+    """A job whose last attempt could not record its failure (the database away, before
+    ADR 0040) was terminated with its log `running` and no delivery will ever reach it:
+    its holds expired and billing released them, but the log said `running` for good.
+    The sweep beside the job workers closes it as failed, releases what is still held
+    (billing's expiry got one of its three holds first), once however many sweeps run,
+    and never charges; it leaves alone a job an attempt is still at work on, and one
+    whose deadline has not come (a redelivery may still reach it)."""
+    account = next(_ids)
+    await fund(ledger, account, 100)
+    left = await queue_images(db, nc, account)
+    # As the pre-fix worker left it: three attempts, `running`, two hours ago, no beat.
+    await set_log(db, account, left.task_id, "status = 'running', attempts = 3, "
+                  "created_at = now() - interval '2 hours', "
+                  "started_at = now() - interval '2 hours'")
+    async with ledger.session(TenantScope.system()) as session:  # one hold expired
+        await session.execute(update(CreditHold).where(
+            col(CreditHold.id) == left.holds["img-1"]).values(
+            expires_at=func.now() - timedelta(seconds=1)))
+        await session.commit()
+    async with ledger.session(TenantScope.system()) as session:
+        assert await BillingService(session).sweep_expired_holds() >= 1
+        await session.commit()
+    assert await held(ledger, account) == (100, 8)
+    alive = await queue_images(db, nc, account)  # an attempt still beating
+    await set_log(db, account, alive.task_id, "status = 'running', attempts = 1, "
+                  "created_at = now() - interval '2 hours', heartbeat_at = now()")
+    young = await queue_images(db, nc, account)  # its deadline has not come
+    await set_log(db, account, young.task_id, "status = 'running', attempts = 3")
+    assert await held(ledger, account) == (100, 32)
+
+    progress = await progress_of(nc)
+    runner = AIJobRunner(db, AI_TASK_LOGS, BillingClient(nc), AuthClient(nc), max_deliver=3,
+                         deadline_seconds=3600, heartbeat_seconds=20)
+    sweeps = [runner.abandoned(progress, "kernel"), runner.abandoned(progress, "kernel")]
+    counted = metric("igny8_ai_jobs_abandoned_total", service="kernel",
+                     function="generate_images")
+
+    # Two replicas' sweeps at once, then again: closed once.
+    assert sum(await asyncio.gather(*(s.close_once() for s in sweeps))) == 1
+    assert await sweeps[0].close_once() == 0
+    log = await log_of(db, account, left.task_id)
+    assert log["status"] == "failed"
+    assert log["error"].startswith("abandoned: no attempt finished")
+    assert log["finished_at"] is not None
+    assert metric("igny8_ai_jobs_abandoned_total", service="kernel",
+                  function="generate_images") == counted + 1
+    doc = await progress.get(left.task_id)
+    assert doc is not None
+    assert (doc["state"], doc["meta"]["error"]) == ("FAILURE", log["error"])
+
+    # Its holds: the expired one left as billing left it, the two others released once
+    # (held back to what the two other jobs hold; nothing charged, nothing given twice).
+    ours = await hold_statuses(ledger, account)
+    assert [ours[left.holds[i]] for i in ("img-1", "img-2", "img-3")] == [
+        "expired", "released", "released"]
+    assert await held(ledger, account) == (100, 24)
+    assert await debits(ledger, account) == []
+    for other in (alive, young):
+        assert (await log_of(db, account, other.task_id))["status"] == "running"
+
+    # A late delivery of the closed job does nothing and charges nothing.
+    handler = runner.handler(IMAGES, generate_images)
+    with pytest.raises(JobFailed, match="abandoned"):
+        await handler(await context(nc, left, attempt=4))
+    assert await debits(ledger, account) == []
+    assert await held(ledger, account) == (100, 24)
+    for other in (alive, young):  # the sweeps see every account: leave nothing open
+        await set_log(db, account, other.task_id, "status = 'failed'")
+
+
+@pytest.mark.usefixtures("auth")
+async def test_an_attempt_says_it_is_alive_and_one_whose_job_was_closed_keeps_nothing(
+        db: Database, nc: NATS, ledger: Database) -> None:
+    """An attempt at work touches its log's `heartbeat_at`, so the sweep leaves it alone
+    however old the job; if the sweep closed the job anyway (its worker was silent, then
+    came back), the attempt saves and charges nothing when it ends."""
+    account = next(_ids)
+    await fund(ledger, account, 100)
+    job = await queue_images(db, nc, account)
+    await set_log(db, account, job.task_id, "created_at = now() - interval '2 hours'")
+    runner = AIJobRunner(db, AI_TASK_LOGS, BillingClient(nc), AuthClient(nc), max_deliver=3,
+                         deadline_seconds=3600, heartbeat_seconds=0.05)
+    working, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow(ctx: AIJobContext) -> Saver:
+        working.set()
+        await go_on.wait()
+        return await generate_images(ctx)
+
+    handler = runner.handler(IMAGES, slow)
+    ctx = await context(nc, job)
+
+    async def run_it() -> dict[str, Any] | None:
+        return await handler(ctx)
+
+    attempt = asyncio.create_task(run_it())
+    try:
+        await asyncio.wait_for(working.wait(), 30)
+        first = (await log_of(db, account, job.task_id))["heartbeat_at"]
+        assert first is not None  # said when the attempt began
+
+        async def beats() -> bool:
+            return (await log_of(db, account, job.task_id))["heartbeat_at"] > first
+
+        await eventually(beats, timeout=30, every=0.05)
+        progress = await progress_of(nc)
+        patient = AbandonedJobs(db, AI_TASK_LOGS, BillingClient(nc), progress,
+                                service="kernel", deadline_seconds=3600, silent_seconds=600,
+                                interval_seconds=60)
+        assert await patient.close_once() == 0  # alive: left alone
+        # Its worker silent too long, say: the sweep closes it under the attempt.
+        hasty = AbandonedJobs(db, AI_TASK_LOGS, BillingClient(nc), progress,
+                              service="kernel", deadline_seconds=3600, silent_seconds=0,
+                              interval_seconds=60)
+        assert await hasty.close_once() == 1
+    finally:
+        go_on.set()
+    with pytest.raises(JobFailed, match="abandoned"):
+        await attempt
+    log = await log_of(db, account, job.task_id)
+    assert (log["status"], log["charges"], log["credits_charged"]) == ("failed", [], 0)
+    assert await debits(ledger, account) == []
+    assert await held(ledger, account) == (100, 0)
+
+
+async def test_the_sweep_runs_beside_the_job_workers(db: Database, nc: NATS,
+                                                      ledger: Database) -> None:
+    """`AIJobRunner.workers` gives the service's job workers and its sweep, which closes
+    what is abandoned every `sweep_seconds` until the worker stops."""
+    account = next(_ids)
+    await fund(ledger, account, 100)
+    job = await queue_images(db, nc, account)
+    await set_log(db, account, job.task_id, "status = 'running', "
+                  "created_at = now() - interval '2 hours'")
+    runner = AIJobRunner(db, AI_TASK_LOGS, BillingClient(nc), AuthClient(nc), max_deliver=3,
+                         deadline_seconds=3600, sweep_seconds=0.05)
+    loops = runner.workers(nc.jetstream(), await progress_of(nc),
+                           {IMAGES: generate_images}, ack_wait=30)
+    (sweep,) = [loop for loop in loops if isinstance(loop, AbandonedJobs)]
+    assert len(loops) == 2
+    stop = asyncio.Event()
+    task = asyncio.create_task(sweep.run(stop))
+    try:
+        async def closed() -> bool:
+            return (await log_of(db, account, job.task_id))["status"] == "failed"
+
+        await eventually(closed, timeout=30, every=0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert await held(ledger, account) == (100, 0)

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID, uuid4
 
 import orjson
@@ -254,6 +254,13 @@ class JobWorker:
                 await msg.in_progress()
 
 
-async def run_job_workers(workers: Iterable[JobWorker], stop: asyncio.Event) -> None:
+class WorkerLoop(Protocol):
+    """What a worker task runs until `stop`: a job worker, or a loop beside the job
+    workers (the billed-job runner's sweep of abandoned jobs)."""
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+async def run_job_workers(workers: Iterable[WorkerLoop], stop: asyncio.Event) -> None:
     """A worker task's body: every job worker pulling its jobs until `stop`."""
     await asyncio.gather(*(worker.run(stop) for worker in workers))

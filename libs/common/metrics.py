@@ -113,6 +113,11 @@ CREDITS_HELD = Counter("igny8_credits_held_total", "Credits placed on hold", ["o
 CREDITS_CAPTURED = Counter("igny8_credits_captured_total", "Credits captured", ["operation"])
 AI_TOKENS = Counter("igny8_ai_tokens_total", "AI tokens used", ["function", "model", "direction"])
 AI_COST = Counter("igny8_ai_cost_usd_total", "AI cost in USD", ["function", "model"])
+AI_JOBS_ABANDONED = Counter(
+    "igny8_ai_jobs_abandoned",
+    "Billed AI jobs closed as failed by the sweep: open past their deadline, no attempt alive",
+    ["service", "function"],
+)
 CONSUMER_PENDING = Gauge(
     "igny8_consumer_pending_messages",
     "Messages waiting for a durable consumer (events or jobs), as the server last said",

@@ -218,3 +218,27 @@ def ai_task_log_table(op: Operations) -> None:
 
 def drop_ai_task_log_table(op: Operations) -> None:
     drop_tables(op, ai_task_logs_in(MetaData()))
+
+
+def ai_task_log_liveness_revision() -> tuple[Callable[[], None], Callable[[], None]]:
+    """The `upgrade` and `downgrade` of the revision a service with an AI task log made
+    before `heartbeat_at` and the index of open logs has (a new database has both from
+    `ai_task_log_table`): what the sweep of abandoned jobs reads (`ai_jobs/abandoned.py`).
+
+        upgrade, downgrade = ai_task_log_liveness_revision()
+    """
+    from alembic import op
+
+    ops = cast(Operations, op)
+
+    def upgrade() -> None:
+        ops.execute("ALTER TABLE ai_task_logs ADD COLUMN IF NOT EXISTS heartbeat_at"
+                    " timestamp with time zone")
+        ops.execute("CREATE INDEX IF NOT EXISTS ix_ai_task_logs_open ON ai_task_logs"
+                    " (created_at) WHERE status IN ('pending', 'running')")
+
+    def downgrade() -> None:
+        ops.execute("DROP INDEX IF EXISTS ix_ai_task_logs_open")
+        ops.execute("ALTER TABLE ai_task_logs DROP COLUMN IF EXISTS heartbeat_at")
+
+    return upgrade, downgrade

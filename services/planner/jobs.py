@@ -154,7 +154,8 @@ class PlannerJobs:
             billing.nc, timeout=min(settings.command_timeout_seconds, AI_SETTINGS_TIMEOUT_SECONDS))
         self.runner = AIJobRunner(db, AI_TASK_LOGS, billing, auth,
                                   max_deliver=settings.job_max_deliver,
-                                  policy=OutboundPolicy.from_settings(settings))
+                                  policy=OutboundPolicy.from_settings(settings),
+                                  deadline_seconds=settings.hold_ttl_seconds)
         self.bodies = {AUTO_CLUSTER: self.cluster, AUTO_GENERATE_IDEAS: self.ideas}
         self.auto_cluster = self.runner.handler(AUTO_CLUSTER, self.cluster)
         self.auto_generate_ideas = self.runner.handler(AUTO_GENERATE_IDEAS, self.ideas)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from libs.common.billing import BillingClient
-from libs.common.jobs import JobWorker, TaskProgress, run_job_workers
+from libs.common.jobs import TaskProgress, WorkerLoop, run_job_workers
 from libs.common.runtime import WorkerContext, main, run_worker
 from services.planner.commands import serve_commands
 from services.planner.events import auth_consumer, writer_consumer
@@ -22,7 +22,7 @@ from services.planner.settings import PlannerSettings
 
 
 def job_workers(ctx: WorkerContext, settings: PlannerSettings,
-                engines: Engines | None = None) -> list[JobWorker]:
+                engines: Engines | None = None) -> list[WorkerLoop]:
     jobs = PlannerJobs(ctx.db, BillingClient(ctx.nc, timeout=settings.command_timeout_seconds),
                        settings, engines)
     return jobs.runner.workers(ctx.js, TaskProgress.in_buckets(ctx.buckets), jobs.bodies,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 
 from libs.common.billing import BillingClient
-from libs.common.jobs import JobWorker, TaskProgress, run_job_workers
+from libs.common.jobs import TaskProgress, WorkerLoop, run_job_workers
 from libs.common.runtime import WorkerContext, main, run_worker
 from libs.common.storage import build_storage
 from services.writer.events import auth_consumer, planner_consumer
@@ -27,7 +27,7 @@ from services.writer.settings import WriterSettings
 
 
 def job_workers(ctx: WorkerContext, jobs: WriterJobs,
-                settings: WriterSettings) -> list[JobWorker]:
+                settings: WriterSettings) -> list[WorkerLoop]:
     return jobs.runner.workers(ctx.js, TaskProgress.in_buckets(ctx.buckets), jobs.bodies,
                                ack_wait=settings.job_ack_wait_seconds)
 

@@ -25,13 +25,15 @@ functions and writes only domain code:
 
         return save
 
-    # worker.py
-    runner = AIJobRunner(db, AI_TASK_LOGS, billing, auth, max_deliver=3)
+    # worker.py: the job workers, and the sweep of jobs no attempt will finish (ADR 0043)
+    runner = AIJobRunner(db, AI_TASK_LOGS, billing, auth, max_deliver=3,
+                         deadline_seconds=settings.hold_ttl_seconds)
     workers = runner.workers(js, progress, {AUTO_CLUSTER: auto_cluster}, ack_wait=60)
 """
 
 from __future__ import annotations
 
+from libs.common.ai_jobs.abandoned import AbandonedJobs
 from libs.common.ai_jobs.log import Charge, TaskLogRepository
 from libs.common.ai_jobs.request import AIFunction, AIJobRequests, QueuedJob
 from libs.common.ai_jobs.runner import AIJobContext, AIJobRunner, JobBody, Saver, ai_failure
@@ -43,6 +45,7 @@ __all__ = [
     "AIJobContext",
     "AIJobRequests",
     "AIJobRunner",
+    "AbandonedJobs",
     "Charge",
     "JobBody",
     "QueuedJob",

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.common.ai_jobs.tables import OPEN_STATUSES
+from libs.common.billing import BillingClient
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,46 @@ class TaskLogRepository:
     async def update(self, task_id: UUID, values: dict[str, Any]) -> None:
         await self.session.execute(
             update(self.t).where(self.t.c.task_id == task_id).values(**values))
+
+    async def heartbeat(self, task_id: UUID) -> None:
+        """The attempt at work on the job is alive (the sweep leaves its log alone)."""
+        await self.session.execute(
+            update(self.t).where(self.t.c.task_id == task_id, self.t.c.status == "running")
+            .values(heartbeat_at=func.now()))
+
+    async def abandoned(self, *, older_than: timedelta, silent_for: timedelta,
+                        task_id: UUID | None = None, limit: int = 100,
+                        lock: bool = False) -> list[dict[str, Any]]:
+        """Logs still open (`pending`, `running`) made more than `older_than` ago (their
+        job's deadline has passed) whose attempt, if any, has not said it is alive for
+        `silent_for`, oldest first; with `lock`, those another transaction holds are
+        skipped and the rest locked for this one."""
+        t = self.t
+        query = (select(t).where(
+            t.c.status.in_(OPEN_STATUSES), t.c.created_at < func.now() - older_than,
+            or_(t.c.heartbeat_at.is_(None), t.c.heartbeat_at < func.now() - silent_for),
+            *([t.c.task_id == task_id] if task_id is not None else []))
+            .order_by(t.c.created_at).limit(limit))
+        if lock:
+            query = query.with_for_update(skip_locked=True)
+        return [dict(r) for r in (await self.session.execute(query)).mappings()]
+
+    async def release_and_fail(self, log: dict[str, Any], billing: BillingClient,
+                               error: str, values: dict[str, Any]) -> None:
+        """Close a job as failed, in the caller's transaction holding its log's row: each
+        of its holds released (billing releases a hold once; one captured, released or
+        expired already is left as it is), then the log `failed` with `error`. The one
+        way a job is closed as failed, by whoever gets there first: its attempt, its
+        delivery after the last attempt died (ADR 0028), the sweep of abandoned jobs
+        (ADR 0043). A release that fails raises, and nothing is recorded (try again)."""
+        released = await asyncio.gather(*(
+            billing.release(hold_id, account_id=log["account_id"])
+            for hold_id in holds_of(log).values()), return_exceptions=True)
+        failure = next((r for r in released if isinstance(r, BaseException)), None)
+        if failure is not None:
+            raise failure
+        await self.update(log["task_id"], {"status": "failed", "error": error[:2000],
+                                           "finished_at": func.now(), **values})
 
 
 def holds_of(log: dict[str, Any]) -> dict[str, int]:

@@ -16,6 +16,10 @@ its results. Everything else is here, once:
 - failure: holds released, the log `failed` (once, whoever gets there first); a job
   delivered once more after its last attempt's worker died (`JobContext.exhausted`) is
   not run again but fails that way, unless that attempt had saved its results;
+- liveness: an attempt touches its log's `heartbeat_at` while it works; logs no attempt
+  will finish (open past their deadline, nobody alive) are closed the same way by the
+  sweep that runs beside the job workers (`ai_jobs/abandoned.py`, ADR 0043), and an
+  attempt that finds its log closed saves nothing;
 - the AI metrics (`igny8_ai_tokens_total`, `igny8_ai_cost_usd_total`) per function and
   model.
 """
@@ -38,13 +42,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from libs.common.ai import AIError, AIProviderError, AIResponseInvalid, Usage
 from libs.common.ai.openai import DEFAULT_IMAGE_MODEL, OpenAIProvider
 from libs.common.ai.pricing import cost_usd
+from libs.common.ai_jobs.abandoned import AbandonedJobs
 from libs.common.ai_jobs.log import Charge, TaskLogRepository, holds_of
 from libs.common.ai_jobs.request import AIFunction
 from libs.common.auth import AISettings, AuthClient
 from libs.common.billing import BillingClient, CaptureRequest
 from libs.common.db import Database, TenantScope
 from libs.common.events import Event
-from libs.common.jobs import JobContext, JobFailed, JobHandler, JobWorker, TaskProgress
+from libs.common.jobs import (
+    JobContext,
+    JobFailed,
+    JobHandler,
+    JobWorker,
+    TaskProgress,
+    WorkerLoop,
+)
 from libs.common.metrics import AI_COST, AI_TOKENS
 from libs.common.outbound import OutboundPolicy
 from libs.common.problems import DomainError, ServiceUnavailable
@@ -148,7 +160,9 @@ class AIJobRunner:
     """The worker side of a service's billed AI jobs."""
 
     def __init__(self, db: Database, log: Table, billing: BillingClient, auth: AuthClient, *,
-                 max_deliver: int, policy: OutboundPolicy | None = None) -> None:
+                 max_deliver: int, policy: OutboundPolicy | None = None,
+                 deadline_seconds: float = 3600.0, heartbeat_seconds: float = 20.0,
+                 sweep_seconds: float = 60.0) -> None:
         self.db = db
         self.log = log
         self.billing = billing
@@ -157,6 +171,13 @@ class AIJobRunner:
         # The outbound guard every call to the account's provider goes through (the
         # tenant chose its `base_url`): `OutboundPolicy.from_settings(settings)`.
         self.policy = policy or OutboundPolicy()
+        # A job's deadline, from when it was asked for: its holds' lifetime
+        # (`hold_ttl_seconds`), which outlasts every retry. An attempt at work says it is
+        # alive every `heartbeat_seconds`; the sweep of abandoned jobs runs every
+        # `sweep_seconds` (ADR 0043).
+        self.deadline_seconds = deadline_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.sweep_seconds = sweep_seconds
 
     def handler(self, function: AIFunction, body: JobBody) -> JobHandler:
         """`body` as a job of the kernel's job worker (`libs/common/jobs.JobWorker`)."""
@@ -166,6 +187,7 @@ class AIJobRunner:
             # A database outage is not the job's failure: the attempt (and the record of
             # a failure) goes on once it is back; the job worker keeps the job in progress.
             what = f"job {ctx.task_id}"
+            alive = asyncio.create_task(self._heartbeat(ctx))
             try:
                 return await self.db.outlasting_outages(
                     lambda: self._run(function, body, ctx, started), what=what,
@@ -181,14 +203,40 @@ class AIJobRunner:
                     await self.db.outlasting_outages(lambda: self._fail(ctx, error, started),
                                                      what=what)
                 raise
+            finally:
+                alive.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await alive
 
         return handle
 
     def workers(self, js: JetStreamContext, progress: TaskProgress,
-                bodies: Mapping[AIFunction, JobBody], *, ack_wait: float) -> list[JobWorker]:
-        return [JobWorker(function.service, function.name, self.handler(function, body), js,
-                          progress, max_deliver=self.max_deliver, ack_wait=ack_wait)
-                for function, body in bodies.items()]
+                bodies: Mapping[AIFunction, JobBody], *, ack_wait: float) -> list[WorkerLoop]:
+        """A job worker per function, and the sweep of the service's abandoned jobs."""
+        loops: list[WorkerLoop] = [
+            JobWorker(function.service, function.name, self.handler(function, body), js,
+                      progress, max_deliver=self.max_deliver, ack_wait=ack_wait)
+            for function, body in bodies.items()]
+        services = {function.service for function in bodies}
+        if len(services) == 1:
+            loops.append(self.abandoned(progress, services.pop()))
+        return loops
+
+    def abandoned(self, progress: TaskProgress, service: str) -> AbandonedJobs:
+        """The sweep that closes this runner's jobs no attempt will finish (ADR 0043)."""
+        return AbandonedJobs(self.db, self.log, self.billing, progress, service=service,
+                             deadline_seconds=self.deadline_seconds,
+                             silent_seconds=3 * self.heartbeat_seconds,
+                             interval_seconds=self.sweep_seconds)
+
+    async def _heartbeat(self, ctx: JobContext) -> None:
+        """While the attempt works: its log says so, every `heartbeat_seconds` (a beat
+        the database does not take is skipped; the next one says it)."""
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            with contextlib.suppress(Exception):
+                async with unit_of_work(self.db, self._scope(ctx)) as uow:
+                    await TaskLogRepository(uow.session, self.log).heartbeat(ctx.task_id)
 
     def _scope(self, ctx: JobContext) -> TenantScope:
         return TenantScope.account(ctx.job.account_id or 0)
@@ -208,6 +256,8 @@ class AIJobRunner:
             logs = TaskLogRepository(uow.session, self.log)
             log = await logs.get(ctx.task_id, lock=True)
             assert log is not None
+            if log["status"] == "failed":  # closed meanwhile (the sweep): nothing is kept
+                raise JobFailed(log["error"] or "The task failed.")
             if log["status"] != "success":  # else a parallel attempt got there first
                 outcome = await save(uow)
                 charges = job.charges
@@ -246,7 +296,8 @@ class AIJobRunner:
                 raise JobFailed(f"The job stopped without finishing {ctx.attempt - 1} times "
                                 "(its worker died while running it); it is not tried again.")
             await logs.update(ctx.task_id, {"status": "running", "attempts": ctx.attempt,
-                                            "started_at": func.now()})
+                                            "started_at": func.now(),
+                                            "heartbeat_at": func.now()})
         return None
 
     @contextlib.asynccontextmanager
@@ -343,13 +394,6 @@ class AIJobRunner:
             log = await logs.get(ctx.task_id, lock=True)
             if log is None or log["status"] in ("success", "failed"):
                 return
-            released = await asyncio.gather(*(
-                self.billing.release(hold_id, account_id=log["account_id"])
-                for hold_id in holds_of(log).values()), return_exceptions=True)
-            failure = next((r for r in released if isinstance(r, BaseException)), None)
-            if failure is not None:
-                raise failure
-            await logs.update(ctx.task_id, {
-                "status": "failed", "error": error[:2000], "attempts": ctx.attempt,
-                "finished_at": func.now(),
+            await logs.release_and_fail(log, self.billing, error, {
+                "attempts": ctx.attempt,
                 "duration_ms": int((time.perf_counter() - started) * 1000)})

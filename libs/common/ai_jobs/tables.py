@@ -22,12 +22,15 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 # pending → running → success | failed
 LOG_STATUSES = ("pending", "running", "success", "failed")
+# A job not finished yet: what the sweep of abandoned jobs looks at (`ai_jobs/abandoned.py`).
+OPEN_STATUSES = ("pending", "running")
 
 
 def ai_task_logs_in(metadata: MetaData) -> Table:
     """`ai_task_logs` in `metadata` (declared there on the first call). What was asked,
     the holds placed for it (`holds`: item → hold id; `hold_id` when there is one), what
-    it cost (`charges`, captured per item), how it ended."""
+    it cost (`charges`, captured per item), how it ended; `heartbeat_at`, touched by the
+    attempt at work on it, says one is alive."""
     if "ai_task_logs" in metadata.tables:
         return metadata.tables["ai_task_logs"]
     return Table(
@@ -54,6 +57,9 @@ def ai_task_logs_in(metadata: MetaData) -> Table:
         Column("error", Text, nullable=True),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("started_at", DateTime(timezone=True), nullable=True),
+        Column("heartbeat_at", DateTime(timezone=True), nullable=True),
         Column("finished_at", DateTime(timezone=True), nullable=True),
         Index("ix_ai_task_logs_account_created", "account_id", text("created_at DESC")),
+        Index("ix_ai_task_logs_open", "created_at",
+              postgresql_where=text("status IN ('pending', 'running')")),
     )

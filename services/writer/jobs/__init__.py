@@ -49,7 +49,8 @@ class WriterJobs:
         auth = auth or AuthClient(
             billing.nc, timeout=min(settings.command_timeout_seconds, AI_SETTINGS_TIMEOUT_SECONDS))
         self.runner = AIJobRunner(db, AI_TASK_LOGS, billing, auth,
-                                  max_deliver=settings.job_max_deliver, policy=self.policy)
+                                  max_deliver=settings.job_max_deliver, policy=self.policy,
+                                  deadline_seconds=settings.hold_ttl_seconds)
 
         async def images(ctx: AIJobContext) -> Saver:
             return await generate_images(ctx, platform, self.policy, settings.job_max_deliver)
