@@ -98,7 +98,8 @@ async def test_purchase_flow_through_the_api(client: httpx.AsyncClient, issuer: 
     assert {m["type"] for m in methods["methods"]} == {"bank_transfer", "manual"}
     r = await client.post(B + "/payments/", headers=owner, json={
         "invoice_id": invoice["id"], "payment_method": "bank_transfer",
-        "transaction_reference": "BANK-REF-1", "notes": "wired"})
+        "transaction_reference": "BANK-REF-1", "notes": "wired",
+        "reference": "ignored"})  # no field: ignored, as DRF ignores it (ADR 0041)
     assert r.status_code == 201, r.text
     payment = r.json()["data"]
     assert payment["status"] == "pending_approval" and payment["amount"] == "45.00"

@@ -216,8 +216,10 @@ async def test_images_filters_content_images_and_bulk_update(
 async def test_taxonomies_are_unique_per_site_type_and_slug(
         client: httpx.AsyncClient, tenant: Tenant, fake_auth: FakeAuth) -> None:
     h = tenant.headers()
+    # A taxonomy has no sector: one sent (the reference check's body) is ignored (ADR 0041).
     coffee, tag = await create(client, tenant, "writer/taxonomies/",
-                               {"site_id": tenant.site_id, "name": "Coffee & Tea"},
+                               {"site_id": tenant.site_id, "name": "Coffee & Tea",
+                                "sector_id": tenant.sector_id},
                                {"site_id": tenant.site_id, "name": "Coffee & Tea",
                                 "taxonomy_type": "tag", "external_id": "17"})
     assert (coffee["slug"], coffee["taxonomy_type"]) == ("coffee-tea", "category")
