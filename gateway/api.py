@@ -22,7 +22,8 @@ from libs.common.security import Principal
 
 router = APIRouter()
 
-_VALID_KV_KEY = re.compile(r"^[-_=.a-zA-Z0-9]{1,256}$")
+# A KV key: subject tokens joined by dots (none empty: no dot at either end, no two together).
+_VALID_KV_KEY = re.compile(r"^(?!\.)(?!.*\.\.)[-_=.a-zA-Z0-9]{1,256}(?<!\.)$")
 _JSON = "application/json"
 
 

@@ -45,6 +45,19 @@ async def test_task_progress_only_for_its_account(gw: httpx.AsyncClient, issuer:
     assert (await gw.get(path)).status_code == 401
 
 
+async def test_task_progress_of_an_id_no_key_can_be_is_404(gw: httpx.AsyncClient,
+                                                          issuer: TestIssuer) -> None:
+    """Schemathesis' `.exe`: a dot at either end (or two together) is no KV key; the
+    client library refused it and the gateway answered 500."""
+    user_id, account_id = new_ids()
+    owner = issuer.headers(user_id=user_id, account_id=account_id)
+    for task_id in (".exe", "exe.", "a..b", "."):
+        resp = await gw.get(f"/api/v1/system/settings/task_progress/{task_id}/",
+                            headers=owner)
+        assert resp.status_code == 404, (task_id, resp.text)
+        assert resp.json()["error"] == "Not found."
+
+
 async def test_request_metrics_for_the_same_account(gw: httpx.AsyncClient,
                                                     issuer: TestIssuer) -> None:
     user_id, account_id = new_ids()
