@@ -64,11 +64,12 @@ async def page_params(
 ) -> PageParams:
     """The page as DRF's `PageNumberPagination` reads it (the reference is silent):
     `page_size` that is not a positive whole number (empty, `0`, `abc`) is the default
-    size, and one over 100 is 100; `page` that is not a positive whole number is 404
-    "Invalid page.", as a page past the end is (so is one beyond what an OFFSET can
-    express: never an overflow in the database)."""
+    size, and one over 100 is 100; `page` empty is 1, and one that is not a positive whole
+    number is 404 "Invalid page.", as a page past the end is (so is one beyond what an
+    OFFSET can express: never an overflow in the database)."""
     size = _whole_number(page_size) or 0
-    number = 1 if page is None else _whole_number(page)
+    # An absent or empty page is the first: DRF reads `query_params.get("page") or 1`.
+    number = 1 if not page else _whole_number(page)
     if number is None or number < 1:
         raise NotFound("Invalid page.")
     params = PageParams(page=number,
