@@ -151,6 +151,11 @@ def modules() -> list[str]:
 MODULE_ROOTS = frozenset(modules())
 # The gateway's own paths written without their final slash (the reference's map writes
 # `/api/schema`): redirected to the slashed path, as each service redirects its own.
+# The gateway's AllowAny paths: public whatever the method, so that another method is its
+# 405 (DRF checks an AllowAny view's permissions, none, before the method), not a 401.
+PUBLIC_GATEWAY_DOCUMENTS = frozenset({"/api/v1/", "/api/v1/system/ping/",
+                                      "/api/v1/system/status/", "/api/schema/", "/api/docs/",
+                                      "/api/redoc/"}) | MODULE_ROOTS
 SLASHLESS_GATEWAY_PATHS = frozenset(p.rstrip("/") for p in GATEWAY_PATHS | MODULE_ROOTS
                                     if p.endswith("/"))
 
@@ -262,7 +267,7 @@ def is_public(method: str, path: str) -> bool:
         method = "GET"
     if (method, path) in PUBLIC_ROUTES or path in PUBLIC_GATEWAY_PATHS:
         return True
-    if method == "GET" and path in MODULE_ROOTS:
+    if path in PUBLIC_GATEWAY_DOCUMENTS:
         return True
     return any(method == m and path.startswith(p) for m, p in PUBLIC_PREFIXES)
 

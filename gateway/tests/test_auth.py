@@ -118,6 +118,19 @@ async def test_public_routes_need_no_credentials(gw: httpx.AsyncClient) -> None:
     assert (await gw.get("/api/v1/system/ping/")).status_code == 200
 
 
+async def test_a_public_gateway_path_answers_another_method_405_without_credentials(
+        gw: httpx.AsyncClient) -> None:
+    """DRF checks an AllowAny view's permissions (none) before the method: `POST ping/`
+    is 405, where it was 401 "Authentication required" (a credential for nothing)."""
+    for path in ("/api/v1/system/ping/", "/api/v1/system/status/", "/api/v1/",
+                 "/api/v1/planner/", "/api/schema/"):
+        resp = await gw.post(path)
+        assert resp.status_code == 405, (path, resp.text)
+        assert resp.json()["error"] == 'Method "POST" not allowed.'
+    # Elsewhere credentials come first, as DRF's authentication does.
+    assert (await gw.post("/api/v1/system/settings/task_progress/x/")).status_code == 401
+
+
 async def test_the_api_root_says_where_things_are(gw: httpx.AsyncClient) -> None:
     """The URL `igny8 up` prints as "API" answered 404 "Not found"."""
     resp = await gw.get("/api/v1/")
