@@ -35,6 +35,8 @@ from services.auth.passwords import MIN_PASSWORD_LENGTH
 MAX_INT = 2**31 - 1
 
 AssignableRole = Literal["admin", "editor", "viewer"]
+# A user's role as an update may name it: an owner's own (put back unchanged) included.
+MemberRole = Literal["owner", "admin", "editor", "viewer"]
 AccountStatus = Literal["active", "trial", "suspended", "cancelled"]
 Intent = Literal["informational", "navigational", "commercial", "transactional"]
 PromptType = Literal[
@@ -278,7 +280,7 @@ class UserUpdate(WriteModel):
     username: str | None = Field(default=None, min_length=1, max_length=150)
     first_name: str | None = Field(default=None, max_length=150)
     last_name: str | None = Field(default=None, max_length=150)
-    role: AssignableRole | None = None
+    role: MemberRole | None = None
     is_active: bool | None = None
 
 

@@ -427,8 +427,15 @@ async def update_user(
 ) -> Outcome:
     check_role(actor, "admin")
     user = await get_user(uow, actor, user_id)
-    changes = data.model_dump(exclude_unset=True)
-    if not _may_manage(actor, user):
+    # A GET answer put back names the role and flag the user has: no change asked.
+    changes = {k: v for k, v in data.model_dump(exclude_unset=True).items()
+               if not (k in ("role", "is_active") and v == getattr(user, k))}
+    if user.id == actor.user_id and not actor.is_platform_staff:
+        # One's own profile, as DRF's user view let an owner or admin edit it; one's
+        # own role and active flag stay with whoever is above.
+        if any(changes.get(k) is not None for k in ("role", "is_active")):
+            raise PermissionDenied("You may not change your own role or deactivate yourself.")
+    elif not _may_manage(actor, user):
         raise PermissionDenied("You may not change a user whose role is not below yours.")
     if "role" in changes and changes["role"] is not None:
         _may_assign(actor, changes["role"])

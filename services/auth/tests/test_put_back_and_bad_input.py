@@ -32,6 +32,24 @@ async def _put_back(tenant: Tenant, url: str, edit: dict[str, Any]) -> dict[str,
     return again
 
 
+async def test_owners_and_admins_edit_their_own_user(owner: Tenant) -> None:
+    """`PUT /users/{id}/` on one's own user (a profile form: the GET answer, its name
+    edited) was 403 "not below yours", and `role: "owner"` put back a 400: an owner could
+    change their name nowhere. Their own name, yes; their own role or active flag, no."""
+    me = f"/api/v1/auth/users/{owner.user_id}/"
+    await _put_back(owner, me, {"first_name": "Olive", "last_name": "Owner"})
+    for change in ({"role": "admin"}, {"is_active": False}):
+        refused = await owner.patch(me, json=change)
+        assert refused.status_code == 403, (change, refused.text)
+    admin = await add_member(owner, "admin")
+    own = f"/api/v1/auth/users/{admin.user_id}/"
+    await _put_back(admin, own, {"username": "the-admin"})
+    assert (await admin.patch(own, json={"role": "owner"})).status_code == 403
+    assert (await admin.put(f"/api/v1/auth/users/{owner.user_id}/",
+                            json={"first_name": "Not yours"})).status_code == 403
+    assert (await owner.get(me)).json()["role"] == "owner"
+
+
 async def test_a_get_answer_put_back_is_accepted(owner: Tenant) -> None:
     site = (await owner.post("/api/v1/auth/sites/", json={"name": "Blog"})).json()
     await _put_back(owner, f"/api/v1/auth/sites/{site['id']}/", {"name": "Blog 2"})
