@@ -12,13 +12,17 @@ The merge documents what the API answers, whatever a service declared (issue 13)
   path with a parameter, every list (a page past the end: DRF's "Invalid page.") and every
   operation that names a row by id in its query or body (another tenant's or a deleted
   row), beside the gateway's own 401, 429, 503 and 504;
-- operation ids are unique across the merged document."""
+- a page whose items the service left undeclared is typed by its detail GET;
+- operation ids are unique across the merged document;
+- a collection's create and list link to the operations that take its rows' ids
+  (`gateway/openapi_links.py`)."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +30,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gateway.openapi_links import add_links
 from gateway.routes import RATE_LIMITS, RouteTable, is_public, scope_for
 
 log = logging.getLogger("igny8.gateway.openapi")
@@ -224,6 +229,8 @@ def merge(documents: dict[str, dict[str, Any]], routes: RouteTable, public_url: 
             if scope is not None:
                 op["x-igny8-rate-limit-scope"] = scope
                 op["x-igny8-rate-limit"] = f"{RATE_LIMITS[scope]}/min"
+    _type_pages(paths)
+    add_links(paths, schemas)
     paths.update(own_paths)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -252,6 +259,29 @@ def merge(documents: dict[str, dict[str, Any]], routes: RouteTable, public_url: 
     if unavailable:
         document["x-igny8-unavailable-services"] = sorted(unavailable)
     return document
+
+
+def _type_pages(paths: dict[str, Any]) -> None:
+    """A page whose service declared no item is typed by its detail: a list item holds the
+    fields its detail GET answers and nothing else (docs/contracts.md)."""
+    for path, item in paths.items():
+        results = _json_schema(item.get("get"), "200").get("properties", {}).get("results")
+        if not isinstance(results, dict) or results.get("items") != {}:
+            continue
+        details = [other for other in paths if re.fullmatch(re.escape(path) + r"\{\w+\}/", other)]
+        if len(details) != 1:
+            continue
+        data = _json_schema(paths[details[0]].get("get"), "200").get("properties", {}).get("data")
+        if isinstance(data, dict) and data:
+            results["items"] = copy.deepcopy(data)
+
+
+def _json_schema(op: Any, code: str) -> dict[str, Any]:
+    if not isinstance(op, dict):
+        return {}
+    schema = op.get("responses", {}).get(code, {}).get("content", {}).get(
+        "application/json", {}).get("schema")
+    return schema if isinstance(schema, dict) else {}
 
 
 def _unique_operation_id(op: dict[str, Any], method: str, seen: set[str]) -> None:

@@ -77,6 +77,8 @@ def test_list_endpoints_are_documented_as_pages() -> None:
     assert set(page["required"]) == {"success", "count", "next", "previous", "results",
                                      "request_id"}
     assert "data" not in page["properties"]
+    # Its service declared no item: a list item holds what its detail GET answers.
+    assert page["properties"]["results"]["items"] == {"$ref": "#/components/schemas/Keyword"}
     typed = schema_of(paths["/api/v1/planner/clusters/"]["get"])
     assert typed["properties"]["results"]["items"] == {"$ref": "#/components/schemas/Keyword"}
     detail = schema_of(paths["/api/v1/planner/keywords/{keyword_id}/"]["get"])
