@@ -13,6 +13,8 @@ from libs.common.schemas import WriteModel
 from services.automation.models import Frequency, PublishMode, RunStatus, Trigger
 
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+# The document says what `_hhmm` checks (its message stays the validator's own).
+_HHMM_DOC: dict[str, Any] = {"pattern": HHMM.pattern}
 
 # Items per batch each stage takes at most: the owners' own limits (planner: 20 keywords
 # per clustering request, 20 clusters per ideas job on the pipeline's path; writer: 50
@@ -61,7 +63,7 @@ class ConfigUpdate(WriteModel):
     resource = ConfigOut
     enabled: bool | None = None
     frequency: Frequency | None = None
-    scheduled_time: str | None = None
+    scheduled_time: str | None = Field(default=None, json_schema_extra=_HHMM_DOC)
     timezone: str | None = Field(default=None, max_length=64)
     stage_1_batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH[1])
     stage_2_batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH[2])
@@ -75,8 +77,8 @@ class ConfigUpdate(WriteModel):
     publish_mode: PublishMode | None = None
     quality_threshold: int | None = Field(default=None, ge=0, le=100)
     daily_publish_cap: int | None = Field(default=None, ge=0, le=1000)
-    publish_window_start: str | None = None
-    publish_window_end: str | None = None
+    publish_window_start: str | None = Field(default=None, json_schema_extra=_HHMM_DOC)
+    publish_window_end: str | None = Field(default=None, json_schema_extra=_HHMM_DOC)
 
     @field_validator("scheduled_time", "publish_window_start", "publish_window_end")
     @classmethod

@@ -4,6 +4,7 @@ where it is, so what the API does to it can be seen."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import Any
 
@@ -121,6 +122,18 @@ async def test_the_document_says_site_id_and_run_id_are_required(
                 for p in op.get("parameters", ()) if p["name"] in ("site_id", "run_id")}
     assert len(required) == 13
     assert all(required.values()), required
+
+
+async def test_the_document_says_times_are_hh_mm(client: httpx.AsyncClient) -> None:
+    """A time that is not HH:MM is a 400 (`_hhmm`), and the document said any string
+    (schemathesis' positive_data_acceptance: 44 of its update_config bodies refused)."""
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    fields = schemas["ConfigUpdate"]["properties"]
+    for name in ("scheduled_time", "publish_window_start", "publish_window_end"):
+        pattern = re.compile(fields[name]["pattern"])
+        assert pattern.search("23:59"), name
+        assert pattern.search("00:00"), name
+        assert not any(pattern.search(bad) for bad in ("24:00", "9:30", "12:60", "noon"))
 
 
 async def test_estimate_counts_pending_work_and_a_short_balance_is_a_402(
