@@ -40,13 +40,18 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def nul_fields(value: Any, path: str = "") -> Iterator[str]:
     """The dotted names, in a parsed JSON document, of the strings holding U+0000 (a
-    member name holding one names the member)."""
+    member name holding one names the member). A member of the body itself whose name
+    holds one is no field of any body: it is dropped as every unknown name is (ADR 0041),
+    not refused (schemathesis' positive_data_acceptance). Deeper, a name may be a key of
+    a JSON blob kept as it came (jsonb cannot hold U+0000): refused."""
     if isinstance(value, str):
         if "\x00" in value:
             yield path or "non_field_errors"
     elif isinstance(value, dict):
         for key, item in value.items():
             name = f"{path}.{key}" if path else str(key)
+            if "\x00" in key and not path:
+                continue
             if "\x00" in key:
                 yield name
             else:
