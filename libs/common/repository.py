@@ -284,6 +284,9 @@ class DayFrom(Filter):
     def __init__(self, column: str, **kw: Any) -> None:
         super().__init__(column=column, **kw)
 
+    def param(self) -> Any:
+        return Query(description=self.description, json_schema_extra={"format": "date"})
+
     def clean(self, value: Any) -> Any:
         value = super().clean(value)
         if value is None or isinstance(value, date):

@@ -333,3 +333,6 @@ async def test_an_http_list_declared_once(client: httpx.AsyncClient, db: Databas
     assert params["status"]["schema"]["enum"] == ["new", "done"]
     assert params["search"]["description"] == "Search by name"
     assert params["site_id"]["schema"]["anyOf"][0]["maximum"] == MAX_BIGINT
+    # A day filter takes YYYY-MM-DD only ("Enter a valid date."): the document says so
+    # (it said any string: schemathesis' positive_data_acceptance).
+    assert params["start"]["schema"]["format"] == "date"
