@@ -61,6 +61,10 @@ class InvoiceStatus(StrEnum):
     UNCOLLECTIBLE = "uncollectible"
 
 
+# The methods a manual payment (`POST /billing/payments/`) is submitted with.
+MANUAL_METHODS = ("bank_transfer", "manual")
+
+
 class PaymentStatus(StrEnum):
     PENDING_APPROVAL = "pending_approval"
     SUCCEEDED = "succeeded"

@@ -22,7 +22,7 @@ from libs.common.repository import (
     Orderings,
 )
 from libs.common.schemas import WriteModel, partial_of
-from services.billing.models import InvoiceStatus, PaymentStatus, TransactionType
+from services.billing.models import MANUAL_METHODS, InvoiceStatus, PaymentStatus, TransactionType
 from services.billing.pricing import UNITS
 
 PaymentMethodType = Literal["bank_transfer", "manual", "stripe", "paypal"]
@@ -132,7 +132,8 @@ class PaymentCreate(WriteModel):
     resource = PaymentOut
     invoice_id: Id
     amount: Decimal | None = Field(default=None, gt=0, max_digits=14, decimal_places=2)
-    payment_method: str
+    # Checked by the service ("Manual payments use one of: ..."); the document says so.
+    payment_method: str = Field(json_schema_extra={"enum": list(MANUAL_METHODS)})
     transaction_reference: ShortText
     notes: str = Field(default="", max_length=2000)
 

@@ -19,6 +19,7 @@ from libs.common.problems import Conflict, NotFound, ValidationFailed
 from libs.common.repository import ListQuery, Page, Visibility, choice
 from services.billing import events as ev
 from services.billing.models import (
+    MANUAL_METHODS,
     CreditCostConfig,
     CreditPackage,
     CreditTransaction,
@@ -42,7 +43,6 @@ from services.billing.repository import (
     UsageLogs,
 )
 from services.billing.service.credits import (
-    MANUAL_METHODS,
     BillingPolicy,
     BillingService,
     _day_start,

@@ -68,7 +68,6 @@ T = TypeVar("T")
 
 INACTIVE_ACCOUNT = frozenset(BLOCKED_ACCOUNT_STATUSES)
 INACTIVE_SUBSCRIPTION = {"cancelled", "canceled", "expired", "inactive"}
-MANUAL_METHODS = ("bank_transfer", "manual")
 PAYMENT_METHOD_TYPES = ("bank_transfer", "manual", "stripe", "paypal")
 
 
