@@ -33,6 +33,7 @@ from services.planner.models import (
     IdeaStatus,
     KeywordStatus,
 )
+from services.planner.settings import PlannerSettings
 
 # --- lists ---------------------------------------------------------------------------
 
@@ -173,11 +174,20 @@ def _named(value: str) -> str:
     return cleaned
 
 
+def _ids_at_most(setting: str, noun: str) -> Any:
+    """An AI action's ids, limited per request by a planner setting: the document shows
+    the setting's default (the reference's batch limit), and more is a 400 naming `ids`."""
+    limit = PlannerSettings.model_fields[setting].default
+    return Field(json_schema_extra={"maxItems": limit},
+                 description=f"The {noun} to process: at most `{setting}` per request "
+                             f"({limit} unless the deployment sets it).")
+
+
 class AutoCluster(ActionBody):
     """`topics`: topic names the user wants (they get exactly those topics);
     `seed_keywords`: topic name -> seed keywords of that topic (a topic too)."""
 
-    ids: IdList
+    ids: Annotated[IdList, _ids_at_most("auto_cluster_max_keywords", "keywords")]
     sector_id: Id | None = None
     topics: list[str] = Field(default_factory=list, max_length=MAX_TOPICS)
     seed_keywords: dict[str, list[str]] = Field(default_factory=dict, max_length=MAX_TOPICS)
@@ -285,7 +295,7 @@ class IdeaUpdate(WriteModel):
 
 
 class AutoGenerateIdeas(ActionBody):
-    ids: IdList
+    ids: Annotated[IdList, _ids_at_most("auto_generate_ideas_max_clusters", "clusters")]
 
 
 # --- CSV import ----------------------------------------------------------------------

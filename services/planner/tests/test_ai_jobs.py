@@ -24,6 +24,7 @@ from services.planner.clustering import (
     TopicAnchor,
 )
 from services.planner.jobs import Engines, PlannerJobs
+from services.planner.schemas import AutoCluster, AutoGenerateIdeas
 from services.planner.settings import PlannerSettings
 
 from .conftest import API, Ledger, MakeTenant, Tenant, add_keywords, running_worker
@@ -130,6 +131,18 @@ async def test_auto_cluster_then_ideas_end_to_end(
                                 json={"ids": [c["id"] for c in clusters]})
         assert two.status_code == 400  # one cluster per request by default
         assert two.json()["errors"]["ids"] == ["At most 1 cluster per request."]
+
+
+def test_the_document_gives_each_ai_actions_batch_limit() -> None:
+    """The OpenAPI document says how many ids an AI action takes (the settings' defaults,
+    the reference's "max 1 cluster per batch"): it said 1,000, and schemathesis' valid
+    bodies of two clusters were the 400 above."""
+    ideas = AutoGenerateIdeas.model_json_schema()["properties"]["ids"]
+    clustering = AutoCluster.model_json_schema()["properties"]["ids"]
+    defaults = PlannerSettings()
+    assert ideas["maxItems"] == defaults.auto_generate_ideas_max_clusters == 1
+    assert clustering["maxItems"] == defaults.auto_cluster_max_keywords == 20
+    assert "auto_generate_ideas_max_clusters" in ideas["description"]
 
 
 class StallsOnce:
