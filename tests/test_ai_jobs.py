@@ -419,3 +419,20 @@ async def test_the_sweep_runs_beside_the_job_workers(db: Database, nc: NATS,
         stop.set()
         await asyncio.wait_for(task, 10)
     assert await held(ledger, account) == (100, 0)
+
+
+async def test_the_sweep_counts_each_function_from_zero(db: Database, nc: NATS) -> None:
+    """`igny8_ai_jobs_abandoned_total` exists at 0 for each of the service's functions once
+    its sweep runs: the first job closed is then an increase, which IGNY8AIJobsAbandoned
+    (deploy/prometheus/rules) sees; a series born at 1 would show none."""
+    probe = AIFunction("kernel-probe", "probe_images", "image_generation", ("image_prompt",))
+    labels = {"service": probe.service, "function": probe.name}
+    assert REGISTRY.get_sample_value("igny8_ai_jobs_abandoned_total", labels) is None
+    runner = AIJobRunner(db, AI_TASK_LOGS, BillingClient(nc), AuthClient(nc), max_deliver=3)
+    loops = runner.workers(nc.jetstream(), await progress_of(nc),
+                           {probe: generate_images}, ack_wait=30)
+    (sweep,) = [loop for loop in loops if isinstance(loop, AbandonedJobs)]
+    stopped = asyncio.Event()
+    stopped.set()
+    await asyncio.wait_for(sweep.run(stopped), 10)
+    assert REGISTRY.get_sample_value("igny8_ai_jobs_abandoned_total", labels) == 0.0

@@ -91,6 +91,9 @@ class EventConsumer:
         await self.js.add_consumer(self.stream, config)
 
     async def run(self, stop: asyncio.Event) -> None:
+        # Dead letters counted from 0: the first one is then an increase Prometheus sees
+        # (a series born at 1 has none, and IGNY8DeadLetters would miss it).
+        EVENTS_CONSUMED.labels(self.service, self.name, "dead_letter")
         await pull_forever(self.js, stream=self.stream, durable=self.name, batch=self.batch,
                            handle=self.handle, handle_many=self.handle_many,
                            provision=self.provision, stop=stop)

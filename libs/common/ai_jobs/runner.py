@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -219,15 +219,18 @@ class AIJobRunner:
             for function, body in bodies.items()]
         services = {function.service for function in bodies}
         if len(services) == 1:
-            loops.append(self.abandoned(progress, services.pop()))
+            loops.append(self.abandoned(progress, services.pop(),
+                                        functions=[function.name for function in bodies]))
         return loops
 
-    def abandoned(self, progress: TaskProgress, service: str) -> AbandonedJobs:
-        """The sweep that closes this runner's jobs no attempt will finish (ADR 0043)."""
+    def abandoned(self, progress: TaskProgress, service: str, *,
+                  functions: Iterable[str] = ()) -> AbandonedJobs:
+        """The sweep that closes this runner's jobs no attempt will finish (ADR 0043);
+        `functions` are counted from 0 in `igny8_ai_jobs_abandoned_total`."""
         return AbandonedJobs(self.db, self.log, self.billing, progress, service=service,
                              deadline_seconds=self.deadline_seconds,
                              silent_seconds=3 * self.heartbeat_seconds,
-                             interval_seconds=self.sweep_seconds)
+                             interval_seconds=self.sweep_seconds, functions=functions)
 
     async def _heartbeat(self, ctx: JobContext) -> None:
         """While the attempt works: its log says so, every `heartbeat_seconds` (a beat

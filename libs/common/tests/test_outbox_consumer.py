@@ -4,6 +4,7 @@ import asyncio
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select, text
 
 from libs.common import nats as nats_kernel
@@ -22,6 +23,10 @@ async def _wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[n
     while not await predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+async def _is(value: float | None, expected: float) -> bool:
+    return value == expected
 
 
 @pytest.fixture
@@ -133,8 +138,13 @@ async def test_consumer_applies_each_event_once_and_dead_letters_poison(
     consumer = EventConsumer(name=name, stream=stream_name("kernel"),
                              subjects=[f"igny8.kernel.{entity}.>"], handler=handler,
                              db=kernel_db, js=js, service="kernel")
+    dead_lettered = ("igny8_events_consumed_total",
+                     {"service": "kernel", "consumer": name, "outcome": "dead_letter"})
+    assert REGISTRY.get_sample_value(*dead_lettered) is None
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
+    # Counted from 0 once it runs: the first dead letter is an increase (IGNY8DeadLetters).
+    await _wait_for(lambda: _is(REGISTRY.get_sample_value(*dead_lettered), 0.0))
     good = Event(type=f"kernel.{entity}.created", account_id=7, data={"n": 1})
     poison = Event(type=f"kernel.{entity}.created", account_id=7, data={"poison": True})
     payload = good.model_dump_json().encode()
@@ -162,6 +172,7 @@ async def test_consumer_applies_each_event_once_and_dead_letters_poison(
                                  {"b": str(good.id)})).scalar_one()
     assert notes == 1
     assert good.id in applied
+    assert REGISTRY.get_sample_value(*dead_lettered) == 1.0
 
 
 async def test_consumer_applies_a_fetchs_events_in_one_unit_of_work(
