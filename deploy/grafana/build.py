@@ -161,6 +161,12 @@ def events_row(part: Part) -> Row:
         graph("Outbox publish failures",
               (zero(f"sum(rate(igny8_outbox_publish_failures_total{{{s}}}[{RI}]))"),
                "failures"), unit="ops"),
+        graph("Kernel rows pruned per hour by table",
+              (zero_by(f"sum by (table) (increase(igny8_kernel_rows_pruned_total{{{s}}}[1h]))"),
+               "{{table}}"),
+              description="Published outbox rows and processed-event rows the worker's "
+                          "retention pass deleted (libs/common/retention.py): 0 until rows "
+                          "outlive outbox_retention_days / processed_events_retention_days."),
     ]
     if part.consumers:
         panels += [
@@ -177,9 +183,22 @@ def events_row(part: Part) -> Row:
     return Row("Events and outbox", panels)
 
 
+ABANDONED = ("Billed AI jobs no attempt would finish (a worker died on the last attempt, "
+             "its failure could not be recorded, the job message was lost), closed as failed "
+             "by the workers' sweep once past their deadline, their holds released "
+             "(ADR 0043). Above 0: alert IGNY8AIJobsAbandoned (docs/runbooks.md).")
+
+
+def abandoned_jobs(selector: str, by: str) -> str:
+    return zero_by(f"sum by ({by}) (increase(igny8_ai_jobs_abandoned_total{selector}[1h]))")
+
+
 def jobs_row(part: Part) -> Row:
     s = f'service="{part.name}"'
     count = f"igny8_job_duration_seconds_count{{{s}}}"
+    abandoned = [graph("Abandoned jobs closed by the sweep (per hour)",
+                       (abandoned_jobs(f"{{{s}}}", "function"), "{{function}}"),
+                       description=ABANDONED)] if part.ai else []
     return Row("Jobs", [
         graph("Jobs by function and outcome",
               (f"sum by (function, outcome) (rate({count}[{RI}]))", "{{function}} {{outcome}}"),
@@ -195,6 +214,7 @@ def jobs_row(part: Part) -> Row:
         graph("Failed jobs",
               (zero_by(f'sum by (function) (rate(igny8_job_duration_seconds_count'
                        f'{{{s},outcome!="success"}}[{RI}]))'), "{{function}}"), unit="ops"),
+        *abandoned,
     ])
 
 
@@ -224,7 +244,14 @@ def writer_row() -> Row:
     ])
 
 
-def process_row(jobs: str) -> Row:
+def process_row(jobs: str, worker: str | None = None) -> Row:
+    health = [graph("Worker healthy and connected to NATS",
+                    (f'min(igny8_worker_healthy{{service="{worker}"}})', "healthy"),
+                    (f'min(igny8_worker_nats_connected{{service="{worker}"}})',
+                     "NATS connected"),
+                    description="1 while every loop of the worker runs (healthy) and while "
+                                "its NATS connection is up; the lowest over its replicas.")
+              ] if worker else []
     return Row("Process", [
         graph("Resident memory",
               (f'process_resident_memory_bytes{{job=~"{jobs}"}}', "{{job}} {{instance}}"),
@@ -232,6 +259,7 @@ def process_row(jobs: str) -> Row:
         graph("CPU",
               (f'rate(process_cpu_seconds_total{{job=~"{jobs}"}}[{RI}])', "{{job}} {{instance}}"),
               unit="percentunit"),
+        *health,
     ])
 
 
@@ -245,7 +273,7 @@ def service_rows(part: Part) -> list[Row]:
         rows.append(writer_row())
     if part.name == "billing":
         rows.append(credits_row())
-    rows.append(process_row(f"igny8-{part.name}-(api|worker)"))
+    rows.append(process_row(f"igny8-{part.name}-(api|worker)", worker=part.name))
     return rows
 
 
@@ -325,6 +353,10 @@ def overview_rows() -> list[Row]:
             graph("Workers healthy",
                   ("min by (service) (igny8_worker_healthy)", "{{service}}"),
                   description="1 while every loop of the worker runs and NATS is connected."),
+            graph("Workers connected to NATS",
+                  ("min by (service) (igny8_worker_nats_connected)", "{{service}}"),
+                  description="1 while the worker's NATS connection is up (0 everywhere: "
+                              "alert IGNY8NATSDown)."),
         ]),
         Row("Events and jobs", [
             graph("Events published by service",
@@ -347,6 +379,9 @@ def overview_rows() -> list[Row]:
             graph("Rate-limit rejections by scope",
                   (zero_by(f"sum by (scope) (rate(igny8_rate_limit_rejections_total[{RI}]))"),
                    "{{scope}}"), unit="ops"),
+            graph("Abandoned AI jobs closed by the sweep (per hour)",
+                  (abandoned_jobs("", "service, function"), "{{service}} {{function}}"),
+                  description=ABANDONED),
         ]),
         Row("Credits and AI", [
             graph("Credits captured by operation",
