@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from libs.common import nats as nats_kernel
 from libs.common.db import Database
+from libs.common.forms import ReadFormBodies
 from libs.common.ids import MAX_BIGINT
 from libs.common.logging import configure_logging
 from libs.common.metrics import metrics_response
@@ -120,6 +121,8 @@ def create_service_app(
         return metrics_response()
 
     app.add_middleware(RefuseNulCharacters)
+    # Outside the NUL check, so that a form read as JSON is checked as JSON is.
+    app.add_middleware(ReadFormBodies)
     app.add_middleware(ObservabilityMiddleware, service=service)
     return app
 

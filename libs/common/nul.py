@@ -84,11 +84,11 @@ class RefuseNulCharacters:
         if _QUERY_ESCAPE in query:
             errors += query_nul_fields(query)
         if _is_json(scope):
-            body, more = await _read_body(receive)
+            body, more = await read_body(receive)
             if _JSON_ESCAPE in body:
                 with contextlib.suppress(orjson.JSONDecodeError):
                     errors += nul_fields(orjson.loads(body))
-            receive = _replay(body, more, receive)
+            receive = replay_body(body, more, receive)
         if errors:
             response = problem_response(400, "Validation failed",
                                         errors={name: [MESSAGE] for name in errors})
@@ -104,7 +104,7 @@ def _is_json(scope: Scope) -> bool:
     return False
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
+async def read_body(receive: Receive) -> tuple[bytes, Message | None]:
     """The whole body, and the message that ended it early (a disconnect), if any."""
     chunks: list[bytes] = []
     while True:
@@ -116,7 +116,7 @@ async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
             return b"".join(chunks), None
 
 
-def _replay(body: bytes, ended: Message | None, receive: Receive) -> Receive:
+def replay_body(body: bytes, ended: Message | None, receive: Receive) -> Receive:
     """`receive` for the app: the body already read, then what the server sends next."""
     pending: list[Message] = [ended or {"type": "http.request", "body": body,
                                         "more_body": False}]

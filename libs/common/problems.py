@@ -166,20 +166,20 @@ def allowed_methods(request: Request) -> list[str]:
     """The methods that work on the request's path. A route whose path is all literal
     (`keywords/bulk_delete/`) outranks one that matched through a parameter
     (`keywords/{id}/`), as the reference's URL patterns resolve them."""
-    matching = [route for route in _endpoints(request.app.router.routes)
+    matching = [route for route in endpoint_routes(request.app.router.routes)
                 if getattr(route, "methods", None)
                 and route.matches(request.scope)[0] != Match.NONE]
     literal = [route for route in matching if not route.param_convertors]
     return sorted({m for route in (literal or matching) for m in route.methods or ()})
 
 
-def _endpoints(routes: Iterable[Any]) -> Iterator[Any]:
+def endpoint_routes(routes: Iterable[Any]) -> Iterator[Any]:
     """Every endpoint route. FastAPI 0.16x keeps an included router as one entry that
     resolves its routes (with the prefix) lazily, through `effective_candidates()`."""
     for route in routes:
         candidates = getattr(route, "effective_candidates", None)
         if callable(candidates):
-            yield from _endpoints(candidates())
+            yield from endpoint_routes(candidates())
         elif hasattr(route, "param_convertors"):  # an endpoint, not a mount or websocket
             yield route
 
@@ -204,8 +204,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         if "json" not in media_type.lower() and any(
                 tuple(err.get("loc", ())) == ("body",) and err.get("type") != "missing"
                 for err in exc.errors()):
-            # A JSON body sent as something else (text/plain, a form): read as bytes, it
-            # failed as "not a dictionary". DRF says what is wrong instead.
+            # A JSON body sent as something else (text/plain, XML): read as bytes, it
+            # failed as "not a dictionary". DRF says what is wrong instead. A form or
+            # multipart body never gets here: `libs.common.forms` reads it as JSON.
             return problem_response(415, "Unsupported media type",
                                     f'Unsupported media type "{media_type}" in request.')
         if all(err.get("loc", ("",))[0] == "path" for err in exc.errors()):

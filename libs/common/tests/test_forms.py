@@ -1,0 +1,165 @@
+"""Form-encoded and multipart bodies read as DRF's parsers and fields read them (ADR 0044),
+through the middleware stack every service has (`create_service_app` installs the same
+two middlewares in this order; `test_app.py` and each service's tests go through it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, File, Form, UploadFile
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from libs.common.fields import IdList
+from libs.common.forms import ReadFormBodies, as_json_object, body_shape
+from libs.common.ids import Id
+from libs.common.nul import RefuseNulCharacters
+from libs.common.problems import install_problem_handlers
+from libs.common.schemas import WriteModel
+
+router = APIRouter(prefix="/api/v1/kernel")
+
+
+class Config(BaseModel):
+    site_url: str | None = None
+    depth: int = 1
+
+
+class KeywordCreate(WriteModel):
+    keyword: str
+    volume: int | None = None
+    cluster_id: Id | None = None
+    difficulty: int = 0
+    active: bool = True
+    tags: list[str] = []
+    config: Config | None = None
+
+
+class Bulk(BaseModel):
+    ids: IdList
+
+
+@router.post("/keywords/", status_code=201)
+def create_keyword(body: KeywordCreate) -> dict[str, Any]:
+    return body.model_dump()
+
+
+@router.post("/keywords/bulk_delete/")
+def bulk_delete(body: Bulk) -> dict[str, Any]:
+    return {"ids": body.ids}
+
+
+@router.post("/keywords/maybe/")
+def optional_body(body: Bulk | None = None) -> dict[str, Any]:
+    return {"ids": body.ids if body else None}
+
+
+@router.post("/blobs/")
+def blob(body: dict[str, Any]) -> dict[str, Any]:
+    return body
+
+
+@router.post("/keywords/import/")
+async def import_csv(file: UploadFile = File(), site_id: Id | None = Form(None)
+                     ) -> dict[str, Any]:
+    return {"size": len(await file.read()), "site_id": site_id}
+
+
+def client() -> TestClient:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(router)
+    app.add_middleware(RefuseNulCharacters)
+    app.add_middleware(ReadFormBodies)
+    return TestClient(app)
+
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def post_form(path: str, body: bytes) -> Any:
+    return client().post(f"/api/v1/kernel/{path}", content=body, headers=FORM)
+
+
+def test_a_form_is_read_as_the_json_object_it_stands_for() -> None:
+    answer = post_form("keywords/", b"keyword=caf%C3%A9&volume=120&active=false&tags=a"
+                       b"&tags=b&config.site_url=https%3A%2F%2Fa.example&config.depth=2")
+    assert answer.status_code == 201
+    assert answer.json() == {"keyword": "café", "volume": 120, "cluster_id": None,
+                             "difficulty": 0, "active": False, "tags": ["a", "b"],
+                             "config": {"site_url": "https://a.example", "depth": 2}}
+    # UTF-8 sent as it is (curl -d "keyword=café"), and the last of a repeated name.
+    answer = post_form("keywords/", "keyword=x&keyword=café&unknown=1".encode())
+    assert answer.json()["keyword"] == "café"
+    assert "unknown" not in answer.json()
+
+
+def test_a_list_takes_every_value_of_its_key() -> None:
+    assert post_form("keywords/bulk_delete/", b"ids=1&ids=2&ids=3").json() == {
+        "ids": [1, 2, 3]}
+    assert post_form("keywords/bulk_delete/", b"ids=7").json() == {"ids": [7]}
+    # DRF's indexed keys, in index order.
+    assert post_form("keywords/bulk_delete/", b"ids[1]=9&ids[0]=8").json() == {"ids": [8, 9]}
+    assert post_form("keywords/maybe/", b"ids=4").json() == {"ids": [4]}
+    missing = post_form("keywords/bulk_delete/", b"")
+    assert (missing.status_code, missing.json()["errors"]) == (
+        400, {"ids": ["This field is required."]})
+
+
+def test_bad_values_are_400s_naming_the_field_as_for_json() -> None:
+    answer = post_form("keywords/", b"keyword=k&volume=many&active=perhaps")
+    assert answer.status_code == 400
+    assert answer.json()["errors"] == {"volume": ["A valid integer is required."],
+                                       "active": ["Must be a valid boolean."]}
+    bulk = post_form("keywords/bulk_delete/", b"ids=1&ids=x")
+    assert bulk.json()["errors"] == {"ids.1": ["A valid integer is required."]}
+    nul = post_form("keywords/", b"keyword=a%00b")
+    assert (nul.status_code, nul.json()["errors"]) == (
+        400, {"keyword": ["Null characters are not allowed."]})
+
+
+def test_an_empty_value_is_none_or_left_out_unless_the_field_is_text() -> None:
+    """DRF's `Field.get_value` for HTML input: the "any" of a form's select."""
+    answer = post_form("keywords/", b"keyword=&volume=&cluster_id=&difficulty=")
+    assert answer.status_code == 201
+    assert answer.json() == {"keyword": "", "volume": None, "cluster_id": None,
+                             "difficulty": 0, "active": True, "tags": [], "config": None}
+
+
+def test_multipart_is_read_the_same_way() -> None:
+    answer = client().post("/api/v1/kernel/keywords/",
+                           data={"keyword": "k", "tags": ["x", "y"], "volume": "3"},
+                           files={"attachment": ("a.txt", b"ignored")})
+    assert answer.status_code == 201
+    assert answer.json()["tags"] == ["x", "y"]
+    assert answer.json()["volume"] == 3
+    # A file for a field of the body is that field's 400.
+    as_file = client().post("/api/v1/kernel/keywords/", data={"volume": "3"},
+                            files={"keyword": ("k.txt", b"k")})
+    assert (as_file.status_code, as_file.json()["errors"]) == (
+        400, {"keyword": ["Invalid value."]})
+
+
+def test_endpoints_that_take_a_form_or_a_dict_or_no_form() -> None:
+    """A `Form`/`File` endpoint gets its body as it came; a dict body takes last values;
+    `text/plain` is still a 415; JSON is untouched."""
+    imported = client().post("/api/v1/kernel/keywords/import/", data={"site_id": "5"},
+                             files={"file": ("k.csv", b"keyword\nx\n")})
+    assert imported.json() == {"size": 10, "site_id": 5}
+    assert post_form("blobs/", b"a=1&a=2&b=").json() == {"a": "2", "b": ""}
+    plain = client().post("/api/v1/kernel/blobs/", content=b"a=1",
+                          headers={"content-type": "text/plain"})
+    assert plain.status_code == 415
+    assert client().post("/api/v1/kernel/keywords/bulk_delete/",
+                         json={"ids": [1]}).json() == {"ids": [1]}
+
+
+def test_the_body_shape_follows_the_model() -> None:
+    shape = body_shape(KeywordCreate | None)
+    assert shape is not None
+    assert [name for name, field in shape.items() if field.many] == ["tags"]
+    assert [name for name, field in shape.items() if field.nested] == ["config"]
+    assert [name for name, field in shape.items() if field.text] == ["keyword"]
+    assert [name for name, field in shape.items() if field.required] == ["keyword"]
+    assert body_shape(dict[str, Any]) is None
+    assert as_json_object([("ids", "1"), ("ids", "2")], body_shape(Bulk)) == {"ids": ["1", "2"]}
