@@ -86,6 +86,13 @@ def build_upstream(issuer: TestIssuer, counters: Counters) -> FastAPI:
         return JSONResponse(doc, status_code=201,
                             headers={"Location": f"/api/v1/planner/keywords/{counters.posts}/"})
 
+    @app.post("/api/v1/planner/echo_body/", status_code=201)
+    async def echo_body(request: Request) -> dict[str, Any]:
+        """What reached the service: a form body must arrive as the client sent it."""
+        counters.posts += 1
+        return {"content_type": request.headers.get("content-type"),
+                "body": (await request.body()).decode("latin-1"), "n": counters.posts}
+
     @app.post("/api/v1/planner/fail/")
     async def fail() -> Response:
         counters.failures += 1
