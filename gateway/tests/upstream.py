@@ -54,6 +54,7 @@ def build_upstream(issuer: TestIssuer, counters: Counters) -> FastAPI:
     @app.get("/api/v1/planner/keywords/")
     async def keywords(request: Request, params: PageParams = Depends(page_params)) -> Response:
         rows = [{"id": i, "keyword": f"kw {i}"} for i in range(1, 26)]
+        params = params.resolved(len(rows))
         return page_response(request, params, len(rows),
                              rows[params.offset:params.offset + params.limit])
 

@@ -25,13 +25,31 @@ MAX_PAGE_SIZE = 100
 ENVELOPE_HEADER = "x-igny8-envelope"
 
 
+# DRF's `PageNumberPagination.last_page_strings`: `?page=last` is the last page.
+LAST_PAGE = "last"
+
+
 @dataclass(frozen=True, slots=True)
 class PageParams:
+    """The page a list request asks for. `page=last` names no number until the list's
+    count is known: `resolved(count)` gives the number, and until then there is no offset
+    (`Repository.page` and `page_response` resolve it; a hand-made list calls `resolved`)."""
+
     page: int
     page_size: int
+    last: bool = False
+
+    def resolved(self, count: int) -> PageParams:
+        """The page of a list of `count` rows: `last` is its last page, that of an empty
+        list being 1 (Django's `Paginator.num_pages` with an empty first page allowed)."""
+        if not self.last:
+            return self
+        return PageParams(page=max(1, -(-count // self.page_size)), page_size=self.page_size)
 
     @property
     def offset(self) -> int:
+        if self.last:
+            raise ValueError("page=last has no offset before the count: call resolved()")
         return (self.page - 1) * self.page_size
 
     @property
@@ -58,7 +76,7 @@ def _whole_number(value: str | None) -> int | None:
 
 async def page_params(
     page: str | None = Query(None, json_schema_extra=_integer_schema(1, 1),
-                             description="Page number, from 1."),
+                             description="Page number, from 1, or `last` for the last page."),
     page_size: str | None = Query(None, json_schema_extra=_integer_schema(1, DEFAULT_PAGE_SIZE),
                                   description="Items per page, at most 100."),
 ) -> PageParams:
@@ -66,14 +84,17 @@ async def page_params(
     `page_size` that is not a positive whole number (empty, `0`, `abc`) is the default
     size, and one over 100 is 100; `page` empty is 1, and one that is not a positive whole
     number is 404 "Invalid page.", as a page past the end is (so is one beyond what an
-    OFFSET can express: never an overflow in the database)."""
+    OFFSET can express: never an overflow in the database); `last` is the last page, its
+    number known once the list is counted (`PageParams.resolved`)."""
     size = _whole_number(page_size) or 0
+    size = min(size, MAX_PAGE_SIZE) if size > 0 else DEFAULT_PAGE_SIZE
+    if page == LAST_PAGE:
+        return PageParams(page=1, page_size=size, last=True)
     # An absent or empty page is the first: DRF reads `query_params.get("page") or 1`.
     number = 1 if not page else _whole_number(page)
     if number is None or number < 1:
         raise NotFound("Invalid page.")
-    params = PageParams(page=number,
-                        page_size=min(size, MAX_PAGE_SIZE) if size > 0 else DEFAULT_PAGE_SIZE)
+    params = PageParams(page=number, page_size=size)
     if params.offset > MAX_BIGINT:
         raise NotFound("Invalid page.")
     return params
@@ -101,7 +122,9 @@ def page_response(request: Request, params: PageParams, count: int, results: lis
                   shape: type[BaseModel] | None = None) -> Response:
     """A page of `results`. Rows read as dicts are cut to `shape`'s fields, the resource
     a detail GET answers: a list item shows what its detail shows, no more (not the
-    table's `deleted_at`, storage keys or working columns), without validating each row."""
+    table's `deleted_at`, storage keys or working columns), without validating each row.
+    `page=last` is the last page of `count` rows; its links name pages by number."""
+    params = params.resolved(count)
     if params.page > 1 and params.offset >= count:
         raise NotFound("Invalid page.")
     if shape is not None:

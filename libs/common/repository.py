@@ -536,9 +536,9 @@ class Repository(Generic[R]):
 
     async def page(self, query: ListQuery[Any]) -> Page[R]:
         """One page and the count of the whole list (the page is not read when the
-        count says it would be empty)."""
+        count says it would be empty). `page=last` is the last page the count makes."""
         count = await self.count(query.filters)
-        page = query.page
+        page = query.page.resolved(count)
         if count == 0 or page.offset >= count:
             return Page(count, [])
         return Page(count, await self.rows(query.filters, query.ordering, page.offset,

@@ -41,6 +41,7 @@ class ItemCreate(BaseModel):
 async def list_items(request: Request, principal: CurrentPrincipal,
                      params: PageParams = Depends(page_params)) -> Response:
     items = [{"id": i, "account_id": principal.account_id} for i in range(1, 24)]
+    params = params.resolved(len(items))  # `page=last` is a number once the count is known
     return page_response(request, params, len(items),
                          items[params.offset:params.offset + params.limit])
 
@@ -133,6 +134,12 @@ async def test_pages_link_through_the_gateway_and_cap_page_size(client: httpx.As
     assert beyond.status_code == 404
     bad = await client.get("/api/v1/kernel/items/?page=zero", headers=headers)
     assert bad.status_code == 404  # DRF's "Invalid page."
+    # DRF's `last_page_strings`: `page=last` is the last page, linked by number.
+    by_name = (await client.get("/api/v1/kernel/items/?page=last&page_size=10&status=active",
+                                headers=headers)).json()
+    assert (by_name["count"], len(by_name["results"]), by_name["next"]) == (23, 3, None)
+    assert by_name["previous"] == ("https://api.example.com/api/v1/kernel/items/"
+                                   "?page_size=10&status=active&page=2")
 
 
 async def test_request_ids_spans_and_metrics(client: httpx.AsyncClient) -> None:

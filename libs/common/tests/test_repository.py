@@ -315,8 +315,18 @@ async def test_an_http_list_declared_once(client: httpx.AsyncClient, db: Databas
     assert (await get("page=&page_size=1")).json()["previous"] is None
     assert len((await get("page=&page_size=1")).json()["results"]) == 1
     assert (await get("page=+2&page_size=1")).json()["previous"] is not None
+    # `page=last` (DRF's `last_page_strings`) is the last page the count makes, and its
+    # links name pages by number; an empty list's last page is the first.
+    last = (await get("page=last&page_size=1&ordering=name")).json()
+    assert ([r["name"] for r in last["results"]], last["count"], last["next"]) == (
+        ["two"], 2, None)
+    assert last["previous"].endswith(f"{base}?page_size=1&ordering=name")
+    assert (await get("page=last")).json()["previous"] is None
+    nothing = await get("page=last&search=nothing-matches")
+    assert (nothing.status_code, nothing.json()["count"], nothing.json()["results"]) == (
+        200, 0, [])
     for qs in ("page=0", "page=-1", "page=%20", "page=abc", "page=1.0", f"page={MAX_BIGINT + 1}",
-               "page=1133416100135823104", "page=2"):
+               "page=1133416100135823104", "page=2", "page=LAST", "page=last1"):
         answer = await get(qs)
         assert answer.status_code == 404, (qs, answer.text)
         assert answer.json()["detail"] == "Invalid page.", qs

@@ -262,6 +262,12 @@ async def test_pagination_caps(client: httpx.AsyncClient, tenant: Tenant,
     assert last["next"] is None
     beyond = await client.get(f"{API}/keywords/?page=3&page_size=100", headers=tenant.headers())
     assert beyond.status_code == 404
+    # DRF's `page=last`: the last page of the (cached) count, linked by number.
+    by_name = await _list(client, tenant, "page=last&page_size=100&ordering=volume")
+    by_number = await _list(client, tenant, "page=2&page_size=100&ordering=volume")
+    assert by_name["results"] == by_number["results"]
+    assert (len(by_name["results"]), by_name["next"]) == (50, None)
+    assert by_name["previous"].endswith("/keywords/?page_size=100&ordering=volume")
     zero = await _list(client, tenant, "page_size=0")  # DRF: the default size
     assert len(zero["results"]) == 10
     # Pages partition the list: no row twice, none missing.
