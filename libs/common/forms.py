@@ -33,6 +33,7 @@ import sys
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Annotated, Any, Union, get_args, get_origin
 from urllib.parse import parse_qsl
 
@@ -82,10 +83,17 @@ def body_shape(annotation: Any) -> dict[str, FieldShape] | None:
             many=any(_origin(t) in _LISTS for t in members),
             nested=any(_origin(t) in _OBJECTS
                        or (isinstance(t, type) and issubclass(t, BaseModel)) for t in members),
-            text=any(t is Any or (isinstance(t, type) and issubclass(t, str)) for t in members),
+            text=any(_is_text(t) for t in members),
             nullable=any(t is type(None) or t is Any for t in members),
             required=info.is_required())
     return shape
+
+
+def _is_text(annotation: Any) -> bool:
+    """A string field, where `""` is a value; not a choice (an enum of strings), which
+    DRF's `ChoiceField` reads empty as it reads an empty number."""
+    return annotation is Any or (isinstance(annotation, type) and issubclass(annotation, str)
+                                 and not issubclass(annotation, Enum))
 
 
 def _members(annotation: Any) -> list[Any]:
@@ -175,7 +183,8 @@ def form_kind(scope: Scope) -> bytes | None:
 
 def json_body_route(scope: Scope) -> Any | None:
     """The route the request goes to, if it reads a JSON body."""
-    for route in endpoint_routes(scope["app"].router.routes):
+    app = scope.get("app")
+    for route in endpoint_routes(app.router.routes if app is not None else ()):
         if route.matches(scope)[0] == Match.FULL:
             body = getattr(route, "body_field", None)
             if body is None or isinstance(body.field_info, params.Form):

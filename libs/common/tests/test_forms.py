@@ -4,6 +4,7 @@ two middlewares in this order; `test_app.py` and each service's tests go through
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, File, Form, UploadFile
@@ -25,8 +26,14 @@ class Config(BaseModel):
     depth: int = 1
 
 
+class Status(StrEnum):
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
 class KeywordCreate(WriteModel):
     keyword: str
+    status: Status = Status.ACTIVE
     volume: int | None = None
     cluster_id: Id | None = None
     difficulty: int = 0
@@ -85,7 +92,8 @@ def test_a_form_is_read_as_the_json_object_it_stands_for() -> None:
     answer = post_form("keywords/", b"keyword=caf%C3%A9&volume=120&active=false&tags=a"
                        b"&tags=b&config.site_url=https%3A%2F%2Fa.example&config.depth=2")
     assert answer.status_code == 201
-    assert answer.json() == {"keyword": "café", "volume": 120, "cluster_id": None,
+    assert answer.json() == {"keyword": "café", "status": "active", "volume": 120,
+                             "cluster_id": None,
                              "difficulty": 0, "active": False, "tags": ["a", "b"],
                              "config": {"site_url": "https://a.example", "depth": 2}}
     # UTF-8 sent as it is (curl -d "keyword=café"), and the last of a repeated name.
@@ -120,10 +128,11 @@ def test_bad_values_are_400s_naming_the_field_as_for_json() -> None:
 
 def test_an_empty_value_is_none_or_left_out_unless_the_field_is_text() -> None:
     """DRF's `Field.get_value` for HTML input: the "any" of a form's select."""
-    answer = post_form("keywords/", b"keyword=&volume=&cluster_id=&difficulty=")
+    answer = post_form("keywords/", b"keyword=&status=&volume=&cluster_id=&difficulty=")
     assert answer.status_code == 201
-    assert answer.json() == {"keyword": "", "volume": None, "cluster_id": None,
-                             "difficulty": 0, "active": True, "tags": [], "config": None}
+    assert answer.json() == {"keyword": "", "status": "active", "volume": None,
+                             "cluster_id": None, "difficulty": 0, "active": True, "tags": [],
+                             "config": None}
 
 
 def test_multipart_is_read_the_same_way() -> None:
