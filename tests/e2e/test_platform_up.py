@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from urllib.parse import urlencode
 
 import httpx
 import psutil
@@ -60,6 +61,54 @@ def test_quick_start_through_the_gateway(platform: Platform) -> None:
         anonymous = client.get("auth/me/")
         assert anonymous.status_code == 401
         assert anonymous.json()["success"] is False
+
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def test_a_ported_client_sends_forms_and_asks_for_the_last_page(platform: Platform) -> None:
+    """DRF's default parsers and `page=last` (ADR 0044), through the gateway to the real
+    services: sign-in by form (`curl -d`), a site by form, a sector by multipart, keywords
+    by form, a bulk action with repeated `ids`, a bad value named, the last page."""
+    email, password = "forms@example.com", "Forms-client-pw-2026"
+    with httpx.Client(base_url=platform.api_url or "", timeout=30) as client:
+        registered = client.post("auth/register/", headers=FORM, content=urlencode(
+            {"email": email, "password": password, "password_confirm": password}))
+        assert registered.status_code == 201, registered.text
+        login = client.post("auth/login/", headers=FORM,
+                            content=urlencode({"email": email, "password": password}))
+        assert login.status_code == 200, login.text
+        who = {"Authorization": f"Bearer {login.json()['data']['access']}"}
+        form = {**who, **FORM}
+
+        site = client.post("auth/sites/", headers=form,
+                           content="name=Forms&url=https%3A%2F%2Fforms.example")
+        assert site.status_code == 201, site.text
+        site_id = site.json()["data"]["id"]
+        sector = client.post("auth/sectors/", headers=who,
+                             files={"site_id": (None, str(site_id)), "name": (None, "Tea")})
+        assert sector.status_code == 201, sector.text
+        place = f"site_id={site_id}&sector_id={sector.json()['data']['id']}"
+        ids = []
+        for n in range(3):
+            created = client.post("planner/keywords/", headers=form,
+                                  content=f"keyword=form+tea+{n}&volume={n}&{place}")
+            assert created.status_code == 201, created.text
+            ids.append(created.json()["data"]["id"])
+        bad = client.post("planner/keywords/", headers=form,
+                          content=f"keyword=tea&volume=lots&{place}")
+        assert (bad.status_code, bad.json()["errors"]) == (
+            400, {"volume": ["A valid integer is required."]})
+        archived = client.post("planner/keywords/bulk_update_status/", headers=form,
+                               content=f"ids={ids[0]}&ids={ids[1]}&status=archived")
+        assert archived.json()["data"] == {"updated_count": 2}, archived.text
+
+        last = client.get(f"planner/keywords/?site_id={site_id}&ordering=volume"
+                          "&page_size=2&page=last", headers=who).json()
+        assert [k["keyword"] for k in last["results"]] == ["form tea 2"]
+        assert last["next"] is None
+        assert last["previous"].endswith(
+            f"/api/v1/planner/keywords/?site_id={site_id}&ordering=volume&page_size=2")
 
 
 def test_demo_login_printed_at_start_works(platform: Platform) -> None:
