@@ -3,7 +3,10 @@ traffic script drives the platform (logins, planner CRUD, AI jobs in planner and
 with the local engines, an automation run, a 429), and every query of every Grafana
 dashboard, run through Prometheus's HTTP API the way Grafana runs it, returns data, except
 the queries of panels whose description says `Fills when: <condition>.`
-(deploy/grafana/build.py) for a condition the traffic does not meet.
+(deploy/grafana/build.py) for a condition the traffic does not meet. The same Prometheus
+loads the alert rules (deploy/prometheus/rules): each evaluates over the real series without
+error, and a job the traffic leaves abandoned in planner's task logs is closed by planner's
+sweep and fires IGNY8AIJobsAbandoned.
 
 Everything stays on loopback: the platform, Prometheus and the traffic.
 """
@@ -29,6 +32,7 @@ from libs.common.embedded import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
+RULES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
 ZERO_FILL = re.compile(r"\s+or(\s+on\(\))?\s+vector\(0\)")
 LOGIN_LINE = re.compile(r"Login\s+(\S+) / (\S+)")
 FILLS_WHEN = re.compile(r"^Fills when: (\S.*)\.$", re.MULTILINE)
@@ -67,7 +71,9 @@ def scrape_config(state: dict[str, Any]) -> dict[str, Any]:
              "static_configs": [{"targets": [f"127.0.0.1:{proc['port']}"]}]}
             for proc in state["processes"]]
     return {"global": {"scrape_interval": f"{SCRAPE_SECONDS}s",
-                       "scrape_timeout": f"{SCRAPE_SECONDS}s"},
+                       "scrape_timeout": f"{SCRAPE_SECONDS}s",
+                       "evaluation_interval": f"{SCRAPE_SECONDS}s"},
+            "rule_files": [str(path) for path in RULES],
             "scrape_configs": jobs}
 
 
@@ -210,6 +216,21 @@ def _eventually(get: Any, what: str, timeout: float = 60) -> Any:
     raise AssertionError(f"never saw {what}")
 
 
+ABANDONED_TASK = "00000000-0000-4000-8000-0000000a0043"
+
+
+def leave_a_job_abandoned(platform: Platform) -> None:
+    """An `auto_cluster` task log as a job lost before any attempt leaves it (ADR 0043):
+    `pending`, asked for two hours ago (past its deadline, planner's `hold_ttl_seconds`),
+    no heartbeat, no hold. Planner's sweep (every minute) closes it as the traffic goes on."""
+    with platform.connect("planner") as conn:
+        conn.execute(
+            "INSERT INTO ai_task_logs (account_id, task_id, function, status, model, "
+            "tokens_input, tokens_output, credits_held, credits_charged, attempts, "
+            "created_at) SELECT account_id, %s, 'auto_cluster', 'pending', '', 0, 0, 0, 0, "
+            "0, now() - interval '2 hours' FROM ai_task_logs LIMIT 1", (ABANDONED_TASK,))
+
+
 def drive_traffic(platform: Platform, prometheus: str) -> None:
     """What a user does in a few minutes, through the gateway."""
 
@@ -266,6 +287,7 @@ def drive_traffic(platform: Platform, prometheus: str) -> None:
             done = _wait_for_job(client, h, _data(r)["task_id"])
             assert done["state"] == "SUCCESS", done
             jobs_seen(prometheus, "planner", "auto_cluster", n)
+        leave_a_job_abandoned(platform)
 
         def new_task(title: str) -> int | None:
             r = client.post("writer/tasks/", headers=h, json={
@@ -339,13 +361,20 @@ def drive_traffic(platform: Platform, prometheus: str) -> None:
 # ---- the test -----------------------------------------------------------------------------
 
 
-def test_every_dashboard_query_returns_data(platform: Platform, prometheus: str) -> None:
+@pytest.fixture(scope="module")
+def traffic(platform: Platform, prometheus: str) -> tuple[float, float]:
+    """The traffic, once for the module's tests: when it began and ended (Unix times)."""
     start = time.time()
     drive_traffic(platform, prometheus)
+    return start, time.time()
+
+
+def test_every_dashboard_query_returns_data(prometheus: str,
+                                            traffic: tuple[float, float]) -> None:
+    start, end = traffic
     down = instant(prometheus, 'up{job=~"igny8-.*"} == 0')
     assert down == [], f"targets Prometheus could not scrape: {down}"
 
-    end = time.time()
     empty: list[str] = []
     conditional: list[str] = []
     zero_filled: list[str] = []  # data only from `or vector(0)`: shown as 0, as meant
@@ -376,3 +405,44 @@ def test_every_dashboard_query_returns_data(platform: Platform, prometheus: str)
     meant = [where for where in zero_filled
              if re.search(r"Rate-limit|429|AI |Jobs by|Drafts", where)]
     assert meant == [], f"the traffic's 429s and AI jobs do not show: {meant}"
+
+
+@pytest.mark.usefixtures("traffic")
+def test_the_rules_evaluate_and_the_abandoned_job_alert_fires(platform: Platform,
+                                                              prometheus: str) -> None:
+    """The alert rules (deploy/prometheus/rules), loaded by the same Prometheus over the
+    platform's real series, evaluate without error; the job the traffic left abandoned is
+    closed by planner's sweep, and IGNY8AIJobsAbandoned fires for it: its series was at 0
+    before (the sweep starts its functions there), so the first one is an increase."""
+    def evaluated() -> list[dict[str, Any]] | None:
+        r = httpx.get(f"{prometheus}/api/v1/rules", timeout=30)
+        assert r.status_code == 200, r.text
+        found = [rule for group in r.json()["data"]["groups"] for rule in group["rules"]]
+        return found if found and all(rule["health"] != "unknown" for rule in found) else None
+
+    found = _eventually(evaluated, "every rule evaluated", timeout=60)
+    assert len(found) >= 20
+    broken = [(rule["name"], rule["health"], rule.get("lastError")) for rule in found
+              if rule["health"] != "ok"]
+    assert broken == [], broken
+
+    def closed() -> tuple[str, str] | None:
+        with platform.connect("planner") as conn:
+            row = conn.execute("SELECT status, error FROM ai_task_logs WHERE task_id = %s",
+                               (ABANDONED_TASK,)).fetchone()
+        assert row is not None
+        return (row[0], row[1]) if row[0] != "pending" else None
+
+    # The sweep passes every minute (`sweep_seconds`); the traffic may take less.
+    status, error = _eventually(closed, "planner's sweep close the abandoned job", timeout=150)
+    assert status == "failed"
+    assert error.startswith("abandoned:"), error
+    firing = _eventually(lambda: instant(
+        prometheus, 'ALERTS{alertname="IGNY8AIJobsAbandoned",alertstate="firing"}'),
+        "IGNY8AIJobsAbandoned firing", timeout=60)
+    assert [(a["metric"]["service"], a["metric"]["function"]) for a in firing] == [
+        ("planner", "auto_cluster")]
+    # The writer's functions, none abandoned: their series exist, at 0.
+    writer = instant(prometheus, 'igny8_ai_jobs_abandoned_total{service="writer"}')
+    assert writer
+    assert {float(series["value"][1]) for series in writer} == {0.0}
