@@ -291,6 +291,12 @@ def credits_row() -> Row:
              zero("sum(increase(igny8_credits_captured_total[24h]))"), "short"),
         stat("Capture / hold ratio (1h)", f"{captured} / clamp_min({held}, 1e-9)",
              "percentunit", fills_when=CREDITS_HELD),
+        graph("Holds expired per hour",
+              (zero("sum(increase(igny8_credit_holds_expired_total[1h]))"), "expired"),
+              description="Holds neither captured nor released before they expired, released "
+                          "by the hold sweeper: their holder (a job's worker, an API request) "
+                          "died or lost billing. Above 0: alert IGNY8CreditHoldsExpired "
+                          "(docs/runbooks.md)."),
     ])
 
 

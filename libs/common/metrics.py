@@ -111,6 +111,13 @@ RATE_LIMITED = Counter(
 )
 CREDITS_HELD = Counter("igny8_credits_held_total", "Credits placed on hold", ["operation"])
 CREDITS_CAPTURED = Counter("igny8_credits_captured_total", "Credits captured", ["operation"])
+# Unlabelled, so it is 0 from the start: the first hold to expire is an increase
+# (IGNY8CreditHoldsExpired).
+CREDIT_HOLDS_EXPIRED = Counter(
+    "igny8_credit_holds_expired_total",
+    "Credit holds neither captured nor released before they expired, released by billing's "
+    "sweeper (their holder died or lost billing)",
+)
 AI_TOKENS = Counter("igny8_ai_tokens_total", "AI tokens used", ["function", "model", "direction"])
 AI_COST = Counter("igny8_ai_cost_usd_total", "AI cost in USD", ["function", "model"])
 AI_JOBS_ABANDONED = Counter(

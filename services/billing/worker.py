@@ -23,6 +23,7 @@ from libs.common.commands import Batched, Command, Handler, serve
 from libs.common.consumer import EventConsumer, PermanentError
 from libs.common.db import NO_TENANT, Database, TenantScope, async_url
 from libs.common.events import Event, stream_name
+from libs.common.metrics import CREDIT_HOLDS_EXPIRED
 from libs.common.outbox import RelayWaker
 from libs.common.problems import Conflict, DomainError, ValidationFailed
 from libs.common.runtime import WorkerContext, main, run_worker
@@ -279,21 +280,27 @@ def auth_consumer(ctx: WorkerContext, policy: BillingPolicy) -> EventConsumer:
 
 async def _in_batches(db: Database, limit: int,
                       step: Callable[[BillingService, int], Awaitable[int]],
-                      policy: BillingPolicy) -> int:
-    """Run `step` in its own transaction until a batch comes back short; how many in all.
-    Short transactions keep the rows each one locks few."""
+                      policy: BillingPolicy,
+                      committed: Callable[[int], None] = lambda _count: None) -> int:
+    """Run `step` in its own transaction until a batch comes back short; how many in all
+    (`committed` is told each batch's count once it is committed). Short transactions keep
+    the rows each one locks few."""
     total = 0
     while True:
         async with unit_of_work(db, TenantScope.system()) as uow:
             count = await step(BillingService(uow.session, policy), limit)
+        committed(count)
         total += count
         if count < limit:
             return total
 
 
 async def sweep_holds_once(db: Database, policy: BillingPolicy) -> int:
+    """Expired holds released; each batch counted once committed
+    (`igny8_credit_holds_expired_total`)."""
     return await _in_batches(
-        db, 500, lambda svc, limit: svc.sweep_expired_holds(limit=limit), policy)
+        db, 500, lambda svc, limit: svc.sweep_expired_holds(limit=limit), policy,
+        CREDIT_HOLDS_EXPIRED.inc)
 
 
 async def renew_periods_once(db: Database, policy: BillingPolicy) -> int:

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 from nats.aio.client import Client as NATS
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from libs.common.billing import BillingClient, CaptureRequest
@@ -205,6 +206,8 @@ async def test_abandoned_hold_is_released_after_its_ttl(db: Database, nc: NATS) 
     account = new_account_id()
     await fund(db, account, plan=30)
     client = BillingClient(nc)
+    expired_before = REGISTRY.get_sample_value("igny8_credit_holds_expired_total")
+    assert expired_before is not None  # 0 from the start: the first one is an increase
     hold = await client.hold(account, "clustering", units=2, ttl_seconds=1)  # worker "dies"
     balance, _ = await ledger_state(db, account)
     assert balance.held == 20
@@ -218,6 +221,14 @@ async def test_abandoned_hold_is_released_after_its_ttl(db: Database, nc: NATS) 
         row = await s.get(CreditHold, hold.hold_id)
         s.expunge_all()
     assert row is not None and row.status == "expired"
+    # Counted once its batch committed (IGNY8CreditHoldsExpired); other tests' holds may
+    # have expired meanwhile.
+    for _ in range(50):
+        expired = REGISTRY.get_sample_value("igny8_credit_holds_expired_total") or 0.0
+        if expired >= expired_before + 1:
+            break
+        await asyncio.sleep(0.1)
+    assert expired >= expired_before + 1
     # The 30 credits are spendable again; a late capture cannot charge beyond what exists.
     late = await client.capture(hold.hold_id, units=5)
     assert late.credits_charged == 30
