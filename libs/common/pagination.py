@@ -57,12 +57,18 @@ class PageParams:
         return self.page_size
 
 
-def _integer_schema(minimum: int, default: int) -> Callable[[dict[str, Any]], None]:
-    """What OpenAPI says of a page parameter: a whole number. The handler reads the text
-    itself, so that a value the schema does not allow gets DRF's answer, not a 400."""
+def _integer_schema(minimum: int, default: int, *names: str
+                    ) -> Callable[[dict[str, Any]], None]:
+    """What OpenAPI says of a page parameter: a whole number (or one of `names`, `last`).
+    The handler reads the text itself, so that a value the schema does not allow gets
+    DRF's answer, not a 400."""
     def schema(s: dict[str, Any]) -> None:
         s.clear()
-        s.update(type="integer", minimum=minimum, default=default)
+        number = {"type": "integer", "minimum": minimum}
+        if names:
+            s.update(anyOf=[number, {"type": "string", "enum": list(names)}], default=default)
+        else:
+            s.update(number, default=default)
     return schema
 
 
@@ -75,7 +81,7 @@ def _whole_number(value: str | None) -> int | None:
 
 
 async def page_params(
-    page: str | None = Query(None, json_schema_extra=_integer_schema(1, 1),
+    page: str | None = Query(None, json_schema_extra=_integer_schema(1, 1, LAST_PAGE),
                              description="Page number, from 1, or `last` for the last page."),
     page_size: str | None = Query(None, json_schema_extra=_integer_schema(1, DEFAULT_PAGE_SIZE),
                                   description="Items per page, at most 100."),

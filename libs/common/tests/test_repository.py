@@ -341,6 +341,10 @@ async def test_an_http_list_declared_once(client: httpx.AsyncClient, db: Databas
     assert {"status", "site_id", "volume_min", "volume_max", "search", "ordering", "page",
             "page_size"} <= set(params)
     assert params["status"]["schema"]["enum"] == ["new", "done"]
+    # A page is a number from 1 or `last` (DRF's `last_page_strings`).
+    assert params["page"]["schema"]["anyOf"] == [{"type": "integer", "minimum": 1},
+                                                 {"type": "string", "enum": ["last"]}]
+    assert params["page_size"]["schema"]["type"] == "integer"
     assert params["search"]["description"] == "Search by name"
     assert params["site_id"]["schema"]["anyOf"][0]["maximum"] == MAX_BIGINT
     # A day filter takes YYYY-MM-DD only ("Enter a valid date."): the document says so
