@@ -126,12 +126,19 @@ def as_json_object(items: Iterable[tuple[str, str | UploadFile]],
         if value is not _ABSENT:
             body[name] = value
     for name, value in body.items():
-        if isinstance(value, UploadFile) or (isinstance(value, list) and any(
-                isinstance(v, UploadFile) for v in value)):
+        if _holds_file(value):
             if shape is not None and name in shape:
                 return name
             body[name] = None  # a name no field reads: dropped by the model anyway
     return body
+
+
+def _holds_file(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_holds_file(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_file(v) for v in value.values())
+    return isinstance(value, UploadFile)
 
 
 _ABSENT: Any = object()

@@ -147,6 +147,10 @@ def test_multipart_is_read_the_same_way() -> None:
                             files={"keyword": ("k.txt", b"k")})
     assert (as_file.status_code, as_file.json()["errors"]) == (
         400, {"keyword": ["Invalid value."]})
+    in_object = client().post("/api/v1/kernel/keywords/", data={"keyword": "k"},
+                              files={"config.site_url": ("u.txt", b"u")})
+    assert (in_object.status_code, in_object.json()["errors"]) == (
+        400, {"config": ["Invalid value."]})
 
 
 def test_endpoints_that_take_a_form_or_a_dict_or_no_form() -> None:
