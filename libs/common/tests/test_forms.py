@@ -7,7 +7,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, File, Form, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
@@ -64,6 +64,12 @@ def optional_body(body: Bulk | None = None) -> dict[str, Any]:
 @router.post("/blobs/")
 def blob(body: dict[str, Any]) -> dict[str, Any]:
     return body
+
+
+@router.post("/hooks/")
+async def webhook(request: Request) -> dict[str, Any]:
+    """A route that reads its raw body (writer's webhooks): no body model to read into."""
+    return {"type": request.headers["content-type"], "raw": (await request.body()).decode()}
 
 
 @router.post("/keywords/import/")
@@ -154,12 +160,14 @@ def test_multipart_is_read_the_same_way() -> None:
 
 
 def test_endpoints_that_take_a_form_or_a_dict_or_no_form() -> None:
-    """A `Form`/`File` endpoint gets its body as it came; a dict body takes last values;
-    `text/plain` is still a 415; JSON is untouched."""
+    """A `Form`/`File` endpoint and one that reads its raw body get the body as it came; a
+    dict body takes last values; `text/plain` is still a 415; JSON is untouched."""
     imported = client().post("/api/v1/kernel/keywords/import/", data={"site_id": "5"},
                              files={"file": ("k.csv", b"keyword\nx\n")})
     assert imported.json() == {"size": 10, "site_id": 5}
     assert post_form("blobs/", b"a=1&a=2&b=").json() == {"a": "2", "b": ""}
+    assert post_form("hooks/", b"a=1&a=2").json() == {"type": FORM["content-type"],
+                                                      "raw": "a=1&a=2"}
     plain = client().post("/api/v1/kernel/blobs/", content=b"a=1",
                           headers={"content-type": "text/plain"})
     assert plain.status_code == 415

@@ -350,3 +350,12 @@ async def test_an_http_list_declared_once(client: httpx.AsyncClient, db: Databas
     # A day filter takes YYYY-MM-DD only ("Enter a valid date."): the document says so
     # (it said any string: schemathesis' positive_data_acceptance).
     assert params["start"]["schema"]["format"] == "date"
+
+
+def test_a_last_page_has_no_offset_until_the_count_is_known() -> None:
+    last = PageParams(page=1, page_size=10, last=True)
+    with pytest.raises(ValueError, match="resolved"):
+        _ = last.offset
+    assert last.resolved(0) == PageParams(page=1, page_size=10)
+    assert last.resolved(20) == PageParams(page=2, page_size=10)
+    assert last.resolved(21).offset == 20
