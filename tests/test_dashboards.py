@@ -86,7 +86,7 @@ def exported_labels() -> dict[str, set[str]]:
     for value in vars(metrics_module).values():
         if isinstance(value, MetricWrapperBase):
             name = value._name  # noqa: SLF001 - prometheus_client keeps the base name here
-            for suffix in suffixes[value._type]:  # noqa: SLF001
+            for suffix in suffixes[str(value._type)]:  # noqa: SLF001
                 labels[name + suffix] = set(value._labelnames)  # noqa: SLF001
         elif not isinstance(value, type) and callable(getattr(value, "describe", None)):
             # a custom collector: the families it describes
