@@ -122,6 +122,11 @@ def answers(*errors: type[DomainError], description: str | None = None) -> Respo
     return {error.status: {"description": description or error.title} for error in errors}
 
 
+# Where a unique field (a keyword in its sector, a taxonomy's slug) is taken: every service
+# documents its 409 in the same words.
+DUPLICATE_ANSWER: Responses = answers(Conflict, description="A duplicate of a unique field")
+
+
 def problem_response(
     status: int,
     title: str,

@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from libs.common.ai_jobs import QueuedJob
 from libs.common.ids import Id
 from libs.common.pagination import message_response, page_response
-from libs.common.problems import Conflict, PaymentRequired, ValidationFailed, answers
+from libs.common.problems import DUPLICATE_ANSWER, PaymentRequired, ValidationFailed, answers
 from libs.common.repository import Ordering
 from libs.common.security import Principal
 from libs.common.tenancy import (
@@ -38,8 +38,8 @@ from services.planner.service import (
 )
 
 router = APIRouter(prefix="/api/v1/planner", tags=["planner"])
-# The same text (case-insensitive) or name in the sector (ADR 0012); the job's credit hold.
-DUPLICATE = answers(Conflict, description="A duplicate in the sector")
+# A job's credit hold. A duplicate is the same text (case-insensitive) or name in the sector
+# (ADR 0012).
 CHARGED = answers(PaymentRequired)
 
 PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"description": "A page of results"}}
@@ -84,7 +84,7 @@ async def list_keywords(request: Request, keywords: Keywords, query: s.KeywordQu
     return page_response(request, query.page, page.count, page.rows, shape=s.KeywordOut)
 
 
-@router.post("/keywords/", status_code=201, response_model=s.KeywordOut, responses=DUPLICATE)
+@router.post("/keywords/", status_code=201, response_model=s.KeywordOut, responses=DUPLICATE_ANSWER)
 async def create_keyword(body: s.KeywordCreate, keywords: KeywordsEditor) -> dict[str, Any]:
     return await keywords.create(body.model_dump())
 
@@ -171,8 +171,8 @@ async def get_keyword(keyword_id: Id, keywords: Keywords) -> dict[str, Any]:
     return await keywords.get(keyword_id)
 
 
-@router.put("/keywords/{keyword_id}/", response_model=s.KeywordOut, responses=DUPLICATE)
-@router.patch("/keywords/{keyword_id}/", response_model=s.KeywordOut, responses=DUPLICATE)
+@router.put("/keywords/{keyword_id}/", response_model=s.KeywordOut, responses=DUPLICATE_ANSWER)
+@router.patch("/keywords/{keyword_id}/", response_model=s.KeywordOut, responses=DUPLICATE_ANSWER)
 async def update_keyword(keyword_id: Id, body: s.KeywordUpdate,
                          keywords: KeywordsEditor) -> dict[str, Any]:
     return await keywords.update(keyword_id, body.model_dump(exclude_unset=True))
@@ -192,7 +192,7 @@ async def list_clusters(request: Request, clusters: Clusters, query: s.ClusterQu
     return page_response(request, query.page, page.count, page.rows, shape=s.ClusterOut)
 
 
-@router.post("/clusters/", status_code=201, response_model=s.ClusterOut, responses=DUPLICATE)
+@router.post("/clusters/", status_code=201, response_model=s.ClusterOut, responses=DUPLICATE_ANSWER)
 async def create_cluster(body: s.ClusterCreate, clusters: ClustersEditor) -> dict[str, Any]:
     return await clusters.create(body.model_dump())
 
@@ -214,8 +214,8 @@ async def get_cluster(cluster_id: Id, clusters: Clusters) -> dict[str, Any]:
     return await clusters.get(cluster_id)
 
 
-@router.put("/clusters/{cluster_id}/", response_model=s.ClusterOut, responses=DUPLICATE)
-@router.patch("/clusters/{cluster_id}/", response_model=s.ClusterOut, responses=DUPLICATE)
+@router.put("/clusters/{cluster_id}/", response_model=s.ClusterOut, responses=DUPLICATE_ANSWER)
+@router.patch("/clusters/{cluster_id}/", response_model=s.ClusterOut, responses=DUPLICATE_ANSWER)
 async def update_cluster(cluster_id: Id, body: s.ClusterUpdate,
                          clusters: ClustersEditor) -> dict[str, Any]:
     return await clusters.update(cluster_id, body.model_dump(exclude_unset=True))

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from libs.common.pagination import message_response
-from libs.common.problems import Conflict, answers
+from libs.common.problems import DUPLICATE_ANSWER
 from libs.common.resources import resource_routes
 from services.writer import schemas as s
 from services.writer.api.deps import (
@@ -20,7 +20,6 @@ from services.writer.api.deps import (
 
 taxonomies = APIRouter(prefix="/api/v1/writer", tags=["writer"])
 # A taxonomy's slug (per type) on the site, an author profile's name in the account.
-DUPLICATE = answers(Conflict, description="A duplicate")
 profiles = APIRouter(prefix="/api/v1/system", tags=["system"])
 
 
@@ -33,9 +32,9 @@ async def bulk_delete_taxonomies(body: s.Ids, svc: TaxonomiesEditor) -> Response
 resource_routes(taxonomies, "/taxonomies/", name="taxonomy", reader=Taxonomies,
                 editor=TaxonomiesEditor, out=s.TaxonomyOut, create=s.TaxonomyCreate,
                 update=s.TaxonomyWrite, query=s.TaxonomyQuery,
-                create_answers=DUPLICATE, update_answers=DUPLICATE)
+                create_answers=DUPLICATE_ANSWER, update_answers=DUPLICATE_ANSWER)
 resource_routes(profiles, "/author-profiles/", name="author_profile", reader=AuthorProfiles,
                 editor=AuthorProfilesEditor, out=s.AuthorProfileOut,
                 create=s.AuthorProfileCreate, update=s.AuthorProfileWrite,
-                query=s.AuthorProfileQuery, create_answers=DUPLICATE,
-                update_answers=DUPLICATE)
+                query=s.AuthorProfileQuery, create_answers=DUPLICATE_ANSWER,
+                update_answers=DUPLICATE_ANSWER)
