@@ -52,12 +52,6 @@ class Block:
 
 
 @dataclass(frozen=True, slots=True)
-class Image:
-    src: str
-    alt: str
-
-
-@dataclass(frozen=True, slots=True)
 class Anchor:
     href: str
     text: str
@@ -73,7 +67,7 @@ class Document:
     text: str
     word_count: int
     blocks: tuple[Block, ...]
-    images: tuple[Image, ...]
+    image_alts: tuple[str, ...]  # one per <img>, "" where it has none: all the checks read of it
     links: tuple[Anchor, ...]
     section_words: tuple[int, ...]
     faq_text: str = ""
@@ -149,10 +143,8 @@ def parse_document(html: str) -> Document:
                     faq_parts.append(text)
                 section_words[-1] += count_words(text)
     full_text = " ".join((root.text(deep=True, separator=" ") if root is not None else "").split())
-    images = tuple(
-        Image(
-            src=n.attributes.get("src") or "", alt=" ".join((n.attributes.get("alt") or "").split())
-        )
+    image_alts = tuple(
+        " ".join((n.attributes.get("alt") or "").split())
         for n in (root.css("img") if root is not None else [])
     )
     links = tuple(
@@ -167,7 +159,7 @@ def parse_document(html: str) -> Document:
         text=full_text,
         word_count=count_words(full_text),
         blocks=tuple(blocks),
-        images=images,
+        image_alts=image_alts,
         links=links,
         section_words=tuple(section_words),
         faq_text=" ".join(faq_parts),

@@ -442,7 +442,7 @@ def seo_checks(
         rate_density(density, occurrences, doc.word_count),
         rate_text_length(doc.word_count),
         rate_single_h1(len(doc.h1)),
-        rate_images(kp, [i.alt for i in doc.images]),
+        rate_images(kp, doc.image_alts),
         rate_internal_links(
             sum(1 for k, nf in kinds if k == "internal" and not nf),
             sum(1 for k, nf in kinds if k == "internal" and nf),
