@@ -17,24 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from libs.common.db import Database, TenantScope
 from libs.common.repository import Repository, Row, table_of
 from libs.common.uow import unit_of_work
-from services.writer.publishing.models import (
-    Publication,
-    PublicationMedia,
-    PublicationTerm,
-    SiteIntegration,
-    SyncEvent,
-    WebhookReceipt,
-)
+from services.writer.publishing import models
 from services.writer.publishing.store import MediaRecord, Outcome, PublicationRecord
 
-publications = table_of(Publication)
-media_table = table_of(PublicationMedia)
-terms_table = table_of(PublicationTerm)
-receipts = table_of(WebhookReceipt)
+publications = table_of(models.Publication)
+media_table = table_of(models.PublicationMedia)
+terms_table = table_of(models.PublicationTerm)
+receipts = table_of(models.WebhookReceipt)
 
 
 class IntegrationRepository(Repository[Row]):
-    table = table_of(SiteIntegration)
+    table = table_of(models.SiteIntegration)
 
     async def of_site(self, site_id: int, platform: str = "wordpress") -> Row | None:
         found = await self.find(self.table.c.site_id == site_id,
@@ -43,7 +36,7 @@ class IntegrationRepository(Repository[Row]):
 
 
 class SyncEventRepository(Repository[Row]):
-    table = table_of(SyncEvent)
+    table = table_of(models.SyncEvent)
     deleted_column = None
 
     async def recent(self, integration_id: int, limit: int = 20) -> list[Row]:
