@@ -38,11 +38,12 @@ ROUTERS = (auth, internal)
 
 
 def _tokens(session: service.Session) -> dict[str, Any]:
+    refresh = session.refresh
     return {
-        "access": session.access,
-        "refresh": session.refresh,
-        "access_expires_at": session.access_expires_at,
-        "refresh_expires_at": session.refresh_expires_at,
+        "access": session.access.value,
+        "refresh": refresh.value if refresh else None,
+        "access_expires_at": session.access.expires_at,
+        "refresh_expires_at": refresh.expires_at if refresh else None,
     }
 
 

@@ -52,17 +52,23 @@ class Issuer:
         return cls(settings, tokens.KeyRing(settings.secret_key))
 
 
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A token as the client gets it: the value and when it stops being accepted."""
+
+    value: str
+    expires_at: datetime
+
+
 @dataclass
 class Session:
-    """A sign-in's tokens, as login and refresh return them."""
+    """A sign-in's tokens, as login and refresh return them (an exchange has no refresh)."""
 
     user: User
     account: Account
     plan: Plan
-    access: str
-    access_expires_at: datetime
-    refresh: str | None = None
-    refresh_expires_at: datetime | None = None
+    access: IssuedToken
+    refresh: IssuedToken | None = None
     session_id: str = ""
 
 
@@ -266,18 +272,15 @@ async def _open_session(
         user=user,
         account=account,
         plan=plan,
-        access=access.token,
-        access_expires_at=_at(access.expires_at),
+        access=IssuedToken(access.token, _at(access.expires_at)),
         session_id=sid,
     )
     if kind == "login":
-        result.refresh, result.refresh_expires_at = await _new_refresh(uow, issuer, user, sid)
+        result.refresh = await _new_refresh(uow, issuer, user, sid)
     return result
 
 
-async def _new_refresh(
-    uow: UnitOfWork, issuer: Issuer, user: User, sid: str
-) -> tuple[str, datetime]:
+async def _new_refresh(uow: UnitOfWork, issuer: Issuer, user: User, sid: str) -> IssuedToken:
     token = tokens.new_refresh_token()
     expires = utcnow() + timedelta(seconds=issuer.settings.refresh_token_ttl_seconds)
     await repo.add(
@@ -289,7 +292,7 @@ async def _new_refresh(
             expires_at=expires,
         ),
     )
-    return token, expires
+    return IssuedToken(token, expires)
 
 
 async def login(
@@ -323,18 +326,16 @@ async def refresh(uow: UnitOfWork, issuer: Issuer, token: str) -> Session:
     if user is None or not user.is_active:
         raise NotAuthenticated("User is inactive.")
     row.used_at = now
-    new_refresh, refresh_expires = await _new_refresh(uow, issuer, user, family.id)
-    family.expires_at = refresh_expires
+    new_refresh = await _new_refresh(uow, issuer, user, family.id)
+    family.expires_at = new_refresh.expires_at
     await repo.add(uow.session, row, family)
     access = await _sign(uow, issuer, user, family.id)
     return Session(
         user=user,
         account=account,
         plan=plan,
-        access=access.token,
-        access_expires_at=_at(access.expires_at),
+        access=IssuedToken(access.token, _at(access.expires_at)),
         refresh=new_refresh,
-        refresh_expires_at=refresh_expires,
         session_id=family.id,
     )
 
@@ -431,7 +432,8 @@ async def exchange(
             raise NotAuthenticated("Malformed Basic credentials.")
         user, account, plan = await authenticate(uow, issuer, email, password, address)
         session = await _open_session(uow, issuer, user, account, plan, kind="basic")
-        return tokens.AccessToken(session.access, "", int(session.access_expires_at.timestamp()))
+        access = session.access
+        return tokens.AccessToken(access.value, "", int(access.expires_at.timestamp()))
     if scheme.lower() == "apikey" and value:
         site = await sessions_repo.site_by_api_key_any_tenant(uow.session, tokens.digest(value))
         if site is None or not site.is_active or site.api_key_session_id is None:
