@@ -37,6 +37,15 @@ class Timestamped(SQLModel):
     updated_at: datetime | None = created_timestamp()
 
 
+class SiteScoped(SQLModel):
+    """Mixin: a row of one sector of one site in an account, the scope every query of it
+    is filtered by. Its columns come first in the model, as `Timestamped`'s."""
+
+    account_id: int = Field(sa_type=BigInteger, nullable=False)
+    site_id: int = Field(sa_type=BigInteger, nullable=False)
+    sector_id: int = Field(sa_type=BigInteger, nullable=False)
+
+
 class SoftDeleted(Timestamped):
     """Mixin: a `Timestamped` row that is soft-deleted (`deleted_at`; live rows are
     `deleted_at IS NULL`)."""
@@ -57,12 +66,19 @@ def identity_key() -> Any:
     return Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
 
 
-def bigint_ref(*, nullable: bool = False) -> Any:
+def given_key() -> Any:
+    """A `bigint` primary key whose value is given, never numbered here: another service's
+    id (a read model's copy of auth's plan, planner's content) or an account's (a row per
+    account)."""
+    return Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+
+
+def bigint_ref(*, nullable: bool = False, index: bool = False) -> Any:
     """A `bigint` id of a row this table does not own by foreign key (an account, a site,
     another service's row): required unless `nullable`."""
     if nullable:
-        return Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    return Field(sa_column=Column(BigInteger, nullable=False))
+        return Field(default=None, sa_column=Column(BigInteger, nullable=True, index=index))
+    return Field(sa_column=Column(BigInteger, nullable=False, index=index))
 
 
 def long_text(default: str = "") -> Any:

@@ -14,7 +14,6 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     CheckConstraint,
     Column,
     DateTime,
@@ -29,7 +28,9 @@ from sqlmodel import Field, SQLModel
 
 from libs.common.columns import (
     Timestamped,
+    bigint_ref,
     created_timestamp,
+    given_key,
     identity_key,
     one_of,
     optional_timestamp,
@@ -95,7 +96,7 @@ class Plan(BillingModel, table=True):
 
     __tablename__ = "plans"
 
-    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    id: int = given_key()
     name: str = Field(max_length=255)
     slug: str = Field(max_length=255, index=True)
     price: Decimal = _money()
@@ -112,12 +113,12 @@ class Account(BillingModel, table=True):
 
     __tablename__ = "accounts"
 
-    account_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    account_id: int = given_key()
     name: str = Field(default="", max_length=255)
     slug: str = Field(default="", max_length=255)
     status: str = Field(default="active", max_length=32)
-    owner_user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    plan_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    owner_user_id: int | None = bigint_ref(nullable=True)
+    plan_id: int | None = bigint_ref(nullable=True)
     plan_slug: str | None = Field(default=None, max_length=255)
     deleted: bool = Field(default=False)
     updated_at: datetime | None = created_timestamp()
@@ -128,9 +129,9 @@ class Subscription(BillingModel, table=True):
 
     __tablename__ = "subscriptions"
 
-    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    account_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
-    plan_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    id: int = given_key()
+    account_id: int = bigint_ref(index=True)
+    plan_id: int | None = bigint_ref(nullable=True)
     plan_slug: str | None = Field(default=None, max_length=255)
     included_credits: int = Field(default=0)
     status: str = Field(default="active", max_length=32)
@@ -151,7 +152,7 @@ class CreditBalance(BillingModel, Timestamped, table=True):
         Index("ix_credit_balances_period_end", "period_end"),
     )
 
-    account_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    account_id: int = given_key()
     plan_credits: int = Field(default=0)
     purchased_credits: int = Field(default=0)
     held: int = Field(default=0)
@@ -175,7 +176,7 @@ class CreditTransaction(BillingModel, table=True):
     )
 
     id: int | None = identity_key()
-    account_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    account_id: int = bigint_ref()
     transaction_type: str = Field(max_length=32)
     amount: int
     balance_after: int
@@ -202,7 +203,7 @@ class CreditHold(BillingModel, table=True):
     )
 
     id: int | None = identity_key()
-    account_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    account_id: int = bigint_ref()
     operation_type: str = Field(max_length=64)
     amount: int
     status: str = Field(default=HoldStatus.HELD, max_length=16)
@@ -212,8 +213,8 @@ class CreditHold(BillingModel, table=True):
     refunded_credits: int = Field(default=0)
     from_plan: int = Field(default=0)
     from_purchased: int = Field(default=0)
-    transaction_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    usage_log_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    transaction_id: int | None = bigint_ref(nullable=True)
+    usage_log_id: int | None = bigint_ref(nullable=True)
     created_at: datetime | None = created_timestamp()
     settled_at: datetime | None = optional_timestamp()
 
@@ -226,7 +227,7 @@ class CreditUsageLog(BillingModel, table=True):
     )
 
     id: int | None = identity_key()
-    account_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    account_id: int = bigint_ref()
     operation_type: str = Field(max_length=64)
     credits_used: int
     cost_usd: Decimal = _money(6)
@@ -236,8 +237,8 @@ class CreditUsageLog(BillingModel, table=True):
     units: int | None = Field(default=None)
     related_object_type: str | None = Field(default=None, max_length=64)
     related_object_id: str | None = Field(default=None, max_length=64)
-    hold_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    transaction_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    hold_id: int | None = bigint_ref(nullable=True)
+    transaction_id: int | None = bigint_ref(nullable=True)
     meta: dict[str, Any] = _json("metadata")
     created_at: datetime | None = created_timestamp()
 
@@ -261,7 +262,7 @@ class CreditCostConfig(BillingModel, Timestamped, table=True):
     tokens_per_credit: int | None = Field(default=None)
     min_credits: int = Field(default=0)
     is_active: bool = Field(default=True)
-    updated_by_user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    updated_by_user_id: int | None = bigint_ref(nullable=True)
 
 
 # --- money --------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ class Invoice(BillingModel, Timestamped, table=True):
                       one_of("status", InvoiceStatus, name="invoice_status_known"))
 
     id: int | None = identity_key()
-    account_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    account_id: int = bigint_ref()
     invoice_number: str = Field(max_length=64, unique=True)
     # subscription | credit_package | addon | custom
     invoice_type: str = Field(max_length=32)
@@ -300,11 +301,11 @@ class Invoice(BillingModel, Timestamped, table=True):
     tax: Decimal = _money()
     total: Decimal = _money()
     lines: list[Any] = _json(default="'[]'::jsonb")
-    credit_package_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    credit_package_id: int | None = bigint_ref(nullable=True)
     credits: int = Field(default=0)
     billing_email: str | None = Field(default=None, max_length=255)
     notes: str = Field(default="", max_length=2000)
-    created_by_user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    created_by_user_id: int | None = bigint_ref(nullable=True)
     issued_at: datetime | None = created_timestamp()
     due_date: datetime | None = optional_timestamp()
     paid_at: datetime | None = optional_timestamp()
@@ -322,8 +323,8 @@ class Payment(BillingModel, Timestamped, table=True):
     )
 
     id: int | None = identity_key()
-    account_id: int = Field(sa_column=Column(BigInteger, nullable=False))
-    invoice_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    account_id: int = bigint_ref()
+    invoice_id: int = bigint_ref()
     amount: Decimal = _money()
     currency: str = Field(default="USD", max_length=3)
     # bank_transfer | manual | stripe | paypal
@@ -332,8 +333,8 @@ class Payment(BillingModel, Timestamped, table=True):
     transaction_reference: str = Field(default="", max_length=255)
     notes: str = Field(default="", max_length=2000)
     failure_reason: str | None = Field(default=None, max_length=2000)
-    submitted_by_user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    reviewed_by_user_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    submitted_by_user_id: int | None = bigint_ref(nullable=True)
+    reviewed_by_user_id: int | None = bigint_ref(nullable=True)
     reviewed_at: datetime | None = optional_timestamp()
 
 
@@ -346,7 +347,7 @@ class PaymentMethod(BillingModel, Timestamped, table=True):
     )
 
     id: int | None = identity_key()
-    account_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    account_id: int = bigint_ref()
     method_type: str = Field(max_length=32)
     display_name: str = Field(max_length=255)
     details: dict[str, Any] = _json()

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
     ForeignKey,
-    Identity,
     Index,
     PrimaryKeyConstraint,
     String,
@@ -32,7 +30,11 @@ from sqlmodel import Field, SQLModel
 
 from libs.common.ai_jobs import ai_task_logs_in
 from libs.common.columns import (
+    SiteScoped,
     SoftDeleted,
+    bigint_ref,
+    given_key,
+    identity_key,
     one_of,
     optional_timestamp,
 )
@@ -71,16 +73,6 @@ class PlannerModel(SQLModel, registry=registry()):
     """Base of every planner table: its own metadata, separate from other services'."""
 
 
-def _id() -> Any:
-    return Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
-
-
-def _account_id() -> Any:
-    return Field(sa_column=Column(BigInteger, nullable=False))
-
-
-
-
 # --- read models of auth's data -------------------------------------------------------
 
 # Sites, sectors, site access, accounts and plans: the kernel's directory, in planner's
@@ -93,13 +85,13 @@ class SeedKeywordRef(PlannerModel, table=True):
 
     __tablename__ = "seed_keywords"
 
-    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    id: int = given_key()
     keyword: str = Field(max_length=255)
     volume: int = 0
     difficulty: int = 0
     intent: str = Field(default="informational", max_length=20)
-    industry_id: int | None = Field(default=None, sa_column=Column(BigInteger))
-    sector_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    industry_id: int | None = bigint_ref(nullable=True)
+    sector_id: int | None = bigint_ref(nullable=True)
     # The library sector's slug: seed-added keywords anchor a topic of that name.
     sector_slug: str | None = Field(default=None, max_length=255)
     country: str | None = Field(default=None, max_length=8)
@@ -111,7 +103,7 @@ class SeedKeywordRef(PlannerModel, table=True):
 # --- planner's own records ----------------------------------------------------------
 
 
-class Cluster(PlannerModel, SoftDeleted, table=True):
+class Cluster(PlannerModel, SoftDeleted, SiteScoped, table=True):
     __tablename__ = "clusters"
     __table_args__ = (
         Index(
@@ -146,10 +138,7 @@ class Cluster(PlannerModel, SoftDeleted, table=True):
         one_of("intent", Intent, name="cluster_intent"),
     )
 
-    id: int | None = _id()
-    account_id: int = _account_id()
-    site_id: int = Field(sa_column=Column(BigInteger, nullable=False))
-    sector_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    id: int | None = identity_key()
     name: str = Field(max_length=255)
     description: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     # The topic this cluster (one page) belongs to; clusters of a topic share it.
@@ -166,7 +155,7 @@ class Cluster(PlannerModel, SoftDeleted, table=True):
     status: str = Field(default="active", max_length=16)
 
 
-class Keyword(PlannerModel, SoftDeleted, table=True):
+class Keyword(PlannerModel, SoftDeleted, SiteScoped, table=True):
     __tablename__ = "keywords"
     __table_args__ = (
         Index(
@@ -240,15 +229,12 @@ class Keyword(PlannerModel, SoftDeleted, table=True):
         CheckConstraint("volume >= 0", name="keyword_volume"),
     )
 
-    id: int | None = _id()
-    account_id: int = _account_id()
-    site_id: int = Field(sa_column=Column(BigInteger, nullable=False))
-    sector_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    id: int | None = identity_key()
     keyword: str = Field(max_length=255)
     volume: int = 0
     difficulty: int = 0
     intent: str = Field(default="informational", max_length=20)
-    seed_keyword_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    seed_keyword_id: int | None = bigint_ref(nullable=True)
     cluster_id: int | None = Field(
         default=None, sa_column=Column(BigInteger, ForeignKey("clusters.id", ondelete="SET NULL"))
     )
@@ -256,16 +242,13 @@ class Keyword(PlannerModel, SoftDeleted, table=True):
     disabled: bool = False
 
 
-class KeywordCount(PlannerModel, table=True):
+class KeywordCount(PlannerModel, SiteScoped, table=True):
     """Live keywords per (account, site, sector, status), maintained exactly by
     statement-level triggers on `keywords` (see the migration and decision 0011)."""
 
     __tablename__ = "keyword_counts"
     __table_args__ = (PrimaryKeyConstraint("account_id", "site_id", "sector_id", "status"),)
 
-    account_id: int = _account_id()
-    site_id: int = Field(sa_column=Column(BigInteger, nullable=False))
-    sector_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     status: str = Field(max_length=16)
     n: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
 
@@ -276,12 +259,12 @@ class KeywordVersion(PlannerModel, table=True):
 
     __tablename__ = "keyword_versions"
 
-    account_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    account_id: int = given_key()
     version: int = Field(default=0, sa_column=Column(BigInteger, nullable=False,
                                                      server_default="0"))
 
 
-class ContentIdea(PlannerModel, SoftDeleted, table=True):
+class ContentIdea(PlannerModel, SoftDeleted, SiteScoped, table=True):
     __tablename__ = "content_ideas"
     __table_args__ = (
         Index(
@@ -304,10 +287,7 @@ class ContentIdea(PlannerModel, SoftDeleted, table=True):
         one_of("content_structure", ContentStructure, name="idea_content_structure"),
     )
 
-    id: int | None = _id()
-    account_id: int = _account_id()
-    site_id: int = Field(sa_column=Column(BigInteger, nullable=False))
-    sector_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    id: int | None = identity_key()
     cluster_id: int | None = Field(
         default=None, sa_column=Column(BigInteger, ForeignKey("clusters.id", ondelete="SET NULL"))
     )
@@ -332,9 +312,9 @@ class ClusterContent(PlannerModel, table=True):
     __tablename__ = "cluster_contents"
     __table_args__ = (Index("ix_cluster_contents_cluster", "account_id", "cluster_id"),)
 
-    content_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    account_id: int = _account_id()
-    cluster_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    content_id: int = given_key()
+    account_id: int = bigint_ref()
+    cluster_id: int = bigint_ref()
 
 
 # One row per AI job (`libs/common/ai_jobs`).

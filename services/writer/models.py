@@ -27,9 +27,11 @@ from sqlmodel import Field, SQLModel
 
 from libs.common.ai_jobs import ai_task_logs_in
 from libs.common.columns import (
+    SiteScoped,
     SoftDeleted,
     Timestamped,
     bigint_ref,
+    given_key,
     identity_key,
     json_list,
     long_text,
@@ -102,15 +104,12 @@ def _created_index(table: str) -> Index:
 DIRECTORY = Directory(WriterModel.metadata)
 
 
-class ClusterRef(WriterModel, table=True):
+class ClusterRef(WriterModel, SiteScoped, table=True):
     """A planner cluster as planner's events last described it."""
 
     __tablename__ = "clusters"
 
-    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    account_id: int = bigint_ref()
-    site_id: int = bigint_ref()
-    sector_id: int = bigint_ref()
+    id: int = given_key()
     name: str = Field(default="", max_length=255)
     description: str = long_text()
     topic: str = Field(default="", max_length=255)
@@ -127,7 +126,7 @@ class KeywordRef(WriterModel, table=True):
     __table_args__ = (Index("ix_cluster_keywords_cluster", "cluster_id",
                             postgresql_where=text("NOT deleted")),)
 
-    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    id: int = given_key()
     account_id: int = bigint_ref()
     cluster_id: int | None = bigint_ref(nullable=True)
     keyword: str = Field(max_length=255)
@@ -159,7 +158,7 @@ class AuthorProfile(WriterModel, Timestamped, table=True):
     is_active: bool = True
 
 
-class Task(WriterModel, SoftDeleted, table=True):
+class Task(WriterModel, SoftDeleted, SiteScoped, table=True):
     """An article to write: from a queued planner idea (exactly one task per idea,
     whatever the redelivery) or made by hand."""
 
@@ -176,9 +175,6 @@ class Task(WriterModel, SoftDeleted, table=True):
     )
 
     id: int | None = identity_key()
-    account_id: int = bigint_ref()
-    site_id: int = bigint_ref()
-    sector_id: int = bigint_ref()
     cluster_id: int | None = bigint_ref(nullable=True)
     idea_id: int | None = bigint_ref(nullable=True)
     title: str = Field(max_length=255)
@@ -195,7 +191,7 @@ class Task(WriterModel, SoftDeleted, table=True):
         BigInteger, ForeignKey("author_profiles.id", ondelete="SET NULL"), nullable=True))
 
 
-class Content(WriterModel, SoftDeleted, table=True):
+class Content(WriterModel, SoftDeleted, SiteScoped, table=True):
     """An article: a task's draft, an edit of it, or a post imported from WordPress.
     `revision` goes up on every change (the publisher's marker carries it)."""
 
@@ -212,9 +208,6 @@ class Content(WriterModel, SoftDeleted, table=True):
     )
 
     id: int | None = identity_key()
-    account_id: int = bigint_ref()
-    site_id: int = bigint_ref()
-    sector_id: int = bigint_ref()
     task_id: int | None = Field(default=None, sa_column=Column(
         BigInteger, ForeignKey("tasks.id", ondelete="SET NULL"), nullable=True))
     cluster_id: int | None = bigint_ref(nullable=True)
@@ -244,7 +237,7 @@ class Content(WriterModel, SoftDeleted, table=True):
         BigInteger, nullable=False, server_default="1"))
 
 
-class Image(WriterModel, SoftDeleted, table=True):
+class Image(WriterModel, SoftDeleted, SiteScoped, table=True):
     """An image of a content (or a task): its prompt, then its stored file
     (`storage_key`, through `libs/common/storage.py`). `position` is 0 for the featured
     image, else the 1-based number of the H2 it follows."""
@@ -259,9 +252,6 @@ class Image(WriterModel, SoftDeleted, table=True):
     )
 
     id: int | None = identity_key()
-    account_id: int = bigint_ref()
-    site_id: int = bigint_ref()
-    sector_id: int = bigint_ref()
     content_id: int | None = Field(default=None, sa_column=Column(
         BigInteger, ForeignKey("content.id", ondelete="SET NULL"), nullable=True))
     task_id: int | None = Field(default=None, sa_column=Column(
