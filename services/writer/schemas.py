@@ -216,6 +216,7 @@ class ImageOut(Scoped):
     negative_prompt: str
     alt_text: str
     status: ImageStatus
+    error: str | None  # why it failed
     # The file's URL (`{id}/file/` answers it too), once generated.
     image_url: str | None = None
     sha256: str | None
@@ -225,7 +226,6 @@ class ImageOut(Scoped):
     height: int | None
     provider: str
     model: str
-    error: str | None
 
 
 class ImageCreate(WriteModel):
