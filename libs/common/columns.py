@@ -39,7 +39,8 @@ class Timestamped(SQLModel):
 
 class SiteScoped(SQLModel):
     """Mixin: a row of one sector of one site in an account, the scope every query of it
-    is filtered by. Its columns come first in the model, as `Timestamped`'s."""
+    is filtered by; the model side of `migration_columns.sector_table`. Its columns come
+    first in the model, as `Timestamped`'s."""
 
     account_id: int = Field(sa_type=BigInteger, nullable=False)
     site_id: int = Field(sa_type=BigInteger, nullable=False)
