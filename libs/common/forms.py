@@ -47,7 +47,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from libs.common.nul import read_body, replay_body
+from libs.common.bodies import read_body, replay_body
 from libs.common.problems import endpoint_routes, problem_response
 
 FORM = b"application/x-www-form-urlencoded"

@@ -10,7 +10,9 @@ It costs a byte search per request: JSON can carry U+0000 only as the escape `\\
 and a query string only as `%00`. Only when one is there is the body or the query
 parsed, to name the fields (`tags.0`, `config.site_url`); a JSON body that does not
 parse is left to the endpoint, which says so. Other bodies (CSV uploads) are the
-endpoint's to check.
+endpoint's to check. A name at the top of a body that is no field of the route's body
+model is dropped with its value by the model (ADR 0041), so whatever it holds is not
+refused either; a body kept as it came (`dict[str, Any]`) has no unknown names.
 
 A path with a control character in it (`%0A`, `%00`...) is 404 "Not found." here too: no
 resource has one in its URL, and Starlette's route patterns end with `$`, which also
@@ -23,13 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from libs.common.bodies import read_body, replay_body
+from libs.common.forms import body_shape, json_body_route
 from libs.common.problems import problem_response
 
 MESSAGE = "Null characters are not allowed."
@@ -38,19 +42,21 @@ _QUERY_ESCAPE = b"%00"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def nul_fields(value: Any, path: str = "") -> Iterator[str]:
+def nul_fields(value: Any, path: str = "",
+               fields: Container[str] | None = None) -> Iterator[str]:
     """The dotted names, in a parsed JSON document, of the strings holding U+0000 (a
-    member name holding one names the member). A member of the body itself whose name
-    holds one is no field of any body: it is dropped as every unknown name is (ADR 0041),
-    not refused (schemathesis' positive_data_acceptance). Deeper, a name may be a key of
-    a JSON blob kept as it came (jsonb cannot hold U+0000): refused."""
+    member name holding one names the member). A member of the body itself that is no
+    field of it (not in `fields`, when the body's fields are known; any whose name holds
+    U+0000) is dropped as every unknown name is (ADR 0041), not refused (schemathesis'
+    positive_data_acceptance). Deeper, a name may be a key of a JSON blob kept as it came
+    (jsonb cannot hold U+0000): refused."""
     if isinstance(value, str):
         if "\x00" in value:
             yield path or "non_field_errors"
     elif isinstance(value, dict):
         for key, item in value.items():
             name = f"{path}.{key}" if path else str(key)
-            if "\x00" in key and not path:
+            if not path and ("\x00" in key or (fields is not None and key not in fields)):
                 continue
             if "\x00" in key:
                 yield name
@@ -87,7 +93,7 @@ class RefuseNulCharacters:
             body, more = await read_body(receive)
             if _JSON_ESCAPE in body:
                 with contextlib.suppress(orjson.JSONDecodeError):
-                    errors += nul_fields(orjson.loads(body))
+                    errors += nul_fields(orjson.loads(body), fields=_body_fields(scope))
             receive = replay_body(body, more, receive)
         if errors:
             response = problem_response(400, "Validation failed",
@@ -104,28 +110,8 @@ def _is_json(scope: Scope) -> bool:
     return False
 
 
-async def read_body(receive: Receive) -> tuple[bytes, Message | None]:
-    """The whole body, and the message that ended it early (a disconnect), if any."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), message
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), None
-
-
-def replay_body(body: bytes, ended: Message | None, receive: Receive) -> Receive:
-    """`receive` for the app: the body already read, then what the server sends next."""
-    pending: list[Message] = [ended or {"type": "http.request", "body": body,
-                                        "more_body": False}]
-    if ended is not None:
-        pending.insert(0, {"type": "http.request", "body": body, "more_body": True})
-
-    async def replay() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replay
+def _body_fields(scope: Scope) -> Container[str] | None:
+    """The names the route's body model reads, or None when they are not known (a body
+    kept as it came, or no route that reads JSON)."""
+    route = json_body_route(scope)
+    return body_shape(route.body_field.field_info.annotation) if route is not None else None

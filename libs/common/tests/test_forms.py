@@ -130,6 +130,15 @@ def test_bad_values_are_400s_naming_the_field_as_for_json() -> None:
     nul = post_form("keywords/", b"keyword=a%00b")
     assert (nul.status_code, nul.json()["errors"]) == (
         400, {"keyword": ["Null characters are not allowed."]})
+    # A name no field reads is dropped with its value, from a form as from JSON; a body
+    # kept as it came (a dict) keeps every name, so it is refused there.
+    assert post_form("keywords/", b"keyword=k&note=a%00b").status_code == 201
+    kept = client().post("/api/v1/kernel/keywords/", json={"keyword": "k", "n": ["\x00"]})
+    assert kept.status_code == 201, kept.text
+    blob = client().post("/api/v1/kernel/blobs/", json={"note": "a\x00", "k": {"x\x00": 1}})
+    assert (blob.status_code, blob.json()["errors"]) == (
+        400, {"note": ["Null characters are not allowed."],
+              "k.x\x00": ["Null characters are not allowed."]})
 
 
 def test_an_empty_value_is_none_or_left_out_unless_the_field_is_text() -> None:
