@@ -42,6 +42,7 @@ from fastapi import params
 from pydantic import BaseModel
 from python_multipart.multipart import parse_options_header
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 from starlette.routing import Match
@@ -245,10 +246,12 @@ class ReadFormBodies:
             items = await read_form(scope, receive, kind)
         except ClientDisconnect:
             return
-        except MultiPartException as exc:
-            # DRF's ParseError for a body its parser cannot read.
+        except (MultiPartException, HTTPException) as exc:
+            # DRF's ParseError for a body its parser cannot read. Starlette raises its
+            # parser's error as an HTTPException (400) once the app is in the scope.
+            reason = exc.message if isinstance(exc, MultiPartException) else exc.detail
             await problem_response(400, "Bad request", f"Multipart form parse error - "
-                                   f"{exc.message}")(scope, receive, send)
+                                   f"{reason}")(scope, receive, send)
             return
         body = as_json_object(items, body_shape(route.body_field.field_info.annotation))
         if isinstance(body, str):

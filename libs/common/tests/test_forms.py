@@ -168,6 +168,16 @@ def test_multipart_is_read_the_same_way() -> None:
         400, {"config": ["Invalid value."]})
 
 
+def test_a_multipart_body_that_cannot_be_read_is_a_400() -> None:
+    """Schemathesis sent `multipart/form-data` with no boundary and a JSON body: Starlette
+    reports it as an HTTPException, which answered 500. DRF's ParseError is a 400."""
+    for content_type in ("multipart/form-data", "multipart/form-data; boundary=x"):
+        answer = client().post("/api/v1/kernel/keywords/", content=b'{"keyword": "k"}',
+                               headers={"content-type": content_type})
+        assert answer.status_code == 400, (content_type, answer.text)
+        assert answer.json()["detail"].startswith("Multipart form parse error - ")
+
+
 def test_endpoints_that_take_a_form_or_a_dict_or_no_form() -> None:
     """A `Form`/`File` endpoint and one that reads its raw body get the body as it came; a
     dict body takes last values; `text/plain` is still a 415; JSON is untouched."""
