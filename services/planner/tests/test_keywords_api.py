@@ -235,6 +235,8 @@ async def test_ordering(client: httpx.AsyncClient, tenant: Tenant) -> None:
     # Unknown terms are dropped, as DRF's OrderingFilter drops them (ADR 0041).
     assert _names(await _list(client, t, "ordering=password")) == default
     assert _names(await _list(client, t, "ordering=status,password,-volume")) == combined
+    # A term holding U+0000 names no column either: dropped, not refused (ADR 0041).
+    assert _names(await _list(client, t, "ordering=status,pass%00word,-volume")) == combined
     # An unknown query parameter is ignored, as django-filter ignores it.
     assert _names(await _list(client, t, "colour=red&ordering=status,-volume")) == combined
 
