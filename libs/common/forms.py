@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import params
-from pydantic import BaseModel
+from pydantic import AliasChoices, AliasPath, BaseModel
 from python_multipart.multipart import parse_options_header
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -70,11 +70,35 @@ class FieldShape:
     required: bool = False
 
 
+def _body_model(annotation: Any) -> type[BaseModel] | None:
+    return next((t for t in _members(annotation)
+                 if isinstance(t, type) and issubclass(t, BaseModel)), None)
+
+
+def body_names(annotation: Any) -> frozenset[str] | None:
+    """Every top-level name the body model may read (field names, aliases, validation
+    aliases and their choices' first steps), or None when the body is no model: a name
+    outside them is dropped by the model (ADR 0041)."""
+    model = _body_model(annotation)
+    if model is None:
+        return None
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.update({name, info.alias or name})
+        aliases = info.validation_alias
+        choices = aliases.choices if isinstance(aliases, AliasChoices) else [aliases]
+        for choice in choices:
+            if isinstance(choice, str):
+                names.add(choice)
+            elif isinstance(choice, AliasPath) and isinstance(choice.path[0], str):
+                names.add(choice.path[0])
+    return frozenset(names)
+
+
 def body_shape(annotation: Any) -> dict[str, FieldShape] | None:
     """The fields of a JSON body by the name a client sends (the alias), or None when the
     body is no model (`dict[str, Any]`): then every name takes its last value."""
-    model = next((t for t in _members(annotation)
-                  if isinstance(t, type) and issubclass(t, BaseModel)), None)
+    model = _body_model(annotation)
     if model is None:
         return None
     shape: dict[str, FieldShape] = {}

@@ -33,7 +33,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from libs.common.bodies import read_body, replay_body
-from libs.common.forms import body_shape, json_body_route
+from libs.common.forms import body_names, json_body_route
 from libs.common.problems import problem_response
 
 MESSAGE = "Null characters are not allowed."
@@ -120,4 +120,4 @@ def _body_fields(scope: Scope) -> Container[str] | None:
     """The names the route's body model reads, or None when they are not known (a body
     kept as it came, or no route that reads JSON)."""
     route = json_body_route(scope)
-    return body_shape(route.body_field.field_info.annotation) if route is not None else None
+    return body_names(route.body_field.field_info.annotation) if route is not None else None

@@ -9,10 +9,10 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
+from pydantic import AliasChoices, AliasPath, BaseModel, Field
 
 from libs.common.fields import IdList
-from libs.common.forms import ReadFormBodies, as_json_object, body_shape
+from libs.common.forms import ReadFormBodies, as_json_object, body_names, body_shape
 from libs.common.ids import Id
 from libs.common.nul import RefuseNulCharacters
 from libs.common.problems import install_problem_handlers
@@ -203,3 +203,18 @@ def test_the_body_shape_follows_the_model() -> None:
     assert [name for name, field in shape.items() if field.required] == ["keyword"]
     assert body_shape(dict[str, Any]) is None
     assert as_json_object([("ids", "1"), ("ids", "2")], body_shape(Bulk)) == {"ids": ["1", "2"]}
+
+
+class _Aliased(BaseModel):
+    plain: int
+    named: int = Field(alias="shown")
+    either: int = Field(validation_alias=AliasChoices("one", AliasPath("two", 0)))
+
+
+def test_body_names_are_every_name_the_model_may_read() -> None:
+    """The NUL check lets through only names no field reads: a name a model reads through
+    an alias must count as read, or its U+0000 would reach the database."""
+    expected = {"plain", "named", "shown", "either", "one", "two"}
+    assert body_names(_Aliased) == expected
+    assert body_names(_Aliased | None) == expected
+    assert body_names(dict[str, Any]) is None
