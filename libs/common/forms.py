@@ -77,10 +77,11 @@ def _body_model(annotation: Any) -> type[BaseModel] | None:
 
 def body_names(annotation: Any) -> frozenset[str] | None:
     """Every top-level name the body model may read (field names, aliases, validation
-    aliases and their choices' first steps), or None when the body is no model: a name
-    outside them is dropped by the model (ADR 0041)."""
+    aliases and their choices' first steps), or None when the body is no model or keeps
+    names it does not declare (`extra="allow"`): a name outside them is dropped by the
+    model (ADR 0041)."""
     model = _body_model(annotation)
-    if model is None:
+    if model is None or model.model_config.get("extra") == "allow":
         return None
     names: set[str] = set()
     for name, info in model.model_fields.items():

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.testclient import TestClient
-from pydantic import AliasChoices, AliasPath, BaseModel, Field
+from pydantic import AliasChoices, AliasPath, BaseModel, ConfigDict, Field
 
 from libs.common.fields import IdList
 from libs.common.forms import ReadFormBodies, as_json_object, body_names, body_shape
@@ -211,6 +211,11 @@ class _Aliased(BaseModel):
     either: int = Field(validation_alias=AliasChoices("one", AliasPath("two", 0)))
 
 
+class _Keeping(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    plain: int
+
+
 def test_body_names_are_every_name_the_model_may_read() -> None:
     """The NUL check lets through only names no field reads: a name a model reads through
     an alias must count as read, or its U+0000 would reach the database."""
@@ -218,3 +223,4 @@ def test_body_names_are_every_name_the_model_may_read() -> None:
     assert body_names(_Aliased) == expected
     assert body_names(_Aliased | None) == expected
     assert body_names(dict[str, Any]) is None
+    assert body_names(_Keeping) is None  # every name it is sent is a value it keeps
