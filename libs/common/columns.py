@@ -40,7 +40,8 @@ class Timestamped(SQLModel):
 class SiteScoped(SQLModel):
     """Mixin: a row of one sector of one site in an account, the scope every query of it
     is filtered by; the model side of `migration_columns.sector_table`. Its columns come
-    first in the model, as `Timestamped`'s."""
+    first in the model, as `Timestamped`'s. Declared by type, not with `bigint_ref()`: a
+    mixin's `sa_column` would be one Column object shared by every table."""
 
     account_id: int = Field(sa_type=BigInteger, nullable=False)
     site_id: int = Field(sa_type=BigInteger, nullable=False)
